@@ -1,0 +1,240 @@
+package account_test
+
+import (
+	"math"
+	"strings"
+	"testing"
+
+	"github.com/kcqrs/kcqrs/aggregates"
+	"github.com/kcqrs/kcqrs/aggregates/account"
+	"github.com/kcqrs/kcqrs/aggregates/aggtest"
+)
+
+var (
+	opened = account.AccountOpened{Owner: "ann", Currency: "EUR"}
+	closed = account.AccountClosed{}
+)
+
+func deposited(amount, balance int64) account.MoneyDeposited {
+	return account.MoneyDeposited{Amount: amount, Balance: balance}
+}
+
+func withdrawn(amount, balance int64) account.MoneyWithdrawn {
+	return account.MoneyWithdrawn{Amount: amount, Balance: balance}
+}
+
+func state(balance int64) *account.Account {
+	return &account.Account{Status: account.StatusOpen, Owner: "ann", Currency: "EUR", Balance: balance}
+}
+
+type launderMoney struct{}
+
+func (launderMoney) CommandType() string { return "LaunderMoney" }
+
+type Case = aggtest.Case[account.Account]
+
+func TestValidate(t *testing.T) {
+	if err := account.Type.Validate(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestOpenAccount(t *testing.T) {
+	aggtest.Run(t, account.Type, []Case{
+		{
+			Name:    "opens",
+			When:    account.OpenAccount{Owner: "ann", Currency: "EUR"},
+			Then:    []aggregates.Event{opened},
+			State:   state(0),
+			Version: 1,
+		},
+		{
+			Name:   "twice",
+			Given:  []aggregates.Event{opened},
+			When:   account.OpenAccount{Owner: "bob", Currency: "USD"},
+			Reject: account.CodeAlreadyExists,
+			State:  state(0),
+		},
+		{
+			Name:   "after close",
+			Given:  []aggregates.Event{opened, closed},
+			When:   account.OpenAccount{Owner: "ann", Currency: "EUR"},
+			Reject: account.CodeClosed,
+		},
+		{Name: "empty owner", When: account.OpenAccount{Currency: "EUR"}, Reject: account.CodeInvalidOwner},
+		{Name: "blank owner", When: account.OpenAccount{Owner: " \t", Currency: "EUR"}, Reject: account.CodeInvalidOwner},
+		{Name: "empty currency", When: account.OpenAccount{Owner: "ann"}, Reject: account.CodeInvalidCurrency},
+		{Name: "lower-case currency", When: account.OpenAccount{Owner: "ann", Currency: "eur"}, Reject: account.CodeInvalidCurrency},
+		{Name: "short currency", When: account.OpenAccount{Owner: "ann", Currency: "EU"}, Reject: account.CodeInvalidCurrency},
+		{Name: "long currency", When: account.OpenAccount{Owner: "ann", Currency: "EURO"}, Reject: account.CodeInvalidCurrency},
+		{Name: "digit in currency", When: account.OpenAccount{Owner: "ann", Currency: "EU1"}, Reject: account.CodeInvalidCurrency},
+		{Name: "non-ASCII currency", When: account.OpenAccount{Owner: "ann", Currency: "ÉU"}, Reject: account.CodeInvalidCurrency},
+	})
+}
+
+func TestDeposit(t *testing.T) {
+	aggtest.Run(t, account.Type, []Case{
+		{
+			Name:  "first deposit",
+			Given: []aggregates.Event{opened},
+			When:  account.Deposit{Amount: 100},
+			Then:  []aggregates.Event{deposited(100, 100)},
+			State: state(100),
+		},
+		{
+			Name:    "adds to the balance",
+			Given:   []aggregates.Event{opened, deposited(100, 100), withdrawn(30, 70)},
+			When:    account.Deposit{Amount: 5},
+			Then:    []aggregates.Event{deposited(5, 75)},
+			State:   state(75),
+			Version: 4,
+		},
+		{
+			Name:  "up to the largest balance",
+			Given: []aggregates.Event{opened, deposited(math.MaxInt64-1, math.MaxInt64-1)},
+			When:  account.Deposit{Amount: 1},
+			Then:  []aggregates.Event{deposited(1, math.MaxInt64)},
+		},
+		{Name: "never opened", When: account.Deposit{Amount: 1}, Reject: account.CodeNotOpen},
+		{Name: "closed", Given: []aggregates.Event{opened, closed}, When: account.Deposit{Amount: 1}, Reject: account.CodeClosed},
+		{Name: "zero", Given: []aggregates.Event{opened}, When: account.Deposit{}, Reject: account.CodeInvalidAmount},
+		{Name: "negative", Given: []aggregates.Event{opened}, When: account.Deposit{Amount: -1}, Reject: account.CodeInvalidAmount},
+		{Name: "most negative", Given: []aggregates.Event{opened}, When: account.Deposit{Amount: math.MinInt64}, Reject: account.CodeInvalidAmount},
+		{
+			Name:   "overflow",
+			Given:  []aggregates.Event{opened, deposited(math.MaxInt64, math.MaxInt64)},
+			When:   account.Deposit{Amount: 1},
+			Reject: account.CodeInvalidAmount,
+			State:  state(math.MaxInt64),
+		},
+		{
+			Name:   "overflow by a large amount",
+			Given:  []aggregates.Event{opened, deposited(2, 2)},
+			When:   account.Deposit{Amount: math.MaxInt64},
+			Reject: account.CodeInvalidAmount,
+		},
+	})
+}
+
+func TestWithdraw(t *testing.T) {
+	aggtest.Run(t, account.Type, []Case{
+		{
+			Name:  "part of the balance",
+			Given: []aggregates.Event{opened, deposited(100, 100)},
+			When:  account.Withdraw{Amount: 30},
+			Then:  []aggregates.Event{withdrawn(30, 70)},
+			State: state(70),
+		},
+		{
+			Name:  "all of the balance",
+			Given: []aggregates.Event{opened, deposited(100, 100)},
+			When:  account.Withdraw{Amount: 100},
+			Then:  []aggregates.Event{withdrawn(100, 0)},
+			State: state(0),
+		},
+		{
+			Name:    "more than the balance",
+			Given:   []aggregates.Event{opened, deposited(100, 100)},
+			When:    account.Withdraw{Amount: 101},
+			Reject:  account.CodeInsufficientFunds,
+			State:   state(100),
+			Version: 2,
+		},
+		{Name: "from an empty account", Given: []aggregates.Event{opened}, When: account.Withdraw{Amount: 1}, Reject: account.CodeInsufficientFunds},
+		{Name: "never opened", When: account.Withdraw{Amount: 1}, Reject: account.CodeNotOpen},
+		{Name: "closed", Given: []aggregates.Event{opened, closed}, When: account.Withdraw{Amount: 1}, Reject: account.CodeClosed},
+		{Name: "zero", Given: []aggregates.Event{opened, deposited(10, 10)}, When: account.Withdraw{}, Reject: account.CodeInvalidAmount},
+		{Name: "negative", Given: []aggregates.Event{opened, deposited(10, 10)}, When: account.Withdraw{Amount: -5}, Reject: account.CodeInvalidAmount},
+	})
+}
+
+func TestCloseAccount(t *testing.T) {
+	aggtest.Run(t, account.Type, []Case{
+		{
+			Name:  "empty account",
+			Given: []aggregates.Event{opened},
+			When:  account.CloseAccount{},
+			Then:  []aggregates.Event{closed},
+			State: &account.Account{Status: account.StatusClosed, Owner: "ann", Currency: "EUR"},
+		},
+		{
+			Name:  "emptied account",
+			Given: []aggregates.Event{opened, deposited(5, 5), withdrawn(5, 0)},
+			When:  account.CloseAccount{},
+			Then:  []aggregates.Event{closed},
+		},
+		{Name: "money left", Given: []aggregates.Event{opened, deposited(5, 5)}, When: account.CloseAccount{}, Reject: account.CodeNonzeroBalance},
+		{Name: "never opened", When: account.CloseAccount{}, Reject: account.CodeNotOpen},
+		{Name: "twice", Given: []aggregates.Event{opened, closed}, When: account.CloseAccount{}, Reject: account.CodeClosed},
+	})
+}
+
+func TestUnknownCommand(t *testing.T) {
+	aggtest.Run(t, account.Type, []Case{
+		{Name: "new account", When: launderMoney{}, Reject: aggregates.CodeUnknownCommand},
+		{Name: "open account", Given: []aggregates.Event{opened}, When: launderMoney{}, Reject: aggregates.CodeUnknownCommand},
+		{Name: "nil command", Given: []aggregates.Event{opened}, When: nil, Reject: aggregates.CodeUnknownCommand},
+		// The runtime decodes commands into the prototypes' types: values.
+		{Name: "pointer command", Given: []aggregates.Event{opened}, When: &account.Deposit{Amount: 1}, Reject: aggregates.CodeUnknownCommand},
+	})
+}
+
+func TestInsufficientFundsMessage(t *testing.T) {
+	err := aggtest.For(t, account.Type).
+		Given(opened, deposited(40, 40)).
+		When(account.Withdraw{Amount: 75}).
+		ThenReject(account.CodeInsufficientFunds).
+		Err()
+	rej, _ := aggregates.AsRejection(err)
+	if rej == nil || !strings.Contains(rej.Message, "40") || !strings.Contains(rej.Message, "75") {
+		t.Errorf("message %v does not name the balance (40) and the amount (75)", err)
+	}
+}
+
+type unknownEvent struct{}
+
+func (unknownEvent) EventType() string { return "Unknown" }
+
+func TestEvolve(t *testing.T) {
+	s := account.Account{Status: account.StatusOpen, Owner: "ann", Currency: "EUR", Balance: 7}
+	if got := account.Evolve(s, unknownEvent{}); got != s {
+		t.Errorf("an unknown event changed the state to %+v", got)
+	}
+	if got := account.Evolve(s, nil); got != s {
+		t.Errorf("a nil event changed the state to %+v", got)
+	}
+	// Replaying a whole history, through the runtime's type-erased view.
+	var h aggregates.Handler = account.Type
+	st := h.InitialState()
+	for _, e := range []aggregates.Event{opened, deposited(10, 10), withdrawn(4, 6), withdrawn(6, 0), closed} {
+		st = h.ApplyEvent(st, e)
+	}
+	want := account.Account{Status: account.StatusClosed, Owner: "ann", Currency: "EUR"}
+	if st != want {
+		t.Errorf("state %+v, want %+v", st, want)
+	}
+}
+
+// A whole life, one command at a time, each from the history so far.
+func TestLifecycle(t *testing.T) {
+	f := aggtest.For(t, account.Type)
+	steps := []struct {
+		when aggregates.Command
+		then []aggregates.Event
+	}{
+		{account.OpenAccount{Owner: "ann", Currency: "EUR"}, []aggregates.Event{opened}},
+		{account.Deposit{Amount: 250}, []aggregates.Event{deposited(250, 250)}},
+		{account.Withdraw{Amount: 200}, []aggregates.Event{withdrawn(200, 50)}},
+		{account.Withdraw{Amount: 50}, []aggregates.Event{withdrawn(50, 0)}},
+		{account.CloseAccount{}, []aggregates.Event{closed}},
+	}
+	for i, s := range steps {
+		r := f.When(s.when).Then(s.then...).ThenVersion(i + 1)
+		f = f.Given(r.Events()...)
+	}
+	f.When(account.Deposit{Amount: 1}).ThenReject(account.CodeClosed).ThenVersion(len(steps))
+}
+
+func TestTestdata(t *testing.T) {
+	aggtest.RunFile(t, account.Type, "testdata/account.txt")
+}
