@@ -1,0 +1,161 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"syscall"
+	"text/tabwriter"
+	"time"
+
+	"github.com/kcqrs/kcqrs/client"
+	"github.com/kcqrs/kcqrs/embedded"
+	"github.com/kcqrs/kcqrs/internal/examples"
+	"github.com/kcqrs/kcqrs/topology"
+	"github.com/kcqrs/kcqrs/wire"
+)
+
+func runDemo(args []string) error {
+	fs := flag.NewFlagSet("demo", flag.ExitOnError)
+	port := fs.Int("port", 9092, "broker port on 127.0.0.1")
+	dir := fs.String("data-dir", ".kcqrs", "directory for the broker's data and the processor's state")
+	exit := fs.Bool("exit", false, "exit after the workload instead of serving until Ctrl-C")
+	verbose := fs.Bool("v", false, "show the processor's logs")
+	_ = fs.Parse(args)
+
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+
+	cluster, err := embedded.Start(embedded.Options{Port: *port, DataDir: filepath.Join(*dir, "broker")})
+	if err != nil {
+		return err
+	}
+	defer cluster.Close()
+	brokers := cluster.ListenAddrs()
+	fmt.Printf("embedded Kafka-protocol broker on %v (data in %s)\n", brokers, filepath.Join(*dir, "broker"))
+
+	reg, err := examples.Registry()
+	if err != nil {
+		return err
+	}
+	var logOut io.Writer = io.Discard
+	if *verbose {
+		logOut = os.Stderr
+	}
+	proc, err := topology.New(topology.Config{
+		Brokers:    brokers,
+		InstanceID: "demo-0",
+		StateDir:   filepath.Join(*dir, "state"),
+		Partitions: 4,
+		Logger:     slog.New(slog.NewTextHandler(logOut, nil)),
+	}, reg)
+	if err != nil {
+		return err
+	}
+	pctx, pcancel := context.WithCancel(ctx)
+	procDone := make(chan error, 1)
+	go func() { procDone <- proc.Run(pctx) }()
+	defer func() {
+		pcancel()
+		if err := <-procDone; err != nil {
+			fmt.Fprintln(os.Stderr, "processor:", err)
+		}
+	}()
+
+	cl, err := waitClient(ctx, brokers)
+	if err != nil {
+		return err
+	}
+	defer cl.Close()
+
+	run := time.Now().Format("150405")
+	acc := "acc-" + run
+	fol := "folder-" + run
+	retryID := client.NewID()
+	steps := []struct {
+		what string
+		cmd  client.Command
+	}{
+		{"open an account", client.Command{AggregateType: "account", AggregateID: acc, Type: "OpenAccount", JSON: []byte(`{"owner":"Alice","currency":"EUR"}`), ExpectedVersion: wire.ExpectNoStream}},
+		{"deposit 100.00", client.Command{AggregateType: "account", AggregateID: acc, Type: "Deposit", JSON: []byte(`{"amount":10000}`)}},
+		{"withdraw 250.00 (overdraft)", client.Command{AggregateType: "account", AggregateID: acc, Type: "Withdraw", JSON: []byte(`{"amount":25000}`)}},
+		{"deposit expecting version 1", client.Command{AggregateType: "account", AggregateID: acc, Type: "Deposit", JSON: []byte(`{"amount":500}`), ExpectedVersion: "1"}},
+		{"withdraw 25.00", client.Command{AggregateType: "account", AggregateID: acc, Type: "Withdraw", ID: retryID, JSON: []byte(`{"amount":2500}`)}},
+		{"same withdraw again (retry)", client.Command{AggregateType: "account", AggregateID: acc, Type: "Withdraw", ID: retryID, JSON: []byte(`{"amount":2500}`)}},
+		{"malformed command (not Avro)", client.Command{AggregateType: "account", AggregateID: acc, Type: "Deposit", Avro: []byte("this is not avro")}},
+		{"create a folder", client.Command{AggregateType: "folder", AggregateID: fol, Type: "CreateFolder", JSON: []byte(`{"name":"invoices"}`)}},
+		{"delete the folder", client.Command{AggregateType: "folder", AggregateID: fol, Type: "DeleteFolder", JSON: []byte(`{}`)}},
+		{"rename the deleted folder", client.Command{AggregateType: "folder", AggregateID: fol, Type: "RenameFolder", JSON: []byte(`{"name":"bills"}`)}},
+	}
+	fmt.Printf("\ndemo workload (account %s, folder %s):\n\n", acc, fol)
+	tw := tabwriter.NewWriter(os.Stdout, 2, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "STEP\tCOMMAND\tSTATUS\tVERSION\tDETAIL")
+	for _, s := range steps {
+		sctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+		rep, err := cl.Send(sctx, s.cmd)
+		cancel()
+		if err != nil {
+			return fmt.Errorf("%s: %w", s.what, err)
+		}
+		status := string(rep.Status)
+		if rep.Duplicate {
+			status += " (duplicate)"
+		}
+		detail := rep.Code
+		if rep.Message != "" {
+			detail += ": " + truncate(rep.Message, 70)
+		}
+		if rep.Status == wire.StatusAccepted {
+			detail = fmt.Sprintf("%d event(s) written", rep.Events)
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\n", s.what, s.cmd.Type, status, rep.Version, detail)
+	}
+	tw.Flush()
+
+	st := proc.Stats()
+	fmt.Printf("\nprocessor (this run): %d commands in %d transactions, %d events, %d snapshots, %d dead letters, %d duplicates\n",
+		st.Commands, st.Transactions, st.Events, st.Snapshots, st.DeadLetters, st.Duplicates)
+	if *exit {
+		return nil
+	}
+	fmt.Printf(`
+serving on %s until Ctrl-C. Try, in another terminal:
+  go run ./cmd/kcqrs send --id %s --type Deposit --data '{"amount": 4200}'
+  go run ./cmd/kcqrs send --id %s --type Withdraw --data '{"amount": 1}' --expected-version 0
+  go run ./cmd/projector    # follow the events topic
+`, brokers[0], acc, acc)
+	select {
+	case <-ctx.Done():
+	case err := <-procDone:
+		procDone <- err
+	}
+	return nil
+}
+
+// waitClient waits until the processor has created the topics.
+func waitClient(ctx context.Context, brokers []string) (*client.Client, error) {
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		cl, err := client.New(ctx, client.Config{Brokers: brokers})
+		if err == nil {
+			return cl, nil
+		}
+		if time.Now().After(deadline) || ctx.Err() != nil {
+			return nil, errors.Join(errors.New("processor did not create its topics in time"), err)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n] + "..."
+}

@@ -1,0 +1,48 @@
+// Command kcqrs is the command-line companion of the processor:
+//
+//	kcqrs demo    run the embedded broker, a processor and a short workload, then keep serving
+//	kcqrs broker  run only the embedded Kafka-protocol broker on a fixed port
+//	kcqrs send    send one command and print its reply
+package main
+
+import (
+	"fmt"
+	"os"
+)
+
+const usage = `usage: kcqrs <command> [flags]
+
+commands:
+  demo    start the embedded broker and a processor, run a short demo workload,
+          print what happened, and keep serving until Ctrl-C
+  broker  run the embedded Kafka-protocol broker (persisted) on a fixed port
+  send    send one command and print its reply as JSON
+
+Run 'kcqrs <command> -h' for the flags of a command.
+`
+
+func main() {
+	if len(os.Args) < 2 {
+		fmt.Fprint(os.Stderr, usage)
+		os.Exit(2)
+	}
+	var err error
+	switch os.Args[1] {
+	case "demo":
+		err = runDemo(os.Args[2:])
+	case "broker":
+		err = runBroker(os.Args[2:])
+	case "send":
+		err = runSend(os.Args[2:])
+	case "-h", "--help", "help":
+		fmt.Print(usage)
+		return
+	default:
+		fmt.Fprintf(os.Stderr, "kcqrs: unknown command %q\n\n%s", os.Args[1], usage)
+		os.Exit(2)
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "kcqrs:", err)
+		os.Exit(1)
+	}
+}

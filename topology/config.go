@@ -1,0 +1,168 @@
+package topology
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+)
+
+// Topics names every topic of a topology. Zero fields get the defaults below.
+type Topics struct {
+	// Commands is the input topic, keyed by aggregate id. Default "commands".
+	Commands string
+	// Events is the event log (infinite retention). Default "events".
+	Events string
+	// Changelog is the compacted snapshot changelog. Default "snapshots-changelog".
+	Changelog string
+	// Replies is the default reply topic. Default "command_reply".
+	Replies string
+	// DeadLetters receives commands that could not be handled. Default "commands-dlq".
+	DeadLetters string
+}
+
+func (t *Topics) setDefaults() {
+	def := func(s *string, v string) {
+		if *s == "" {
+			*s = v
+		}
+	}
+	def(&t.Commands, "commands")
+	def(&t.Events, "events")
+	def(&t.Changelog, "snapshots-changelog")
+	def(&t.Replies, "command_reply")
+	def(&t.DeadLetters, "commands-dlq")
+}
+
+// Config configures a Processor. Call nothing on it: New applies the defaults
+// and validates it, reporting every problem at once.
+type Config struct {
+	// Brokers are the seed brokers (host:port). Required.
+	Brokers []string
+	// Topics names the topics; see Topics for defaults.
+	Topics Topics
+	// Group is the consumer group of the workers. Default "kcqrs-processor".
+	Group string
+	// InstanceID identifies this worker among the group's workers. It must be
+	// stable across restarts of the same worker and unique among live ones:
+	// the transactional id is Group + "-" + InstanceID, so a restarted worker
+	// fences and aborts its own leftover transaction at once. Required.
+	InstanceID string
+	// StateDir holds one Pebble store per owned partition. Required.
+	StateDir string
+	// Partitions is the partition count used when creating missing topics.
+	// Existing topics keep theirs (and must agree). Default 8.
+	Partitions int32
+	// ReplicationFactor for created topics. Default -1: the broker default.
+	ReplicationFactor int16
+	// CommitInterval bounds how long one transaction stays open while more
+	// commands are waiting. Default 100ms (as Kafka Streams under EOS). A
+	// transaction also ends as soon as no more commands are buffered.
+	CommitInterval time.Duration
+	// MaxBatch bounds the commands in one transaction. Default 1000.
+	MaxBatch int
+	// TransactionTimeout is the broker-side timeout of an open transaction;
+	// it bounds how long a crashed worker's transaction blocks readers.
+	// Default 10s.
+	TransactionTimeout time.Duration
+	// DedupeWindow is how many recent command ids (with their replies) each
+	// aggregate remembers. A retried command older than that is new again.
+	// Default 32.
+	DedupeWindow int
+	// MaxCommandBytes bounds a command value; larger ones are dead-lettered.
+	// Default 1 MiB.
+	MaxCommandBytes int
+	// CacheBytes is the Pebble block cache shared by all stores. Default 64 MiB.
+	CacheBytes int64
+	// Logger receives structured logs. Default slog.Default().
+	Logger *slog.Logger
+	// ClientOpts are extra franz-go options (TLS, SASL, ...) applied to every
+	// client the processor creates.
+	ClientOpts []kgo.Opt
+	// Now returns the current time (for deadlines and event timestamps).
+	// Default time.Now.
+	Now func() time.Time
+}
+
+func (c *Config) setDefaults() {
+	c.Topics.setDefaults()
+	if c.Group == "" {
+		c.Group = "kcqrs-processor"
+	}
+	if c.Partitions == 0 {
+		c.Partitions = 8
+	}
+	if c.ReplicationFactor == 0 {
+		c.ReplicationFactor = -1
+	}
+	if c.CommitInterval == 0 {
+		c.CommitInterval = 100 * time.Millisecond
+	}
+	if c.MaxBatch == 0 {
+		c.MaxBatch = 1000
+	}
+	if c.TransactionTimeout == 0 {
+		c.TransactionTimeout = 10 * time.Second
+	}
+	if c.DedupeWindow == 0 {
+		c.DedupeWindow = 32
+	}
+	if c.MaxCommandBytes == 0 {
+		c.MaxCommandBytes = 1 << 20
+	}
+	if c.CacheBytes == 0 {
+		c.CacheBytes = 64 << 20
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+}
+
+// Validate reports every problem of the (defaulted) config at once.
+func (c *Config) Validate() error {
+	var errs []error
+	if len(c.Brokers) == 0 {
+		errs = append(errs, errors.New("no brokers"))
+	}
+	if c.InstanceID == "" {
+		errs = append(errs, errors.New("no instance id (it must be stable across restarts of a worker)"))
+	}
+	if c.StateDir == "" {
+		errs = append(errs, errors.New("no state directory"))
+	}
+	if c.Partitions < 0 {
+		errs = append(errs, fmt.Errorf("partitions %d < 1", c.Partitions))
+	}
+	if c.CommitInterval < 0 {
+		errs = append(errs, fmt.Errorf("commit interval %v < 0", c.CommitInterval))
+	}
+	if c.MaxBatch < 1 {
+		errs = append(errs, fmt.Errorf("max batch %d < 1", c.MaxBatch))
+	}
+	if c.DedupeWindow < 1 {
+		errs = append(errs, fmt.Errorf("dedupe window %d < 1", c.DedupeWindow))
+	}
+	if c.TransactionTimeout < time.Second {
+		errs = append(errs, fmt.Errorf("transaction timeout %v < 1s", c.TransactionTimeout))
+	}
+	names := map[string]string{}
+	for _, t := range []struct{ role, name string }{
+		{"commands", c.Topics.Commands}, {"events", c.Topics.Events},
+		{"changelog", c.Topics.Changelog}, {"replies", c.Topics.Replies},
+		{"dead letters", c.Topics.DeadLetters},
+	} {
+		if other, dup := names[t.name]; dup {
+			errs = append(errs, fmt.Errorf("topic %q is both the %s and the %s topic", t.name, other, t.role))
+		}
+		names[t.name] = t.role
+	}
+	if len(errs) == 0 {
+		return nil
+	}
+	return fmt.Errorf("topology: invalid config: %w", errors.Join(errs...))
+}

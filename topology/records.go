@@ -1,0 +1,373 @@
+package topology
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"reflect"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/kcqrs/kcqrs/aggregates"
+	"github.com/kcqrs/kcqrs/schemas"
+	"github.com/kcqrs/kcqrs/wire"
+)
+
+// This file is the one place where Kafka records become domain values and
+// domain values become records.
+
+// expectKind is the kind of optimistic-concurrency expectation.
+type expectKind uint8
+
+const (
+	expectAny expectKind = iota
+	expectNoStream
+	expectExists
+	expectExact
+)
+
+type expectation struct {
+	kind    expectKind
+	version int64
+}
+
+func (e expectation) String() string {
+	switch e.kind {
+	case expectNoStream:
+		return wire.ExpectNoStream
+	case expectExists:
+		return wire.ExpectExists
+	case expectExact:
+		return strconv.FormatInt(e.version, 10)
+	}
+	return wire.ExpectAny
+}
+
+// met reports whether an aggregate at version v meets the expectation.
+func (e expectation) met(v int64) bool {
+	switch e.kind {
+	case expectNoStream:
+		return v == 0
+	case expectExists:
+		return v > 0
+	case expectExact:
+		return v == e.version
+	}
+	return true
+}
+
+// replyAddress is where a command's reply goes.
+type replyAddress struct {
+	topic         string
+	partition     int32 // -1: chosen by key hash
+	correlationID []byte
+	contentType   string
+}
+
+// commandMeta is everything a command's headers and key say.
+type commandMeta struct {
+	reply         replyAddress
+	commandID     string
+	commandType   string
+	aggregateType string
+	aggregateID   string
+	expected      expectation
+	deadline      time.Time
+}
+
+// invalidError is a command the processor cannot handle at all: it is
+// answered INVALID (when possible) and dead-lettered.
+type invalidError struct {
+	code string
+	err  error
+}
+
+func (e *invalidError) Error() string { return e.code + ": " + e.err.Error() }
+func (e *invalidError) Unwrap() error { return e.err }
+
+func invalid(code, format string, args ...any) *invalidError {
+	return &invalidError{code: code, err: fmt.Errorf(format, args...)}
+}
+
+// Runtime reply codes (the domain brings its own for rejections).
+const (
+	CodeBadHeader          = "bad_header"
+	CodeMissingKey         = "missing_key"
+	CodeTooLarge           = "too_large"
+	CodeUnknownAggregate   = "unknown_aggregate_type"
+	CodeUnknownCommand     = "unknown_command_type"
+	CodeUndecodable        = "undecodable"
+	CodeWrongPartition     = "wrong_partition"
+	CodeVersionConflict    = "version_conflict"
+	CodeExpired            = "deadline_exceeded"
+	CodeHandlerPanic       = "handler_panic"
+	CodeHandlerError       = "handler_error"
+	CodeEncodeFailed       = "encode_failed"
+	CodeUnsupportedContent = "unsupported_content_type"
+)
+
+// parseCommandMeta reads the reply address first, leniently, so that even a
+// command with broken headers can be answered; then everything else.
+func parseCommandMeta(r *kgo.Record, defaultReplyTopic string) (commandMeta, error) {
+	m := commandMeta{reply: replyAddress{topic: defaultReplyTopic, partition: -1, contentType: wire.ContentTypeAvro}}
+	m.aggregateID = string(r.Key)
+	var errs []error
+	for _, h := range r.Headers {
+		switch h.Key {
+		case wire.HeaderCorrelationID:
+			m.reply.correlationID = h.Value
+		case wire.HeaderReplyTopic:
+			if len(h.Value) > 0 {
+				m.reply.topic = string(h.Value)
+			}
+		case wire.HeaderReplyPartition:
+			if len(h.Value) != 4 {
+				errs = append(errs, fmt.Errorf("%s: want 4 bytes (big-endian int32), got %d", h.Key, len(h.Value)))
+				continue
+			}
+			m.reply.partition = int32(binary.BigEndian.Uint32(h.Value))
+		case wire.HeaderContentType:
+			ct := strings.TrimSpace(strings.SplitN(string(h.Value), ";", 2)[0])
+			switch ct {
+			case wire.ContentTypeAvro, "":
+			case wire.ContentTypeJSON:
+				m.reply.contentType = wire.ContentTypeJSON
+			default:
+				errs = append(errs, &invalidError{CodeUnsupportedContent, fmt.Errorf("content type %q (want %s or %s)", ct, wire.ContentTypeAvro, wire.ContentTypeJSON)})
+			}
+		case wire.HeaderCommandID:
+			m.commandID = string(h.Value)
+		case wire.HeaderCommandType:
+			m.commandType = string(h.Value)
+		case wire.HeaderAggregateType:
+			m.aggregateType = string(h.Value)
+		case wire.HeaderExpectedVersion:
+			e, err := parseExpectation(string(h.Value))
+			if err != nil {
+				errs = append(errs, err)
+			}
+			m.expected = e
+		case wire.HeaderDeadline:
+			t, err := time.Parse(time.RFC3339Nano, string(h.Value))
+			if err != nil {
+				errs = append(errs, fmt.Errorf("%s: %w", h.Key, err))
+			}
+			m.deadline = t
+		}
+	}
+	if m.reply.partition < -1 {
+		errs = append(errs, fmt.Errorf("%s: negative partition %d", wire.HeaderReplyPartition, m.reply.partition))
+		m.reply.partition = -1
+	}
+	if m.commandID == "" {
+		errs = append(errs, fmt.Errorf("missing %s header", wire.HeaderCommandID))
+	}
+	if m.aggregateType == "" {
+		errs = append(errs, fmt.Errorf("missing %s header", wire.HeaderAggregateType))
+	}
+	if err := errors.Join(errs...); err != nil {
+		var ie *invalidError
+		if errors.As(err, &ie) {
+			return m, &invalidError{ie.code, err}
+		}
+		return m, &invalidError{CodeBadHeader, err}
+	}
+	return m, nil
+}
+
+func parseExpectation(s string) (expectation, error) {
+	switch s {
+	case "", wire.ExpectAny:
+		return expectation{kind: expectAny}, nil
+	case wire.ExpectNoStream:
+		return expectation{kind: expectNoStream}, nil
+	case wire.ExpectExists:
+		return expectation{kind: expectExists}, nil
+	}
+	v, err := strconv.ParseInt(s, 10, 64)
+	if err != nil || v < 0 {
+		return expectation{}, fmt.Errorf("%s: %q is not a version (a number >= 0, %s, %s or %s)",
+			wire.HeaderExpectedVersion, s, wire.ExpectAny, wire.ExpectNoStream, wire.ExpectExists)
+	}
+	return expectation{kind: expectExact, version: v}, nil
+}
+
+// decodeCommand turns a record's value into the aggregate's command type.
+func (bt *boundType) decodeCommand(m *commandMeta, value []byte) (aggregates.Command, error) {
+	var msg *boundMessage
+	if m.commandType != "" {
+		msg = bt.commands[m.commandType]
+		if msg == nil {
+			return nil, invalid(CodeUnknownCommand, "aggregate type %q has no command %q", bt.handler.AggregateType(), m.commandType)
+		}
+	}
+	if m.reply.contentType == wire.ContentTypeJSON {
+		if msg == nil {
+			return nil, invalid(CodeBadHeader, "a JSON command needs the %s header", wire.HeaderCommandType)
+		}
+		ptr := reflect.New(msg.typ)
+		if err := msg.codec.DecodeJSON(value, ptr.Interface()); err != nil {
+			return nil, &invalidError{CodeUndecodable, fmt.Errorf("%s as JSON: %w", msg.name, err)}
+		}
+		return msg.command(ptr)
+	}
+	fp, err := schemas.Fingerprint(value)
+	if err != nil {
+		return nil, &invalidError{CodeUndecodable, err}
+	}
+	byPrint := bt.byPrint[fp]
+	switch {
+	case byPrint == nil:
+		return nil, invalid(CodeUndecodable, "value written with unknown schema (fingerprint %016x) for aggregate type %q", fp, bt.handler.AggregateType())
+	case msg == nil:
+		msg = byPrint
+		m.commandType = msg.name
+	case msg != byPrint:
+		return nil, invalid(CodeUndecodable, "header says command %q but the value is a %q", msg.name, byPrint.name)
+	}
+	ptr := reflect.New(msg.typ)
+	if err := msg.codec.Decode(value, ptr.Interface()); err != nil {
+		return nil, &invalidError{CodeUndecodable, fmt.Errorf("%s: %w", msg.name, err)}
+	}
+	return msg.command(ptr)
+}
+
+func (msg *boundMessage) command(ptr reflect.Value) (aggregates.Command, error) {
+	v := ptr
+	if !msg.ptr {
+		v = ptr.Elem()
+	}
+	c, ok := v.Interface().(aggregates.Command)
+	if !ok {
+		return nil, invalid(CodeUnknownCommand, "%s does not implement aggregates.Command", v.Type())
+	}
+	return c, nil
+}
+
+// aggState is one aggregate's state as the processor holds it during a batch.
+type aggState struct {
+	key     string // changelog and store key
+	id      string
+	bt      *boundType
+	version int64
+	state   any
+	recent  []wire.RecentCommand
+	dirty   bool
+	encoded []byte // the snapshot as produced, once the batch ends
+}
+
+// snapshotKey is the changelog and store key of an aggregate. Aggregate type
+// names cannot contain '/', so the key is unambiguous.
+func snapshotKey(aggregateType, aggregateID string) string {
+	return aggregateType + "/" + aggregateID
+}
+
+func (r *Registry) decodeSnapshot(key string, value []byte) (*aggState, error) {
+	var s wire.Snapshot
+	if err := r.snapshot.Decode(value, &s); err != nil {
+		return nil, fmt.Errorf("snapshot %q: %w", key, err)
+	}
+	bt := r.types[s.AggregateType]
+	if bt == nil {
+		return nil, fmt.Errorf("snapshot %q: unknown aggregate type %q", key, s.AggregateType)
+	}
+	ptr := reflect.New(bt.stateType)
+	if err := bt.state.Decode(s.State, ptr.Interface()); err != nil {
+		return nil, fmt.Errorf("snapshot %q: state: %w", key, err)
+	}
+	return &aggState{key: key, id: s.AggregateID, bt: bt, version: s.Version, state: ptr.Elem().Interface(), recent: s.Recent}, nil
+}
+
+func (r *Registry) encodeSnapshot(a *aggState) ([]byte, error) {
+	state, err := a.bt.state.Encode(a.state)
+	if err != nil {
+		return nil, fmt.Errorf("state of %q: %w", a.key, err)
+	}
+	return r.snapshot.Encode(wire.Snapshot{
+		AggregateType: a.bt.handler.AggregateType(),
+		AggregateID:   a.id,
+		Version:       a.version,
+		State:         state,
+		Recent:        a.recent,
+	})
+}
+
+func (r *Registry) encodeEvent(a *aggState, version int64, commandID string, ts time.Time, e aggregates.Event) ([]byte, error) {
+	msg := a.bt.events[e.EventType()]
+	if msg == nil {
+		return nil, fmt.Errorf("event type %q is not listed in aggregate type %q", e.EventType(), a.bt.handler.AggregateType())
+	}
+	payload, err := msg.codec.Encode(e)
+	if err != nil {
+		return nil, fmt.Errorf("event %s: %w", e.EventType(), err)
+	}
+	return r.event.Encode(wire.Event{
+		AggregateType:   a.bt.handler.AggregateType(),
+		AggregateID:     a.id,
+		Version:         version,
+		EventType:       e.EventType(),
+		CommandID:       commandID,
+		TimestampMillis: ts.UnixMilli(),
+		Payload:         payload,
+	})
+}
+
+// DecodeEvent decodes an events-topic value into its envelope and the
+// aggregate's Go event value.
+func (r *Registry) DecodeEvent(value []byte) (wire.Event, aggregates.Event, error) {
+	var env wire.Event
+	if err := r.event.Decode(value, &env); err != nil {
+		return env, nil, fmt.Errorf("topology: event envelope: %w", err)
+	}
+	bt := r.types[env.AggregateType]
+	if bt == nil {
+		return env, nil, fmt.Errorf("topology: event: unknown aggregate type %q", env.AggregateType)
+	}
+	msg := bt.events[env.EventType]
+	if msg == nil {
+		return env, nil, fmt.Errorf("topology: event: aggregate type %q has no event %q", env.AggregateType, env.EventType)
+	}
+	ptr := reflect.New(msg.typ)
+	if err := msg.codec.Decode(env.Payload, ptr.Interface()); err != nil {
+		return env, nil, fmt.Errorf("topology: event %s: %w", env.EventType, err)
+	}
+	v := ptr
+	if !msg.ptr {
+		v = ptr.Elem()
+	}
+	e, _ := v.Interface().(aggregates.Event)
+	return env, e, nil
+}
+
+// DecodeSnapshot decodes a changelog value into its envelope and the
+// aggregate's Go state value.
+func (r *Registry) DecodeSnapshot(value []byte) (wire.Snapshot, any, error) {
+	a, err := r.decodeSnapshot("", value)
+	if err != nil {
+		return wire.Snapshot{}, nil, fmt.Errorf("topology: %w", err)
+	}
+	return wire.Snapshot{AggregateType: a.bt.handler.AggregateType(), AggregateID: a.id, Version: a.version, Recent: a.recent}, a.state, nil
+}
+
+// EncodeReply encodes a reply in the given content type.
+func (r *Registry) EncodeReply(reply wire.Reply, contentType string) ([]byte, error) {
+	if contentType == wire.ContentTypeJSON {
+		return r.reply.EncodeJSON(reply)
+	}
+	return r.reply.Encode(reply)
+}
+
+// DecodeReply decodes a reply of the given content type.
+func (r *Registry) DecodeReply(value []byte, contentType string) (wire.Reply, error) {
+	var rep wire.Reply
+	var err error
+	if contentType == wire.ContentTypeJSON {
+		err = r.reply.DecodeJSON(value, &rep)
+	} else {
+		err = r.reply.Decode(value, &rep)
+	}
+	return rep, err
+}
