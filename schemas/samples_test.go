@@ -1,0 +1,186 @@
+package schemas
+
+import (
+	"math"
+	"reflect"
+	"sort"
+	"testing"
+
+	"github.com/kcqrs/kcqrs/wire"
+)
+
+// Local copies of the example domains' Go types. The real ones live in
+// aggregates/account and aggregates/folder; these tests must not depend on
+// them, only on the schemas.
+
+type account struct {
+	Status   string `avro:"status"`
+	Owner    string `avro:"owner"`
+	Currency string `avro:"currency"`
+	Balance  int64  `avro:"balance"`
+}
+type openAccount struct {
+	Owner    string `avro:"owner"`
+	Currency string `avro:"currency"`
+}
+type deposit struct {
+	Amount int64 `avro:"amount"`
+}
+type withdraw struct {
+	Amount int64 `avro:"amount"`
+}
+type closeAccount struct{}
+type accountOpened struct {
+	Owner    string `avro:"owner"`
+	Currency string `avro:"currency"`
+}
+type moneyDeposited struct {
+	Amount  int64 `avro:"amount"`
+	Balance int64 `avro:"balance"`
+}
+type moneyWithdrawn struct {
+	Amount  int64 `avro:"amount"`
+	Balance int64 `avro:"balance"`
+}
+type accountClosed struct{}
+
+type folder struct {
+	Status string `avro:"status"`
+	Name   string `avro:"name"`
+}
+type createFolder struct {
+	Name string `avro:"name"`
+}
+type renameFolder struct {
+	Name string `avro:"name"`
+}
+type deleteFolder struct{}
+type folderCreated struct {
+	Name string `avro:"name"`
+}
+type folderRenamed struct {
+	From string `avro:"from"`
+	To   string `avro:"to"`
+}
+type folderDeleted struct{}
+
+// sample is one known value of a record, for round trips and golden files.
+type sample struct {
+	name  string // full record name
+	value any    // a struct value
+}
+
+func sampleReply() wire.Reply {
+	return wire.Reply{
+		CommandID:     "cmd-7f3a",
+		AggregateType: "account",
+		AggregateID:   "acc-42",
+		Status:        wire.StatusRejected,
+		Version:       7,
+		Events:        0,
+		Code:          "insufficient_funds",
+		Message:       "balance 100 < 250 (€)",
+		Duplicate:     true,
+	}
+}
+
+func sampleSnapshot(recent int) wire.Snapshot {
+	s := wire.Snapshot{
+		AggregateType: "account",
+		AggregateID:   "acc-42",
+		Version:       math.MaxInt64,
+		State:         []byte{0xC3, 0x01, 0x00, 0xFF, 0x7F, 0x80},
+	}
+	statuses := []wire.Status{wire.StatusAccepted, wire.StatusConflict, wire.StatusInternalError}
+	for i := range recent {
+		r := sampleReply()
+		r.CommandID = "cmd-" + string(rune('a'+i%26))
+		r.Status = statuses[i%len(statuses)]
+		r.Version = int64(i) - 1
+		r.Events = int32(i)
+		r.Duplicate = i%2 == 0
+		s.Recent = append(s.Recent, wire.RecentCommand{CommandID: r.CommandID, Reply: r})
+	}
+	return s
+}
+
+func samples() []sample {
+	return []sample{
+		{"kcqrs.Reply", sampleReply()},
+		{"kcqrs.Event", wire.Event{
+			AggregateType:   "account",
+			AggregateID:     "acc-42",
+			Version:         1,
+			EventType:       "kcqrs.example.account.MoneyDeposited",
+			CommandID:       "cmd-7f3a",
+			TimestampMillis: 1_767_225_600_000,
+			Payload:         []byte{0xC3, 0x01, 1, 2, 3, 4, 5, 6, 7, 8, 0xC8, 0x01, 0xC8, 0x01},
+		}},
+		{"kcqrs.Snapshot", sampleSnapshot(3)},
+
+		{"kcqrs.example.account.Account", account{Status: "open", Owner: "Ada Lovelace", Currency: "EUR", Balance: 12_345}},
+		{"kcqrs.example.account.OpenAccount", openAccount{Owner: "Ada Lovelace", Currency: "EUR"}},
+		{"kcqrs.example.account.Deposit", deposit{Amount: 250}},
+		{"kcqrs.example.account.Withdraw", withdraw{Amount: 100}},
+		{"kcqrs.example.account.CloseAccount", closeAccount{}},
+		{"kcqrs.example.account.AccountOpened", accountOpened{Owner: "Ada Lovelace", Currency: "EUR"}},
+		{"kcqrs.example.account.MoneyDeposited", moneyDeposited{Amount: 250, Balance: 12_595}},
+		{"kcqrs.example.account.MoneyWithdrawn", moneyWithdrawn{Amount: 100, Balance: 12_495}},
+		{"kcqrs.example.account.AccountClosed", accountClosed{}},
+
+		{"kcqrs.example.folder.Folder", folder{Status: "created", Name: "Reports 2026"}},
+		{"kcqrs.example.folder.CreateFolder", createFolder{Name: "Reports"}},
+		{"kcqrs.example.folder.RenameFolder", renameFolder{Name: "Reports 2026"}},
+		{"kcqrs.example.folder.DeleteFolder", deleteFolder{}},
+		{"kcqrs.example.folder.FolderCreated", folderCreated{Name: "Reports"}},
+		{"kcqrs.example.folder.FolderRenamed", folderRenamed{From: "Reports", To: "Reports 2026"}},
+		{"kcqrs.example.folder.FolderDeleted", folderDeleted{}},
+	}
+}
+
+// allSets loads every embedded set, merged into one.
+func allSets(t testing.TB) *Set {
+	t.Helper()
+	env, err := LoadEnvelopes()
+	if err != nil {
+		t.Fatal(err)
+	}
+	acc, err := LoadAccount()
+	if err != nil {
+		t.Fatal(err)
+	}
+	fol, err := LoadFolder()
+	if err != nil {
+		t.Fatal(err)
+	}
+	all, err := Merge(env, acc, fol)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return all
+}
+
+func mustCodec(t testing.TB, s *Set, name string) *Codec {
+	t.Helper()
+	c, err := s.Codec(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+// newPtr returns a pointer to a new zero value of v's type.
+func newPtr(v any) any { return reflect.New(reflect.TypeOf(v)).Interface() }
+
+func deref(p any) any { return reflect.ValueOf(p).Elem().Interface() }
+
+func TestEverySchemaHasASample(t *testing.T) {
+	var have []string
+	for _, s := range samples() {
+		have = append(have, s.name)
+	}
+	sort.Strings(have)
+	if want := allSets(t).Names(); !reflect.DeepEqual(have, want) {
+		t.Fatalf("samples cover %v\nschemas are %v", have, want)
+	}
+}
