@@ -52,13 +52,13 @@ type Command struct {
 // Client sends commands and matches replies by correlation id. It is safe
 // for concurrent use.
 type Client struct {
-	cfg      Config
-	produce  *kgo.Client
-	consume  *kgo.Client
-	reply    *schemas.Codec
-	mu       sync.Mutex
-	waiters  map[string]chan reply
-	done     chan struct{}
+	cfg     Config
+	produce *kgo.Client
+	consume *kgo.Client
+	reply   *schemas.Codec
+	mu      sync.Mutex
+	waiters map[string]chan reply
+	done    chan struct{}
 }
 
 type reply struct {

@@ -173,15 +173,15 @@ func (p *Processor) remember(a *aggState, commandID string, rep wire.Reply) {
 func (p *Processor) reject(b *batch, r *kgo.Record, meta *commandMeta, base wire.Reply, err error) {
 	var ie *invalidError
 	var xe *internalError
+	base.Message = err.Error()
 	switch {
 	case errors.As(err, &ie):
-		base.Status, base.Code = wire.StatusInvalid, ie.code
+		base.Status, base.Code, base.Message = wire.StatusInvalid, ie.code, ie.err.Error()
 	case errors.As(err, &xe):
-		base.Status, base.Code = wire.StatusInternalError, xe.code
+		base.Status, base.Code, base.Message = wire.StatusInternalError, xe.code, xe.err.Error()
 	default:
 		base.Status, base.Code = wire.StatusInternalError, CodeHandlerError
 	}
-	base.Message = err.Error()
 	p.log.Warn("command dead-lettered", "partition", r.Partition, "offset", r.Offset, "status", base.Status, "err", err)
 	p.reply(b, r, meta, base)
 	p.deadLetter(b, r, err)

@@ -45,7 +45,7 @@ type Processor struct {
 type partitionState struct {
 	p           int32
 	store       *snapshots.Store
-	restoredGen uint64              // assignment generation the store was caught up in
+	restoredGen uint64               // assignment generation the store was caught up in
 	pending     map[string]*aggState // batch-local: aggregates touched by the open transaction
 	order       []*aggState          // pending, in first-touch order
 	lastOffset  int64                // changelog offset of this batch's last snapshot, -1 if none

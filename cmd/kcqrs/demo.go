@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"strconv"
 	"syscall"
 	"text/tabwriter"
 	"time"
@@ -74,7 +75,7 @@ func runDemo(args []string) error {
 	}
 	defer cl.Close()
 
-	run := time.Now().Format("150405")
+	run := strconv.FormatInt(time.Now().Unix()%(36*36*36*36*36), 36)
 	acc := "acc-" + run
 	fol := "folder-" + run
 	retryID := client.NewID()
@@ -111,7 +112,10 @@ func runDemo(args []string) error {
 		if rep.Message != "" {
 			detail += ": " + truncate(rep.Message, 70)
 		}
-		if rep.Status == wire.StatusAccepted {
+		switch {
+		case rep.Duplicate:
+			detail = "original reply re-sent, nothing done twice"
+		case rep.Status == wire.StatusAccepted:
 			detail = fmt.Sprintf("%d event(s) written", rep.Events)
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\n", s.what, s.cmd.Type, status, rep.Version, detail)

@@ -47,4 +47,3 @@ func runSend(args []string) error {
 	fmt.Println(string(out))
 	return nil
 }
-
