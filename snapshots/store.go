@@ -11,7 +11,8 @@ import (
 )
 
 // Errors. Every error of this package starts with "snapshots: " and wraps its
-// cause (errors.Is and errors.As see through it).
+// cause (errors.Is and errors.As see through it); only an error returned by a
+// Scan callback is passed back as is.
 var (
 	// ErrClosed is returned by every operation on a closed store, and by a
 	// second Close.
@@ -60,8 +61,8 @@ type KV interface {
 	// modified. Scan stops at the first error of fn and returns it. fn may
 	// call Get; it must not call Close.
 	Scan(fn func(key, value []byte) error) error
-	// Close releases the store. Data applied before stays (on disk for
-	// Store).
+	// Close releases the store, after waiting for running calls to return.
+	// Data applied before stays (on disk for Store).
 	Close() error
 }
 
@@ -241,7 +242,7 @@ func (s *Store) Apply(b *Batch) error {
 	if err != nil {
 		return fmt.Errorf("snapshots: apply: %w", err)
 	}
-	if false && ok && next < cur {
+	if ok && next < cur {
 		return fmt.Errorf("%w: store at %d, batch at %d", ErrCheckpointRegression, cur, next)
 	}
 

@@ -778,12 +778,24 @@ func testConcurrentApplyNeverRegresses(t *testing.T, open Opener) {
 
 // testCloseDuringReads closes the store while readers run: each read must
 // succeed or fail with ErrClosed, never panic or see other errors, and Close
-// must return once they are done.
+// must not return while a read is still running.
 func testCloseDuringReads(t *testing.T, open Opener) {
 	s := openT(t, open, t.TempDir())
-	apply(t, s, 1, "a", "1", "b", "2")
+	// Enough keys that a Scan takes a while: Close is likely to come while
+	// one runs.
+	b := s.NewBatch()
+	for i := range 2000 {
+		b.Put([]byte(fmt.Sprintf("k%05d", i)), []byte("v"))
+	}
+	b.Put([]byte("a"), []byte("1"))
+	b.Put([]byte("b"), []byte("2"))
+	b.SetCheckpoint(1)
+	if err := s.Apply(b); err != nil {
+		t.Fatal(err)
+	}
 	var wg sync.WaitGroup
 	var reads atomic.Int64
+	var closed atomic.Bool
 	errs := make(chan error, 16)
 	for r := range 6 {
 		wg.Add(1)
@@ -796,6 +808,9 @@ func testCloseDuringReads(t *testing.T, open Opener) {
 					_, _, err = s.Get([]byte("a"))
 				case 1:
 					err = s.Scan(func(_, _ []byte) error {
+						if closed.Load() {
+							return errors.New("Close returned while a Scan was running")
+						}
 						// A Get inside a Scan while Close waits must
 						// not deadlock.
 						_, _, err := s.Get([]byte("b"))
@@ -823,6 +838,7 @@ func testCloseDuringReads(t *testing.T, open Opener) {
 		runtime.Gosched()
 	}
 	closeT(t, s)
+	closed.Store(true)
 	wg.Wait()
 	close(errs)
 	for err := range errs {

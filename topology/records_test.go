@@ -1,0 +1,129 @@
+package topology
+
+import (
+	"encoding/binary"
+	"errors"
+	"testing"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/kcqrs/kcqrs/aggregates"
+	"github.com/kcqrs/kcqrs/aggregates/account"
+	"github.com/kcqrs/kcqrs/schemas"
+	"github.com/kcqrs/kcqrs/wire"
+)
+
+func testRegistry(t testing.TB) *Registry {
+	t.Helper()
+	reg, err := NewRegistry()
+	if err != nil {
+		t.Fatal(err)
+	}
+	set, err := schemas.LoadAccount()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := reg.Register(account.Type, set); err != nil {
+		t.Fatal(err)
+	}
+	return reg
+}
+
+func TestParseExpectation(t *testing.T) {
+	for _, tc := range []struct {
+		in      string
+		ok      bool
+		version int64
+		met     []int64
+		notMet  []int64
+	}{
+		{in: "", ok: true, met: []int64{0, 5}},
+		{in: "any", ok: true, met: []int64{0, 5}},
+		{in: "no_stream", ok: true, met: []int64{0}, notMet: []int64{1}},
+		{in: "exists", ok: true, met: []int64{1, 9}, notMet: []int64{0}},
+		{in: "3", ok: true, met: []int64{3}, notMet: []int64{0, 2, 4}},
+		{in: "0", ok: true, met: []int64{0}, notMet: []int64{1}},
+		{in: "-1"}, {in: "three"}, {in: "1.5"},
+	} {
+		e, err := parseExpectation(tc.in)
+		if (err == nil) != tc.ok {
+			t.Fatalf("%q: err %v, want ok=%v", tc.in, err, tc.ok)
+		}
+		for _, v := range tc.met {
+			if !e.met(v) {
+				t.Errorf("%q should be met at version %d", tc.in, v)
+			}
+		}
+		for _, v := range tc.notMet {
+			if e.met(v) {
+				t.Errorf("%q should not be met at version %d", tc.in, v)
+			}
+		}
+	}
+}
+
+func TestParseCommandMetaKeepsReplyAddressOnBadHeaders(t *testing.T) {
+	r := &kgo.Record{Key: []byte("a"), Headers: []kgo.RecordHeader{
+		{Key: wire.HeaderCorrelationID, Value: []byte{0, 1, 2}},
+		{Key: wire.HeaderReplyTopic, Value: []byte("mine")},
+		{Key: wire.HeaderReplyPartition, Value: binary.BigEndian.AppendUint32(nil, 3)},
+		{Key: wire.HeaderExpectedVersion, Value: []byte("x")},
+	}}
+	m, err := parseCommandMeta(r, "command_reply")
+	var ie *invalidError
+	if !errors.As(err, &ie) || ie.code != CodeBadHeader {
+		t.Fatalf("err %v, want a bad_header invalidError", err)
+	}
+	if m.reply.topic != "mine" || m.reply.partition != 3 || string(m.reply.correlationID) != "\x00\x01\x02" {
+		t.Fatalf("reply address lost: %+v", m.reply)
+	}
+}
+
+func TestDecodeCommandChecksTypeAgainstFingerprint(t *testing.T) {
+	reg := testRegistry(t)
+	bt := reg.types["account"]
+	set, _ := schemas.LoadAccount()
+	c, _ := set.Codec("Withdraw")
+	val, err := c.Encode(account.Withdraw{Amount: 5})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := commandMeta{reply: replyAddress{contentType: wire.ContentTypeAvro}}
+	got, err := bt.decodeCommand(&m, val)
+	if err != nil || got != aggregates.Command(account.Withdraw{Amount: 5}) || m.commandType != "Withdraw" {
+		t.Fatalf("inferred from fingerprint: %v %#v %q", err, got, m.commandType)
+	}
+	m = commandMeta{commandType: "Deposit", reply: replyAddress{contentType: wire.ContentTypeAvro}}
+	if _, err := bt.decodeCommand(&m, val); err == nil {
+		t.Fatal("a Withdraw value accepted as a Deposit")
+	}
+}
+
+// FuzzHandleInput feeds arbitrary keys, headers and values through header
+// parsing and command decoding: they must return errors, never panic.
+func FuzzHandleInput(f *testing.F) {
+	reg := testRegistry(f)
+	set, _ := schemas.LoadAccount()
+	c, _ := set.Codec("Deposit")
+	good, _ := c.Encode(account.Deposit{Amount: 1})
+	f.Add([]byte("k"), "Deposit", "application/json", "3", []byte(`{"amount":1}`))
+	f.Add([]byte("k"), "", "", "", good)
+	f.Add([]byte(""), "OpenAccount", "application/json", "no_stream", []byte(`{"owner":"x","currency":"EUR"}`))
+	f.Fuzz(func(t *testing.T, key []byte, typ, ct, expected string, value []byte) {
+		r := &kgo.Record{Key: key, Value: value, Headers: []kgo.RecordHeader{
+			{Key: wire.HeaderCommandID, Value: []byte("id")},
+			{Key: wire.HeaderAggregateType, Value: []byte("account")},
+			{Key: wire.HeaderCommandType, Value: []byte(typ)},
+			{Key: wire.HeaderContentType, Value: []byte(ct)},
+			{Key: wire.HeaderExpectedVersion, Value: []byte(expected)},
+		}}
+		m, err := parseCommandMeta(r, "command_reply")
+		if err != nil {
+			return
+		}
+		cmd, err := reg.types["account"].decodeCommand(&m, value)
+		if err == nil && cmd == nil {
+			t.Fatal("nil command without error")
+		}
+	})
+}
