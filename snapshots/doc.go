@@ -39,7 +39,9 @@
 // per batch would buy nothing but latency, because nothing is lost that the
 // changelog does not still hold. (Kafka Streams, by contrast, must wipe its
 // state stores after an unclean shutdown under exactly-once, because its
-// checkpoint file is written apart from the data.)
+// checkpoint file is written apart from the data.) TestCrashLeavesConsistentPrefix
+// checks this on simulated machine crashes that keep random parts of the
+// unsynced files.
 //
 // # When the store is ahead of the changelog
 //

@@ -529,3 +529,36 @@ func TestPartitionCountMismatchRefusesToStart(t *testing.T) {
 		t.Fatal("processor started on topics with different partition counts")
 	}
 }
+
+// A store that claims changelog offsets the changelog does not have (the
+// topic was recreated) is wiped and rebuilt from the changelog: the
+// changelog, not the local store, is the truth.
+func TestStoreAheadOfChangelogIsRebuilt(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t)
+	w := h.StartProcessor("w0", "")
+	for range 3 {
+		wantStatus(t, h.Send(cmd("account", "q", "Deposit", `{"amount":1}`)), wire.StatusRejected, 0)
+	}
+	if err := w.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	if err := h.Cluster.DeleteTopic("snapshots-changelog"); err != nil {
+		t.Fatal(err)
+	}
+	if err := h.Cluster.CreateTopic("snapshots-changelog", partitions, map[string]string{"cleanup.policy": "compact"}); err != nil {
+		t.Fatal(err)
+	}
+	again := h.StartProcessor("w0", w.StateDir)
+	wantStatus(t, h.Send(cmd("account", "q", "OpenAccount", `{"owner":"O","currency":"USD"}`)), wire.StatusAccepted, 1)
+	p := topology.PartitionFor([]byte("q"), partitions)
+	for _, rep := range again.Restores() {
+		if rep.Partition == p {
+			if !rep.Rebuilt {
+				t.Fatalf("restore %+v: want a rebuild", rep)
+			}
+			return
+		}
+	}
+	t.Fatalf("no restore of partition %d: %+v", p, again.Restores())
+}

@@ -122,7 +122,12 @@ func runDemo(args []string) error {
 	}
 	tw.Flush()
 
+	// A reply is visible as soon as its transaction commits, a moment before
+	// the processor counts it: wait for the counters to catch up.
 	st := proc.Stats()
+	for wait := time.Now().Add(3 * time.Second); st.Commands < int64(len(steps)) && time.Now().Before(wait); st = proc.Stats() {
+		time.Sleep(20 * time.Millisecond)
+	}
 	fmt.Printf("\nprocessor (this run): %d commands in %d transactions, %d events, %d snapshots, %d dead letters, %d duplicates\n",
 		st.Commands, st.Transactions, st.Events, st.Snapshots, st.DeadLetters, st.Duplicates)
 	if *exit {
