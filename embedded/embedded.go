@@ -1,6 +1,3 @@
-// Package embedded runs an in-process Kafka-protocol broker (franz-go's
-// kfake) for tests and the no-setup demo. Everything else talks to it over
-// the Kafka protocol only, so the same code runs against a real cluster.
 package embedded
 
 import (
@@ -20,8 +17,8 @@ type Options struct {
 	// CompactionInterval is how often compacted topics are cleaned, in
 	// milliseconds. Default 30000 (kfake's own default is one hour).
 	CompactionIntervalMs int
-	// Extra kfake options, e.g. kfake.Fault-ready controls are set on the
-	// returned cluster instead.
+	// Extra are further kfake options (TLS, SASL, ACLs, ...). Faults are
+	// installed on the returned cluster with Cluster.Fault.
 	Extra []kfake.Opt
 }
 

@@ -1,0 +1,27 @@
+// Package topology is the kcqrs runtime: it wires Kafka to the domain.
+//
+// A Processor is one worker of a consumer group on the command topic. For
+// every partition it owns it is the only writer of that partition's
+// aggregates, and it runs each batch of commands as one Kafka transaction
+// (franz-go's GroupTransactSession, KIP-447 stable offsets) holding the
+// events, one snapshot per touched aggregate on the compacted changelog, the
+// replies, any dead letters and the consumed offsets. A crash leaves all of
+// them or none.
+//
+// The local Pebble store of a partition is written only after its
+// transaction committed, in one atomic batch that also records the changelog
+// offset it reflects, so it is never ahead of Kafka: a restarted worker reads
+// only the changelog's tail, and no crash forces a wipe.
+//
+// Per command, in order: parse headers (the reply address first, so even a
+// broken command is answered), check that murmur2(key) maps to the record's
+// partition, decode (Avro single-object or JSON, validated by the schema),
+// load the snapshot, dedupe by command id, check the deadline and the
+// expected version, decide, evolve, emit. Input the processor cannot handle
+// is answered INVALID, copied to the dead-letter topic and skipped; it never
+// blocks its partition or crashes the worker.
+//
+// A Registry binds aggregate types (aggregates.Type) to their Avro schemas;
+// the runtime is generic over them. records.go is the one place where Kafka
+// records become domain values.
+package topology
