@@ -3,12 +3,15 @@ package topology
 import (
 	"encoding/binary"
 	"errors"
+	"fmt"
+	"strings"
 	"testing"
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/kcqrs/kcqrs/aggregates"
 	"github.com/kcqrs/kcqrs/aggregates/account"
+	"github.com/kcqrs/kcqrs/aggregates/folder"
 	"github.com/kcqrs/kcqrs/schemas"
 	"github.com/kcqrs/kcqrs/wire"
 )
@@ -126,4 +129,35 @@ func FuzzHandleInput(f *testing.F) {
 			t.Fatal("nil command without error")
 		}
 	})
+}
+
+func TestRegistryListsWhatItServes(t *testing.T) {
+	reg := testRegistry(t)
+	if got := fmt.Sprint(reg.AggregateTypes(), reg.CommandTypes("account"), reg.EventTypes("account"), reg.CommandTypes("nope")); got !=
+		"[account] [CloseAccount Deposit OpenAccount Withdraw] [AccountClosed AccountOpened MoneyDeposited MoneyWithdrawn] []" {
+		t.Fatal(got)
+	}
+	if err := reg.Register(account.Type, nil); err == nil {
+		t.Fatal("registered the same aggregate type twice")
+	}
+}
+
+func TestRegisterReportsEveryMissingSchema(t *testing.T) {
+	reg, err := NewRegistry()
+	if err != nil {
+		t.Fatal(err)
+	}
+	wrong, err := schemas.LoadAccount()
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = reg.Register(folder.Type, wrong)
+	if err == nil {
+		t.Fatal("folder registered with the account schemas")
+	}
+	for _, name := range []string{"CreateFolder", "RenameFolder", "DeleteFolder", "FolderCreated", "FolderRenamed", "FolderDeleted", `state "Folder"`} {
+		if !strings.Contains(err.Error(), name) {
+			t.Errorf("error does not name %s: %v", name, err)
+		}
+	}
 }

@@ -133,38 +133,28 @@ func (r *Registry) Register(h aggregates.Handler, set *schemas.Set) error {
 }
 
 // AggregateTypes lists the registered aggregate type names, sorted.
-func (r *Registry) AggregateTypes() []string {
-	out := make([]string, 0, len(r.types))
-	for n := range r.types {
-		out = append(out, n)
-	}
-	sort.Strings(out)
-	return out
-}
+func (r *Registry) AggregateTypes() []string { return sortedKeys(r.types) }
 
 // CommandTypes lists the command type names of one aggregate type, sorted.
 func (r *Registry) CommandTypes(aggregateType string) []string {
-	bt := r.types[aggregateType]
-	if bt == nil {
-		return nil
+	if bt := r.types[aggregateType]; bt != nil {
+		return sortedKeys(bt.commands)
 	}
-	out := make([]string, 0, len(bt.commands))
-	for n := range bt.commands {
-		out = append(out, n)
-	}
-	sort.Strings(out)
-	return out
+	return nil
 }
 
 // EventTypes lists the event type names of one aggregate type, sorted.
 func (r *Registry) EventTypes(aggregateType string) []string {
-	bt := r.types[aggregateType]
-	if bt == nil {
-		return nil
+	if bt := r.types[aggregateType]; bt != nil {
+		return sortedKeys(bt.events)
 	}
-	out := make([]string, 0, len(bt.events))
-	for n := range bt.events {
-		out = append(out, n)
+	return nil
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
 	}
 	sort.Strings(out)
 	return out
