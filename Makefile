@@ -2,7 +2,7 @@
 GO ?= go
 PKGS := ./...
 
-.PHONY: run test race vet fmt build fuzz broker processor projector clean
+.PHONY: run test vet fmt build fuzz broker processor projector clean
 
 ## run: start the embedded broker and a processor, run the demo workload, serve until Ctrl-C
 run:

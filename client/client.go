@@ -167,6 +167,9 @@ func NewID() string {
 // Send produces cmd and waits for its reply until ctx ends. A reply with a
 // non-ACCEPTED status is not an error: inspect Reply.Status.
 func (c *Client) Send(ctx context.Context, cmd Command) (wire.Reply, error) {
+	if cmd.ID == "" {
+		cmd.ID = NewID()
+	}
 	rec, corr, err := c.record(cmd)
 	if err != nil {
 		return wire.Reply{}, err
@@ -194,7 +197,7 @@ func (c *Client) Send(ctx context.Context, cmd Command) (wire.Reply, error) {
 		}
 		return rep.r, nil
 	case <-ctx.Done():
-		return wire.Reply{}, fmt.Errorf("client: waiting for the reply to %s (command id %s): %w", cmd.Type, rec.Headers[0].Value, ctx.Err())
+		return wire.Reply{}, fmt.Errorf("client: waiting for the reply to %s (command id %s): %w", cmd.Type, cmd.ID, ctx.Err())
 	case <-c.done:
 		return wire.Reply{}, ErrClosed
 	}

@@ -14,7 +14,7 @@ type Options struct {
 	// DataDir persists the broker's logs, offsets and transactions so a
 	// restarted broker keeps them. "" keeps everything in memory.
 	DataDir string
-	// CompactionInterval is how often compacted topics are cleaned, in
+	// CompactionIntervalMs is how often compacted topics are cleaned, in
 	// milliseconds. Default 30000 (kfake's own default is one hour).
 	CompactionIntervalMs int
 	// Extra are further kfake options (TLS, SASL, ACLs, ...). Faults are

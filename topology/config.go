@@ -135,7 +135,7 @@ func (c *Config) Validate() error {
 	if c.StateDir == "" {
 		errs = append(errs, errors.New("no state directory"))
 	}
-	if c.Partitions < 0 {
+	if c.Partitions < 1 {
 		errs = append(errs, fmt.Errorf("partitions %d < 1", c.Partitions))
 	}
 	if c.CommitInterval < 0 {

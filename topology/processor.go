@@ -214,9 +214,14 @@ func (p *Processor) runBatch(ctx context.Context, first kgo.Fetches) error {
 		p.log.Error("aborting transaction: a record failed", "err", b.failed())
 	}
 	committed, err := p.sess.End(endCtx, try)
-	if err == nil && committed && b.failed() != nil {
-		// A produce error after End flushed: cannot happen with franz-go (End
-		// flushes before deciding), but never apply state for a failed batch.
+	if committed && b.failed() != nil {
+		// franz-go refuses to commit a transaction in which a record failed,
+		// so this should not happen. If it does, Kafka holds the truth: never
+		// apply a batch known to be incomplete, catch the stores up instead.
+		p.log.Error("transaction committed although a record failed; re-reading the changelog", "err", b.failed())
+		for _, ps := range p.parts {
+			ps.restoredGen = 0
+		}
 		committed = false
 	}
 	p.mu.Lock()
