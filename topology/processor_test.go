@@ -150,8 +150,60 @@ func TestEndToEnd(t *testing.T) {
 	if st := states["account/a1"].(account.Account); st.Balance != 601 || st.Owner != "Ann" || st.Status != "open" {
 		t.Fatalf("account state %+v", st)
 	}
-	if n := len(h.ReadTopic("command_reply")); n != 8 {
-		t.Fatalf("%d replies, want 8", n)
+	// Every reply is in its command's encoding: one Avro command, the rest JSON.
+	byType := map[string]int{}
+	for _, r := range h.ReadTopic("command_reply") {
+		byType[contentType(r)]++
+	}
+	if byType[wire.ContentTypeAvro] != 1 || byType[wire.ContentTypeJSON] != 7 {
+		t.Fatalf("reply content types %v, want 1 Avro and 7 JSON", byType)
+	}
+}
+
+// The command rules of the spine: a retried command id gets the original
+// reply and does nothing (also after a full restore), a version mismatch is a
+// conflict, and a command past its deadline expires; none of them writes an
+// event.
+func TestDuplicateConflictAndDeadline(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t)
+	w := h.StartProcessor("w0", "")
+	open := cmd("account", "d", "OpenAccount", `{"owner":"O","currency":"USD"}`)
+	open.ExpectedVersion = wire.ExpectNoStream
+	wantStatus(t, h.Send(open), wire.StatusAccepted, 1)
+	dep := cmd("account", "d", "Deposit", `{"amount":5}`)
+	dep.ID = "dep-1"
+	first := h.Send(dep)
+	wantStatus(t, first, wire.StatusAccepted, 2)
+	again := h.Send(dep)
+	if !again.Duplicate || again.Status != wire.StatusAccepted || again.Version != 2 || again.CommandID != "dep-1" {
+		t.Fatalf("retry answered %+v, want the original reply marked duplicate", again)
+	}
+
+	stale := cmd("account", "d", "Deposit", `{"amount":5}`)
+	stale.ExpectedVersion = "1"
+	rep := h.Send(stale)
+	wantStatus(t, rep, wire.StatusConflict, 2)
+	reopen := open
+	reopen.ID = ""
+	wantStatus(t, h.Send(reopen), wire.StatusConflict, 2)
+
+	late := cmd("account", "d", "Deposit", `{"amount":5}`)
+	late.Deadline = time.Now().Add(-time.Minute)
+	wantStatus(t, h.Send(late), wire.StatusExpired, 2)
+
+	// The dedupe memory lives in the snapshot: a worker with an empty state
+	// directory still knows the command.
+	if err := w.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	h.StartProcessor("w0", "")
+	if rep := h.Send(dep); !rep.Duplicate || rep.Version != 2 {
+		t.Fatalf("retry after a full restore answered %+v", rep)
+	}
+	versions, _ := eventsOf(t, h)
+	if got := versions["account/d"]; len(got) != 2 {
+		t.Fatalf("events of d at versions %v, want only the open and one deposit", got)
 	}
 }
 
@@ -361,6 +413,13 @@ func TestEndTxnFailureThenRestart(t *testing.T) {
 // its correlation id.
 func rawSend(t *testing.T, h *topologytest.Harness, rec *kgo.Record) wire.Reply {
 	t.Helper()
+	rep, _ := rawSendTo(t, h, rec)
+	return rep
+}
+
+// rawSendTo is rawSend that also returns the partition the reply came on.
+func rawSendTo(t *testing.T, h *topologytest.Harness, rec *kgo.Record) (wire.Reply, int32) {
+	t.Helper()
 	corr := client.NewID()
 	rec.Headers = append(rec.Headers,
 		kgo.RecordHeader{Key: wire.HeaderCorrelationID, Value: []byte(corr)},
@@ -385,14 +444,14 @@ func rawSend(t *testing.T, h *topologytest.Harness, rec *kgo.Record) wire.Reply 
 					if err != nil {
 						t.Fatal(err)
 					}
-					return rep
+					return rep, r.Partition
 				}
 			}
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
 	t.Fatal("no reply")
-	return wire.Reply{}
+	return wire.Reply{}, 0
 }
 
 func contentType(r *kgo.Record) string {
@@ -502,7 +561,11 @@ func TestMalformedCommandIsDeadLetteredAndDoesNotBlock(t *testing.T) {
 	// A command with a 4-byte reply partition is answered on that partition.
 	r := commandRecord("m", p, "Deposit", `{"amount":1}`)
 	r.Headers = append(r.Headers, kgo.RecordHeader{Key: wire.HeaderReplyPartition, Value: binary.BigEndian.AppendUint32(nil, 2)})
-	wantStatus(t, rawSend(t, h, r), wire.StatusAccepted, 2)
+	rep, part := rawSendTo(t, h, r)
+	wantStatus(t, rep, wire.StatusAccepted, 2)
+	if part != 2 {
+		t.Fatalf("reply on partition %d, want the requested 2", part)
+	}
 }
 
 func TestPartitionCountMismatchRefusesToStart(t *testing.T) {
