@@ -25,6 +25,7 @@ FUZZTIME ?= 200000x
 fuzz:
 	$(GO) test ./schemas -run '^$$' -fuzz '^FuzzDecode$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./schemas -run '^$$' -fuzz '^FuzzDecodeJSON$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./schemas -run '^$$' -fuzz '^FuzzResolve$$' -fuzztime $(FUZZTIME)
 
 ## broker / processor / projector: the pieces of `make run` as separate processes
 broker:

@@ -62,7 +62,14 @@ type Codec struct {
 	// the same in both.
 	defs map[string]string
 
-	plans sync.Map // reflect.Type → *plan
+	// version is the schema version (see HistoryDir); older holds, for a
+	// current record, the codecs of its older versions by fingerprint, so
+	// Decode can resolve their data.
+	version int
+	older   map[uint64]*Codec
+
+	plans     sync.Map // reflect.Type → *plan
+	resolvers sync.Map // writer *Codec → *cachedResolver
 }
 
 type plan struct {
@@ -206,8 +213,11 @@ func (c *Codec) Encode(v any) ([]byte, error) {
 	return out, nil
 }
 
-// Decode sets *ptr from single-object encoded data. Data written with another
-// schema gives a *FingerprintError, data without a header ErrNotSingleObject;
+// Decode sets *ptr from single-object encoded data. Data written with an
+// older version of the record (a file in history/, see HistoryDir) is read
+// by the Avro specification's schema resolution; data written with any other
+// schema gives a *FingerprintError, and old data the current schema cannot
+// resolve a *ResolveError; data without a header gives ErrNotSingleObject;
 // truncated or malformed data, or bytes left over after the record, give an
 // error. Decode copies what it keeps: data may be reused afterwards. On error
 // *ptr is unchanged.
@@ -220,22 +230,46 @@ func (c *Codec) Decode(data []byte, ptr any) (err error) {
 	if err != nil {
 		return err
 	}
+	w := c
 	if fp != c.fp {
-		return &FingerprintError{Got: fp, Want: c.fp}
+		if w = c.older[fp]; w == nil {
+			return &FingerprintError{Got: fp, Want: c.fp}
+		}
+	}
+	native, err := w.DecodeNative(data)
+	if err != nil {
+		return err
+	}
+	if native, err = c.Resolve(w, native); err != nil {
+		return err
+	}
+	return c.fromNative(native, rv)
+}
+
+// DecodeNative returns single-object encoded data written with exactly this
+// codec's schema in goavro's native form (a map[string]any), pre-scanned so
+// hostile bytes give an error, never a crash.
+func (c *Codec) DecodeNative(data []byte) (native any, err error) {
+	fp, err := Fingerprint(data)
+	if err != nil {
+		return nil, err
+	}
+	if fp != c.fp {
+		return nil, &FingerprintError{Got: fp, Want: c.fp}
 	}
 	body := data[HeaderLen:]
 	if err := scanBinary(c.schema, body); err != nil {
-		return fmt.Errorf("schemas: decode %s: %w", c.name, err)
+		return nil, fmt.Errorf("schemas: decode %s: %w", c.name, err)
 	}
 	defer recoverGoavro(c.name, &err)
 	native, rest, err := c.avro.NativeFromBinary(body)
 	if err != nil {
-		return fmt.Errorf("schemas: decode %s: %w", c.name, err)
+		return nil, fmt.Errorf("schemas: decode %s: %w", c.name, err)
 	}
 	if len(rest) != 0 {
-		return fmt.Errorf("schemas: decode %s: %d bytes left after the record", c.name, len(rest))
+		return nil, fmt.Errorf("schemas: decode %s: %d bytes left after the record", c.name, len(rest))
 	}
-	return c.fromNative(native, rv)
+	return native, nil
 }
 
 // EncodeJSON returns v in the Avro JSON encoding of the record, with fields in

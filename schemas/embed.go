@@ -5,7 +5,7 @@ import (
 	"io/fs"
 )
 
-//go:embed kcqrs/*.avsc account/*.avsc folder/*.avsc
+//go:embed kcqrs account folder
 var files embed.FS
 
 // The embedded schema files. Files holds the directories kcqrs (envelopes),

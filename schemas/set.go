@@ -18,6 +18,9 @@ type Set struct {
 	byName  map[string]*Codec
 	byShort map[string][]*Codec
 	byFP    map[uint64]*Codec
+	// versions holds every version of a record by full name, oldest first:
+	// the history files, then the current codec if the record still exists.
+	versions map[string][]*Codec
 	// defs holds every named type defined in any file of the set, nested ones
 	// included, to check that a type defined in two files is the same.
 	defs map[string]definition
@@ -68,6 +71,9 @@ func Load(fsys fs.FS, dir string) (*Set, error) {
 	if len(errs) > 0 {
 		return nil, errors.Join(errs...)
 	}
+	if err := s.loadHistory(fsys, path.Join(dir, HistoryDir)); err != nil {
+		return nil, err
+	}
 	s.finish()
 	return s, nil
 }
@@ -88,6 +94,21 @@ func Merge(sets ...*Set) (*Set, error) {
 				errs = append(errs, err)
 			}
 		}
+		for name, vs := range in.versions {
+			if len(s.versions[name]) > 0 && s.versions[name][0] == vs[0] {
+				continue
+			}
+			if _, dup := s.versions[name]; dup {
+				errs = append(errs, fmt.Errorf("schemas: versions of %s are in two sets", name))
+				continue
+			}
+			s.versions[name] = vs
+			for _, c := range vs {
+				if _, ok := s.byFP[c.fp]; !ok {
+					s.byFP[c.fp] = c
+				}
+			}
+		}
 	}
 	if len(errs) > 0 {
 		return nil, errors.Join(errs...)
@@ -98,10 +119,11 @@ func Merge(sets ...*Set) (*Set, error) {
 
 func newSet() *Set {
 	return &Set{
-		byName:  map[string]*Codec{},
-		byShort: map[string][]*Codec{},
-		byFP:    map[uint64]*Codec{},
-		defs:    map[string]definition{},
+		byName:   map[string]*Codec{},
+		byShort:  map[string][]*Codec{},
+		byFP:     map[uint64]*Codec{},
+		versions: map[string][]*Codec{},
+		defs:     map[string]definition{},
 	}
 }
 
@@ -127,6 +149,7 @@ func (s *Set) add(c *Codec) error {
 			s.defs[name] = definition{file: c.file, form: form}
 		}
 	}
+	s.versions[c.name] = append(s.versions[c.name], c)
 	s.codecs = append(s.codecs, c)
 	s.byName[c.name] = c
 	s.byShort[c.short] = append(s.byShort[c.short], c)
@@ -168,16 +191,17 @@ func newCodec(file string, text []byte) (*Codec, error) {
 		short = short[i+1:]
 	}
 	return &Codec{
-		name:   top.name,
-		short:  short,
-		file:   file,
-		source: string(text),
-		avro:   ac,
-		schema: top,
-		pcf:    pcf,
-		fp:     fp,
-		header: singleObjectHeader(fp),
-		defs:   defs,
+		name:    top.name,
+		short:   short,
+		file:    file,
+		source:  string(text),
+		avro:    ac,
+		schema:  top,
+		pcf:     pcf,
+		fp:      fp,
+		header:  singleObjectHeader(fp),
+		defs:    defs,
+		version: 1,
 	}, nil
 }
 
