@@ -313,32 +313,28 @@ func (b *resolveBuilder) record(path string, w, r *avroType) *resolver {
 	}
 	type fieldPlan struct {
 		name string
-		from string    // the writer's field; "" for a default
-		res  *resolver // for from
-		def  any       // native default, if from == ""
-		err  error     // a reader field that cannot be filled
+		from bool      // the writer has the field
+		res  *resolver // from the writer's field, or failing
+		def  any       // native default, if !from
 	}
 	writerFields := make(map[string]*avroField, len(w.fields))
 	for _, f := range w.fields {
 		writerFields[f.name] = f
 	}
 	plans := make([]fieldPlan, 0, len(r.fields))
-	var broken error
 	for _, rf := range r.fields {
 		fpath := path + "." + rf.name
 		if wf := writerFields[rf.name]; wf != nil {
-			plans = append(plans, fieldPlan{name: rf.name, from: wf.name, res: b.build(fpath, wf.typ, rf.typ)})
+			plans = append(plans, fieldPlan{name: rf.name, from: true, res: b.build(fpath, wf.typ, rf.typ)})
 			continue
 		}
 		if !rf.hasDefault {
-			bad := b.fail(fpath, "field is missing in the writer's schema and has no default in the reader's")
-			_, broken = bad.fn(nil)
+			plans = append(plans, fieldPlan{name: rf.name, from: true, res: b.fail(fpath, "field is missing in the writer's schema and has no default in the reader's")})
 			continue
 		}
 		def, err := defaultNative(rf.typ, rf.def)
 		if err != nil {
-			bad := b.fail(fpath, "invalid default: %v", err)
-			_, broken = bad.fn(nil)
+			plans = append(plans, fieldPlan{name: rf.name, from: true, res: b.fail(fpath, "invalid default: %v", err)})
 			continue
 		}
 		plans = append(plans, fieldPlan{name: rf.name, def: def})
@@ -346,20 +342,17 @@ func (b *resolveBuilder) record(path string, w, r *avroType) *resolver {
 	// Fields of the writer the reader lacks are dropped: goavro has already
 	// read past them.
 	return &resolver{fn: func(v any) (any, error) {
-		if broken != nil {
-			return nil, broken
-		}
 		in, ok := v.(map[string]any)
 		if !ok {
 			return nil, nativeMismatch(path, v, "record")
 		}
 		out := make(map[string]any, len(plans))
 		for _, p := range plans {
-			if p.from == "" {
+			if !p.from {
 				out[p.name] = cloneNative(p.def)
 				continue
 			}
-			x, err := p.res.fn(in[p.from])
+			x, err := p.res.fn(in[p.name])
 			if err != nil {
 				return nil, err
 			}

@@ -95,10 +95,13 @@ func Merge(sets ...*Set) (*Set, error) {
 			}
 		}
 		for name, vs := range in.versions {
-			if len(s.versions[name]) > 0 && s.versions[name][0] == vs[0] {
-				continue
-			}
-			if _, dup := s.versions[name]; dup {
+			have := s.versions[name]
+			switch {
+			case len(have) > 0 && have[0] == vs[0]:
+				continue // the same set merged twice
+			case len(have) == 1 && have[0] == vs[len(vs)-1]:
+				// add put the current codec in; now come its older versions.
+			case len(have) > 0:
 				errs = append(errs, fmt.Errorf("schemas: versions of %s are in two sets", name))
 				continue
 			}
