@@ -61,6 +61,9 @@ type Stats struct {
 	DeadLetters  int64
 	Transactions int64
 	Aborted      int64
+	// StateRebuilds counts aggregates whose snapshot state was unreadable
+	// with the current schemas and was rebuilt from the events topic.
+	StateRebuilds int64
 }
 
 // RestoreReport describes one catch-up of a partition's store from the
@@ -590,6 +593,10 @@ func (p *Processor) load(ps *partitionState, bt *boundType, id string) (*aggStat
 	var a *aggState
 	if ok {
 		a, err = p.reg.decodeSnapshot(key, val)
+		var se *StateSchemaError
+		if errors.As(err, &se) {
+			a, err = p.rebuildState(ps, bt, se)
+		}
 		if err != nil {
 			return nil, err
 		}
@@ -606,5 +613,84 @@ func (p *Processor) load(ps *partitionState, bt *boundType, id string) (*aggStat
 	ps.order = append(ps.order, a)
 	return a, nil
 }
+
+// rebuildState replays one aggregate's events from partition ps.p of the
+// events topic when its snapshot's state cannot be read with the current
+// schemas (a state schema change without history or upcaster). It reads the
+// whole partition up to its last stable offset, so it is slow, but it runs
+// once per such aggregate: the rebuilt state is marked dirty and written back
+// as a current-schema snapshot with the batch. A replay that does not end at
+// the snapshot's version is an error: acting on a state that differs from
+// the events would be worse than failing the batch.
+func (p *Processor) rebuildState(ps *partitionState, bt *boundType, se *StateSchemaError) (*aggState, error) {
+	p.log.Warn("snapshot state unreadable; rebuilding it from the events topic", "key", se.Key, "version", se.Version, "err", se.Err)
+	ctx, cancel := context.WithTimeout(context.Background(), rebuildTimeout)
+	defer cancel()
+	topic := p.cfg.Topics.Events
+	starts, err := p.adm.ListStartOffsets(ctx, topic)
+	if err != nil {
+		return nil, fmt.Errorf("%w; rebuild: events start offsets: %v", se, err)
+	}
+	stable, err := p.adm.ListCommittedOffsets(ctx, topic)
+	if err != nil {
+		return nil, fmt.Errorf("%w; rebuild: events stable offsets: %v", se, err)
+	}
+	so, ok1 := starts.Lookup(topic, ps.p)
+	lso, ok2 := stable.Lookup(topic, ps.p)
+	if !ok1 || !ok2 || so.Err != nil || lso.Err != nil {
+		return nil, fmt.Errorf("%w; rebuild: events partition %d offsets unavailable", se, ps.p)
+	}
+	var values [][]byte
+	if so.Offset < lso.Offset {
+		cl, err := kgo.NewClient(p.clientOpts(
+			kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{topic: {ps.p: kgo.NewOffset().At(so.Offset)}}),
+			kgo.FetchIsolationLevel(kgo.ReadCommitted()),
+			kgo.KeepControlRecords(),
+		)...)
+		if err != nil {
+			return nil, err
+		}
+		defer cl.Close()
+		for next := so.Offset; next < lso.Offset; {
+			fetches := cl.PollFetches(ctx)
+			if err := ctx.Err(); err != nil {
+				return nil, fmt.Errorf("%w; rebuild: %v", se, err)
+			}
+			var ferr error
+			fetches.EachError(func(_ string, _ int32, err error) { ferr = err })
+			if ferr != nil {
+				return nil, fmt.Errorf("%w; rebuild: reading events: %v", se, ferr)
+			}
+			fetches.EachRecord(func(r *kgo.Record) {
+				if r.Offset >= lso.Offset {
+					return
+				}
+				next = r.Offset + 1
+				if r.Attrs.IsControl() || string(r.Key) != se.AggregateID {
+					return
+				}
+				var env wire.Event
+				if err := p.reg.event.Decode(r.Value, &env); err == nil && env.AggregateType == se.AggregateType && env.AggregateID == se.AggregateID {
+					values = append(values, r.Value)
+				}
+			})
+		}
+	}
+	state, version, err := p.reg.ReplayState(se.AggregateType, se.AggregateID, values)
+	if err != nil {
+		return nil, fmt.Errorf("%w; rebuild: %v", se, err)
+	}
+	if version != se.Version {
+		return nil, fmt.Errorf("%w; rebuild: the events topic has the aggregate at version %d", se, version)
+	}
+	p.log.Info("snapshot state rebuilt from events", "key", se.Key, "version", version, "events", len(values))
+	p.mu.Lock()
+	p.stats.StateRebuilds++
+	p.mu.Unlock()
+	return &aggState{key: se.Key, id: se.AggregateID, bt: bt, version: version, state: state, recent: se.recent, dirty: true}, nil
+}
+
+// rebuildTimeout bounds one aggregate's rebuild from the events topic.
+const rebuildTimeout = 5 * time.Minute
 
 func itoa(v int64) []byte { return []byte(strconv.FormatInt(v, 10)) }

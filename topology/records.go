@@ -265,6 +265,29 @@ func snapshotKey(aggregateType, aggregateID string) string {
 	return aggregateType + "/" + aggregateID
 }
 
+// StateSchemaError is a snapshot whose state was written with a schema the
+// current state schema and upcasters cannot read (or with no known schema at
+// all). The snapshot envelope was readable, so the aggregate is known: its
+// state can be rebuilt from its events (Registry.ReplayState); the
+// processor's store can be rebuilt from the changelog and events with the
+// steps in the README ("Changing your schemas").
+type StateSchemaError struct {
+	Key           string
+	AggregateType string
+	AggregateID   string
+	Version       int64 // the aggregate version the snapshot was at
+	Err           error
+
+	recent []wire.RecentCommand // kept across a rebuild, for dedupe
+}
+
+func (e *StateSchemaError) Error() string {
+	return fmt.Sprintf("snapshot %q: state of %s %q at version %d is unreadable (rebuild it from its events): %v",
+		e.Key, e.AggregateType, e.AggregateID, e.Version, e.Err)
+}
+
+func (e *StateSchemaError) Unwrap() error { return e.Err }
+
 func (r *Registry) decodeSnapshot(key string, value []byte) (*aggState, error) {
 	var s wire.Snapshot
 	if err := r.snapshot.Decode(value, &s); err != nil {
@@ -274,11 +297,80 @@ func (r *Registry) decodeSnapshot(key string, value []byte) (*aggState, error) {
 	if bt == nil {
 		return nil, fmt.Errorf("snapshot %q: unknown aggregate type %q", key, s.AggregateType)
 	}
-	ptr := reflect.New(bt.stateType)
-	if err := bt.state.Decode(s.State, ptr.Interface()); err != nil {
-		return nil, fmt.Errorf("snapshot %q: state: %w", key, err)
+	state, err := bt.decodeState(s.State)
+	if err != nil {
+		return nil, &StateSchemaError{Key: key, AggregateType: s.AggregateType, AggregateID: s.AggregateID, Version: s.Version, Err: err, recent: s.Recent}
 	}
-	return &aggState{key: key, id: s.AggregateID, bt: bt, version: s.Version, state: ptr.Elem().Interface(), recent: s.Recent}, nil
+	return &aggState{key: key, id: s.AggregateID, bt: bt, version: s.Version, state: state, recent: s.Recent}, nil
+}
+
+// decodeState reads a state written with any known version of the state
+// schema: the current one directly, older ones by resolution and upcasters.
+func (bt *boundType) decodeState(data []byte) (any, error) {
+	ptr := reflect.New(bt.stateType)
+	if fp, err := schemas.Fingerprint(data); err == nil && fp == bt.state.Fingerprint() {
+		if err := bt.state.Decode(data, ptr.Interface()); err != nil {
+			return nil, err
+		}
+		return ptr.Elem().Interface(), nil
+	}
+	recs, err := bt.upcast.Decode(data)
+	if err != nil {
+		return nil, err
+	}
+	if len(recs) != 1 || recs[0].Name != bt.state.ShortName() {
+		names := make([]string, len(recs))
+		for i, rec := range recs {
+			names[i] = rec.Name
+		}
+		return nil, fmt.Errorf("state upcast to %v, want one %s", names, bt.state.ShortName())
+	}
+	if err := bt.state.FromNative(recs[0].Fields, ptr.Interface()); err != nil {
+		return nil, err
+	}
+	return ptr.Elem().Interface(), nil
+}
+
+// decodeEvents reads an event payload written with any known version of the
+// aggregate type's event schemas. The current schema of eventType is read
+// directly; anything else goes through resolution and upcasters, which may
+// turn one stored event into several (a split) or none.
+func (bt *boundType) decodeEvents(eventType string, payload []byte) ([]aggregates.Event, error) {
+	if msg := bt.events[eventType]; msg != nil {
+		if fp, err := schemas.Fingerprint(payload); err == nil && fp == msg.codec.Fingerprint() {
+			ptr := reflect.New(msg.typ)
+			if err := msg.codec.Decode(payload, ptr.Interface()); err != nil {
+				return nil, fmt.Errorf("event %s: %w", eventType, err)
+			}
+			return []aggregates.Event{msg.event(ptr)}, nil
+		}
+	}
+	recs, err := bt.upcast.Decode(payload)
+	if err != nil {
+		return nil, fmt.Errorf("event %s: %w", eventType, err)
+	}
+	out := make([]aggregates.Event, 0, len(recs))
+	for _, rec := range recs {
+		msg := bt.events[rec.Name]
+		if msg == nil {
+			return nil, fmt.Errorf("event %s: read as %s v%d, which is not an event of aggregate type %q", eventType, rec.Name, rec.Version, bt.handler.AggregateType())
+		}
+		ptr := reflect.New(msg.typ)
+		if err := msg.codec.FromNative(rec.Fields, ptr.Interface()); err != nil {
+			return nil, fmt.Errorf("event %s: %w", eventType, err)
+		}
+		out = append(out, msg.event(ptr))
+	}
+	return out, nil
+}
+
+func (msg *boundMessage) event(ptr reflect.Value) aggregates.Event {
+	v := ptr
+	if !msg.ptr {
+		v = ptr.Elem()
+	}
+	e, _ := v.Interface().(aggregates.Event)
+	return e
 }
 
 func (r *Registry) encodeSnapshot(a *aggState) ([]byte, error) {
@@ -316,8 +408,26 @@ func (r *Registry) encodeEvent(a *aggState, version int64, commandID string, ts 
 }
 
 // DecodeEvent decodes an events-topic value into its envelope and the
-// aggregate's Go event value.
+// aggregate's Go event value. Events written with older schema versions are
+// resolved and upcast; one that upcasts to other than exactly one event is an
+// error here (use DecodeEvents).
 func (r *Registry) DecodeEvent(value []byte) (wire.Event, aggregates.Event, error) {
+	env, events, err := r.DecodeEvents(value)
+	if err != nil {
+		return env, nil, err
+	}
+	if len(events) != 1 {
+		return env, nil, fmt.Errorf("topology: event %s of %s %q at version %d upcasts to %d events; use DecodeEvents",
+			env.EventType, env.AggregateType, env.AggregateID, env.Version, len(events))
+	}
+	return env, events[0], nil
+}
+
+// DecodeEvents decodes an events-topic value into its envelope and the
+// aggregate's current Go event values: usually one, but an upcaster may
+// split an old event in two or drop it. All of them carry the envelope's
+// aggregate version.
+func (r *Registry) DecodeEvents(value []byte) (wire.Event, []aggregates.Event, error) {
 	var env wire.Event
 	if err := r.event.Decode(value, &env); err != nil {
 		return env, nil, fmt.Errorf("topology: event envelope: %w", err)
@@ -326,20 +436,40 @@ func (r *Registry) DecodeEvent(value []byte) (wire.Event, aggregates.Event, erro
 	if bt == nil {
 		return env, nil, fmt.Errorf("topology: event: unknown aggregate type %q", env.AggregateType)
 	}
-	msg := bt.events[env.EventType]
-	if msg == nil {
-		return env, nil, fmt.Errorf("topology: event: aggregate type %q has no event %q", env.AggregateType, env.EventType)
+	events, err := bt.decodeEvents(env.EventType, env.Payload)
+	if err != nil {
+		return env, nil, fmt.Errorf("topology: %w", err)
 	}
-	ptr := reflect.New(msg.typ)
-	if err := msg.codec.Decode(env.Payload, ptr.Interface()); err != nil {
-		return env, nil, fmt.Errorf("topology: event %s: %w", env.EventType, err)
+	return env, events, nil
+}
+
+// ReplayState folds an aggregate's events, as read from the events topic
+// (values in order), into its state and version: how a state whose snapshot
+// is unreadable (a *StateSchemaError) is rebuilt. Every value must belong to
+// the given aggregate; versions must run 1, 2, 3, ... without gaps.
+func (r *Registry) ReplayState(aggregateType, aggregateID string, values [][]byte) (state any, version int64, err error) {
+	bt := r.types[aggregateType]
+	if bt == nil {
+		return nil, 0, fmt.Errorf("topology: replay: unknown aggregate type %q", aggregateType)
 	}
-	v := ptr
-	if !msg.ptr {
-		v = ptr.Elem()
+	state = bt.handler.InitialState()
+	for i, value := range values {
+		env, events, err := r.DecodeEvents(value)
+		if err != nil {
+			return nil, 0, fmt.Errorf("topology: replay %s %q, value %d: %w", aggregateType, aggregateID, i, err)
+		}
+		if env.AggregateType != aggregateType || env.AggregateID != aggregateID {
+			return nil, 0, fmt.Errorf("topology: replay %s %q: value %d belongs to %s %q", aggregateType, aggregateID, i, env.AggregateType, env.AggregateID)
+		}
+		if env.Version != version+1 {
+			return nil, 0, fmt.Errorf("topology: replay %s %q: event version %d after %d (a gap or a duplicate)", aggregateType, aggregateID, env.Version, version)
+		}
+		for _, e := range events {
+			state = bt.handler.ApplyEvent(state, e)
+		}
+		version = env.Version
 	}
-	e, _ := v.Interface().(aggregates.Event)
-	return env, e, nil
+	return state, version, nil
 }
 
 // DecodeSnapshot decodes a changelog value into its envelope and the

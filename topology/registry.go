@@ -29,6 +29,9 @@ type boundType struct {
 	commands  map[string]*boundMessage // by command type
 	byPrint   map[uint64]*boundMessage // commands by schema fingerprint
 	events    map[string]*boundMessage // by event type
+	// upcast reads events and states written with any version of the
+	// aggregate type's schemas (see schemas.Upcasting).
+	upcast *schemas.Upcasting
 }
 
 type boundMessage struct {
@@ -69,7 +72,17 @@ func NewRegistry() (*Registry, error) {
 // Register binds an aggregate type to its schemas: one record per command and
 // event, named by its CommandType/EventType, and one for the state, named like
 // the state's Go type. Every mismatch is reported at once.
-func (r *Registry) Register(h aggregates.Handler, set *schemas.Set) error {
+//
+// Older versions of the records (the set's history/ files) are read by Avro
+// schema resolution; ups are the aggregate type's upcasters for the changes
+// resolution cannot express (an event renamed or split, a field whose meaning
+// changed), applied when events and snapshots are read. Register refuses a
+// set whose old versions the current schemas and upcasters cannot read
+// (schemas.Upcasting.Check), so a processor never starts with history it
+// would choke on. Upcasters live with the schemas rather than in aggregates/
+// because they work on Avro records of versions the domain's Go types no
+// longer describe; the domain only ever sees current values.
+func (r *Registry) Register(h aggregates.Handler, set *schemas.Set, ups ...schemas.Upcaster) error {
 	if v, ok := h.(interface{ Validate() error }); ok {
 		if err := v.Validate(); err != nil {
 			return err
@@ -111,7 +124,12 @@ func (r *Registry) Register(h aggregates.Handler, set *schemas.Set) error {
 	for _, c := range h.CommandPrototypes() {
 		if m := bind("command", c.CommandType(), c); m != nil {
 			bt.commands[m.name] = m
-			bt.byPrint[m.codec.Fingerprint()] = m
+			// Older versions of a command decode by resolution, so a client
+			// still on an old schema is served.
+			vs, _ := set.Versions(m.codec.Name())
+			for _, v := range vs {
+				bt.byPrint[v.Fingerprint()] = m
+			}
 		}
 	}
 	for _, e := range h.EventPrototypes() {
@@ -124,6 +142,13 @@ func (r *Registry) Register(h aggregates.Handler, set *schemas.Set) error {
 		errs = append(errs, fmt.Errorf("state type %v is not a struct", st))
 	} else if m := bind("state", st.Name(), h.InitialState()); m != nil {
 		bt.state, bt.stateType = m.codec, m.typ
+	}
+	if u, err := set.Upcasting(ups...); err != nil {
+		errs = append(errs, err)
+	} else if err := u.Check(); err != nil {
+		errs = append(errs, fmt.Errorf("old schema versions would be unreadable:\n%w", err))
+	} else {
+		bt.upcast = u
 	}
 	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("topology: aggregate type %q: %w", name, err)
