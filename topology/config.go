@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/sr"
 )
 
 // Topics names every topic of a topology. Zero fields get the defaults below.
@@ -84,6 +85,15 @@ type Config struct {
 	// Now returns the current time (for deadlines and event timestamps).
 	// Default time.Now.
 	Now func() time.Time
+	// SchemaRegistryURLs, when set, are the URLs of a Confluent Schema
+	// Registry: events and snapshots are then written in its wire format
+	// (Registry.UseSchemaRegistry), and commands are accepted in it. Default
+	// none: the Avro single-object encoding, which needs no registry. New
+	// calls UseSchemaRegistry on the registry it is given, unless already done.
+	SchemaRegistryURLs []string
+	// SchemaRegistryOpts are extra options (auth, TLS) for the schema
+	// registry client.
+	SchemaRegistryOpts []sr.ClientOpt
 }
 
 func (c *Config) setDefaults() {

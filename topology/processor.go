@@ -11,6 +11,7 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/sr"
 
 	"github.com/kcqrs/kcqrs/snapshots"
 	"github.com/kcqrs/kcqrs/wire"
@@ -84,6 +85,15 @@ func New(cfg Config, reg *Registry) (*Processor, error) {
 	}
 	if reg == nil || len(reg.types) == 0 {
 		return nil, errors.New("topology: no aggregate types registered")
+	}
+	if len(cfg.SchemaRegistryURLs) > 0 && reg.confluent == nil {
+		cl, err := sr.NewClient(append([]sr.ClientOpt{sr.URLs(cfg.SchemaRegistryURLs...)}, cfg.SchemaRegistryOpts...)...)
+		if err != nil {
+			return nil, fmt.Errorf("topology: schema registry: %w", err)
+		}
+		if err := reg.UseSchemaRegistry(cl); err != nil {
+			return nil, err
+		}
 	}
 	return &Processor{
 		cfg:      cfg,
@@ -670,7 +680,11 @@ func (p *Processor) rebuildState(ps *partitionState, bt *boundType, se *StateSch
 					return
 				}
 				var env wire.Event
-				if err := p.reg.event.Decode(r.Value, &env); err == nil && env.AggregateType == se.AggregateType && env.AggregateID == se.AggregateID {
+				value, err := p.reg.unframe(r.Value)
+				if err == nil {
+					err = p.reg.event.Decode(value, &env)
+				}
+				if err == nil && env.AggregateType == se.AggregateType && env.AggregateID == se.AggregateID {
 					values = append(values, r.Value)
 				}
 			})

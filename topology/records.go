@@ -1,6 +1,7 @@
 package topology
 
 import (
+	"context"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -214,6 +215,10 @@ func (bt *boundType) decodeCommand(m *commandMeta, value []byte) (aggregates.Com
 		}
 		return msg.command(ptr)
 	}
+	value, err := bt.reg.unframe(value)
+	if err != nil {
+		return nil, &invalidError{CodeUndecodable, err}
+	}
 	fp, err := schemas.Fingerprint(value)
 	if err != nil {
 		return nil, &invalidError{CodeUndecodable, err}
@@ -289,6 +294,10 @@ func (e *StateSchemaError) Error() string {
 func (e *StateSchemaError) Unwrap() error { return e.Err }
 
 func (r *Registry) decodeSnapshot(key string, value []byte) (*aggState, error) {
+	value, err := r.unframe(value)
+	if err != nil {
+		return nil, fmt.Errorf("snapshot %q: %w", key, err)
+	}
 	var s wire.Snapshot
 	if err := r.snapshot.Decode(value, &s); err != nil {
 		return nil, fmt.Errorf("snapshot %q: %w", key, err)
@@ -378,13 +387,17 @@ func (r *Registry) encodeSnapshot(a *aggState) ([]byte, error) {
 	if err != nil {
 		return nil, fmt.Errorf("state of %q: %w", a.key, err)
 	}
-	return r.snapshot.Encode(wire.Snapshot{
+	out, err := r.snapshot.Encode(wire.Snapshot{
 		AggregateType: a.bt.handler.AggregateType(),
 		AggregateID:   a.id,
 		Version:       a.version,
 		State:         state,
 		Recent:        a.recent,
 	})
+	if err != nil {
+		return nil, err
+	}
+	return r.frame(out)
 }
 
 func (r *Registry) encodeEvent(a *aggState, version int64, commandID string, ts time.Time, e aggregates.Event) ([]byte, error) {
@@ -396,7 +409,7 @@ func (r *Registry) encodeEvent(a *aggState, version int64, commandID string, ts 
 	if err != nil {
 		return nil, fmt.Errorf("event %s: %w", e.EventType(), err)
 	}
-	return r.event.Encode(wire.Event{
+	out, err := r.event.Encode(wire.Event{
 		AggregateType:   a.bt.handler.AggregateType(),
 		AggregateID:     a.id,
 		Version:         version,
@@ -405,6 +418,38 @@ func (r *Registry) encodeEvent(a *aggState, version int64, commandID string, ts 
 		TimestampMillis: ts.UnixMilli(),
 		Payload:         payload,
 	})
+	if err != nil {
+		return nil, err
+	}
+	return r.frame(out)
+}
+
+// schemaRegistryTimeout bounds one schema registry call (a schema's first
+// use only: ids are cached).
+const schemaRegistryTimeout = 10 * time.Second
+
+// frame turns a single-object encoded envelope into the configured wire
+// format. The payload inside an event envelope stays single-object encoded:
+// it is bytes to the envelope's schema.
+func (r *Registry) frame(data []byte) ([]byte, error) {
+	if r.confluent == nil {
+		return data, nil
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), schemaRegistryTimeout)
+	defer cancel()
+	return r.confluent.FromSingleObject(ctx, data)
+}
+
+// unframe turns a value in the Confluent wire format into the single-object
+// encoding when a schema registry is configured; other values pass as they
+// are.
+func (r *Registry) unframe(data []byte) ([]byte, error) {
+	if r.confluent == nil || !schemas.IsConfluent(data) {
+		return data, nil
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), schemaRegistryTimeout)
+	defer cancel()
+	return r.confluent.ToSingleObject(ctx, data)
 }
 
 // DecodeEvent decodes an events-topic value into its envelope and the
@@ -429,6 +474,10 @@ func (r *Registry) DecodeEvent(value []byte) (wire.Event, aggregates.Event, erro
 // aggregate version.
 func (r *Registry) DecodeEvents(value []byte) (wire.Event, []aggregates.Event, error) {
 	var env wire.Event
+	value, err := r.unframe(value)
+	if err != nil {
+		return env, nil, fmt.Errorf("topology: event envelope: %w", err)
+	}
 	if err := r.event.Decode(value, &env); err != nil {
 		return env, nil, fmt.Errorf("topology: event envelope: %w", err)
 	}

@@ -6,6 +6,8 @@ import (
 	"reflect"
 	"sort"
 
+	"github.com/twmb/franz-go/pkg/sr"
+
 	"github.com/kcqrs/kcqrs/aggregates"
 	"github.com/kcqrs/kcqrs/schemas"
 	"github.com/kcqrs/kcqrs/wire"
@@ -20,9 +22,14 @@ type Registry struct {
 	event     *schemas.Codec
 	snapshot  *schemas.Codec
 	types     map[string]*boundType
+	sets      []*schemas.Set // the envelopes and every registered type's
+	// confluent, when set, writes events and snapshots in the Confluent
+	// Schema Registry wire format (see UseSchemaRegistry).
+	confluent *schemas.Confluent
 }
 
 type boundType struct {
+	reg       *Registry
 	handler   aggregates.Handler
 	state     *schemas.Codec
 	stateType reflect.Type
@@ -47,7 +54,7 @@ func NewRegistry() (*Registry, error) {
 	if err != nil {
 		return nil, fmt.Errorf("topology: envelopes: %w", err)
 	}
-	r := &Registry{envelopes: env, types: map[string]*boundType{}}
+	r := &Registry{envelopes: env, types: map[string]*boundType{}, sets: []*schemas.Set{env}}
 	for _, b := range []struct {
 		dst  **schemas.Codec
 		name string
@@ -93,6 +100,7 @@ func (r *Registry) Register(h aggregates.Handler, set *schemas.Set, ups ...schem
 		return fmt.Errorf("topology: aggregate type %q registered twice", name)
 	}
 	bt := &boundType{
+		reg:      r,
 		handler:  h,
 		commands: map[string]*boundMessage{},
 		byPrint:  map[uint64]*boundMessage{},
@@ -154,6 +162,24 @@ func (r *Registry) Register(h aggregates.Handler, set *schemas.Set, ups ...schem
 		return fmt.Errorf("topology: aggregate type %q: %w", name, err)
 	}
 	r.types[name] = bt
+	r.sets = append(r.sets, set)
+	return nil
+}
+
+// UseSchemaRegistry makes the registry write events and snapshots in the
+// Confluent Schema Registry wire format (magic byte 0, 4-byte schema id),
+// registering each schema under its record name on first use, so tools that
+// speak only that format can read the topics. Reading accepts both formats,
+// so a topic can switch. Commands may come in either format; replies stay in
+// the single-object encoding the client expects. Call it before the
+// registry is used, after every Register. Config.SchemaRegistryURLs does it
+// for a processor.
+func (r *Registry) UseSchemaRegistry(cl *sr.Client) error {
+	all, err := schemas.Merge(r.sets...)
+	if err != nil {
+		return fmt.Errorf("topology: schema registry: %w", err)
+	}
+	r.confluent = schemas.NewConfluent(cl, all)
 	return nil
 }
 

@@ -32,8 +32,12 @@ func main() {
 	flag.StringVar(&cfg.Topics.Changelog, "changelog-topic", "", "snapshot changelog topic (default snapshots-changelog)")
 	flag.StringVar(&cfg.Topics.Replies, "reply-topic", "", "default reply topic (default command_reply)")
 	flag.StringVar(&cfg.Topics.DeadLetters, "dlq-topic", "", "dead-letter topic (default commands-dlq)")
+	schemaRegistry := flag.String("schema-registry", "", "comma-separated Confluent Schema Registry URLs: write events and snapshots in its wire format (default: Avro single-object encoding, no registry)")
 	flag.Parse()
 	cfg.Brokers = strings.Split(*brokers, ",")
+	if *schemaRegistry != "" {
+		cfg.SchemaRegistryURLs = strings.Split(*schemaRegistry, ",")
+	}
 	cfg.Partitions = int32(*partitions)
 	cfg.Logger = slog.New(slog.NewTextHandler(os.Stderr, nil))
 
