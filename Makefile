@@ -2,7 +2,7 @@
 GO ?= go
 PKGS := ./...
 
-.PHONY: run test vet fmt build fuzz broker processor projector clean
+.PHONY: run test vet fmt build fuzz schemas-check broker processor projector clean
 
 ## run: start the embedded broker and a processor, run the demo workload, serve until Ctrl-C
 run:
@@ -19,6 +19,10 @@ vet:
 
 build:
 	$(GO) build -o bin/ ./cmd/...
+
+## schemas-check: fail, saying what broke, when a current schema (with its upcasters) cannot read an older version in history/ of a command, event or snapshot
+schemas-check:
+	$(GO) test -count=1 -run '^(TestSchemasCompatible|TestReleasedStayKnown)$$' -v ./schemas ./topology
 
 ## fuzz: run each decoder fuzz test for a while (FUZZTIME=200000x: a count, since duration-bounded fuzzing can end spuriously on Go 1.26)
 FUZZTIME ?= 200000x

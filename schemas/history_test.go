@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"strconv"
 	"strings"
 	"testing"
 )
@@ -473,4 +474,61 @@ func TestUpcasting(t *testing.T) {
 		t.Errorf("failing upcaster: %v", err)
 	}
 
+}
+
+// TestReleasedStayKnown guards the step the compatibility check cannot see:
+// a schema edited in place, without its released version copied to
+// history/ first. testdata/released.txt lists every fingerprint ever
+// released (-update adds the current ones and never removes a line); each
+// must still be found, or data on Kafka written with it is unreadable.
+func TestReleasedStayKnown(t *testing.T) {
+	all := allSets(t)
+	file := filepath.Join("testdata", "released.txt")
+	text, err := os.ReadFile(file)
+	if err != nil && !(errors.Is(err, os.ErrNotExist) && *update) {
+		t.Fatalf("%v (run with -update to create it)", err)
+	}
+	lines := strings.Split(strings.TrimSpace(string(text)), "\n")
+	have := map[string]bool{}
+	for _, line := range lines {
+		if line == "" {
+			continue
+		}
+		have[line] = true
+		f := strings.Fields(line)
+		if len(f) != 2 {
+			t.Fatalf("%s: bad line %q", file, line)
+		}
+		fp, err := strconv.ParseUint(f[0], 0, 64)
+		if err != nil {
+			t.Fatalf("%s: bad line %q: %v", file, line, err)
+		}
+		name := f[1]
+		if _, ok := all.ByFingerprint(fp); !ok {
+			t.Errorf("%s was released with fingerprint %#016x, which no schema file has any more: restore the released version as history/%s.vN.avsc (N = its version) and keep the new one as %s.avsc",
+				name, fp, shortName(name), shortName(name))
+		}
+	}
+	if !*update {
+		return
+	}
+	var add []string
+	for _, full := range sortedKeys(all.versions) {
+		for _, c := range all.versions[full] {
+			line := fmt.Sprintf("%#016x %s", c.Fingerprint(), c.Name())
+			if !have[line] {
+				add = append(add, line)
+				have[line] = true
+			}
+		}
+	}
+	if len(add) > 0 {
+		out := strings.TrimSpace(string(text))
+		if out != "" {
+			out += "\n"
+		}
+		if err := os.WriteFile(file, []byte(out+strings.Join(add, "\n")+"\n"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
 }
