@@ -1,6 +1,7 @@
 package schemas
 
 import (
+	"os"
 	"reflect"
 	"testing"
 
@@ -63,5 +64,35 @@ func BenchmarkDecodeJSONSnapshot(b *testing.B) {
 		if err := c.DecodeJSON(js, &s); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+// BenchmarkDecodeResolved compares decoding a state written with the
+// current schema and one written with version 1 (resolved: a field added
+// with a default), the cost old data pays.
+func BenchmarkDecodeResolved(b *testing.B) {
+	set, err := Load(os.DirFS("testdata"), "accountv2")
+	if err != nil {
+		b.Fatal(err)
+	}
+	vs, _ := set.Versions("Account")
+	old, cur := vs[0], vs[1]
+	native := map[string]any{"status": "open", "owner": "owner", "currency": "EUR", "balance": int64(12345)}
+	v1, _ := old.avro.BinaryFromNative(old.header[:], native)
+	native["channel"] = "web"
+	v2, _ := cur.avro.BinaryFromNative(cur.header[:], native)
+	for _, bc := range []struct {
+		name string
+		data []byte
+	}{{"current", v2}, {"v1-resolved", v1}} {
+		b.Run(bc.name, func(b *testing.B) {
+			b.ReportAllocs()
+			var a accountV2
+			for b.Loop() {
+				if err := cur.Decode(bc.data, &a); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
 	}
 }

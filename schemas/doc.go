@@ -32,10 +32,8 @@
 //   - a reader that holds many schemas finds the writer's one with
 //     Set.ByFingerprint(Fingerprint(data));
 //   - any change to a schema that changes its binary form changes its
-//     fingerprint, so old records stay recognisable after a schema evolves:
-//     a reader keeps the old codec, finds it by fingerprint and upcasts.
-//     (goavro does not implement Avro's schema resolution, so reading old
-//     data with a new schema is the reader's job.)
+//     fingerprint, so old records stay recognisable after a schema evolves
+//     (see Schema evolution below).
 //
 // Changing a doc or a default leaves the fingerprint alone; testdata/golden
 // pins the encoded bytes of every record so an accidental change fails a test.
@@ -47,6 +45,30 @@
 // primitive with a known logicalType, and for a recursive reference by short
 // name it even changes from run to run with Go's map order: data written by
 // one run would be refused by the next.
+//
+// # Schema evolution
+//
+// Every released version of a record stays in the schema directory: the
+// current one as Name.avsc, older ones as history/Name.v1.avsc,
+// history/Name.v2.avsc, ... (HistoryDir); the current version is one more
+// than the highest in history/. Load reads both; old fingerprints are found
+// by ByFingerprint, and Codec.Decode of the current record reads data of its
+// older versions by the Avro specification's schema resolution, which goavro
+// lacks (its SCHEMA-EVOLUTION.md says so) and resolve.go implements on
+// goavro's native form: fields matched by name, a reader's field missing in
+// the writer filled from its default, a writer's field the reader lacks
+// dropped, promotions int → long → float → double and string ↔ bytes, enum
+// symbols the reader lacks mapped to its default, unions on either side
+// resolved branch by branch, nested records, arrays and maps recursively.
+// What resolution cannot express (a record renamed or split, a field whose
+// meaning changed) an Upcaster does: a function from version n of a record
+// to what it means at n+1, on generic records; Set.Upcasting chains them,
+// resolving in between, and Upcasting.Check (and Set.Check) lists every old
+// version the current schemas cannot read, naming files and fields. Unknown
+// fingerprints are an *UnknownSchemaError; incompatible data a *ResolveError.
+//
+// Confluent translates between this encoding and the Confluent Schema
+// Registry wire format (magic byte 0, schema id), for users who run one.
 //
 // # JSON
 //

@@ -23,5 +23,10 @@
 //
 // A Registry binds aggregate types (aggregates.Type) to their Avro schemas;
 // the runtime is generic over them. records.go is the one place where Kafka
-// records become domain values.
+// records become domain values. Records written with older schema versions
+// are resolved and upcast there (Register takes the upcasters and refuses a
+// history it cannot read), so the domain only ever sees current values; a
+// snapshot whose state cannot be read any more is rebuilt from the events
+// topic (a StateSchemaError, then Registry.ReplayState) instead of stopping
+// the worker.
 package topology
