@@ -59,7 +59,8 @@
 // the writer filled from its default, a writer's field the reader lacks
 // dropped, promotions int → long → float → double and string ↔ bytes, enum
 // symbols the reader lacks mapped to its default, unions on either side
-// resolved branch by branch, nested records, arrays and maps recursively.
+// resolved branch by branch, nested records, arrays and maps recursively,
+// and a renamed field or nested type matched by its "aliases".
 // What resolution cannot express (a record renamed or split, a field whose
 // meaning changed) an Upcaster does: a function from version n of a record
 // to what it means at n+1, on generic records; Set.Upcasting chains them,

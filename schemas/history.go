@@ -146,7 +146,7 @@ func (c *Codec) Resolve(w *Codec, native any) (any, error) {
 	res, _ := c.resolverFrom(w)
 	out, err := res.fn(native)
 	if err != nil {
-		return nil, fmt.Errorf("schemas: %s v%d as v%d: %w", c.name, w.version, c.version, err)
+		return nil, fmt.Errorf("%s v%d read as v%d: %w", c.name, w.version, c.version, err)
 	}
 	return out, nil
 }

@@ -67,7 +67,8 @@ type avroType struct {
 	kind    kind
 	name    string // full name of a record, enum or fixed
 	doc     string
-	logical string // the logicalType attribute, if any
+	logical string   // the logicalType attribute, if any
+	aliases []string // former names of a record, enum or fixed (short or full)
 
 	fields   []*avroField // record
 	symbols  []string     // enum
@@ -85,6 +86,7 @@ type avroType struct {
 
 type avroField struct {
 	name       string
+	aliases    []string // former names of the field, for resolution
 	doc        string
 	typ        *avroType
 	hasDefault bool
@@ -255,7 +257,7 @@ func (p *schemaParser) parseNamed(typ string, m map[string]any, ns string) (*avr
 	if _, dup := p.named[full]; dup {
 		return nil, fmt.Errorf("%s is defined twice", full)
 	}
-	t := &avroType{name: full}
+	t := &avroType{name: full, aliases: stringList(m["aliases"])}
 	t.doc, _ = m["doc"].(string)
 	t.logical, _ = m["logicalType"].(string)
 	p.named[full] = t // before the fields, so that a record may refer to itself
@@ -281,7 +283,7 @@ func (p *schemaParser) parseNamed(typ string, m map[string]any, ns string) (*avr
 			if err != nil {
 				return nil, fmt.Errorf("record %s field %q: %w", full, name, err)
 			}
-			af := &avroField{name: name, typ: ft}
+			af := &avroField{name: name, typ: ft, aliases: stringList(fm["aliases"])}
 			af.doc, _ = fm["doc"].(string)
 			af.def, af.hasDefault = fm["default"]
 			t.fields = append(t.fields, af)
@@ -308,6 +310,18 @@ func (p *schemaParser) parseNamed(typ string, m map[string]any, ns string) (*avr
 		t.size = int(size)
 	}
 	return t, nil
+}
+
+// stringList returns the strings of a JSON array attribute like "aliases".
+func stringList(v any) []string {
+	list, _ := v.([]any)
+	var out []string
+	for _, x := range list {
+		if s, ok := x.(string); ok {
+			out = append(out, s)
+		}
+	}
+	return out
 }
 
 // computeMinSize fills in minSize; a type already being computed (a cycle)

@@ -9,7 +9,9 @@ import (
 
 // This file implements the schema resolution of the Avro specification
 // ("Schema Resolution"), which goavro lacks: data written with one schema
-// (the writer's) is read as another (the reader's). It works on goavro's
+// (the writer's) is read as another (the reader's), aliases included (a
+// reader's field or named type may list the writer's name among its
+// "aliases"). It works on goavro's
 // native form: the writer's codec decodes the bytes, a resolver built once
 // per (writer, reader) pair turns that native value into the native value of
 // the reader's schema, and the reader's codec maps it to Go. Decoding twice
@@ -58,6 +60,21 @@ func (b *resolveBuilder) fail(path, format string, args ...any) *resolver {
 	return &resolver{fn: func(any) (any, error) { return nil, err }}
 }
 
+// sameName reports whether a reader's named type reads a writer's: the same
+// unqualified name, or the writer's name among the reader's aliases (a
+// renamed type).
+func sameName(w, r *avroType) bool {
+	if shortName(w.name) == shortName(r.name) {
+		return true
+	}
+	for _, a := range r.aliases {
+		if a == w.name || shortName(a) == shortName(w.name) {
+			return true
+		}
+	}
+	return false
+}
+
 func shortName(full string) string {
 	if i := strings.LastIndexByte(full, '.'); i >= 0 {
 		return full[i+1:]
@@ -97,7 +114,7 @@ func (b *resolveBuilder) buildNode(path string, w, r *avroType) *resolver {
 	case kindEnum:
 		return b.enum(path, w, r)
 	case kindFixed:
-		if shortName(w.name) != shortName(r.name) {
+		if !sameName(w, r) {
 			return b.fail(path, "writer's %s cannot be read as %s (names differ)", w.describe(), r.describe())
 		}
 		if w.size != r.size {
@@ -216,7 +233,7 @@ func matches(w, r *avroType, exact bool) bool {
 	if w.kind == r.kind {
 		switch w.kind {
 		case kindRecord, kindEnum, kindFixed:
-			return shortName(w.name) == shortName(r.name)
+			return sameName(w, r)
 		}
 		return true
 	}
@@ -308,14 +325,15 @@ func (b *resolveBuilder) writerUnion(path string, w, r *avroType) *resolver {
 }
 
 func (b *resolveBuilder) record(path string, w, r *avroType) *resolver {
-	if shortName(w.name) != shortName(r.name) {
+	if !sameName(w, r) {
 		return b.fail(path, "writer's %s cannot be read as %s (names differ)", w.describe(), r.describe())
 	}
 	type fieldPlan struct {
-		name string
-		from bool      // the writer has the field
-		res  *resolver // from the writer's field, or failing
-		def  any       // native default, if !from
+		name   string
+		from   bool      // the writer has the field
+		source string    // its name in the writer's schema (an alias if renamed)
+		res    *resolver // from the writer's field, or failing
+		def    any       // native default, if !from
 	}
 	writerFields := make(map[string]*avroField, len(w.fields))
 	for _, f := range w.fields {
@@ -324,8 +342,15 @@ func (b *resolveBuilder) record(path string, w, r *avroType) *resolver {
 	plans := make([]fieldPlan, 0, len(r.fields))
 	for _, rf := range r.fields {
 		fpath := path + "." + rf.name
-		if wf := writerFields[rf.name]; wf != nil {
-			plans = append(plans, fieldPlan{name: rf.name, from: true, res: b.build(fpath, wf.typ, rf.typ)})
+		wf := writerFields[rf.name]
+		for _, alias := range rf.aliases {
+			if wf != nil {
+				break
+			}
+			wf = writerFields[alias]
+		}
+		if wf != nil {
+			plans = append(plans, fieldPlan{name: rf.name, from: true, source: wf.name, res: b.build(fpath, wf.typ, rf.typ)})
 			continue
 		}
 		if !rf.hasDefault {
@@ -352,7 +377,7 @@ func (b *resolveBuilder) record(path string, w, r *avroType) *resolver {
 				out[p.name] = cloneNative(p.def)
 				continue
 			}
-			x, err := p.res.fn(in[p.name])
+			x, err := p.res.fn(in[p.source])
 			if err != nil {
 				return nil, err
 			}
@@ -363,7 +388,7 @@ func (b *resolveBuilder) record(path string, w, r *avroType) *resolver {
 }
 
 func (b *resolveBuilder) enum(path string, w, r *avroType) *resolver {
-	if shortName(w.name) != shortName(r.name) {
+	if !sameName(w, r) {
 		return b.fail(path, "writer's %s cannot be read as %s (names differ)", w.describe(), r.describe())
 	}
 	known := make(map[string]bool, len(r.symbols))

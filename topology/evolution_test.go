@@ -218,6 +218,13 @@ func TestSchemaEvolutionEndToEnd(t *testing.T) {
 	if rep.Status != wire.StatusInvalid || rep.Code != topology.CodeUndecodable {
 		t.Fatalf("unknown fingerprint: %+v", rep)
 	}
+	dead := false
+	for _, r := range h.ReadTopic("commands-dlq") {
+		dead = dead || string(r.Key) == "a5"
+	}
+	if !dead {
+		t.Fatal("the command with an unknown fingerprint was not dead-lettered")
+	}
 	if err := p2.Stop(); err != nil {
 		t.Fatal(err)
 	}
