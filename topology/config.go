@@ -81,9 +81,15 @@ type Config struct {
 	// ClientOpts are extra franz-go options (TLS, SASL, ...) applied to every
 	// client the processor creates.
 	ClientOpts []kgo.Opt
+	// SessionClientOpts are extra options of the transactional session's
+	// client only (the one consuming commands and producing results), for
+	// hooks that may be attached to one client, such as kprom's metrics.
+	SessionClientOpts []kgo.Opt
 	// Now returns the current time (for deadlines and event timestamps).
 	// Default time.Now.
 	Now func() time.Time
+	// Observer is told what the processor does (metrics). Default NopObserver.
+	Observer Observer
 }
 
 func (c *Config) setDefaults() {
@@ -120,6 +126,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.Now == nil {
 		c.Now = time.Now
+	}
+	if c.Observer == nil {
+		c.Observer = NopObserver{}
 	}
 }
 
