@@ -138,7 +138,7 @@ func (p *Processor) Run(ctx context.Context) (err error) {
 	}
 	defer p.admCl.Close()
 	p.adm = kadm.NewClient(p.admCl)
-	p.partitions, err = EnsureTopics(ctx, p.admCl, p.cfg.Topics, p.cfg.Partitions, p.cfg.ReplicationFactor)
+	p.partitions, err = p.cfg.prepareTopics(ctx, p.admCl)
 	if err != nil {
 		return err
 	}
