@@ -21,7 +21,33 @@ type Permission struct {
 }
 
 func (p Permission) String() string {
-	return fmt.Sprintf("%s on %s %q (%s)", strings.ToUpper(p.Operation.String()), p.ResourceType, p.Resource, p.Why)
+	return fmt.Sprintf("%s on %s %q (%s)", p.Operation, resourceName(p.ResourceType), p.Resource, p.Why)
+}
+
+// resourceName is a resource type as Kafka's documentation spells it.
+func resourceName(rt kmsg.ACLResourceType) string {
+	switch rt {
+	case kmsg.ACLResourceTypeTopic:
+		return "Topic"
+	case kmsg.ACLResourceTypeGroup:
+		return "Group"
+	case kmsg.ACLResourceTypeTransactionalId:
+		return "TransactionalId"
+	case kmsg.ACLResourceTypeCluster:
+		return "Cluster"
+	}
+	return rt.String()
+}
+
+// aclsOperation is an operation as kafka-acls.sh spells it: DescribeConfigs.
+func aclsOperation(op kmsg.ACLOperation) string {
+	var b strings.Builder
+	for _, w := range strings.Split(op.String(), "_") {
+		if w != "" {
+			b.WriteString(w[:1] + strings.ToLower(w[1:]))
+		}
+	}
+	return b.String()
 }
 
 // PermissionError lists the permissions (ACLs) the worker's principal
@@ -41,13 +67,13 @@ func (e *PermissionError) Error() string {
 	p := e.Missing[0]
 	switch p.ResourceType {
 	case kmsg.ACLResourceTypeTopic:
-		fmt.Fprintf(&b, " --operation %s --topic %s", p.Operation, p.Resource)
+		fmt.Fprintf(&b, " --operation %s --topic %s", aclsOperation(p.Operation), p.Resource)
 	case kmsg.ACLResourceTypeGroup:
-		fmt.Fprintf(&b, " --operation %s --group %s", p.Operation, p.Resource)
+		fmt.Fprintf(&b, " --operation %s --group %s", aclsOperation(p.Operation), p.Resource)
 	case kmsg.ACLResourceTypeTransactionalId:
-		fmt.Fprintf(&b, " --operation %s --transactional-id %s", p.Operation, p.Resource)
+		fmt.Fprintf(&b, " --operation %s --transactional-id %s", aclsOperation(p.Operation), p.Resource)
 	default:
-		fmt.Fprintf(&b, " --operation %s --cluster", p.Operation)
+		fmt.Fprintf(&b, " --operation %s --cluster", aclsOperation(p.Operation))
 	}
 	b.WriteString(" (or kadm's CreateACLs)")
 	return b.String()
@@ -118,7 +144,10 @@ func CheckPermissions(ctx context.Context, cl *kgo.Client, cfg Config) error {
 	dg := kmsg.NewPtrDescribeGroupsRequest()
 	dg.Groups = []string{cfg.Group}
 	dg.IncludeAuthorizedOperations = true
-	if gr, err := dg.RequestWith(ctx, cl); err == nil && len(gr.Groups) == 1 {
+	gr, err := dg.RequestWith(ctx, cl)
+	if errors.Is(err, kerr.GroupAuthorizationFailed) {
+		groupKnown = true // even the coordinator lookup was denied
+	} else if err == nil && len(gr.Groups) == 1 {
 		g := gr.Groups[0]
 		switch err := kerr.ErrorForCode(g.ErrorCode); {
 		case errors.Is(err, kerr.GroupAuthorizationFailed):
