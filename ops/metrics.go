@@ -4,6 +4,7 @@ import (
 	"io/fs"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -151,7 +152,7 @@ func (m *Metrics) TransactionEnded(records int, committed bool, took time.Durati
 	m.commitSeconds.Observe(took.Seconds())
 	now := m.now()
 	for _, r := range pending {
-		m.commands.WithLabelValues(string(r.status), strconv.FormatBool(r.duplicate)).Inc()
+		m.commands.WithLabelValues(strings.ToLower(string(r.status)), strconv.FormatBool(r.duplicate)).Inc()
 		if !r.at.IsZero() {
 			m.latency.Observe(max(0, now.Sub(r.at).Seconds()))
 		}
