@@ -24,4 +24,10 @@
 // A Registry binds aggregate types (aggregates.Type) to their Avro schemas;
 // the runtime is generic over them. records.go is the one place where Kafka
 // records become domain values.
+//
+// Before it joins the group a worker checks its ACLs (CheckPermissions names
+// each missing one), creates missing topics, checks co-partitioning and
+// refuses topic configs that would break a guarantee (CheckTopicConfigs).
+// Describe prints the topology; an Observer (Config.Observer) is told what
+// the worker does, for metrics.
 package topology
