@@ -1,7 +1,6 @@
 package config
 
 import (
-	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
@@ -9,7 +8,6 @@ import (
 	"net"
 	"os"
 	"strings"
-	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/sasl"
@@ -118,18 +116,9 @@ func (k *Kafka) Opts() ([]kgo.Opt, error) {
 		if err != nil {
 			return nil, err
 		}
-		dialer := &tls.Dialer{NetDialer: &net.Dialer{Timeout: 10 * time.Second}, Config: tc}
-		opts = append(opts, kgo.Dialer(func(ctx context.Context, network, host string) (net.Conn, error) {
-			c := tc.Clone()
-			if c.ServerName == "" {
-				if h, _, err := net.SplitHostPort(host); err == nil {
-					c.ServerName = h
-				}
-			}
-			d := *dialer
-			d.Config = c
-			return d.DialContext(ctx, network, host)
-		}))
+		// franz-go clones the config per dial and sets ServerName to the
+		// broker's host when it is empty.
+		opts = append(opts, kgo.DialTLSConfig(tc))
 	}
 	if m := k.mechanism(); m != nil {
 		opts = append(opts, kgo.SASL(m))

@@ -1,6 +1,7 @@
 package topology_test
 
 import (
+	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -18,6 +19,7 @@ import (
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kfake"
+	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/kcqrs/kcqrs/config"
@@ -27,9 +29,10 @@ import (
 	"github.com/kcqrs/kcqrs/wire"
 )
 
-// testCA writes a CA certificate to dir and returns it with a server
+// testCA writes a CA certificate and a client certificate and key signed
+// by it to dir, and returns their files with the CA pool and a server
 // certificate for 127.0.0.1 signed by it.
-func testCA(t *testing.T, dir string) (caFile string, server tls.Certificate) {
+func testCA(t *testing.T, dir string) (caFile, certFile, keyFile string, pool *x509.CertPool, server tls.Certificate) {
 	t.Helper()
 	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
@@ -59,11 +62,36 @@ func testCA(t *testing.T, dir string) (caFile string, server tls.Certificate) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	caFile = filepath.Join(dir, "ca.pem")
-	if err := os.WriteFile(caFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: caDER}), 0o600); err != nil {
+	cliKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
 		t.Fatal(err)
 	}
-	return caFile, tls.Certificate{Certificate: [][]byte{srvDER}, PrivateKey: srvKey}
+	cli := &x509.Certificate{
+		SerialNumber: big.NewInt(3), Subject: pkix.Name{CommonName: "worker"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour),
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}, KeyUsage: x509.KeyUsageDigitalSignature,
+	}
+	cliDER, err := x509.CreateCertificate(rand.Reader, cli, caCert, &cliKey.PublicKey, caKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cliKeyDER, err := x509.MarshalPKCS8PrivateKey(cliKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	caFile, certFile, keyFile = filepath.Join(dir, "ca.pem"), filepath.Join(dir, "client.pem"), filepath.Join(dir, "client-key.pem")
+	for f, b := range map[string]*pem.Block{
+		caFile:   {Type: "CERTIFICATE", Bytes: caDER},
+		certFile: {Type: "CERTIFICATE", Bytes: cliDER},
+		keyFile:  {Type: "PRIVATE KEY", Bytes: cliKeyDER},
+	} {
+		if err := os.WriteFile(f, pem.EncodeToMemory(b), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	pool = x509.NewCertPool()
+	pool.AddCert(caCert)
+	return caFile, certFile, keyFile, pool, tls.Certificate{Certificate: [][]byte{srvDER}, PrivateKey: srvKey}
 }
 
 func allow(op kmsg.ACLOperation, rt kmsg.ACLResourceType, name string) kfake.ACL {
@@ -95,18 +123,18 @@ func workerACLs(skip string) []kfake.ACL {
 	return out
 }
 
-// secureHarness starts a broker that requires TLS and SCRAM-SHA-256 with
-// ACLs: the superuser "admin" (used by the test's own clients) and the
-// worker user "worker" with acls.
+// secureHarness starts a broker that requires mutual TLS and SASL with
+// ACLs: the superuser "admin" (SCRAM-SHA-256, used by the test's own
+// clients) and the worker user "worker" (mechanism) with acls.
 func secureHarness(t *testing.T, mechanism string, acls []kfake.ACL) (*topologytest.Harness, config.Kafka) {
 	t.Helper()
 	dir := t.TempDir()
-	caFile, srvCert := testCA(t, dir)
+	caFile, certFile, keyFile, pool, srvCert := testCA(t, dir)
 	reg, err := examples.Registry()
 	if err != nil {
 		t.Fatal(err)
 	}
-	admin := config.Kafka{Brokers: []string{"127.0.0.1:1"}, TLSCAFile: caFile, SASLMechanism: config.SASLScramSHA256, SASLUser: "admin", SASLPassword: "admin-secret"}
+	admin := config.Kafka{Brokers: []string{"127.0.0.1:1"}, TLSCAFile: caFile, TLSCertFile: certFile, TLSKeyFile: keyFile, SASLMechanism: config.SASLScramSHA256, SASLUser: "admin", SASLPassword: "admin-secret"}
 	adminOpts, err := admin.Opts()
 	if err != nil {
 		t.Fatal(err)
@@ -114,7 +142,8 @@ func secureHarness(t *testing.T, mechanism string, acls []kfake.ACL) (*topologyt
 	h := topologytest.NewWithOptions(t, reg, topologytest.Options{
 		Partitions: partitions,
 		BrokerOpts: []kfake.Opt{
-			kfake.TLS(&tls.Config{Certificates: []tls.Certificate{srvCert}, MinVersion: tls.VersionTLS12}),
+			kfake.TLS(&tls.Config{Certificates: []tls.Certificate{srvCert}, MinVersion: tls.VersionTLS12,
+				ClientAuth: tls.RequireAndVerifyClientCert, ClientCAs: pool}),
 			kfake.EnableSASL(),
 			kfake.Superuser(config.SASLScramSHA256, "admin", "admin-secret"),
 			kfake.User(mechanism, "worker", "worker-secret", acls...),
@@ -122,7 +151,7 @@ func secureHarness(t *testing.T, mechanism string, acls []kfake.ACL) (*topologyt
 		},
 		ClientOpts: adminOpts[1:], // TLS and SASL; the seeds are the harness's
 	})
-	worker := config.Kafka{Brokers: h.Brokers, TLSCAFile: caFile, SASLMechanism: mechanism, SASLUser: "worker", SASLPassword: "worker-secret"}
+	worker := config.Kafka{Brokers: h.Brokers, TLSCAFile: caFile, TLSCertFile: certFile, TLSKeyFile: keyFile, SASLMechanism: mechanism, SASLUser: "worker", SASLPassword: "worker-secret"}
 	return h, worker
 }
 
@@ -136,7 +165,8 @@ func startWorker(t *testing.T, h *topologytest.Harness, k config.Kafka) *topolog
 }
 
 // TestWorkerOverTLSAndSASL: a worker with exactly the documented ACLs, over
-// TLS with SASL (each mechanism), creates its topics and handles commands.
+// mutual TLS with SASL (each mechanism), creates its topics and handles
+// commands. Without its client certificate it cannot connect at all.
 func TestWorkerOverTLSAndSASL(t *testing.T) {
 	t.Parallel()
 	for _, mech := range []string{config.SASLScramSHA256, config.SASLScramSHA512, config.SASLPlain} {
@@ -151,6 +181,25 @@ func TestWorkerOverTLSAndSASL(t *testing.T) {
 			}
 		})
 	}
+	t.Run("no client certificate", func(t *testing.T) {
+		t.Parallel()
+		_, worker := secureHarness(t, config.SASLScramSHA256, workerACLs(""))
+		worker.TLSCertFile, worker.TLSKeyFile = "", ""
+		opts, err := worker.Opts()
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		cl, err := kgo.NewClient(opts...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer cl.Close()
+		if err := cl.Ping(ctx); err == nil {
+			t.Fatal("connected without a client certificate")
+		}
+	})
 }
 
 // TestMissingACLIsNamed: a worker lacking one permission refuses to start
