@@ -156,6 +156,12 @@ func (c *Config) Validate() error {
 	if c.DedupeWindow < 1 {
 		errs = append(errs, fmt.Errorf("dedupe window %d < 1", c.DedupeWindow))
 	}
+	if c.MaxCommandBytes < 1 {
+		errs = append(errs, fmt.Errorf("max command bytes %d < 1", c.MaxCommandBytes))
+	}
+	if c.CacheBytes < 0 {
+		errs = append(errs, fmt.Errorf("cache bytes %d < 0", c.CacheBytes))
+	}
 	if c.TransactionTimeout < time.Second {
 		errs = append(errs, fmt.Errorf("transaction timeout %v < 1s", c.TransactionTimeout))
 	}

@@ -56,11 +56,11 @@ func TestLoad(t *testing.T) {
 				}
 			}},
 		{name: "everything wrong at once",
-			args: []string{"--commit-interval", "soon", "--max-batch", "0", "--transaction-timeout", "10ms", "--partitions", "0", "--replication-factor", "0", "--log-format", "yaml", "--events-topic", "commands"},
+			args: []string{"--commit-interval", "soon", "--max-batch", "0", "--transaction-timeout", "10ms", "--partitions", "0", "--replication-factor", "0", "--log-format", "yaml", "--events-topic", "commands", "--max-command-bytes", "-1", "--cache-size", "-5"},
 			env:  env("KCQRS_DEDUPE_WINDOW", "many", "KCQRS_SASL_MECHANISM", "GSSAPI", "KCQRS_BROKERS", "nohost"),
 			wants: []string{`--commit-interval="soon"`, "max batch 0 < 1", "transaction timeout 10ms < 1s", "partitions 0 < 1",
 				"--replication-factor 0", `--log-format "yaml"`, `KCQRS_DEDUPE_WINDOW="many"`, `--sasl-mechanism "GSSAPI"`,
-				`"nohost" is not host:port`, `topic "commands" is both`}},
+				`"nohost" is not host:port`, `topic "commands" is both`, "max command bytes -1 < 1", "cache bytes -5 < 0"}},
 		{name: "stray argument", args: []string{"run"}, env: env(), wants: []string{`unexpected arguments ["run"]`}},
 	}
 	for _, tt := range tests {
