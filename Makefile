@@ -2,7 +2,7 @@
 GO ?= go
 PKGS := ./...
 
-.PHONY: run test vet fmt build fuzz schemas-check broker processor projector clean
+.PHONY: run test test-kafka vet fmt build fuzz schemas-check broker processor projector describe clean
 
 ## run: start the embedded broker and a processor, run the demo workload, serve until Ctrl-C
 run:
@@ -12,7 +12,12 @@ run:
 test: vet
 	@test -z "$$(gofmt -l . | tee /dev/stderr)" || (echo "gofmt needed on the files above" && exit 1)
 	$(GO) test -count=1 $(PKGS)
-	$(GO) test -count=1 -race ./topology/... ./snapshots/... ./client/...
+	$(GO) test -count=1 -race ./topology/... ./snapshots/... ./client/... ./ops/... ./cmd/processor/...
+
+## test-kafka: the integration tests against a real cluster (BROKERS=host:9092; TLS/SASL via KCQRS_TEST_* variables)
+BROKERS ?= 127.0.0.1:9092
+test-kafka:
+	KCQRS_TEST_BROKERS=$(BROKERS) $(GO) test -count=1 ./topology/...
 
 vet:
 	$(GO) vet $(PKGS)
@@ -38,6 +43,11 @@ processor:
 	$(GO) run ./cmd/processor --brokers 127.0.0.1:9092 --instance-id local-0
 projector:
 	$(GO) run ./cmd/projector --brokers 127.0.0.1:9092
+
+## describe: print the processor topology (text and Mermaid)
+describe:
+	$(GO) run ./cmd/processor describe
+	$(GO) run ./cmd/processor describe --format mermaid
 
 clean:
 	rm -rf .kcqrs bin

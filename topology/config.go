@@ -82,6 +82,10 @@ type Config struct {
 	// ClientOpts are extra franz-go options (TLS, SASL, ...) applied to every
 	// client the processor creates.
 	ClientOpts []kgo.Opt
+	// SessionClientOpts are extra options of the transactional session's
+	// client only (the one consuming commands and producing results), for
+	// hooks that may be attached to one client, such as kprom's metrics.
+	SessionClientOpts []kgo.Opt
 	// Now returns the current time (for deadlines and event timestamps).
 	// Default time.Now.
 	Now func() time.Time
@@ -94,6 +98,8 @@ type Config struct {
 	// SchemaRegistryOpts are extra options (auth, TLS) for the schema
 	// registry client.
 	SchemaRegistryOpts []sr.ClientOpt
+	// Observer is told what the processor does (metrics). Default NopObserver.
+	Observer Observer
 }
 
 func (c *Config) setDefaults() {
@@ -131,6 +137,9 @@ func (c *Config) setDefaults() {
 	if c.Now == nil {
 		c.Now = time.Now
 	}
+	if c.Observer == nil {
+		c.Observer = NopObserver{}
+	}
 }
 
 // Validate reports every problem of the (defaulted) config at once.
@@ -156,6 +165,12 @@ func (c *Config) Validate() error {
 	}
 	if c.DedupeWindow < 1 {
 		errs = append(errs, fmt.Errorf("dedupe window %d < 1", c.DedupeWindow))
+	}
+	if c.MaxCommandBytes < 1 {
+		errs = append(errs, fmt.Errorf("max command bytes %d < 1", c.MaxCommandBytes))
+	}
+	if c.CacheBytes < 0 {
+		errs = append(errs, fmt.Errorf("cache bytes %d < 0", c.CacheBytes))
 	}
 	if c.TransactionTimeout < time.Second {
 		errs = append(errs, fmt.Errorf("transaction timeout %v < 1s", c.TransactionTimeout))

@@ -29,4 +29,10 @@
 // snapshot whose state cannot be read any more is rebuilt from the events
 // topic (a StateSchemaError, then Registry.ReplayState) instead of stopping
 // the worker.
+//
+// Before it joins the group a worker checks its ACLs (CheckPermissions names
+// each missing one), creates missing topics, checks co-partitioning and
+// refuses topic configs that would break a guarantee (CheckTopicConfigs).
+// Describe prints the topology; an Observer (Config.Observer) is told what
+// the worker does, for metrics.
 package topology

@@ -54,7 +54,7 @@ func (p *Processor) handle(b *batch, ps *partitionState, r *kgo.Record) {
 		// A snapshot we cannot read: fail the batch rather than act on a
 		// wrong state. It is retried; the error is logged loudly.
 		b.fail(fmt.Errorf("load %s/%s: %w", meta.aggregateType, meta.aggregateID, err))
-		p.log.Error("cannot load aggregate", "type", meta.aggregateType, "id", meta.aggregateID, "err", err)
+		p.log.Error("cannot load aggregate", "partition", r.Partition, "offset", r.Offset, "command", meta.commandID, "type", meta.aggregateType, "id", meta.aggregateID, "err", err)
 		return
 	}
 	base.Version = a.version
@@ -182,7 +182,7 @@ func (p *Processor) reject(b *batch, r *kgo.Record, meta *commandMeta, base wire
 	default:
 		base.Status, base.Code = wire.StatusInternalError, CodeHandlerError
 	}
-	p.log.Warn("command dead-lettered", "partition", r.Partition, "offset", r.Offset, "status", base.Status, "err", err)
+	p.log.Warn("command dead-lettered", "partition", r.Partition, "offset", r.Offset, "command", meta.commandID, "status", base.Status, "err", err)
 	p.reply(b, r, meta, base)
 	p.deadLetter(b, r, err)
 }
@@ -191,9 +191,10 @@ func (p *Processor) reject(b *batch, r *kgo.Record, meta *commandMeta, base wire
 // reply address.
 func (p *Processor) reply(b *batch, r *kgo.Record, meta *commandMeta, rep wire.Reply) {
 	b.countReply(rep.Status)
+	p.cfg.Observer.Replied(r.Partition, r.Offset, rep.Status, rep.Duplicate, r.Timestamp)
 	n, err := p.topics.partitions(meta.reply.topic)
 	if err != nil {
-		p.log.Warn("reply not sent: reply topic unusable", "topic", meta.reply.topic, "command", meta.commandID, "err", err)
+		p.log.Warn("reply not sent: reply topic unusable", "partition", r.Partition, "offset", r.Offset, "command", meta.commandID, "topic", meta.reply.topic, "err", err)
 		return
 	}
 	val, err := p.reg.EncodeReply(rep, meta.reply.contentType)
@@ -229,6 +230,7 @@ func (p *Processor) deadLetter(b *batch, r *kgo.Record, cause error) {
 		return
 	}
 	b.deadLetters++
+	p.cfg.Observer.DeadLettered(r.Partition)
 	headers := append([]kgo.RecordHeader(nil), r.Headers...)
 	headers = append(headers,
 		kgo.RecordHeader{Key: wire.HeaderDLQError, Value: []byte(cause.Error())},

@@ -151,7 +151,7 @@ func (p *Processor) Run(ctx context.Context) (err error) {
 	}
 	defer p.admCl.Close()
 	p.adm = kadm.NewClient(p.admCl)
-	p.partitions, err = EnsureTopics(ctx, p.admCl, p.cfg.Topics, p.cfg.Partitions, p.cfg.ReplicationFactor)
+	p.partitions, err = p.cfg.prepareTopics(ctx, p.admCl)
 	if err != nil {
 		return err
 	}
@@ -161,7 +161,7 @@ func (p *Processor) Run(ctx context.Context) (err error) {
 	defer p.cache.Unref()
 	defer p.closeStores()
 
-	p.sess, err = kgo.NewGroupTransactSession(p.clientOpts(
+	p.sess, err = kgo.NewGroupTransactSession(append(p.clientOpts(
 		kgo.ConsumerGroup(p.cfg.Group),
 		kgo.ConsumeTopics(p.cfg.Topics.Commands),
 		kgo.TransactionalID(p.cfg.Group+"-"+p.cfg.InstanceID),
@@ -172,7 +172,7 @@ func (p *Processor) Run(ctx context.Context) (err error) {
 		kgo.OnPartitionsAssigned(p.onAssigned),
 		kgo.OnPartitionsRevoked(p.onRevoked),
 		kgo.OnPartitionsLost(p.onRevoked),
-	)...)
+	), p.cfg.SessionClientOpts...)...)
 	if err != nil {
 		return fmt.Errorf("topology: transact session: %w", err)
 	}
@@ -226,6 +226,7 @@ func (p *Processor) runBatch(ctx context.Context, first kgo.Fetches) error {
 		try = kgo.TryAbort
 		p.log.Error("aborting transaction: a record failed", "err", b.failed())
 	}
+	endStart := time.Now()
 	committed, err := p.sess.End(endCtx, try)
 	if committed && b.failed() != nil {
 		// franz-go refuses to commit a transaction in which a record failed,
@@ -237,6 +238,7 @@ func (p *Processor) runBatch(ctx context.Context, first kgo.Fetches) error {
 		}
 		committed = false
 	}
+	p.cfg.Observer.TransactionEnded(n, committed, time.Since(endStart))
 	p.mu.Lock()
 	p.stats.Transactions++
 	if !committed {
@@ -318,6 +320,7 @@ func (p *Processor) processFetches(ctx context.Context, b *batch, fetches kgo.Fe
 		if len(fp.Records) == 0 {
 			return
 		}
+		p.cfg.Observer.Fetched(fp.Partition, fp.Records[len(fp.Records)-1].Offset+1, fp.LastStableOffset)
 		ps, err := p.partition(ctx, fp.Partition)
 		if err != nil {
 			// The store cannot be opened or restored: processing without it
@@ -526,6 +529,7 @@ func (p *Processor) restore(ctx context.Context, ps *partitionState) (RestoreRep
 	}
 	target := lso.Offset
 	rep.From, rep.To = from, target
+	p.cfg.Observer.RestoreProgress(ps.p, from, target)
 	if from < target {
 		rep.Records, err = p.readChangelog(ctx, ps, from, target)
 		if err != nil {
@@ -585,6 +589,7 @@ func (p *Processor) readChangelog(ctx context.Context, ps *partitionState, from,
 		if err := ps.store.Apply(wb); err != nil {
 			return records, err
 		}
+		p.cfg.Observer.RestoreProgress(ps.p, next, target)
 	}
 	return records, nil
 }

@@ -298,7 +298,7 @@ func TestFreshStateDirRestoresEverything(t *testing.T) {
 	snaps, _, _ := latestSnapshots(t, h)
 	fromStores := map[string]int64{}
 	for p := int32(0); p < partitions; p++ {
-		st, err := snapshots.Open(snapshots.PartitionDir(fresh.StateDir, "snapshots-changelog", p), snapshots.Options{})
+		st, err := snapshots.Open(snapshots.PartitionDir(fresh.StateDir, h.Topic("snapshots-changelog"), p), snapshots.Options{})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -327,6 +327,7 @@ func TestFreshStateDirRestoresEverything(t *testing.T) {
 func TestFailedTransactionIsRetriedExactlyOnce(t *testing.T) {
 	t.Parallel()
 	h := newHarness(t)
+	h.RequireEmbedded()
 	w := h.StartProcessor("w0", "")
 	wantStatus(t, h.Send(cmd("account", "x", "OpenAccount", `{"owner":"O","currency":"USD"}`)), wire.StatusAccepted, 1)
 
@@ -364,6 +365,7 @@ func TestFailedTransactionIsRetriedExactlyOnce(t *testing.T) {
 func TestEndTxnFailureThenRestart(t *testing.T) {
 	t.Parallel()
 	h := newHarness(t)
+	h.RequireEmbedded()
 	dir := t.TempDir()
 	w := h.StartProcessor("w0", dir)
 	wantStatus(t, h.Send(cmd("account", "y", "OpenAccount", `{"owner":"O","currency":"USD"}`)), wire.StatusAccepted, 1)
@@ -423,10 +425,11 @@ func rawSendTo(t *testing.T, h *topologytest.Harness, rec *kgo.Record) (wire.Rep
 	corr := client.NewID()
 	rec.Headers = append(rec.Headers,
 		kgo.RecordHeader{Key: wire.HeaderCorrelationID, Value: []byte(corr)},
-		kgo.RecordHeader{Key: wire.HeaderReplyTopic, Value: []byte("command_reply")},
+		kgo.RecordHeader{Key: wire.HeaderReplyTopic, Value: []byte(h.Topic("command_reply"))},
 	)
+	rec.Topic = h.Topic(rec.Topic)
 	h.Client() // topics exist
-	prod, err := kgo.NewClient(kgo.SeedBrokers(h.Brokers...), kgo.RecordPartitioner(kgo.ManualPartitioner()))
+	prod, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(h.Brokers...), kgo.RecordPartitioner(kgo.ManualPartitioner())}, h.ClientOpts...)...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -573,10 +576,10 @@ func TestPartitionCountMismatchRefusesToStart(t *testing.T) {
 	h := newHarness(t)
 	adm := h.Admin()
 	ctx := context.Background()
-	if _, err := adm.CreateTopic(ctx, 4, 1, nil, "commands"); err != nil {
+	if _, err := adm.CreateTopic(ctx, 4, -1, nil, h.Topic("commands")); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := adm.CreateTopic(ctx, 2, 1, nil, "events"); err != nil {
+	if _, err := adm.CreateTopic(ctx, 2, -1, nil, h.Topic("events")); err != nil {
 		t.Fatal(err)
 	}
 	w := h.StartProcessor("w0", "")
@@ -599,6 +602,7 @@ func TestPartitionCountMismatchRefusesToStart(t *testing.T) {
 func TestStoreAheadOfChangelogIsRebuilt(t *testing.T) {
 	t.Parallel()
 	h := newHarness(t)
+	h.RequireEmbedded()
 	w := h.StartProcessor("w0", "")
 	for range 3 {
 		wantStatus(t, h.Send(cmd("account", "q", "Deposit", `{"amount":1}`)), wire.StatusRejected, 0)

@@ -80,6 +80,11 @@ func EnsureTopics(ctx context.Context, cl *kgo.Client, t Topics, partitions int3
 		if err == nil {
 			err = resp.Err
 		}
+		if errors.Is(err, kerr.TopicAuthorizationFailed) || errors.Is(err, kerr.ClusterAuthorizationFailed) {
+			return 0, fmt.Errorf("topology: create %s topic %q: %w", s.Role, s.Name, &PermissionError{Missing: []Permission{
+				{kmsg.ACLOperationCreate, kmsg.ACLResourceTypeTopic, s.Name, "create the missing topic (or create it beforehand)"},
+			}})
+		}
 		if err != nil && !errors.Is(err, kerr.TopicAlreadyExists) {
 			return 0, fmt.Errorf("topology: create %s topic %q: %w", s.Role, s.Name, err)
 		}
@@ -141,4 +146,143 @@ func describeTopics(ctx context.Context, cl *kgo.Client, names ...string) (map[s
 		}
 	}
 	return out, nil
+}
+
+// TopicConfigProblem is a topic config that would break a guarantee.
+type TopicConfigProblem struct {
+	Role, Topic string
+	Key         string
+	Have, Want  string
+	Why         string
+}
+
+// TopicConfigError lists the configs of existing topics that would break
+// the processor's guarantees; it refuses to run on them.
+type TopicConfigError struct {
+	Problems []TopicConfigProblem
+}
+
+func (e *TopicConfigError) Error() string {
+	var b strings.Builder
+	b.WriteString("topology: existing topics have configs that would break the processor's guarantees:")
+	for _, p := range e.Problems {
+		fmt.Fprintf(&b, "\n  - %s topic %q: %s=%s, want %s: %s", p.Role, p.Topic, p.Key, p.Have, p.Want, p.Why)
+	}
+	b.WriteString("\nfix them, then restart:")
+	for _, p := range e.Problems {
+		fmt.Fprintf(&b, "\n  kafka-configs.sh --bootstrap-server <broker> --alter --entity-type topics --entity-name %s --add-config %s=%s", p.Topic, p.Key, p.Want)
+	}
+	b.WriteString("\n(or kadm's AlterTopicConfigs with the same key and value)")
+	return b.String()
+}
+
+// CheckTopicConfigs checks the effective configs of the topology's topics
+// (topic -> key -> value; absent keys are taken as Kafka's defaults). It
+// returns a *TopicConfigError for configs that break a guarantee, and advice
+// for configs that weaken durability without breaking correctness.
+func CheckTopicConfigs(t Topics, configs map[string]map[string]string) (advice []string, err error) {
+	get := func(topic, key, def string) string {
+		if v, ok := configs[topic][key]; ok {
+			return v
+		}
+		return def
+	}
+	var problems []TopicConfigProblem
+	policy := func(s TopicSpec) []string { return strings.Split(get(s.Name, "cleanup.policy", "delete"), ",") }
+	for _, s := range t.Specs() {
+		pol := policy(s)
+		has := func(p string) bool {
+			for _, x := range pol {
+				if strings.TrimSpace(x) == p {
+					return true
+				}
+			}
+			return false
+		}
+		switch s.Role {
+		case "changelog":
+			if !has("compact") || has("delete") {
+				problems = append(problems, TopicConfigProblem{s.Role, s.Name, "cleanup.policy", strings.Join(pol, ","), "compact",
+					"deletion by retention would drop aggregates' only snapshots, and a restore would then start them from scratch"})
+			}
+		case "events":
+			if has("compact") {
+				problems = append(problems, TopicConfigProblem{s.Role, s.Name, "cleanup.policy", strings.Join(pol, ","), "delete",
+					"compaction keeps only the last event per aggregate: the event history is the source of truth"})
+			}
+			for _, k := range []string{"retention.ms", "retention.bytes"} {
+				def := "604800000"
+				if k == "retention.bytes" {
+					def = "-1"
+				}
+				if v := get(s.Name, k, def); v != "-1" {
+					problems = append(problems, TopicConfigProblem{s.Role, s.Name, k, v, "-1",
+						"events must be kept forever: projections and replays read them from the start"})
+				}
+			}
+		case "commands", "dead letters":
+			if has("compact") {
+				problems = append(problems, TopicConfigProblem{s.Role, s.Name, "cleanup.policy", strings.Join(pol, ","), "delete",
+					"compaction drops all but the last record of a key: earlier commands of an aggregate would be lost unread"})
+			}
+		}
+		if v := get(s.Name, "min.insync.replicas", "1"); v == "1" && (s.Role == "events" || s.Role == "changelog") {
+			advice = append(advice, fmt.Sprintf("%s topic %q has min.insync.replicas=1: an acknowledged write survives only on one broker; with replication factor 3 use min.insync.replicas=2", s.Role, s.Name))
+		}
+		if get(s.Name, "unclean.leader.election.enable", "false") == "true" {
+			advice = append(advice, fmt.Sprintf("%s topic %q has unclean.leader.election.enable=true: committed records can be lost on failover", s.Role, s.Name))
+		}
+	}
+	if len(problems) > 0 {
+		return advice, &TopicConfigError{Problems: problems}
+	}
+	return advice, nil
+}
+
+// VerifyTopicConfigs reads the topics' effective configs and checks them
+// with CheckTopicConfigs.
+func VerifyTopicConfigs(ctx context.Context, cl *kgo.Client, t Topics) ([]string, error) {
+	var names []string
+	for _, s := range t.Specs() {
+		names = append(names, s.Name)
+	}
+	rcs, err := kadm.NewClient(cl).DescribeTopicConfigs(ctx, names...)
+	if err != nil {
+		return nil, fmt.Errorf("topology: describe topic configs: %w", err)
+	}
+	configs := map[string]map[string]string{}
+	for _, rc := range rcs {
+		if rc.Err != nil {
+			if errors.Is(rc.Err, kerr.TopicAuthorizationFailed) {
+				return nil, &PermissionError{Missing: []Permission{{kmsg.ACLOperationDescribeConfigs, kmsg.ACLResourceTypeTopic, rc.Name, "verify topic configs"}}}
+			}
+			return nil, fmt.Errorf("topology: describe configs of %q: %w", rc.Name, rc.Err)
+		}
+		m := map[string]string{}
+		for _, c := range rc.Configs {
+			if c.Value != nil {
+				m[c.Key] = *c.Value
+			}
+		}
+		configs[rc.Name] = m
+	}
+	return CheckTopicConfigs(t, configs)
+}
+
+// prepareTopics checks the worker's permissions, creates missing topics,
+// checks co-partitioning and verifies the topics' configs, returning the
+// partition count.
+func (c *Config) prepareTopics(ctx context.Context, cl *kgo.Client) (int32, error) {
+	if err := CheckPermissions(ctx, cl, *c); err != nil {
+		return 0, err
+	}
+	n, err := EnsureTopics(ctx, cl, c.Topics, c.Partitions, c.ReplicationFactor)
+	if err != nil {
+		return 0, err
+	}
+	advice, err := VerifyTopicConfigs(ctx, cl, c.Topics)
+	for _, a := range advice {
+		c.Logger.Info("topic config advice: " + a)
+	}
+	return n, err
 }

@@ -1,59 +1,241 @@
 // Command processor runs one kcqrs command-processing worker: it joins the
 // consumer group on the command topic and handles the partitions it is
 // given, exactly once, for the example aggregates (account, folder).
+//
+//	processor [flags]                       run a worker
+//	processor describe [--format mermaid]   print the topology and exit
+//
+// Every flag is also an environment variable (--commit-interval is
+// KCQRS_COMMIT_INTERVAL); `processor --help` lists them all.
 package main
 
 import (
 	"context"
-	"flag"
+	"errors"
 	"fmt"
-	"log/slog"
+	"io"
 	"os"
 	"os/signal"
-	"strings"
+	"sort"
 	"syscall"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/plugin/kprom"
+
+	"github.com/kcqrs/kcqrs/config"
 	"github.com/kcqrs/kcqrs/internal/examples"
+	"github.com/kcqrs/kcqrs/ops"
+	"github.com/kcqrs/kcqrs/snapshots"
 	"github.com/kcqrs/kcqrs/topology"
 )
 
-func main() {
-	var cfg topology.Config
-	brokers := flag.String("brokers", "127.0.0.1:9092", "comma-separated seed brokers")
-	flag.StringVar(&cfg.InstanceID, "instance-id", hostname(), "stable id of this worker (its transactional id is <group>-<instance-id>)")
-	flag.StringVar(&cfg.StateDir, "state-dir", ".kcqrs/state", "directory of the Pebble stores")
-	flag.StringVar(&cfg.Group, "group", "kcqrs-processor", "consumer group")
-	partitions := flag.Int("partitions", 8, "partition count for topics created at start")
-	flag.DurationVar(&cfg.CommitInterval, "commit-interval", 0, "longest time a transaction stays open while commands wait (default 100ms)")
-	flag.IntVar(&cfg.MaxBatch, "max-batch", 0, "most commands per transaction (default 1000)")
-	flag.IntVar(&cfg.DedupeWindow, "dedupe-window", 0, "command ids remembered per aggregate (default 32)")
-	flag.StringVar(&cfg.Topics.Commands, "commands-topic", "", "command topic (default commands)")
-	flag.StringVar(&cfg.Topics.Events, "events-topic", "", "events topic (default events)")
-	flag.StringVar(&cfg.Topics.Changelog, "changelog-topic", "", "snapshot changelog topic (default snapshots-changelog)")
-	flag.StringVar(&cfg.Topics.Replies, "reply-topic", "", "default reply topic (default command_reply)")
-	flag.StringVar(&cfg.Topics.DeadLetters, "dlq-topic", "", "dead-letter topic (default commands-dlq)")
-	schemaRegistry := flag.String("schema-registry", "", "comma-separated Confluent Schema Registry URLs: write events and snapshots in its wire format (default: Avro single-object encoding, no registry)")
-	flag.Parse()
-	cfg.Brokers = strings.Split(*brokers, ",")
-	if *schemaRegistry != "" {
-		cfg.SchemaRegistryURLs = strings.Split(*schemaRegistry, ",")
-	}
-	cfg.Partitions = int32(*partitions)
-	cfg.Logger = slog.New(slog.NewTextHandler(os.Stderr, nil))
+const intro = `usage: processor [flags]
+       processor describe [--format text|mermaid] [flags]
 
+Runs one exactly-once command-processing worker of the kcqrs consumer group.
+Start one per machine (each with its own --instance-id and --state-dir);
+the group spreads the command partitions among them.`
+
+// settings is everything the processor binary can be told.
+type settings struct {
+	kafka       config.Kafka
+	log         config.Log
+	cfg         topology.Config
+	partitions  int
+	replication int
+	httpAddr    string
+	pprof       bool
+	format      string // describe only
+}
+
+// bind declares every setting, with the topology's defaults.
+func bind(s *config.Set, st *settings, describe bool) {
+	d := topology.Defaults()
+	s.Intro(intro)
+	st.kafka.Bind(s, []string{"127.0.0.1:9092"})
+
+	s.Group("Worker")
+	s.String(&st.cfg.InstanceID, "instance-id", "", "stable id of this worker, unique among live ones; its transactional id is <group>-<instance-id> (default: the host name)")
+	s.String(&st.cfg.Group, "group", d.Group, "consumer group of the workers")
+	s.String(&st.cfg.StateDir, "state-dir", ".kcqrs/state", "directory of the Pebble snapshot stores (one per owned partition)")
+	s.Bytes(&st.cfg.CacheBytes, "cache-size", d.CacheBytes, "Pebble block cache shared by all stores")
+
+	s.Group("Topics")
+	s.String(&st.cfg.Topics.Commands, "commands-topic", d.Topics.Commands, "command topic (keyed by aggregate id)")
+	s.String(&st.cfg.Topics.Events, "events-topic", d.Topics.Events, "event topic (infinite retention)")
+	s.String(&st.cfg.Topics.Changelog, "changelog-topic", d.Topics.Changelog, "snapshot changelog topic (compacted)")
+	s.String(&st.cfg.Topics.Replies, "reply-topic", d.Topics.Replies, "default reply topic, for commands that name none")
+	s.String(&st.cfg.Topics.DeadLetters, "dlq-topic", d.Topics.DeadLetters, "dead-letter topic")
+	s.Int(&st.partitions, "partitions", int(d.Partitions), "partition count of topics created at start (existing ones keep theirs)")
+	s.Int(&st.replication, "replication-factor", int(d.ReplicationFactor), "replication factor of topics created at start (-1: the broker's default)")
+
+	s.Group("Processing")
+	s.Duration(&st.cfg.CommitInterval, "commit-interval", d.CommitInterval, "longest time a transaction stays open while commands wait")
+	s.Int(&st.cfg.MaxBatch, "max-batch", d.MaxBatch, "most commands in one transaction")
+	s.Duration(&st.cfg.TransactionTimeout, "transaction-timeout", d.TransactionTimeout, "broker-side timeout of an open transaction (bounds how long a crashed worker blocks readers)")
+	s.Int(&st.cfg.DedupeWindow, "dedupe-window", d.DedupeWindow, "recent command ids remembered per aggregate (retries within it are answered, not re-run)")
+	s.Int(&st.cfg.MaxCommandBytes, "max-command-bytes", d.MaxCommandBytes, "largest command value; larger ones are dead-lettered")
+	s.List(&st.cfg.SchemaRegistryURLs, "schema-registry", nil, "Confluent Schema Registry URLs: write events and snapshots in its wire format (default: Avro single-object encoding, no registry)")
+
+	s.Group("Operations")
+	s.String(&st.httpAddr, "http-addr", ops.DefaultAddr, "listen address of /metrics, /healthz, /readyz (loopback by default; :8080 for all interfaces)")
+	s.Bool(&st.pprof, "pprof", false, "also serve net/http/pprof under /debug/pprof/")
+	st.log.Bind(s)
+	if describe {
+		s.Group("Describe")
+		s.String(&st.format, "format", "text", "output format: text or mermaid")
+	}
+}
+
+// load parses args and the environment into settings and a validated
+// topology config, reporting every problem at once.
+func load(args []string, lookup func(string) (string, bool), describe bool) (*settings, *config.Set, error) {
+	st := &settings{}
+	s := config.New("processor", "")
+	bind(s, st, describe)
+	err := s.Parse(args, lookup)
+	if errors.Is(err, config.ErrHelp) {
+		return nil, s, err
+	}
+	errs := []error{err}
+	if len(s.Args()) > 0 {
+		errs = append(errs, fmt.Errorf("unexpected arguments %q", s.Args()))
+	}
+	if st.cfg.InstanceID == "" {
+		st.cfg.InstanceID = hostname()
+	}
+	st.cfg.Brokers = st.kafka.Brokers
+	st.cfg.Partitions = int32(st.partitions)
+	st.cfg.ReplicationFactor = int16(st.replication)
+	if st.replication == 0 || st.replication < -1 || st.replication > 1<<14 {
+		errs = append(errs, fmt.Errorf("--replication-factor %d: want -1 or 1 or more", st.replication))
+	}
+	errs = append(errs, st.kafka.Validate(), st.log.Validate())
+	if describe && st.format != "text" && st.format != "mermaid" {
+		errs = append(errs, fmt.Errorf("--format %q: want text or mermaid", st.format))
+	}
+	if err := st.cfg.Validate(); err != nil {
+		errs = append(errs, err)
+	}
+	return st, s, errors.Join(errs...)
+}
+
+func main() {
+	args := os.Args[1:]
+	describe := len(args) > 0 && args[0] == "describe"
+	if describe {
+		args = args[1:]
+	}
+	st, s, err := load(args, nil, describe)
+	if errors.Is(err, config.ErrHelp) {
+		s.Usage(os.Stdout)
+		return
+	}
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "processor: invalid configuration:\n%v\n\nRun 'processor --help' for the settings.\n", indent(err))
+		os.Exit(2)
+	}
 	reg, err := examples.Registry()
 	if err != nil {
 		fatal(err)
 	}
-	p, err := topology.New(cfg, reg)
-	if err != nil {
-		fatal(err)
+	if describe {
+		d := topology.Describe(st.cfg, reg)
+		if st.format == "mermaid" {
+			fmt.Print(d.Mermaid())
+		} else {
+			fmt.Print(d.Text())
+		}
+		return
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if err := p.Run(ctx); err != nil {
+	if err := run(ctx, st, reg, os.Stderr, nil); err != nil {
 		fatal(err)
 	}
+}
+
+// run starts the HTTP endpoints and the worker and runs until ctx ends.
+// started, when set, receives the endpoints' address.
+func run(ctx context.Context, st *settings, reg *topology.Registry, logOut io.Writer, started func(addr string)) error {
+	log, err := st.log.Logger(logOut)
+	if err != nil {
+		return err
+	}
+	st.cfg.Logger = log
+	opts, err := st.kafka.Opts()
+	if err != nil {
+		return err
+	}
+	st.cfg.ClientOpts = append(st.cfg.ClientOpts, opts...)
+
+	promReg := prometheus.NewRegistry()
+	promReg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	// kprom registers its collectors once per client: attach it to the
+	// session's client, the one doing the work.
+	st.cfg.SessionClientOpts = append(st.cfg.SessionClientOpts, kgo.WithHooks(kprom.NewMetrics("kcqrs_kafka", kprom.Registry(promReg))))
+
+	var proc *topology.Processor
+	var metrics *ops.Metrics
+	assigned := func() []int32 {
+		if proc == nil {
+			return nil
+		}
+		parts := proc.Assigned()
+		sort.Slice(parts, func(i, j int) bool { return parts[i] < parts[j] })
+		return parts
+	}
+	partitionStates, ready := readiness(assigned, func(p int32) (int64, int64, bool) { return metrics.Restore(p) })
+	metrics = ops.NewMetrics(ops.MetricsOptions{
+		Registerer: promReg,
+		Partitions: partitionStates,
+		StoreDirs: func() map[int32]string {
+			dirs := map[int32]string{}
+			for _, p := range assigned() {
+				dirs[p] = snapshots.PartitionDir(st.cfg.StateDir, st.cfg.Topics.Changelog, p)
+			}
+			return dirs
+		},
+	})
+	st.cfg.Observer = metrics
+	proc, err = topology.New(st.cfg, reg)
+	if err != nil {
+		return err
+	}
+	srv, err := ops.Start(ops.Options{Addr: st.httpAddr, Gatherer: promReg, Ready: ops.ReadyFunc(ready), Pprof: st.pprof, Logger: log})
+	if err != nil {
+		return err
+	}
+	defer srv.Close()
+	log.Info("serving /metrics, /healthz, /readyz", "addr", srv.Addr().String(), "pprof", st.pprof)
+	if started != nil {
+		started(srv.Addr().String())
+	}
+	return proc.Run(ctx)
+}
+
+func indent(err error) string {
+	var b []byte
+	for _, line := range splitLines(err.Error()) {
+		b = append(b, "  - "...)
+		b = append(b, line...)
+		b = append(b, '\n')
+	}
+	return string(b[:max(0, len(b)-1)])
+}
+
+func splitLines(s string) []string {
+	var out []string
+	start := 0
+	for i := 0; i < len(s); i++ {
+		if s[i] == '\n' {
+			out = append(out, s[start:i])
+			start = i + 1
+		}
+	}
+	return append(out, s[start:])
 }
 
 func hostname() string {
@@ -67,4 +249,32 @@ func hostname() string {
 func fatal(err error) {
 	fmt.Fprintln(os.Stderr, "processor:", err)
 	os.Exit(1)
+}
+
+// readiness derives the partition states and the readiness of a worker
+// from its assigned partitions and what its stores' restores reported: a
+// worker is ready when it owns partitions and none is being restored.
+//
+// Hook for issue 4: once the processor has PartitionStates() and Ready(),
+// replace this with them (converting topology.PartitionState to
+// ops.PartitionState field by field).
+func readiness(assigned func() []int32, restore func(int32) (restored, total int64, seen bool)) (func() []ops.PartitionState, func() bool) {
+	states := func() []ops.PartitionState {
+		var out []ops.PartitionState
+		for _, p := range assigned() {
+			restored, total, _ := restore(p)
+			out = append(out, ops.PartitionState{Partition: p, Role: "active", Restored: restored, Total: total, Ready: restored >= total})
+		}
+		return out
+	}
+	ready := func() bool {
+		s := states()
+		for _, p := range s {
+			if !p.Ready {
+				return false
+			}
+		}
+		return len(s) > 0
+	}
+	return states, ready
 }

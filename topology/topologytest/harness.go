@@ -3,6 +3,14 @@
 // to end (commands in; events, snapshots and replies out) with no Kafka
 // installed. Every harness uses its own broker on a free port and its own
 // temporary state directories, so tests may run in parallel.
+//
+// With KCQRS_TEST_BROKERS set (host:port,...), harnesses use that cluster
+// instead, the way franz-go's tests use KGO_SEEDS: each harness then gets
+// its own topic names and group (prefixed kcqrs-test-<random>-) and deletes
+// its topics when the test ends. The connection's other settings come from
+// the same variables as the processor's, prefixed KCQRS_TEST_ (for example
+// KCQRS_TEST_SASL_MECHANISM, KCQRS_TEST_TLS_CA). Tests that need the
+// embedded broker's fault injection call RequireEmbedded and are skipped.
 package topologytest
 
 import (
@@ -11,7 +19,9 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math/rand/v2"
 	"os"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -21,6 +31,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/kcqrs/kcqrs/client"
+	"github.com/kcqrs/kcqrs/config"
 	"github.com/kcqrs/kcqrs/embedded"
 	"github.com/kcqrs/kcqrs/topology"
 	"github.com/kcqrs/kcqrs/wire"
@@ -28,9 +39,16 @@ import (
 
 // Harness is a broker plus the processors a test starts on it.
 type Harness struct {
-	T       testing.TB
+	T testing.TB
+	// Cluster is the embedded broker; nil against KCQRS_TEST_BROKERS.
 	Cluster *kfake.Cluster
 	Brokers []string
+	// Topics are this harness's topic names (the defaults on the embedded
+	// broker; unique ones on an external cluster).
+	Topics topology.Topics
+	// ClientOpts connect to the cluster (TLS, SASL); the harness's own
+	// clients use them and so does Base.
+	ClientOpts []kgo.Opt
 	// Base is the config every processor starts from (Brokers, Partitions,
 	// a quiet logger); StartProcessor fills InstanceID and StateDir.
 	Base     topology.Config
@@ -45,25 +63,127 @@ type Harness struct {
 // t.Cleanup.
 func New(t testing.TB, reg *topology.Registry, partitions int32) *Harness {
 	t.Helper()
-	c, err := embedded.Start(embedded.Options{})
-	if err != nil {
-		t.Fatal(err)
+	return NewWithOptions(t, reg, Options{Partitions: partitions})
+}
+
+// Options configure a harness.
+type Options struct {
+	// Partitions of the topics the first processor creates.
+	Partitions int32
+	// BrokerOpts are extra options of the embedded broker (TLS, SASL,
+	// ACLs). A harness with them always uses the embedded broker.
+	BrokerOpts []kfake.Opt
+	// ClientOpts connect the harness's clients and processors (TLS, SASL).
+	ClientOpts []kgo.Opt
+}
+
+// ExternalBrokers returns the brokers of KCQRS_TEST_BROKERS, if set.
+func ExternalBrokers() []string {
+	var out []string
+	for _, b := range strings.Split(os.Getenv("KCQRS_TEST_BROKERS"), ",") {
+		if b = strings.TrimSpace(b); b != "" {
+			out = append(out, b)
+		}
 	}
-	t.Cleanup(c.Close)
+	return out
+}
+
+// NewWithOptions is New with options.
+func NewWithOptions(t testing.TB, reg *topology.Registry, o Options) *Harness {
+	t.Helper()
 	var logOut io.Writer = io.Discard
 	if os.Getenv("KCQRS_TEST_LOG") != "" {
 		logOut = os.Stderr
 	}
 	h := &Harness{
-		T: t, Cluster: c, Brokers: c.ListenAddrs(), Registry: reg,
+		T: t, Registry: reg, ClientOpts: o.ClientOpts,
 		Base: topology.Config{
-			Partitions:     partitions,
+			Partitions:     o.Partitions,
 			CommitInterval: 50 * time.Millisecond,
 			Logger:         slog.New(slog.NewTextHandler(logOut, &slog.HandlerOptions{Level: slog.LevelDebug})),
 		},
 	}
+	if ext := ExternalBrokers(); len(ext) > 0 && len(o.BrokerOpts) == 0 {
+		h.useExternal(ext)
+	} else {
+		c, err := embedded.Start(embedded.Options{Extra: o.BrokerOpts})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(c.Close)
+		h.Cluster, h.Brokers = c, c.ListenAddrs()
+	}
 	h.Base.Brokers = h.Brokers
+	h.Base.Topics = h.Topics
+	h.Base.ClientOpts = append(h.Base.ClientOpts, h.ClientOpts...)
 	return h
+}
+
+// useExternal points the harness at an external cluster with topic names
+// and a group of its own, deleted at the end of the test.
+func (h *Harness) useExternal(brokers []string) {
+	h.T.Helper()
+	var k config.Kafka
+	s := config.New("test", config.DefaultPrefix+"TEST_")
+	k.Bind(s, nil)
+	if err := s.Parse(nil, nil); err != nil {
+		h.T.Fatalf("topologytest: KCQRS_TEST_* settings: %v", err)
+	}
+	opts, err := k.Opts()
+	if err != nil {
+		h.T.Fatalf("topologytest: KCQRS_TEST_* settings: %v", err)
+	}
+	h.Brokers = brokers
+	h.ClientOpts = append(opts[1:], h.ClientOpts...) // opts[0] are the seeds
+	prefix := fmt.Sprintf("kcqrs-test-%x-", rand.Uint64())
+	h.Topics = topology.Topics{
+		Commands: prefix + "commands", Events: prefix + "events", Changelog: prefix + "snapshots-changelog",
+		Replies: prefix + "command_reply", DeadLetters: prefix + "commands-dlq",
+	}
+	h.Base.Group = prefix + "processor"
+	h.T.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		var names []string
+		for _, s := range h.Topics.Specs() {
+			names = append(names, s.Name)
+		}
+		if _, err := h.Admin().DeleteTopics(ctx, names...); err != nil {
+			h.T.Logf("topologytest: deleting the test topics %v: %v", names, err)
+		}
+	})
+}
+
+// RequireEmbedded skips the test when the harness runs against an external
+// cluster: it needs the embedded broker (fault injection, topic surgery).
+func (h *Harness) RequireEmbedded() {
+	h.T.Helper()
+	if h.Cluster == nil {
+		h.T.Skip("topologytest: needs the embedded broker's fault injection; skipped against KCQRS_TEST_BROKERS")
+	}
+}
+
+// Topic maps a topic's default name ("events", "commands", ...) to this
+// harness's name for it; other names are returned as they are.
+func (h *Harness) Topic(name string) string {
+	d := topology.Defaults().Topics
+	t := h.Topics
+	if t.Commands == "" {
+		return name
+	}
+	switch name {
+	case d.Commands:
+		return t.Commands
+	case d.Events:
+		return t.Events
+	case d.Changelog:
+		return t.Changelog
+	case d.Replies:
+		return t.Replies
+	case d.DeadLetters:
+		return t.DeadLetters
+	}
+	return name
 }
 
 // Running is a processor started by the harness.
@@ -143,7 +263,8 @@ func (h *Harness) Client() *client.Client {
 	deadline := time.Now().Add(30 * time.Second)
 	for {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		cl, err := client.New(ctx, client.Config{Brokers: h.Brokers})
+		cl, err := client.New(ctx, client.Config{Brokers: h.Brokers, ClientOpts: h.ClientOpts,
+			CommandTopic: h.Topic("commands"), ReplyTopic: h.Topic("command_reply")})
 		cancel()
 		if err == nil {
 			h.client = cl
@@ -172,7 +293,7 @@ func (h *Harness) Send(cmd client.Command) wire.Reply {
 // Admin returns an admin client on the harness's broker.
 func (h *Harness) Admin() *kadm.Client {
 	h.T.Helper()
-	cl, err := kgo.NewClient(kgo.SeedBrokers(h.Brokers...))
+	cl, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(h.Brokers...)}, h.ClientOpts...)...)
 	if err != nil {
 		h.T.Fatal(err)
 	}
@@ -182,10 +303,11 @@ func (h *Harness) Admin() *kadm.Client {
 
 // ReadTopic returns every committed record of topic (read_committed), in
 // partition then offset order, reading up to the last stable offset of each
-// partition at the time of the call.
+// partition at the time of the call. A default topic name means this
+// harness's topic of that role (see Topic).
 func (h *Harness) ReadTopic(topic string) []*kgo.Record {
 	h.T.Helper()
-	recs, err := ReadCommitted(context.Background(), h.Brokers, topic)
+	recs, err := ReadCommitted(context.Background(), h.Brokers, h.Topic(topic), h.ClientOpts...)
 	if err != nil {
 		h.T.Fatalf("topologytest: read %s: %v", topic, err)
 	}
@@ -194,10 +316,10 @@ func (h *Harness) ReadTopic(topic string) []*kgo.Record {
 
 // ReadCommitted reads every committed record of topic up to its current last
 // stable offsets.
-func ReadCommitted(ctx context.Context, brokers []string, topic string) ([]*kgo.Record, error) {
+func ReadCommitted(ctx context.Context, brokers []string, topic string, opts ...kgo.Opt) ([]*kgo.Record, error) {
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	admCl, err := kgo.NewClient(kgo.SeedBrokers(brokers...))
+	admCl, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(brokers...)}, opts...)...)
 	if err != nil {
 		return nil, err
 	}
@@ -220,11 +342,11 @@ func ReadCommitted(ctx context.Context, brokers []string, topic string) ([]*kgo.
 	if len(want) == 0 {
 		return nil, nil
 	}
-	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...),
+	cl, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(brokers...),
 		kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{topic: start}),
 		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
 		kgo.KeepControlRecords(),
-	)
+	}, opts...)...)
 	if err != nil {
 		return nil, err
 	}

@@ -1,0 +1,327 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"io"
+	"net/http"
+	"os"
+	"regexp"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/kcqrs/kcqrs/client"
+	"github.com/kcqrs/kcqrs/config"
+	"github.com/kcqrs/kcqrs/embedded"
+	"github.com/kcqrs/kcqrs/internal/examples"
+	"github.com/kcqrs/kcqrs/ops"
+	"github.com/kcqrs/kcqrs/topology"
+)
+
+var update = flag.Bool("update", false, "rewrite the README's generated sections")
+
+func env(kv ...string) func(string) (string, bool) {
+	m := map[string]string{}
+	for i := 0; i < len(kv); i += 2 {
+		m[kv[i]] = kv[i+1]
+	}
+	return func(k string) (string, bool) { v, ok := m[k]; return v, ok }
+}
+
+// TestLoad: settings come from flags and the environment, and every
+// problem of a bad configuration is reported at once.
+func TestLoad(t *testing.T) {
+	tests := []struct {
+		name  string
+		args  []string
+		env   func(string) (string, bool)
+		wants []string // error substrings; none: valid
+		check func(t *testing.T, st *settings)
+	}{
+		{name: "defaults", env: env(), check: func(t *testing.T, st *settings) {
+			d := topology.Defaults()
+			if st.cfg.CommitInterval != d.CommitInterval || st.cfg.MaxBatch != d.MaxBatch || st.cfg.Partitions != d.Partitions ||
+				st.cfg.Group != d.Group || st.httpAddr != ops.DefaultAddr || st.cfg.InstanceID == "" {
+				t.Fatalf("defaults not applied: %+v", st.cfg)
+			}
+		}},
+		{name: "environment and flags", args: []string{"--max-batch", "7", "--brokers", "k1:9092,k2:9092"},
+			env: env("KCQRS_COMMIT_INTERVAL", "250ms", "KCQRS_MAX_BATCH", "3", "KCQRS_INSTANCE_ID", "w-7", "KCQRS_SASL_MECHANISM", "SCRAM-SHA-512", "KCQRS_SASL_USER", "u", "KCQRS_SASL_PASSWORD", "p"),
+			check: func(t *testing.T, st *settings) {
+				if st.cfg.CommitInterval != 250*time.Millisecond || st.cfg.MaxBatch != 7 || st.cfg.InstanceID != "w-7" ||
+					strings.Join(st.cfg.Brokers, ",") != "k1:9092,k2:9092" || st.kafka.SASLPassword != "p" {
+					t.Fatalf("got %+v / %+v", st.cfg, st.kafka)
+				}
+			}},
+		{name: "everything wrong at once",
+			args: []string{"--commit-interval", "soon", "--max-batch", "0", "--transaction-timeout", "10ms", "--partitions", "0", "--replication-factor", "0", "--log-format", "yaml", "--events-topic", "commands", "--max-command-bytes", "-1", "--cache-size", "-5"},
+			env:  env("KCQRS_DEDUPE_WINDOW", "many", "KCQRS_SASL_MECHANISM", "GSSAPI", "KCQRS_BROKERS", "nohost"),
+			wants: []string{`--commit-interval="soon"`, "max batch 0 < 1", "transaction timeout 10ms < 1s", "partitions 0 < 1",
+				"--replication-factor 0", `--log-format "yaml"`, `KCQRS_DEDUPE_WINDOW="many"`, `--sasl-mechanism "GSSAPI"`,
+				`"nohost" is not host:port`, `topic "commands" is both`, "max command bytes -1 < 1", "cache bytes -5 < 0"}},
+		{name: "stray argument", args: []string{"run"}, env: env(), wants: []string{`unexpected arguments ["run"]`}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			st, _, err := load(tt.args, tt.env, false)
+			if len(tt.wants) == 0 {
+				if err != nil {
+					t.Fatal(err)
+				}
+				tt.check(t, st)
+				return
+			}
+			if err == nil {
+				t.Fatal("accepted")
+			}
+			for _, w := range tt.wants {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("error lacks %q:\n%v", w, err)
+				}
+			}
+		})
+	}
+}
+
+// section returns the text of README.md between the two marker lines.
+func section(t *testing.T, readme, name string) (before, body, after string) {
+	t.Helper()
+	begin, end := "<!-- BEGIN "+name+" -->\n", "<!-- END "+name+" -->"
+	i, j := strings.Index(readme, begin), strings.Index(readme, end)
+	if i < 0 || j < i {
+		t.Fatalf("README.md lacks the markers %q ... %q", strings.TrimSpace(begin), end)
+	}
+	return readme[:i+len(begin)], readme[i+len(begin) : j], readme[j:]
+}
+
+// TestREADMEGenerated: the README's configuration table and topology
+// diagram are what the code says (go test ./cmd/processor -update rewrites
+// them).
+func TestREADMEGenerated(t *testing.T) {
+	reg, err := examples.Registry()
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := config.New("processor", "")
+	bind(s, &settings{}, false)
+	want := map[string]string{
+		"processor config":   s.Markdown(),
+		"topology diagram":   "```mermaid\n" + topology.Describe(topology.Config{Partitions: topology.Defaults().Partitions}, reg).Mermaid() + "```\n",
+		"processor describe": "```\n" + topology.Describe(topology.Config{Partitions: topology.Defaults().Partitions}, reg).Text() + "```\n",
+	}
+	raw, err := os.ReadFile("../../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	readme := string(raw)
+	for _, name := range []string{"processor config", "topology diagram", "processor describe"} {
+		before, body, after := section(t, readme, name)
+		if body == want[name] {
+			continue
+		}
+		if *update {
+			readme = before + want[name] + after
+			continue
+		}
+		t.Errorf("README section %q is stale; run go test ./cmd/processor -run TestREADMEGenerated -update\nwant:\n%s", name, want[name])
+	}
+	if *update {
+		if err := os.WriteFile("../../README.md", []byte(readme), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+func TestReadiness(t *testing.T) {
+	var assigned []int32
+	restores := map[int32][3]int64{}
+	states, ready := readiness(func() []int32 { return assigned }, func(p int32) (int64, int64, bool) {
+		r, ok := restores[p]
+		return r[0], r[1], ok
+	})
+	if ready() {
+		t.Fatal("ready without partitions")
+	}
+	assigned = []int32{0, 1}
+	if !ready() {
+		t.Fatal("not ready with partitions and no restore running")
+	}
+	restores[1] = [3]int64{40, 100}
+	if ready() {
+		t.Fatal("ready while partition 1 restores")
+	}
+	if s := states(); len(s) != 2 || s[1].Ready || s[1].Restored != 40 || s[1].Total != 100 {
+		t.Fatalf("states %+v", s)
+	}
+	restores[1] = [3]int64{100, 100}
+	if !ready() {
+		t.Fatal("not ready after the restore")
+	}
+}
+
+func scrape(t *testing.T, url string) (int, string) {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		return 0, err.Error()
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
+// metric returns the sum of the samples of a series whose name and labels
+// match the pattern.
+func metric(text, pattern string) (float64, bool) {
+	re := regexp.MustCompile(`(?m)^` + pattern + ` ([0-9.e+-]+)$`)
+	var sum float64
+	found := false
+	for _, m := range re.FindAllStringSubmatch(text, -1) {
+		v, err := strconv.ParseFloat(m[1], 64)
+		if err == nil {
+			sum += v
+			found = true
+		}
+	}
+	return sum, found
+}
+
+// TestMetricsAndHealth runs the binary's worker against the embedded
+// broker, sends commands, and scrapes the endpoints until the metrics show
+// the work and /readyz answers 200.
+func TestMetricsAndHealth(t *testing.T) {
+	c, err := embedded.Start(embedded.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	st, _, err := load([]string{"--brokers", strings.Join(c.ListenAddrs(), ","), "--state-dir", t.TempDir(), "--instance-id", "m0",
+		"--partitions", "4", "--http-addr", "127.0.0.1:0", "--pprof", "--log-format", "json"}, env(), false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	reg, err := examples.Registry()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	addrc := make(chan string, 1)
+	done := make(chan error, 1)
+	go func() { done <- run(ctx, st, reg, io.Discard, func(a string) { addrc <- a }) }()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Error(err)
+		}
+	}()
+	var base string
+	select {
+	case a := <-addrc:
+		base = "http://" + a
+	case err := <-done:
+		t.Fatal(err)
+	}
+	if code, _ := scrape(t, base+"/healthz"); code != 200 {
+		t.Fatalf("/healthz: %d", code)
+	}
+	if code, _ := scrape(t, base+"/debug/pprof/cmdline"); code != 200 {
+		t.Fatalf("pprof: %d", code)
+	}
+
+	cctx, ccancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer ccancel()
+	var cl *client.Client
+	for cl == nil {
+		cl, err = client.New(cctx, client.Config{Brokers: st.cfg.Brokers})
+		if err != nil {
+			if cctx.Err() != nil {
+				t.Fatal(err)
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+	}
+	defer cl.Close()
+	const n = 12
+	for i := range n {
+		id := "m-" + strconv.Itoa(i)
+		if _, err := cl.Send(cctx, client.Command{AggregateType: "account", AggregateID: id, Type: "OpenAccount", JSON: []byte(`{"owner":"M","currency":"EUR"}`)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := cl.Send(cctx, client.Command{AggregateType: "account", AggregateID: "m-bad", Type: "Deposit", Avro: []byte("not avro")}); err != nil {
+		t.Fatal(err)
+	}
+
+	checks := map[string]float64{
+		`kcqrs_commands_total\{duplicate="false",outcome="accepted"\}`: n,
+		`kcqrs_commands_total\{duplicate="false",outcome="invalid"\}`:  1,
+		`kcqrs_dead_letters_total`:                                     1,
+		`kcqrs_command_reply_latency_seconds_count`:                    n + 1,
+		`kcqrs_transaction_commit_seconds_count`:                       1,
+		`kcqrs_transaction_commands_count`:                             1,
+		`kcqrs_transactions_total\{result="committed"\}`:               1,
+		`kcqrs_consumer_lag\{partition="[0-9]+"\}`:                     0,
+		`kcqrs_store_bytes\{partition="[0-9]+"\}`:                      1,
+		`kcqrs_partition_ready\{partition="[0-9]+",role="active"\}`:    4,
+		`kcqrs_kafka_produce_bytes_total\{[^}]*\}`:                     1,
+	}
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		var missing []string
+		_, text := scrape(t, base+"/metrics")
+		for p, min := range checks {
+			if v, ok := metric(text, p); !ok || v < min {
+				missing = append(missing, p+" (want >= "+strconv.FormatFloat(min, 'f', -1, 64)+")")
+			}
+		}
+		code, _ := scrape(t, base+"/readyz")
+		if len(missing) == 0 && code == 200 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("after 60s: /readyz %d, metrics missing or low: %v\n%s", code, missing, text)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// TestDeploymentFiles: the container files use only settings the processor
+// has, keep the single-node transaction settings, and Prometheus scrapes
+// services that exist.
+func TestDeploymentFiles(t *testing.T) {
+	s := config.New("processor", "")
+	bind(s, &settings{}, false)
+	known := map[string]bool{}
+	for _, e := range s.Entries() {
+		known[e.Env] = true
+	}
+	compose, err := os.ReadFile("../../docker-compose.yml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	docker, err := os.ReadFile("../../Dockerfile")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range regexp.MustCompile(`KCQRS_[A-Z0-9_]+`).FindAllString(string(compose)+string(docker), -1) {
+		if !known[name] {
+			t.Errorf("%s is not a processor setting", name)
+		}
+	}
+	for _, want := range []string{"KAFKA_TRANSACTION_STATE_LOG_REPLICATION_FACTOR: 1", "KAFKA_TRANSACTION_STATE_LOG_MIN_ISR: 1", "KAFKA_PROCESS_ROLES: broker,controller"} {
+		if !strings.Contains(string(compose), want) {
+			t.Errorf("docker-compose.yml lacks %q", want)
+		}
+	}
+	prom, err := os.ReadFile("../../deploy/prometheus.yml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range regexp.MustCompile(`"([a-z0-9-]+):8080"`).FindAllStringSubmatch(string(prom), -1) {
+		if !strings.Contains(string(compose), "\n  "+m[1]+":\n") {
+			t.Errorf("prometheus.yml scrapes %s, which docker-compose.yml does not define", m[1])
+		}
+	}
+}

@@ -1,0 +1,139 @@
+package ops_test
+
+import (
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
+
+	"github.com/kcqrs/kcqrs/ops"
+	"github.com/kcqrs/kcqrs/wire"
+)
+
+func get(t *testing.T, h http.Handler, path string) (int, string) {
+	t.Helper()
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, path, nil))
+	b, _ := io.ReadAll(rec.Body)
+	return rec.Code, string(b)
+}
+
+func TestEndpoints(t *testing.T) {
+	var ready atomic.Bool
+	h := ops.Handler(ops.Options{Gatherer: prometheus.NewRegistry(), Ready: ops.ReadyFunc(ready.Load)})
+	if code, _ := get(t, h, "/healthz"); code != 200 {
+		t.Fatalf("/healthz %d", code)
+	}
+	if code, _ := get(t, h, "/readyz"); code != http.StatusServiceUnavailable {
+		t.Fatalf("/readyz before ready: %d", code)
+	}
+	ready.Store(true)
+	if code, _ := get(t, h, "/readyz"); code != 200 {
+		t.Fatalf("/readyz when ready: %d", code)
+	}
+	if code, _ := get(t, h, "/debug/pprof/"); code != http.StatusNotFound {
+		t.Fatalf("pprof served without --pprof: %d", code)
+	}
+	if code, _ := get(t, ops.Handler(ops.Options{Pprof: true}), "/debug/pprof/cmdline"); code != 200 {
+		t.Fatalf("pprof with Pprof: %d", code)
+	}
+}
+
+func TestDefaultAddrIsLoopback(t *testing.T) {
+	s, err := ops.Start(ops.Options{Addr: "127.0.0.1:0"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if !strings.HasPrefix(ops.DefaultAddr, "127.0.0.1:") || !strings.HasPrefix(s.Addr().String(), "127.0.0.1:") {
+		t.Fatalf("default %s, listening on %s", ops.DefaultAddr, s.Addr())
+	}
+	resp, err := http.Get("http://" + s.Addr().String() + "/healthz")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 200 {
+		t.Fatalf("/healthz %d", resp.StatusCode)
+	}
+}
+
+// TestMetricsCountCommittedWorkOnly: an aborted transaction's replies and
+// dead letters are not counted (its batch comes again); a committed one's
+// are, with their latency from the record's timestamp.
+func TestMetricsCountCommittedWorkOnly(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	now := time.Unix(1000, 0)
+	m := ops.NewMetrics(ops.MetricsOptions{Registerer: reg, Now: func() time.Time { return now }})
+	m.Replied(0, 5, wire.StatusAccepted, false, now.Add(-2*time.Second))
+	m.DeadLettered(0)
+	m.TransactionEnded(1, false, time.Millisecond)
+	m.Replied(0, 5, wire.StatusAccepted, false, now.Add(-time.Second))
+	m.Replied(0, 6, wire.StatusAccepted, true, now.Add(-time.Second))
+	m.DeadLettered(0)
+	m.TransactionEnded(2, true, time.Millisecond)
+	m.Fetched(3, 10, 25)
+	m.RestoreProgress(1, 0, 100)
+	m.RestoreProgress(1, 40, 100)
+
+	got := gather(t, reg)
+	for series, want := range map[string]float64{
+		`kcqrs_commands_total{duplicate="false",outcome="accepted"}`: 1,
+		`kcqrs_commands_total{duplicate="true",outcome="accepted"}`:  1,
+		`kcqrs_dead_letters_total`:                                   1,
+		`kcqrs_transactions_total{result="aborted"}`:                 1,
+		`kcqrs_transactions_total{result="committed"}`:               1,
+		`kcqrs_consumer_lag{partition="3"}`:                          15,
+		`kcqrs_restore_remaining_offsets{partition="1"}`:             60,
+		`kcqrs_command_reply_latency_seconds_count`:                  2,
+		`kcqrs_command_reply_latency_seconds_sum`:                    2,
+		`kcqrs_transaction_commands_count`:                           2,
+		`kcqrs_transaction_commit_seconds_count`:                     1,
+	} {
+		if got[series] != want {
+			t.Errorf("%s = %v, want %v", series, got[series], want)
+		}
+	}
+	if restored, total, ok := m.Restore(1); !ok || restored != 40 || total != 100 {
+		t.Fatalf("restore progress %d/%d %v", restored, total, ok)
+	}
+}
+
+// gather returns every sample as "name{label="value",...}" -> value
+// (histograms as _count and _sum).
+func gather(t *testing.T, reg *prometheus.Registry) map[string]float64 {
+	t.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]float64{}
+	for _, mf := range mfs {
+		for _, m := range mf.GetMetric() {
+			var labels []string
+			for _, l := range m.GetLabel() {
+				labels = append(labels, l.GetName()+`="`+l.GetValue()+`"`)
+			}
+			key := mf.GetName()
+			if len(labels) > 0 {
+				key += "{" + strings.Join(labels, ",") + "}"
+			}
+			switch mf.GetType() {
+			case dto.MetricType_COUNTER:
+				out[key] = m.GetCounter().GetValue()
+			case dto.MetricType_GAUGE:
+				out[key] = m.GetGauge().GetValue()
+			case dto.MetricType_HISTOGRAM:
+				out[mf.GetName()+"_count"] = float64(m.GetHistogram().GetSampleCount())
+				out[mf.GetName()+"_sum"] = m.GetHistogram().GetSampleSum()
+			}
+		}
+	}
+	return out
+}
