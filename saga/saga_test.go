@@ -153,13 +153,13 @@ func transferEvents(t *testing.T, h *topologytest.Harness) (completed, refunded 
 		versions[env.AggregateID] = env.Version
 		switch e := ev.(type) {
 		case account.TransferDebited:
-			get(env.AggregateID + "/" + e.TransferID).debited++
+			get(env.AggregateID+"/"+e.TransferID).debited++
 		case account.TransferCredited:
-			get(e.From + "/" + e.TransferID).credited++
+			get(e.From+"/"+e.TransferID).credited++
 		case account.TransferCompleted:
-			get(env.AggregateID + "/" + e.TransferID).completed++
+			get(env.AggregateID+"/"+e.TransferID).completed++
 		case account.TransferRefunded:
-			get(env.AggregateID + "/" + e.TransferID).refunded++
+			get(env.AggregateID+"/"+e.TransferID).refunded++
 		}
 	}
 	for k, l := range byTransfer {
@@ -189,7 +189,7 @@ func TestTransferCompletesOrIsRefunded(t *testing.T) {
 	accepted(t, send(t, h, "cid", "CloseAccount", `{}`))
 
 	accepted(t, send(t, h, "ann", "DebitForTransfer", `{"transferId":"t1","to":"bob","amount":30}`))
-	accepted(t, send(t, h, "ann", "DebitForTransfer", `{"transferId":"t2","to":"cid","amount":20}`))   // closed
+	accepted(t, send(t, h, "ann", "DebitForTransfer", `{"transferId":"t2","to":"cid","amount":20}`))    // closed
 	accepted(t, send(t, h, "ann", "DebitForTransfer", `{"transferId":"t3","to":"nobody","amount":10}`)) // never opened
 	if rep := send(t, h, "ann", "DebitForTransfer", `{"transferId":"t4","to":"bob","amount":1000}`); rep.Code != account.CodeInsufficientFunds {
 		t.Fatalf("overdrawing transfer answered %+v", rep)
