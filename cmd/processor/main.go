@@ -1,6 +1,7 @@
 // Command processor runs one kcqrs command-processing worker: it joins the
 // consumer group on the command topic and handles the partitions it is
-// given, exactly once, for the example aggregates (account, folder).
+// given, exactly once, for the example aggregates (account, folder). With
+// --transfers (the default) it also runs the transfer saga (package saga).
 package main
 
 import (
@@ -14,6 +15,7 @@ import (
 	"syscall"
 
 	"github.com/kcqrs/kcqrs/internal/examples"
+	"github.com/kcqrs/kcqrs/saga"
 	"github.com/kcqrs/kcqrs/topology"
 )
 
@@ -32,6 +34,7 @@ func main() {
 	flag.StringVar(&cfg.Topics.Changelog, "changelog-topic", "", "snapshot changelog topic (default snapshots-changelog)")
 	flag.StringVar(&cfg.Topics.Replies, "reply-topic", "", "default reply topic (default command_reply)")
 	flag.StringVar(&cfg.Topics.DeadLetters, "dlq-topic", "", "dead-letter topic (default commands-dlq)")
+	transfers := flag.Bool("transfers", true, "also run the transfer saga (group kcqrs-transfers, reply topic transfer-replies)")
 	flag.Parse()
 	cfg.Brokers = strings.Split(*brokers, ",")
 	cfg.Partitions = int32(*partitions)
@@ -47,8 +50,21 @@ func main() {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	sagaDone := make(chan error, 1)
+	if *transfers {
+		s, err := saga.New(saga.Config{Brokers: cfg.Brokers, InstanceID: cfg.InstanceID, Events: cfg.Topics.Events, Commands: cfg.Topics.Commands, Logger: cfg.Logger, ClientOpts: cfg.ClientOpts}, reg)
+		if err != nil {
+			fatal(err)
+		}
+		go func() { sagaDone <- s.Run(ctx) }()
+	} else {
+		close(sagaDone)
+	}
 	if err := p.Run(ctx); err != nil {
 		fatal(err)
+	}
+	if err := <-sagaDone; err != nil {
+		fatal(fmt.Errorf("transfer saga: %w", err))
 	}
 }
 
