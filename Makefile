@@ -2,7 +2,7 @@
 GO ?= go
 PKGS := ./...
 
-.PHONY: run test vet fmt build fuzz broker processor projector clean
+.PHONY: run test vet fmt build fuzz fuzz-ci broker processor projector clean
 
 ## run: start the embedded broker and a processor, run the demo workload, serve until Ctrl-C
 run:
@@ -25,6 +25,16 @@ FUZZTIME ?= 200000x
 fuzz:
 	$(GO) test ./schemas -run '^$$' -fuzz '^FuzzDecode$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./schemas -run '^$$' -fuzz '^FuzzDecodeJSON$$' -fuzztime $(FUZZTIME)
+
+## fuzz-ci: every fuzz target of every package (found with `go test -list`), each for a short bounded
+## count (FUZZCI=2000x); .ci/run calls it after `make test`. Seed corpora live in <pkg>/testdata/fuzz/FuzzXxx/.
+FUZZCI ?= 2000x
+fuzz-ci:
+	@$(GO) test -list '^Fuzz' $(PKGS) | awk '/^Fuzz/ {names = names " " $$1} /^ok / {if (names != "") print $$2 names; names = ""}' | \
+	while read -r pkg targets; do for f in $$targets; do \
+		echo "fuzz $$pkg $$f ($(FUZZCI))"; \
+		$(GO) test "$$pkg" -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZCI) || exit 1; \
+	done; done
 
 ## broker / processor / projector: the pieces of `make run` as separate processes
 broker:
