@@ -12,7 +12,7 @@ run:
 test: vet
 	@test -z "$$(gofmt -l . | tee /dev/stderr)" || (echo "gofmt needed on the files above" && exit 1)
 	$(GO) test -count=1 $(PKGS)
-	$(GO) test -count=1 -race ./topology/... ./snapshots/... ./client/...
+	$(GO) test -count=1 -race ./topology/... ./snapshots/... ./client/... ./saga/...
 
 vet:
 	$(GO) vet $(PKGS)
