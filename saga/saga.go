@@ -371,7 +371,7 @@ func (s *Saga) react(r *kgo.Record, b *batchStats) []step {
 		}
 		b.Debits++
 		ref := Ref{Source: env.AggregateID, Version: env.Version, TransferID: d.TransferID, Target: d.To, Amount: d.Amount, Leg: LegCredit}
-		return []step{{ref, d.To, account.CreditForTransfer{TransferID: d.TransferID, From: env.AggregateID, Amount: d.Amount}}}
+		return []step{{ref, d.To, account.CreditForTransfer{TransferID: d.TransferID, From: env.AggregateID, DebitVersion: env.Version, Amount: d.Amount}}}
 	}
 	ref, err := DecodeRef([]byte(header(r, wire.HeaderCorrelationID)))
 	if err != nil {
@@ -388,7 +388,9 @@ func (s *Saga) react(r *kgo.Record, b *batchStats) []step {
 	}
 	switch ref.Leg {
 	case LegCredit:
-		if rep.Status == wire.StatusAccepted {
+		// already_credited: this debit was credited before (a replay of old
+		// events, say): complete it, never refund it.
+		if rep.Status == wire.StatusAccepted || (rep.Status == wire.StatusRejected && rep.Code == account.CodeAlreadyCredited) {
 			b.Completed++
 			ref.Leg = LegComplete
 			return []step{{ref, ref.Source, account.CompleteTransfer{TransferID: ref.TransferID}}}

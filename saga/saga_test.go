@@ -56,6 +56,11 @@ func (r *runningSaga) stop() error {
 
 func startSaga(t *testing.T, h *topologytest.Harness, instance string) *runningSaga {
 	t.Helper()
+	return startSagaIn(t, h, "", instance)
+}
+
+func startSagaIn(t *testing.T, h *topologytest.Harness, group, instance string) *runningSaga {
+	t.Helper()
 	var out io.Writer = io.Discard
 	if os.Getenv("KCQRS_TEST_LOG") != "" {
 		out = os.Stderr
@@ -63,6 +68,7 @@ func startSaga(t *testing.T, h *topologytest.Harness, instance string) *runningS
 	s, err := saga.New(saga.Config{
 		Brokers:    h.Brokers,
 		InstanceID: instance,
+		Group:      group,
 		MaxBatch:   50,
 		Logger:     slog.New(slog.NewTextHandler(out, nil)).With("instance", instance),
 	}, h.Registry)
@@ -379,5 +385,53 @@ func TestRandomTransfersConserveMoney(t *testing.T) {
 		if accs[id].Balance != 0 {
 			t.Fatalf("%s holds %d", id, accs[id].Balance)
 		}
+	}
+}
+
+// A saga that lost its progress (its group's offsets expired, or a new group)
+// replays every old debit and reply. With the commands long out of the dedupe
+// window, the target still refuses the old credit (credited already) and the
+// source refuses to end a transfer twice: no money moves.
+func TestReplayedHistoryMovesNoMoney(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t)
+	h.StartProcessor("w0", "", func(c *topology.Config) { c.DedupeWindow = 1 })
+	first := startSaga(t, h, "s0")
+	accepted(t, send(t, h, "ann", "OpenAccount", `{"owner":"Ann","currency":"EUR"}`))
+	accepted(t, send(t, h, "ann", "Deposit", `{"amount":100}`))
+	accepted(t, send(t, h, "bob", "OpenAccount", `{"owner":"Bob","currency":"EUR"}`))
+	accepted(t, send(t, h, "cid", "OpenAccount", `{"owner":"Cid","currency":"EUR"}`))
+	accepted(t, send(t, h, "cid", "CloseAccount", `{}`))
+	accepted(t, send(t, h, "ann", "DebitForTransfer", `{"transferId":"t1","to":"bob","amount":30}`))
+	accepted(t, send(t, h, "ann", "DebitForTransfer", `{"transferId":"t2","to":"cid","amount":20}`))
+	settled(t, h, func(a map[string]account.Account) bool { return a["bob"].Balance == 30 && a["ann"].Balance == 70 })
+	if err := first.stop(); err != nil {
+		t.Fatal(err)
+	}
+	// Push the saga's command ids out of every dedupe window.
+	accepted(t, send(t, h, "ann", "Deposit", `{"amount":1}`))
+	accepted(t, send(t, h, "bob", "Deposit", `{"amount":1}`))
+	if rep := send(t, h, "cid", "Deposit", `{"amount":1}`); rep.Code != account.CodeClosed {
+		t.Fatalf("deposit to a closed account: %+v", rep)
+	}
+	before := accounts(t, h)
+
+	replay := startSagaIn(t, h, "kcqrs-transfers-new", "s1")
+	deadline := time.Now().Add(60 * time.Second)
+	// The replayed complete and refund are refused by the source.
+	for st := replay.Stats(); st.Debits < 2 || st.Anomalies < 2; st = replay.Stats() {
+		if time.Now().After(deadline) {
+			t.Fatalf("replay did not finish: %+v", st)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	after := settled(t, h, func(map[string]account.Account) bool { return true })
+	for _, id := range []string{"ann", "bob", "cid"} {
+		if after[id].Balance != before[id].Balance {
+			t.Fatalf("%s: balance %d after the replay, %d before", id, after[id].Balance, before[id].Balance)
+		}
+	}
+	if c, r := transferEvents(t, h); c != 1 || r != 1 {
+		t.Fatalf("%d completed and %d refunded transfers, want 1 and 1", c, r)
 	}
 }

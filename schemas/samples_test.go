@@ -19,6 +19,11 @@ type account struct {
 	Currency string            `avro:"currency"`
 	Balance  int64             `avro:"balance"`
 	Pending  []pendingTransfer `avro:"pending"`
+	Credited []creditMark      `avro:"credited"`
+}
+type creditMark struct {
+	From         string `avro:"from"`
+	DebitVersion int64  `avro:"debitVersion"`
 }
 type pendingTransfer struct {
 	TransferID string `avro:"transferId"`
@@ -32,9 +37,10 @@ type debitForTransfer struct {
 	Amount     int64  `avro:"amount"`
 }
 type creditForTransfer struct {
-	TransferID string `avro:"transferId"`
-	From       string `avro:"from"`
-	Amount     int64  `avro:"amount"`
+	TransferID   string `avro:"transferId"`
+	From         string `avro:"from"`
+	DebitVersion int64  `avro:"debitVersion"`
+	Amount       int64  `avro:"amount"`
 }
 type completeTransfer struct {
 	TransferID string `avro:"transferId"`
@@ -50,10 +56,11 @@ type transferDebited struct {
 	Balance    int64  `avro:"balance"`
 }
 type transferCredited struct {
-	TransferID string `avro:"transferId"`
-	From       string `avro:"from"`
-	Amount     int64  `avro:"amount"`
-	Balance    int64  `avro:"balance"`
+	TransferID   string `avro:"transferId"`
+	From         string `avro:"from"`
+	DebitVersion int64  `avro:"debitVersion"`
+	Amount       int64  `avro:"amount"`
+	Balance      int64  `avro:"balance"`
 }
 type transferCompleted struct {
 	TransferID string `avro:"transferId"`
@@ -164,14 +171,15 @@ func samples() []sample {
 		{"kcqrs.Snapshot", sampleSnapshot(3)},
 
 		{"kcqrs.example.account.Account", account{Status: "open", Owner: "Ada Lovelace", Currency: "EUR", Balance: 12_345,
-			Pending: []pendingTransfer{{TransferID: "t-1", To: "acc-2", Amount: 500}}}},
+			Pending:  []pendingTransfer{{TransferID: "t-1", To: "acc-2", Amount: 500}},
+			Credited: []creditMark{{From: "acc-3", DebitVersion: 7}}}},
 		{"kcqrs.example.account.PayOutAndClose", payOutAndClose{}},
 		{"kcqrs.example.account.DebitForTransfer", debitForTransfer{TransferID: "t-1", To: "acc-2", Amount: 500}},
-		{"kcqrs.example.account.CreditForTransfer", creditForTransfer{TransferID: "t-1", From: "acc-1", Amount: 500}},
+		{"kcqrs.example.account.CreditForTransfer", creditForTransfer{TransferID: "t-1", From: "acc-1", DebitVersion: 4, Amount: 500}},
 		{"kcqrs.example.account.CompleteTransfer", completeTransfer{TransferID: "t-1"}},
 		{"kcqrs.example.account.RefundTransfer", refundTransfer{TransferID: "t-1", Reason: "closed: account is closed"}},
 		{"kcqrs.example.account.TransferDebited", transferDebited{TransferID: "t-1", To: "acc-2", Amount: 500, Balance: 11_845}},
-		{"kcqrs.example.account.TransferCredited", transferCredited{TransferID: "t-1", From: "acc-1", Amount: 500, Balance: 500}},
+		{"kcqrs.example.account.TransferCredited", transferCredited{TransferID: "t-1", From: "acc-1", DebitVersion: 4, Amount: 500, Balance: 500}},
 		{"kcqrs.example.account.TransferCompleted", transferCompleted{TransferID: "t-1"}},
 		{"kcqrs.example.account.TransferRefunded", transferRefunded{TransferID: "t-1", Amount: 500, Balance: 12_345, Reason: "closed: account is closed"}},
 		{"kcqrs.example.account.OpenAccount", openAccount{Owner: "Ada Lovelace", Currency: "EUR"}},

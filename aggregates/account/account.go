@@ -47,6 +47,9 @@ const (
 	CodeInvalidAmount = "invalid_amount"
 	// CodeInsufficientFunds: a withdrawal larger than the balance.
 	CodeInsufficientFunds = "insufficient_funds"
+	// CodeAlreadyCredited: CreditForTransfer for a debit at or below the
+	// latest one credited from the same source: it was applied already.
+	CodeAlreadyCredited = "already_credited"
 	// CodeNonzeroBalance: CloseAccount while money is left on the account.
 	CodeNonzeroBalance = "nonzero_balance"
 	// CodeInvalidTransfer: a transfer command without a transfer id or
@@ -77,6 +80,28 @@ type Account struct {
 	// have not completed or been refunded yet, oldest first. Balance plus
 	// their amounts never exceeds math.MaxInt64, so a refund cannot overflow.
 	Pending []PendingTransfer `avro:"pending" json:",omitempty"`
+	// Credited holds, per source account, the version of the latest debit
+	// credited here. The saga sends a source's credits in the order of its
+	// debits, so a credit at or below the mark was applied already: this
+	// makes credits idempotent beyond any dedupe window (a saga replaying
+	// old events cannot pay a transfer twice). One entry per counterparty.
+	Credited []CreditMark `avro:"credited" json:",omitempty"`
+}
+
+// CreditMark is the latest debit of one source account credited here.
+type CreditMark struct {
+	From         string `avro:"from"`
+	DebitVersion int64  `avro:"debitVersion"`
+}
+
+// creditedUpTo returns the mark for source from (0 if none).
+func (s Account) creditedUpTo(from string) int64 {
+	for _, m := range s.Credited {
+		if m.From == from {
+			return m.DebitVersion
+		}
+	}
+	return 0
 }
 
 // PendingTransfer is an outgoing transfer in flight.
@@ -145,12 +170,14 @@ type DebitForTransfer struct {
 }
 
 // CreditForTransfer is the second leg: it puts Amount, debited from account
-// From, into this account. A rejection (closed account, say) makes the saga
-// refund the source.
+// From by its event at version DebitVersion, into this account. A rejection
+// (closed account, say) makes the saga refund the source, except
+// CodeAlreadyCredited, which means it was credited before.
 type CreditForTransfer struct {
-	TransferID string `avro:"transferId"`
-	From       string `avro:"from"`
-	Amount     int64  `avro:"amount"`
+	TransferID   string `avro:"transferId"`
+	From         string `avro:"from"`
+	DebitVersion int64  `avro:"debitVersion"`
+	Amount       int64  `avro:"amount"`
 }
 
 // CompleteTransfer ends a pending outgoing transfer whose credit succeeded.
@@ -222,12 +249,14 @@ type TransferDebited struct {
 	Balance    int64  `avro:"balance"`
 }
 
-// TransferCredited records the credit leg of a transfer from From.
+// TransferCredited records the credit leg of a transfer from From (its debit
+// at version DebitVersion of From).
 type TransferCredited struct {
-	TransferID string `avro:"transferId"`
-	From       string `avro:"from"`
-	Amount     int64  `avro:"amount"`
-	Balance    int64  `avro:"balance"`
+	TransferID   string `avro:"transferId"`
+	From         string `avro:"from"`
+	DebitVersion int64  `avro:"debitVersion"`
+	Amount       int64  `avro:"amount"`
+	Balance      int64  `avro:"balance"`
 }
 
 // TransferCompleted records that a pending outgoing transfer was credited.
@@ -427,8 +456,11 @@ func creditForTransfer(s Account, c CreditForTransfer) ([]aggregates.Event, erro
 	if err := mustBeOpen(s); err != nil {
 		return nil, err
 	}
-	if c.TransferID == "" {
-		return nil, aggregates.Reject(CodeInvalidTransfer, "a transfer needs a transfer id")
+	if c.TransferID == "" || c.From == "" || c.DebitVersion < 1 {
+		return nil, aggregates.Reject(CodeInvalidTransfer, "a credit needs a transfer id, a source account and its debit version")
+	}
+	if last := s.creditedUpTo(c.From); c.DebitVersion <= last {
+		return nil, aggregates.Reject(CodeAlreadyCredited, "debit %d of %q is credited already (latest credited: %d)", c.DebitVersion, c.From, last)
 	}
 	if c.Amount <= 0 {
 		return nil, aggregates.Reject(CodeInvalidAmount, "transfer amount must be positive, got %d", c.Amount)
@@ -436,7 +468,7 @@ func creditForTransfer(s Account, c CreditForTransfer) ([]aggregates.Event, erro
 	if c.Amount > s.room() {
 		return nil, aggregates.Reject(CodeInvalidAmount, "credit of %d would overflow the balance of %d", c.Amount, s.Balance)
 	}
-	return []aggregates.Event{TransferCredited{TransferID: c.TransferID, From: c.From, Amount: c.Amount, Balance: s.Balance + c.Amount}}, nil
+	return []aggregates.Event{TransferCredited{TransferID: c.TransferID, From: c.From, DebitVersion: c.DebitVersion, Amount: c.Amount, Balance: s.Balance + c.Amount}}, nil
 }
 
 func completeTransfer(s Account, c CompleteTransfer) ([]aggregates.Event, error) {
@@ -498,6 +530,7 @@ func Evolve(s Account, event aggregates.Event) Account {
 		s.Pending = append(s.Pending[:len(s.Pending):len(s.Pending)], PendingTransfer{TransferID: e.TransferID, To: e.To, Amount: e.Amount})
 	case TransferCredited:
 		s.Balance = e.Balance
+		s.Credited = mark(s.Credited, e.From, e.DebitVersion)
 	case TransferCompleted:
 		s.Pending = without(s.Pending, e.TransferID)
 	case TransferRefunded:
@@ -505,6 +538,22 @@ func Evolve(s Account, event aggregates.Event) Account {
 		s.Pending = without(s.Pending, e.TransferID)
 	}
 	return s
+}
+
+// mark returns marks with from's set to version, as a new slice.
+func mark(marks []CreditMark, from string, version int64) []CreditMark {
+	out := make([]CreditMark, 0, len(marks)+1)
+	found := false
+	for _, m := range marks {
+		if m.From == from {
+			m.DebitVersion, found = version, true
+		}
+		out = append(out, m)
+	}
+	if !found {
+		out = append(out, CreditMark{From: from, DebitVersion: version})
+	}
+	return out
 }
 
 // without returns pending minus the transfer id, as a new slice (states are

@@ -244,6 +244,16 @@ func debited(id, to string, amount, balance int64) account.TransferDebited {
 	return account.TransferDebited{TransferID: id, To: to, Amount: amount, Balance: balance}
 }
 
+func credited(id, from string, debitVersion, amount, balance int64) account.TransferCredited {
+	return account.TransferCredited{TransferID: id, From: from, DebitVersion: debitVersion, Amount: amount, Balance: balance}
+}
+
+func withCredited(balance int64, m ...account.CreditMark) *account.Account {
+	s := state(balance)
+	s.Credited = m
+	return s
+}
+
 func withPending(balance int64, p ...account.PendingTransfer) *account.Account {
 	s := state(balance)
 	s.Pending = p
@@ -274,18 +284,34 @@ func TestTransferLegs(t *testing.T) {
 		{
 			Name:  "credit",
 			Given: []aggregates.Event{opened, deposited(5, 5)},
-			When:  account.CreditForTransfer{TransferID: "t1", From: "ann", Amount: 30},
-			Then:  []aggregates.Event{account.TransferCredited{TransferID: "t1", From: "ann", Amount: 30, Balance: 35}},
-			State: state(35),
+			When:  account.CreditForTransfer{TransferID: "t1", From: "ann", DebitVersion: 3, Amount: 30},
+			Then:  []aggregates.Event{credited("t1", "ann", 3, 30, 35)},
+			State: withCredited(35, account.CreditMark{From: "ann", DebitVersion: 3}),
 		},
-		{Name: "credit to a closed account", Given: []aggregates.Event{opened, closed}, When: account.CreditForTransfer{TransferID: "t1", From: "ann", Amount: 1}, Reject: account.CodeClosed},
-		{Name: "credit to an account never opened", When: account.CreditForTransfer{TransferID: "t1", From: "ann", Amount: 1}, Reject: account.CodeNotOpen},
-		{Name: "credit of nothing", Given: []aggregates.Event{opened}, When: account.CreditForTransfer{TransferID: "t1", From: "ann"}, Reject: account.CodeInvalidAmount},
+		{
+			Name:  "credit of a later debit of the same source",
+			Given: []aggregates.Event{opened, credited("t1", "ann", 3, 30, 30), credited("t1", "bob", 9, 1, 31)},
+			When:  account.CreditForTransfer{TransferID: "t2", From: "ann", DebitVersion: 4, Amount: 1},
+			Then:  []aggregates.Event{credited("t2", "ann", 4, 1, 32)},
+			State: withCredited(32, account.CreditMark{From: "ann", DebitVersion: 4}, account.CreditMark{From: "bob", DebitVersion: 9}),
+		},
+		{
+			// A replayed credit is refused however old it is: no dedupe window.
+			Name:   "credit of a debit credited before",
+			Given:  []aggregates.Event{opened, credited("t1", "ann", 3, 30, 30), credited("t2", "ann", 8, 1, 31)},
+			When:   account.CreditForTransfer{TransferID: "t1", From: "ann", DebitVersion: 3, Amount: 30},
+			Reject: account.CodeAlreadyCredited,
+		},
+		{Name: "credit without debit version", Given: []aggregates.Event{opened}, When: account.CreditForTransfer{TransferID: "t1", From: "ann", Amount: 1}, Reject: account.CodeInvalidTransfer},
+		{Name: "credit without source", Given: []aggregates.Event{opened}, When: account.CreditForTransfer{TransferID: "t1", DebitVersion: 1, Amount: 1}, Reject: account.CodeInvalidTransfer},
+		{Name: "credit to a closed account", Given: []aggregates.Event{opened, closed}, When: account.CreditForTransfer{TransferID: "t1", From: "ann", DebitVersion: 1, Amount: 1}, Reject: account.CodeClosed},
+		{Name: "credit to an account never opened", When: account.CreditForTransfer{TransferID: "t1", From: "ann", DebitVersion: 1, Amount: 1}, Reject: account.CodeNotOpen},
+		{Name: "credit of nothing", Given: []aggregates.Event{opened}, When: account.CreditForTransfer{TransferID: "t1", From: "ann", DebitVersion: 1}, Reject: account.CodeInvalidAmount},
 		{
 			// The refund of a pending transfer must always fit.
 			Name:   "credit into the room of a pending refund",
 			Given:  []aggregates.Event{opened, deposited(math.MaxInt64-10, math.MaxInt64-10), debited("t1", "bob", 10, math.MaxInt64-20)},
-			When:   account.CreditForTransfer{TransferID: "t2", From: "carl", Amount: 11},
+			When:   account.CreditForTransfer{TransferID: "t2", From: "carl", DebitVersion: 1, Amount: 11},
 			Reject: account.CodeInvalidAmount,
 		},
 		{
