@@ -297,4 +297,3 @@ func TestRacingClientsExactlyOneWinsEachVersion(t *testing.T) {
 		t.Fatalf("versions %v", versions["account/race"])
 	}
 }
-
