@@ -297,3 +297,32 @@ func TestRacingClientsExactlyOneWinsEachVersion(t *testing.T) {
 		t.Fatalf("versions %v", versions["account/race"])
 	}
 }
+
+// A produce the broker fails must abort the whole transaction, also when the
+// failure arrives while the transaction is ending: never a committed reply,
+// snapshot and offset without the command's event.
+func TestFailedEventProduceAbortsTheTransaction(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t)
+	w := h.StartProcessor("w0", "")
+	wantStatus(t, h.Send(cmd("account", "pf", "OpenAccount", `{"owner":"O","currency":"USD"}`)), wire.StatusAccepted, 1)
+	for i := range 3 {
+		fh := h.Cluster.Fault(kfake.Fault{Keys: []kmsg.Key{kmsg.Produce}, Topic: "events", Err: kerr.UnknownServerError, Count: 1})
+		wantStatus(t, h.Send(cmd("account", "pf", "Deposit", `{"amount":1}`)), wire.StatusAccepted, int64(i+2))
+		if fh.Hits() == 0 {
+			t.Fatal("fault never hit")
+		}
+	}
+	if w.Stats().Aborted == 0 {
+		t.Fatalf("no transaction aborted: %+v", w.Stats())
+	}
+	versions, _ := eventsOf(t, h)
+	contiguous(t, versions)
+	if len(versions["account/pf"]) != 4 {
+		t.Fatalf("events of pf at versions %v, want 4 (a committed reply lost its event)", versions["account/pf"])
+	}
+	snaps, _, _ := latestSnapshots(t, h)
+	if snaps["account/pf"].Version != 4 {
+		t.Fatalf("snapshot at version %d", snaps["account/pf"].Version)
+	}
+}
