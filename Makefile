@@ -2,7 +2,7 @@
 GO ?= go
 PKGS := ./...
 
-.PHONY: run test test-kafka vet fmt build fuzz schemas-check broker processor projector describe clean
+.PHONY: run test test-kafka vet fmt build fuzz fuzz-ci schemas-check broker processor projector describe clean
 
 ## run: start the embedded broker and a processor, run the demo workload, serve until Ctrl-C
 run:
@@ -12,7 +12,7 @@ run:
 test: vet
 	@test -z "$$(gofmt -l . | tee /dev/stderr)" || (echo "gofmt needed on the files above" && exit 1)
 	$(GO) test -count=1 $(PKGS)
-	$(GO) test -count=1 -race ./topology/... ./snapshots/... ./client/... ./ops/... ./cmd/processor/...
+	$(GO) test -count=1 -race ./topology/... ./snapshots/... ./client/... ./ops/... ./cmd/processor/... ./saga/...
 
 ## test-kafka: the integration tests against a real cluster (BROKERS=host:9092; TLS/SASL via KCQRS_TEST_* variables)
 BROKERS ?= 127.0.0.1:9092
@@ -35,6 +35,16 @@ fuzz:
 	$(GO) test ./schemas -run '^$$' -fuzz '^FuzzDecode$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./schemas -run '^$$' -fuzz '^FuzzDecodeJSON$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./schemas -run '^$$' -fuzz '^FuzzResolve$$' -fuzztime $(FUZZTIME)
+
+## fuzz-ci: every fuzz target of every package (found with `go test -list`), each for a short bounded
+## count (FUZZCI=2000x); .ci/run calls it after `make test`. Seed corpora live in <pkg>/testdata/fuzz/FuzzXxx/.
+FUZZCI ?= 2000x
+fuzz-ci:
+	@$(GO) test -list '^Fuzz' $(PKGS) | awk '/^Fuzz/ {names = names " " $$1} /^ok / {if (names != "") print $$2 names; names = ""}' | \
+	while read -r pkg targets; do for f in $$targets; do \
+		echo "fuzz $$pkg $$f ($(FUZZCI))"; \
+		$(GO) test "$$pkg" -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZCI) || exit 1; \
+	done; done
 
 ## broker / processor / projector: the pieces of `make run` as separate processes
 broker:

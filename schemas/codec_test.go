@@ -24,9 +24,14 @@ func TestLoadEmbeddedSets(t *testing.T) {
 		{LoadAccount, Account, []string{
 			"kcqrs.example.account.Account", "kcqrs.example.account.AccountClosed",
 			"kcqrs.example.account.AccountOpened", "kcqrs.example.account.CloseAccount",
+			"kcqrs.example.account.CompleteTransfer", "kcqrs.example.account.CreditForTransfer",
+			"kcqrs.example.account.DebitForTransfer",
 			"kcqrs.example.account.Deposit", "kcqrs.example.account.MoneyDeposited",
 			"kcqrs.example.account.MoneyWithdrawn", "kcqrs.example.account.OpenAccount",
-			"kcqrs.example.account.Withdraw",
+			"kcqrs.example.account.PayOutAndClose",
+			"kcqrs.example.account.RefundTransfer", "kcqrs.example.account.TransferCompleted",
+			"kcqrs.example.account.TransferCredited", "kcqrs.example.account.TransferDebited",
+			"kcqrs.example.account.TransferRefunded", "kcqrs.example.account.Withdraw",
 		}},
 		{LoadFolder, Folder, []string{
 			"kcqrs.example.folder.CreateFolder", "kcqrs.example.folder.DeleteFolder",

@@ -14,10 +14,62 @@ import (
 // them, only on the schemas.
 
 type account struct {
-	Status   string `avro:"status"`
-	Owner    string `avro:"owner"`
-	Currency string `avro:"currency"`
-	Balance  int64  `avro:"balance"`
+	Status   string            `avro:"status"`
+	Owner    string            `avro:"owner"`
+	Currency string            `avro:"currency"`
+	Balance  int64             `avro:"balance"`
+	Pending  []pendingTransfer `avro:"pending"`
+	Credited []creditMark      `avro:"credited"`
+}
+type creditMark struct {
+	From         string `avro:"from"`
+	DebitVersion int64  `avro:"debitVersion"`
+}
+type pendingTransfer struct {
+	TransferID string `avro:"transferId"`
+	To         string `avro:"to"`
+	Amount     int64  `avro:"amount"`
+}
+type payOutAndClose struct{}
+type debitForTransfer struct {
+	TransferID string `avro:"transferId"`
+	To         string `avro:"to"`
+	Amount     int64  `avro:"amount"`
+}
+type creditForTransfer struct {
+	TransferID   string `avro:"transferId"`
+	From         string `avro:"from"`
+	DebitVersion int64  `avro:"debitVersion"`
+	Amount       int64  `avro:"amount"`
+}
+type completeTransfer struct {
+	TransferID string `avro:"transferId"`
+}
+type refundTransfer struct {
+	TransferID string `avro:"transferId"`
+	Reason     string `avro:"reason"`
+}
+type transferDebited struct {
+	TransferID string `avro:"transferId"`
+	To         string `avro:"to"`
+	Amount     int64  `avro:"amount"`
+	Balance    int64  `avro:"balance"`
+}
+type transferCredited struct {
+	TransferID   string `avro:"transferId"`
+	From         string `avro:"from"`
+	DebitVersion int64  `avro:"debitVersion"`
+	Amount       int64  `avro:"amount"`
+	Balance      int64  `avro:"balance"`
+}
+type transferCompleted struct {
+	TransferID string `avro:"transferId"`
+}
+type transferRefunded struct {
+	TransferID string `avro:"transferId"`
+	Amount     int64  `avro:"amount"`
+	Balance    int64  `avro:"balance"`
+	Reason     string `avro:"reason"`
 }
 type openAccount struct {
 	Owner    string `avro:"owner"`
@@ -118,7 +170,18 @@ func samples() []sample {
 		}},
 		{"kcqrs.Snapshot", sampleSnapshot(3)},
 
-		{"kcqrs.example.account.Account", account{Status: "open", Owner: "Ada Lovelace", Currency: "EUR", Balance: 12_345}},
+		{"kcqrs.example.account.Account", account{Status: "open", Owner: "Ada Lovelace", Currency: "EUR", Balance: 12_345,
+			Pending:  []pendingTransfer{{TransferID: "t-1", To: "acc-2", Amount: 500}},
+			Credited: []creditMark{{From: "acc-3", DebitVersion: 7}}}},
+		{"kcqrs.example.account.PayOutAndClose", payOutAndClose{}},
+		{"kcqrs.example.account.DebitForTransfer", debitForTransfer{TransferID: "t-1", To: "acc-2", Amount: 500}},
+		{"kcqrs.example.account.CreditForTransfer", creditForTransfer{TransferID: "t-1", From: "acc-1", DebitVersion: 4, Amount: 500}},
+		{"kcqrs.example.account.CompleteTransfer", completeTransfer{TransferID: "t-1"}},
+		{"kcqrs.example.account.RefundTransfer", refundTransfer{TransferID: "t-1", Reason: "closed: account is closed"}},
+		{"kcqrs.example.account.TransferDebited", transferDebited{TransferID: "t-1", To: "acc-2", Amount: 500, Balance: 11_845}},
+		{"kcqrs.example.account.TransferCredited", transferCredited{TransferID: "t-1", From: "acc-1", DebitVersion: 4, Amount: 500, Balance: 500}},
+		{"kcqrs.example.account.TransferCompleted", transferCompleted{TransferID: "t-1"}},
+		{"kcqrs.example.account.TransferRefunded", transferRefunded{TransferID: "t-1", Amount: 500, Balance: 12_345, Reason: "closed: account is closed"}},
 		{"kcqrs.example.account.OpenAccount", openAccount{Owner: "Ada Lovelace", Currency: "EUR"}},
 		{"kcqrs.example.account.Deposit", deposit{Amount: 250}},
 		{"kcqrs.example.account.Withdraw", withdraw{Amount: 100}},

@@ -221,6 +221,13 @@ func (p *Processor) runBatch(ctx context.Context, first kgo.Fetches) error {
 	// it did instead of leaving a transaction open until it times out.
 	endCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), p.cfg.TransactionTimeout)
 	defer cancel()
+	// Flush before deciding: a produce that fails during End's own flush
+	// would otherwise go unnoticed, and franz-go can commit a transaction
+	// in which a record failed (measured with a kfake Produce fault: the
+	// reply, snapshot and offset committed without the command's event).
+	if err := p.sess.Client().Flush(endCtx); err != nil {
+		b.fail(fmt.Errorf("flush: %w", err))
+	}
 	try := kgo.TryCommit
 	if b.failed() != nil {
 		try = kgo.TryAbort

@@ -2,8 +2,16 @@
 // opened, credited, debited and closed, and never goes below zero.
 //
 // Amounts are int64 minor units of the account's currency (cents for EUR).
-// A transfer between two accounts is not a command of this aggregate: it is a
-// saga across two aggregates, run by a process that reacts to events.
+//
+// A transfer between two accounts is not one command: it is a saga across two
+// aggregates, run by a process that reacts to events (package saga). This
+// aggregate provides its legs: DebitForTransfer takes the money out of the
+// source and records the transfer as pending there; CreditForTransfer puts it
+// into the target; CompleteTransfer (after the credit) or RefundTransfer
+// (after the credit was refused) ends the pending transfer on the source. A
+// pending transfer blocks closing the source, so a refund always has an open
+// account to go back to, and a transfer id can be ended only once, so a
+// refund can never be paid twice.
 package account
 
 import (
@@ -39,8 +47,23 @@ const (
 	CodeInvalidAmount = "invalid_amount"
 	// CodeInsufficientFunds: a withdrawal larger than the balance.
 	CodeInsufficientFunds = "insufficient_funds"
+	// CodeAlreadyCredited: CreditForTransfer for a debit at or below the
+	// latest one credited from the same source: it was applied already.
+	CodeAlreadyCredited = "already_credited"
 	// CodeNonzeroBalance: CloseAccount while money is left on the account.
 	CodeNonzeroBalance = "nonzero_balance"
+	// CodeInvalidTransfer: a transfer command without a transfer id or
+	// (DebitForTransfer) without a target account.
+	CodeInvalidTransfer = "invalid_transfer"
+	// CodeTransferPending: DebitForTransfer with the id of a transfer that is
+	// still pending on this account.
+	CodeTransferPending = "transfer_pending"
+	// CodeUnknownTransfer: CompleteTransfer or RefundTransfer for a transfer
+	// that is not pending on this account (never debited, or already ended).
+	CodeUnknownTransfer = "unknown_transfer"
+	// CodePendingTransfers: closing an account with outgoing transfers that
+	// have not ended: their refunds need the account open.
+	CodePendingTransfers = "pending_transfers"
 )
 
 // Account is the state of one account.
@@ -50,9 +73,66 @@ type Account struct {
 	Owner  string `avro:"owner"`
 	// Currency is an ISO 4217 code: three upper-case letters.
 	Currency string `avro:"currency"`
-	// Balance in minor units; never negative.
+	// Balance in minor units; never negative. Money of pending outgoing
+	// transfers is not part of it.
 	Balance int64 `avro:"balance"`
+	// Pending lists the outgoing transfers debited from this account that
+	// have not completed or been refunded yet, oldest first. Balance plus
+	// their amounts never exceeds math.MaxInt64, so a refund cannot overflow.
+	Pending []PendingTransfer `avro:"pending" json:",omitempty"`
+	// Credited holds, per source account, the version of the latest debit
+	// credited here. The saga sends a source's credits in the order of its
+	// debits, so a credit at or below the mark was applied already: this
+	// makes credits idempotent beyond any dedupe window (a saga replaying
+	// old events cannot pay a transfer twice). One entry per counterparty.
+	Credited []CreditMark `avro:"credited" json:",omitempty"`
 }
+
+// CreditMark is the latest debit of one source account credited here.
+type CreditMark struct {
+	From         string `avro:"from"`
+	DebitVersion int64  `avro:"debitVersion"`
+}
+
+// creditedUpTo returns the mark for source from (0 if none).
+func (s Account) creditedUpTo(from string) int64 {
+	for _, m := range s.Credited {
+		if m.From == from {
+			return m.DebitVersion
+		}
+	}
+	return 0
+}
+
+// PendingTransfer is an outgoing transfer in flight.
+type PendingTransfer struct {
+	TransferID string `avro:"transferId"`
+	To         string `avro:"to"`
+	Amount     int64  `avro:"amount"`
+}
+
+// pending returns the index of the pending transfer with id, or -1.
+func (s Account) pending(id string) int {
+	for i, p := range s.Pending {
+		if p.TransferID == id {
+			return i
+		}
+	}
+	return -1
+}
+
+// inFlight is the money of the pending outgoing transfers.
+func (s Account) inFlight() int64 {
+	var n int64
+	for _, p := range s.Pending {
+		n += p.Amount
+	}
+	return n
+}
+
+// room is how much more money the account can hold: a credit above it could
+// make a later refund overflow.
+func (s Account) room() int64 { return math.MaxInt64 - s.Balance - s.inFlight() }
 
 // OpenAccount opens a new account for Owner in Currency, with a zero balance.
 type OpenAccount struct {
@@ -74,6 +154,44 @@ type Withdraw struct {
 // CloseAccount closes an open account whose balance is zero.
 type CloseAccount struct{}
 
+// PayOutAndClose withdraws the whole balance and closes the account, in one
+// command: two events (MoneyWithdrawn, AccountClosed) that become visible
+// together or not at all. An empty account just closes.
+type PayOutAndClose struct{}
+
+// DebitForTransfer is the first leg of a transfer of Amount to account To:
+// it takes the money out of this account and keeps the transfer pending
+// until CompleteTransfer or RefundTransfer. TransferID names the transfer
+// among this account's pending ones.
+type DebitForTransfer struct {
+	TransferID string `avro:"transferId"`
+	To         string `avro:"to"`
+	Amount     int64  `avro:"amount"`
+}
+
+// CreditForTransfer is the second leg: it puts Amount, debited from account
+// From by its event at version DebitVersion, into this account. A rejection
+// (closed account, say) makes the saga refund the source, except
+// CodeAlreadyCredited, which means it was credited before.
+type CreditForTransfer struct {
+	TransferID   string `avro:"transferId"`
+	From         string `avro:"from"`
+	DebitVersion int64  `avro:"debitVersion"`
+	Amount       int64  `avro:"amount"`
+}
+
+// CompleteTransfer ends a pending outgoing transfer whose credit succeeded.
+type CompleteTransfer struct {
+	TransferID string `avro:"transferId"`
+}
+
+// RefundTransfer ends a pending outgoing transfer whose credit failed,
+// putting its amount back on the balance. Reason says why (for people).
+type RefundTransfer struct {
+	TransferID string `avro:"transferId"`
+	Reason     string `avro:"reason"`
+}
+
 // CommandType implements aggregates.Command.
 func (OpenAccount) CommandType() string { return "OpenAccount" }
 
@@ -85,6 +203,21 @@ func (Withdraw) CommandType() string { return "Withdraw" }
 
 // CommandType implements aggregates.Command.
 func (CloseAccount) CommandType() string { return "CloseAccount" }
+
+// CommandType implements aggregates.Command.
+func (PayOutAndClose) CommandType() string { return "PayOutAndClose" }
+
+// CommandType implements aggregates.Command.
+func (DebitForTransfer) CommandType() string { return "DebitForTransfer" }
+
+// CommandType implements aggregates.Command.
+func (CreditForTransfer) CommandType() string { return "CreditForTransfer" }
+
+// CommandType implements aggregates.Command.
+func (CompleteTransfer) CommandType() string { return "CompleteTransfer" }
+
+// CommandType implements aggregates.Command.
+func (RefundTransfer) CommandType() string { return "RefundTransfer" }
 
 // AccountOpened records that the account was opened.
 type AccountOpened struct {
@@ -107,6 +240,39 @@ type MoneyWithdrawn struct {
 // AccountClosed records that the account was closed. It is final.
 type AccountClosed struct{}
 
+// TransferDebited records the debit leg of a transfer to To; Balance is the
+// balance after it. The transfer is pending from now on.
+type TransferDebited struct {
+	TransferID string `avro:"transferId"`
+	To         string `avro:"to"`
+	Amount     int64  `avro:"amount"`
+	Balance    int64  `avro:"balance"`
+}
+
+// TransferCredited records the credit leg of a transfer from From (its debit
+// at version DebitVersion of From).
+type TransferCredited struct {
+	TransferID   string `avro:"transferId"`
+	From         string `avro:"from"`
+	DebitVersion int64  `avro:"debitVersion"`
+	Amount       int64  `avro:"amount"`
+	Balance      int64  `avro:"balance"`
+}
+
+// TransferCompleted records that a pending outgoing transfer was credited.
+type TransferCompleted struct {
+	TransferID string `avro:"transferId"`
+}
+
+// TransferRefunded records that a pending outgoing transfer was refused by
+// its target and its Amount returned; Balance is the balance after it.
+type TransferRefunded struct {
+	TransferID string `avro:"transferId"`
+	Amount     int64  `avro:"amount"`
+	Balance    int64  `avro:"balance"`
+	Reason     string `avro:"reason"`
+}
+
 // EventType implements aggregates.Event.
 func (AccountOpened) EventType() string { return "AccountOpened" }
 
@@ -118,6 +284,18 @@ func (MoneyWithdrawn) EventType() string { return "MoneyWithdrawn" }
 
 // EventType implements aggregates.Event.
 func (AccountClosed) EventType() string { return "AccountClosed" }
+
+// EventType implements aggregates.Event.
+func (TransferDebited) EventType() string { return "TransferDebited" }
+
+// EventType implements aggregates.Event.
+func (TransferCredited) EventType() string { return "TransferCredited" }
+
+// EventType implements aggregates.Event.
+func (TransferCompleted) EventType() string { return "TransferCompleted" }
+
+// EventType implements aggregates.Event.
+func (TransferRefunded) EventType() string { return "TransferRefunded" }
 
 // Name is the wire name of the account aggregate type.
 const Name = "account"
@@ -132,12 +310,21 @@ var Type = aggregates.Type[Account]{
 		Deposit{},
 		Withdraw{},
 		CloseAccount{},
+		PayOutAndClose{},
+		DebitForTransfer{},
+		CreditForTransfer{},
+		CompleteTransfer{},
+		RefundTransfer{},
 	},
 	Events: []aggregates.Event{
 		AccountOpened{},
 		MoneyDeposited{},
 		MoneyWithdrawn{},
 		AccountClosed{},
+		TransferDebited{},
+		TransferCredited{},
+		TransferCompleted{},
+		TransferRefunded{},
 	},
 }
 
@@ -153,6 +340,16 @@ func Decide(s Account, cmd aggregates.Command) ([]aggregates.Event, error) {
 		return withdraw(s, c)
 	case CloseAccount:
 		return closeAccount(s)
+	case PayOutAndClose:
+		return payOutAndClose(s)
+	case DebitForTransfer:
+		return debitForTransfer(s, c)
+	case CreditForTransfer:
+		return creditForTransfer(s, c)
+	case CompleteTransfer:
+		return completeTransfer(s, c)
+	case RefundTransfer:
+		return refundTransfer(s, c)
 	default:
 		return nil, aggregates.UnknownCommand(Name, cmd)
 	}
@@ -183,7 +380,7 @@ func deposit(s Account, c Deposit) ([]aggregates.Event, error) {
 	if c.Amount <= 0 {
 		return nil, aggregates.Reject(CodeInvalidAmount, "deposit amount must be positive, got %d", c.Amount)
 	}
-	if c.Amount > math.MaxInt64-s.Balance {
+	if c.Amount > s.room() {
 		return nil, aggregates.Reject(CodeInvalidAmount, "deposit of %d would overflow the balance of %d", c.Amount, s.Balance)
 	}
 	return []aggregates.Event{MoneyDeposited{Amount: c.Amount, Balance: s.Balance + c.Amount}}, nil
@@ -209,7 +406,85 @@ func closeAccount(s Account) ([]aggregates.Event, error) {
 	if s.Balance != 0 {
 		return nil, aggregates.Reject(CodeNonzeroBalance, "balance is %d; only an account with a zero balance can be closed", s.Balance)
 	}
+	if err := noPending(s); err != nil {
+		return nil, err
+	}
 	return []aggregates.Event{AccountClosed{}}, nil
+}
+
+func payOutAndClose(s Account) ([]aggregates.Event, error) {
+	if err := mustBeOpen(s); err != nil {
+		return nil, err
+	}
+	if err := noPending(s); err != nil {
+		return nil, err
+	}
+	var events []aggregates.Event
+	if s.Balance > 0 {
+		events = append(events, MoneyWithdrawn{Amount: s.Balance, Balance: 0})
+	}
+	return append(events, AccountClosed{}), nil
+}
+
+func noPending(s Account) error {
+	if len(s.Pending) > 0 {
+		return aggregates.Reject(CodePendingTransfers, "%d outgoing transfer(s) still pending (first: %q); close after they end", len(s.Pending), s.Pending[0].TransferID)
+	}
+	return nil
+}
+
+func debitForTransfer(s Account, c DebitForTransfer) ([]aggregates.Event, error) {
+	if err := mustBeOpen(s); err != nil {
+		return nil, err
+	}
+	if c.TransferID == "" || c.To == "" {
+		return nil, aggregates.Reject(CodeInvalidTransfer, "a transfer needs a transfer id and a target account")
+	}
+	if s.pending(c.TransferID) >= 0 {
+		return nil, aggregates.Reject(CodeTransferPending, "transfer %q is already pending on this account", c.TransferID)
+	}
+	if c.Amount <= 0 {
+		return nil, aggregates.Reject(CodeInvalidAmount, "transfer amount must be positive, got %d", c.Amount)
+	}
+	if c.Amount > s.Balance {
+		return nil, aggregates.Reject(CodeInsufficientFunds, "balance %d is less than the transfer of %d", s.Balance, c.Amount)
+	}
+	return []aggregates.Event{TransferDebited{TransferID: c.TransferID, To: c.To, Amount: c.Amount, Balance: s.Balance - c.Amount}}, nil
+}
+
+func creditForTransfer(s Account, c CreditForTransfer) ([]aggregates.Event, error) {
+	if err := mustBeOpen(s); err != nil {
+		return nil, err
+	}
+	if c.TransferID == "" || c.From == "" || c.DebitVersion < 1 {
+		return nil, aggregates.Reject(CodeInvalidTransfer, "a credit needs a transfer id, a source account and its debit version")
+	}
+	if last := s.creditedUpTo(c.From); c.DebitVersion <= last {
+		return nil, aggregates.Reject(CodeAlreadyCredited, "debit %d of %q is credited already (latest credited: %d)", c.DebitVersion, c.From, last)
+	}
+	if c.Amount <= 0 {
+		return nil, aggregates.Reject(CodeInvalidAmount, "transfer amount must be positive, got %d", c.Amount)
+	}
+	if c.Amount > s.room() {
+		return nil, aggregates.Reject(CodeInvalidAmount, "credit of %d would overflow the balance of %d", c.Amount, s.Balance)
+	}
+	return []aggregates.Event{TransferCredited{TransferID: c.TransferID, From: c.From, DebitVersion: c.DebitVersion, Amount: c.Amount, Balance: s.Balance + c.Amount}}, nil
+}
+
+func completeTransfer(s Account, c CompleteTransfer) ([]aggregates.Event, error) {
+	if s.pending(c.TransferID) < 0 {
+		return nil, aggregates.Reject(CodeUnknownTransfer, "no pending transfer %q on this account", c.TransferID)
+	}
+	return []aggregates.Event{TransferCompleted(c)}, nil
+}
+
+func refundTransfer(s Account, c RefundTransfer) ([]aggregates.Event, error) {
+	i := s.pending(c.TransferID)
+	if i < 0 {
+		return nil, aggregates.Reject(CodeUnknownTransfer, "no pending transfer %q on this account", c.TransferID)
+	}
+	amount := s.Pending[i].Amount
+	return []aggregates.Event{TransferRefunded{TransferID: c.TransferID, Amount: amount, Balance: s.Balance + amount, Reason: c.Reason}}, nil
 }
 
 // mustBeOpen returns an error (never a typed nil) unless the account is open.
@@ -250,6 +525,45 @@ func Evolve(s Account, event aggregates.Event) Account {
 		s.Balance = e.Balance
 	case AccountClosed:
 		s.Status = StatusClosed
+	case TransferDebited:
+		s.Balance = e.Balance
+		s.Pending = append(s.Pending[:len(s.Pending):len(s.Pending)], PendingTransfer{TransferID: e.TransferID, To: e.To, Amount: e.Amount})
+	case TransferCredited:
+		s.Balance = e.Balance
+		s.Credited = mark(s.Credited, e.From, e.DebitVersion)
+	case TransferCompleted:
+		s.Pending = without(s.Pending, e.TransferID)
+	case TransferRefunded:
+		s.Balance = e.Balance
+		s.Pending = without(s.Pending, e.TransferID)
 	}
 	return s
+}
+
+// mark returns marks with from's set to version, as a new slice.
+func mark(marks []CreditMark, from string, version int64) []CreditMark {
+	out := make([]CreditMark, 0, len(marks)+1)
+	found := false
+	for _, m := range marks {
+		if m.From == from {
+			m.DebitVersion, found = version, true
+		}
+		out = append(out, m)
+	}
+	if !found {
+		out = append(out, CreditMark{From: from, DebitVersion: version})
+	}
+	return out
+}
+
+// without returns pending minus the transfer id, as a new slice (states are
+// values: the caller's slice must not change), nil when empty.
+func without(pending []PendingTransfer, id string) []PendingTransfer {
+	var out []PendingTransfer
+	for _, p := range pending {
+		if p.TransferID != id {
+			out = append(out, p)
+		}
+	}
+	return out
 }

@@ -2,6 +2,7 @@ package account_test
 
 import (
 	"math"
+	"reflect"
 	"strings"
 	"testing"
 
@@ -197,10 +198,10 @@ func (unknownEvent) EventType() string { return "Unknown" }
 
 func TestEvolve(t *testing.T) {
 	s := account.Account{Status: account.StatusOpen, Owner: "ann", Currency: "EUR", Balance: 7}
-	if got := account.Evolve(s, unknownEvent{}); got != s {
+	if got := account.Evolve(s, unknownEvent{}); !reflect.DeepEqual(got, s) {
 		t.Errorf("an unknown event changed the state to %+v", got)
 	}
-	if got := account.Evolve(s, nil); got != s {
+	if got := account.Evolve(s, nil); !reflect.DeepEqual(got, s) {
 		t.Errorf("a nil event changed the state to %+v", got)
 	}
 	// Replaying a whole history, through the runtime's type-erased view.
@@ -210,7 +211,7 @@ func TestEvolve(t *testing.T) {
 		st = h.ApplyEvent(st, e)
 	}
 	want := account.Account{Status: account.StatusClosed, Owner: "ann", Currency: "EUR"}
-	if st != want {
+	if !reflect.DeepEqual(st, want) {
 		t.Errorf("state %+v, want %+v", st, want)
 	}
 }
@@ -237,4 +238,164 @@ func TestLifecycle(t *testing.T) {
 
 func TestTestdata(t *testing.T) {
 	aggtest.RunFile(t, account.Type, "testdata/account.txt")
+}
+
+func debited(id, to string, amount, balance int64) account.TransferDebited {
+	return account.TransferDebited{TransferID: id, To: to, Amount: amount, Balance: balance}
+}
+
+func credited(id, from string, debitVersion, amount, balance int64) account.TransferCredited {
+	return account.TransferCredited{TransferID: id, From: from, DebitVersion: debitVersion, Amount: amount, Balance: balance}
+}
+
+func withCredited(balance int64, m ...account.CreditMark) *account.Account {
+	s := state(balance)
+	s.Credited = m
+	return s
+}
+
+func withPending(balance int64, p ...account.PendingTransfer) *account.Account {
+	s := state(balance)
+	s.Pending = p
+	return s
+}
+
+func TestTransferLegs(t *testing.T) {
+	t1 := account.PendingTransfer{TransferID: "t1", To: "bob", Amount: 30}
+	aggtest.Run(t, account.Type, []Case{
+		{
+			Name:  "debit keeps the transfer pending",
+			Given: []aggregates.Event{opened, deposited(100, 100)},
+			When:  account.DebitForTransfer{TransferID: "t1", To: "bob", Amount: 30},
+			Then:  []aggregates.Event{debited("t1", "bob", 30, 70)},
+			State: withPending(70, t1),
+		},
+		{Name: "debit more than the balance", Given: []aggregates.Event{opened, deposited(10, 10)}, When: account.DebitForTransfer{TransferID: "t1", To: "bob", Amount: 11}, Reject: account.CodeInsufficientFunds},
+		{Name: "debit zero", Given: []aggregates.Event{opened, deposited(10, 10)}, When: account.DebitForTransfer{TransferID: "t1", To: "bob"}, Reject: account.CodeInvalidAmount},
+		{Name: "debit without id", Given: []aggregates.Event{opened, deposited(10, 10)}, When: account.DebitForTransfer{To: "bob", Amount: 1}, Reject: account.CodeInvalidTransfer},
+		{Name: "debit without target", Given: []aggregates.Event{opened, deposited(10, 10)}, When: account.DebitForTransfer{TransferID: "t1", Amount: 1}, Reject: account.CodeInvalidTransfer},
+		{Name: "debit from a closed account", Given: []aggregates.Event{opened, closed}, When: account.DebitForTransfer{TransferID: "t1", To: "bob", Amount: 1}, Reject: account.CodeClosed},
+		{
+			Name:   "debit with a pending id",
+			Given:  []aggregates.Event{opened, deposited(100, 100), debited("t1", "bob", 30, 70)},
+			When:   account.DebitForTransfer{TransferID: "t1", To: "bob", Amount: 30},
+			Reject: account.CodeTransferPending,
+		},
+		{
+			Name:  "credit",
+			Given: []aggregates.Event{opened, deposited(5, 5)},
+			When:  account.CreditForTransfer{TransferID: "t1", From: "ann", DebitVersion: 3, Amount: 30},
+			Then:  []aggregates.Event{credited("t1", "ann", 3, 30, 35)},
+			State: withCredited(35, account.CreditMark{From: "ann", DebitVersion: 3}),
+		},
+		{
+			Name:  "credit of a later debit of the same source",
+			Given: []aggregates.Event{opened, credited("t1", "ann", 3, 30, 30), credited("t1", "bob", 9, 1, 31)},
+			When:  account.CreditForTransfer{TransferID: "t2", From: "ann", DebitVersion: 4, Amount: 1},
+			Then:  []aggregates.Event{credited("t2", "ann", 4, 1, 32)},
+			State: withCredited(32, account.CreditMark{From: "ann", DebitVersion: 4}, account.CreditMark{From: "bob", DebitVersion: 9}),
+		},
+		{
+			// A replayed credit is refused however old it is: no dedupe window.
+			Name:   "credit of a debit credited before",
+			Given:  []aggregates.Event{opened, credited("t1", "ann", 3, 30, 30), credited("t2", "ann", 8, 1, 31)},
+			When:   account.CreditForTransfer{TransferID: "t1", From: "ann", DebitVersion: 3, Amount: 30},
+			Reject: account.CodeAlreadyCredited,
+		},
+		{Name: "credit without debit version", Given: []aggregates.Event{opened}, When: account.CreditForTransfer{TransferID: "t1", From: "ann", Amount: 1}, Reject: account.CodeInvalidTransfer},
+		{Name: "credit without source", Given: []aggregates.Event{opened}, When: account.CreditForTransfer{TransferID: "t1", DebitVersion: 1, Amount: 1}, Reject: account.CodeInvalidTransfer},
+		{Name: "credit to a closed account", Given: []aggregates.Event{opened, closed}, When: account.CreditForTransfer{TransferID: "t1", From: "ann", DebitVersion: 1, Amount: 1}, Reject: account.CodeClosed},
+		{Name: "credit to an account never opened", When: account.CreditForTransfer{TransferID: "t1", From: "ann", DebitVersion: 1, Amount: 1}, Reject: account.CodeNotOpen},
+		{Name: "credit of nothing", Given: []aggregates.Event{opened}, When: account.CreditForTransfer{TransferID: "t1", From: "ann", DebitVersion: 1}, Reject: account.CodeInvalidAmount},
+		{
+			// The refund of a pending transfer must always fit.
+			Name:   "credit into the room of a pending refund",
+			Given:  []aggregates.Event{opened, deposited(math.MaxInt64-10, math.MaxInt64-10), debited("t1", "bob", 10, math.MaxInt64-20)},
+			When:   account.CreditForTransfer{TransferID: "t2", From: "carl", DebitVersion: 1, Amount: 11},
+			Reject: account.CodeInvalidAmount,
+		},
+		{
+			Name:   "deposit into the room of a pending refund",
+			Given:  []aggregates.Event{opened, deposited(math.MaxInt64-10, math.MaxInt64-10), debited("t1", "bob", 10, math.MaxInt64-20)},
+			When:   account.Deposit{Amount: 11},
+			Reject: account.CodeInvalidAmount,
+		},
+		{
+			Name:  "complete",
+			Given: []aggregates.Event{opened, deposited(100, 100), debited("t1", "bob", 30, 70)},
+			When:  account.CompleteTransfer{TransferID: "t1"},
+			Then:  []aggregates.Event{account.TransferCompleted{TransferID: "t1"}},
+			State: state(70),
+		},
+		{
+			Name:   "complete twice",
+			Given:  []aggregates.Event{opened, deposited(100, 100), debited("t1", "bob", 30, 70), account.TransferCompleted{TransferID: "t1"}},
+			When:   account.CompleteTransfer{TransferID: "t1"},
+			Reject: account.CodeUnknownTransfer,
+		},
+		{
+			Name:  "refund returns the pending amount",
+			Given: []aggregates.Event{opened, deposited(100, 100), debited("t1", "bob", 30, 70), withdrawn(70, 0)},
+			When:  account.RefundTransfer{TransferID: "t1", Reason: "closed"},
+			Then:  []aggregates.Event{account.TransferRefunded{TransferID: "t1", Amount: 30, Balance: 30, Reason: "closed"}},
+			State: state(30),
+		},
+		{
+			Name:   "refund twice",
+			Given:  []aggregates.Event{opened, deposited(100, 100), debited("t1", "bob", 30, 70), account.TransferRefunded{TransferID: "t1", Amount: 30, Balance: 100}},
+			When:   account.RefundTransfer{TransferID: "t1"},
+			Reject: account.CodeUnknownTransfer,
+		},
+		{
+			Name:   "refund after complete",
+			Given:  []aggregates.Event{opened, deposited(100, 100), debited("t1", "bob", 30, 70), account.TransferCompleted{TransferID: "t1"}},
+			When:   account.RefundTransfer{TransferID: "t1"},
+			Reject: account.CodeUnknownTransfer,
+		},
+		{
+			Name:   "close with a pending transfer",
+			Given:  []aggregates.Event{opened, deposited(30, 30), debited("t1", "bob", 30, 0)},
+			When:   account.CloseAccount{},
+			Reject: account.CodePendingTransfers,
+		},
+		{
+			Name:  "pending transfers are independent",
+			Given: []aggregates.Event{opened, deposited(100, 100), debited("t1", "bob", 30, 70), debited("t2", "carl", 20, 50)},
+			When:  account.CompleteTransfer{TransferID: "t1"},
+			Then:  []aggregates.Event{account.TransferCompleted{TransferID: "t1"}},
+			State: withPending(50, account.PendingTransfer{TransferID: "t2", To: "carl", Amount: 20}),
+		},
+	})
+}
+
+// PayOutAndClose is the example of a command with several events.
+func TestPayOutAndClose(t *testing.T) {
+	closedState := &account.Account{Status: account.StatusClosed, Owner: "ann", Currency: "EUR"}
+	aggtest.Run(t, account.Type, []Case{
+		{
+			Name:    "pays out and closes",
+			Given:   []aggregates.Event{opened, deposited(40, 40)},
+			When:    account.PayOutAndClose{},
+			Then:    []aggregates.Event{withdrawn(40, 0), closed},
+			State:   closedState,
+			Version: 4,
+		},
+		{Name: "empty account just closes", Given: []aggregates.Event{opened}, When: account.PayOutAndClose{}, Then: []aggregates.Event{closed}, State: closedState},
+		{Name: "never opened", When: account.PayOutAndClose{}, Reject: account.CodeNotOpen},
+		{Name: "closed", Given: []aggregates.Event{opened, closed}, When: account.PayOutAndClose{}, Reject: account.CodeClosed},
+		{Name: "pending transfer", Given: []aggregates.Event{opened, deposited(40, 40), debited("t1", "bob", 10, 30)}, When: account.PayOutAndClose{}, Reject: account.CodePendingTransfers},
+	})
+}
+
+// Evolve must not share the Pending backing array between states: a state
+// the runtime keeps (a snapshot) must not change when a later state does.
+func TestEvolveDoesNotAlias(t *testing.T) {
+	s := account.Evolve(account.Account{}, opened)
+	s = account.Evolve(s, deposited(100, 100))
+	s = account.Evolve(s, debited("t1", "b", 10, 90))
+	a := account.Evolve(s, debited("t2", "b", 10, 80))
+	b := account.Evolve(s, debited("t3", "b", 10, 80))
+	if a.Pending[1].TransferID != "t2" || b.Pending[1].TransferID != "t3" || len(s.Pending) != 1 {
+		t.Fatalf("states share pending transfers: %+v %+v %+v", s.Pending, a.Pending, b.Pending)
+	}
 }

@@ -162,3 +162,26 @@ func TestDiff(t *testing.T) {
 		t.Errorf("long diff not cut at %d lines:\n%s", maxDiffLines, out)
 	}
 }
+
+// FuzzParseFile: a data file is developer input; a broken one must give an
+// error naming the problem, never a panic.
+func FuzzParseFile(f *testing.F) {
+	f.Add([]byte("given\nAccountOpened {\"Owner\": \"ann\", \"Currency\": \"EUR\"}\nwhen\nDeposit {\"Amount\": 5}\n----\nMoneyDeposited {\"Amount\":5,\"Balance\":5}\nstate {\"Status\":\"open\"}\nversion 2\n"))
+	f.Add([]byte("when\nCloseAccount\n----\nrejected not_open: account was never opened\n"))
+	f.Add([]byte("when\n----\n"))
+	f.Add([]byte("given\nNope {}\n"))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		cases, err := parseFile(account.Type, "fuzz.txt", data)
+		if err != nil {
+			if !strings.Contains(err.Error(), "fuzz.txt") {
+				t.Fatalf("error %q does not name the file", err)
+			}
+			return
+		}
+		for _, c := range cases {
+			if c.line < 1 {
+				t.Fatalf("case without a line number: %+v", c)
+			}
+		}
+	})
+}

@@ -18,6 +18,7 @@ import (
 	"github.com/kcqrs/kcqrs/client"
 	"github.com/kcqrs/kcqrs/embedded"
 	"github.com/kcqrs/kcqrs/internal/examples"
+	"github.com/kcqrs/kcqrs/saga"
 	"github.com/kcqrs/kcqrs/topology"
 	"github.com/kcqrs/kcqrs/wire"
 )
@@ -66,6 +67,20 @@ func runDemo(args []string) error {
 		pcancel()
 		if err := <-procDone; err != nil {
 			fmt.Fprintln(os.Stderr, "processor:", err)
+		}
+	}()
+
+	// The transfer saga, so that `kcqrs transfer` completes against the demo.
+	tr, err := saga.New(saga.Config{Brokers: brokers, InstanceID: "demo-0", Logger: slog.New(slog.NewTextHandler(logOut, nil))}, reg)
+	if err != nil {
+		return err
+	}
+	sagaDone := make(chan error, 1)
+	go func() { sagaDone <- tr.Run(pctx) }()
+	defer func() {
+		pcancel()
+		if err := <-sagaDone; err != nil {
+			fmt.Fprintln(os.Stderr, "transfer saga:", err)
 		}
 	}()
 

@@ -3,6 +3,7 @@
 //	kcqrs demo    run the embedded broker, a processor and a short workload, then keep serving
 //	kcqrs broker  run only the embedded Kafka-protocol broker on a fixed port
 //	kcqrs send    send one command and print its reply
+//	kcqrs transfer  start a transfer between two accounts (the saga completes it)
 package main
 
 import (
@@ -17,6 +18,8 @@ commands:
           print what happened, and keep serving until Ctrl-C
   broker  run the embedded Kafka-protocol broker (persisted) on a fixed port
   send    send one command and print its reply as JSON
+  transfer  move money between two accounts: sends DebitForTransfer to the
+          source; the transfer saga credits the target (or refunds)
 
 Run 'kcqrs <command> -h' for the flags of a command.
 `
@@ -34,6 +37,8 @@ func main() {
 		err = runBroker(os.Args[2:])
 	case "send":
 		err = runSend(os.Args[2:])
+	case "transfer":
+		err = runTransfer(os.Args[2:])
 	case "-h", "--help", "help":
 		fmt.Print(usage)
 		return

@@ -7,6 +7,7 @@
 //
 // Every flag is also an environment variable (--commit-interval is
 // KCQRS_COMMIT_INTERVAL); `processor --help` lists them all.
+// With --transfers (the default) it also runs the transfer saga (package saga).
 package main
 
 import (
@@ -27,6 +28,7 @@ import (
 	"github.com/kcqrs/kcqrs/config"
 	"github.com/kcqrs/kcqrs/internal/examples"
 	"github.com/kcqrs/kcqrs/ops"
+	"github.com/kcqrs/kcqrs/saga"
 	"github.com/kcqrs/kcqrs/snapshots"
 	"github.com/kcqrs/kcqrs/topology"
 )
@@ -48,6 +50,7 @@ type settings struct {
 	httpAddr    string
 	pprof       bool
 	format      string // describe only
+	transfers   bool
 }
 
 // bind declares every setting, with the topology's defaults.
@@ -78,6 +81,8 @@ func bind(s *config.Set, st *settings, describe bool) {
 	s.Int(&st.cfg.DedupeWindow, "dedupe-window", d.DedupeWindow, "recent command ids remembered per aggregate (retries within it are answered, not re-run)")
 	s.Int(&st.cfg.MaxCommandBytes, "max-command-bytes", d.MaxCommandBytes, "largest command value; larger ones are dead-lettered")
 	s.List(&st.cfg.SchemaRegistryURLs, "schema-registry", nil, "Confluent Schema Registry URLs: write events and snapshots in its wire format (default: Avro single-object encoding, no registry)")
+
+	s.Bool(&st.transfers, "transfers", true, "also run the transfer saga (group kcqrs-transfers, reply topic transfer-replies)")
 
 	s.Group("Operations")
 	s.String(&st.httpAddr, "http-addr", ops.DefaultAddr, "listen address of /metrics, /healthz, /readyz (loopback by default; :8080 for all interfaces)")
@@ -213,7 +218,23 @@ func run(ctx context.Context, st *settings, reg *topology.Registry, logOut io.Wr
 	if started != nil {
 		started(srv.Addr().String())
 	}
-	return proc.Run(ctx)
+	if !st.transfers {
+		return proc.Run(ctx)
+	}
+	sg, err := saga.New(saga.Config{Brokers: st.cfg.Brokers, InstanceID: st.cfg.InstanceID, Events: st.cfg.Topics.Events, Commands: st.cfg.Topics.Commands, Logger: log, ClientOpts: st.cfg.ClientOpts}, reg)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	sagaDone := make(chan error, 1)
+	go func() { sagaDone <- sg.Run(ctx) }()
+	err = proc.Run(ctx)
+	cancel()
+	if serr := <-sagaDone; serr != nil && err == nil {
+		err = fmt.Errorf("transfer saga: %w", serr)
+	}
+	return err
 }
 
 func indent(err error) string {
