@@ -250,24 +250,20 @@ func prefixEnd(p []byte) []byte {
 	return nil
 }
 
-// pebbleIter follows goka's contract: Next must be called before the first
-// pair, also after Seek.
+// pebbleIter follows goka's LevelDB iterator, which goka's merge iterator
+// (behind View.Iterator) relies on: Next must be called before the first
+// pair; Seek positions the iterator on the first pair at or after the key
+// (Key and Value return it at once) and a following Next moves past it.
 type pebbleIter struct {
 	it      *pebble.Iterator
 	started bool
-	// seeked: the iterator stands on the first pair of a Seek; the next Next
-	// yields it instead of moving on.
-	seeked bool
-	err    error
+	err     error
 }
 
 func (i *pebbleIter) Next() bool {
 	switch {
 	case i.it == nil:
 		return false
-	case i.seeked:
-		i.seeked = false
-		return i.it.Valid()
 	case !i.started:
 		i.started = true
 		return i.it.First()
@@ -310,6 +306,6 @@ func (i *pebbleIter) Seek(key []byte) bool {
 	if i.it == nil {
 		return false
 	}
-	i.started, i.seeked = true, true
+	i.started = true
 	return i.it.SeekGE(append(bytes.Clone(dataPrefix), key...))
 }

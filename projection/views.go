@@ -1,0 +1,153 @@
+package projection
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"path/filepath"
+	"sort"
+
+	"github.com/lovoo/goka"
+)
+
+// ReadModels are goka views of one version's three tables: the query side.
+type ReadModels struct {
+	Names                    Names
+	accounts, owners, totals *goka.View
+}
+
+// OpenReadModels creates the views of cfg.Names' tables (creating the
+// topics if needed, so a query server may start before the projector). Run
+// must run before they answer.
+func OpenReadModels(ctx context.Context, cfg Config) (*ReadModels, error) {
+	cfg.setDefaults()
+	if len(cfg.Brokers) == 0 || cfg.StateDir == "" {
+		return nil, errors.New("projection: read models: Brokers and StateDir are required")
+	}
+	if _, err := EnsureTopics(ctx, cfg); err != nil {
+		return nil, err
+	}
+	n := cfg.Names
+	opts := func(table string) []goka.ViewOption {
+		return []goka.ViewOption{
+			goka.WithViewClientID(table + "-view"),
+			goka.WithViewHasher(Murmur2),
+			goka.WithViewStorageBuilder(PebbleBuilder(filepath.Join(cfg.StateDir, "views"), cfg.CacheBytes)),
+			goka.WithViewConsumerSaramaBuilder(goka.SaramaConsumerBuilderWithConfig(cfg.saramaConfig())),
+			goka.WithViewTopicManagerBuilder(goka.TopicManagerBuilderWithConfig(cfg.saramaConfig(), cfg.topicManagerConfig())),
+			goka.WithViewLogger(gokaLogger{cfg.Logger.With("view", table)}),
+			goka.WithViewAutoReconnect(),
+		}
+	}
+	rm := &ReadModels{Names: n}
+	var err error
+	mk := func(dst **goka.View, g goka.Group, codec goka.Codec) {
+		if err != nil {
+			return
+		}
+		t := goka.GroupTable(g)
+		*dst, err = goka.NewView(cfg.Brokers, t, codec, opts(string(t))...)
+		if err != nil {
+			err = fmt.Errorf("projection: view of %s: %w", t, err)
+		}
+	}
+	mk(&rm.accounts, n.AccountsGroup(), jsonCodec[Account]{})
+	mk(&rm.owners, n.OwnersGroup(), jsonCodec[OwnerAccounts]{})
+	mk(&rm.totals, n.TotalsGroup(), jsonCodec[CurrencyTotal]{})
+	if err != nil {
+		return nil, err
+	}
+	return rm, nil
+}
+
+// Run runs the three views until ctx ends.
+func (r *ReadModels) Run(ctx context.Context) error {
+	views := []*goka.View{r.accounts, r.owners, r.totals}
+	errs := make(chan error, len(views))
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	for _, v := range views {
+		go func() {
+			err := v.Run(ctx)
+			if err != nil {
+				err = fmt.Errorf("projection: view %s: %w", v.Topic(), err)
+			}
+			cancel()
+			errs <- err
+		}()
+	}
+	var all []error
+	for range views {
+		if err := <-errs; err != nil {
+			all = append(all, err)
+		}
+	}
+	return errors.Join(all...)
+}
+
+// Recovered reports whether all three views have caught up with their tables.
+func (r *ReadModels) Recovered() bool {
+	return r.accounts.Recovered() && r.owners.Recovered() && r.totals.Recovered()
+}
+
+// Account returns the account entry, nil if there is none.
+func (r *ReadModels) Account(id string) (*Account, error) {
+	v, err := r.accounts.Get(id)
+	if err != nil || v == nil {
+		return nil, err
+	}
+	return v.(*Account), nil
+}
+
+// Owner returns the owner's accounts, nil if none is known.
+func (r *ReadModels) Owner(owner string) (*OwnerAccounts, error) {
+	v, err := r.owners.Get(owner)
+	if err != nil || v == nil {
+		return nil, err
+	}
+	return v.(*OwnerAccounts), nil
+}
+
+// Totals returns the running totals of all currencies, by currency.
+func (r *ReadModels) Totals() ([]CurrencyTotal, error) {
+	it, err := r.totals.Iterator()
+	if err != nil {
+		return nil, err
+	}
+	defer it.Release()
+	var out []CurrencyTotal
+	for it.Next() {
+		v, err := it.Value()
+		if err != nil {
+			return nil, err
+		}
+		if c, ok := v.(*CurrencyTotal); ok && c != nil {
+			out = append(out, *c)
+		}
+	}
+	if err := it.Err(); err != nil {
+		return nil, err
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Currency < out[j].Currency })
+	return out, nil
+}
+
+// AllAccounts returns every account entry, by id (for tests and tooling).
+func (r *ReadModels) AllAccounts() (map[string]Account, error) {
+	it, err := r.accounts.Iterator()
+	if err != nil {
+		return nil, err
+	}
+	defer it.Release()
+	out := map[string]Account{}
+	for it.Next() {
+		v, err := it.Value()
+		if err != nil {
+			return nil, err
+		}
+		if a, ok := v.(*Account); ok && a != nil {
+			out[it.Key()] = *a
+		}
+	}
+	return out, it.Err()
+}
