@@ -44,7 +44,7 @@ type PebbleStorage struct {
 // nil for Pebble's defaults.
 func NewPebbleStorage(dir string, opts *pebble.Options) *PebbleStorage {
 	if opts == nil {
-		opts = &pebble.Options{}
+		opts = &pebble.Options{Logger: quietLogger{}}
 	}
 	return &PebbleStorage{dir: dir, opt: opts}
 }
@@ -53,15 +53,44 @@ func NewPebbleStorage(dir string, opts *pebble.Options) *PebbleStorage {
 // <dir>/<topic>.<partition> (the layout of goka's LevelDB builder), sharing
 // one block cache of cacheBytes (0: 8 MiB).
 func PebbleBuilder(dir string, cacheBytes int64) storage.Builder {
+	return pebbleBuilder(dir, cacheBytes, nil)
+}
+
+// storeSet remembers the stores a builder made, so the query server can read
+// how far each view partition has come (its stored offset).
+type storeSet struct {
+	mu sync.Mutex
+	m  map[string]*PebbleStorage
+}
+
+func storeKey(topic string, partition int32) string { return fmt.Sprintf("%s.%d", topic, partition) }
+
+func (s *storeSet) get(topic string, partition int32) *PebbleStorage {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.m[storeKey(topic, partition)]
+}
+
+func pebbleBuilder(dir string, cacheBytes int64, set *storeSet) storage.Builder {
 	if cacheBytes <= 0 {
 		cacheBytes = 8 << 20
 	}
 	cache := pebble.NewCache(cacheBytes)
 	return func(topic string, partition int32) (storage.Storage, error) {
-		return NewPebbleStorage(filepath.Join(dir, fmt.Sprintf("%s.%d", topic, partition)), &pebble.Options{
+		st := NewPebbleStorage(filepath.Join(dir, storeKey(topic, partition)), &pebble.Options{
 			Cache:        cache,
 			MemTableSize: 4 << 20,
-		}), nil
+			Logger:       quietLogger{},
+		})
+		if set != nil {
+			set.mu.Lock()
+			if set.m == nil {
+				set.m = map[string]*PebbleStorage{}
+			}
+			set.m[storeKey(topic, partition)] = st
+			set.mu.Unlock()
+		}
+		return st, nil
 	}
 }
 
@@ -308,4 +337,14 @@ func (i *pebbleIter) Seek(key []byte) bool {
 	}
 	i.started = true
 	return i.it.SeekGE(append(bytes.Clone(dataPrefix), key...))
+}
+
+// quietLogger drops Pebble's informational logs (one line per store opened);
+// errors reach the caller as errors.
+type quietLogger struct{}
+
+func (quietLogger) Infof(string, ...any)  {}
+func (quietLogger) Errorf(string, ...any) {}
+func (quietLogger) Fatalf(format string, args ...any) {
+	panic(fmt.Sprintf("pebble: "+format, args...))
 }

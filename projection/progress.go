@@ -2,10 +2,15 @@ package projection
 
 import (
 	"context"
+	"encoding/binary"
+	"errors"
 	"fmt"
 	"sort"
 
 	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
 )
 
 // PartitionProgress is where a group stands on one partition of its input.
@@ -23,7 +28,7 @@ func (p PartitionProgress) Position() int64 { return max(p.Committed, p.Start) }
 // Lag is End minus Position. On a transactional topic (the events topic) a
 // group that read everything still lags by the trailing commit markers (one
 // per partition, usually): goka (sarama) commits the offset after its last
-// record, never past a marker. Use CaughtUp to compare versions.
+// record, never past a marker. CaughtUp tells whether anything is left.
 func (p PartitionProgress) Lag() int64 { return max(0, p.End-p.Position()) }
 
 // GroupProgress reads a group's committed offsets on topic and the topic's
@@ -90,31 +95,27 @@ func VersionProgress(ctx context.Context, adm *kadm.Client, n Names, eventsTopic
 	return pr, nil
 }
 
-// CaughtUp reports whether version next has read at least as far as
-// version prev on the events topic, and its downstream groups (owners,
-// totals) have read all of their inputs. Comparing with prev's commits
-// rather than the end offsets sidesteps the commit markers (see Lag): both
-// versions commit the same way. A prev without commits (never ran) counts
-// as at its start.
-func CaughtUp(ctx context.Context, adm *kadm.Client, next, prev Names, eventsTopic string) (bool, Progress, error) {
-	pr, err := VersionProgress(ctx, adm, next, eventsTopic)
+// CaughtUp reports whether a version has read everything: its accounts
+// group has no committed event left to read (see PendingData: the commit
+// markers after its position do not count), its downstream groups (owners,
+// totals) have read all of their inputs, which are not transactional. The
+// query server also waits for its views (ReadModels.TablesCaughtUp).
+func CaughtUp(ctx context.Context, cl *kgo.Client, adm *kadm.Client, n Names, eventsTopic string) (bool, Progress, error) {
+	pr, err := VersionProgress(ctx, adm, n, eventsTopic)
 	if err != nil {
 		return false, pr, err
 	}
-	ref, err := GroupProgress(ctx, adm, string(prev.AccountsGroup()), eventsTopic)
-	if err != nil {
-		return false, pr, err
-	}
-	refAt := map[int32]int64{}
-	for _, p := range ref {
-		refAt[p.Partition] = p.Position()
-	}
-	for _, p := range pr.Groups[string(next.AccountsGroup())] {
-		if p.Position() < refAt[p.Partition] {
-			return false, pr, nil
+	from := map[int32]int64{}
+	for _, p := range pr.Groups[string(n.AccountsGroup())] {
+		if p.Lag() > 0 {
+			from[p.Partition] = p.Position()
 		}
 	}
-	for _, g := range []string{string(next.OwnersGroup()), string(next.TotalsGroup())} {
+	pending, err := PendingData(ctx, cl, adm, eventsTopic, from)
+	if err != nil || pending {
+		return false, pr, err
+	}
+	for _, g := range []string{string(n.OwnersGroup()), string(n.TotalsGroup())} {
 		for _, p := range pr.Groups[g] {
 			if p.Lag() > 0 {
 				return false, pr, nil
@@ -122,4 +123,116 @@ func CaughtUp(ctx context.Context, adm *kadm.Client, next, prev Names, eventsTop
 		}
 	}
 	return true, pr, nil
+}
+
+// PendingData reports whether a read_committed consumer positioned at
+// from[p] would still read a record of topic: a committed data record at or
+// after from[p], below the last stable offset. It reads the record batch
+// headers with plain Fetch requests, so commit markers and aborted batches,
+// which no consumer ever sees, do not count. Partitions not in from are not
+// checked.
+func PendingData(ctx context.Context, cl *kgo.Client, adm *kadm.Client, topic string, from map[int32]int64) (bool, error) {
+	td, err := adm.ListTopics(ctx, topic)
+	if err != nil {
+		return false, fmt.Errorf("projection: metadata of %s: %w", topic, err)
+	}
+	t, ok := td[topic]
+	if !ok || t.Err != nil {
+		return false, fmt.Errorf("projection: metadata of %s: %v", topic, t.Err)
+	}
+	for p, off := range from {
+		pd, ok := t.Partitions[p]
+		if !ok {
+			return false, fmt.Errorf("projection: %s has no partition %d", topic, p)
+		}
+		for range 100 { // bounded: 100 fetches of up to 1 MiB of batches each
+			pending, next, done, err := fetchPending(ctx, cl, t.ID, topic, pd.Leader, p, off)
+			if err != nil {
+				return false, err
+			}
+			if pending {
+				return true, nil
+			}
+			if done {
+				break
+			}
+			off = next
+		}
+	}
+	return false, nil
+}
+
+// fetchPending fetches partition p from off and looks for a committed data
+// batch. done: nothing more below the last stable offset; else next is the
+// offset to continue at.
+func fetchPending(ctx context.Context, cl *kgo.Client, id kadm.TopicID, topic string, leader, p int32, off int64) (pending bool, next int64, done bool, err error) {
+	req := kmsg.NewPtrFetchRequest()
+	req.ReplicaID = -1
+	req.MaxWaitMillis = 0
+	req.MinBytes = 1
+	req.MaxBytes = 1 << 20
+	req.IsolationLevel = 1
+	req.SessionEpoch = -1
+	rt := kmsg.NewFetchRequestTopic()
+	rt.Topic, rt.TopicID = topic, id
+	rp := kmsg.NewFetchRequestTopicPartition()
+	rp.Partition, rp.FetchOffset, rp.PartitionMaxBytes, rp.CurrentLeaderEpoch, rp.LogStartOffset = p, off, 1<<20, -1, -1
+	rt.Partitions = append(rt.Partitions, rp)
+	req.Topics = append(req.Topics, rt)
+	resp, err := req.RequestWith(ctx, cl.Broker(int(leader)))
+	if err != nil {
+		return false, 0, false, fmt.Errorf("projection: fetch %s/%d: %w", topic, p, err)
+	}
+	if len(resp.Topics) != 1 || len(resp.Topics[0].Partitions) != 1 {
+		return false, 0, false, fmt.Errorf("projection: fetch %s/%d: unexpected response shape", topic, p)
+	}
+	rp2 := resp.Topics[0].Partitions[0]
+	if err := kerr.ErrorForCode(rp2.ErrorCode); err != nil {
+		if errors.Is(err, kerr.OffsetOutOfRange) {
+			return false, 0, true, nil
+		}
+		return false, 0, false, fmt.Errorf("projection: fetch %s/%d: %w", topic, p, err)
+	}
+	lso := rp2.LastStableOffset
+	if lso < 0 {
+		lso = rp2.HighWatermark
+	}
+	if off >= lso {
+		return false, 0, true, nil
+	}
+	aborted := map[int64]int64{} // producer id -> first aborted offset
+	for _, a := range rp2.AbortedTransactions {
+		if o, ok := aborted[a.ProducerID]; !ok || a.FirstOffset < o {
+			aborted[a.ProducerID] = a.FirstOffset
+		}
+	}
+	b := rp2.RecordBatches
+	next = off
+	for len(b) >= 12 {
+		length := int64(binary.BigEndian.Uint32(b[8:12]))
+		if int64(len(b)) < 12+length {
+			// A partial batch: too large for a commit marker, so data.
+			return true, 0, false, nil
+		}
+		var rb kmsg.RecordBatch
+		if err := rb.ReadFrom(b[:12+length]); err != nil {
+			return false, 0, false, fmt.Errorf("projection: fetch %s/%d: batch: %w", topic, p, err)
+		}
+		b = b[12+length:]
+		last := rb.FirstOffset + int64(rb.LastOffsetDelta)
+		next = last + 1
+		if last < off || rb.FirstOffset >= lso {
+			continue
+		}
+		control := rb.Attributes&0x20 != 0
+		transactional := rb.Attributes&0x10 != 0
+		if first, ok := aborted[rb.ProducerID]; control || (transactional && ok && rb.FirstOffset >= first) {
+			continue
+		}
+		return true, 0, false, nil
+	}
+	if next >= lso || next == off {
+		return false, 0, true, nil
+	}
+	return false, next, false, nil
 }

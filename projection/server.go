@@ -119,12 +119,16 @@ func (s *Server) switchLoop(ctx context.Context) error {
 		}
 		for i := len(s.versions) - 1; i > cur; i-- {
 			next, prev := s.versions[i], s.versions[cur]
-			ok, pr, err := CaughtUp(ctx, adm, next.Names, prev.Names, s.cfg.Projection.EventsTopic)
+			ok, pr, err := CaughtUp(ctx, cl, adm, next.Names, s.cfg.Projection.EventsTopic)
 			if err != nil {
 				s.cfg.Projection.Logger.Warn("catch-up check failed", "version", next.Names.Version, "err", err)
 				continue
 			}
-			ok = ok && next.Recovered()
+			if ok {
+				if ok, err = next.TablesCaughtUp(ctx, adm); err != nil {
+					s.cfg.Projection.Logger.Warn("catch-up check failed", "version", next.Names.Version, "err", err)
+				}
+			}
 			s.mu.Lock()
 			s.progress[next.Names.Version], s.caught[next.Names.Version] = pr, ok
 			s.mu.Unlock()
@@ -200,7 +204,8 @@ func (s *Server) getAccount(w http.ResponseWriter, r *http.Request) {
 	for {
 		rm := s.Active()
 		a, err := rm.Account(id)
-		if err != nil {
+		if err != nil && (time.Now().After(deadline) || r.Context().Err() != nil) {
+			// Typically a view that is still starting.
 			s.write(w, rm, http.StatusServiceUnavailable, apiError{Error: err.Error(), Key: id})
 			return
 		}
@@ -208,11 +213,11 @@ func (s *Server) getAccount(w http.ResponseWriter, r *http.Request) {
 		if a != nil {
 			have = a.Version
 		}
-		if a != nil && have >= minVersion {
+		if err == nil && a != nil && have >= minVersion {
 			s.write(w, rm, http.StatusOK, a)
 			return
 		}
-		if time.Now().After(deadline) || r.Context().Err() != nil {
+		if err == nil && (time.Now().After(deadline) || r.Context().Err() != nil) {
 			switch {
 			case minVersion > 0:
 				s.write(w, rm, http.StatusRequestTimeout, apiError{

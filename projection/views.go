@@ -8,12 +8,14 @@ import (
 	"sort"
 
 	"github.com/lovoo/goka"
+	"github.com/twmb/franz-go/pkg/kadm"
 )
 
 // ReadModels are goka views of one version's three tables: the query side.
 type ReadModels struct {
 	Names                    Names
 	accounts, owners, totals *goka.View
+	stores                   *storeSet
 }
 
 // OpenReadModels creates the views of cfg.Names' tables (creating the
@@ -28,18 +30,19 @@ func OpenReadModels(ctx context.Context, cfg Config) (*ReadModels, error) {
 		return nil, err
 	}
 	n := cfg.Names
+	stores := &storeSet{}
 	opts := func(table string) []goka.ViewOption {
 		return []goka.ViewOption{
 			goka.WithViewClientID(table + "-view"),
 			goka.WithViewHasher(Murmur2),
-			goka.WithViewStorageBuilder(PebbleBuilder(filepath.Join(cfg.StateDir, "views"), cfg.CacheBytes)),
+			goka.WithViewStorageBuilder(pebbleBuilder(filepath.Join(cfg.StateDir, "views"), cfg.CacheBytes, stores)),
 			goka.WithViewConsumerSaramaBuilder(goka.SaramaConsumerBuilderWithConfig(cfg.saramaConfig())),
 			goka.WithViewTopicManagerBuilder(goka.TopicManagerBuilderWithConfig(cfg.saramaConfig(), cfg.topicManagerConfig())),
 			goka.WithViewLogger(gokaLogger{cfg.Logger.With("view", table)}),
 			goka.WithViewAutoReconnect(),
 		}
 	}
-	rm := &ReadModels{Names: n}
+	rm := &ReadModels{Names: n, stores: stores}
 	var err error
 	mk := func(dst **goka.View, g goka.Group, codec goka.Codec) {
 		if err != nil {
@@ -150,4 +153,49 @@ func (r *ReadModels) AllAccounts() (map[string]Account, error) {
 		}
 	}
 	return out, it.Err()
+}
+
+// TablesCaughtUp reports whether every view has read its table to the end
+// offsets listed now: then the views show everything the groups wrote up
+// to this moment. Table topics are not transactional, so the end offset is
+// exact.
+func (r *ReadModels) TablesCaughtUp(ctx context.Context, adm *kadm.Client) (bool, error) {
+	if !r.Recovered() {
+		return false, nil
+	}
+	tables := r.Names.Tables()
+	starts, err := adm.ListStartOffsets(ctx, tables...)
+	if err == nil {
+		err = starts.Error()
+	}
+	if err != nil {
+		return false, err
+	}
+	ends, err := adm.ListEndOffsets(ctx, tables...)
+	if err == nil {
+		err = ends.Error()
+	}
+	if err != nil {
+		return false, err
+	}
+	for _, t := range tables {
+		for p, end := range ends[t] {
+			if end.Offset <= starts[t][p].Offset {
+				continue
+			}
+			st := r.stores.get(t, p)
+			if st == nil {
+				return false, nil
+			}
+			// goka stores the offset of the last record it applied.
+			off, err := st.GetOffset(-1)
+			if err != nil {
+				return false, err
+			}
+			if off < end.Offset-1 {
+				return false, nil
+			}
+		}
+	}
+	return true, nil
 }
