@@ -123,6 +123,14 @@ func getJSON(h http.Handler, path string, v any) int {
 // returns the number of events and the expected balances (computed from the
 // amounts, independently of the projection).
 func (e *env) workload(seed uint64, n, perAccount int, idPrefix string) (int, map[string]int64) {
+	recs, balances := e.workloadRecords(seed, n, perAccount, idPrefix)
+	e.produce(recs...)
+	return len(recs), balances
+}
+
+// workloadRecords is workload without producing: accounts interleave, each
+// account's events stay in version order.
+func (e *env) workloadRecords(seed uint64, n, perAccount int, idPrefix string) ([]*kgo.Record, map[string]int64) {
 	rng := rand.New(rand.NewPCG(seed, 1))
 	var recs []*kgo.Record
 	balances := map[string]int64{}
@@ -152,6 +160,28 @@ func (e *env) workload(seed uint64, n, perAccount int, idPrefix string) (int, ma
 	}
 	// A folder's events share the topic and must flow past the account models.
 	recs = append(recs, rec(idPrefix+"folder", e.encode("folder", idPrefix+"folder", 1, "FolderCreated", nil)))
-	e.produce(recs...)
-	return len(recs), balances
+	return interleave(recs), balances
+}
+
+// interleave reorders records round-robin across keys, keeping each key's order.
+func interleave(recs []*kgo.Record) []*kgo.Record {
+	byKey := map[string][]*kgo.Record{}
+	var keys []string
+	for _, r := range recs {
+		k := string(r.Key)
+		if byKey[k] == nil {
+			keys = append(keys, k)
+		}
+		byKey[k] = append(byKey[k], r)
+	}
+	out := make([]*kgo.Record, 0, len(recs))
+	for len(out) < len(recs) {
+		for _, k := range keys {
+			if q := byKey[k]; len(q) > 0 {
+				out = append(out, q[0])
+				byKey[k] = q[1:]
+			}
+		}
+	}
+	return out
 }
