@@ -18,6 +18,12 @@ import (
 
 func (e *env) startServer(stateDir string, versions ...int) *Server {
 	e.t.Helper()
+	s, _ := e.startStoppableServer(stateDir, versions...)
+	return s
+}
+
+func (e *env) startStoppableServer(stateDir string, versions ...int) (*Server, func()) {
+	e.t.Helper()
 	cfg := e.config(stateDir, versions[0])
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
@@ -28,8 +34,9 @@ func (e *env) startServer(stateDir string, versions ...int) *Server {
 	rctx, rcancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { _ = s.Run(rctx); close(done) }()
-	e.t.Cleanup(func() { rcancel(); <-done })
-	return s
+	stop := func() { rcancel(); <-done }
+	e.t.Cleanup(stop)
+	return s, stop
 }
 
 func TestReadModelsEqualFoldOfEventsTopic(t *testing.T) {
