@@ -200,12 +200,11 @@ func fetchPending(ctx context.Context, cl *kgo.Client, id kadm.TopicID, topic st
 	if off >= lso {
 		return false, 0, true, nil
 	}
-	aborted := map[int64]int64{} // producer id -> first aborted offset
-	for _, a := range rp2.AbortedTransactions {
-		if o, ok := aborted[a.ProducerID]; !ok || a.FirstOffset < o {
-			aborted[a.ProducerID] = a.FirstOffset
-		}
-	}
+	// As a read_committed consumer does: a producer's batches are aborted
+	// from the first offset of an aborted transaction up to its next marker.
+	abortedTxns := append([]kmsg.FetchResponseTopicPartitionAbortedTransaction(nil), rp2.AbortedTransactions...)
+	sort.Slice(abortedTxns, func(i, j int) bool { return abortedTxns[i].FirstOffset < abortedTxns[j].FirstOffset })
+	aborting := map[int64]bool{}
 	b := rp2.RecordBatches
 	next = off
 	for len(b) >= 12 {
@@ -221,12 +220,17 @@ func fetchPending(ctx context.Context, cl *kgo.Client, id kadm.TopicID, topic st
 		b = b[12+length:]
 		last := rb.FirstOffset + int64(rb.LastOffsetDelta)
 		next = last + 1
-		if last < off || rb.FirstOffset >= lso {
-			continue
+		for len(abortedTxns) > 0 && abortedTxns[0].FirstOffset <= last {
+			aborting[abortedTxns[0].ProducerID] = true
+			abortedTxns = abortedTxns[1:]
 		}
 		control := rb.Attributes&0x20 != 0
 		transactional := rb.Attributes&0x10 != 0
-		if first, ok := aborted[rb.ProducerID]; control || (transactional && ok && rb.FirstOffset >= first) {
+		if control {
+			delete(aborting, rb.ProducerID)
+			continue
+		}
+		if last < off || rb.FirstOffset >= lso || (transactional && aborting[rb.ProducerID]) {
 			continue
 		}
 		return true, 0, false, nil
