@@ -3,6 +3,7 @@
 //	kcqrs demo    run the embedded broker, a processor and a short workload, then keep serving
 //	kcqrs broker  run only the embedded Kafka-protocol broker on a fixed port
 //	kcqrs send    send one command and print its reply
+//	kcqrs groups  list consumer groups with their lag; reset / rebuild: replay the read models
 package main
 
 import (
@@ -17,6 +18,9 @@ commands:
           print what happened, and keep serving until Ctrl-C
   broker  run the embedded Kafka-protocol broker (persisted) on a fixed port
   send    send one command and print its reply as JSON
+  groups  list consumer groups with their lag per partition
+  reset   reset a version of the read models (plan first; --execute to act)
+  rebuild follow a new version of the read models until it has caught up
 
 Run 'kcqrs <command> -h' for the flags of a command.
 `
@@ -34,6 +38,12 @@ func main() {
 		err = runBroker(os.Args[2:])
 	case "send":
 		err = runSend(os.Args[2:])
+	case "groups":
+		err = runGroups(os.Args[2:])
+	case "reset":
+		err = runReset(os.Args[2:])
+	case "rebuild":
+		err = runRebuild(os.Args[2:])
 	case "-h", "--help", "help":
 		fmt.Print(usage)
 		return
