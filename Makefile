@@ -12,7 +12,7 @@ run:
 test: vet
 	@test -z "$$(gofmt -l . | tee /dev/stderr)" || (echo "gofmt needed on the files above" && exit 1)
 	$(GO) test -count=1 $(PKGS)
-	$(GO) test -count=1 -race ./topology/... ./snapshots/... ./client/...
+	$(GO) test -count=1 -race ./topology/... ./snapshots/... ./client/... ./projection/...
 
 vet:
 	$(GO) vet $(PKGS)
@@ -25,6 +25,7 @@ FUZZTIME ?= 200000x
 fuzz:
 	$(GO) test ./schemas -run '^$$' -fuzz '^FuzzDecode$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./schemas -run '^$$' -fuzz '^FuzzDecodeJSON$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./projection -run '^$$' -fuzz '^FuzzDecodeAccount$$' -fuzztime $(FUZZTIME)
 
 ## broker / processor / projector: the pieces of `make run` as separate processes
 broker:
