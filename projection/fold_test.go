@@ -137,7 +137,7 @@ func (e *env) workloadRecords(seed uint64, n, perAccount int, idPrefix string) (
 	for i := 0; i < n; i++ {
 		id := fmt.Sprintf("%s%03d", idPrefix, i)
 		cur := []string{"EUR", "USD"}[i%2]
-		owner := fmt.Sprintf("owner-%d", i%5)
+		owner := fmt.Sprintf("owner-%d", i%max(5, n/3)) // about 3 accounts per owner
 		recs = append(recs, rec(id, e.encode("account", id, 1, "", account.AccountOpened{Owner: owner, Currency: cur})))
 		var bal int64
 		v := int64(1)

@@ -36,9 +36,20 @@ type OwnerAccounts struct {
 	Accounts map[string]Account `json:"accounts"`
 }
 
-// CurrencyTotal is the running total of money per currency: one entry per
-// currency. It keeps each account's latest balance (and version) so that a
-// redelivered update changes nothing.
+// TotalShards is how many entries share the running total of one currency
+// (keys "<currency>|<shard>", by account id). Each entry keeps the latest
+// balance and version of its accounts, so that a redelivered update changes
+// nothing; sharding keeps those entries small, since every update re-encodes
+// and re-writes one. Queries add the shards up.
+const TotalShards = 32
+
+// TotalKey is the totals-table key of an account's currency shard.
+func TotalKey(currency, accountID string) string {
+	return fmt.Sprintf("%s|%02d", currency, (murmur2Sum([]byte(accountID))&0x7fffffff)%TotalShards)
+}
+
+// CurrencyTotal is one shard of the running total of money of a currency
+// (see TotalShards).
 type CurrencyTotal struct {
 	Currency string `json:"currency"`
 	Total    int64  `json:"total"`

@@ -258,7 +258,7 @@ func (p *Projector) onEvent(ctx goka.Context, raw []byte) {
 		ctx.Emit(p.cfg.Names.ByOwnerTopic(), next.Owner, &next)
 	}
 	if next.Currency != "" {
-		ctx.Emit(p.cfg.Names.ByCurrencyTopic(), next.Currency, &next)
+		ctx.Emit(p.cfg.Names.ByCurrencyTopic(), TotalKey(next.Currency, next.ID), &next)
 	}
 }
 

@@ -261,7 +261,7 @@ func (s *Server) getOwner(w http.ResponseWriter, r *http.Request) {
 	s.write(w, rm, http.StatusOK, resp)
 }
 
-// TotalResponse is the running total of one currency.
+// TotalResponse is the running total of one currency (all its shards).
 type TotalResponse struct {
 	Currency     string `json:"currency"`
 	Total        int64  `json:"total"`
@@ -280,29 +280,24 @@ func (s *Server) getTotals(w http.ResponseWriter, r *http.Request) {
 		s.write(w, rm, http.StatusServiceUnavailable, apiError{Error: err.Error()})
 		return
 	}
-	out := struct {
+	s.write(w, rm, http.StatusOK, struct {
 		Totals []TotalResponse `json:"totals"`
-	}{Totals: []TotalResponse{}}
-	for _, t := range ts {
-		out.Totals = append(out.Totals, totalResponse(t))
-	}
-	s.write(w, rm, http.StatusOK, out)
+	}{Totals: ts})
 }
 
 func (s *Server) getTotal(w http.ResponseWriter, r *http.Request) {
 	cur := r.PathValue("currency")
 	rm := s.Active()
-	v, err := rm.totals.Get(cur)
+	t, err := rm.Total(cur)
 	if err != nil {
 		s.write(w, rm, http.StatusServiceUnavailable, apiError{Error: err.Error(), Key: cur})
 		return
 	}
-	c, _ := v.(*CurrencyTotal)
-	if c == nil {
+	if t == nil {
 		s.write(w, rm, http.StatusNotFound, apiError{Error: "no accounts in this currency", Key: cur})
 		return
 	}
-	s.write(w, rm, http.StatusOK, totalResponse(*c))
+	s.write(w, rm, http.StatusOK, t)
 }
 
 // StatusResponse describes the served versions.

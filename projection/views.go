@@ -112,24 +112,55 @@ func (r *ReadModels) Owner(owner string) (*OwnerAccounts, error) {
 }
 
 // Totals returns the running totals of all currencies, by currency.
-func (r *ReadModels) Totals() ([]CurrencyTotal, error) {
-	it, err := r.totals.Iterator()
+func (r *ReadModels) Totals() ([]TotalResponse, error) { return r.sumTotals("") }
+
+// Total returns the running total of one currency, nil if it has no accounts.
+func (r *ReadModels) Total(currency string) (*TotalResponse, error) {
+	ts, err := r.sumTotals(currency + "|")
+	if err != nil || len(ts) == 0 {
+		return nil, err
+	}
+	return &ts[0], nil
+}
+
+// sumTotals adds up the shards of the entries whose keys start with prefix.
+func (r *ReadModels) sumTotals(prefix string) ([]TotalResponse, error) {
+	var it goka.Iterator
+	var err error
+	if prefix == "" {
+		it, err = r.totals.Iterator()
+	} else {
+		it, err = r.totals.IteratorWithRange(prefix, "") // "" limit: a prefix
+	}
 	if err != nil {
 		return nil, err
 	}
 	defer it.Release()
-	var out []CurrencyTotal
+	by := map[string]*TotalResponse{}
 	for it.Next() {
 		v, err := it.Value()
 		if err != nil {
 			return nil, err
 		}
-		if c, ok := v.(*CurrencyTotal); ok && c != nil {
-			out = append(out, *c)
+		c, ok := v.(*CurrencyTotal)
+		if !ok || c == nil {
+			continue
 		}
+		t := by[c.Currency]
+		if t == nil {
+			t = &TotalResponse{Currency: c.Currency}
+			by[c.Currency] = t
+		}
+		t.Total += c.Total
+		t.Accounts += len(c.Accounts)
+		t.OpenAccounts += c.Open
 	}
 	if err := it.Err(); err != nil {
 		return nil, err
+	}
+	out := make([]TotalResponse, 0, len(by))
+	for _, t := range by {
+		out = append(out, *t)
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Currency < out[j].Currency })
 	return out, nil
