@@ -13,7 +13,7 @@
 //   - owners (<prefix>-owners-v<N>): the accounts of each owner, re-keyed
 //     across aggregates through the intermediate topic <accounts>-by-owner;
 //   - totals (<prefix>-totals-v<N>): the running total of money per currency,
-//     through <accounts>-by-currency.
+//     through <accounts>-by-currency, spread over TotalShards entries.
 //
 // goka is at-least-once: after a crash, records since the last commit come
 // again. Every read model is therefore idempotent by aggregate version: an

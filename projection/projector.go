@@ -238,6 +238,12 @@ func (p *Projector) onEvent(ctx goka.Context, raw []byte) {
 	switch outcome {
 	case Stale:
 		p.c.stale.Add(1)
+		// goka writes the table and the intermediate topics with separate,
+		// non-atomic produces: a crash may have kept the table update and
+		// lost the emits. The events since the last commit come again and
+		// are stale here, so re-emitting the held entry repairs exactly that
+		// case; downstream, an entry at or below its version changes nothing.
+		p.emitDownstream(ctx, cur)
 		return
 	case AppliedAfterGap:
 		p.c.gaps.Add(1)
@@ -254,11 +260,16 @@ func (p *Projector) onEvent(ctx goka.Context, raw []byte) {
 	}
 	p.c.applied.Add(1)
 	ctx.SetValue(&next)
-	if next.Owner != "" {
-		ctx.Emit(p.cfg.Names.ByOwnerTopic(), next.Owner, &next)
+	p.emitDownstream(ctx, next)
+}
+
+// emitDownstream sends an account entry to the owner and currency models.
+func (p *Projector) emitDownstream(ctx goka.Context, a Account) {
+	if a.Owner != "" {
+		ctx.Emit(p.cfg.Names.ByOwnerTopic(), a.Owner, &a)
 	}
-	if next.Currency != "" {
-		ctx.Emit(p.cfg.Names.ByCurrencyTopic(), TotalKey(next.Currency, next.ID), &next)
+	if a.Currency != "" {
+		ctx.Emit(p.cfg.Names.ByCurrencyTopic(), TotalKey(a.Currency, a.ID), &a)
 	}
 }
 
