@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
-	"strconv"
 	"testing"
 	"time"
 
@@ -260,7 +259,6 @@ func TestSideBySideRebuild(t *testing.T) {
 	if st := s.Status(); st.Active != 2 || !st.Versions[1].CaughtUp {
 		t.Fatalf("status %+v", st)
 	}
-	_ = strconv.Itoa
 }
 
 // TestLostEmitsRepaired: goka wrote the table update but its emits to the

@@ -6,7 +6,6 @@ import (
 	"os"
 	"reflect"
 	"testing"
-	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -149,5 +148,4 @@ func TestResetRefusesWhileLiveDryRunExecuteRebuilds(t *testing.T) {
 	if st := p2.Stats(); st.Applied != int64(n-1) || st.Gaps != 0 {
 		t.Fatalf("rebuild stats %+v: want every account event applied once, no gaps", st)
 	}
-	_ = time.Second
 }
