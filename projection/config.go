@@ -94,6 +94,11 @@ type Config struct {
 	ReplicationFactor int
 	// CommitInterval is how often consumed offsets are committed. Default 200ms.
 	CommitInterval time.Duration
+	// SessionTimeout is the consumer-group session timeout: how long the
+	// broker waits for a crashed member before giving its partitions to
+	// another (or to its own restart). Default 10s (sarama's). Brokers
+	// refuse values below their group.min.session.timeout.ms (6s by default).
+	SessionTimeout time.Duration
 	// CacheBytes is the Pebble block cache shared by the stores of one
 	// processor or view. Default 8 MiB.
 	CacheBytes int64
@@ -111,6 +116,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.CommitInterval == 0 {
 		c.CommitInterval = 200 * time.Millisecond
+	}
+	if c.SessionTimeout == 0 {
+		c.SessionTimeout = 10 * time.Second
 	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()
@@ -149,6 +157,8 @@ func (c *Config) saramaConfig() *sarama.Config {
 	s.Consumer.Offsets.Initial = sarama.OffsetOldest
 	s.Consumer.Offsets.AutoCommit.Interval = c.CommitInterval
 	s.Producer.Compression = sarama.CompressionNone
+	s.Consumer.Group.Session.Timeout = c.SessionTimeout
+	s.Consumer.Group.Heartbeat.Interval = c.SessionTimeout / 4
 	s.Producer.Partitioner = sarama.NewCustomHashPartitioner(Murmur2)
 	return s
 }

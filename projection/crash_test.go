@@ -17,7 +17,7 @@ func TestChildProjector(t *testing.T) {
 		t.Skip("helper process of TestProjectorCrashMidway")
 	}
 	p, err := New(Config{Brokers: strings.Split(brokers, ","), StateDir: dir, Registry: testRegistry(t),
-		Logger: testLogger(), CommitInterval: 20 * time.Millisecond})
+		Logger: testLogger(), CommitInterval: 20 * time.Millisecond, SessionTimeout: 6 * time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -85,10 +85,14 @@ func TestProjectorCrashMidway(t *testing.T) {
 	t.Logf("killed the projector with %d of %d events committed", done, total)
 
 	e.produce(rest[len(rest)/2:]...)
-	p := e.startProjector(e.config(dir, 1))
+	restart := time.Now()
+	cfg := e.config(dir, 1)
+	cfg.SessionTimeout = 6 * time.Second // the broker's minimum: the dead member is given up sooner
+	p := e.startProjector(cfg)
 	s := e.startServer(t.TempDir(), 1)
 	f := foldTopic(t, e.brokers, n)
 	eventually(t, "read models equal the fold after the crash", func() (bool, string) { return f.matches(s.Handler()) })
+	t.Logf("restart to read models complete: %v", time.Since(restart).Round(10*time.Millisecond))
 	if st := p.Stats(); st.Gaps != 0 {
 		t.Fatalf("a crash must not look like a gap: %+v", st)
 	}

@@ -31,6 +31,7 @@ func main() {
 	serve := flag.String("serve-versions", "", "comma-separated versions the query API answers from, oldest first; it switches to a newer one once caught up (default: --version)")
 	noProject := flag.Bool("query-only", false, "serve queries only, build nothing")
 	noHTTP := flag.Bool("no-http", false, "build the read models only, serve no queries")
+	flag.DurationVar(&cfg.Projection.SessionTimeout, "session-timeout", 0, "consumer-group session timeout: how long a crashed projector's partitions wait before a restart or another projector takes them (default 10s)")
 	replication := flag.Int("replication", 1, "replication factor of the topics the projector creates")
 	verbose := flag.Bool("v", false, "debug logs (goka and sarama included)")
 	flag.Parse()
