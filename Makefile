@@ -12,7 +12,7 @@ run:
 test: vet
 	@test -z "$$(gofmt -l . | tee /dev/stderr)" || (echo "gofmt needed on the files above" && exit 1)
 	$(GO) test -count=1 $(PKGS)
-	$(GO) test -count=1 -race ./topology/... ./snapshots/... ./client/... ./ops/... ./cmd/processor/... ./saga/...
+	$(GO) test -count=1 -race ./topology/... ./snapshots/... ./client/... ./ops/... ./cmd/processor/... ./saga/... ./projection/...
 
 ## test-kafka: the integration tests against a real cluster (BROKERS=host:9092; TLS/SASL via KCQRS_TEST_* variables)
 BROKERS ?= 127.0.0.1:9092
@@ -35,6 +35,7 @@ fuzz:
 	$(GO) test ./schemas -run '^$$' -fuzz '^FuzzDecode$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./schemas -run '^$$' -fuzz '^FuzzDecodeJSON$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./schemas -run '^$$' -fuzz '^FuzzResolve$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./projection -run '^$$' -fuzz '^FuzzDecodeAccount$$' -fuzztime $(FUZZTIME)
 
 ## fuzz-ci: every fuzz target of every package (found with `go test -list`), each for a short bounded
 ## count (FUZZCI=2000x); .ci/run calls it after `make test`. Seed corpora live in <pkg>/testdata/fuzz/FuzzXxx/.

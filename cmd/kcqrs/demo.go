@@ -29,6 +29,7 @@ func runDemo(args []string) error {
 	dir := fs.String("data-dir", ".kcqrs", "directory for the broker's data and the processor's state")
 	exit := fs.Bool("exit", false, "exit after the workload instead of serving until Ctrl-C")
 	verbose := fs.Bool("v", false, "show the processor's logs")
+	httpAddr := fs.String("http", "127.0.0.1:8088", "listen address of the read-model query API")
 	_ = fs.Parse(args)
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -89,6 +90,11 @@ func runDemo(args []string) error {
 		return err
 	}
 	defer cl.Close()
+	proj, err := startProjection(pctx, brokers, filepath.Join(*dir, "projector"), *httpAddr, logOut)
+	if err != nil {
+		return err
+	}
+	defer func() { pcancel(); _ = proj.Wait() }()
 
 	run := strconv.FormatInt(time.Now().Unix()%(36*36*36*36*36), 36)
 	acc := "acc-" + run
@@ -112,12 +118,16 @@ func runDemo(args []string) error {
 	fmt.Printf("\ndemo workload (account %s, folder %s):\n\n", acc, fol)
 	tw := tabwriter.NewWriter(os.Stdout, 2, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "STEP\tCOMMAND\tSTATUS\tVERSION\tDETAIL")
+	var accVersion int64
 	for _, s := range steps {
 		sctx, cancel := context.WithTimeout(ctx, 20*time.Second)
 		rep, err := cl.Send(sctx, s.cmd)
 		cancel()
 		if err != nil {
 			return fmt.Errorf("%s: %w", s.what, err)
+		}
+		if rep.AggregateID == acc && rep.Status == wire.StatusAccepted {
+			accVersion = rep.Version
 		}
 		status := string(rep.Status)
 		if rep.Duplicate {
@@ -145,6 +155,7 @@ func runDemo(args []string) error {
 	}
 	fmt.Printf("\nprocessor (this run): %d commands in %d transactions, %d events, %d snapshots, %d dead letters, %d duplicates\n",
 		st.Commands, st.Transactions, st.Events, st.Snapshots, st.DeadLetters, st.Duplicates)
+	printReadModel(ctx, proj.Addr(), acc, accVersion)
 	if *exit {
 		return nil
 	}
@@ -152,8 +163,10 @@ func runDemo(args []string) error {
 serving on %s until Ctrl-C. Try, in another terminal:
   go run ./cmd/kcqrs send --id %s --type Deposit --data '{"amount": 4200}'
   go run ./cmd/kcqrs send --id %s --type Withdraw --data '{"amount": 1}' --expected-version 0
-  go run ./cmd/projector    # follow the events topic
-`, brokers[0], acc, acc)
+  curl 'http://%s/v1/accounts/%s?min_version=%d&wait=2s'
+  curl http://%s/v1/owners/Alice/accounts
+  go run ./cmd/kcqrs groups
+`, brokers[0], acc, acc, proj.Addr(), acc, accVersion+1, proj.Addr())
 	select {
 	case <-ctx.Done():
 	case err := <-procDone:

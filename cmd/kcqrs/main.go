@@ -4,6 +4,7 @@
 //	kcqrs broker  run only the embedded Kafka-protocol broker on a fixed port
 //	kcqrs send    send one command and print its reply
 //	kcqrs transfer  start a transfer between two accounts (the saga completes it)
+//	kcqrs groups  list consumer groups with their lag; reset / rebuild: replay the read models
 package main
 
 import (
@@ -20,6 +21,9 @@ commands:
   send    send one command and print its reply as JSON
   transfer  move money between two accounts: sends DebitForTransfer to the
           source; the transfer saga credits the target (or refunds)
+  groups  list consumer groups with their lag per partition
+  reset   reset a version of the read models (plan first; --execute to act)
+  rebuild follow a new version of the read models until it has caught up
 
 Run 'kcqrs <command> -h' for the flags of a command.
 `
@@ -39,6 +43,12 @@ func main() {
 		err = runSend(os.Args[2:])
 	case "transfer":
 		err = runTransfer(os.Args[2:])
+	case "groups":
+		err = runGroups(os.Args[2:])
+	case "reset":
+		err = runReset(os.Args[2:])
+	case "rebuild":
+		err = runRebuild(os.Args[2:])
 	case "-h", "--help", "help":
 		fmt.Print(usage)
 		return

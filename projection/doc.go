@@ -1,0 +1,52 @@
+// Package projection is the query side of kcqrs: read models folded from the
+// events topic by goka groups, queried over HTTP from goka views, and the
+// tooling to reset and rebuild them.
+//
+// # Read models
+//
+// A Projector runs one version of three read models, each a goka group with
+// a persisted table (a compacted <group>-table topic) stored locally in
+// Pebble (PebbleStorage, goka's storage.Storage):
+//
+//   - accounts (<prefix>-accounts-v<N>): balance, status, owner, currency and
+//     version by account id, folded from the events topic by FoldAccount;
+//   - owners (<prefix>-owners-v<N>): the accounts of each owner, re-keyed
+//     across aggregates through the intermediate topic <accounts>-by-owner;
+//   - totals (<prefix>-totals-v<N>): the running total of money per currency,
+//     through <accounts>-by-currency, spread over TotalShards entries.
+//
+// goka is at-least-once: after a crash, records since the last commit come
+// again. Every read model is therefore idempotent by aggregate version: an
+// event at or below the version an entry holds changes nothing, and the
+// owner and currency entries keep each account's version too. A version
+// gap is folded (account events carry the resulting balance) but reported:
+// logged, counted (Stats.Gaps, Account.Gaps) and copied to the dead-letter
+// topic. Events a group cannot handle (undecodable, an unknown event type, a
+// handler panic) go to the group's dead-letter topic <group>-dlq with the
+// error in the kcqrs_dlq_* headers; the group goes on. Events of other
+// aggregate types pass by.
+//
+// goka's hasher is set to Kafka's murmur2 (Murmur2), its sarama protocol
+// version to 2.3.0 (newer OffsetFetch versions fail against kfake), its
+// consumers to read_committed, and created topics to replication 1 by
+// default.
+//
+// # Queries
+//
+// Server answers from goka views (ReadModels) of one or more versions; see
+// Server.Handler for the routes. GET /v1/accounts/{id}?min_version=N&wait=2s
+// waits until the entry reaches version N, so a client that got a reply
+// with version N reads its own write, and answers 408 with the current
+// version when it does not in time.
+//
+// # Replay and rebuild
+//
+// PlanReset and ExecuteReset move a version's accounts group on the events
+// topic (earliest, latest, a timestamp or an offset), drop its downstream
+// groups' offsets, delete its tables and intermediate topics and remove the
+// local stores, refusing while any of its groups has live members. A new
+// version runs beside the live one under new names; CaughtUp (with
+// PendingData, which looks past the commit markers goka never commits over)
+// tells when it has read everything, and a Server given both versions
+// switches its queries over then.
+package projection

@@ -1,0 +1,373 @@
+package projection
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/lovoo/goka"
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/kcqrs/kcqrs/wire"
+)
+
+// AccountAggregate is the aggregate type the account read models fold.
+// Events of other aggregate types are not theirs and are passed over.
+const AccountAggregate = "account"
+
+// Stats counts what the projector's handlers did since it started.
+type Stats struct {
+	// Events read from the events topic (including other aggregates').
+	Events int64
+	// Applied events changed an account entry.
+	Applied int64
+	// Stale events were at or below the held version (redeliveries).
+	Stale int64
+	// Gaps are version gaps detected (each one logged and dead-lettered).
+	Gaps int64
+	// DeadLetters written by any of the groups.
+	DeadLetters int64
+	// Merged updates of the owner and currency tables; StaleMerges were
+	// redeliveries there.
+	Merged, StaleMerges int64
+}
+
+type counters struct {
+	events, applied, stale, gaps, deadLetters, merged, staleMerges atomic.Int64
+}
+
+// Projector runs the read models of one version: three goka groups.
+//
+//	events --(accounts group: fold by aggregate version)--> accounts table
+//	       \--> <accounts>-by-owner    --(owners group)--> owners table
+//	       \--> <accounts>-by-currency --(totals group)--> totals table
+//
+// Each group has its own dead-letter topic (<group>-dlq).
+type Projector struct {
+	cfg Config
+	c   counters
+
+	mu    sync.Mutex
+	procs []*goka.Processor
+}
+
+// New validates the config and returns a projector; Run starts it.
+func New(cfg Config) (*Projector, error) {
+	cfg.setDefaults()
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	return &Projector{cfg: cfg}, nil
+}
+
+// Names returns the names of the projector's groups and topics.
+func (p *Projector) Names() Names { return p.cfg.Names }
+
+// Stats returns the counters.
+func (p *Projector) Stats() Stats {
+	return Stats{
+		Events: p.c.events.Load(), Applied: p.c.applied.Load(), Stale: p.c.stale.Load(),
+		Gaps: p.c.gaps.Load(), DeadLetters: p.c.deadLetters.Load(),
+		Merged: p.c.merged.Load(), StaleMerges: p.c.staleMerges.Load(),
+	}
+}
+
+// Run creates the topics it needs, runs the three groups and returns when
+// ctx ends (nil) or one of them fails.
+func (p *Projector) Run(ctx context.Context) error {
+	if _, err := EnsureTopics(ctx, p.cfg); err != nil {
+		return err
+	}
+	n := p.cfg.Names
+	graphs := []*goka.GroupGraph{
+		goka.DefineGroup(n.AccountsGroup(),
+			goka.Input(goka.Stream(p.cfg.EventsTopic), rawCodec{}, p.guard(n.AccountsGroup(), p.onEvent)),
+			goka.Persist(jsonCodec[Account]{}),
+			goka.Output(n.ByOwnerTopic(), jsonCodec[Account]{}),
+			goka.Output(n.ByCurrencyTopic(), jsonCodec[Account]{}),
+			goka.Output(DeadLetters(n.AccountsGroup()), rawCodec{}),
+		),
+		goka.DefineGroup(n.OwnersGroup(),
+			goka.Input(n.ByOwnerTopic(), rawCodec{}, p.guard(n.OwnersGroup(), p.onOwner)),
+			goka.Persist(jsonCodec[OwnerAccounts]{}),
+			goka.Output(DeadLetters(n.OwnersGroup()), rawCodec{}),
+		),
+		goka.DefineGroup(n.TotalsGroup(),
+			goka.Input(n.ByCurrencyTopic(), rawCodec{}, p.guard(n.TotalsGroup(), p.onTotal)),
+			goka.Persist(jsonCodec[CurrencyTotal]{}),
+			goka.Output(DeadLetters(n.TotalsGroup()), rawCodec{}),
+		),
+	}
+	var procs []*goka.Processor
+	for _, g := range graphs {
+		proc, err := goka.NewProcessor(p.cfg.Brokers, g, p.processorOptions(g.Group())...)
+		if err != nil {
+			return fmt.Errorf("projection: group %s: %w", g.Group(), err)
+		}
+		procs = append(procs, proc)
+	}
+	p.mu.Lock()
+	p.procs = procs
+	p.mu.Unlock()
+
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	errs := make(chan error, len(procs))
+	for _, proc := range procs {
+		go func() {
+			err := proc.Run(ctx)
+			if err != nil {
+				err = fmt.Errorf("projection: group %s: %w", proc.Graph().Group(), err)
+			}
+			cancel()
+			errs <- err
+		}()
+	}
+	var all []error
+	for range procs {
+		if err := <-errs; err != nil {
+			all = append(all, err)
+		}
+	}
+	return errors.Join(all...)
+}
+
+// WaitReady waits until every group has recovered its table and runs.
+func (p *Projector) WaitReady(ctx context.Context) error {
+	for {
+		p.mu.Lock()
+		procs := p.procs
+		p.mu.Unlock()
+		if procs != nil {
+			for _, proc := range procs {
+				if err := proc.WaitForReadyContext(ctx); err != nil {
+					return err
+				}
+			}
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+}
+
+func (p *Projector) processorOptions(g goka.Group) []goka.ProcessorOption {
+	c := p.cfg
+	return []goka.ProcessorOption{
+		goka.WithClientID(string(g)),
+		goka.WithHasher(Murmur2),
+		goka.WithStorageBuilder(PebbleBuilder(filepath.Join(c.StateDir, "processor"), c.CacheBytes)),
+		goka.WithConsumerGroupBuilder(goka.ConsumerGroupBuilderWithConfig(c.saramaConfig())),
+		goka.WithConsumerSaramaBuilder(goka.SaramaConsumerBuilderWithConfig(c.saramaConfig())),
+		goka.WithProducerBuilder(goka.ProducerBuilderWithConfig(c.saramaConfig())),
+		goka.WithTopicManagerBuilder(goka.TopicManagerBuilderWithConfig(c.saramaConfig(), c.topicManagerConfig())),
+		goka.WithLogger(gokaLogger{c.Logger.With("group", string(g))}),
+	}
+}
+
+// handlerError is a failure of a handler: the record is dead-lettered with it.
+type handlerError struct{ msg string }
+
+func (e handlerError) Error() string { return e.msg }
+
+// guard turns a handler's panic into a dead letter, so that one bad record
+// cannot stop a group (goka would stop the processor).
+func (p *Projector) guard(g goka.Group, fn func(goka.Context, []byte)) goka.ProcessCallback {
+	return func(ctx goka.Context, msg any) {
+		raw, _ := msg.([]byte)
+		defer func() {
+			if r := recover(); r != nil {
+				p.deadLetter(ctx, g, raw, fmt.Sprintf("handler panic: %v", r))
+			}
+		}()
+		fn(ctx, raw)
+	}
+}
+
+func (p *Projector) deadLetter(ctx goka.Context, g goka.Group, raw []byte, reason string) {
+	p.c.deadLetters.Add(1)
+	p.cfg.Logger.Warn("dead letter", "group", g, "key", ctx.Key(), "topic", ctx.Topic(),
+		"partition", ctx.Partition(), "offset", ctx.Offset(), "error", reason)
+	h := goka.Headers{}
+	for k, v := range ctx.Headers() {
+		h[k] = v
+	}
+	h[wire.HeaderDLQError] = []byte(reason)
+	h[wire.HeaderDLQTopic] = []byte(ctx.Topic())
+	h[wire.HeaderDLQPartition] = []byte(strconv.Itoa(int(ctx.Partition())))
+	h[wire.HeaderDLQOffset] = []byte(strconv.FormatInt(ctx.Offset(), 10))
+	if raw == nil {
+		raw = []byte{}
+	}
+	ctx.Emit(DeadLetters(g), ctx.Key(), raw, goka.WithCtxEmitHeaders(h))
+}
+
+func (p *Projector) onEvent(ctx goka.Context, raw []byte) {
+	p.c.events.Add(1)
+	g := p.cfg.Names.AccountsGroup()
+	env, ev, decErr := p.cfg.Registry.DecodeEvent(raw)
+	if env.AggregateType == "" {
+		p.deadLetter(ctx, g, raw, fmt.Sprintf("undecodable event: %v", decErr))
+		return
+	}
+	if env.AggregateType != AccountAggregate {
+		return
+	}
+	if env.AggregateID != ctx.Key() {
+		p.deadLetter(ctx, g, raw, fmt.Sprintf("event of aggregate %q under key %q", env.AggregateID, ctx.Key()))
+		return
+	}
+	var cur Account
+	if v, ok := ctx.Value().(*Account); ok && v != nil {
+		cur = *v
+	}
+	if decErr != nil {
+		ev = nil // folded as unhandled: its version is consumed, its effect is not
+	}
+	next, outcome := FoldAccount(cur, env, ev)
+	switch outcome {
+	case Stale:
+		p.c.stale.Add(1)
+		// goka writes the table and the intermediate topics with separate,
+		// non-atomic produces: a crash may have kept the table update and
+		// lost the emits. The events since the last commit come again and
+		// are stale here, so re-emitting the held entry repairs exactly that
+		// case; downstream, an entry at or below its version changes nothing.
+		p.emitDownstream(ctx, cur)
+		return
+	case AppliedAfterGap:
+		p.c.gaps.Add(1)
+		p.deadLetter(ctx, g, raw, fmt.Sprintf("version gap: read model held version %d, event has version %d", cur.Version, env.Version))
+		if ev == nil {
+			p.deadLetter(ctx, g, raw, fmt.Sprintf("unhandled event %s: %v", env.EventType, decErr))
+		}
+	case Unhandled:
+		reason := fmt.Sprintf("unknown event type %q", env.EventType)
+		if decErr != nil {
+			reason = fmt.Sprintf("unhandled event %s: %v", env.EventType, decErr)
+		}
+		p.deadLetter(ctx, g, raw, reason)
+	}
+	p.c.applied.Add(1)
+	ctx.SetValue(&next)
+	p.emitDownstream(ctx, next)
+}
+
+// emitDownstream sends an account entry to the owner and currency models.
+func (p *Projector) emitDownstream(ctx goka.Context, a Account) {
+	if a.Owner != "" {
+		ctx.Emit(p.cfg.Names.ByOwnerTopic(), a.Owner, &a)
+	}
+	if a.Currency != "" {
+		ctx.Emit(p.cfg.Names.ByCurrencyTopic(), TotalKey(a.Currency, a.ID), &a)
+	}
+}
+
+func decodeAccount(raw []byte) (Account, error) {
+	v, err := jsonCodec[Account]{}.Decode(raw)
+	if err != nil {
+		return Account{}, err
+	}
+	a := *v.(*Account)
+	if a.ID == "" || a.Version <= 0 {
+		return a, fmt.Errorf("projection: account entry without id or version")
+	}
+	return a, nil
+}
+
+func (p *Projector) onOwner(ctx goka.Context, raw []byte) {
+	a, err := decodeAccount(raw)
+	if err != nil {
+		p.deadLetter(ctx, p.cfg.Names.OwnersGroup(), raw, err.Error())
+		return
+	}
+	var o OwnerAccounts
+	if v, ok := ctx.Value().(*OwnerAccounts); ok && v != nil {
+		o = *v
+	}
+	if !MergeOwner(&o, a) {
+		p.c.staleMerges.Add(1)
+		return
+	}
+	p.c.merged.Add(1)
+	ctx.SetValue(&o)
+}
+
+func (p *Projector) onTotal(ctx goka.Context, raw []byte) {
+	a, err := decodeAccount(raw)
+	if err != nil {
+		p.deadLetter(ctx, p.cfg.Names.TotalsGroup(), raw, err.Error())
+		return
+	}
+	var c CurrencyTotal
+	if v, ok := ctx.Value().(*CurrencyTotal); ok && v != nil {
+		c = *v
+	}
+	if !MergeTotal(&c, a) {
+		p.c.staleMerges.Add(1)
+		return
+	}
+	p.c.merged.Add(1)
+	ctx.SetValue(&c)
+}
+
+// EnsureTopics waits for the events topic (the processor creates it) and
+// creates the version's intermediate, dead-letter and table topics with its
+// partition count. It returns that count.
+func EnsureTopics(ctx context.Context, cfg Config) (int32, error) {
+	cfg.setDefaults()
+	cl, err := kgo.NewClient(kgo.SeedBrokers(cfg.Brokers...))
+	if err != nil {
+		return 0, fmt.Errorf("projection: %w", err)
+	}
+	defer cl.Close()
+	adm := kadm.NewClient(cl)
+	var parts int32
+	for {
+		td, err := adm.ListTopics(ctx, cfg.EventsTopic)
+		if err == nil {
+			if t, ok := td[cfg.EventsTopic]; ok && t.Err == nil && len(t.Partitions) > 0 {
+				parts = int32(len(t.Partitions))
+				break
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return 0, fmt.Errorf("projection: waiting for topic %s: %w", cfg.EventsTopic, ctx.Err())
+		case <-time.After(250 * time.Millisecond):
+		}
+	}
+	n := cfg.Names
+	keep := map[string]*string{"retention.ms": ptr("-1")}
+	compact := map[string]*string{"cleanup.policy": ptr("compact")}
+	specs := map[string]map[string]*string{}
+	for _, t := range n.Intermediate() {
+		specs[t] = keep
+	}
+	for _, g := range n.Groups() {
+		specs[string(DeadLetters(g))] = keep
+		specs[string(goka.GroupTable(g))] = compact
+	}
+	for name, conf := range specs {
+		resp, err := adm.CreateTopic(ctx, parts, int16(cfg.ReplicationFactor), conf, name)
+		if err == nil {
+			err = resp.Err
+		}
+		if err != nil && !errors.Is(err, kerr.TopicAlreadyExists) {
+			return 0, fmt.Errorf("projection: create topic %s: %w", name, err)
+		}
+	}
+	return parts, nil
+}
+
+func ptr(s string) *string { return &s }
