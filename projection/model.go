@@ -3,6 +3,7 @@ package projection
 import (
 	"encoding/json"
 	"fmt"
+	"reflect"
 
 	"github.com/kcqrs/kcqrs/aggregates"
 	"github.com/kcqrs/kcqrs/aggregates/account"
@@ -104,6 +105,16 @@ func FoldAccount(cur Account, env wire.Event, ev aggregates.Event) (Account, Out
 		next.Balance = e.Balance
 	case account.AccountClosed:
 		next.Status = account.StatusClosed
+	case account.TransferDebited:
+		// The amount is in flight until the target's credit (or the refund):
+		// it has left this balance and is not yet in the other.
+		next.Balance = e.Balance
+	case account.TransferCredited:
+		next.Balance = e.Balance
+	case account.TransferRefunded:
+		next.Balance = e.Balance
+	case account.TransferCompleted:
+		// Only the source's pending list changes; the balance already moved.
 	default:
 		next.Skipped++
 		if outcome == Applied {
@@ -116,15 +127,8 @@ func FoldAccount(cur Account, env wire.Event, ev aggregates.Event) (Account, Out
 // deref turns a pointer event into its value, whichever form the registry
 // decoded it as.
 func deref(ev aggregates.Event) any {
-	switch e := ev.(type) {
-	case *account.AccountOpened:
-		return *e
-	case *account.MoneyDeposited:
-		return *e
-	case *account.MoneyWithdrawn:
-		return *e
-	case *account.AccountClosed:
-		return *e
+	if v := reflect.ValueOf(ev); v.Kind() == reflect.Pointer && !v.IsNil() {
+		return v.Elem().Interface()
 	}
 	return ev
 }
