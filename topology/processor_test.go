@@ -260,6 +260,47 @@ func TestRestartRestoresOnlyTheTail(t *testing.T) {
 	}
 }
 
+// A worker that loses a partition and gets it back must not act on the
+// state it cached before: another worker moved the aggregates on meanwhile.
+// (franz-go also aborts the first transaction after a rebalance, which
+// takes the stale entry out as well; the processor's own drop on revoke and
+// on catch-up does not rely on that.)
+func TestRegainedPartitionForgetsCachedState(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t)
+	a := h.StartProcessor("a", "")
+	ids := make([]string, 16)
+	for i := range ids {
+		ids[i] = fmt.Sprintf("g%d", i)
+		wantStatus(t, h.Send(cmd("account", ids[i], "OpenAccount", `{"owner":"O","currency":"USD"}`)), wire.StatusAccepted, 1)
+	}
+	b := h.StartProcessor("b", "")
+	var moved string
+	deadline := time.Now().Add(60 * time.Second)
+	for moved == "" {
+		if time.Now().After(deadline) {
+			t.Fatalf("no partition moved to the second worker: a owns %v, b owns %v", a.Assigned(), b.Assigned())
+		}
+		if len(a.Assigned())+len(b.Assigned()) == partitions {
+			for _, p := range b.Assigned() {
+				for _, id := range ids {
+					if topology.PartitionFor([]byte(id), partitions) == p && moved == "" {
+						moved = id
+					}
+				}
+			}
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	wantStatus(t, h.Send(cmd("account", moved, "Deposit", `{"amount":5}`)), wire.StatusAccepted, 2)
+	if err := b.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	wantStatus(t, h.Send(cmd("account", moved, "Deposit", `{"amount":5}`)), wire.StatusAccepted, 3)
+	versions, _ := eventsOf(t, h)
+	contiguous(t, versions)
+}
+
 func TestFreshStateDirRestoresEverything(t *testing.T) {
 	t.Parallel()
 	h := newHarness(t)

@@ -266,8 +266,11 @@ func snapshotKey(aggregateType, aggregateID string) string {
 }
 
 func (r *Registry) decodeSnapshot(key string, value []byte) (*aggState, error) {
-	var s wire.Snapshot
-	if err := r.snapshot.Decode(value, &s); err != nil {
+	s, err := r.fast.decodeSnapshot(value)
+	if errors.Is(err, errSnapshotSchema) {
+		err = r.snapshot.Decode(value, &s)
+	}
+	if err != nil {
 		return nil, fmt.Errorf("snapshot %q: %w", key, err)
 	}
 	bt := r.types[s.AggregateType]
@@ -286,13 +289,17 @@ func (r *Registry) encodeSnapshot(a *aggState) ([]byte, error) {
 	if err != nil {
 		return nil, fmt.Errorf("state of %q: %w", a.key, err)
 	}
-	return r.snapshot.Encode(wire.Snapshot{
+	s := wire.Snapshot{
 		AggregateType: a.bt.handler.AggregateType(),
 		AggregateID:   a.id,
 		Version:       a.version,
 		State:         state,
 		Recent:        a.recent,
-	})
+	}
+	if enc, ok := r.fast.encodeSnapshot(&s); ok {
+		return enc, nil
+	}
+	return r.snapshot.Encode(s)
 }
 
 func (r *Registry) encodeEvent(a *aggState, version int64, commandID string, ts time.Time, e aggregates.Event) ([]byte, error) {
@@ -304,7 +311,7 @@ func (r *Registry) encodeEvent(a *aggState, version int64, commandID string, ts 
 	if err != nil {
 		return nil, fmt.Errorf("event %s: %w", e.EventType(), err)
 	}
-	return r.event.Encode(wire.Event{
+	return r.fast.encodeEvent(&wire.Event{
 		AggregateType:   a.bt.handler.AggregateType(),
 		AggregateID:     a.id,
 		Version:         version,
@@ -312,7 +319,7 @@ func (r *Registry) encodeEvent(a *aggState, version int64, commandID string, ts 
 		CommandID:       commandID,
 		TimestampMillis: ts.UnixMilli(),
 		Payload:         payload,
-	})
+	}), nil
 }
 
 // DecodeEvent decodes an events-topic value into its envelope and the
@@ -355,7 +362,13 @@ func (r *Registry) DecodeSnapshot(value []byte) (wire.Snapshot, any, error) {
 // EncodeReply encodes a reply in the given content type.
 func (r *Registry) EncodeReply(reply wire.Reply, contentType string) ([]byte, error) {
 	if contentType == wire.ContentTypeJSON {
+		if enc, ok := r.fast.encodeReplyJSON(&reply); ok {
+			return enc, nil
+		}
 		return r.reply.EncodeJSON(reply)
+	}
+	if enc, ok := r.fast.encodeReply(&reply); ok {
+		return enc, nil
 	}
 	return r.reply.Encode(reply)
 }

@@ -19,6 +19,7 @@ type Registry struct {
 	reply     *schemas.Codec
 	event     *schemas.Codec
 	snapshot  *schemas.Codec
+	fast      *envelopeCodec // hand-written encoding of the three above
 	types     map[string]*boundType
 }
 
@@ -63,6 +64,7 @@ func NewRegistry() (*Registry, error) {
 		}
 		*b.dst = c
 	}
+	r.fast = newEnvelopeCodec(r.reply, r.event, r.snapshot)
 	return r, nil
 }
 
