@@ -2,7 +2,7 @@
 GO ?= go
 PKGS := ./...
 
-.PHONY: run test vet fmt build fuzz broker processor projector clean
+.PHONY: run test vet fmt build fuzz bench bench-quick broker processor projector clean
 
 ## run: start the embedded broker and a processor, run the demo workload, serve until Ctrl-C
 run:
@@ -25,6 +25,17 @@ FUZZTIME ?= 200000x
 fuzz:
 	$(GO) test ./schemas -run '^$$' -fuzz '^FuzzDecode$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./schemas -run '^$$' -fuzz '^FuzzDecodeJSON$$' -fuzztime $(FUZZTIME)
+
+## bench: the full benchmark of BENCHMARKS.md (embedded broker; BENCH_FLAGS="--brokers host:9092" for a cluster)
+BENCH_FLAGS ?=
+bench:
+	$(GO) build -o bin/kcqrs-bench ./cmd/kcqrs-bench
+	./bin/kcqrs-bench --full --out bench-results.md $(BENCH_FLAGS)
+
+## bench-quick: every benchmark at small sizes, as a CI smoke test (about a minute; no timing assertions)
+bench-quick:
+	$(GO) build -o bin/kcqrs-bench ./cmd/kcqrs-bench
+	./bin/kcqrs-bench $(BENCH_FLAGS)
 
 ## broker / processor / projector: the pieces of `make run` as separate processes
 broker:

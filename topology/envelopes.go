@@ -206,13 +206,34 @@ func (c *envelopeCodec) encodeEvent(e *wire.Event) []byte {
 	return appendAvroBytes(buf, e.Payload)
 }
 
+// appendRecent appends one kcqrs.RecentCommand in Avro binary; false when
+// the reply's status is not a symbol of the enum.
+func appendRecent(buf []byte, rc *wire.RecentCommand) ([]byte, bool) {
+	buf = appendAvroString(buf, rc.CommandID)
+	return appendReplyBody(buf, &rc.Reply)
+}
+
 // encodeSnapshot returns the snapshot in single-object encoding, or false
 // when a remembered reply has a status outside the enum.
 func (c *envelopeCodec) encodeSnapshot(s *wire.Snapshot) ([]byte, bool) {
-	size := 40 + len(s.AggregateType) + len(s.AggregateID) + len(s.State)
+	items := make([][]byte, len(s.Recent))
 	for i := range s.Recent {
-		r := &s.Recent[i]
-		size += 48 + len(r.CommandID) + len(r.Reply.CommandID) + len(r.Reply.AggregateType) + len(r.Reply.AggregateID) + len(r.Reply.Code) + len(r.Reply.Message)
+		var ok bool
+		if items[i], ok = appendRecent(nil, &s.Recent[i]); !ok {
+			return nil, false
+		}
+	}
+	return c.encodeSnapshotItems(s, items), true
+}
+
+// encodeSnapshotItems encodes s with its Recent array given as the encoded
+// items (s.Recent itself is not read): a snapshot is written once per
+// command, and re-encoding every remembered reply each time cost more than
+// the rest of the snapshot (see aggState.recentEnc).
+func (c *envelopeCodec) encodeSnapshotItems(s *wire.Snapshot, items [][]byte) []byte {
+	size := 40 + len(s.AggregateType) + len(s.AggregateID) + len(s.State)
+	for _, it := range items {
+		size += len(it)
 	}
 	buf := make([]byte, schemas.HeaderLen, size)
 	copy(buf, c.snapHdr[:])
@@ -220,18 +241,14 @@ func (c *envelopeCodec) encodeSnapshot(s *wire.Snapshot) ([]byte, bool) {
 	buf = appendAvroString(buf, s.AggregateID)
 	buf = appendLong(buf, s.Version)
 	buf = appendAvroBytes(buf, s.State)
-	if n := len(s.Recent); n > 0 {
+	if n := len(items); n > 0 {
 		// goavro writes one block of every item, then the empty block.
 		buf = appendLong(buf, int64(n))
-		for i := range s.Recent {
-			buf = appendAvroString(buf, s.Recent[i].CommandID)
-			var ok bool
-			if buf, ok = appendReplyBody(buf, &s.Recent[i].Reply); !ok {
-				return nil, false
-			}
+		for _, it := range items {
+			buf = append(buf, it...)
 		}
 	}
-	return append(buf, 0), true
+	return append(buf, 0)
 }
 
 var errSnapshotSchema = errors.New("snapshot written with another schema")
@@ -335,23 +352,25 @@ func (d *envReader) reply(r *wire.Reply) {
 
 // decodeSnapshot decodes a single-object encoded kcqrs.Snapshot written with
 // the current schema; errSnapshotSchema for any other writer schema (the
-// caller then uses the generic codec). State is copied: data may be reused.
-func (c *envelopeCodec) decodeSnapshot(data []byte) (wire.Snapshot, error) {
+// caller then uses the generic codec). It also returns the encoded bytes of
+// each Recent item. Nothing returned aliases data: it may be reused.
+func (c *envelopeCodec) decodeSnapshot(data []byte) (wire.Snapshot, [][]byte, error) {
 	var s wire.Snapshot
 	fp, err := schemas.Fingerprint(data)
 	if err != nil {
-		return s, err
+		return s, nil, err
 	}
 	if fp != c.snapFP {
-		return s, errSnapshotSchema
+		return s, nil, errSnapshotSchema
 	}
-	d := &envReader{buf: data[schemas.HeaderLen:]}
+	own := append([]byte(nil), data[schemas.HeaderLen:]...)
+	d := &envReader{buf: own}
+	offset := func() int { return len(own) - len(d.buf) }
 	s.AggregateType = d.string()
 	s.AggregateID = d.string()
 	s.Version = d.long()
-	if st := d.bytes(); d.err == nil {
-		s.State = append([]byte{}, st...)
-	}
+	s.State = d.bytes()
+	var items [][]byte
 	for d.err == nil {
 		n := d.long()
 		if d.err != nil || n == 0 {
@@ -378,19 +397,42 @@ func (c *envelopeCodec) decodeSnapshot(data []byte) (wire.Snapshot, error) {
 		}
 		if s.Recent == nil {
 			s.Recent = make([]wire.RecentCommand, 0, n)
+			items = make([][]byte, 0, n)
 		}
 		for i := int64(0); i < n && d.err == nil; i++ {
 			var rc wire.RecentCommand
+			start := offset()
 			rc.CommandID = d.string()
 			d.reply(&rc.Reply)
-			s.Recent = append(s.Recent, rc)
+			if d.err == nil {
+				s.Recent = append(s.Recent, rc)
+				end := offset()
+				items = append(items, own[start:end:end])
+			}
 		}
 	}
 	if d.err == nil && len(d.buf) != 0 {
 		d.fail(fmt.Errorf("%d bytes left after the record", len(d.buf)))
 	}
 	if d.err != nil {
-		return wire.Snapshot{}, fmt.Errorf("schemas: decode kcqrs.Snapshot: %w", d.err)
+		return wire.Snapshot{}, nil, fmt.Errorf("schemas: decode kcqrs.Snapshot: %w", d.err)
 	}
-	return s, nil
+	return s, items, nil
+}
+
+// rememberEncoded keeps recentEnc in step after an entry was appended to
+// recent: it encodes the new entry, or forgets recentEnc when it was not
+// in step (a snapshot decoded by the generic codec) or cannot be encoded.
+func (a *aggState) rememberEncoded() {
+	n := len(a.recent)
+	if len(a.recentEnc) != n-1 || (a.recentEnc == nil && n > 1) {
+		a.recentEnc = nil
+		return
+	}
+	enc, ok := appendRecent(nil, &a.recent[n-1])
+	if !ok {
+		a.recentEnc = nil
+		return
+	}
+	a.recentEnc = append(a.recentEnc, enc)
 }

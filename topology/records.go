@@ -255,6 +255,10 @@ type aggState struct {
 	version int64
 	state   any
 	recent  []wire.RecentCommand
+	// recentEnc is the Avro binary of each entry of recent, kept in step by
+	// remember so a snapshot copies it instead of re-encoding the window;
+	// nil when not known (then the snapshot encodes recent afresh).
+	recentEnc [][]byte
 	dirty   bool
 	encoded []byte // the snapshot as produced, once the batch ends
 }
@@ -266,7 +270,7 @@ func snapshotKey(aggregateType, aggregateID string) string {
 }
 
 func (r *Registry) decodeSnapshot(key string, value []byte) (*aggState, error) {
-	s, err := r.fast.decodeSnapshot(value)
+	s, items, err := r.fast.decodeSnapshot(value)
 	if errors.Is(err, errSnapshotSchema) {
 		err = r.snapshot.Decode(value, &s)
 	}
@@ -281,7 +285,7 @@ func (r *Registry) decodeSnapshot(key string, value []byte) (*aggState, error) {
 	if err := bt.state.Decode(s.State, ptr.Interface()); err != nil {
 		return nil, fmt.Errorf("snapshot %q: state: %w", key, err)
 	}
-	return &aggState{key: key, id: s.AggregateID, bt: bt, version: s.Version, state: ptr.Elem().Interface(), recent: s.Recent}, nil
+	return &aggState{key: key, id: s.AggregateID, bt: bt, version: s.Version, state: ptr.Elem().Interface(), recent: s.Recent, recentEnc: items}, nil
 }
 
 func (r *Registry) encodeSnapshot(a *aggState) ([]byte, error) {
@@ -289,12 +293,21 @@ func (r *Registry) encodeSnapshot(a *aggState) ([]byte, error) {
 	if err != nil {
 		return nil, fmt.Errorf("state of %q: %w", a.key, err)
 	}
+	return r.encodeSnapshotEnvelope(a.bt.handler.AggregateType(), a, state)
+}
+
+// encodeSnapshotEnvelope wraps an encoded state into a's snapshot, reusing
+// the encodings of the remembered commands when they are in step.
+func (r *Registry) encodeSnapshotEnvelope(aggregateType string, a *aggState, state []byte) ([]byte, error) {
 	s := wire.Snapshot{
-		AggregateType: a.bt.handler.AggregateType(),
+		AggregateType: aggregateType,
 		AggregateID:   a.id,
 		Version:       a.version,
 		State:         state,
 		Recent:        a.recent,
+	}
+	if len(a.recentEnc) == len(a.recent) && (a.recentEnc != nil || len(a.recent) == 0) {
+		return r.fast.encodeSnapshotItems(&s, a.recentEnc), nil
 	}
 	if enc, ok := r.fast.encodeSnapshot(&s); ok {
 		return enc, nil

@@ -341,7 +341,7 @@ func (r *Results) WriteTable(out io.Writer) error {
 		row("peer ratio (processor / goka)", "", ratio(r.Processor, r.Goka), ">= 1.5")
 	}
 	for _, l := range r.Latency {
-		row(fmt.Sprintf("command-to-reply latency via client, %.0f cmds/s offered (%.0f%% of max), %d of %d answered within %.1f s", l.rate, l.fraction*100, l.answered, l.sent, l.took.Seconds()),
+		row(fmt.Sprintf("command-to-reply latency via client, %.0f cmds/s offered (%.0f%% of max) for %v: %d of %d answered (%d not within %v), last after %.1f s", l.rate, l.fraction*100, o.LatencyDuration, l.answered, l.sent, l.timedOut, replyTimeout, l.took.Seconds()),
 			fmt.Sprintf("p50 %s, p99 %s, p99.9 %s", ms(l.p50), ms(l.p99), ms(l.p999)),
 			fmt.Sprintf("p99 = %.2fx commit interval", float64(l.p99)/float64(o.CommitInterval)), "p99 <= 2x commit interval")
 	}
@@ -353,7 +353,7 @@ func (r *Results) WriteTable(out io.Writer) error {
 			return fmt.Sprintf("%.0f rec/s", float64(n)/s)
 		}
 		row(fmt.Sprintf("populate %d aggregates (child process)", rr.aggregates), fmt.Sprintf("%.1f s", rr.populateSeconds), "", "")
-		row(fmt.Sprintf("peak RSS, processor with %d aggregates", rr.aggregates), fmt.Sprintf("%.0f MiB", float64(rr.peakRSSKiB)/1024), "", "< 256 MiB at 1M")
+		row(fmt.Sprintf("peak RSS (VmHWM), processor populating %d aggregates", rr.aggregates), fmt.Sprintf("%.0f MiB before its clean stop, %.0f MiB including it", float64(rr.peakRSSKiB)/1024, float64(rr.stopRSSKiB)/1024), "", "< 256 MiB at 1M")
 		row("changelog restore into Pebble (empty store)", fmt.Sprintf("%d records in %.2f s = %s", rr.coldRecords, rr.coldSeconds, rate(rr.coldRecords, rr.coldSeconds)), "", "")
 		row("raw consume of the same changelog", fmt.Sprintf("%d records in %.2f s = %s", rr.rawRecords, rr.rawSeconds, rate(rr.rawRecords, rr.rawSeconds)), "", "")
 		restoreRatio := "n/a"

@@ -9,11 +9,15 @@ import (
 	"os"
 	"os/exec"
 	"os/signal"
+	"runtime"
+	"runtime/pprof"
 	"strconv"
 	"strings"
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/kcqrs/kcqrs/topology"
 )
@@ -26,9 +30,11 @@ import (
 type childMsg struct {
 	Restore  *topology.RestoreReport `json:"restore,omitempty"`
 	Final    bool                    `json:"final,omitempty"`
-	VmHWMKiB int64                   `json:"vmhwm_kib,omitempty"`
-	Commands int64                   `json:"commands,omitempty"`
-	Err      string                  `json:"err,omitempty"`
+	VmHWMKiB int64                   `json:"vmhwm_kib,omitempty"` // while running
+	// StopVmHWMKiB is the peak including the clean stop.
+	StopVmHWMKiB int64  `json:"stop_vmhwm_kib,omitempty"`
+	Commands     int64  `json:"commands,omitempty"`
+	Err          string `json:"err,omitempty"`
 }
 
 // peakRSSKiB is the process's peak resident set (VmHWM), in KiB.
@@ -67,6 +73,13 @@ func RunChild(args []string) error {
 		return err
 	}
 	o := &Options{Brokers: strings.Split(*brokers, ","), Partitions: int32(*partitions), MaxBatch: *maxBatch, CommitInterval: *commitInterval, LogOut: os.Stderr}
+	if v := os.Getenv("KCQRS_BENCH_FETCH_MAX_BYTES"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil {
+			return err
+		}
+		o.ClientOpts = append(o.ClientOpts, kgo.FetchMaxBytes(int32(n)))
+	}
 	rp, err := startProcessor(o, topicsFor(*prefix), *prefix+"processor", *instance, *stateDir, nil)
 	if err != nil {
 		return err
@@ -78,6 +91,27 @@ func RunChild(args []string) error {
 		defer mu.Unlock()
 		_ = enc.Encode(m)
 	}
+	if path := os.Getenv("KCQRS_BENCH_HEAPPROFILE"); path != "" {
+		// Diagnosis of the peak RSS: Go's memory and a heap profile at each
+		// new RSS peak.
+		go func() {
+			var peak int64
+			for range time.Tick(100 * time.Millisecond) {
+				rss := peakRSSKiB()
+				if rss > peak+peak/20 {
+					peak = rss
+					var ms runtime.MemStats
+					runtime.ReadMemStats(&ms)
+					if f, err := os.Create(path + ".peak"); err == nil {
+						_ = pprof.WriteHeapProfile(f)
+						_ = f.Close()
+					}
+					fmt.Fprintf(os.Stderr, "child rss peak %d MiB: heap alloc %d MiB, heap sys %d MiB, stacks %d MiB, go sys %d MiB, commands %d\n",
+						rss>>10, ms.HeapAlloc>>20, ms.HeapSys>>20, ms.StackSys>>20, ms.Sys>>20, rp.Stats().Commands)
+				}
+			}
+		}()
+	}
 	sig := make(chan os.Signal, 1)
 	signal.Notify(sig, syscall.SIGTERM, syscall.SIGINT)
 	seen := 0
@@ -86,11 +120,18 @@ func RunChild(args []string) error {
 	for {
 		select {
 		case <-sig:
+			running := peakRSSKiB()
 			err := rp.stop()
 			for _, r := range rp.Restores()[seen:] {
 				emit(childMsg{Restore: &r})
 			}
-			m := childMsg{Final: true, VmHWMKiB: peakRSSKiB(), Commands: rp.Stats().Commands}
+			m := childMsg{Final: true, VmHWMKiB: running, StopVmHWMKiB: peakRSSKiB(), Commands: rp.Stats().Commands}
+			if path := os.Getenv("KCQRS_BENCH_HEAPPROFILE"); path != "" {
+				if f, err := os.Create(path); err == nil {
+					_ = pprof.WriteHeapProfile(f)
+					_ = f.Close()
+				}
+			}
 			if err != nil {
 				m.Err = err.Error()
 			}

@@ -2,6 +2,7 @@ package bench
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"sync"
@@ -16,9 +17,14 @@ type latencyResult struct {
 	rate           float64 // offered commands/s
 	fraction       float64 // of the measured maximum
 	took           time.Duration
+	timedOut       int // no reply within replyTimeout
 	sent, answered int
 	p50, p99, p999 time.Duration
 }
+
+// replyTimeout is how long one command may wait for its reply before it
+// counts as unanswered.
+const replyTimeout = 60 * time.Second
 
 // percentile returns the q-quantile (0..1) of sorted durations (nearest
 // rank); 0 for none.
@@ -58,7 +64,7 @@ func measureLatency(ctx context.Context, o *Options, w *workload, commandTopic, 
 		wg.Add(1)
 		go func(i int, at time.Time) {
 			defer wg.Done()
-			sctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+			sctx, cancel := context.WithTimeout(ctx, replyTimeout)
 			defer cancel()
 			rep, err := cl.Send(sctx, client.Command{
 				AggregateType: "account", AggregateID: accountID(i % w.accounts), Type: "Deposit",
@@ -70,13 +76,17 @@ func measureLatency(ctx context.Context, o *Options, w *workload, commandTopic, 
 			if err == nil && rep.Status != wire.StatusAccepted {
 				err = fmt.Errorf("reply %s %s", rep.Status, rep.Message)
 			}
-			if err != nil {
+			switch {
+			case errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil:
+				// Overload, not failure: counted as unanswered in time.
+				res.timedOut++
+			case err != nil:
 				if firstErr == nil {
 					firstErr = err
 				}
-				return
+			default:
+				latencies = append(latencies, took)
 			}
-			latencies = append(latencies, took)
 		}(i, at)
 	}
 	wg.Wait()

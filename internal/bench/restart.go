@@ -21,6 +21,7 @@ type restartResult struct {
 	aggregates       int
 	populateSeconds  float64
 	peakRSSKiB       int64
+	stopRSSKiB       int64 // peak including the clean stop
 	changelogRecords int64
 	clean, killed    restartRun
 	coldRecords      int
@@ -174,7 +175,7 @@ func runRestart(ctx context.Context, o *Options, adm *kadm.Client, prod *kgo.Cli
 	if err != nil {
 		return res, err
 	}
-	res.peakRSSKiB = final.VmHWMKiB
+	res.peakRSSKiB, res.stopRSSKiB = final.VmHWMKiB, final.StopVmHWMKiB
 	if _, res.changelogRecords, err = sumOffsets(ctx, adm, "", topics.Changelog); err != nil {
 		return res, err
 	}
