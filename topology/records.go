@@ -259,8 +259,8 @@ type aggState struct {
 	// remember so a snapshot copies it instead of re-encoding the window;
 	// nil when not known (then the snapshot encodes recent afresh).
 	recentEnc [][]byte
-	dirty   bool
-	encoded []byte // the snapshot as produced, once the batch ends
+	dirty     bool
+	encoded   []byte // the snapshot as produced, once the batch ends
 }
 
 // snapshotKey is the changelog and store key of an aggregate. Aggregate type
