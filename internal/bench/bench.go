@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"runtime/pprof"
+	"slices"
 	"strings"
 	"time"
 
@@ -43,6 +44,10 @@ type Options struct {
 	// RestartAggregates is the size of the store of the restart, restore
 	// and memory measurements.
 	RestartAggregates int
+	// Rounds of the throughput measurements (processor, pass-throughs,
+	// goka); the table reports medians and each round's ratios. Quick 1,
+	// full 3.
+	Rounds int
 	// Skip names measurements to leave out: "goka", "latency", "restart".
 	Skip []string
 	// WorkDir holds state directories; default a temporary directory.
@@ -59,12 +64,12 @@ type Options struct {
 
 // Quick is the CI smoke configuration: every measurement, small sizes.
 func Quick() Options {
-	return Options{Partitions: 4, Accounts: 1000, Commands: 20000, RestartAggregates: 20000, LatencyDuration: 3 * time.Second}
+	return Options{Partitions: 4, Accounts: 1000, Commands: 20000, RestartAggregates: 20000, LatencyDuration: 3 * time.Second, Rounds: 1}
 }
 
 // Full is the configuration behind BENCHMARKS.md.
 func Full() Options {
-	return Options{Partitions: 8, Accounts: 10000, Commands: 200000, RestartAggregates: 1000000, LatencyDuration: 20 * time.Second}
+	return Options{Partitions: 8, Accounts: 10000, Commands: 200000, RestartAggregates: 1000000, LatencyDuration: 20 * time.Second, Rounds: 3}
 }
 
 func (o *Options) setDefaults() {
@@ -80,6 +85,9 @@ func (o *Options) setDefaults() {
 	}
 	if o.RestartAggregates == 0 {
 		o.RestartAggregates = q.RestartAggregates
+	}
+	if o.Rounds == 0 {
+		o.Rounds = q.Rounds
 	}
 	if o.MaxBatch == 0 {
 		o.MaxBatch = 1000
@@ -132,7 +140,29 @@ type Results struct {
 	Goka      float64 // commands/s; 0 when skipped
 	Latency   []latencyResult
 	Restart   *restartResult
+	Rounds    []roundResult
 	Took      time.Duration
+}
+
+// roundResult is one round's throughputs, commands/s.
+type roundResult struct {
+	Processor, Ceiling, RawALO, Goka float64
+}
+
+// median of f over the rounds.
+func median(rs []roundResult, f func(roundResult) float64) float64 {
+	v := make([]float64, len(rs))
+	for i, r := range rs {
+		v[i] = f(r)
+	}
+	slices.Sort(v)
+	if len(v) == 0 {
+		return 0
+	}
+	if len(v)%2 == 1 {
+		return v[len(v)/2]
+	}
+	return (v[len(v)/2-1] + v[len(v)/2]) / 2
 }
 
 // Run measures everything o asks for and returns the results; progress goes
@@ -178,120 +208,135 @@ func Run(ctx context.Context, o Options, progress io.Writer) (*Results, error) {
 		return nil, err
 	}
 
-	// 1. The processor.
-	logf("processor: %d accounts, %d commands, %d partitions", o.Accounts, o.Commands, o.Partitions)
-	ptopics := topicsFor(o.Prefix + "proc-")
-	rp, err := startProcessor(&o, ptopics, o.Prefix+"proc-processor", "bench-0", filepath.Join(o.WorkDir, "proc"), nil)
-	if err != nil {
-		return nil, err
-	}
-	processed := rp.processed
-	if o.CPUProfile != nil {
-		// Profile only the timed part: start once the warm-up is through.
-		var profiling bool
-		processed = func() (int64, error) {
-			n, err := rp.processed()
-			if !profiling && n >= int64(o.Accounts) {
-				profiling = true
-				if perr := pprof.StartCPUProfile(o.CPUProfile); perr != nil {
-					return n, perr
+	// Rounds of processor, pass-throughs and goka, one after the other: the
+	// machine's load changes between phases, so each round gives its own
+	// ratios, and the table reports the medians.
+	for round := 0; round < o.Rounds; round++ {
+		var rd roundResult
+		rp := fmt.Sprintf("r%d-", round)
+		first := round == 0
+		// 1. The processor.
+		logf("round %d: processor: %d accounts, %d commands, %d partitions", round+1, o.Accounts, o.Commands, o.Partitions)
+		ptopics := topicsFor(o.Prefix + rp + "proc-")
+		proc, err := startProcessor(&o, ptopics, o.Prefix+rp+"proc-processor", "bench-0", filepath.Join(o.WorkDir, rp+"proc"), nil)
+		if err != nil {
+			return nil, err
+		}
+		processed := proc.processed
+		if o.CPUProfile != nil && first {
+			// Profile only the timed part: start once the warm-up is through.
+			var profiling bool
+			processed = func() (int64, error) {
+				n, err := proc.processed()
+				if !profiling && n >= int64(o.Accounts) {
+					profiling = true
+					if perr := pprof.StartCPUProfile(o.CPUProfile); perr != nil {
+						return n, perr
+					}
 				}
+				return n, err
 			}
-			return n, err
 		}
-		defer func() {
-			if profiling {
-				pprof.StopCPUProfile()
-			}
-		}()
-	}
-	res.Processor, err = w.throughput(ctx, prod, ptopics.Commands, "proc", o.Commands, o.Timeout, processed)
-	if o.CPUProfile != nil {
-		pprof.StopCPUProfile()
-	}
-	if err != nil {
-		_ = rp.stop()
-		return nil, fmt.Errorf("processor: %w", err)
-	}
-	s := rp.Stats()
-	res.Shape.cmds = float64(s.Commands)
-	res.Shape.eventsPerCommand = float64(s.Events) / float64(s.Commands)
-	res.Shape.snapshotsPerCommand = float64(s.Snapshots) / float64(s.Commands)
-	logf("processor: %.0f commands/s (%d transactions)", res.Processor, s.Transactions)
+		rd.Processor, err = w.throughput(ctx, prod, ptopics.Commands, "proc", o.Commands, o.Timeout, processed)
+		if o.CPUProfile != nil && first {
+			pprof.StopCPUProfile()
+		}
+		if err != nil {
+			_ = proc.stop()
+			return nil, fmt.Errorf("processor: %w", err)
+		}
+		s := proc.Stats()
+		if first {
+			res.Shape.cmds = float64(s.Commands)
+			res.Shape.eventsPerCommand = float64(s.Events) / float64(s.Commands)
+			res.Shape.snapshotsPerCommand = float64(s.Snapshots) / float64(s.Commands)
+		}
+		logf("processor: %.0f commands/s (%d transactions)", rd.Processor, s.Transactions)
 
-	// The latency at a fraction of that maximum, same processor.
-	if !o.skip("latency") {
-		for i, f := range o.LatencyFractions {
-			rate := res.Processor * f
-			logf("latency: %.0f commands/s offered for %v", rate, o.LatencyDuration)
-			lr, err := measureLatency(ctx, &o, w, ptopics.Commands, ptopics.Replies, fmt.Sprintf("lat%d", i), rate, o.LatencyDuration)
+		// The latency at a fraction of that maximum, same processor.
+		if !o.skip("latency") && first {
+			for i, f := range o.LatencyFractions {
+				rate := rd.Processor * f
+				logf("latency: %.0f commands/s offered for %v", rate, o.LatencyDuration)
+				lr, err := measureLatency(ctx, &o, w, ptopics.Commands, ptopics.Replies, fmt.Sprintf("lat%d", i), rate, o.LatencyDuration)
+				if err != nil {
+					_ = proc.stop()
+					return nil, fmt.Errorf("latency: %w", err)
+				}
+				lr.fraction = f
+				res.Latency = append(res.Latency, lr)
+				logf("latency: p50 %v p99 %v p99.9 %v", lr.p50, lr.p99, lr.p999)
+			}
+		}
+		if err := proc.stop(); err != nil {
+			return nil, fmt.Errorf("processor: %w", err)
+		}
+		for _, t := range []struct {
+			topic   string
+			bytes   *int
+			headers *int
+		}{
+			{ptopics.Events, &res.Shape.eventBytes, &res.Shape.eventHeaders},
+			{ptopics.Replies, &res.Shape.replyBytes, &res.Shape.replyHeaders},
+			{ptopics.Changelog, &res.Shape.snapshotBytes, new(int)},
+		} {
+			if !first {
+				break
+			}
+			if *t.bytes, *t.headers, err = avgValueSize(ctx, o.clientOpts(), t.topic, 200); err != nil {
+				return nil, err
+			}
+		}
+		if first {
+			logf("output shape: %s", res.Shape)
+		}
+
+		// 2. The ceiling: raw pass-through with the same outputs, then the same
+		// at-least-once.
+		for _, v := range []struct {
+			name          string
+			transactional bool
+			dst           *float64
+		}{{"ceiling", true, &rd.Ceiling}, {"alo", false, &rd.RawALO}} {
+			topics := topicsFor(o.Prefix + rp + v.name + "-")
+			if _, err := topology.EnsureTopics(ctx, admCl, topics, o.Partitions, -1); err != nil {
+				return nil, err
+			}
+			pt, err := startPassThrough(&o, topics, o.Prefix+rp+v.name, res.Shape, v.transactional)
 			if err != nil {
-				_ = rp.stop()
-				return nil, fmt.Errorf("latency: %w", err)
+				return nil, err
 			}
-			lr.fraction = f
-			res.Latency = append(res.Latency, lr)
-			logf("latency: p50 %v p99 %v p99.9 %v", lr.p50, lr.p99, lr.p999)
+			*v.dst, err = w.throughput(ctx, prod, topics.Commands, v.name, o.Commands, o.Timeout, pt.processed)
+			pt.close()
+			if err != nil {
+				return nil, fmt.Errorf("%s pass-through: %w", v.name, err)
+			}
+			logf("raw pass-through (%s): %.0f commands/s", v.name, *v.dst)
 		}
-	}
-	if err := rp.stop(); err != nil {
-		return nil, fmt.Errorf("processor: %w", err)
-	}
-	for _, t := range []struct {
-		topic   string
-		bytes   *int
-		headers *int
-	}{
-		{ptopics.Events, &res.Shape.eventBytes, &res.Shape.eventHeaders},
-		{ptopics.Replies, &res.Shape.replyBytes, &res.Shape.replyHeaders},
-		{ptopics.Changelog, &res.Shape.snapshotBytes, new(int)},
-	} {
-		if *t.bytes, *t.headers, err = avgValueSize(ctx, o.clientOpts(), t.topic, 200); err != nil {
-			return nil, err
-		}
-	}
-	logf("output shape: %s", res.Shape)
 
-	// 2. The ceiling: raw pass-through with the same outputs, then the same
-	// at-least-once.
-	for _, v := range []struct {
-		name          string
-		transactional bool
-		dst           *float64
-	}{{"ceiling", true, &res.Ceiling}, {"alo", false, &res.RawALO}} {
-		topics := topicsFor(o.Prefix + v.name + "-")
-		if _, err := topology.EnsureTopics(ctx, admCl, topics, o.Partitions, -1); err != nil {
-			return nil, err
+		// 3. The goka peer.
+		if !o.skip("goka") {
+			topics := topicsFor(o.Prefix + rp + "goka-")
+			if _, err := topology.EnsureTopics(ctx, admCl, topics, o.Partitions, -1); err != nil {
+				return nil, err
+			}
+			gp, err := startGoka(&o, topics, o.Prefix+rp+"goka", filepath.Join(o.WorkDir, rp+"goka"))
+			if err != nil {
+				return nil, err
+			}
+			rd.Goka, err = w.throughput(ctx, prod, topics.Commands, "goka", o.Commands, o.Timeout, gp.processed)
+			gp.stop()
+			if err != nil {
+				return nil, fmt.Errorf("goka: %w", err)
+			}
+			logf("goka: %.0f commands/s", rd.Goka)
 		}
-		pt, err := startPassThrough(&o, topics, o.Prefix+v.name, res.Shape, v.transactional)
-		if err != nil {
-			return nil, err
-		}
-		*v.dst, err = w.throughput(ctx, prod, topics.Commands, v.name, o.Commands, o.Timeout, pt.processed)
-		pt.close()
-		if err != nil {
-			return nil, fmt.Errorf("%s pass-through: %w", v.name, err)
-		}
-		logf("raw pass-through (%s): %.0f commands/s", v.name, *v.dst)
+		res.Rounds = append(res.Rounds, rd)
 	}
-
-	// 3. The goka peer.
-	if !o.skip("goka") {
-		topics := topicsFor(o.Prefix + "goka-")
-		if _, err := topology.EnsureTopics(ctx, admCl, topics, o.Partitions, -1); err != nil {
-			return nil, err
-		}
-		gp, err := startGoka(&o, topics, o.Prefix+"goka", filepath.Join(o.WorkDir, "goka"))
-		if err != nil {
-			return nil, err
-		}
-		res.Goka, err = w.throughput(ctx, prod, topics.Commands, "goka", o.Commands, o.Timeout, gp.processed)
-		gp.stop()
-		if err != nil {
-			return nil, fmt.Errorf("goka: %w", err)
-		}
-		logf("goka: %.0f commands/s", res.Goka)
-	}
+	res.Processor = median(res.Rounds, func(r roundResult) float64 { return r.Processor })
+	res.Ceiling = median(res.Rounds, func(r roundResult) float64 { return r.Ceiling })
+	res.RawALO = median(res.Rounds, func(r roundResult) float64 { return r.RawALO })
+	res.Goka = median(res.Rounds, func(r roundResult) float64 { return r.Goka })
 
 	// 4. Restarts, restore and memory, in child processes.
 	if !o.skip("restart") {
@@ -328,17 +373,36 @@ func (r *Results) WriteTable(out io.Writer) error {
 	fmt.Fprintf(out, "Pass-through output shape (measured from the processor's topics): %s\n\n", r.Shape)
 	var table strings.Builder
 	row := func(cells ...string) { fmt.Fprintln(&table, "| "+strings.Join(cells, " | ")+" |") }
+	perRound := func(f func(roundResult) float64) string {
+		var v []string
+		for _, rd := range r.Rounds {
+			v = append(v, fmt.Sprintf("%.0f", f(rd)))
+		}
+		return strings.Join(v, ", ")
+	}
+	ratios := func(a, b func(roundResult) float64) string {
+		var v []string
+		for _, rd := range r.Rounds {
+			v = append(v, ratio(a(rd), b(rd)))
+		}
+		return strings.Join(v, ", ")
+	}
+	proc := func(rd roundResult) float64 { return rd.Processor }
+	ceil := func(rd roundResult) float64 { return rd.Ceiling }
+	alo := func(rd roundResult) float64 { return rd.RawALO }
+	gk := func(rd roundResult) float64 { return rd.Goka }
+	fmt.Fprintf(&table, "Throughputs are medians of %d rounds (each round's value in brackets); ratios are of the medians, each round's own ratio in brackets.\n\n", len(r.Rounds))
 	row("measurement", "value", "ratio", "target")
 	row("---", "---", "---", "---")
-	row("processor throughput (EOS)", fmt.Sprintf("%.0f cmds/s", r.Processor), "", "")
-	row("raw transactional pass-through", fmt.Sprintf("%.0f cmds/s", r.Ceiling), "", "")
-	row("ceiling ratio (processor / pass-through)", "", ratio(r.Processor, r.Ceiling), ">= 0.6")
-	row("raw at-least-once pass-through", fmt.Sprintf("%.0f cmds/s", r.RawALO), "", "")
-	row("broker EOS cost (raw transactional / raw at-least-once)", "", ratio(r.Ceiling, r.RawALO), "(info)")
+	row("processor throughput (EOS)", fmt.Sprintf("%.0f cmds/s [%s]", r.Processor, perRound(proc)), "", "")
+	row("raw transactional pass-through", fmt.Sprintf("%.0f cmds/s [%s]", r.Ceiling, perRound(ceil)), "", "")
+	row("ceiling ratio (processor / pass-through)", "", fmt.Sprintf("%s [%s]", ratio(r.Processor, r.Ceiling), ratios(proc, ceil)), ">= 0.6")
+	row("raw at-least-once pass-through", fmt.Sprintf("%.0f cmds/s [%s]", r.RawALO, perRound(alo)), "", "")
+	row("broker EOS cost (raw transactional / raw at-least-once)", "", fmt.Sprintf("%s [%s]", ratio(r.Ceiling, r.RawALO), ratios(ceil, alo)), "(info)")
 	row("processor EOS vs at-least-once", "not measured: the processor has no at-least-once mode", "n/a", "(info)")
 	if r.Goka > 0 {
-		row("goka peer (at-least-once, group table)", fmt.Sprintf("%.0f cmds/s", r.Goka), "", "")
-		row("peer ratio (processor / goka)", "", ratio(r.Processor, r.Goka), ">= 1.5")
+		row("goka peer (at-least-once, group table)", fmt.Sprintf("%.0f cmds/s [%s]", r.Goka, perRound(gk)), "", "")
+		row("peer ratio (processor / goka)", "", fmt.Sprintf("%s [%s]", ratio(r.Processor, r.Goka), ratios(proc, gk)), ">= 1.5")
 	}
 	for _, l := range r.Latency {
 		row(fmt.Sprintf("command-to-reply latency via client, %.0f cmds/s offered (%.0f%% of max) for %v: %d of %d answered (%d not within %v), last after %.1f s", l.rate, l.fraction*100, o.LatencyDuration, l.answered, l.sent, l.timedOut, replyTimeout, l.took.Seconds()),
