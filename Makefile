@@ -25,6 +25,7 @@ FUZZTIME ?= 200000x
 fuzz:
 	$(GO) test ./schemas -run '^$$' -fuzz '^FuzzDecode$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./schemas -run '^$$' -fuzz '^FuzzDecodeJSON$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./topology -run '^$$' -fuzz '^FuzzDecodeSnapshotFast$$' -fuzztime $(FUZZTIME)
 
 ## bench: the full benchmark of BENCHMARKS.md (embedded broker; BENCH_FLAGS="--brokers host:9092" for a cluster)
 BENCH_FLAGS ?=
