@@ -2,7 +2,7 @@
 GO ?= go
 PKGS := ./...
 
-.PHONY: run test test-kafka vet fmt build fuzz fuzz-ci schemas-check broker processor projector describe clean
+.PHONY: run test test-kafka vet fmt build fuzz fuzz-ci schemas-check bench bench-quick broker processor projector describe clean
 
 ## run: start the embedded broker and a processor, run the demo workload, serve until Ctrl-C
 run:
@@ -36,6 +36,7 @@ fuzz:
 	$(GO) test ./schemas -run '^$$' -fuzz '^FuzzDecodeJSON$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./schemas -run '^$$' -fuzz '^FuzzResolve$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./projection -run '^$$' -fuzz '^FuzzDecodeAccount$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./topology -run '^$$' -fuzz '^FuzzDecodeSnapshotFast$$' -fuzztime $(FUZZTIME)
 
 ## fuzz-ci: every fuzz target of every package (found with `go test -list`), each for a short bounded
 ## count (FUZZCI=2000x); .ci/run calls it after `make test`. Seed corpora live in <pkg>/testdata/fuzz/FuzzXxx/.
@@ -46,6 +47,17 @@ fuzz-ci:
 		echo "fuzz $$pkg $$f ($(FUZZCI))"; \
 		$(GO) test "$$pkg" -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZCI) || exit 1; \
 	done; done
+
+## bench: the full benchmark of BENCHMARKS.md (embedded broker; BENCH_FLAGS="--brokers host:9092" for a cluster)
+BENCH_FLAGS ?=
+bench:
+	$(GO) build -o bin/kcqrs-bench ./cmd/kcqrs-bench
+	./bin/kcqrs-bench --full --out bench-results.md $(BENCH_FLAGS)
+
+## bench-quick: every benchmark at small sizes, as a CI smoke test (about a minute; no timing assertions)
+bench-quick:
+	$(GO) build -o bin/kcqrs-bench ./cmd/kcqrs-bench
+	./bin/kcqrs-bench $(BENCH_FLAGS)
 
 ## broker / processor / projector: the pieces of `make run` as separate processes
 broker:

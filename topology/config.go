@@ -77,6 +77,10 @@ type Config struct {
 	MaxCommandBytes int
 	// CacheBytes is the Pebble block cache shared by all stores. Default 64 MiB.
 	CacheBytes int64
+	// StateCacheEntries bounds how many decoded aggregates (committed state
+	// only) are kept between transactions, sparing a store read and a
+	// snapshot decode for hot aggregates. Default 10000; negative disables.
+	StateCacheEntries int
 	// Logger receives structured logs. Default slog.Default().
 	Logger *slog.Logger
 	// ClientOpts are extra franz-go options (TLS, SASL, ...) applied to every
@@ -130,6 +134,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.CacheBytes == 0 {
 		c.CacheBytes = 64 << 20
+	}
+	if c.StateCacheEntries == 0 {
+		c.StateCacheEntries = 10000
 	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()

@@ -163,8 +163,16 @@ func decideAndEvolve(bt *boundType, state any, cmd aggregates.Command) (events [
 // remember records a decided command for deduplication, keeping the window.
 func (p *Processor) remember(a *aggState, commandID string, rep wire.Reply) {
 	a.recent = append(a.recent, wire.RecentCommand{CommandID: commandID, Reply: rep})
+	a.rememberEncoded()
 	if over := len(a.recent) - p.cfg.DedupeWindow; over > 0 {
-		a.recent = append(a.recent[:0:0], a.recent[over:]...)
+		// Re-slice instead of copying the window on every command: append
+		// moves it to a new array once the old one is used up, so the copy
+		// happens once per window, not once per command. The aggregate is
+		// owned by one batch at a time, so nothing else sees the array.
+		a.recent = a.recent[over:]
+		if a.recentEnc != nil {
+			a.recentEnc = a.recentEnc[over:]
+		}
 	}
 	a.dirty = true
 }

@@ -29,6 +29,8 @@ type Processor struct {
 	adm   *kadm.Client
 	sess  *kgo.GroupTransactSession
 	cache *snapshots.Cache
+	// states holds decoded committed aggregates between transactions.
+	states *stateCache
 
 	partitions int32 // of the co-partitioned topics
 	topics     *topicCache
@@ -102,6 +104,7 @@ func New(cfg Config, reg *Registry) (*Processor, error) {
 		assigned: map[int32]uint64{},
 		parts:    map[int32]*partitionState{},
 		stats:    Stats{Replies: map[wire.Status]int64{}},
+		states:   newStateCache(cfg.StateCacheEntries),
 	}, nil
 }
 
@@ -392,6 +395,7 @@ func (p *Processor) applyCommitted() {
 		last := ps.lastOffset
 		p.mu.Unlock()
 		if len(ps.order) == 0 || last < 0 {
+			p.cacheCommitted(ps)
 			ps.pending, ps.order, ps.lastOffset = nil, nil, -1
 			continue
 		}
@@ -407,6 +411,8 @@ func (p *Processor) applyCommitted() {
 			// next use catches it up from its checkpoint.
 			p.log.Error("store write failed; will catch up from the changelog", "partition", ps.p, "err", err)
 			ps.restoredGen = 0
+		} else {
+			p.cacheCommitted(ps)
 		}
 		ps.pending, ps.order, ps.lastOffset = nil, nil, -1
 	}
@@ -444,6 +450,7 @@ func (p *Processor) closeRevoked() {
 	}
 	p.mu.Unlock()
 	for _, ps := range gone {
+		p.states.dropPartition(ps.p)
 		if err := ps.store.Close(); err != nil {
 			p.log.Warn("closing store", "partition", ps.p, "err", err)
 		}
@@ -452,6 +459,7 @@ func (p *Processor) closeRevoked() {
 
 func (p *Processor) closeStores() {
 	for part, ps := range p.parts {
+		p.states.dropPartition(part)
 		if err := ps.store.Close(); err != nil {
 			p.log.Warn("closing store", "partition", part, "err", err)
 		}
@@ -479,6 +487,7 @@ func (p *Processor) partition(ctx context.Context, part int32) (*partitionState,
 		p.parts[part] = ps
 	}
 	if gen == 0 || ps.restoredGen != gen {
+		p.states.dropPartition(part)
 		rep, err := p.restore(ctx, ps)
 		if err != nil {
 			return nil, err
@@ -608,25 +617,27 @@ func (p *Processor) load(ps *partitionState, bt *boundType, id string) (*aggStat
 	if a := ps.pending[key]; a != nil {
 		return a, nil
 	}
-	val, ok, err := ps.store.Get([]byte(key))
-	if err != nil {
-		return nil, err
-	}
-	var a *aggState
-	if ok {
-		a, err = p.reg.decodeSnapshot(key, val)
-		var se *StateSchemaError
-		if errors.As(err, &se) {
-			a, err = p.rebuildState(ps, bt, se)
-		}
+	a := p.states.take(ps.p, key) // committed state kept from an earlier batch
+	if a == nil {
+		val, ok, err := ps.store.Get([]byte(key))
 		if err != nil {
 			return nil, err
 		}
-		if a.bt != bt {
-			return nil, fmt.Errorf("snapshot %q belongs to aggregate type %q", key, a.bt.handler.AggregateType())
+		if ok {
+			a, err = p.reg.decodeSnapshot(key, val)
+			var se *StateSchemaError
+			if errors.As(err, &se) {
+				a, err = p.rebuildState(ps, bt, se)
+			}
+			if err != nil {
+				return nil, err
+			}
+			if a.bt != bt {
+				return nil, fmt.Errorf("snapshot %q belongs to aggregate type %q", key, a.bt.handler.AggregateType())
+			}
+		} else {
+			a = &aggState{key: key, id: id, bt: bt, state: bt.handler.InitialState()}
 		}
-	} else {
-		a = &aggState{key: key, id: id, bt: bt, state: bt.handler.InitialState()}
 	}
 	if ps.pending == nil {
 		ps.pending = map[string]*aggState{}

@@ -260,8 +260,12 @@ type aggState struct {
 	version int64
 	state   any
 	recent  []wire.RecentCommand
-	dirty   bool
-	encoded []byte // the snapshot as produced, once the batch ends
+	// recentEnc is the Avro binary of each entry of recent, kept in step by
+	// remember so a snapshot copies it instead of re-encoding the window;
+	// nil when not known (then the snapshot encodes recent afresh).
+	recentEnc [][]byte
+	dirty     bool
+	encoded   []byte // the snapshot as produced, once the batch ends
 }
 
 // snapshotKey is the changelog and store key of an aggregate. Aggregate type
@@ -298,8 +302,11 @@ func (r *Registry) decodeSnapshot(key string, value []byte) (*aggState, error) {
 	if err != nil {
 		return nil, fmt.Errorf("snapshot %q: %w", key, err)
 	}
-	var s wire.Snapshot
-	if err := r.snapshot.Decode(value, &s); err != nil {
+	s, items, err := r.fast.decodeSnapshot(value)
+	if errors.Is(err, errSnapshotSchema) {
+		err = r.snapshot.Decode(value, &s)
+	}
+	if err != nil {
 		return nil, fmt.Errorf("snapshot %q: %w", key, err)
 	}
 	bt := r.types[s.AggregateType]
@@ -310,7 +317,7 @@ func (r *Registry) decodeSnapshot(key string, value []byte) (*aggState, error) {
 	if err != nil {
 		return nil, &StateSchemaError{Key: key, AggregateType: s.AggregateType, AggregateID: s.AggregateID, Version: s.Version, Err: err, recent: s.Recent}
 	}
-	return &aggState{key: key, id: s.AggregateID, bt: bt, version: s.Version, state: state, recent: s.Recent}, nil
+	return &aggState{key: key, id: s.AggregateID, bt: bt, version: s.Version, state: state, recent: s.Recent, recentEnc: items}, nil
 }
 
 // decodeState reads a state written with any known version of the state
@@ -387,15 +394,32 @@ func (r *Registry) encodeSnapshot(a *aggState) ([]byte, error) {
 	if err != nil {
 		return nil, fmt.Errorf("state of %q: %w", a.key, err)
 	}
-	out, err := r.snapshot.Encode(wire.Snapshot{
-		AggregateType: a.bt.handler.AggregateType(),
+	return r.encodeSnapshotEnvelope(a.bt.handler.AggregateType(), a, state)
+}
+
+// encodeSnapshotEnvelope wraps an encoded state into a's snapshot, reusing
+// the encodings of the remembered commands when they are in step.
+func (r *Registry) encodeSnapshotEnvelope(aggregateType string, a *aggState, state []byte) ([]byte, error) {
+	s := wire.Snapshot{
+		AggregateType: aggregateType,
 		AggregateID:   a.id,
 		Version:       a.version,
 		State:         state,
 		Recent:        a.recent,
-	})
-	if err != nil {
-		return nil, err
+	}
+	var out []byte
+	switch {
+	case len(a.recentEnc) == len(a.recent) && (a.recentEnc != nil || len(a.recent) == 0):
+		out = r.fast.encodeSnapshotItems(&s, a.recentEnc)
+	default:
+		enc, ok := r.fast.encodeSnapshot(&s)
+		if !ok {
+			var err error
+			if enc, err = r.snapshot.Encode(s); err != nil {
+				return nil, err
+			}
+		}
+		out = enc
 	}
 	return r.frame(out)
 }
@@ -409,7 +433,7 @@ func (r *Registry) encodeEvent(a *aggState, version int64, commandID string, ts 
 	if err != nil {
 		return nil, fmt.Errorf("event %s: %w", e.EventType(), err)
 	}
-	out, err := r.event.Encode(wire.Event{
+	out := r.fast.encodeEvent(&wire.Event{
 		AggregateType:   a.bt.handler.AggregateType(),
 		AggregateID:     a.id,
 		Version:         version,
@@ -418,9 +442,6 @@ func (r *Registry) encodeEvent(a *aggState, version int64, commandID string, ts 
 		TimestampMillis: ts.UnixMilli(),
 		Payload:         payload,
 	})
-	if err != nil {
-		return nil, err
-	}
 	return r.frame(out)
 }
 
@@ -534,7 +555,13 @@ func (r *Registry) DecodeSnapshot(value []byte) (wire.Snapshot, any, error) {
 // EncodeReply encodes a reply in the given content type.
 func (r *Registry) EncodeReply(reply wire.Reply, contentType string) ([]byte, error) {
 	if contentType == wire.ContentTypeJSON {
+		if enc, ok := r.fast.encodeReplyJSON(&reply); ok {
+			return enc, nil
+		}
 		return r.reply.EncodeJSON(reply)
+	}
+	if enc, ok := r.fast.encodeReply(&reply); ok {
+		return enc, nil
 	}
 	return r.reply.Encode(reply)
 }

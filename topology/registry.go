@@ -21,6 +21,7 @@ type Registry struct {
 	reply     *schemas.Codec
 	event     *schemas.Codec
 	snapshot  *schemas.Codec
+	fast      *envelopeCodec // hand-written encoding of the three above
 	types     map[string]*boundType
 	sets      []*schemas.Set // the envelopes and every registered type's
 	// confluent, when set, writes events and snapshots in the Confluent
@@ -73,6 +74,7 @@ func NewRegistry() (*Registry, error) {
 		}
 		*b.dst = c
 	}
+	r.fast = newEnvelopeCodec(r.reply, r.event, r.snapshot)
 	return r, nil
 }
 

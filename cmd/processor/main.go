@@ -80,6 +80,7 @@ func bind(s *config.Set, st *settings, describe bool) {
 	s.Duration(&st.cfg.TransactionTimeout, "transaction-timeout", d.TransactionTimeout, "broker-side timeout of an open transaction (bounds how long a crashed worker blocks readers)")
 	s.Int(&st.cfg.DedupeWindow, "dedupe-window", d.DedupeWindow, "recent command ids remembered per aggregate (retries within it are answered, not re-run)")
 	s.Int(&st.cfg.MaxCommandBytes, "max-command-bytes", d.MaxCommandBytes, "largest command value; larger ones are dead-lettered")
+	s.Int(&st.cfg.StateCacheEntries, "state-cache-entries", d.StateCacheEntries, "committed aggregate states kept decoded in memory across transactions")
 	s.List(&st.cfg.SchemaRegistryURLs, "schema-registry", nil, "Confluent Schema Registry URLs: write events and snapshots in its wire format (default: Avro single-object encoding, no registry)")
 
 	s.Bool(&st.transfers, "transfers", true, "also run the transfer saga (group kcqrs-transfers, reply topic transfer-replies)")

@@ -1,0 +1,99 @@
+// Command kcqrs-bench measures the processor against a raw franz-go
+// transactional pass-through (the ceiling), an at-least-once pass-through,
+// an idiomatic goka peer, and its own restore, restart, latency and memory
+// figures, in one run, and prints a table of ratios. See BENCHMARKS.md.
+//
+//	kcqrs-bench [--full] [--brokers host:port,...] [flags]
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+
+	"github.com/kcqrs/kcqrs/internal/bench"
+)
+
+func main() {
+	if len(os.Args) > 1 && os.Args[1] == "child" {
+		// A processor process started by the restart measurement.
+		if err := bench.RunChild(os.Args[2:]); err != nil {
+			fmt.Fprintln(os.Stderr, "kcqrs-bench child:", err)
+			os.Exit(1)
+		}
+		return
+	}
+	if err := run(); err != nil {
+		fmt.Fprintln(os.Stderr, "kcqrs-bench:", err)
+		os.Exit(1)
+	}
+}
+
+func run() error {
+	full := flag.Bool("full", false, "the full run of BENCHMARKS.md (default: the quick CI smoke run)")
+	brokers := flag.String("brokers", "", "comma-separated seed brokers; empty runs the embedded broker in-process")
+	partitions := flag.Int("partitions", 0, "partitions per topic (quick 4, full 8)")
+	accounts := flag.Int("accounts", 0, "aggregates of the throughput workload (quick 1000, full 10000)")
+	commands := flag.Int("commands", 0, "timed commands per contender (quick 20000, full 200000)")
+	restartAggs := flag.Int("restart-aggregates", 0, "aggregates of the restart/restore/memory store (quick 20000, full 1000000)")
+	skip := flag.String("skip", "", "comma-separated measurements to leave out: goka, latency, restart")
+	out := flag.String("out", "", "also write the table to this file")
+	verbose := flag.Bool("v", false, "show the processors' warnings")
+	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile of the processor's timed throughput phase to this file")
+	flag.Parse()
+
+	o := bench.Quick()
+	if *full {
+		o = bench.Full()
+	}
+	if *brokers != "" {
+		o.Brokers = strings.Split(*brokers, ",")
+	}
+	set := func(dst *int, v int) {
+		if v > 0 {
+			*dst = v
+		}
+	}
+	set(&o.Accounts, *accounts)
+	set(&o.Commands, *commands)
+	set(&o.RestartAggregates, *restartAggs)
+	if *partitions > 0 {
+		o.Partitions = int32(*partitions)
+	}
+	if *skip != "" {
+		o.Skip = strings.Split(*skip, ",")
+	}
+	if *verbose {
+		o.LogOut = os.Stderr
+	}
+	if *cpuProfile != "" {
+		f, err := os.Create(*cpuProfile)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		o.CPUProfile = f
+	}
+	ctx, cancel := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer cancel()
+	res, err := bench.Run(ctx, o, os.Stderr)
+	if err != nil {
+		return err
+	}
+	if err := res.WriteTable(os.Stdout); err != nil {
+		return err
+	}
+	if *out != "" {
+		f, err := os.Create(*out)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		return res.WriteTable(f)
+	}
+	return nil
+}

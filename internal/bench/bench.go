@@ -1,0 +1,439 @@
+package bench
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"runtime"
+	"runtime/pprof"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/kcqrs/kcqrs/embedded"
+	"github.com/kcqrs/kcqrs/topology"
+)
+
+// Options configures a run. Zero fields get the defaults of Quick.
+type Options struct {
+	// Brokers of the cluster; empty starts the embedded broker in-process.
+	Brokers []string
+	// ClientOpts are extra franz-go options (TLS, SASL) for every client.
+	ClientOpts []kgo.Opt
+	// Prefix of every topic and group, so runs never share state.
+	Prefix string
+	// Partitions of every topic. Quick 4, full 8.
+	Partitions int32
+	// Accounts is the number of aggregates of the throughput workload.
+	Accounts int
+	// Commands is the number of timed commands per throughput measurement.
+	Commands int
+	// MaxBatch and CommitInterval bound every transaction (processor and
+	// pass-through alike). Default 1000 and 100ms.
+	MaxBatch       int
+	CommitInterval time.Duration
+	// LatencyFractions of the measured maximum are the offered loads of the
+	// latency measurements, each for LatencyDuration. Default 0.5 and 0.1.
+	LatencyFractions []float64
+	LatencyDuration  time.Duration
+	// RestartAggregates is the size of the store of the restart, restore
+	// and memory measurements.
+	RestartAggregates int
+	// Rounds of the throughput measurements (processor, pass-throughs,
+	// goka); the table reports medians and each round's ratios. Quick 1,
+	// full 3.
+	Rounds int
+	// Skip names measurements to leave out: "goka", "latency", "restart".
+	Skip []string
+	// WorkDir holds state directories; default a temporary directory.
+	WorkDir string
+	// Timeout bounds each wait. Default 10 minutes.
+	Timeout time.Duration
+	// LogOut receives the processors' warnings. Default io.Discard.
+	LogOut io.Writer
+	// CPUProfile, when set, receives a CPU profile of the processor's timed
+	// throughput phase (the embedded broker and the producer run in the same
+	// process and show up in it too).
+	CPUProfile io.Writer
+}
+
+// Quick is the CI smoke configuration: every measurement, small sizes.
+func Quick() Options {
+	return Options{Partitions: 4, Accounts: 1000, Commands: 20000, RestartAggregates: 20000, LatencyDuration: 3 * time.Second, Rounds: 1}
+}
+
+// Full is the configuration behind BENCHMARKS.md.
+func Full() Options {
+	return Options{Partitions: 8, Accounts: 10000, Commands: 200000, RestartAggregates: 1000000, LatencyDuration: 20 * time.Second, Rounds: 3}
+}
+
+func (o *Options) setDefaults() {
+	q := Quick()
+	if o.Partitions == 0 {
+		o.Partitions = q.Partitions
+	}
+	if o.Accounts == 0 {
+		o.Accounts = q.Accounts
+	}
+	if o.Commands == 0 {
+		o.Commands = q.Commands
+	}
+	if o.RestartAggregates == 0 {
+		o.RestartAggregates = q.RestartAggregates
+	}
+	if o.Rounds == 0 {
+		o.Rounds = q.Rounds
+	}
+	if o.MaxBatch == 0 {
+		o.MaxBatch = 1000
+	}
+	if o.CommitInterval == 0 {
+		o.CommitInterval = 100 * time.Millisecond
+	}
+	if len(o.LatencyFractions) == 0 {
+		o.LatencyFractions = []float64{0.5, 0.1}
+	}
+	if o.LatencyDuration == 0 {
+		o.LatencyDuration = q.LatencyDuration
+	}
+	if o.Timeout == 0 {
+		o.Timeout = 10 * time.Minute
+	}
+	if o.Prefix == "" {
+		o.Prefix = fmt.Sprintf("bench-%d-", time.Now().Unix())
+	}
+}
+
+func (o *Options) logOut() io.Writer {
+	if o.LogOut == nil {
+		return io.Discard
+	}
+	return o.LogOut
+}
+
+func (o *Options) clientOpts() []kgo.Opt {
+	return append([]kgo.Opt{kgo.SeedBrokers(o.Brokers...)}, o.ClientOpts...)
+}
+
+func (o *Options) skip(name string) bool {
+	for _, s := range o.Skip {
+		if s == name {
+			return true
+		}
+	}
+	return false
+}
+
+// Results are one run's measurements.
+type Results struct {
+	Options   Options
+	Embedded  bool
+	Shape     outputShape
+	Processor float64 // commands/s
+	Ceiling   float64 // raw transactional pass-through, commands/s
+	RawALO    float64 // raw at-least-once pass-through, commands/s
+	Goka      float64 // commands/s; 0 when skipped
+	Latency   []latencyResult
+	Restart   *restartResult
+	Rounds    []roundResult
+	Took      time.Duration
+}
+
+// roundResult is one round's throughputs, commands/s.
+type roundResult struct {
+	Processor, Ceiling, RawALO, Goka float64
+}
+
+// median of f over the rounds.
+func median(rs []roundResult, f func(roundResult) float64) float64 {
+	v := make([]float64, len(rs))
+	for i, r := range rs {
+		v[i] = f(r)
+	}
+	slices.Sort(v)
+	if len(v) == 0 {
+		return 0
+	}
+	if len(v)%2 == 1 {
+		return v[len(v)/2]
+	}
+	return (v[len(v)/2-1] + v[len(v)/2]) / 2
+}
+
+// Run measures everything o asks for and returns the results; progress goes
+// to progress.
+func Run(ctx context.Context, o Options, progress io.Writer) (*Results, error) {
+	o.setDefaults()
+	start := time.Now()
+	res := &Results{}
+	logf := func(format string, args ...any) {
+		fmt.Fprintf(progress, "%s "+format+"\n", append([]any{time.Now().Format("15:04:05")}, args...)...)
+	}
+	if len(o.Brokers) == 0 {
+		c, err := embedded.Start(embedded.Options{})
+		if err != nil {
+			return nil, err
+		}
+		defer c.Close()
+		o.Brokers = c.ListenAddrs()
+		res.Embedded = true
+	}
+	if o.WorkDir == "" {
+		dir, err := os.MkdirTemp("", "kcqrs-bench-")
+		if err != nil {
+			return nil, err
+		}
+		defer os.RemoveAll(dir)
+		o.WorkDir = dir
+	}
+	res.Options = o
+	admCl, err := kgo.NewClient(o.clientOpts()...)
+	if err != nil {
+		return nil, err
+	}
+	defer admCl.Close()
+	adm := kadm.NewClient(admCl)
+	prod, err := kgo.NewClient(append(o.clientOpts(), kgo.ProducerLinger(5*time.Millisecond))...)
+	if err != nil {
+		return nil, err
+	}
+	defer prod.Close()
+	w, err := newWorkload(o.Accounts)
+	if err != nil {
+		return nil, err
+	}
+
+	// Rounds of processor, pass-throughs and goka, one after the other: the
+	// machine's load changes between phases, so each round gives its own
+	// ratios, and the table reports the medians.
+	for round := 0; round < o.Rounds; round++ {
+		var rd roundResult
+		rp := fmt.Sprintf("r%d-", round)
+		first := round == 0
+		// 1. The processor.
+		logf("round %d: processor: %d accounts, %d commands, %d partitions", round+1, o.Accounts, o.Commands, o.Partitions)
+		ptopics := topicsFor(o.Prefix + rp + "proc-")
+		proc, err := startProcessor(&o, ptopics, o.Prefix+rp+"proc-processor", "bench-0", filepath.Join(o.WorkDir, rp+"proc"), nil)
+		if err != nil {
+			return nil, err
+		}
+		processed := proc.processed
+		if o.CPUProfile != nil && first {
+			// Profile only the timed part: start once the warm-up is through.
+			var profiling bool
+			processed = func() (int64, error) {
+				n, err := proc.processed()
+				if !profiling && n >= int64(o.Accounts) {
+					profiling = true
+					if perr := pprof.StartCPUProfile(o.CPUProfile); perr != nil {
+						return n, perr
+					}
+				}
+				return n, err
+			}
+		}
+		rd.Processor, err = w.throughput(ctx, prod, ptopics.Commands, "proc", o.Commands, o.Timeout, processed)
+		if o.CPUProfile != nil && first {
+			pprof.StopCPUProfile()
+		}
+		if err != nil {
+			_ = proc.stop()
+			return nil, fmt.Errorf("processor: %w", err)
+		}
+		s := proc.Stats()
+		if first {
+			res.Shape.cmds = float64(s.Commands)
+			res.Shape.eventsPerCommand = float64(s.Events) / float64(s.Commands)
+			res.Shape.snapshotsPerCommand = float64(s.Snapshots) / float64(s.Commands)
+		}
+		logf("processor: %.0f commands/s (%d transactions)", rd.Processor, s.Transactions)
+
+		// The latency at a fraction of that maximum, same processor.
+		if !o.skip("latency") && first {
+			for i, f := range o.LatencyFractions {
+				rate := rd.Processor * f
+				logf("latency: %.0f commands/s offered for %v", rate, o.LatencyDuration)
+				lr, err := measureLatency(ctx, &o, w, ptopics.Commands, ptopics.Replies, fmt.Sprintf("lat%d", i), rate, o.LatencyDuration)
+				if err != nil {
+					_ = proc.stop()
+					return nil, fmt.Errorf("latency: %w", err)
+				}
+				lr.fraction = f
+				res.Latency = append(res.Latency, lr)
+				logf("latency: p50 %v p99 %v p99.9 %v", lr.p50, lr.p99, lr.p999)
+			}
+		}
+		if err := proc.stop(); err != nil {
+			return nil, fmt.Errorf("processor: %w", err)
+		}
+		for _, t := range []struct {
+			topic   string
+			bytes   *int
+			headers *int
+		}{
+			{ptopics.Events, &res.Shape.eventBytes, &res.Shape.eventHeaders},
+			{ptopics.Replies, &res.Shape.replyBytes, &res.Shape.replyHeaders},
+			{ptopics.Changelog, &res.Shape.snapshotBytes, new(int)},
+		} {
+			if !first {
+				break
+			}
+			if *t.bytes, *t.headers, err = avgValueSize(ctx, o.clientOpts(), t.topic, 200); err != nil {
+				return nil, err
+			}
+		}
+		if first {
+			logf("output shape: %s", res.Shape)
+		}
+
+		// 2. The ceiling: raw pass-through with the same outputs, then the same
+		// at-least-once.
+		for _, v := range []struct {
+			name          string
+			transactional bool
+			dst           *float64
+		}{{"ceiling", true, &rd.Ceiling}, {"alo", false, &rd.RawALO}} {
+			topics := topicsFor(o.Prefix + rp + v.name + "-")
+			if _, err := topology.EnsureTopics(ctx, admCl, topics, o.Partitions, -1); err != nil {
+				return nil, err
+			}
+			pt, err := startPassThrough(&o, topics, o.Prefix+rp+v.name, res.Shape, v.transactional)
+			if err != nil {
+				return nil, err
+			}
+			*v.dst, err = w.throughput(ctx, prod, topics.Commands, v.name, o.Commands, o.Timeout, pt.processed)
+			pt.close()
+			if err != nil {
+				return nil, fmt.Errorf("%s pass-through: %w", v.name, err)
+			}
+			logf("raw pass-through (%s): %.0f commands/s", v.name, *v.dst)
+		}
+
+		// 3. The goka peer.
+		if !o.skip("goka") {
+			topics := topicsFor(o.Prefix + rp + "goka-")
+			if _, err := topology.EnsureTopics(ctx, admCl, topics, o.Partitions, -1); err != nil {
+				return nil, err
+			}
+			gp, err := startGoka(&o, topics, o.Prefix+rp+"goka", filepath.Join(o.WorkDir, rp+"goka"))
+			if err != nil {
+				return nil, err
+			}
+			rd.Goka, err = w.throughput(ctx, prod, topics.Commands, "goka", o.Commands, o.Timeout, gp.processed)
+			gp.stop()
+			if err != nil {
+				return nil, fmt.Errorf("goka: %w", err)
+			}
+			logf("goka: %.0f commands/s", rd.Goka)
+		}
+		res.Rounds = append(res.Rounds, rd)
+	}
+	res.Processor = median(res.Rounds, func(r roundResult) float64 { return r.Processor })
+	res.Ceiling = median(res.Rounds, func(r roundResult) float64 { return r.Ceiling })
+	res.RawALO = median(res.Rounds, func(r roundResult) float64 { return r.RawALO })
+	res.Goka = median(res.Rounds, func(r roundResult) float64 { return r.Goka })
+
+	// 4. Restarts, restore and memory, in child processes.
+	if !o.skip("restart") {
+		logf("restart: populating a store of %d aggregates in a child process", o.RestartAggregates)
+		rr, err := runRestart(ctx, &o, adm, prod)
+		if err != nil {
+			return nil, fmt.Errorf("restart: %w", err)
+		}
+		res.Restart = &rr
+		logf("restart: done")
+	}
+	res.Took = time.Since(start)
+	return res, nil
+}
+
+func ratio(a, b float64) string {
+	if a == 0 || b == 0 {
+		return "n/a"
+	}
+	return fmt.Sprintf("%.2f", a/b)
+}
+
+func ms(d time.Duration) string { return fmt.Sprintf("%.1f ms", float64(d)/float64(time.Millisecond)) }
+
+// WriteTable prints the results as a Markdown table.
+func (r *Results) WriteTable(out io.Writer) error {
+	o := r.Options
+	broker := "embedded kfake, in-process"
+	if !r.Embedded {
+		broker = strings.Join(o.Brokers, ",")
+	}
+	fmt.Fprintf(out, "kcqrs-bench: %s; %d partitions; %d accounts; %d timed commands per contender; transactions of at most %d commands or %v; GOMAXPROCS %d; took %v\n",
+		broker, o.Partitions, o.Accounts, o.Commands, o.MaxBatch, o.CommitInterval, runtime.GOMAXPROCS(0), r.Took.Round(time.Second))
+	fmt.Fprintf(out, "Pass-through output shape (measured from the processor's topics): %s\n\n", r.Shape)
+	var table strings.Builder
+	row := func(cells ...string) { fmt.Fprintln(&table, "| "+strings.Join(cells, " | ")+" |") }
+	perRound := func(f func(roundResult) float64) string {
+		var v []string
+		for _, rd := range r.Rounds {
+			v = append(v, fmt.Sprintf("%.0f", f(rd)))
+		}
+		return strings.Join(v, ", ")
+	}
+	ratios := func(a, b func(roundResult) float64) string {
+		var v []string
+		for _, rd := range r.Rounds {
+			v = append(v, ratio(a(rd), b(rd)))
+		}
+		return strings.Join(v, ", ")
+	}
+	proc := func(rd roundResult) float64 { return rd.Processor }
+	ceil := func(rd roundResult) float64 { return rd.Ceiling }
+	alo := func(rd roundResult) float64 { return rd.RawALO }
+	gk := func(rd roundResult) float64 { return rd.Goka }
+	fmt.Fprintf(&table, "Throughputs are medians of %d rounds (each round's value in brackets); ratios are of the medians, each round's own ratio in brackets.\n\n", len(r.Rounds))
+	row("measurement", "value", "ratio", "target")
+	row("---", "---", "---", "---")
+	row("processor throughput (EOS)", fmt.Sprintf("%.0f cmds/s [%s]", r.Processor, perRound(proc)), "", "")
+	row("raw transactional pass-through", fmt.Sprintf("%.0f cmds/s [%s]", r.Ceiling, perRound(ceil)), "", "")
+	row("ceiling ratio (processor / pass-through)", "", fmt.Sprintf("%s [%s]", ratio(r.Processor, r.Ceiling), ratios(proc, ceil)), ">= 0.6")
+	row("raw at-least-once pass-through", fmt.Sprintf("%.0f cmds/s [%s]", r.RawALO, perRound(alo)), "", "")
+	row("broker EOS cost (raw transactional / raw at-least-once)", "", fmt.Sprintf("%s [%s]", ratio(r.Ceiling, r.RawALO), ratios(ceil, alo)), "(info)")
+	row("processor EOS vs at-least-once", "not measured: the processor has no at-least-once mode", "n/a", "(info)")
+	if r.Goka > 0 {
+		row("goka peer (at-least-once, group table)", fmt.Sprintf("%.0f cmds/s [%s]", r.Goka, perRound(gk)), "", "")
+		row("peer ratio (processor / goka)", "", fmt.Sprintf("%s [%s]", ratio(r.Processor, r.Goka), ratios(proc, gk)), ">= 1.5")
+	}
+	for _, l := range r.Latency {
+		row(fmt.Sprintf("command-to-reply latency via client, %.0f cmds/s offered (%.0f%% of max) for %v: %d of %d answered (%d not within %v), last after %.1f s", l.rate, l.fraction*100, o.LatencyDuration, l.answered, l.sent, l.timedOut, replyTimeout, l.took.Seconds()),
+			fmt.Sprintf("p50 %s, p99 %s, p99.9 %s", ms(l.p50), ms(l.p99), ms(l.p999)),
+			fmt.Sprintf("p99 = %.2fx commit interval", float64(l.p99)/float64(o.CommitInterval)), "p99 <= 2x commit interval")
+	}
+	if rr := r.Restart; rr != nil {
+		rate := func(n int, s float64) string {
+			if s == 0 {
+				return "n/a"
+			}
+			return fmt.Sprintf("%.0f rec/s", float64(n)/s)
+		}
+		row(fmt.Sprintf("populate %d aggregates (child process)", rr.aggregates), fmt.Sprintf("%.1f s", rr.populateSeconds), "", "")
+		row(fmt.Sprintf("peak RSS (VmHWM), processor populating %d aggregates", rr.aggregates), fmt.Sprintf("%.0f MiB before its clean stop, %.0f MiB including it", float64(rr.peakRSSKiB)/1024, float64(rr.stopRSSKiB)/1024), "", "< 256 MiB at 1M")
+		row("changelog restore into Pebble (empty store)", fmt.Sprintf("%d records in %.2f s = %s", rr.coldRecords, rr.coldSeconds, rate(rr.coldRecords, rr.coldSeconds)), "", "")
+		row("raw consume of the same changelog", fmt.Sprintf("%d records in %.2f s = %s", rr.rawRecords, rr.rawSeconds, rate(rr.rawRecords, rr.rawSeconds)), "", "")
+		restoreRatio := "n/a"
+		if rr.coldSeconds > 0 && rr.rawSeconds > 0 {
+			restoreRatio = fmt.Sprintf("%.2f", (float64(rr.coldRecords)/rr.coldSeconds)/(float64(rr.rawRecords)/rr.rawSeconds))
+		}
+		row("restore ratio (restore / raw consume)", "", restoreRatio, ">= 0.7")
+		for _, x := range []struct {
+			name string
+			run  restartRun
+		}{{"after clean stop", rr.clean}, {"after SIGKILL mid-load", rr.killed}} {
+			row("warm restart "+x.name,
+				fmt.Sprintf("%d of %d changelog records read, catch-up %.3f s, first reply from every partition %.2f s", x.run.records, rr.changelogRecords, x.run.restoreSeconds, x.run.firstReplies),
+				fmt.Sprintf("%.4f%% of changelog", 100*float64(x.run.records)/float64(max(rr.changelogRecords, 1))), "< 1% of changelog")
+		}
+	}
+	_, err := io.WriteString(out, table.String())
+	return err
+}
