@@ -84,6 +84,34 @@ type Config struct {
 	// Now returns the current time (for deadlines and event timestamps).
 	// Default time.Now.
 	Now func() time.Time
+
+	// Standbys is how many other workers keep a warm copy of each
+	// partition's store by tailing its changelog, so that taking a
+	// partition over after a crash reads only the last few records. Each
+	// worker derives its standby partitions from the group's current
+	// assignment (see README "Warm standbys"). Default 0: none; a worker
+	// then keeps only the stores of partitions it owned before, on disk.
+	Standbys int
+	// StandbyInterval is how often the changelog tailer catches up the
+	// stores of standby partitions and of assigned partitions not yet in
+	// use, and re-reads the group's assignment. Default 1s.
+	StandbyInterval time.Duration
+	// HangingTxnThreshold is how long the last stable offset of a command
+	// partition may stay at the same offset below its high watermark
+	// before the processor reports a hanging transaction (someone's
+	// transaction left open, blocking every read_committed reader).
+	// Default 2m; negative disables the check.
+	HangingTxnThreshold time.Duration
+
+	// hooks are test-only interception points (export_test.go).
+	hooks *testHooks
+}
+
+// testHooks let tests freeze a worker at precise points.
+type testHooks struct {
+	// beforeEnd runs after a batch was produced and before its
+	// transaction is ended, with the partitions of the batch.
+	beforeEnd func(partitions []int32)
 }
 
 func (c *Config) setDefaults() {
@@ -121,6 +149,12 @@ func (c *Config) setDefaults() {
 	if c.Now == nil {
 		c.Now = time.Now
 	}
+	if c.StandbyInterval == 0 {
+		c.StandbyInterval = time.Second
+	}
+	if c.HangingTxnThreshold == 0 {
+		c.HangingTxnThreshold = 2 * time.Minute
+	}
 }
 
 // Validate reports every problem of the (defaulted) config at once.
@@ -149,6 +183,12 @@ func (c *Config) Validate() error {
 	}
 	if c.TransactionTimeout < time.Second {
 		errs = append(errs, fmt.Errorf("transaction timeout %v < 1s", c.TransactionTimeout))
+	}
+	if c.Standbys < 0 {
+		errs = append(errs, fmt.Errorf("standbys %d < 0", c.Standbys))
+	}
+	if c.StandbyInterval < 0 {
+		errs = append(errs, fmt.Errorf("standby interval %v < 0", c.StandbyInterval))
 	}
 	names := map[string]string{}
 	for _, t := range []struct{ role, name string }{

@@ -39,6 +39,15 @@ type Processor struct {
 	stats    Stats
 
 	parts map[int32]*partitionState // used by the run loop only
+
+	// Guarded by mu: readiness and restore progress (progress.go).
+	running  bool
+	joined   bool
+	active   map[int32]bool // partitions whose store the run loop holds
+	progress map[int32]*PartitionState
+	hanging  map[int32]*hangingTxn
+
+	tail *tailer // warms assigned partitions, tails standbys (standby.go)
 }
 
 // partitionState is what the run loop keeps for one owned partition.
@@ -61,6 +70,9 @@ type Stats struct {
 	DeadLetters  int64
 	Transactions int64
 	Aborted      int64
+	// HangingTransactions counts input partitions found blocked by a
+	// transaction open longer than Config.HangingTxnThreshold.
+	HangingTransactions int64
 }
 
 // RestoreReport describes one catch-up of a partition's store from the
@@ -88,6 +100,9 @@ func New(cfg Config, reg *Registry) (*Processor, error) {
 		log:      cfg.Logger.With("instance", cfg.InstanceID),
 		assigned: map[int32]uint64{},
 		parts:    map[int32]*partitionState{},
+		active:   map[int32]bool{},
+		progress: map[int32]*PartitionState{},
+		hanging:  map[int32]*hangingTxn{},
 		stats:    Stats{Replies: map[wire.Status]int64{}},
 	}, nil
 }
@@ -152,6 +167,13 @@ func (p *Processor) Run(ctx context.Context) (err error) {
 		kgo.ConsumerGroup(p.cfg.Group),
 		kgo.ConsumeTopics(p.cfg.Topics.Commands),
 		kgo.TransactionalID(p.cfg.Group+"-"+p.cfg.InstanceID),
+		// The client id names the worker in the group's description,
+		// which orders the workers for standby placement (standby.go).
+		kgo.ClientID(p.cfg.Group+"-"+p.cfg.InstanceID),
+		// Cooperative: a rebalance moves only the partitions that must
+		// move; the others keep processing (franz-go's transact session
+		// aborts the open transaction only if something was revoked).
+		kgo.Balancers(kgo.CooperativeStickyBalancer()),
 		kgo.TransactionTimeout(p.cfg.TransactionTimeout),
 		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
 		kgo.RequireStableFetchOffsets(),
@@ -163,8 +185,25 @@ func (p *Processor) Run(ctx context.Context) (err error) {
 	if err != nil {
 		return fmt.Errorf("topology: transact session: %w", err)
 	}
-	defer p.sess.Close()
+	defer p.sess.Close() // leaves the group
 	p.log.Info("processor started", "group", p.cfg.Group, "commands", p.cfg.Topics.Commands, "partitions", p.partitions)
+
+	bgCtx, stopBg := context.WithCancel(ctx)
+	var bg sync.WaitGroup
+	defer func() {
+		stopBg()
+		bg.Wait()
+		p.mu.Lock()
+		p.running = false
+		p.mu.Unlock()
+	}()
+	p.tail = newTailer(p)
+	bg.Add(2)
+	go func() { defer bg.Done(); p.tail.run(bgCtx) }()
+	go func() { defer bg.Done(); p.watchHanging(bgCtx) }()
+	p.mu.Lock()
+	p.running = true
+	p.mu.Unlock()
 
 	for {
 		p.closeRevoked()
@@ -203,6 +242,9 @@ func (p *Processor) runBatch(ctx context.Context, first kgo.Fetches) error {
 		n += p.processFetches(ctx, b, more)
 	}
 	p.flushSnapshots(b)
+	if h := p.cfg.hooks; h != nil && h.beforeEnd != nil {
+		h.beforeEnd(b.partitions)
+	}
 
 	// End even when ctx is canceled, so a shutdown commits (or aborts) what
 	// it did instead of leaving a transaction open until it times out.
@@ -231,6 +273,9 @@ func (p *Processor) runBatch(ctx context.Context, first kgo.Fetches) error {
 	}
 	p.mu.Unlock()
 	if !committed {
+		if len(b.partitions) > 0 {
+			p.log.Info("transaction not committed; nothing of it reaches the stores", "partitions", b.partitions)
+		}
 		p.discard()
 		if err != nil {
 			return fmt.Errorf("topology: end transaction: %w", err)
@@ -264,6 +309,7 @@ type batch struct {
 	events      int64
 	snapshots   int64
 	deadLetters int64
+	partitions  []int32 // of the records in the batch
 }
 
 func (b *batch) fail(err error) {
@@ -305,6 +351,7 @@ func (p *Processor) processFetches(ctx context.Context, b *batch, fetches kgo.Fe
 		if len(fp.Records) == 0 {
 			return
 		}
+		b.partitions = append(b.partitions, fp.Partition)
 		ps, err := p.partition(ctx, fp.Partition)
 		if err != nil {
 			// The store cannot be opened or restored: processing without it
@@ -395,8 +442,13 @@ func (p *Processor) onAssigned(_ context.Context, _ *kgo.Client, assigned map[st
 	for _, part := range assigned[p.cfg.Topics.Commands] {
 		p.gen++
 		p.assigned[part] = p.gen
+		p.progress[part] = &PartitionState{Partition: part, Role: RoleActive}
 	}
+	p.joined = true
 	p.log.Info("partitions assigned", "partitions", assigned[p.cfg.Topics.Commands])
+	if p.tail != nil {
+		p.tail.wake()
+	}
 }
 
 func (p *Processor) onRevoked(_ context.Context, _ *kgo.Client, revoked map[string][]int32) {
@@ -404,12 +456,17 @@ func (p *Processor) onRevoked(_ context.Context, _ *kgo.Client, revoked map[stri
 	defer p.mu.Unlock()
 	for _, part := range revoked[p.cfg.Topics.Commands] {
 		delete(p.assigned, part)
+		if ps := p.progress[part]; ps != nil && ps.Role == RoleActive {
+			delete(p.progress, part)
+		}
 	}
 	p.log.Info("partitions revoked", "partitions", revoked[p.cfg.Topics.Commands])
 }
 
-// closeRevoked closes the stores of partitions this worker no longer owns.
-// They stay on disk: if the partition comes back, only the tail is read.
+// closeRevoked hands the stores of partitions this worker no longer owns to
+// the changelog tailer, which keeps tailing those it is a standby for and
+// closes the others. They stay on disk: if the partition comes back, only
+// the tail is read.
 func (p *Processor) closeRevoked() {
 	p.mu.Lock()
 	var gone []*partitionState
@@ -417,13 +474,12 @@ func (p *Processor) closeRevoked() {
 		if _, ok := p.assigned[part]; !ok {
 			gone = append(gone, ps)
 			delete(p.parts, part)
+			delete(p.active, part)
 		}
 	}
 	p.mu.Unlock()
 	for _, ps := range gone {
-		if err := ps.store.Close(); err != nil {
-			p.log.Warn("closing store", "partition", ps.p, "err", err)
-		}
+		p.tail.give(ps.p, ps.store)
 	}
 }
 
@@ -434,6 +490,9 @@ func (p *Processor) closeStores() {
 		}
 		delete(p.parts, part)
 	}
+	p.mu.Lock()
+	clear(p.active)
+	p.mu.Unlock()
 }
 
 // partition returns the state of an owned partition, opening its store and
@@ -447,19 +506,31 @@ func (p *Processor) partition(ctx context.Context, part int32) (*partitionState,
 	p.mu.Unlock()
 	ps := p.parts[part]
 	if ps == nil {
-		dir := snapshots.PartitionDir(p.cfg.StateDir, p.cfg.Topics.Changelog, part)
-		store, err := snapshots.Open(dir, snapshots.Options{Cache: p.cache})
-		if err != nil {
-			return nil, err
+		// Mark the partition active before asking the tailer, so the
+		// tailer does not open it meanwhile.
+		p.mu.Lock()
+		p.active[part] = true
+		p.mu.Unlock()
+		store := p.tail.take(part)
+		if store == nil {
+			var err error
+			store, err = p.openStore(part)
+			if err != nil {
+				p.mu.Lock()
+				delete(p.active, part)
+				p.mu.Unlock()
+				return nil, err
+			}
 		}
 		ps = &partitionState{p: part, store: store, lastOffset: -1}
 		p.parts[part] = ps
 	}
 	if gen == 0 || ps.restoredGen != gen {
-		rep, err := p.restore(ctx, ps)
+		rep, err := p.restore(ctx, ps.p, ps.store, true)
 		if err != nil {
 			return nil, err
 		}
+		p.markActive(part, gen)
 		ps.restoredGen = gen
 		if gen == 0 {
 			// Records of a partition revoked under us: the transaction will
@@ -471,9 +542,19 @@ func (p *Processor) partition(ctx context.Context, part int32) (*partitionState,
 	return ps, nil
 }
 
+func (p *Processor) openStore(part int32) (*snapshots.Store, error) {
+	dir := snapshots.PartitionDir(p.cfg.StateDir, p.cfg.Topics.Changelog, part)
+	return snapshots.Open(dir, snapshots.Options{Cache: p.cache})
+}
+
 // restore reads the partition's changelog from the store's checkpoint to the
-// changelog's committed end.
-func (p *Processor) restore(ctx context.Context, ps *partitionState) (RestoreReport, error) {
+// changelog's committed end. report adds it to Restores (catch-ups of owned
+// partitions; standby tailing is not a restore).
+func (p *Processor) restore(ctx context.Context, part int32, store *snapshots.Store, report bool) (RestoreReport, error) {
+	ps := struct {
+		p     int32
+		store *snapshots.Store
+	}{part, store}
 	start := time.Now()
 	rep := RestoreReport{Partition: ps.p}
 	topic := p.cfg.Topics.Changelog
@@ -514,25 +595,28 @@ func (p *Processor) restore(ctx context.Context, ps *partitionState) (RestoreRep
 	target := lso.Offset
 	rep.From, rep.To = from, target
 	if from < target {
-		rep.Records, err = p.readChangelog(ctx, ps, from, target)
+		rep.Records, err = p.readChangelog(ctx, ps.p, ps.store, from, target)
 		if err != nil {
 			return rep, err
 		}
 	}
 	rep.Duration = time.Since(start)
-	p.mu.Lock()
-	p.restores = append(p.restores, rep)
-	p.mu.Unlock()
+	if report {
+		p.mu.Lock()
+		p.restores = append(p.restores, rep)
+		p.mu.Unlock()
+	}
 	return rep, nil
 }
 
 // readChangelog applies changelog records [from, target) to the store. Control
 // records are kept so the read can end exactly at target even when the last
 // records before it are transaction markers.
-func (p *Processor) readChangelog(ctx context.Context, ps *partitionState, from, target int64) (int, error) {
+func (p *Processor) readChangelog(ctx context.Context, part int32, store *snapshots.Store, from, target int64) (int, error) {
 	topic := p.cfg.Topics.Changelog
+	prog := p.startProgress(part, from, target)
 	cl, err := kgo.NewClient(p.clientOpts(
-		kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{topic: {ps.p: kgo.NewOffset().At(from)}}),
+		kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{topic: {part: kgo.NewOffset().At(from)}}),
 		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
 		kgo.KeepControlRecords(),
 	)...)
@@ -552,7 +636,7 @@ func (p *Processor) readChangelog(ctx context.Context, ps *partitionState, from,
 		if ferr != nil {
 			return records, fmt.Errorf("reading changelog: %w", ferr)
 		}
-		wb := ps.store.NewBatch()
+		wb := store.NewBatch()
 		fetches.EachRecord(func(r *kgo.Record) {
 			if r.Offset >= target {
 				return
@@ -569,10 +653,12 @@ func (p *Processor) readChangelog(ctx context.Context, ps *partitionState, from,
 			records++
 		})
 		wb.SetCheckpoint(next)
-		if err := ps.store.Apply(wb); err != nil {
+		if err := store.Apply(wb); err != nil {
 			return records, err
 		}
+		prog.update(next, records)
 	}
+	prog.done(records)
 	return records, nil
 }
 
