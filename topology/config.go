@@ -112,6 +112,10 @@ type testHooks struct {
 	// beforeEnd runs after a batch was produced and before its
 	// transaction is ended, with the partitions of the batch.
 	beforeEnd func(partitions []int32)
+	// afterEnd runs once the batch's transaction ended and the stores
+	// were (or were not) written, with the checkpoints of the batch's
+	// partitions' stores.
+	afterEnd func(committed bool, checkpoints map[int32]int64)
 }
 
 func (c *Config) setDefaults() {

@@ -9,3 +9,12 @@ func FreezeBeforeEnd(c *Config, f func(partitions []int32)) {
 	}
 	c.hooks.beforeEnd = f
 }
+
+// AfterEnd makes the processor call f after each transaction ended, with
+// whether it committed and the store checkpoints of the batch's partitions.
+func AfterEnd(c *Config, f func(committed bool, checkpoints map[int32]int64)) {
+	if c.hooks == nil {
+		c.hooks = &testHooks{}
+	}
+	c.hooks.afterEnd = f
+}

@@ -256,6 +256,7 @@ func (p *Processor) runBatch(ctx context.Context, first kgo.Fetches) error {
 		p.log.Error("aborting transaction: a record failed", "err", b.failed())
 	}
 	committed, err := p.sess.End(endCtx, try)
+	defer p.afterEndHook(b, &committed)
 	if committed && b.failed() != nil {
 		// franz-go refuses to commit a transaction in which a record failed,
 		// so this should not happen. If it does, Kafka holds the truth: never
@@ -298,6 +299,22 @@ func (p *Processor) runBatch(ctx context.Context, first kgo.Fetches) error {
 		return fmt.Errorf("topology: end transaction: %w", err)
 	}
 	return nil
+}
+
+func (p *Processor) afterEndHook(b *batch, committed *bool) {
+	h := p.cfg.hooks
+	if h == nil || h.afterEnd == nil {
+		return
+	}
+	cps := map[int32]int64{}
+	for _, part := range b.partitions {
+		if ps := p.parts[part]; ps != nil {
+			if cp, ok, err := ps.store.Checkpoint(); err == nil && ok {
+				cps[part] = cp
+			}
+		}
+	}
+	h.afterEnd(*committed, cps)
 }
 
 // batch collects the effects of one transaction.
@@ -530,7 +547,7 @@ func (p *Processor) partition(ctx context.Context, part int32) (*partitionState,
 		if err != nil {
 			return nil, err
 		}
-		p.markActive(part, gen)
+		p.markActive(part, gen, rep.To)
 		ps.restoredGen = gen
 		if gen == 0 {
 			// Records of a partition revoked under us: the transaction will

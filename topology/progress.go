@@ -33,6 +33,10 @@ type PartitionState struct {
 	// active partition in use (its store is written right after each
 	// commit).
 	Lag int64
+	// Checkpoint is the next changelog offset the store had not read at
+	// the last catch-up (restores and standby tailing; an active store
+	// moves on with every commit without updating it).
+	Checkpoint int64
 	// Ready: the store is caught up. An active partition is processed only
 	// when ready.
 	Ready bool
@@ -125,7 +129,7 @@ func (t *progressTracker) done(records int) {
 
 // markCaughtUp records that the tailer caught a partition's store up to the
 // changelog's last stable offset as of the check (lag is what it read).
-func (p *Processor) markCaughtUp(part int32, role Role, lag int64) {
+func (p *Processor) markCaughtUp(part int32, role Role, lag, checkpoint int64) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	ps := p.progress[part]
@@ -139,7 +143,7 @@ func (p *Processor) markCaughtUp(part int32, role Role, lag int64) {
 	if ps.Role != role {
 		return
 	}
-	ps.Ready, ps.Lag = true, 0
+	ps.Ready, ps.Lag, ps.Checkpoint = true, 0, checkpoint
 	if role == RoleStandby {
 		ps.Lag = lag
 	}
@@ -147,7 +151,7 @@ func (p *Processor) markCaughtUp(part int32, role Role, lag int64) {
 
 // markActive records that the run loop caught an owned partition's store up
 // and processes it from now on.
-func (p *Processor) markActive(part int32, gen uint64) {
+func (p *Processor) markActive(part int32, gen uint64, checkpoint int64) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if gen == 0 || p.assigned[part] != gen {
@@ -158,7 +162,7 @@ func (p *Processor) markActive(part int32, gen uint64) {
 		ps = &PartitionState{Partition: part}
 		p.progress[part] = ps
 	}
-	ps.Role, ps.Ready, ps.Lag = RoleActive, true, 0
+	ps.Role, ps.Ready, ps.Lag, ps.Checkpoint = RoleActive, true, 0, checkpoint
 }
 
 // dropStandby forgets the state of a standby partition the tailer let go.

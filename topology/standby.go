@@ -209,7 +209,7 @@ func (t *tailer) tick(ctx context.Context) {
 			}
 			continue
 		}
-		p.markCaughtUp(e.part, role, rep.To-rep.From)
+		p.markCaughtUp(e.part, role, rep.To-rep.From, rep.To)
 		if role == RoleActive && rep.To > rep.From {
 			p.log.Info("owned store caught up ahead of its first command", "partition", e.part, "from", rep.From, "to", rep.To, "records", rep.Records, "took", rep.Duration)
 		}
