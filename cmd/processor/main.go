@@ -13,6 +13,8 @@ import (
 	"strings"
 	"syscall"
 
+	"github.com/twmb/franz-go/pkg/kgo"
+
 	"github.com/kcqrs/kcqrs/internal/examples"
 	"github.com/kcqrs/kcqrs/topology"
 )
@@ -32,10 +34,22 @@ func main() {
 	flag.StringVar(&cfg.Topics.Changelog, "changelog-topic", "", "snapshot changelog topic (default snapshots-changelog)")
 	flag.StringVar(&cfg.Topics.Replies, "reply-topic", "", "default reply topic (default command_reply)")
 	flag.StringVar(&cfg.Topics.DeadLetters, "dlq-topic", "", "dead-letter topic (default commands-dlq)")
+	flag.DurationVar(&cfg.TransactionTimeout, "transaction-timeout", 0, "broker-side timeout of an open transaction (default 10s)")
+	sessionTimeout := flag.Duration("session-timeout", 0, "group session timeout: how long a crashed worker keeps its partitions (default franz-go's 45s)")
+	rebalanceTimeout := flag.Duration("rebalance-timeout", 0, "how long a rebalance waits for every member to rejoin (default franz-go's 60s); a worker killed during a rebalance stalls the group this long")
+	flag.IntVar(&cfg.Standbys, "standbys", 0, "warm standby copies of each partition's store kept by other workers")
+	flag.DurationVar(&cfg.StandbyInterval, "standby-interval", 0, "how often standby and not-yet-used stores catch up (default 1s)")
+	flag.DurationVar(&cfg.HangingTxnThreshold, "hanging-txn-threshold", 0, "report a command partition blocked by an open transaction this long (default 2m, negative: off)")
 	flag.Parse()
 	cfg.Brokers = strings.Split(*brokers, ",")
 	cfg.Partitions = int32(*partitions)
 	cfg.Logger = slog.New(slog.NewTextHandler(os.Stderr, nil))
+	if *rebalanceTimeout > 0 {
+		cfg.ClientOpts = append(cfg.ClientOpts, kgo.RebalanceTimeout(*rebalanceTimeout))
+	}
+	if *sessionTimeout > 0 {
+		cfg.ClientOpts = append(cfg.ClientOpts, kgo.SessionTimeout(*sessionTimeout))
+	}
 
 	reg, err := examples.Registry()
 	if err != nil {
@@ -45,11 +59,15 @@ func main() {
 	if err != nil {
 		fatal(err)
 	}
+	// SIGTERM (or Ctrl-C) cancels ctx: Run stops fetching, commits or
+	// aborts the open transaction, closes the stores and leaves the group,
+	// so that a restart restores nothing and the partitions move at once.
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	if err := p.Run(ctx); err != nil {
 		fatal(err)
 	}
+	cfg.Logger.Info("processor stopped cleanly")
 }
 
 func hostname() string {
