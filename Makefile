@@ -2,7 +2,7 @@
 GO ?= go
 PKGS := ./...
 
-.PHONY: run test vet fmt build fuzz broker processor projector clean
+.PHONY: run test vet fmt build fuzz chaos chaos-ci broker processor projector clean
 
 ## run: start the embedded broker and a processor, run the demo workload, serve until Ctrl-C
 run:
@@ -25,6 +25,17 @@ FUZZTIME ?= 200000x
 fuzz:
 	$(GO) test ./schemas -run '^$$' -fuzz '^FuzzDecode$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./schemas -run '^$$' -fuzz '^FuzzDecodeJSON$$' -fuzztime $(FUZZTIME)
+
+## chaos: the crash test: 3 processor processes killed (KILLS SIGKILLs) and restarted at random, broker
+## faults, forced rebalances, then a full exactly-once check of every topic and store (SEED=n replays a schedule)
+SEED ?= 1
+KILLS ?= 100
+chaos:
+	$(GO) run ./cmd/chaos -kills $(KILLS) -seed $(SEED)
+
+## chaos-ci: the bounded chaos run of .ci/run (20 kills, about 2-3 minutes on 2 cores)
+chaos-ci:
+	$(GO) run ./cmd/chaos -kills 20 -seed $(SEED) -quiet
 
 ## broker / processor / projector: the pieces of `make run` as separate processes
 broker:
