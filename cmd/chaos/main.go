@@ -26,7 +26,7 @@ func main() {
 	flag.IntVar(&o.Clients, "clients", 8, "concurrent clients")
 	flag.BoolVar(&o.NoFaults, "no-faults", false, "do not inject broker faults")
 	flag.DurationVar(&o.SessionTimeout, "session-timeout", 0, "workers' group session timeout (default 6s)")
-	flag.DurationVar(&o.TransactionTimeout, "transaction-timeout", 0, "workers' transaction timeout (default 5s)")
+	flag.DurationVar(&o.TransactionTimeout, "transaction-timeout", 0, "workers' transaction timeout (default 10s)")
 	flag.IntVar(&o.Standbys, "standbys", 1, "warm standbys per partition")
 	flag.StringVar(&o.Dir, "dir", "", "working directory (kept); default a temporary one, removed after a passing run")
 	flag.StringVar(&o.ProcessorBin, "processor", "", "processor binary (default: go build ./cmd/processor)")

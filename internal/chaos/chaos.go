@@ -58,7 +58,9 @@ type Options struct {
 	// worker's partitions wait before moving. (6s)
 	SessionTimeout time.Duration
 	// TransactionTimeout of the workers: how long a killed worker's open
-	// transaction blocks readers unless it restarts. (5s)
+	// transaction blocks readers unless it restarts. Keep it above
+	// SessionTimeout: a commit waits for a running rebalance, which waits
+	// for a dead member until its session expires. (10s)
 	TransactionTimeout time.Duration
 	// Standbys per partition. (1)
 	Standbys int
@@ -94,7 +96,7 @@ func (o *Options) setDefaults() {
 		o.SessionTimeout = 6 * time.Second
 	}
 	if o.TransactionTimeout == 0 {
-		o.TransactionTimeout = 5 * time.Second
+		o.TransactionTimeout = 10 * time.Second
 	}
 	if o.Standbys == 0 {
 		o.Standbys = 1
