@@ -67,6 +67,17 @@ type Config struct {
 	// it bounds how long a crashed worker's transaction blocks readers.
 	// Default 10s.
 	TransactionTimeout time.Duration
+	// SessionTimeout is the group session timeout: how long a worker that
+	// died keeps its partitions. It must stay below TransactionTimeout:
+	// franz-go holds every offset commit while a rebalance runs, a
+	// rebalance waits for a dead member until its session expires, and a
+	// commit held past the transaction timeout fails. Default 8s
+	// (franz-go's own default is 45s).
+	SessionTimeout time.Duration
+	// RebalanceTimeout bounds how long a rebalance waits for every member
+	// to rejoin (a member ending a transaction rejoins after it). Default
+	// 30s (franz-go's own: 60s).
+	RebalanceTimeout time.Duration
 	// DedupeWindow is how many recent command ids (with their replies) each
 	// aggregate remembers. A retried command older than that is new again.
 	// Default 32.
@@ -138,6 +149,12 @@ func (c *Config) setDefaults() {
 	if c.TransactionTimeout == 0 {
 		c.TransactionTimeout = 10 * time.Second
 	}
+	if c.SessionTimeout == 0 {
+		c.SessionTimeout = 8 * time.Second
+	}
+	if c.RebalanceTimeout == 0 {
+		c.RebalanceTimeout = 30 * time.Second
+	}
 	if c.DedupeWindow == 0 {
 		c.DedupeWindow = 32
 	}
@@ -187,6 +204,9 @@ func (c *Config) Validate() error {
 	}
 	if c.TransactionTimeout < time.Second {
 		errs = append(errs, fmt.Errorf("transaction timeout %v < 1s", c.TransactionTimeout))
+	}
+	if c.SessionTimeout >= c.TransactionTimeout {
+		errs = append(errs, fmt.Errorf("session timeout %v must be below the transaction timeout %v (a commit waits for a rebalance, which waits for a dead member's session)", c.SessionTimeout, c.TransactionTimeout))
 	}
 	if c.Standbys < 0 {
 		errs = append(errs, fmt.Errorf("standbys %d < 0", c.Standbys))

@@ -174,6 +174,8 @@ func (p *Processor) Run(ctx context.Context) (err error) {
 		// move; the others keep processing (franz-go's transact session
 		// aborts the open transaction only if something was revoked).
 		kgo.Balancers(kgo.CooperativeStickyBalancer()),
+		kgo.SessionTimeout(p.cfg.SessionTimeout),
+		kgo.RebalanceTimeout(p.cfg.RebalanceTimeout),
 		kgo.TransactionTimeout(p.cfg.TransactionTimeout),
 		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
 		kgo.RequireStableFetchOffsets(),

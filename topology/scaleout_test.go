@@ -162,7 +162,7 @@ func TestFrozenWorkerIsFenced(t *testing.T) {
 		inFrozen atomic.Bool
 	)
 	w0 := h.StartProcessor("w0", "", func(c *topology.Config) {
-		c.ClientOpts = append(c.ClientOpts, kgo.SessionTimeout(6*time.Second))
+		c.SessionTimeout = 6 * time.Second
 		topology.FreezeBeforeEnd(c, func(parts []int32) {
 			if !armed.CompareAndSwap(true, false) {
 				return

@@ -13,8 +13,6 @@ import (
 	"strings"
 	"syscall"
 
-	"github.com/twmb/franz-go/pkg/kgo"
-
 	"github.com/kcqrs/kcqrs/internal/examples"
 	"github.com/kcqrs/kcqrs/topology"
 )
@@ -35,8 +33,8 @@ func main() {
 	flag.StringVar(&cfg.Topics.Replies, "reply-topic", "", "default reply topic (default command_reply)")
 	flag.StringVar(&cfg.Topics.DeadLetters, "dlq-topic", "", "dead-letter topic (default commands-dlq)")
 	flag.DurationVar(&cfg.TransactionTimeout, "transaction-timeout", 0, "broker-side timeout of an open transaction (default 10s)")
-	sessionTimeout := flag.Duration("session-timeout", 0, "group session timeout: how long a crashed worker keeps its partitions (default franz-go's 45s)")
-	rebalanceTimeout := flag.Duration("rebalance-timeout", 0, "how long a rebalance waits for every member to rejoin (default franz-go's 60s); a worker killed during a rebalance stalls the group this long")
+	flag.DurationVar(&cfg.SessionTimeout, "session-timeout", 0, "group session timeout: how long a crashed worker keeps its partitions; below --transaction-timeout (default 8s)")
+	flag.DurationVar(&cfg.RebalanceTimeout, "rebalance-timeout", 0, "how long a rebalance waits for every member to rejoin (default 30s)")
 	flag.IntVar(&cfg.Standbys, "standbys", 0, "warm standby copies of each partition's store kept by other workers")
 	flag.DurationVar(&cfg.StandbyInterval, "standby-interval", 0, "how often standby and not-yet-used stores catch up (default 1s)")
 	flag.DurationVar(&cfg.HangingTxnThreshold, "hanging-txn-threshold", 0, "report a command partition blocked by an open transaction this long (default 2m, negative: off)")
@@ -44,12 +42,6 @@ func main() {
 	cfg.Brokers = strings.Split(*brokers, ",")
 	cfg.Partitions = int32(*partitions)
 	cfg.Logger = slog.New(slog.NewTextHandler(os.Stderr, nil))
-	if *rebalanceTimeout > 0 {
-		cfg.ClientOpts = append(cfg.ClientOpts, kgo.RebalanceTimeout(*rebalanceTimeout))
-	}
-	if *sessionTimeout > 0 {
-		cfg.ClientOpts = append(cfg.ClientOpts, kgo.SessionTimeout(*sessionTimeout))
-	}
 
 	reg, err := examples.Registry()
 	if err != nil {
