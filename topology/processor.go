@@ -94,7 +94,7 @@ func New(cfg Config, reg *Registry) (*Processor, error) {
 	if reg == nil || len(reg.types) == 0 {
 		return nil, errors.New("topology: no aggregate types registered")
 	}
-	return &Processor{
+	p := &Processor{
 		cfg:      cfg,
 		reg:      reg,
 		log:      cfg.Logger.With("instance", cfg.InstanceID),
@@ -104,7 +104,9 @@ func New(cfg Config, reg *Registry) (*Processor, error) {
 		progress: map[int32]*PartitionState{},
 		hanging:  map[int32]*hangingTxn{},
 		stats:    Stats{Replies: map[wire.Status]int64{}},
-	}, nil
+	}
+	p.tail = newTailer(p)
+	return p, nil
 }
 
 // Stats returns a copy of the processor's counters.
@@ -199,7 +201,6 @@ func (p *Processor) Run(ctx context.Context) (err error) {
 		p.running = false
 		p.mu.Unlock()
 	}()
-	p.tail = newTailer(p)
 	bg.Add(2)
 	go func() { defer bg.Done(); p.tail.run(bgCtx) }()
 	go func() { defer bg.Done(); p.watchHanging(bgCtx) }()
@@ -465,9 +466,7 @@ func (p *Processor) onAssigned(_ context.Context, _ *kgo.Client, assigned map[st
 	}
 	p.joined = true
 	p.log.Info("partitions assigned", "partitions", assigned[p.cfg.Topics.Commands])
-	if p.tail != nil {
-		p.tail.wake()
-	}
+	p.tail.wake()
 }
 
 func (p *Processor) onRevoked(_ context.Context, _ *kgo.Client, revoked map[string][]int32) {
