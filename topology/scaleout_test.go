@@ -457,7 +457,7 @@ func TestHangingTransactionIsReported(t *testing.T) {
 	if err := rogue.ProduceSync(context.Background(), &kgo.Record{Key: []byte("hx"), Partition: part, Value: []byte("x")}).FirstErr(); err != nil {
 		t.Fatal(err)
 	}
-		var hung []topology.HangingTransaction
+	var hung []topology.HangingTransaction
 	eventually(t, "the hanging transaction report", func() bool {
 		hung = w0.HangingTransactions()
 		return len(hung) > 0 && len(hung[0].ProducerIDs) > 0

@@ -527,7 +527,12 @@ func (r *run) killLoop(ctx context.Context, cl *client.Client, accounts []string
 			restartAtOnce := measure && (r.sum.Kills/4)%2 == 1
 			var parts []int32
 			if measure {
-				parts = r.assignedTo(ctx, w.id)
+				// A just restarted victim may not own anything yet.
+				for deadline := time.Now().Add(15 * time.Second); len(parts) == 0 && time.Now().Before(deadline); {
+					if parts = r.assignedTo(ctx, w.id); len(parts) == 0 {
+						time.Sleep(200 * time.Millisecond)
+					}
+				}
 			}
 			began := time.Now()
 			w.kill()
