@@ -34,6 +34,11 @@ type tailEntry struct {
 	part  int32
 	store *snapshots.Store
 	taken bool
+	// warmGen is the assignment generation in which the store of an owned
+	// partition was caught up. Only its previous owner's last transaction
+	// can add to the changelog before the run loop takes the store (and
+	// the run loop catches that up itself), so once is enough.
+	warmGen uint64
 }
 
 func newTailer(p *Processor) *tailer {
@@ -194,7 +199,18 @@ func (t *tailer) tick(ctx context.Context) {
 			e.mu.Unlock()
 			continue
 		}
+		var gen uint64
+		if role == RoleActive {
+			p.mu.Lock()
+			gen = p.assigned[e.part]
+			p.mu.Unlock()
+			if gen == 0 || e.warmGen == gen {
+				e.mu.Unlock()
+				continue
+			}
+		}
 		if role == RoleStandby {
+			e.warmGen = 0
 			p.mu.Lock()
 			if p.progress[e.part] == nil {
 				p.progress[e.part] = &PartitionState{Partition: e.part, Role: RoleStandby}
@@ -202,6 +218,9 @@ func (t *tailer) tick(ctx context.Context) {
 			p.mu.Unlock()
 		}
 		rep, err := p.restore(ctx, e.part, e.store, role == RoleActive)
+		if err == nil && role == RoleActive {
+			e.warmGen = gen
+		}
 		e.mu.Unlock()
 		if err != nil {
 			if ctx.Err() == nil {
