@@ -277,14 +277,11 @@ func (p *Processor) runBatch(ctx context.Context, first kgo.Fetches) error {
 	}
 	p.mu.Unlock()
 	if !committed {
-		if len(b.partitions) > 0 {
-			p.log.Info("transaction not committed; nothing of it reaches the stores", "partitions", b.partitions)
-		}
 		p.discard()
 		if err != nil {
 			return fmt.Errorf("topology: end transaction: %w", err)
 		}
-		p.log.Info("transaction aborted; the batch will be consumed again", "records", n)
+		p.log.Info("transaction aborted; the batch will be consumed again", "records", n, "partitions", b.partitions)
 		return nil
 	}
 	p.mu.Lock()
