@@ -366,6 +366,10 @@ func (r *run) send(ctx context.Context, cl *client.Client, o outcome, id string)
 			}
 			return rep, true
 		}
+		if attempt == 3 {
+			r.logf("command %s (%s on partition %d) still unanswered after %v: %v", id, o.account,
+				topology.PartitionFor([]byte(o.account), r.o.Partitions), time.Since(began).Round(time.Second), err)
+		}
 		if ctx.Err() != nil && time.Since(began) > 5*time.Minute {
 			r.violate("command %s never answered: %v", id, err)
 			return wire.Reply{}, false
