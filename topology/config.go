@@ -78,6 +78,12 @@ type Config struct {
 	// to rejoin (a member ending a transaction rejoins after it). Default
 	// 30s (franz-go's own: 60s).
 	RebalanceTimeout time.Duration
+	// StaticMembership joins the group with InstanceID as its static
+	// member id (KIP-345): a worker restarted within SessionTimeout takes
+	// its old assignment back without a rebalance, so a crash costs only
+	// the restart. A stopped worker then leaves the group explicitly (a
+	// LeaveGroup for its instance id). Off by default.
+	StaticMembership bool
 	// DedupeWindow is how many recent command ids (with their replies) each
 	// aggregate remembers. A retried command older than that is new again.
 	// Default 32.

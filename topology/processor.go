@@ -165,7 +165,15 @@ func (p *Processor) Run(ctx context.Context) (err error) {
 	defer p.cache.Unref()
 	defer p.closeStores()
 
-	p.sess, err = kgo.NewGroupTransactSession(p.clientOpts(
+	var static []kgo.Opt
+	if p.cfg.StaticMembership {
+		static = append(static, kgo.InstanceID(p.cfg.InstanceID))
+		// franz-go does not leave the group for a static member on Close;
+		// a stopping worker leaves explicitly (after Close, deferred
+		// first) so its partitions move at once.
+		defer p.leaveStatic()
+	}
+	p.sess, err = kgo.NewGroupTransactSession(p.clientOpts(append(static,
 		kgo.ConsumerGroup(p.cfg.Group),
 		kgo.ConsumeTopics(p.cfg.Topics.Commands),
 		kgo.TransactionalID(p.cfg.Group+"-"+p.cfg.InstanceID),
@@ -185,7 +193,7 @@ func (p *Processor) Run(ctx context.Context) (err error) {
 		kgo.OnPartitionsAssigned(p.onAssigned),
 		kgo.OnPartitionsRevoked(p.onRevoked),
 		kgo.OnPartitionsLost(p.onRevoked),
-	)...)
+	)...)...)
 	if err != nil {
 		return fmt.Errorf("topology: transact session: %w", err)
 	}
@@ -226,6 +234,14 @@ func (p *Processor) Run(ctx context.Context) (err error) {
 		if err := p.runBatch(ctx, fetches); err != nil {
 			return err
 		}
+	}
+}
+
+func (p *Processor) leaveStatic() {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if _, err := p.adm.LeaveGroup(ctx, kadm.LeaveGroup(p.cfg.Group).InstanceIDs(p.cfg.InstanceID)); err != nil {
+		p.log.Warn("leaving the group", "err", err)
 	}
 }
 

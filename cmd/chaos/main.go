@@ -27,6 +27,7 @@ func main() {
 	flag.BoolVar(&o.NoFaults, "no-faults", false, "do not inject broker faults")
 	flag.DurationVar(&o.SessionTimeout, "session-timeout", 0, "workers' group session timeout (default 6s)")
 	flag.DurationVar(&o.TransactionTimeout, "transaction-timeout", 0, "workers' transaction timeout (default 10s)")
+	flag.BoolVar(&o.Static, "static", false, "run the workers with static group membership")
 	flag.IntVar(&o.Standbys, "standbys", 1, "warm standbys per partition")
 	flag.StringVar(&o.Dir, "dir", "", "working directory (kept); default a temporary one, removed after a passing run")
 	flag.StringVar(&o.ProcessorBin, "processor", "", "processor binary (default: go build ./cmd/processor)")

@@ -35,6 +35,7 @@ func main() {
 	flag.DurationVar(&cfg.TransactionTimeout, "transaction-timeout", 0, "broker-side timeout of an open transaction (default 10s)")
 	flag.DurationVar(&cfg.SessionTimeout, "session-timeout", 0, "group session timeout: how long a crashed worker keeps its partitions; below --transaction-timeout (default 8s)")
 	flag.DurationVar(&cfg.RebalanceTimeout, "rebalance-timeout", 0, "how long a rebalance waits for every member to rejoin (default 30s)")
+	flag.BoolVar(&cfg.StaticMembership, "static", false, "static group membership with the instance id: a restarted worker gets its partitions back without a rebalance")
 	flag.IntVar(&cfg.Standbys, "standbys", 0, "warm standby copies of each partition's store kept by other workers")
 	flag.DurationVar(&cfg.StandbyInterval, "standby-interval", 0, "how often standby and not-yet-used stores catch up (default 1s)")
 	flag.DurationVar(&cfg.HangingTxnThreshold, "hanging-txn-threshold", 0, "report a command partition blocked by an open transaction this long (default 2m, negative: off)")

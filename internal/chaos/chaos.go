@@ -62,6 +62,8 @@ type Options struct {
 	// SessionTimeout: a commit waits for a running rebalance, which waits
 	// for a dead member until its session expires. (10s)
 	TransactionTimeout time.Duration
+	// Static runs the workers with static group membership (--static).
+	Static bool
 	// Standbys per partition. (1)
 	Standbys int
 	// Dir holds the broker's data, the workers' state and logs; "" is a
@@ -449,6 +451,9 @@ func (w *worker) start() error {
 		"--standbys", strconv.Itoa(w.r.o.Standbys),
 		"--standby-interval", "500ms",
 	)
+	if w.r.o.Static {
+		cmd.Args = append(cmd.Args, "--static")
+	}
 	cmd.Stdout, cmd.Stderr = logf, logf
 	if err := cmd.Start(); err != nil {
 		logf.Close()
