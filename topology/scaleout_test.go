@@ -522,3 +522,43 @@ func TestGracefulStopNeedsNoRestore(t *testing.T) {
 	versions, _ := eventsOf(t, h)
 	contiguous(t, versions)
 }
+
+// A static member (KIP-345) is not removed by franz-go's Close; a stopping
+// worker must leave explicitly, or its partitions would wait for its session
+// to expire.
+func TestStaticMemberLeavesOnStop(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t)
+	var left atomic.Bool
+	h.Cluster.ControlKey(int16(kmsg.LeaveGroup), func(req kmsg.Request) (kmsg.Response, error, bool) {
+		h.Cluster.KeepControl()
+		for _, m := range req.(*kmsg.LeaveGroupRequest).Members {
+			if m.InstanceID != nil && *m.InstanceID == "s0" {
+				left.Store(true)
+			}
+		}
+		return nil, nil, false
+	})
+	static := func(c *topology.Config) { c.StaticMembership = true }
+	w0 := h.StartProcessor("s0", "", static)
+	wantStatus(t, h.Send(cmd("account", "st", "OpenAccount", `{"owner":"O","currency":"EUR"}`)), wire.StatusAccepted, 1)
+	if err := w0.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	if !left.Load() {
+		t.Fatal("the stopped static member did not leave the group")
+	}
+	adm := h.Admin()
+	eventually(t, "the group to be empty", func() bool {
+		gs, err := adm.DescribeGroups(context.Background(), "kcqrs-processor")
+		return err == nil && len(gs["kcqrs-processor"].Members) == 0
+	})
+	// Restarted, it owns everything again and its store is complete.
+	w1 := h.StartProcessor("s0", w0.StateDir, static)
+	wantStatus(t, h.Send(cmd("account", "st", "Deposit", `{"amount":1}`)), wire.StatusAccepted, 2)
+	for _, rep := range w1.Restores() {
+		if rep.Records != 0 {
+			t.Fatalf("restart restored %+v", rep)
+		}
+	}
+}
