@@ -2,7 +2,7 @@
 GO ?= go
 PKGS := ./...
 
-.PHONY: run test test-kafka vet fmt build fuzz fuzz-ci schemas-check bench bench-quick broker processor projector describe clean
+.PHONY: run test test-kafka vet fmt build fuzz fuzz-ci schemas-check bench bench-quick chaos chaos-ci broker processor projector describe clean
 
 ## run: start the embedded broker and a processor, run the demo workload, serve until Ctrl-C
 run:
@@ -58,6 +58,17 @@ bench:
 bench-quick:
 	$(GO) build -o bin/kcqrs-bench ./cmd/kcqrs-bench
 	./bin/kcqrs-bench $(BENCH_FLAGS)
+
+## chaos: the crash test: 3 processor processes killed (KILLS SIGKILLs) and restarted at random, broker
+## faults, forced rebalances, then a full exactly-once check of every topic and store (SEED=n replays a schedule)
+SEED ?= 1
+KILLS ?= 100
+chaos:
+	$(GO) run ./cmd/chaos -kills $(KILLS) -seed $(SEED)
+
+## chaos-ci: the bounded chaos run of .ci/run (20 kills, about 2-3 minutes on 2 cores)
+chaos-ci:
+	$(GO) run ./cmd/chaos -kills 20 -seed $(SEED) -quiet
 
 ## broker / processor / projector: the pieces of `make run` as separate processes
 broker:

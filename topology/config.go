@@ -68,6 +68,23 @@ type Config struct {
 	// it bounds how long a crashed worker's transaction blocks readers.
 	// Default 10s.
 	TransactionTimeout time.Duration
+	// SessionTimeout is the group session timeout: how long a worker that
+	// died keeps its partitions. It must stay below TransactionTimeout:
+	// franz-go holds every offset commit while a rebalance runs, a
+	// rebalance waits for a dead member until its session expires, and a
+	// commit held past the transaction timeout fails. Default 8s
+	// (franz-go's own default is 45s).
+	SessionTimeout time.Duration
+	// RebalanceTimeout bounds how long a rebalance waits for every member
+	// to rejoin (a member ending a transaction rejoins after it). Default
+	// 30s (franz-go's own: 60s).
+	RebalanceTimeout time.Duration
+	// StaticMembership joins the group with InstanceID as its static
+	// member id (KIP-345): a worker restarted within SessionTimeout takes
+	// its old assignment back without a rebalance, so a crash costs only
+	// the restart. A stopped worker then leaves the group explicitly (a
+	// LeaveGroup for its instance id). Off by default.
+	StaticMembership bool
 	// DedupeWindow is how many recent command ids (with their replies) each
 	// aggregate remembers. A retried command older than that is new again.
 	// Default 32.
@@ -104,6 +121,38 @@ type Config struct {
 	SchemaRegistryOpts []sr.ClientOpt
 	// Observer is told what the processor does (metrics). Default NopObserver.
 	Observer Observer
+
+	// Standbys is how many other workers keep a warm copy of each
+	// partition's store by tailing its changelog, so that taking a
+	// partition over after a crash reads only the last few records. Each
+	// worker derives its standby partitions from the group's current
+	// assignment (see README "Warm standbys"). Default 0: none; a worker
+	// then keeps only the stores of partitions it owned before, on disk.
+	Standbys int
+	// StandbyInterval is how often the changelog tailer catches up the
+	// stores of standby partitions and of assigned partitions not yet in
+	// use, and re-reads the group's assignment. Default 1s.
+	StandbyInterval time.Duration
+	// HangingTxnThreshold is how long the last stable offset of a command
+	// partition may stay at the same offset below its high watermark
+	// before the processor reports a hanging transaction (someone's
+	// transaction left open, blocking every read_committed reader).
+	// Default 2m; negative disables the check.
+	HangingTxnThreshold time.Duration
+
+	// hooks are test-only interception points (export_test.go).
+	hooks *testHooks
+}
+
+// testHooks let tests freeze a worker at precise points.
+type testHooks struct {
+	// beforeEnd runs after a batch was produced and before its
+	// transaction is ended, with the partitions of the batch.
+	beforeEnd func(partitions []int32)
+	// afterEnd runs once the batch's transaction ended and the stores
+	// were (or were not) written, with the checkpoints of the batch's
+	// partitions' stores.
+	afterEnd func(committed bool, checkpoints map[int32]int64)
 }
 
 func (c *Config) setDefaults() {
@@ -126,6 +175,12 @@ func (c *Config) setDefaults() {
 	if c.TransactionTimeout == 0 {
 		c.TransactionTimeout = 10 * time.Second
 	}
+	if c.SessionTimeout == 0 {
+		c.SessionTimeout = 8 * time.Second
+	}
+	if c.RebalanceTimeout == 0 {
+		c.RebalanceTimeout = 30 * time.Second
+	}
 	if c.DedupeWindow == 0 {
 		c.DedupeWindow = 32
 	}
@@ -146,6 +201,12 @@ func (c *Config) setDefaults() {
 	}
 	if c.Observer == nil {
 		c.Observer = NopObserver{}
+	}
+	if c.StandbyInterval == 0 {
+		c.StandbyInterval = time.Second
+	}
+	if c.HangingTxnThreshold == 0 {
+		c.HangingTxnThreshold = 2 * time.Minute
 	}
 }
 
@@ -181,6 +242,15 @@ func (c *Config) Validate() error {
 	}
 	if c.TransactionTimeout < time.Second {
 		errs = append(errs, fmt.Errorf("transaction timeout %v < 1s", c.TransactionTimeout))
+	}
+	if c.SessionTimeout >= c.TransactionTimeout {
+		errs = append(errs, fmt.Errorf("session timeout %v must be below the transaction timeout %v (a commit waits for a rebalance, which waits for a dead member's session)", c.SessionTimeout, c.TransactionTimeout))
+	}
+	if c.Standbys < 0 {
+		errs = append(errs, fmt.Errorf("standbys %d < 0", c.Standbys))
+	}
+	if c.StandbyInterval < 0 {
+		errs = append(errs, fmt.Errorf("standby interval %v < 0", c.StandbyInterval))
 	}
 	names := map[string]string{}
 	for _, t := range []struct{ role, name string }{

@@ -21,6 +21,15 @@
 // is answered INVALID, copied to the dead-letter topic and skipped; it never
 // blocks its partition or crashes the worker.
 //
+// Scale-out: partitions are spread by the cooperative-sticky assignor; a
+// revoked partition's open transaction is aborted (never committed for a
+// partition no longer owned) and its store is kept on disk. A changelog
+// tailer (standby.go) catches up the stores of newly assigned partitions
+// before their first command, and with Config.Standbys keeps warm copies of
+// other workers' partitions. Ready and PartitionStates (progress.go) report
+// restore progress; watchHanging (hanging.go) reports command partitions
+// blocked by a transaction someone left open.
+//
 // A Registry binds aggregate types (aggregates.Type) to their Avro schemas;
 // the runtime is generic over them. records.go is the one place where Kafka
 // records become domain values. Records written with older schema versions

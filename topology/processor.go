@@ -42,6 +42,15 @@ type Processor struct {
 	stats    Stats
 
 	parts map[int32]*partitionState // used by the run loop only
+
+	// Guarded by mu: readiness and restore progress (progress.go).
+	running  bool
+	joined   bool
+	active   map[int32]bool // partitions whose store the run loop holds
+	progress map[int32]*PartitionState
+	hanging  map[int32]*hangingTxn
+
+	tail *tailer // warms assigned partitions, tails standbys (standby.go)
 }
 
 // partitionState is what the run loop keeps for one owned partition.
@@ -67,6 +76,9 @@ type Stats struct {
 	// StateRebuilds counts aggregates whose snapshot state was unreadable
 	// with the current schemas and was rebuilt from the events topic.
 	StateRebuilds int64
+	// HangingTransactions counts input partitions found blocked by a
+	// transaction open longer than Config.HangingTxnThreshold.
+	HangingTransactions int64
 }
 
 // RestoreReport describes one catch-up of a partition's store from the
@@ -97,15 +109,20 @@ func New(cfg Config, reg *Registry) (*Processor, error) {
 			return nil, err
 		}
 	}
-	return &Processor{
+	p := &Processor{
 		cfg:      cfg,
 		reg:      reg,
 		log:      cfg.Logger.With("instance", cfg.InstanceID),
 		assigned: map[int32]uint64{},
 		parts:    map[int32]*partitionState{},
+		active:   map[int32]bool{},
+		progress: map[int32]*PartitionState{},
+		hanging:  map[int32]*hangingTxn{},
 		stats:    Stats{Replies: map[wire.Status]int64{}},
 		states:   newStateCache(cfg.StateCacheEntries),
-	}, nil
+	}
+	p.tail = newTailer(p)
+	return p, nil
 }
 
 // Stats returns a copy of the processor's counters.
@@ -164,10 +181,27 @@ func (p *Processor) Run(ctx context.Context) (err error) {
 	defer p.cache.Unref()
 	defer p.closeStores()
 
-	p.sess, err = kgo.NewGroupTransactSession(append(p.clientOpts(
+	var static []kgo.Opt
+	if p.cfg.StaticMembership {
+		static = append(static, kgo.InstanceID(p.cfg.InstanceID))
+		// franz-go does not leave the group for a static member on Close;
+		// a stopping worker leaves explicitly (after Close, deferred
+		// first) so its partitions move at once.
+		defer p.leaveStatic()
+	}
+	p.sess, err = kgo.NewGroupTransactSession(append(p.clientOpts(append(static,
 		kgo.ConsumerGroup(p.cfg.Group),
 		kgo.ConsumeTopics(p.cfg.Topics.Commands),
 		kgo.TransactionalID(p.cfg.Group+"-"+p.cfg.InstanceID),
+		// The client id names the worker in the group's description,
+		// which orders the workers for standby placement (standby.go).
+		kgo.ClientID(p.cfg.Group+"-"+p.cfg.InstanceID),
+		// Cooperative: a rebalance moves only the partitions that must
+		// move; the others keep processing (franz-go's transact session
+		// aborts the open transaction only if something was revoked).
+		kgo.Balancers(kgo.CooperativeStickyBalancer()),
+		kgo.SessionTimeout(p.cfg.SessionTimeout),
+		kgo.RebalanceTimeout(p.cfg.RebalanceTimeout),
 		kgo.TransactionTimeout(p.cfg.TransactionTimeout),
 		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
 		kgo.RequireStableFetchOffsets(),
@@ -175,12 +209,28 @@ func (p *Processor) Run(ctx context.Context) (err error) {
 		kgo.OnPartitionsAssigned(p.onAssigned),
 		kgo.OnPartitionsRevoked(p.onRevoked),
 		kgo.OnPartitionsLost(p.onRevoked),
-	), p.cfg.SessionClientOpts...)...)
+	)...), p.cfg.SessionClientOpts...)...)
 	if err != nil {
 		return fmt.Errorf("topology: transact session: %w", err)
 	}
-	defer p.sess.Close()
+	defer p.sess.Close() // leaves the group
 	p.log.Info("processor started", "group", p.cfg.Group, "commands", p.cfg.Topics.Commands, "partitions", p.partitions)
+
+	bgCtx, stopBg := context.WithCancel(ctx)
+	var bg sync.WaitGroup
+	defer func() {
+		stopBg()
+		bg.Wait()
+		p.mu.Lock()
+		p.running = false
+		p.mu.Unlock()
+	}()
+	bg.Add(2)
+	go func() { defer bg.Done(); p.tail.run(bgCtx) }()
+	go func() { defer bg.Done(); p.watchHanging(bgCtx) }()
+	p.mu.Lock()
+	p.running = true
+	p.mu.Unlock()
 
 	for {
 		p.closeRevoked()
@@ -203,6 +253,14 @@ func (p *Processor) Run(ctx context.Context) (err error) {
 	}
 }
 
+func (p *Processor) leaveStatic() {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if _, err := p.adm.LeaveGroup(ctx, kadm.LeaveGroup(p.cfg.Group).InstanceIDs(p.cfg.InstanceID)); err != nil {
+		p.log.Warn("leaving the group", "err", err)
+	}
+}
+
 // runBatch runs one transaction: the records polled so far, plus whatever is
 // already buffered, up to MaxBatch records and CommitInterval.
 func (p *Processor) runBatch(ctx context.Context, first kgo.Fetches) error {
@@ -219,6 +277,9 @@ func (p *Processor) runBatch(ctx context.Context, first kgo.Fetches) error {
 		n += p.processFetches(ctx, b, more)
 	}
 	p.flushSnapshots(b)
+	if h := p.cfg.hooks; h != nil && h.beforeEnd != nil {
+		h.beforeEnd(b.partitions)
+	}
 
 	// End even when ctx is canceled, so a shutdown commits (or aborts) what
 	// it did instead of leaving a transaction open until it times out.
@@ -238,6 +299,7 @@ func (p *Processor) runBatch(ctx context.Context, first kgo.Fetches) error {
 	}
 	endStart := time.Now()
 	committed, err := p.sess.End(endCtx, try)
+	defer p.afterEndHook(b, &committed)
 	if committed && b.failed() != nil {
 		// franz-go refuses to commit a transaction in which a record failed,
 		// so this should not happen. If it does, Kafka holds the truth: never
@@ -260,7 +322,7 @@ func (p *Processor) runBatch(ctx context.Context, first kgo.Fetches) error {
 		if err != nil {
 			return fmt.Errorf("topology: end transaction: %w", err)
 		}
-		p.log.Info("transaction aborted; the batch will be consumed again", "records", n)
+		p.log.Info("transaction aborted; the batch will be consumed again", "records", n, "partitions", b.partitions)
 		return nil
 	}
 	p.mu.Lock()
@@ -280,6 +342,22 @@ func (p *Processor) runBatch(ctx context.Context, first kgo.Fetches) error {
 	return nil
 }
 
+func (p *Processor) afterEndHook(b *batch, committed *bool) {
+	h := p.cfg.hooks
+	if h == nil || h.afterEnd == nil {
+		return
+	}
+	cps := map[int32]int64{}
+	for _, part := range b.partitions {
+		if ps := p.parts[part]; ps != nil {
+			if cp, ok, err := ps.store.Checkpoint(); err == nil && ok {
+				cps[part] = cp
+			}
+		}
+	}
+	h.afterEnd(*committed, cps)
+}
+
 // batch collects the effects of one transaction.
 type batch struct {
 	mu          sync.Mutex
@@ -289,6 +367,7 @@ type batch struct {
 	events      int64
 	snapshots   int64
 	deadLetters int64
+	partitions  []int32 // of the records in the batch
 }
 
 func (b *batch) fail(err error) {
@@ -331,6 +410,7 @@ func (p *Processor) processFetches(ctx context.Context, b *batch, fetches kgo.Fe
 			return
 		}
 		p.cfg.Observer.Fetched(fp.Partition, fp.Records[len(fp.Records)-1].Offset+1, fp.LastStableOffset)
+		b.partitions = append(b.partitions, fp.Partition)
 		ps, err := p.partition(ctx, fp.Partition)
 		if err != nil {
 			// The store cannot be opened or restored: processing without it
@@ -424,8 +504,11 @@ func (p *Processor) onAssigned(_ context.Context, _ *kgo.Client, assigned map[st
 	for _, part := range assigned[p.cfg.Topics.Commands] {
 		p.gen++
 		p.assigned[part] = p.gen
+		p.progress[part] = &PartitionState{Partition: part, Role: RoleActive}
 	}
+	p.joined = true
 	p.log.Info("partitions assigned", "partitions", assigned[p.cfg.Topics.Commands])
+	p.tail.wake()
 }
 
 func (p *Processor) onRevoked(_ context.Context, _ *kgo.Client, revoked map[string][]int32) {
@@ -433,12 +516,17 @@ func (p *Processor) onRevoked(_ context.Context, _ *kgo.Client, revoked map[stri
 	defer p.mu.Unlock()
 	for _, part := range revoked[p.cfg.Topics.Commands] {
 		delete(p.assigned, part)
+		if ps := p.progress[part]; ps != nil && ps.Role == RoleActive {
+			delete(p.progress, part)
+		}
 	}
 	p.log.Info("partitions revoked", "partitions", revoked[p.cfg.Topics.Commands])
 }
 
-// closeRevoked closes the stores of partitions this worker no longer owns.
-// They stay on disk: if the partition comes back, only the tail is read.
+// closeRevoked hands the stores of partitions this worker no longer owns to
+// the changelog tailer, which keeps tailing those it is a standby for and
+// closes the others. They stay on disk: if the partition comes back, only
+// the tail is read.
 func (p *Processor) closeRevoked() {
 	p.mu.Lock()
 	var gone []*partitionState
@@ -446,14 +534,13 @@ func (p *Processor) closeRevoked() {
 		if _, ok := p.assigned[part]; !ok {
 			gone = append(gone, ps)
 			delete(p.parts, part)
+			delete(p.active, part)
 		}
 	}
 	p.mu.Unlock()
 	for _, ps := range gone {
 		p.states.dropPartition(ps.p)
-		if err := ps.store.Close(); err != nil {
-			p.log.Warn("closing store", "partition", ps.p, "err", err)
-		}
+		p.tail.give(ps.p, ps.store)
 	}
 }
 
@@ -465,6 +552,9 @@ func (p *Processor) closeStores() {
 		}
 		delete(p.parts, part)
 	}
+	p.mu.Lock()
+	clear(p.active)
+	p.mu.Unlock()
 }
 
 // partition returns the state of an owned partition, opening its store and
@@ -478,20 +568,32 @@ func (p *Processor) partition(ctx context.Context, part int32) (*partitionState,
 	p.mu.Unlock()
 	ps := p.parts[part]
 	if ps == nil {
-		dir := snapshots.PartitionDir(p.cfg.StateDir, p.cfg.Topics.Changelog, part)
-		store, err := snapshots.Open(dir, snapshots.Options{Cache: p.cache})
-		if err != nil {
-			return nil, err
+		// Mark the partition active before asking the tailer, so the
+		// tailer does not open it meanwhile.
+		p.mu.Lock()
+		p.active[part] = true
+		p.mu.Unlock()
+		store := p.tail.take(part)
+		if store == nil {
+			var err error
+			store, err = p.openStore(part)
+			if err != nil {
+				p.mu.Lock()
+				delete(p.active, part)
+				p.mu.Unlock()
+				return nil, err
+			}
 		}
 		ps = &partitionState{p: part, store: store, lastOffset: -1}
 		p.parts[part] = ps
 	}
 	if gen == 0 || ps.restoredGen != gen {
 		p.states.dropPartition(part)
-		rep, err := p.restore(ctx, ps)
+		rep, err := p.restore(ctx, ps.p, ps.store, true)
 		if err != nil {
 			return nil, err
 		}
+		p.markActive(part, gen, rep.To)
 		ps.restoredGen = gen
 		if gen == 0 {
 			// Records of a partition revoked under us: the transaction will
@@ -503,9 +605,19 @@ func (p *Processor) partition(ctx context.Context, part int32) (*partitionState,
 	return ps, nil
 }
 
+func (p *Processor) openStore(part int32) (*snapshots.Store, error) {
+	dir := snapshots.PartitionDir(p.cfg.StateDir, p.cfg.Topics.Changelog, part)
+	return snapshots.Open(dir, snapshots.Options{Cache: p.cache})
+}
+
 // restore reads the partition's changelog from the store's checkpoint to the
-// changelog's committed end.
-func (p *Processor) restore(ctx context.Context, ps *partitionState) (RestoreReport, error) {
+// changelog's committed end. report adds it to Restores (catch-ups of owned
+// partitions; standby tailing is not a restore).
+func (p *Processor) restore(ctx context.Context, part int32, store *snapshots.Store, report bool) (RestoreReport, error) {
+	ps := struct {
+		p     int32
+		store *snapshots.Store
+	}{part, store}
 	start := time.Now()
 	rep := RestoreReport{Partition: ps.p}
 	topic := p.cfg.Topics.Changelog
@@ -547,25 +659,28 @@ func (p *Processor) restore(ctx context.Context, ps *partitionState) (RestoreRep
 	rep.From, rep.To = from, target
 	p.cfg.Observer.RestoreProgress(ps.p, from, target)
 	if from < target {
-		rep.Records, err = p.readChangelog(ctx, ps, from, target)
+		rep.Records, err = p.readChangelog(ctx, ps.p, ps.store, from, target)
 		if err != nil {
 			return rep, err
 		}
 	}
 	rep.Duration = time.Since(start)
-	p.mu.Lock()
-	p.restores = append(p.restores, rep)
-	p.mu.Unlock()
+	if report {
+		p.mu.Lock()
+		p.restores = append(p.restores, rep)
+		p.mu.Unlock()
+	}
 	return rep, nil
 }
 
 // readChangelog applies changelog records [from, target) to the store. Control
 // records are kept so the read can end exactly at target even when the last
 // records before it are transaction markers.
-func (p *Processor) readChangelog(ctx context.Context, ps *partitionState, from, target int64) (int, error) {
+func (p *Processor) readChangelog(ctx context.Context, part int32, store *snapshots.Store, from, target int64) (int, error) {
 	topic := p.cfg.Topics.Changelog
+	prog := p.startProgress(part, from, target)
 	cl, err := kgo.NewClient(p.clientOpts(
-		kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{topic: {ps.p: kgo.NewOffset().At(from)}}),
+		kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{topic: {part: kgo.NewOffset().At(from)}}),
 		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
 		kgo.KeepControlRecords(),
 	)...)
@@ -585,7 +700,7 @@ func (p *Processor) readChangelog(ctx context.Context, ps *partitionState, from,
 		if ferr != nil {
 			return records, fmt.Errorf("reading changelog: %w", ferr)
 		}
-		wb := ps.store.NewBatch()
+		wb := store.NewBatch()
 		fetches.EachRecord(func(r *kgo.Record) {
 			if r.Offset >= target {
 				return
@@ -602,11 +717,13 @@ func (p *Processor) readChangelog(ctx context.Context, ps *partitionState, from,
 			records++
 		})
 		wb.SetCheckpoint(next)
-		if err := ps.store.Apply(wb); err != nil {
+		if err := store.Apply(wb); err != nil {
 			return records, err
 		}
-		p.cfg.Observer.RestoreProgress(ps.p, next, target)
+		p.cfg.Observer.RestoreProgress(part, next, target)
+		prog.update(next, records)
 	}
+	prog.done(records)
 	return records, nil
 }
 

@@ -262,15 +262,23 @@ func TestRestartRestoresOnlyTheTail(t *testing.T) {
 	again := h.StartProcessor("w0", first.StateDir)
 	wantStatus(t, h.Send(cmd("account", "r1", "Withdraw", `{"amount":20}`)), wire.StatusAccepted, 5)
 	p := topology.PartitionFor([]byte("r1"), partitions)
+	// The store may be caught up in two steps (eagerly on assignment, then
+	// the last few records before the first command): together they read
+	// exactly the records written while the worker was down.
 	var found bool
+	records := 0
 	for _, rep := range again.Restores() {
 		if rep.Partition != p {
 			continue
 		}
 		found = true
-		if rep.Records != 2 || rep.Rebuilt {
-			t.Fatalf("restore of partition %d read %d records (rebuilt %v), want exactly the 2 written while it was down", p, rep.Records, rep.Rebuilt)
+		records += rep.Records
+		if rep.Rebuilt {
+			t.Fatalf("restore of partition %d rebuilt the store", p)
 		}
+	}
+	if found && records != 2 {
+		t.Fatalf("restores of partition %d read %d records, want exactly the 2 written while it was down: %+v", p, records, again.Restores())
 	}
 	if !found {
 		t.Fatalf("no restore of partition %d reported: %+v", p, again.Restores())

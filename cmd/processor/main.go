@@ -15,6 +15,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"os/signal"
 	"sort"
@@ -80,6 +81,12 @@ func bind(s *config.Set, st *settings, describe bool) {
 	s.Duration(&st.cfg.TransactionTimeout, "transaction-timeout", d.TransactionTimeout, "broker-side timeout of an open transaction (bounds how long a crashed worker blocks readers)")
 	s.Int(&st.cfg.DedupeWindow, "dedupe-window", d.DedupeWindow, "recent command ids remembered per aggregate (retries within it are answered, not re-run)")
 	s.Int(&st.cfg.MaxCommandBytes, "max-command-bytes", d.MaxCommandBytes, "largest command value; larger ones are dead-lettered")
+	s.Duration(&st.cfg.SessionTimeout, "session-timeout", d.SessionTimeout, "group session timeout: how long a crashed worker keeps its partitions; below --transaction-timeout")
+	s.Duration(&st.cfg.RebalanceTimeout, "rebalance-timeout", d.RebalanceTimeout, "how long a rebalance waits for every member to rejoin")
+	s.Bool(&st.cfg.StaticMembership, "static", false, "static group membership with the instance id: a restarted worker gets its partitions back without a rebalance")
+	s.Int(&st.cfg.Standbys, "standbys", d.Standbys, "warm standby copies of each partition's store kept by other workers")
+	s.Duration(&st.cfg.StandbyInterval, "standby-interval", d.StandbyInterval, "how often standby and not-yet-used stores catch up")
+	s.Duration(&st.cfg.HangingTxnThreshold, "hanging-txn-threshold", d.HangingTxnThreshold, "report a command partition blocked by an open transaction this long (negative: off)")
 	s.Int(&st.cfg.StateCacheEntries, "state-cache-entries", d.StateCacheEntries, "committed aggregate states kept decoded in memory across transactions")
 	s.List(&st.cfg.SchemaRegistryURLs, "schema-registry", nil, "Confluent Schema Registry URLs: write events and snapshots in its wire format (default: Avro single-object encoding, no registry)")
 
@@ -156,6 +163,9 @@ func main() {
 		}
 		return
 	}
+	// SIGTERM (or Ctrl-C) cancels ctx: Run stops fetching, commits or
+	// aborts the open transaction, closes the stores and leaves the group,
+	// so that a restart restores nothing and the partitions move at once.
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	if err := run(ctx, st, reg, os.Stderr, nil); err != nil {
@@ -193,7 +203,18 @@ func run(ctx context.Context, st *settings, reg *topology.Registry, logOut io.Wr
 		sort.Slice(parts, func(i, j int) bool { return parts[i] < parts[j] })
 		return parts
 	}
-	partitionStates, ready := readiness(assigned, func(p int32) (int64, int64, bool) { return metrics.Restore(p) })
+	// The endpoints start after proc is set; scrapes read its live state.
+	partitionStates := func() []ops.PartitionState {
+		if proc == nil {
+			return nil
+		}
+		var out []ops.PartitionState
+		for _, ps := range proc.PartitionStates() {
+			out = append(out, ops.PartitionState{Partition: ps.Partition, Role: string(ps.Role), Restored: ps.Restored, Total: ps.Total, Lag: ps.Lag, Ready: ps.Ready})
+		}
+		return out
+	}
+	ready := func() bool { return proc != nil && proc.Ready() }
 	metrics = ops.NewMetrics(ops.MetricsOptions{
 		Registerer: promReg,
 		Partitions: partitionStates,
@@ -220,7 +241,7 @@ func run(ctx context.Context, st *settings, reg *topology.Registry, logOut io.Wr
 		started(srv.Addr().String())
 	}
 	if !st.transfers {
-		return proc.Run(ctx)
+		return stopped(log, proc.Run(ctx))
 	}
 	sg, err := saga.New(saga.Config{Brokers: st.cfg.Brokers, InstanceID: st.cfg.InstanceID, Events: st.cfg.Topics.Events, Commands: st.cfg.Topics.Commands, Logger: log, ClientOpts: st.cfg.ClientOpts}, reg)
 	if err != nil {
@@ -234,6 +255,15 @@ func run(ctx context.Context, st *settings, reg *topology.Registry, logOut io.Wr
 	cancel()
 	if serr := <-sagaDone; serr != nil && err == nil {
 		err = fmt.Errorf("transfer saga: %w", serr)
+	}
+	return stopped(log, err)
+}
+
+// stopped logs a clean stop: Run returned without error after SIGTERM, so
+// the open transaction ended, the stores closed and the group was left.
+func stopped(log *slog.Logger, err error) error {
+	if err == nil {
+		log.Info("processor stopped cleanly")
 	}
 	return err
 }
@@ -271,32 +301,4 @@ func hostname() string {
 func fatal(err error) {
 	fmt.Fprintln(os.Stderr, "processor:", err)
 	os.Exit(1)
-}
-
-// readiness derives the partition states and the readiness of a worker
-// from its assigned partitions and what its stores' restores reported: a
-// worker is ready when it owns partitions and none is being restored.
-//
-// Hook for issue 4: once the processor has PartitionStates() and Ready(),
-// replace this with them (converting topology.PartitionState to
-// ops.PartitionState field by field).
-func readiness(assigned func() []int32, restore func(int32) (restored, total int64, seen bool)) (func() []ops.PartitionState, func() bool) {
-	states := func() []ops.PartitionState {
-		var out []ops.PartitionState
-		for _, p := range assigned() {
-			restored, total, _ := restore(p)
-			out = append(out, ops.PartitionState{Partition: p, Role: "active", Restored: restored, Total: total, Ready: restored >= total})
-		}
-		return out
-	}
-	ready := func() bool {
-		s := states()
-		for _, p := range s {
-			if !p.Ready {
-				return false
-			}
-		}
-		return len(s) > 0
-	}
-	return states, ready
 }

@@ -3,12 +3,16 @@ package main
 import (
 	"context"
 	"flag"
+	"fmt"
 	"io"
 	"net/http"
 	"os"
+	"os/exec"
+	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -18,6 +22,7 @@ import (
 	"github.com/kcqrs/kcqrs/internal/examples"
 	"github.com/kcqrs/kcqrs/ops"
 	"github.com/kcqrs/kcqrs/topology"
+	"github.com/kcqrs/kcqrs/wire"
 )
 
 var update = flag.Bool("update", false, "rewrite the README's generated sections")
@@ -131,33 +136,6 @@ func TestREADMEGenerated(t *testing.T) {
 		if err := os.WriteFile("../../README.md", []byte(readme), 0o644); err != nil {
 			t.Fatal(err)
 		}
-	}
-}
-
-func TestReadiness(t *testing.T) {
-	var assigned []int32
-	restores := map[int32][3]int64{}
-	states, ready := readiness(func() []int32 { return assigned }, func(p int32) (int64, int64, bool) {
-		r, ok := restores[p]
-		return r[0], r[1], ok
-	})
-	if ready() {
-		t.Fatal("ready without partitions")
-	}
-	assigned = []int32{0, 1}
-	if !ready() {
-		t.Fatal("not ready with partitions and no restore running")
-	}
-	restores[1] = [3]int64{40, 100}
-	if ready() {
-		t.Fatal("ready while partition 1 restores")
-	}
-	if s := states(); len(s) != 2 || s[1].Ready || s[1].Restored != 40 || s[1].Total != 100 {
-		t.Fatalf("states %+v", s)
-	}
-	restores[1] = [3]int64{100, 100}
-	if !ready() {
-		t.Fatal("not ready after the restore")
 	}
 }
 
@@ -322,6 +300,115 @@ func TestDeploymentFiles(t *testing.T) {
 	for _, m := range regexp.MustCompile(`"([a-z0-9-]+):8080"`).FindAllStringSubmatch(string(prom), -1) {
 		if !strings.Contains(string(compose), "\n  "+m[1]+":\n") {
 			t.Errorf("prometheus.yml scrapes %s, which docker-compose.yml does not define", m[1])
+		}
+	}
+}
+
+// SIGTERM ends the worker cleanly (exit 0: the open transaction ended, the
+// stores closed, the group left), and the restarted worker restores no
+// snapshot record: its stores were complete.
+func TestSIGTERMLeavesNothingToRestore(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and runs the processor binary")
+	}
+	t.Parallel()
+	dir := t.TempDir()
+	bin := filepath.Join(dir, "processor")
+	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	c, err := embedded.Start(embedded.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.Close)
+	brokers := c.ListenAddrs()
+	state := filepath.Join(dir, "state")
+
+	run := func(n int) (stop func() string) {
+		logPath := filepath.Join(dir, fmt.Sprintf("run%d.log", n))
+		logf, err := os.Create(logPath)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cmd := exec.Command(bin, "--brokers", brokers[0], "--instance-id", "t0", "--state-dir", state, "--partitions", "3", "--commit-interval", "20ms", "--http-addr", "127.0.0.1:0")
+		cmd.Stdout, cmd.Stderr = logf, logf
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		done := make(chan error, 1)
+		go func() { done <- cmd.Wait(); logf.Close() }()
+		t.Cleanup(func() { _ = cmd.Process.Kill() })
+		return func() string {
+			if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+				t.Fatal(err)
+			}
+			select {
+			case err := <-done:
+				if err != nil {
+					t.Fatalf("run %d: exit after SIGTERM: %v", n, err)
+				}
+			case <-time.After(60 * time.Second):
+				t.Fatalf("run %d: no exit within 60s of SIGTERM", n)
+			}
+			out, _ := os.ReadFile(logPath)
+			if !strings.Contains(string(out), "processor stopped cleanly") {
+				t.Fatalf("run %d did not stop cleanly:\n%s", n, out)
+			}
+			return string(out)
+		}
+	}
+	send := func(cl *client.Client, id, typ, body string, version int64) {
+		t.Helper()
+		ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+		defer cancel()
+		rep, err := cl.Send(ctx, client.Command{AggregateType: "account", AggregateID: id, Type: typ, JSON: []byte(body)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if rep.Status != wire.StatusAccepted || rep.Version != version {
+			t.Fatalf("%s %s: %+v", typ, id, rep)
+		}
+	}
+	newClient := func() *client.Client {
+		deadline := time.Now().Add(60 * time.Second)
+		for {
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			cl, err := client.New(ctx, client.Config{Brokers: brokers})
+			cancel()
+			if err == nil {
+				return cl
+			}
+			if time.Now().After(deadline) {
+				t.Fatal(err)
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+	}
+
+	stop := run(1)
+	cl := newClient()
+	defer cl.Close()
+	ids := []string{"a", "b", "c", "d", "e", "f"}
+	for _, id := range ids {
+		send(cl, id, "OpenAccount", `{"owner":"O","currency":"EUR"}`, 1)
+		send(cl, id, "Deposit", `{"amount":5}`, 2)
+	}
+	stop()
+
+	stop = run(2)
+	for _, id := range ids {
+		send(cl, id, "Deposit", `{"amount":1}`, 3)
+	}
+	log := stop()
+	caughtUp := regexp.MustCompile(`msg="(store caught up|restore done)".* records=(\d+)`)
+	matches := caughtUp.FindAllStringSubmatch(log, -1)
+	if len(matches) == 0 {
+		t.Fatalf("the restarted worker logged no catch-up:\n%s", log)
+	}
+	for _, m := range matches {
+		if m[2] != "0" {
+			t.Fatalf("the restarted worker restored %s records after a SIGTERM: %s\n%s", m[2], m[0], log)
 		}
 	}
 }

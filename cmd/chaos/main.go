@@ -1,0 +1,56 @@
+// Command chaos runs the crash test of the processor (package
+// internal/chaos): an embedded broker, processor processes killed and
+// restarted at random, broker faults, and a full exactly-once check at the
+// end. It prints a one-line summary and exits non-zero on any violation.
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/kcqrs/kcqrs/internal/chaos"
+)
+
+func main() {
+	var o chaos.Options
+	flag.Uint64Var(&o.Seed, "seed", 1, "seed of every random choice; the same seed replays the same schedule")
+	flag.IntVar(&o.Kills, "kills", 20, "SIGKILLs to perform")
+	flag.IntVar(&o.Workers, "workers", 3, "processor processes")
+	partitions := flag.Int("partitions", 6, "partitions of the topics")
+	flag.IntVar(&o.Accounts, "accounts", 24, "accounts in the workload")
+	flag.IntVar(&o.Clients, "clients", 8, "concurrent clients")
+	flag.BoolVar(&o.NoFaults, "no-faults", false, "do not inject broker faults")
+	flag.DurationVar(&o.SessionTimeout, "session-timeout", 0, "workers' group session timeout (default 6s)")
+	flag.DurationVar(&o.TransactionTimeout, "transaction-timeout", 0, "workers' transaction timeout (default 10s)")
+	flag.BoolVar(&o.Static, "static", false, "run the workers with static group membership")
+	flag.IntVar(&o.Standbys, "standbys", 1, "warm standbys per partition")
+	flag.StringVar(&o.Dir, "dir", "", "working directory (kept); default a temporary one, removed after a passing run")
+	flag.StringVar(&o.ProcessorBin, "processor", "", "processor binary (default: go build ./cmd/processor)")
+	quiet := flag.Bool("quiet", false, "print only the summary")
+	flag.Parse()
+	o.Partitions = int32(*partitions)
+	o.Log = os.Stderr
+	if *quiet {
+		o.Log = io.Discard
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	sum, err := chaos.Run(ctx, o)
+	fmt.Println(sum)
+	for i, v := range sum.Violations {
+		if i == 20 {
+			fmt.Printf("... and %d more\n", len(sum.Violations)-i)
+			break
+		}
+		fmt.Println("violation:", v)
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "chaos:", err)
+		os.Exit(1)
+	}
+}

@@ -1,0 +1,20 @@
+package topology
+
+// FreezeBeforeEnd makes the processor call f after producing a batch and
+// before ending its transaction (f may block: the worker is then frozen
+// mid-batch, its open transaction with it).
+func FreezeBeforeEnd(c *Config, f func(partitions []int32)) {
+	if c.hooks == nil {
+		c.hooks = &testHooks{}
+	}
+	c.hooks.beforeEnd = f
+}
+
+// AfterEnd makes the processor call f after each transaction ended, with
+// whether it committed and the store checkpoints of the batch's partitions.
+func AfterEnd(c *Config, f func(committed bool, checkpoints map[int32]int64)) {
+	if c.hooks == nil {
+		c.hooks = &testHooks{}
+	}
+	c.hooks.afterEnd = f
+}
