@@ -361,6 +361,13 @@ func (bt *boundType) decodeEvents(eventType string, payload []byte) ([]aggregate
 			return []aggregates.Event{msg.event(ptr)}, nil
 		}
 	}
+	// The envelope names the event; the payload's writer schema must be that
+	// record (at some version). Only upcasters may turn it into another.
+	if fp, err := schemas.Fingerprint(payload); err == nil {
+		if w, ok := bt.upcast.Set().ByFingerprint(fp); ok && w.ShortName() != eventType {
+			return nil, fmt.Errorf("event %s: the payload is a %s record", eventType, w.ShortName())
+		}
+	}
 	recs, err := bt.upcast.Decode(payload)
 	if err != nil {
 		return nil, fmt.Errorf("event %s: %w", eventType, err)
