@@ -192,7 +192,7 @@ func TestMetricsAndHealth(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer c.Close()
+	t.Cleanup(c.Close) // after the projectors' cleanups stop them
 	brokers := strings.Join(c.ListenAddrs(), ",")
 	secret := env("KCQRS_PROJECTOR_SASL_MECHANISM", config.SASLScramSHA256, "KCQRS_PROJECTOR_SASL_USER", "admin", "KCQRS_PROJECTOR_SASL_PASSWORD", "admin-secret")
 	st, _, err := load([]string{"--brokers", brokers, "--state-dir", t.TempDir(), "--http", "127.0.0.1:0", "--ops-addr", "127.0.0.1:0",
@@ -229,32 +229,7 @@ func TestMetricsAndHealth(t *testing.T) {
 	}
 	produce(first...)
 
-	reg, err := examples.Registry()
-	if err != nil {
-		t.Fatal(err)
-	}
-	rctx, rcancel := context.WithCancel(context.Background())
-	addrc := make(chan string, 1)
-	done := make(chan error, 1)
-	go func() { done <- run(rctx, st, reg, io.Discard, func(ops, _ string) { addrc <- ops }) }()
-	defer func() {
-		rcancel()
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Error(err)
-			}
-		case <-time.After(60 * time.Second):
-			t.Error("projector did not stop in 60s")
-		}
-	}()
-	var base string
-	select {
-	case a := <-addrc:
-		base = "http://" + a
-	case err := <-done:
-		t.Fatal(err)
-	}
+	base := startProjector(t, st)
 	if code, _ := scrape(base + "/healthz"); code != 200 {
 		t.Fatalf("/healthz: %d", code)
 	}
@@ -290,16 +265,16 @@ func TestMetricsAndHealth(t *testing.T) {
 		}
 	}
 	text := waitFor("first round", map[string]float64{
-		`kcqrs_projector_records_total\{` + accounts + `,outcome="applied"\}`:                                 n,
-		`kcqrs_projector_records_total\{group="kcqrs-proj-owners-v1",outcome="applied"\}`:                     n,
-		`kcqrs_projector_records_total\{group="kcqrs-proj-totals-v1",outcome="applied"\}`:                     n,
+		`kcqrs_projector_records_total\{` + accounts + `,outcome="applied"\}`:                                n,
+		`kcqrs_projector_records_total\{group="kcqrs-proj-owners-v1",outcome="applied"\}`:                    n,
+		`kcqrs_projector_records_total\{group="kcqrs-proj-totals-v1",outcome="applied"\}`:                    n,
 		`kcqrs_projector_committed_offset\{` + accounts + `,partition="[0-9]+",topic="events",version="1"\}`: 0,
 		`kcqrs_projector_stable_offset\{` + accounts + `,partition="[0-9]+",topic="events",version="1"\}`:    n,
 		`kcqrs_projector_events_total`: n,
 	}, map[string]float64{
-		`kcqrs_projector_caught_up\{version="1"\}`:                              1,
-		`kcqrs_projector_ready`:                                                 1,
-		`kcqrs_projector_active_version`:                                        1,
+		`kcqrs_projector_caught_up\{version="1"\}`:                                1,
+		`kcqrs_projector_ready`:                                                   1,
+		`kcqrs_projector_active_version`:                                          1,
 		`kcqrs_projector_records_total\{` + accounts + `,outcome="dead_letter"\}`: 0,
 		// Plain (non-transactional) produces: a group that read everything
 		// has committed up to the stable offset, so no lag is left.
@@ -324,15 +299,127 @@ func TestMetricsAndHealth(t *testing.T) {
 		&kgo.Record{Key: []byte("p-2"), Value: []byte("not an event")},
 	)
 	waitFor("second round", map[string]float64{
-		`kcqrs_projector_records_total\{` + accounts + `,outcome="applied"\}`:                                 n + 1,
-		`kcqrs_projector_records_total\{` + accounts + `,outcome="stale"\}`:                                   1,
-		`kcqrs_projector_records_total\{` + accounts + `,outcome="gap"\}`:                                     1,
-		`kcqrs_projector_records_total\{` + accounts + `,outcome="dead_letter"\}`:                             2,
-		`kcqrs_projector_stable_offset\{` + accounts + `,partition="[0-9]+",topic="events",version="1"\}`:    n + 3,
+		`kcqrs_projector_records_total\{` + accounts + `,outcome="applied"\}`:                             n + 1,
+		`kcqrs_projector_records_total\{` + accounts + `,outcome="stale"\}`:                               1,
+		`kcqrs_projector_records_total\{` + accounts + `,outcome="gap"\}`:                                 1,
+		`kcqrs_projector_records_total\{` + accounts + `,outcome="dead_letter"\}`:                         2,
+		`kcqrs_projector_stable_offset\{` + accounts + `,partition="[0-9]+",topic="events",version="1"\}`: n + 3,
 	}, map[string]float64{
-		`kcqrs_projector_caught_up\{version="1"\}`: 1,
+		`kcqrs_projector_caught_up\{version="1"\}`:                                              1,
 		`kcqrs_projector_lag\{` + accounts + `,partition="[0-9]+",topic="events",version="1"\}`: 0,
 	})
+}
+
+// startProjector runs the binary's projector until the test ends and
+// returns the base URL of its ops endpoints.
+func startProjector(t *testing.T, st *settings) string {
+	t.Helper()
+	reg, err := examples.Registry()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	addrc := make(chan string, 1)
+	done := make(chan error, 1)
+	go func() { done <- run(ctx, st, reg, io.Discard, func(ops, _ string) { addrc <- ops }) }()
+	select {
+	case a := <-addrc:
+		t.Cleanup(func() {
+			cancel()
+			select {
+			case err := <-done:
+				if err != nil {
+					t.Error(err)
+				}
+			case <-time.After(60 * time.Second):
+				t.Error("projector did not stop in 60s")
+			}
+		})
+		return "http://" + a
+	case err := <-done:
+		cancel()
+		t.Fatal(err)
+		return ""
+	}
+}
+
+// TestReadyOnceBuilt: a query-only projector on a version nobody builds
+// shows the whole events topic as lag and is not ready; once a builder
+// (--no-http) has folded the events, its lag drops to zero and it turns
+// ready.
+func TestReadyOnceBuilt(t *testing.T) {
+	c, err := embedded.Start(embedded.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.Close) // after the projectors' cleanups stop them
+	brokers := strings.Join(c.ListenAddrs(), ",")
+	cl, err := kgo.NewClient(kgo.SeedBrokers(c.ListenAddrs()...), kgo.DefaultProduceTopic("events"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 120*time.Second)
+	defer cancel()
+	if _, err := kadm.NewClient(cl).CreateTopic(ctx, 2, 1, nil, "events"); err != nil {
+		t.Fatal(err)
+	}
+	enc := encoder(t)
+	const n = 5
+	for i := range n {
+		id := "r-" + strconv.Itoa(i)
+		if err := cl.ProduceSync(ctx, &kgo.Record{Key: []byte(id), Value: enc(id, 1, account.AccountOpened{Owner: "R", Currency: "USD"})}).FirstErr(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	common := []string{"--brokers", brokers, "--ops-addr", "127.0.0.1:0", "--progress-interval", "100ms", "--session-timeout", "6s"}
+	qst, _, err := load(append([]string{"--query-only", "--state-dir", t.TempDir(), "--http", "127.0.0.1:0"}, common...), env())
+	if err != nil {
+		t.Fatal(err)
+	}
+	query := startProjector(t, qst)
+	lag := `kcqrs_projector_lag\{group="kcqrs-proj-accounts-v1",partition="[0-9]+",topic="events",version="1"\}`
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		_, text := scrape(query + "/metrics")
+		v, ok := metric(text, lag)
+		if ok && v == n {
+			if cu, _ := metric(text, `kcqrs_projector_caught_up\{version="1"\}`); cu != 0 {
+				t.Fatalf("caught up with nothing built\n%s", text)
+			}
+			if r, _ := metric(text, `kcqrs_projector_ready`); r != 0 {
+				t.Fatal("ready with nothing built")
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("lag of the unbuilt version not %d after 60s\n%s", n, text)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if code, _ := scrape(query + "/readyz"); code != http.StatusServiceUnavailable {
+		t.Fatalf("/readyz %d with nothing built", code)
+	}
+
+	bst, _, err := load(append([]string{"--no-http", "--state-dir", t.TempDir()}, common...), env())
+	if err != nil {
+		t.Fatal(err)
+	}
+	builder := startProjector(t, bst)
+	deadline = time.Now().Add(60 * time.Second)
+	for {
+		_, text := scrape(query + "/metrics")
+		v, ok := metric(text, lag)
+		qcode, _ := scrape(query + "/readyz")
+		bcode, _ := scrape(builder + "/readyz")
+		if ok && v == 0 && qcode == 200 && bcode == 200 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("after 60s: lag %v, /readyz %d (query) %d (builder)\n%s", v, qcode, bcode, text)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
 }
 
 // encoder returns what writes account events as the processor does.

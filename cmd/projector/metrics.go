@@ -48,7 +48,7 @@ func newMonitor(cl *kgo.Client, svc *projection.Service, cfg projection.ServiceC
 	part := []string{"version", "group", "topic", "partition"}
 	return &monitor{
 		cl: cl, adm: kadm.NewClient(cl), svc: svc, cfg: cfg, log: log, caught: map[int]bool{},
-		lagDesc: prometheus.NewDesc("kcqrs_projector_lag", "Offsets a read model's group has not committed yet on a partition of its input: last stable offset minus the committed offset (on the transactional events topic a group that read everything still shows about 1, the trailing commit marker; see kcqrs_projector_caught_up).", part, nil),
+		lagDesc:       prometheus.NewDesc("kcqrs_projector_lag", "Offsets a read model's group has not committed yet on a partition of its input: last stable offset minus the committed offset (on the transactional events topic a group that read everything still shows about 1, the trailing commit marker; see kcqrs_projector_caught_up).", part, nil),
 		committedDesc: prometheus.NewDesc("kcqrs_projector_committed_offset", "Offset a read model's group committed on a partition of its input (-1: none yet).", part, nil),
 		stableDesc:    prometheus.NewDesc("kcqrs_projector_stable_offset", "Last stable offset (end of the committed records) of a partition of a group's input.", part, nil),
 		caughtDesc:    prometheus.NewDesc("kcqrs_projector_caught_up", "1 when every group of the version has read every committed record of its input (at the last check).", []string{"version"}, nil),
@@ -121,6 +121,16 @@ func (m *monitor) fail(what string, err error) {
 }
 
 func (m *monitor) refresh(ctx context.Context) {
+	type key struct {
+		version int
+		group   string
+	}
+	m.mu.Lock()
+	prev := map[key][]partitionLag{}
+	for _, l := range m.lags {
+		prev[key{l.version, l.group}] = append(prev[key{l.version, l.group}], l)
+	}
+	m.mu.Unlock()
 	var lags []partitionLag
 	caught := map[int]bool{}
 	for _, v := range m.versions() {
@@ -136,6 +146,7 @@ func (m *monitor) refresh(ctx context.Context) {
 			pps, err := projection.GroupProgress(ctx, m.adm, in.group, in.topic)
 			if err != nil {
 				m.fail("group progress", err)
+				lags = append(lags, prev[key{v, in.group}]...)
 				continue
 			}
 			// Position and lag against the last stable offset: what a
