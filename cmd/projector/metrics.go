@@ -126,6 +126,7 @@ func (m *monitor) refresh(ctx context.Context) {
 		group   string
 	}
 	m.mu.Lock()
+	prevCaught := m.caught
 	prev := map[key][]partitionLag{}
 	for _, l := range m.lags {
 		prev[key{l.version, l.group}] = append(prev[key{l.version, l.group}], l)
@@ -171,6 +172,7 @@ func (m *monitor) refresh(ctx context.Context) {
 		ok, _, err := projection.CaughtUp(ctx, m.cl, m.adm, n, m.events())
 		if err != nil {
 			m.fail("catch-up", err)
+			ok = prevCaught[v]
 		}
 		caught[v] = ok
 	}

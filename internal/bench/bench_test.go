@@ -2,6 +2,7 @@ package bench
 
 import (
 	"fmt"
+	"reflect"
 	"testing"
 	"time"
 
@@ -66,7 +67,7 @@ func TestGokaStateCodecRoundTrip(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := out.(*gokaState); got.version != 300 || got.state != in.state {
+	if got := out.(*gokaState); got.version != 300 || !reflect.DeepEqual(got.state, in.state) {
 		t.Fatalf("round trip gave %+v, want %+v", got, in)
 	}
 	if _, err := sc.Decode(nil); err == nil {
