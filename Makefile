@@ -12,7 +12,7 @@ run:
 test: vet
 	@test -z "$$(gofmt -l . | tee /dev/stderr)" || (echo "gofmt needed on the files above" && exit 1)
 	$(GO) test -count=1 $(PKGS)
-	$(GO) test -count=1 -race ./topology/... ./snapshots/... ./client/... ./ops/... ./cmd/processor/... ./saga/... ./projection/...
+	$(GO) test -count=1 -race ./topology/... ./snapshots/... ./client/... ./ops/... ./cmd/processor/... ./saga/... ./projection/... ./cmd/projector/...
 
 ## test-kafka: the integration tests against a real cluster (BROKERS=host:9092; TLS/SASL via KCQRS_TEST_* variables)
 BROKERS ?= 127.0.0.1:9092

@@ -8,6 +8,7 @@ import (
 
 	"github.com/IBM/sarama"
 	"github.com/lovoo/goka"
+	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/kcqrs/kcqrs/topology"
 )
@@ -104,6 +105,19 @@ type Config struct {
 	CacheBytes int64
 	// Logger receives structured logs. Default slog.Default().
 	Logger *slog.Logger
+	// ClientOpts are added to every franz-go client the package makes
+	// (topic creation, catch-up checks): TLS and SASL, for instance
+	// (config.Kafka.Opts). The seed brokers come from Brokers.
+	ClientOpts []kgo.Opt
+	// Sarama, when set, adjusts every sarama config goka's consumers,
+	// producers and topic managers use (TLS and SASL: Net.TLS, Net.SASL).
+	Sarama func(*sarama.Config)
+}
+
+// kgoOpts are the options of the package's franz-go clients.
+func (c *Config) kgoOpts(extra ...kgo.Opt) []kgo.Opt {
+	opts := append([]kgo.Opt{kgo.SeedBrokers(c.Brokers...)}, c.ClientOpts...)
+	return append(opts, extra...)
 }
 
 func (c *Config) setDefaults() {
@@ -160,6 +174,9 @@ func (c *Config) saramaConfig() *sarama.Config {
 	s.Consumer.Group.Session.Timeout = c.SessionTimeout
 	s.Consumer.Group.Heartbeat.Interval = c.SessionTimeout / 4
 	s.Producer.Partitioner = sarama.NewCustomHashPartitioner(Murmur2)
+	if c.Sarama != nil {
+		c.Sarama(s)
+	}
 	return s
 }
 

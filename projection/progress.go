@@ -49,7 +49,9 @@ func GroupProgress(ctx context.Context, adm *kadm.Client, group, topic string) (
 		return nil, fmt.Errorf("projection: end offsets of %s: %w", topic, err)
 	}
 	commits, err := adm.FetchOffsets(ctx, group)
-	if err != nil {
+	// A group that never committed is "not found" on some brokers (kfake)
+	// and empty on others (Kafka): either way it has no commits yet.
+	if err != nil && !errors.Is(err, kerr.GroupIDNotFound) {
 		return nil, fmt.Errorf("projection: offsets of group %s: %w", group, err)
 	}
 	var out []PartitionProgress

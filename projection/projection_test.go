@@ -93,6 +93,12 @@ func TestRedeliveryGapAndDeadLetters(t *testing.T) {
 	if st.Stale < 2 || st.Gaps != 1 || st.DeadLetters < 3 {
 		t.Fatalf("stats %+v: want 2 stale, 1 gap, 3 dead letters", st)
 	}
+	// The per-group counters put them on the accounts group.
+	gs := p.GroupStats()
+	accG, own, totG := gs[string(p.Names().AccountsGroup())], gs[string(p.Names().OwnersGroup())], gs[string(p.Names().TotalsGroup())]
+	if accG.Stale < 2 || accG.Gaps != 1 || accG.DeadLetters != st.DeadLetters || accG.Applied < 4 || own.DeadLetters+totG.DeadLetters != 0 || own.Gaps+totG.Gaps != 0 {
+		t.Fatalf("group stats %+v: want the stale events, the gap and every dead letter on the accounts group", gs)
+	}
 	// The dead letters carry their reasons.
 	dl := readAll(t, e.brokers, string(DeadLetters(p.Names().AccountsGroup())), 3)
 	var reasons []string

@@ -43,6 +43,22 @@ type counters struct {
 	events, applied, stale, gaps, deadLetters, merged, staleMerges atomic.Int64
 }
 
+// GroupStats counts what one group (one read model) did since the
+// projector started.
+type GroupStats struct {
+	// Applied records changed the group's table entry (for the accounts
+	// group: events folded, gaps included; downstream: merged updates).
+	Applied int64
+	// Stale records were at or below the version held (redeliveries).
+	Stale int64
+	// Gaps are version gaps detected (accounts group only).
+	Gaps int64
+	// DeadLetters written to the group's dead-letter topic.
+	DeadLetters int64
+}
+
+type groupCounters struct{ applied, stale, gaps, deadLetters atomic.Int64 }
+
 // Projector runs the read models of one version: three goka groups.
 //
 //	events --(accounts group: fold by aggregate version)--> accounts table
@@ -51,8 +67,9 @@ type counters struct {
 //
 // Each group has its own dead-letter topic (<group>-dlq).
 type Projector struct {
-	cfg Config
-	c   counters
+	cfg    Config
+	c      counters
+	groups map[goka.Group]*groupCounters // fixed at New: read without a lock
 
 	mu    sync.Mutex
 	procs []*goka.Processor
@@ -64,7 +81,20 @@ func New(cfg Config) (*Projector, error) {
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
-	return &Projector{cfg: cfg}, nil
+	p := &Projector{cfg: cfg, groups: map[goka.Group]*groupCounters{}}
+	for _, g := range cfg.Names.Groups() {
+		p.groups[g] = &groupCounters{}
+	}
+	return p, nil
+}
+
+// GroupStats returns the counters of each group, by group name.
+func (p *Projector) GroupStats() map[string]GroupStats {
+	out := map[string]GroupStats{}
+	for g, c := range p.groups {
+		out[string(g)] = GroupStats{Applied: c.applied.Load(), Stale: c.stale.Load(), Gaps: c.gaps.Load(), DeadLetters: c.deadLetters.Load()}
+	}
+	return out
 }
 
 // Names returns the names of the projector's groups and topics.
@@ -196,6 +226,7 @@ func (p *Projector) guard(g goka.Group, fn func(goka.Context, []byte)) goka.Proc
 
 func (p *Projector) deadLetter(ctx goka.Context, g goka.Group, raw []byte, reason string) {
 	p.c.deadLetters.Add(1)
+	p.groups[g].deadLetters.Add(1)
 	p.cfg.Logger.Warn("dead letter", "group", g, "key", ctx.Key(), "topic", ctx.Topic(),
 		"partition", ctx.Partition(), "offset", ctx.Offset(), "error", reason)
 	h := goka.Headers{}
@@ -238,6 +269,7 @@ func (p *Projector) onEvent(ctx goka.Context, raw []byte) {
 	switch outcome {
 	case Stale:
 		p.c.stale.Add(1)
+		p.groups[g].stale.Add(1)
 		// goka writes the table and the intermediate topics with separate,
 		// non-atomic produces: a crash may have kept the table update and
 		// lost the emits. The events since the last commit come again and
@@ -247,6 +279,7 @@ func (p *Projector) onEvent(ctx goka.Context, raw []byte) {
 		return
 	case AppliedAfterGap:
 		p.c.gaps.Add(1)
+		p.groups[g].gaps.Add(1)
 		p.deadLetter(ctx, g, raw, fmt.Sprintf("version gap: read model held version %d, event has version %d", cur.Version, env.Version))
 		if ev == nil {
 			p.deadLetter(ctx, g, raw, fmt.Sprintf("unhandled event %s: %v", env.EventType, decErr))
@@ -259,6 +292,7 @@ func (p *Projector) onEvent(ctx goka.Context, raw []byte) {
 		p.deadLetter(ctx, g, raw, reason)
 	}
 	p.c.applied.Add(1)
+	p.groups[g].applied.Add(1)
 	ctx.SetValue(&next)
 	p.emitDownstream(ctx, next)
 }
@@ -297,9 +331,11 @@ func (p *Projector) onOwner(ctx goka.Context, raw []byte) {
 	}
 	if !MergeOwner(&o, a) {
 		p.c.staleMerges.Add(1)
+		p.groups[p.cfg.Names.OwnersGroup()].stale.Add(1)
 		return
 	}
 	p.c.merged.Add(1)
+	p.groups[p.cfg.Names.OwnersGroup()].applied.Add(1)
 	ctx.SetValue(&o)
 }
 
@@ -315,9 +351,11 @@ func (p *Projector) onTotal(ctx goka.Context, raw []byte) {
 	}
 	if !MergeTotal(&c, a) {
 		p.c.staleMerges.Add(1)
+		p.groups[p.cfg.Names.TotalsGroup()].stale.Add(1)
 		return
 	}
 	p.c.merged.Add(1)
+	p.groups[p.cfg.Names.TotalsGroup()].applied.Add(1)
 	ctx.SetValue(&c)
 }
 
@@ -326,7 +364,7 @@ func (p *Projector) onTotal(ctx goka.Context, raw []byte) {
 // partition count. It returns that count.
 func EnsureTopics(ctx context.Context, cfg Config) (int32, error) {
 	cfg.setDefaults()
-	cl, err := kgo.NewClient(kgo.SeedBrokers(cfg.Brokers...))
+	cl, err := kgo.NewClient(cfg.kgoOpts()...)
 	if err != nil {
 		return 0, fmt.Errorf("projection: %w", err)
 	}

@@ -99,7 +99,7 @@ func (s *Server) switchLoop(ctx context.Context) error {
 		<-ctx.Done()
 		return nil
 	}
-	cl, err := kgo.NewClient(kgo.SeedBrokers(s.cfg.Projection.Brokers...))
+	cl, err := kgo.NewClient(s.cfg.Projection.kgoOpts()...)
 	if err != nil {
 		return fmt.Errorf("projection: server: %w", err)
 	}

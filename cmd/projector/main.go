@@ -3,74 +3,224 @@
 //
 //	projector --brokers 127.0.0.1:9092 --http 127.0.0.1:8088
 //	projector --version 2 --serve-versions 1,2   # rebuild beside version 1, switch when caught up
+//
+// Every flag is also an environment variable with the prefix
+// KCQRS_PROJECTOR_ (--state-dir is KCQRS_PROJECTOR_STATE_DIR): the
+// processor's variables (KCQRS_STATE_DIR, ...) never reach a projector
+// started from the same environment. `projector --help` lists them all.
+// Metrics, /healthz and /readyz are served on --ops-addr.
 package main
 
 import (
 	"context"
-	"flag"
+	"errors"
 	"fmt"
-	"log/slog"
+	"io"
 	"os"
 	"os/signal"
 	"strconv"
 	"strings"
 	"syscall"
+	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/kcqrs/kcqrs/config"
 	"github.com/kcqrs/kcqrs/internal/examples"
+	"github.com/kcqrs/kcqrs/ops"
 	"github.com/kcqrs/kcqrs/projection"
+	"github.com/kcqrs/kcqrs/topology"
 )
 
-func main() {
-	var cfg projection.ServiceConfig
-	brokers := flag.String("brokers", "127.0.0.1:9092", "comma-separated seed brokers")
-	flag.StringVar(&cfg.Addr, "http", "127.0.0.1:8088", "listen address of the read-only query API (localhost by default)")
-	flag.StringVar(&cfg.Projection.StateDir, "state-dir", ".kcqrs/projector", "directory of the tables' and views' Pebble stores")
-	flag.StringVar(&cfg.Projection.EventsTopic, "events-topic", "events", "events topic")
-	flag.StringVar(&cfg.Projection.Names.Prefix, "prefix", "kcqrs-proj", "prefix of the groups and topics of the read models")
-	flag.IntVar(&cfg.Projection.Names.Version, "version", 1, "version of the read models this projector builds")
-	serve := flag.String("serve-versions", "", "comma-separated versions the query API answers from, oldest first; it switches to a newer one once caught up (default: --version)")
-	noProject := flag.Bool("query-only", false, "serve queries only, build nothing")
-	noHTTP := flag.Bool("no-http", false, "build the read models only, serve no queries")
-	flag.DurationVar(&cfg.Projection.SessionTimeout, "session-timeout", 0, "consumer-group session timeout: how long a crashed projector's partitions wait before a restart or another projector takes them (default 10s)")
-	replication := flag.Int("replication", 1, "replication factor of the topics the projector creates")
-	verbose := flag.Bool("v", false, "debug logs (goka and sarama included)")
-	flag.Parse()
+const intro = `usage: projector [flags]
 
-	level := slog.LevelInfo
-	if *verbose {
-		level = slog.LevelDebug
+Builds the read models (accounts, owners, totals) of one version from the
+events topic and serves queries on them. Rebuild beside a live version with
+--version N+1 --serve-versions N,N+1: queries switch once it has caught up.`
+
+// EnvPrefix is the prefix of the projector's environment variables.
+const EnvPrefix = "KCQRS_PROJECTOR_"
+
+// DefaultOpsAddr is where /metrics, /healthz and /readyz listen by default:
+// loopback only, beside the query API's 127.0.0.1:8088.
+const DefaultOpsAddr = "127.0.0.1:8089"
+
+// settings is everything the projector binary can be told.
+type settings struct {
+	kafka            config.Kafka
+	log              config.Log
+	proj             projection.Config
+	serveVersions    []string
+	queryOnly        bool
+	httpAddr         string
+	noHTTP           bool
+	opsAddr          string
+	pprof            bool
+	progressInterval time.Duration
+
+	versions []int // parsed serveVersions
+}
+
+func bind(s *config.Set, st *settings) {
+	s.Intro(intro)
+	st.kafka.Bind(s, []string{"127.0.0.1:9092"})
+
+	s.Group("Read models")
+	s.String(&st.proj.StateDir, "state-dir", ".kcqrs/projector", "directory of the tables' and views' Pebble stores (one per projector process)")
+	s.String(&st.proj.EventsTopic, "events-topic", "events", "events topic")
+	s.String(&st.proj.Names.Prefix, "prefix", "kcqrs-proj", "prefix of the groups and topics of the read models")
+	s.Int(&st.proj.Names.Version, "version", 1, "version of the read models this projector builds")
+	s.Bool(&st.queryOnly, "query-only", false, "serve queries only, build nothing")
+	s.Duration(&st.proj.SessionTimeout, "session-timeout", 10*time.Second, "consumer-group session timeout: how long a crashed projector's partitions wait before a restart or another projector takes them")
+	s.Int(&st.proj.ReplicationFactor, "replication", 1, "replication factor of the topics the projector creates")
+
+	s.Group("Query API")
+	s.String(&st.httpAddr, "http", "127.0.0.1:8088", "listen address of the read-only query API (loopback by default: it has no authentication)")
+	s.List(&st.serveVersions, "serve-versions", nil, "versions the query API answers from, oldest first; it switches to a newer one once caught up (default: --version)")
+	s.Bool(&st.noHTTP, "no-http", false, "build the read models only, serve no queries")
+
+	s.Group("Operations")
+	s.String(&st.opsAddr, "ops-addr", DefaultOpsAddr, "listen address of /metrics, /healthz, /readyz (loopback by default; :8089 for all interfaces)")
+	s.Bool(&st.pprof, "pprof", false, "also serve net/http/pprof under /debug/pprof/")
+	s.Duration(&st.progressInterval, "progress-interval", 5*time.Second, "how often the groups' offsets are read for the lag metrics and /readyz")
+	st.log.Bind(s)
+}
+
+// load parses args and the environment, reporting every problem at once.
+func load(args []string, lookup func(string) (string, bool)) (*settings, *config.Set, error) {
+	st := &settings{}
+	s := config.New("projector", EnvPrefix)
+	bind(s, st)
+	err := s.Parse(args, lookup)
+	if errors.Is(err, config.ErrHelp) {
+		return nil, s, err
 	}
-	cfg.Projection.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
-	cfg.Projection.Brokers = strings.Split(*brokers, ",")
-	cfg.Projection.ReplicationFactor = *replication
-	cfg.Project, cfg.NoHTTP = !*noProject, *noHTTP
-	if *serve != "" {
-		for _, v := range strings.Split(*serve, ",") {
-			n, err := strconv.Atoi(strings.TrimSpace(v))
-			if err != nil || n <= 0 {
-				fatal(fmt.Errorf("--serve-versions: %q is not a version", v))
-			}
-			cfg.ServeVersions = append(cfg.ServeVersions, n)
+	errs := []error{err}
+	if len(s.Args()) > 0 {
+		errs = append(errs, fmt.Errorf("unexpected arguments %q", s.Args()))
+	}
+	errs = append(errs, st.kafka.Validate(), st.log.Validate())
+	st.proj.Brokers = st.kafka.Brokers
+	if st.proj.StateDir == "" {
+		errs = append(errs, errors.New("--state-dir: empty"))
+	}
+	if st.proj.Names.Version < 1 {
+		errs = append(errs, fmt.Errorf("--version %d: want 1 or more", st.proj.Names.Version))
+	}
+	if st.proj.ReplicationFactor < 1 || st.proj.ReplicationFactor > 1<<14 {
+		errs = append(errs, fmt.Errorf("--replication %d: want 1 or more", st.proj.ReplicationFactor))
+	}
+	// Brokers refuse sessions below group.min.session.timeout.ms (6s by
+	// default); a zero would be taken as "the default" below us.
+	if st.proj.SessionTimeout < time.Second {
+		errs = append(errs, fmt.Errorf("--session-timeout %v: want 1s or more", st.proj.SessionTimeout))
+	}
+	if st.progressInterval < 10*time.Millisecond {
+		errs = append(errs, fmt.Errorf("--progress-interval %v: want 10ms or more", st.progressInterval))
+	}
+	if st.queryOnly && st.noHTTP {
+		errs = append(errs, errors.New("--query-only and --no-http together leave nothing to do"))
+	}
+	for _, v := range st.serveVersions {
+		n, err := strconv.Atoi(strings.TrimSpace(v))
+		if err != nil || n <= 0 {
+			errs = append(errs, fmt.Errorf("--serve-versions: %q is not a version", v))
+			continue
 		}
+		if len(st.versions) > 0 && n <= st.versions[len(st.versions)-1] {
+			errs = append(errs, fmt.Errorf("--serve-versions: %d after %d: want ascending versions", n, st.versions[len(st.versions)-1]))
+		}
+		st.versions = append(st.versions, n)
+	}
+	return st, s, errors.Join(errs...)
+}
+
+func main() {
+	st, s, err := load(os.Args[1:], nil)
+	if errors.Is(err, config.ErrHelp) {
+		s.Usage(os.Stdout)
+		return
+	}
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "projector: invalid configuration:\n%v\n\nRun 'projector --help' for the settings.\n", indent(err))
+		os.Exit(2)
 	}
 	reg, err := examples.Registry()
 	if err != nil {
 		fatal(err)
 	}
-	cfg.Projection.Registry = reg
-
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	if err := run(ctx, st, reg, os.Stderr, nil); err != nil {
+		fatal(err)
+	}
+}
+
+// run starts the projector, the query API and the ops endpoints and runs
+// until ctx ends. started, when set, receives the ops and query addresses.
+func run(ctx context.Context, st *settings, reg *topology.Registry, logOut io.Writer, started func(opsAddr, queryAddr string)) error {
+	log, err := st.log.Logger(logOut)
+	if err != nil {
+		return err
+	}
+	opts, err := st.kafka.Opts()
+	if err != nil {
+		return err
+	}
+	adjust, err := saramaAdjuster(&st.kafka)
+	if err != nil {
+		return err
+	}
+	cfg := projection.ServiceConfig{
+		Projection: st.proj, Project: !st.queryOnly, ServeVersions: st.versions,
+		Addr: st.httpAddr, NoHTTP: st.noHTTP,
+	}
+	cfg.Projection.Logger = log
+	cfg.Projection.Registry = reg
+	cfg.Projection.ClientOpts = opts
+	cfg.Projection.Sarama = adjust
+
+	cl, err := kgo.NewClient(opts...)
+	if err != nil {
+		return fmt.Errorf("projector: %w", err)
+	}
+	defer cl.Close()
+
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
 	svc, err := projection.StartService(ctx, cfg)
 	if err != nil {
-		fatal(err)
+		return err
 	}
+	promReg := prometheus.NewRegistry()
+	promReg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	mon := newMonitor(cl, svc, cfg, log)
+	promReg.MustRegister(mon)
+	monDone := make(chan struct{})
+	go func() { mon.run(ctx, st.progressInterval); close(monDone) }()
+	defer func() { cancel(); <-monDone }()
+
+	srv, err := ops.Start(ops.Options{Addr: st.opsAddr, Gatherer: promReg, Ready: ops.ReadyFunc(mon.ready), Pprof: st.pprof, Logger: log})
+	if err != nil {
+		cancel()
+		return errors.Join(err, svc.Wait())
+	}
+	defer srv.Close()
+	log.Info("serving /metrics, /healthz, /readyz", "addr", srv.Addr().String(), "pprof", st.pprof)
 	if svc.Addr() != "" {
-		cfg.Projection.Logger.Info("query API listening", "addr", "http://"+svc.Addr(), "versions", cfg.ServeVersions)
+		log.Info("query API listening", "addr", "http://"+svc.Addr(), "versions", cfg.ServeVersions)
 	}
-	if err := svc.Wait(); err != nil {
-		fatal(err)
+	if started != nil {
+		started(srv.Addr().String(), svc.Addr())
 	}
+	return svc.Wait()
+}
+
+func indent(err error) string {
+	lines := strings.Split(err.Error(), "\n")
+	return "  - " + strings.Join(lines, "\n  - ")
 }
 
 func fatal(err error) {
