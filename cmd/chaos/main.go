@@ -24,6 +24,7 @@ func main() {
 	partitions := flag.Int("partitions", 6, "partitions of the topics")
 	flag.IntVar(&o.Accounts, "accounts", 24, "accounts in the workload")
 	flag.IntVar(&o.Clients, "clients", 8, "concurrent clients")
+	flag.IntVar(&o.TransferPercent, "transfer-percent", 25, "share of the clients' operations that are transfers (negative: none)")
 	flag.BoolVar(&o.NoFaults, "no-faults", false, "do not inject broker faults")
 	flag.DurationVar(&o.SessionTimeout, "session-timeout", 0, "workers' group session timeout (default 6s)")
 	flag.DurationVar(&o.TransactionTimeout, "transaction-timeout", 0, "workers' transaction timeout (default 10s)")
