@@ -24,6 +24,8 @@ func main() {
 	partitions := flag.Int("partitions", 6, "partitions of the topics")
 	flag.IntVar(&o.Accounts, "accounts", 24, "accounts in the workload")
 	flag.IntVar(&o.Clients, "clients", 8, "concurrent clients")
+	flag.IntVar(&o.ClientRate, "client-rate", 5, "commands per second per client at most")
+	flag.IntVar(&o.DedupeWindow, "dedupe-window", 256, "workers' --dedupe-window (must cover the clients' retry horizon)")
 	flag.IntVar(&o.TransferPercent, "transfer-percent", 25, "share of the clients' operations that are transfers (negative: none)")
 	flag.BoolVar(&o.NoFaults, "no-faults", false, "do not inject broker faults")
 	flag.DurationVar(&o.SessionTimeout, "session-timeout", 0, "workers' group session timeout (default 6s)")

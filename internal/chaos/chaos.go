@@ -53,6 +53,14 @@ type Options struct {
 	Accounts int
 	// Clients sending commands concurrently. (8)
 	Clients int
+	// ClientRate bounds each client's commands per second. Unpaced clients
+	// run an account through more commands during one retry (a reply
+	// timeout of 15 s) than the dedupe window remembers, and the retry is
+	// then rightly run again: the window must cover the retry horizon.
+	// (5)
+	ClientRate int
+	// DedupeWindow is the workers' --dedupe-window. (256)
+	DedupeWindow int
 	// TransferPercent is the share of the clients' operations that are
 	// transfers (DebitForTransfer; the saga does the rest); one in eight
 	// goes to a closed or never-opened account, so that it is refunded.
@@ -100,6 +108,12 @@ func (o *Options) setDefaults() {
 	}
 	if o.Clients == 0 {
 		o.Clients = 8
+	}
+	if o.ClientRate == 0 {
+		o.ClientRate = 5
+	}
+	if o.DedupeWindow == 0 {
+		o.DedupeWindow = 256
 	}
 	if o.TransferPercent == 0 {
 		o.TransferPercent = 25
@@ -417,7 +431,14 @@ func (r *run) send(ctx context.Context, cl *client.Client, o outcome, id string)
 // Some transfers go to dead accounts (closed or never opened): their
 // credit is rejected and the saga must refund them.
 func (r *run) client(ctx context.Context, cl *client.Client, n int, accounts, dead []string) {
+	tick := time.NewTicker(time.Second / time.Duration(r.o.ClientRate))
+	defer tick.Stop()
 	for seq := 0; ctx.Err() == nil; seq++ {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
 		id := fmt.Sprintf("c%d-%d", n, seq)
 		o := outcome{account: accounts[r.intn(len(accounts))], amount: int64(1 + r.intn(100))}
 		switch k := r.intn(100); {
@@ -485,6 +506,7 @@ func (w *worker) start() error {
 		"--rebalance-timeout", (2 * w.r.o.SessionTimeout).String(),
 		"--transaction-timeout", w.r.o.TransactionTimeout.String(),
 		"--standbys", strconv.Itoa(w.r.o.Standbys),
+		"--dedupe-window", strconv.Itoa(w.r.o.DedupeWindow),
 		"--standby-interval", "500ms",
 		"--http-addr", "127.0.0.1:0",
 	)

@@ -185,7 +185,9 @@ func (r *run) readAccountEvents(ctx context.Context) ([]accountEvent, error) {
 func (r *run) awaitTransfers(ctx context.Context, timeout time.Duration) {
 	began := time.Now()
 	var last transferReport
+	logged := 0
 	for {
+		polled := time.Now()
 		evs, err := r.readAccountEvents(ctx)
 		if err == nil {
 			last = checkTransfers(evs)
@@ -197,10 +199,15 @@ func (r *run) awaitTransfers(ctx context.Context, timeout time.Duration) {
 		} else {
 			r.logf("waiting for the saga: %v", err)
 		}
+		if n := int(time.Since(began) / (10 * time.Second)); n > logged {
+			logged = n
+			r.logf("waiting for the saga: %d of %d transfers pending after %v", last.Pending, last.Started, time.Since(began).Round(time.Second))
+		}
 		if time.Since(began) > timeout || ctx.Err() != nil {
 			r.logf("saga not quiesced after %v: %d transfers pending, e.g. %s", timeout, last.Pending, last.PendingExample)
 			return
 		}
-		time.Sleep(time.Second)
+		// Reading the whole topic costs: poll at most half the time.
+		time.Sleep(max(time.Second, time.Since(polled)))
 	}
 }
