@@ -1,7 +1,11 @@
 package saga
 
 import (
+	"strings"
 	"testing"
+	"time"
+
+	"github.com/kcqrs/kcqrs/internal/examples"
 )
 
 func TestRefRoundTripAndCommandIDs(t *testing.T) {
@@ -53,4 +57,23 @@ func FuzzDecodeRef(f *testing.F) {
 			t.Fatalf("accepted %+v does not round trip: %+v %v", r, again, err)
 		}
 	})
+}
+
+// A session timeout at or above the transaction timeout is refused: a
+// commit held while a rebalance waits for a dead member would outlive its
+// transaction.
+func TestConfigRejectsSessionTimeoutAboveTransactionTimeout(t *testing.T) {
+	reg, err := examples.Registry()
+	if err != nil {
+		t.Fatal(err)
+	}
+	base := Config{Brokers: []string{"127.0.0.1:1"}, InstanceID: "w0"}
+	if _, err := New(base, reg); err != nil {
+		t.Fatalf("defaults refused: %v", err)
+	}
+	bad := base
+	bad.SessionTimeout, bad.TransactionTimeout = 10*time.Second, 10*time.Second
+	if _, err := New(bad, reg); err == nil || !strings.Contains(err.Error(), "session timeout") {
+		t.Fatalf("got %v, want a session timeout error", err)
+	}
 }

@@ -41,6 +41,16 @@ type Config struct {
 	// TransactionTimeout is the broker-side timeout of an open transaction.
 	// Default 10s.
 	TransactionTimeout time.Duration
+	// SessionTimeout is the saga group's session timeout: how long a saga
+	// worker that died keeps its partitions (and its transfers wait). It
+	// must stay below TransactionTimeout, for the reason given at
+	// topology.Config.SessionTimeout: a commit is held while a rebalance
+	// waits for a dead member. Default 8s (franz-go's own: 45s).
+	SessionTimeout time.Duration
+	// RebalanceTimeout bounds how long a rebalance waits for every member
+	// to rejoin; a stopping worker may wait that long to leave. Default 30s
+	// (franz-go's own: 60s).
+	RebalanceTimeout time.Duration
 	// MaxBatch bounds the records consumed in one transaction. Default 500.
 	MaxBatch int
 	// Logger receives structured logs. Default slog.Default().
@@ -61,6 +71,12 @@ func (c *Config) setDefaults() {
 	def(&c.Group, "kcqrs-transfers")
 	if c.TransactionTimeout == 0 {
 		c.TransactionTimeout = 10 * time.Second
+	}
+	if c.SessionTimeout == 0 {
+		c.SessionTimeout = 8 * time.Second
+	}
+	if c.RebalanceTimeout == 0 {
+		c.RebalanceTimeout = 30 * time.Second
 	}
 	if c.MaxBatch == 0 {
 		c.MaxBatch = 500
@@ -84,6 +100,12 @@ func (c *Config) Validate() error {
 	}
 	if c.TransactionTimeout < time.Second {
 		errs = append(errs, fmt.Errorf("transaction timeout %v < 1s", c.TransactionTimeout))
+	}
+	if c.SessionTimeout >= c.TransactionTimeout {
+		errs = append(errs, fmt.Errorf("session timeout %v must be below the transaction timeout %v", c.SessionTimeout, c.TransactionTimeout))
+	}
+	if c.RebalanceTimeout < time.Second {
+		errs = append(errs, fmt.Errorf("rebalance timeout %v < 1s", c.RebalanceTimeout))
 	}
 	if c.Replies == c.Events || c.Replies == c.Commands || c.Events == c.Commands {
 		errs = append(errs, fmt.Errorf("topics must differ: events %q, commands %q, replies %q", c.Events, c.Commands, c.Replies))
@@ -226,6 +248,8 @@ func (s *Saga) Run(ctx context.Context) error {
 		kgo.ConsumeTopics(s.cfg.Events, s.cfg.Replies),
 		kgo.TransactionalID(s.cfg.Group+"-"+s.cfg.InstanceID),
 		kgo.TransactionTimeout(s.cfg.TransactionTimeout),
+		kgo.SessionTimeout(s.cfg.SessionTimeout),
+		kgo.RebalanceTimeout(s.cfg.RebalanceTimeout),
 		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
 		kgo.RequireStableFetchOffsets(),
 		kgo.RecordPartitioner(kgo.ManualPartitioner()),

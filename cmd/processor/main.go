@@ -243,7 +243,14 @@ func run(ctx context.Context, st *settings, reg *topology.Registry, logOut io.Wr
 	if !st.transfers {
 		return stopped(log, proc.Run(ctx))
 	}
-	sg, err := saga.New(saga.Config{Brokers: st.cfg.Brokers, InstanceID: st.cfg.InstanceID, Events: st.cfg.Topics.Events, Commands: st.cfg.Topics.Commands, Logger: log, ClientOpts: st.cfg.ClientOpts}, reg)
+	// The saga's group gets the processor's timeouts: a crashed worker's
+	// transfers then resume as fast as its commands (franz-go's defaults
+	// would hold them 45 s and make a stopping worker wait up to 60 s).
+	sg, err := saga.New(saga.Config{
+		Brokers: st.cfg.Brokers, InstanceID: st.cfg.InstanceID, Events: st.cfg.Topics.Events, Commands: st.cfg.Topics.Commands,
+		TransactionTimeout: st.cfg.TransactionTimeout, SessionTimeout: st.cfg.SessionTimeout, RebalanceTimeout: st.cfg.RebalanceTimeout,
+		Logger: log, ClientOpts: st.cfg.ClientOpts,
+	}, reg)
 	if err != nil {
 		return err
 	}

@@ -1,8 +1,10 @@
 // Package chaos proves the processor's exactly-once guarantees under crashes:
 // it runs an embedded broker (persisted, with injected faults), several
-// processor binaries as real OS processes, and a workload of account
-// commands, kills and restarts the processes at random, and at the end checks
-// every topic and every worker's stores against each other.
+// processor binaries as real OS processes (each also running the transfer
+// saga), and a workload of account commands and transfers, kills and
+// restarts the processes at random, waits for the saga to end every
+// transfer, and at the end checks every topic and every worker's stores
+// against each other.
 //
 // Run it with `make chaos` (cmd/chaos); .ci/run runs a bounded size.
 package chaos
@@ -51,6 +53,19 @@ type Options struct {
 	Accounts int
 	// Clients sending commands concurrently. (8)
 	Clients int
+	// ClientRate bounds each client's commands per second. Unpaced clients
+	// run an account through more commands during one retry (a reply
+	// timeout of 15 s) than the dedupe window remembers, and the retry is
+	// then rightly run again: the window must cover the retry horizon.
+	// (5)
+	ClientRate int
+	// DedupeWindow is the workers' --dedupe-window. (256)
+	DedupeWindow int
+	// TransferPercent is the share of the clients' operations that are
+	// transfers (DebitForTransfer; the saga does the rest); one in eight
+	// goes to a closed or never-opened account, so that it is refunded.
+	// (25; negative: none)
+	TransferPercent int
 	// Faults injects broker faults (Produce, EndTxn, TxnOffsetCommit,
 	// Heartbeat) between kills. (true unless NoFaults)
 	NoFaults bool
@@ -94,6 +109,15 @@ func (o *Options) setDefaults() {
 	if o.Clients == 0 {
 		o.Clients = 8
 	}
+	if o.ClientRate == 0 {
+		o.ClientRate = 5
+	}
+	if o.DedupeWindow == 0 {
+		o.DedupeWindow = 256
+	}
+	if o.TransferPercent == 0 {
+		o.TransferPercent = 25
+	}
 	if o.SessionTimeout == 0 {
 		o.SessionTimeout = 6 * time.Second
 	}
@@ -116,8 +140,11 @@ type Summary struct {
 	Kills, Terms, Pauses, Crashes int64
 	Faults, Rebalances            int64
 	Events, Replies               int
-	DuplicatesFound, Lost         int
-	Violations                    []string
+	// Transfers started (accepted debits), completed (credited) and
+	// refunded, from the events.
+	Transfers, Completed, Refunded int
+	DuplicatesFound, Lost          int
+	Violations                     []string
 	// Failovers: SIGKILL of a worker left down to the first reply for one
 	// of its partitions (the survivors took over). RestartFailovers: the
 	// same with the worker restarted at once.
@@ -130,9 +157,9 @@ type Summary struct {
 
 // String is the one-line summary.
 func (s Summary) String() string {
-	return fmt.Sprintf("chaos seed=%d: commands=%d (accepted %d, rejected %d, retries %d, resends %d) kills=%d terms=%d pauses=%d crashes=%d faults=%d rebalances=%d events=%d replies=%d stores=%d failover median=%v max=%v (restarted at once: median %v) max command latency %v: duplicates found: %d, lost: %d, violations: %d, took %v",
-		s.Seed, s.Commands, s.Accepted, s.Rejected, s.Retries, s.Resends, s.Kills, s.Terms, s.Pauses, s.Crashes, s.Faults, s.Rebalances,
-		s.Events, s.Replies, s.StoresChecked, s.MedianFailover.Round(time.Millisecond), s.Max.Round(time.Millisecond),
+	return fmt.Sprintf("chaos seed=%d: commands=%d (accepted %d, rejected %d, retries %d, resends %d) transfers=%d (completed %d, refunded %d) kills=%d terms=%d pauses=%d crashes=%d faults=%d rebalances=%d events=%d replies=%d stores=%d failover median=%v max=%v (restarted at once: median %v) max command latency %v: duplicates found: %d, lost: %d, violations: %d, took %v",
+		s.Seed, s.Commands, s.Accepted, s.Rejected, s.Retries, s.Resends, s.Transfers, s.Completed, s.Refunded,
+		s.Kills, s.Terms, s.Pauses, s.Crashes, s.Faults, s.Rebalances, s.Events, s.Replies, s.StoresChecked, s.MedianFailover.Round(time.Millisecond), s.Max.Round(time.Millisecond),
 		s.MedianRestartFailover.Round(time.Millisecond), s.MaxCommandLatency.Round(time.Millisecond),
 		s.DuplicatesFound, s.Lost, len(s.Violations), s.Elapsed.Round(time.Second))
 }
@@ -194,7 +221,9 @@ type outcome struct {
 	account string
 	typ     string
 	amount  int64
-	reply   wire.Reply
+	// to and transferID: DebitForTransfer only.
+	to, transferID string
+	reply          wire.Reply
 }
 
 func (r *run) intn(n int) int {
@@ -269,6 +298,12 @@ func (r *run) run(ctx context.Context) error {
 	for _, a := range accounts {
 		r.send(ctx, cl, outcome{account: a, typ: "OpenAccount"}, "open-"+a)
 	}
+	// Transfers to these fail at the target and must be refunded.
+	dead := []string{"closed-000", "closed-001", "never-opened-000", "never-opened-001"}
+	for _, a := range dead[:2] {
+		r.send(ctx, cl, outcome{account: a, typ: "OpenAccount"}, "open-"+a)
+		r.send(ctx, cl, outcome{account: a, typ: "CloseAccount"}, "close-"+a)
+	}
 	r.logf("%d accounts open; workload, kills and faults start", len(accounts))
 
 	loadCtx, stopLoad := context.WithCancel(ctx)
@@ -277,7 +312,7 @@ func (r *run) run(ctx context.Context) error {
 		load.Add(1)
 		go func() {
 			defer load.Done()
-			r.client(loadCtx, cl, i, accounts)
+			r.client(loadCtx, cl, i, accounts, dead)
 		}()
 	}
 	var bg sync.WaitGroup
@@ -295,7 +330,11 @@ func (r *run) run(ctx context.Context) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	r.logf("workload done: %d commands; stopping the workers gracefully", r.sum.Commands)
+	// The saga runs inside the workers: let it end every transfer before
+	// they stop. check() reports any transfer still pending.
+	r.logf("workload done: %d commands; waiting for the saga", r.sum.Commands)
+	r.awaitTransfers(ctx, 3*time.Minute)
+	r.logf("stopping the workers gracefully")
 	for _, w := range r.workers {
 		w.stop()
 	}
@@ -342,8 +381,13 @@ func (r *run) newClient(ctx context.Context) (*client.Client, error) {
 // same id (the processor must deduplicate), and records the final reply.
 func (r *run) send(ctx context.Context, cl *client.Client, o outcome, id string) (wire.Reply, bool) {
 	body := fmt.Sprintf(`{"amount":%d}`, o.amount)
-	if o.typ == "OpenAccount" {
+	switch o.typ {
+	case "OpenAccount":
 		body = `{"owner":"chaos","currency":"EUR"}`
+	case "CloseAccount":
+		body = `{}`
+	case "DebitForTransfer":
+		body = fmt.Sprintf(`{"transferId":%q,"to":%q,"amount":%d}`, o.transferID, o.to, o.amount)
 	}
 	cmd := client.Command{AggregateType: "account", AggregateID: o.account, Type: o.typ, ID: id, JSON: []byte(body)}
 	atomic.AddInt64(&r.sum.Commands, 1)
@@ -379,23 +423,36 @@ func (r *run) send(ctx context.Context, cl *client.Client, o outcome, id string)
 	}
 }
 
-// client is one simulated client: deposits and withdrawals on random
-// accounts, each with a unique id, and now and then the same command again
-// (a client retrying after a lost reply) which must change nothing.
-//
-// Transfers (issue 3) plug in here as another op: a transfer command on
-// the source account, followed by the saga's deposit on the target. The
-// conservation check in check() already covers them (a transfer moves
-// money; the total is unchanged); add a check that every accepted transfer
-// has both legs.
-func (r *run) client(ctx context.Context, cl *client.Client, n int, accounts []string) {
+// client is one simulated client: deposits, withdrawals and transfers on
+// random accounts, each with a unique id, and now and then the same command
+// again (a client retrying after a lost reply) which must change nothing.
+// A transfer is its first leg (DebitForTransfer on the source); the saga
+// in the workers sends the rest, and check() verifies every transfer's legs.
+// Some transfers go to dead accounts (closed or never opened): their
+// credit is rejected and the saga must refund them.
+func (r *run) client(ctx context.Context, cl *client.Client, n int, accounts, dead []string) {
+	tick := time.NewTicker(time.Second / time.Duration(r.o.ClientRate))
+	defer tick.Stop()
 	for seq := 0; ctx.Err() == nil; seq++ {
-		o := outcome{account: accounts[r.intn(len(accounts))], amount: int64(1 + r.intn(100))}
-		o.typ = "Deposit"
-		if r.intn(10) < 4 {
-			o.typ, o.amount = "Withdraw", int64(1+r.intn(150))
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
 		}
 		id := fmt.Sprintf("c%d-%d", n, seq)
+		o := outcome{account: accounts[r.intn(len(accounts))], amount: int64(1 + r.intn(100))}
+		switch k := r.intn(100); {
+		case k < r.o.TransferPercent:
+			o.typ, o.transferID = "DebitForTransfer", "t-"+id
+			o.to = accounts[r.intn(len(accounts))]
+			if r.intn(8) == 0 {
+				o.to = dead[r.intn(len(dead))]
+			}
+		case k < r.o.TransferPercent+(100-r.o.TransferPercent)*4/10:
+			o.typ, o.amount = "Withdraw", int64(1+r.intn(150))
+		default:
+			o.typ = "Deposit"
+		}
 		first, ok := r.send(ctx, cl, o, id)
 		if !ok {
 			return
@@ -449,6 +506,7 @@ func (w *worker) start() error {
 		"--rebalance-timeout", (2 * w.r.o.SessionTimeout).String(),
 		"--transaction-timeout", w.r.o.TransactionTimeout.String(),
 		"--standbys", strconv.Itoa(w.r.o.Standbys),
+		"--dedupe-window", strconv.Itoa(w.r.o.DedupeWindow),
 		"--standby-interval", "500ms",
 		"--http-addr", "127.0.0.1:0",
 	)

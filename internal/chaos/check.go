@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strings"
 
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -49,6 +50,11 @@ func (r *run) check(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	// The saga's commands are answered on its own reply topic.
+	sagaReplies, err := read("transfer-replies")
+	if err != nil {
+		return err
+	}
 	events, err := read("events")
 	if err != nil {
 		return err
@@ -61,15 +67,27 @@ func (r *run) check(ctx context.Context) error {
 	if len(dlq) > 0 {
 		r.violate("%d commands dead-lettered (the workload sends only valid ones)", len(dlq))
 	}
-	r.sum.Replies, r.sum.Events = len(replies), len(events)
+	r.sum.Replies, r.sum.Events = len(replies)+len(sagaReplies), len(events)
 
 	// Every command record has exactly one reply (by correlation id).
 	replyCount := map[string]int{}
-	for _, rec := range replies {
+	for _, rec := range append(slices.Clone(replies), sagaReplies...) {
 		replyCount[header(rec, wire.HeaderCorrelationID)]++
+	}
+	// The driver's clients use a new correlation id per attempt, and the
+	// saga one per leg of a transfer: a correlation id carried by two
+	// command records is a leg the saga committed twice.
+	commandCount := map[string]int{}
+	for _, rec := range commands {
+		commandCount[header(rec, wire.HeaderCorrelationID)]++
 	}
 	for _, rec := range commands {
 		corr := header(rec, wire.HeaderCorrelationID)
+		if n := commandCount[corr]; n > 1 {
+			r.sum.DuplicatesFound++
+			r.violate("command %s (correlation id %s) was committed %d times", header(rec, wire.HeaderCommandID), corr, n)
+			delete(commandCount, corr)
+		}
 		switch n := replyCount[corr]; {
 		case n == 0:
 			r.sum.Lost++
@@ -84,6 +102,29 @@ func (r *run) check(ctx context.Context) error {
 		r.violate("%d replies to correlation id %q that no command carries", n, corr)
 	}
 
+	// The saga's commands: the first reply to each command id is its
+	// outcome; a re-sent one (deduplicated) must say the same.
+	sagaOutcomes := map[string]wire.Reply{}
+	for _, rec := range sagaReplies {
+		rep, err := reg.DecodeReply(rec.Value, header(rec, wire.HeaderContentType))
+		if err != nil {
+			r.violate("saga reply %d/%d: %v", rec.Partition, rec.Offset, err)
+			continue
+		}
+		first, seen := sagaOutcomes[rep.CommandID]
+		switch {
+		case !seen:
+			sagaOutcomes[rep.CommandID] = rep
+		case !rep.Duplicate || rep.Status != first.Status || rep.Version != first.Version:
+			r.violate("saga command %s answered %+v, earlier %+v", rep.CommandID, rep, first)
+		}
+		// Completions and refunds end a pending transfer: refusing one
+		// means the saga sent it for a transfer that was not pending.
+		if !strings.HasSuffix(rep.CommandID, ":credit") && rep.Status != wire.StatusAccepted {
+			r.violate("saga command %s not accepted: %s %s: %s", rep.CommandID, rep.Status, rep.Code, rep.Message)
+		}
+	}
+
 	// Events: contiguous versions per aggregate, one event per accepted
 	// command, none for the others.
 	type agg struct {
@@ -92,6 +133,7 @@ func (r *run) check(ctx context.Context) error {
 	}
 	aggs := map[string]*agg{}
 	perCommand := map[string]int{}
+	var accountEvents []accountEvent
 	for _, rec := range events {
 		env, ev, err := reg.DecodeEvent(rec.Value)
 		if err != nil {
@@ -110,6 +152,7 @@ func (r *run) check(ctx context.Context) error {
 		a.versions = append(a.versions, env.Version)
 		a.state = account.Evolve(a.state, ev)
 		perCommand[env.CommandID]++
+		accountEvents = append(accountEvents, accountEvent{env.AggregateID, env.Version, ev})
 	}
 	for key, a := range aggs {
 		for i, v := range a.versions {
@@ -125,6 +168,7 @@ func (r *run) check(ctx context.Context) error {
 	lat := r.lat
 	r.mu.Unlock()
 	var deposited, withdrawn int64
+	var acceptedDebits int
 	for id, o := range outcomes {
 		n := perCommand[id]
 		delete(perCommand, id)
@@ -144,6 +188,8 @@ func (r *run) check(ctx context.Context) error {
 				deposited += o.amount
 			case "Withdraw":
 				withdrawn += o.amount
+			case "DebitForTransfer":
+				acceptedDebits++
 			}
 		default:
 			r.sum.Rejected++
@@ -156,8 +202,35 @@ func (r *run) check(ctx context.Context) error {
 			}
 		}
 	}
+	for id, rep := range sagaOutcomes {
+		n := perCommand[id]
+		delete(perCommand, id)
+		switch {
+		case rep.Status == wire.StatusAccepted && n != 1:
+			r.sum.DuplicatesFound++
+			r.violate("accepted saga command %s has %d events", id, n)
+		case rep.Status != wire.StatusAccepted && n != 0:
+			r.sum.DuplicatesFound++
+			r.violate("saga command %s answered %s but has %d events", id, rep.Status, n)
+		}
+	}
 	for id, n := range perCommand {
-		r.violate("%d events of command %s the driver never saw answered", n, id)
+		r.violate("%d events of command %s that neither the driver nor the saga saw answered", n, id)
+	}
+
+	// Transfers: every accepted debit ended exactly once, by a credit and
+	// a completion or by a refund.
+	tr := checkTransfers(accountEvents)
+	r.sum.Transfers, r.sum.Completed, r.sum.Refunded = tr.Started, tr.Completed, tr.Refunded
+	for _, v := range tr.Violations {
+		r.violate("%s", v)
+	}
+	if tr.Pending > 0 {
+		r.sum.Lost += tr.Pending
+		r.violate("%d transfers never ended (no completion or refund), e.g. %s", tr.Pending, tr.PendingExample)
+	}
+	if tr.Started != acceptedDebits {
+		r.violate("%d transfer debits on the events topic, %d DebitForTransfer commands accepted", tr.Started, acceptedDebits)
 	}
 
 	// Snapshots: the last one per aggregate is the fold of its events;
@@ -168,7 +241,7 @@ func (r *run) check(ctx context.Context) error {
 		latest[string(c.Key)] = c.Value
 		byPartition[c.Partition] = append(byPartition[c.Partition], changelogRec{c.Offset, string(c.Key), c.Value})
 	}
-	var total int64
+	var total, inFlight int64
 	for key, a := range aggs {
 		v, ok := latest[key]
 		if !ok {
@@ -184,19 +257,38 @@ func (r *run) check(ctx context.Context) error {
 		if snap.Version != int64(len(a.versions)) {
 			r.violate("%s: snapshot at version %d, %d events", key, snap.Version, len(a.versions))
 		}
-		if got, ok := st.(account.Account); !ok || !reflect.DeepEqual(got, a.state) {
+		if got, ok := st.(account.Account); !ok || !sameAccount(got, a.state) {
 			r.violate("%s: snapshot state %+v, fold of its events %+v", key, st, a.state)
 		}
 		if a.state.Balance < 0 {
 			r.violate("%s: negative balance %d", key, a.state.Balance)
 		}
 		total += a.state.Balance
+		for _, p := range a.state.Pending {
+			inFlight += p.Amount
+		}
+		if len(a.state.Pending) > 0 {
+			r.violate("%s: %d outgoing transfers still pending at the end, first %q", key, len(a.state.Pending), a.state.Pending[0].TransferID)
+		}
 	}
-	if len(latest) != len(aggs) {
-		r.violate("%d snapshots for %d aggregates with events", len(latest), len(aggs))
+	// An aggregate without events has a snapshot only for the dedupe
+	// window of the commands it rejected (transfers to a never-opened
+	// account): at version 0, with the zero state.
+	for key, v := range latest {
+		if aggs[key] != nil {
+			continue
+		}
+		snap, st, err := reg.DecodeSnapshot(v)
+		if err != nil {
+			r.violate("snapshot %s: %v", key, err)
+			continue
+		}
+		if got, ok := st.(account.Account); snap.Version != 0 || !ok || !sameAccount(got, account.Account{}) {
+			r.violate("%s has no events but a snapshot at version %d with state %+v", key, snap.Version, st)
+		}
 	}
-	if total != deposited-withdrawn {
-		r.violate("money not conserved: balances sum to %d, accepted deposits %d minus withdrawals %d = %d", total, deposited, withdrawn, deposited-withdrawn)
+	if total+inFlight != deposited-withdrawn {
+		r.violate("money not conserved: balances sum to %d (plus %d in pending transfers), accepted deposits %d minus withdrawals %d = %d", total, inFlight, deposited, withdrawn, deposited-withdrawn)
 	}
 
 	// Every worker's stores equal the changelog up to their checkpoints,
@@ -234,6 +326,21 @@ func (r *run) check(ctx context.Context) error {
 	r.sum.MedianRestartFailover = median(r.sum.RestartFailovers)
 	r.sum.MaxCommandLatency = maxOf(lat)
 	return nil
+}
+
+// sameAccount compares two states, an empty list equal to none (a decoder
+// may return either).
+func sameAccount(a, b account.Account) bool {
+	norm := func(s account.Account) account.Account {
+		if len(s.Pending) == 0 {
+			s.Pending = nil
+		}
+		if len(s.Credited) == 0 {
+			s.Credited = nil
+		}
+		return s
+	}
+	return reflect.DeepEqual(norm(a), norm(b))
 }
 
 type changelogRec struct {
