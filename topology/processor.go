@@ -156,7 +156,12 @@ func (p *Processor) Assigned() []int32 {
 }
 
 func (p *Processor) clientOpts(extra ...kgo.Opt) []kgo.Opt {
-	opts := []kgo.Opt{kgo.SeedBrokers(p.cfg.Brokers...)}
+	// The fetch bounds come before ClientOpts, which may override them.
+	opts := []kgo.Opt{
+		kgo.SeedBrokers(p.cfg.Brokers...),
+		kgo.FetchMaxBytes(int32(p.cfg.FetchMaxBytes)),
+		kgo.FetchMaxPartitionBytes(int32(p.cfg.FetchMaxPartitionBytes)),
+	}
 	opts = append(opts, p.cfg.ClientOpts...)
 	return append(opts, extra...)
 }

@@ -87,6 +87,8 @@ func bind(s *config.Set, st *settings, describe bool) {
 	s.Int(&st.cfg.Standbys, "standbys", d.Standbys, "warm standby copies of each partition's store kept by other workers")
 	s.Duration(&st.cfg.StandbyInterval, "standby-interval", d.StandbyInterval, "how often standby and not-yet-used stores catch up")
 	s.Duration(&st.cfg.HangingTxnThreshold, "hanging-txn-threshold", d.HangingTxnThreshold, "report a command partition blocked by an open transaction this long (negative: off)")
+	s.Bytes(&st.cfg.FetchMaxBytes, "fetch-max-bytes", d.FetchMaxBytes, "most bytes of one fetch response (bounds the memory of a worker consuming a backlog)")
+	s.Bytes(&st.cfg.FetchMaxPartitionBytes, "fetch-max-partition-bytes", d.FetchMaxPartitionBytes, "most bytes of one partition in a fetch response")
 	s.Int(&st.cfg.StateCacheEntries, "state-cache-entries", d.StateCacheEntries, "committed aggregate states kept decoded in memory across transactions")
 	s.List(&st.cfg.SchemaRegistryURLs, "schema-registry", nil, "Confluent Schema Registry URLs: write events and snapshots in its wire format (default: Avro single-object encoding, no registry)")
 
