@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -94,6 +95,18 @@ type Config struct {
 	MaxCommandBytes int
 	// CacheBytes is the Pebble block cache shared by all stores. Default 64 MiB.
 	CacheBytes int64
+	// FetchMaxBytes bounds the bytes one fetch response may carry, for
+	// every client of the processor (commands, changelog restore, standby
+	// tailing). Default 4 MiB, not franz-go's 50 MiB: while a worker consumes
+	// a backlog, each buffered fetch is held compressed and then
+	// decompressed into records, which made the resident memory of a worker
+	// with 1M aggregates several times its Go heap (BENCHMARKS.md). A batch
+	// of MaxBatch commands still fits in a few fetches. At most 2 GiB.
+	FetchMaxBytes int64
+	// FetchMaxPartitionBytes bounds the bytes of one partition in a fetch
+	// response. Default 1 MiB (franz-go's). A record larger than either
+	// bound is still returned, alone. At most 2 GiB.
+	FetchMaxPartitionBytes int64
 	// StateCacheEntries bounds how many decoded aggregates (committed state
 	// only) are kept between transactions, sparing a store read and a
 	// snapshot decode for hot aggregates. Default 10000; negative disables.
@@ -190,6 +203,12 @@ func (c *Config) setDefaults() {
 	if c.CacheBytes == 0 {
 		c.CacheBytes = 64 << 20
 	}
+	if c.FetchMaxBytes == 0 {
+		c.FetchMaxBytes = 4 << 20
+	}
+	if c.FetchMaxPartitionBytes == 0 {
+		c.FetchMaxPartitionBytes = 1 << 20
+	}
 	if c.StateCacheEntries == 0 {
 		c.StateCacheEntries = 10000
 	}
@@ -239,6 +258,12 @@ func (c *Config) Validate() error {
 	}
 	if c.CacheBytes < 0 {
 		errs = append(errs, fmt.Errorf("cache bytes %d < 0", c.CacheBytes))
+	}
+	if c.FetchMaxBytes < 1 || c.FetchMaxBytes > math.MaxInt32 {
+		errs = append(errs, fmt.Errorf("fetch max bytes %d not in [1, %d]", c.FetchMaxBytes, math.MaxInt32))
+	}
+	if c.FetchMaxPartitionBytes < 1 || c.FetchMaxPartitionBytes > math.MaxInt32 {
+		errs = append(errs, fmt.Errorf("fetch max partition bytes %d not in [1, %d]", c.FetchMaxPartitionBytes, math.MaxInt32))
 	}
 	if c.TransactionTimeout < time.Second {
 		errs = append(errs, fmt.Errorf("transaction timeout %v < 1s", c.TransactionTimeout))

@@ -156,7 +156,12 @@ func (p *Processor) Assigned() []int32 {
 }
 
 func (p *Processor) clientOpts(extra ...kgo.Opt) []kgo.Opt {
-	opts := []kgo.Opt{kgo.SeedBrokers(p.cfg.Brokers...)}
+	// The fetch bounds come before ClientOpts, which may override them.
+	opts := []kgo.Opt{
+		kgo.SeedBrokers(p.cfg.Brokers...),
+		kgo.FetchMaxBytes(int32(p.cfg.FetchMaxBytes)),
+		kgo.FetchMaxPartitionBytes(int32(p.cfg.FetchMaxPartitionBytes)),
+	}
 	opts = append(opts, p.cfg.ClientOpts...)
 	return append(opts, extra...)
 }
@@ -621,17 +626,25 @@ func (p *Processor) restore(ctx context.Context, part int32, store *snapshots.St
 	start := time.Now()
 	rep := RestoreReport{Partition: ps.p}
 	topic := p.cfg.Topics.Changelog
-	starts, err := p.adm.ListStartOffsets(ctx, topic)
-	if err != nil {
-		return rep, fmt.Errorf("changelog start offsets: %w", err)
+	// The three lookups are independent: one round trip instead of three.
+	var (
+		wg                   sync.WaitGroup
+		starts, ends, stable kadm.ListedOffsets
+		serr, eerr, lerr     error
+	)
+	wg.Add(3)
+	go func() { defer wg.Done(); starts, serr = p.adm.ListStartOffsets(ctx, topic) }()
+	go func() { defer wg.Done(); ends, eerr = p.adm.ListEndOffsets(ctx, topic) }()
+	go func() { defer wg.Done(); stable, lerr = p.adm.ListCommittedOffsets(ctx, topic) }()
+	wg.Wait()
+	if serr != nil {
+		return rep, fmt.Errorf("changelog start offsets: %w", serr)
 	}
-	ends, err := p.adm.ListEndOffsets(ctx, topic)
-	if err != nil {
-		return rep, fmt.Errorf("changelog end offsets: %w", err)
+	if eerr != nil {
+		return rep, fmt.Errorf("changelog end offsets: %w", eerr)
 	}
-	stable, err := p.adm.ListCommittedOffsets(ctx, topic)
-	if err != nil {
-		return rep, fmt.Errorf("changelog stable offsets: %w", err)
+	if lerr != nil {
+		return rep, fmt.Errorf("changelog stable offsets: %w", lerr)
 	}
 	so, ok1 := starts.Lookup(topic, ps.p)
 	eo, ok2 := ends.Lookup(topic, ps.p)
@@ -690,6 +703,9 @@ func (p *Processor) readChangelog(ctx context.Context, part int32, store *snapsh
 	defer cl.Close()
 	records := 0
 	next := from
+	// One batch for the whole read: Reset keeps its buffer, so it stops
+	// growing (and copying itself) after the first fetches.
+	wb := store.NewBatch()
 	for next < target {
 		fetches := cl.PollFetches(ctx)
 		if err := ctx.Err(); err != nil {
@@ -700,7 +716,7 @@ func (p *Processor) readChangelog(ctx context.Context, part int32, store *snapsh
 		if ferr != nil {
 			return records, fmt.Errorf("reading changelog: %w", ferr)
 		}
-		wb := store.NewBatch()
+		wb.Reset()
 		fetches.EachRecord(func(r *kgo.Record) {
 			if r.Offset >= target {
 				return

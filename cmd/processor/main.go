@@ -18,6 +18,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"sort"
 	"syscall"
 
@@ -52,6 +53,7 @@ type settings struct {
 	pprof       bool
 	format      string // describe only
 	transfers   bool
+	memoryLimit int64
 }
 
 // bind declares every setting, with the topology's defaults.
@@ -65,6 +67,7 @@ func bind(s *config.Set, st *settings, describe bool) {
 	s.String(&st.cfg.Group, "group", d.Group, "consumer group of the workers")
 	s.String(&st.cfg.StateDir, "state-dir", ".kcqrs/state", "directory of the Pebble snapshot stores (one per owned partition)")
 	s.Bytes(&st.cfg.CacheBytes, "cache-size", d.CacheBytes, "Pebble block cache shared by all stores")
+	s.Bytes(&st.memoryLimit, "memory-limit", 0, "soft limit of the process's memory, as Go's GOMEMLIMIT: the garbage collector works harder near it (0: GOMEMLIMIT or none; see BENCHMARKS.md for a worker with 1M aggregates)")
 
 	s.Group("Topics")
 	s.String(&st.cfg.Topics.Commands, "commands-topic", d.Topics.Commands, "command topic (keyed by aggregate id)")
@@ -87,6 +90,8 @@ func bind(s *config.Set, st *settings, describe bool) {
 	s.Int(&st.cfg.Standbys, "standbys", d.Standbys, "warm standby copies of each partition's store kept by other workers")
 	s.Duration(&st.cfg.StandbyInterval, "standby-interval", d.StandbyInterval, "how often standby and not-yet-used stores catch up")
 	s.Duration(&st.cfg.HangingTxnThreshold, "hanging-txn-threshold", d.HangingTxnThreshold, "report a command partition blocked by an open transaction this long (negative: off)")
+	s.Bytes(&st.cfg.FetchMaxBytes, "fetch-max-bytes", d.FetchMaxBytes, "most bytes of one fetch response (bounds the memory of a worker consuming a backlog)")
+	s.Bytes(&st.cfg.FetchMaxPartitionBytes, "fetch-max-partition-bytes", d.FetchMaxPartitionBytes, "most bytes of one partition in a fetch response")
 	s.Int(&st.cfg.StateCacheEntries, "state-cache-entries", d.StateCacheEntries, "committed aggregate states kept decoded in memory across transactions")
 	s.List(&st.cfg.SchemaRegistryURLs, "schema-registry", nil, "Confluent Schema Registry URLs: write events and snapshots in its wire format (default: Avro single-object encoding, no registry)")
 
@@ -129,6 +134,9 @@ func load(args []string, lookup func(string) (string, bool), describe bool) (*se
 	if describe && st.format != "text" && st.format != "mermaid" {
 		errs = append(errs, fmt.Errorf("--format %q: want text or mermaid", st.format))
 	}
+	if st.memoryLimit < 0 {
+		errs = append(errs, fmt.Errorf("--memory-limit %d < 0", st.memoryLimit))
+	}
 	if err := st.cfg.Validate(); err != nil {
 		errs = append(errs, err)
 	}
@@ -163,6 +171,7 @@ func main() {
 		}
 		return
 	}
+	applyMemoryLimit(st)
 	// SIGTERM (or Ctrl-C) cancels ctx: Run stops fetching, commits or
 	// aborts the open transaction, closes the stores and leaves the group,
 	// so that a restart restores nothing and the partitions move at once.
@@ -170,6 +179,16 @@ func main() {
 	defer stop()
 	if err := run(ctx, st, reg, os.Stderr, nil); err != nil {
 		fatal(err)
+	}
+}
+
+// applyMemoryLimit sets the runtime's soft memory limit from --memory-limit.
+// Most of a busy worker's resident memory is the garbage collector's headroom
+// over a live heap of 100-150 MiB, not data it needs (BENCHMARKS.md). Zero
+// leaves the runtime's own setting (GOMEMLIMIT) alone.
+func applyMemoryLimit(st *settings) {
+	if st.memoryLimit > 0 {
+		debug.SetMemoryLimit(st.memoryLimit)
 	}
 }
 

@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"runtime/debug"
 	"strconv"
 	"strings"
 	"syscall"
@@ -53,19 +54,21 @@ func TestLoad(t *testing.T) {
 			}
 		}},
 		{name: "environment and flags", args: []string{"--max-batch", "7", "--brokers", "k1:9092,k2:9092"},
-			env: env("KCQRS_COMMIT_INTERVAL", "250ms", "KCQRS_MAX_BATCH", "3", "KCQRS_INSTANCE_ID", "w-7", "KCQRS_SASL_MECHANISM", "SCRAM-SHA-512", "KCQRS_SASL_USER", "u", "KCQRS_SASL_PASSWORD", "p"),
+			env: env("KCQRS_COMMIT_INTERVAL", "250ms", "KCQRS_MAX_BATCH", "3", "KCQRS_FETCH_MAX_BYTES", "8MiB", "KCQRS_MEMORY_LIMIT", "250MiB", "KCQRS_INSTANCE_ID", "w-7", "KCQRS_SASL_MECHANISM", "SCRAM-SHA-512", "KCQRS_SASL_USER", "u", "KCQRS_SASL_PASSWORD", "p"),
 			check: func(t *testing.T, st *settings) {
 				if st.cfg.CommitInterval != 250*time.Millisecond || st.cfg.MaxBatch != 7 || st.cfg.InstanceID != "w-7" ||
-					strings.Join(st.cfg.Brokers, ",") != "k1:9092,k2:9092" || st.kafka.SASLPassword != "p" {
+					strings.Join(st.cfg.Brokers, ",") != "k1:9092,k2:9092" || st.kafka.SASLPassword != "p" ||
+					st.cfg.FetchMaxBytes != 8<<20 || st.memoryLimit != 250<<20 || st.cfg.FetchMaxPartitionBytes != topology.Defaults().FetchMaxPartitionBytes {
 					t.Fatalf("got %+v / %+v", st.cfg, st.kafka)
 				}
 			}},
 		{name: "everything wrong at once",
-			args: []string{"--commit-interval", "soon", "--max-batch", "0", "--transaction-timeout", "10ms", "--partitions", "0", "--replication-factor", "0", "--log-format", "yaml", "--events-topic", "commands", "--max-command-bytes", "-1", "--cache-size", "-5"},
+			args: []string{"--commit-interval", "soon", "--max-batch", "0", "--transaction-timeout", "10ms", "--partitions", "0", "--replication-factor", "0", "--log-format", "yaml", "--events-topic", "commands", "--max-command-bytes", "-1", "--cache-size", "-5", "--fetch-max-bytes", "-1", "--fetch-max-partition-bytes", "3GiB", "--memory-limit", "-1"},
 			env:  env("KCQRS_DEDUPE_WINDOW", "many", "KCQRS_SASL_MECHANISM", "GSSAPI", "KCQRS_BROKERS", "nohost"),
 			wants: []string{`--commit-interval="soon"`, "max batch 0 < 1", "transaction timeout 10ms < 1s", "partitions 0 < 1",
 				"--replication-factor 0", `--log-format "yaml"`, `KCQRS_DEDUPE_WINDOW="many"`, `--sasl-mechanism "GSSAPI"`,
-				`"nohost" is not host:port`, `topic "commands" is both`, "max command bytes -1 < 1", "cache bytes -5 < 0"}},
+				`"nohost" is not host:port`, `topic "commands" is both`, "max command bytes -1 < 1", "cache bytes -5 < 0",
+				"fetch max bytes -1 not in", "fetch max partition bytes 3221225472 not in", "--memory-limit -1 < 0"}},
 		{name: "stray argument", args: []string{"run"}, env: env(), wants: []string{`unexpected arguments ["run"]`}},
 	}
 	for _, tt := range tests {
@@ -411,5 +414,20 @@ func TestSIGTERMLeavesNothingToRestore(t *testing.T) {
 		if m[2] != "0" {
 			t.Fatalf("the restarted worker restored %s records after a SIGTERM: %s\n%s", m[2], m[0], log)
 		}
+	}
+}
+
+// --memory-limit reaches the runtime; zero leaves it alone.
+func TestMemoryLimitIsApplied(t *testing.T) {
+	prev := debug.SetMemoryLimit(-1)
+	defer debug.SetMemoryLimit(prev)
+	// Far above anything the tests use, so it changes nothing else.
+	applyMemoryLimit(&settings{memoryLimit: 1 << 50})
+	if got := debug.SetMemoryLimit(-1); got != 1<<50 {
+		t.Fatalf("memory limit %d, want %d", got, int64(1)<<50)
+	}
+	applyMemoryLimit(&settings{})
+	if got := debug.SetMemoryLimit(-1); got != 1<<50 {
+		t.Fatalf("zero changed the memory limit to %d", got)
 	}
 }
