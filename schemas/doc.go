@@ -9,7 +9,7 @@
 // directory of them into a Set; LoadEnvelopes, LoadAccount and LoadFolder load
 // the embedded ones, and Merge combines sets. Each file holds one record
 // schema and is self-contained: a named type it uses is defined inline, even
-// when another file defines it too (Snapshot.avsc repeats kcqrs.Reply). A Set
+// when another file defines it too (Snapshot.avsc repeats kcqrs.ReplyStatus). A Set
 // holds only the top-level records, and Load refuses a set in which a named
 // type has two different definitions, so the copies cannot drift apart.
 // Every codec is built once, when its set is loaded.

@@ -27,7 +27,7 @@ func mustSub(dir string) fs.FS {
 }
 
 // LoadEnvelopes loads kcqrs.Reply (with enum kcqrs.ReplyStatus), kcqrs.Event
-// and kcqrs.Snapshot (with record kcqrs.RecentCommand), whose Go forms are
+// and kcqrs.Snapshot (with records kcqrs.RecentCommand and kcqrs.RecentReply), whose Go forms are
 // wire.Reply, wire.Event and wire.Snapshot.
 func LoadEnvelopes() (*Set, error) { return Load(files, "kcqrs") }
 

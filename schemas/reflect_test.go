@@ -250,7 +250,7 @@ func TestBindNestedPathsAndOddities(t *testing.T) {
 	for _, want := range []string{
 		"state: Go type string does not fit Avro bytes",
 		"recent[].reply.status: Go type []string does not fit Avro enum kcqrs.ReplyStatus",
-		"recent[].reply: Avro field aggregateType has no Go field",
+		"recent[].reply: Avro field version has no Go field",
 	} {
 		if err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("error lacks %q:\n%v", want, err)

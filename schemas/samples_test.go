@@ -150,8 +150,7 @@ func sampleSnapshot(recent int) wire.Snapshot {
 		r.Status = statuses[i%len(statuses)]
 		r.Version = int64(i) - 1
 		r.Events = int32(i)
-		r.Duplicate = i%2 == 0
-		s.Recent = append(s.Recent, wire.RecentCommand{CommandID: r.CommandID, Reply: r})
+		s.Recent = append(s.Recent, wire.Remember(r))
 	}
 	return s
 }

@@ -209,8 +209,16 @@ func (c *envelopeCodec) encodeEvent(e *wire.Event) []byte {
 // appendRecent appends one kcqrs.RecentCommand in Avro binary; false when
 // the reply's status is not a symbol of the enum.
 func appendRecent(buf []byte, rc *wire.RecentCommand) ([]byte, bool) {
+	st, ok := statusIndex(rc.Reply.Status)
+	if !ok {
+		return buf, false
+	}
 	buf = appendAvroString(buf, rc.CommandID)
-	return appendReplyBody(buf, &rc.Reply)
+	buf = appendLong(buf, int64(st))
+	buf = appendLong(buf, rc.Reply.Version)
+	buf = appendLong(buf, int64(rc.Reply.Events))
+	buf = appendAvroString(buf, rc.Reply.Code)
+	return appendAvroString(buf, rc.Reply.Message), true
 }
 
 // encodeSnapshot returns the snapshot in single-object encoding, or false
@@ -315,39 +323,23 @@ func (d *envReader) bytes() []byte {
 
 func (d *envReader) string() string { return string(d.bytes()) }
 
-func (d *envReader) bool() bool {
-	if d.err != nil {
-		return false
-	}
-	if len(d.buf) < 1 {
-		d.fail(errors.New("unexpected end of data"))
-		return false
-	}
-	b := d.buf[0]
-	if b > 1 {
-		d.fail(fmt.Errorf("invalid boolean byte %#x", b))
-		return false
-	}
-	d.buf = d.buf[1:]
-	return b == 1
-}
-
-func (d *envReader) reply(r *wire.Reply) {
-	r.CommandID = d.string()
-	r.AggregateType = d.string()
-	r.AggregateID = d.string()
+func (d *envReader) status() wire.Status {
 	st := d.long()
 	if d.err == nil && (st < 0 || st >= int64(len(statusSymbols))) {
 		d.fail(fmt.Errorf("enum kcqrs.ReplyStatus: index %d out of range", st))
 	}
-	if d.err == nil {
-		r.Status = statusSymbols[st]
+	if d.err != nil {
+		return ""
 	}
+	return statusSymbols[st]
+}
+
+func (d *envReader) recentReply(r *wire.RecentReply) {
+	r.Status = d.status()
 	r.Version = d.long()
 	r.Events = d.int()
 	r.Code = d.string()
 	r.Message = d.string()
-	r.Duplicate = d.bool()
 }
 
 // decodeSnapshot decodes a single-object encoded kcqrs.Snapshot written with
@@ -386,10 +378,10 @@ func (c *envelopeCodec) decodeSnapshot(data []byte) (wire.Snapshot, [][]byte, er
 				d.fail(fmt.Errorf("array block size %d with %d bytes left", size, len(d.buf)))
 			}
 		}
-		// Every item takes at least 11 bytes (one per string, number, enum
-		// and boolean); a count beyond that is corrupt and must not size an
+		// Every item takes at least 6 bytes (one per string, number and
+		// enum); a count beyond that is corrupt and must not size an
 		// allocation.
-		if d.err == nil && n > int64(len(d.buf)/11) {
+		if d.err == nil && n > int64(len(d.buf)/6) {
 			d.fail(fmt.Errorf("array block count %d with %d bytes left", n, len(d.buf)))
 		}
 		if d.err != nil {
@@ -403,7 +395,7 @@ func (c *envelopeCodec) decodeSnapshot(data []byte) (wire.Snapshot, [][]byte, er
 			var rc wire.RecentCommand
 			start := offset()
 			rc.CommandID = d.string()
-			d.reply(&rc.Reply)
+			d.recentReply(&rc.Reply)
 			if d.err == nil {
 				s.Recent = append(s.Recent, rc)
 				end := offset()

@@ -12,6 +12,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/kcqrs/kcqrs/aggregates/account"
 	"github.com/kcqrs/kcqrs/schemas"
 	"github.com/kcqrs/kcqrs/wire"
 )
@@ -81,7 +82,8 @@ func randSnapshot(rng *rand.Rand) wire.Snapshot {
 	if n := rng.IntN(40); n > 0 {
 		s.Recent = make([]wire.RecentCommand, n)
 		for i := range s.Recent {
-			s.Recent[i] = wire.RecentCommand{CommandID: randString(rng), Reply: randReply(rng)}
+			s.Recent[i] = wire.Remember(randReply(rng))
+			s.Recent[i].CommandID = randString(rng)
 		}
 	}
 	return s
@@ -182,7 +184,7 @@ func TestEnvelopesUnknownStatusFallsBack(t *testing.T) {
 	if _, ok := r.fast.encodeReplyJSON(&rep); ok {
 		t.Fatal("fast JSON reply encoding accepted an unknown status")
 	}
-	s := wire.Snapshot{Recent: []wire.RecentCommand{{Reply: rep}}}
+	s := wire.Snapshot{Recent: []wire.RecentCommand{wire.Remember(rep)}}
 	if _, ok := r.fast.encodeSnapshot(&s); ok {
 		t.Fatal("fast snapshot encoding accepted an unknown status")
 	}
@@ -357,4 +359,89 @@ func TestIncrementalSnapshotMatchesGoavro(t *testing.T) {
 	if err != nil || !bytes.Equal(got, want) {
 		t.Fatalf("snapshot after a generic decode: %v\n got %x\nwant %x", err, got, want)
 	}
+}
+
+// TestSnapshotV1DuplicateGetsOriginalReply: a changelog written before the
+// compact dedupe window (kcqrs.Snapshot v1 kept each remembered command's
+// whole reply) still restores, and a retry of a command it remembers gets
+// back exactly the reply the command got then, marked as a duplicate; the
+// snapshot written next is v2 and says the same.
+func TestSnapshotV1DuplicateGetsOriginalReply(t *testing.T) {
+	reg := testRegistry(t)
+	envs, err := schemas.LoadEnvelopes()
+	if err != nil {
+		t.Fatal(err)
+	}
+	vs, err := envs.Versions("kcqrs.Snapshot")
+	if err != nil || len(vs) < 2 {
+		t.Fatalf("kcqrs.Snapshot versions: %d, %v", len(vs), err)
+	}
+	v1 := vs[0]
+	type recentV1 struct {
+		CommandID string     `avro:"commandId"`
+		Reply     wire.Reply `avro:"reply"`
+	}
+	type snapshotV1 struct {
+		AggregateType string     `avro:"aggregateType"`
+		AggregateID   string     `avro:"aggregateId"`
+		Version       int64      `avro:"version"`
+		State         []byte     `avro:"state"`
+		Recent        []recentV1 `avro:"recent"`
+	}
+	state, err := reg.types["account"].state.Encode(account.Account{Status: account.StatusOpen, Owner: "Ann", Currency: "EUR", Balance: 5})
+	if err != nil {
+		t.Fatal(err)
+	}
+	originals := []wire.Reply{
+		{CommandID: "c1", AggregateType: "account", AggregateID: "a1", Status: wire.StatusAccepted, Version: 1, Events: 1},
+		{CommandID: "c2", AggregateType: "account", AggregateID: "a1", Status: wire.StatusRejected, Version: 1, Code: "insufficient_funds", Message: "balance 5, asked 9"},
+		{CommandID: "c3", AggregateType: "account", AggregateID: "a1", Status: wire.StatusAccepted, Version: 2, Events: 2},
+	}
+	old := snapshotV1{AggregateType: "account", AggregateID: "a1", Version: 2, State: state}
+	for _, r := range originals {
+		old.Recent = append(old.Recent, recentV1{CommandID: r.CommandID, Reply: r})
+	}
+	data, err := v1.Encode(old)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fp, _ := schemas.Fingerprint(data); fp == reg.snapshot.Fingerprint() {
+		t.Fatal("the v1 snapshot has the current fingerprint")
+	}
+	check := func(what string, a *aggState) {
+		t.Helper()
+		if len(a.recent) != len(originals) {
+			t.Fatalf("%s: %d remembered commands, want %d", what, len(a.recent), len(originals))
+		}
+		for i, want := range originals {
+			want.Duplicate = true
+			if got := a.recent[i].Resend(a.bt.handler.AggregateType(), a.id); got != want {
+				t.Errorf("%s: duplicate of %s got\n%+v, want\n%+v", what, want.CommandID, got, want)
+			}
+		}
+	}
+	a, err := reg.decodeSnapshot("account/a1", data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	check("v1", a)
+	if a.version != 2 || a.state.(account.Account).Balance != 5 {
+		t.Fatalf("v1 snapshot restored as version %d, state %+v", a.version, a.state)
+	}
+	// The next snapshot is written in v2, and through the fast path.
+	v2, err := reg.encodeSnapshot(a)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fp, _ := schemas.Fingerprint(v2); fp != reg.snapshot.Fingerprint() {
+		t.Fatalf("re-written snapshot has fingerprint %#x, want the current one", fp)
+	}
+	if len(v2) >= len(data) {
+		t.Errorf("v2 snapshot is %d bytes, the v1 one %d: not smaller", len(v2), len(data))
+	}
+	b, err := reg.decodeSnapshot("account/a1", v2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	check("v2", b)
 }

@@ -109,7 +109,7 @@ func FuzzRegistryDecoders(f *testing.F) {
 	bt := reg.types["account"]
 	a := &aggState{key: "account/a", id: "a", bt: bt, version: 3,
 		state:  account.Account{Status: account.StatusOpen, Balance: 5, Pending: []account.PendingTransfer{{TransferID: "t", To: "b", Amount: 1}}},
-		recent: []wire.RecentCommand{{CommandID: "c", Reply: wire.Reply{CommandID: "c", Status: wire.StatusAccepted, Version: 3}}}}
+		recent: []wire.RecentCommand{{CommandID: "c", Reply: wire.RecentReply{Status: wire.StatusAccepted, Version: 3}}}}
 	if snap, err := reg.encodeSnapshot(a); err == nil {
 		f.Add(snap)
 	}

@@ -61,8 +61,9 @@ func (p *Processor) handle(b *batch, ps *partitionState, r *kgo.Record) {
 
 	for i := len(a.recent) - 1; i >= 0; i-- {
 		if a.recent[i].CommandID == meta.commandID {
-			rep := a.recent[i].Reply
-			rep.Duplicate = true
+			// The aggregate is the one the command names (its snapshot key),
+			// so the rebuilt reply is the original one.
+			rep := a.recent[i].Resend(meta.aggregateType, meta.aggregateID)
 			b.duplicates++
 			p.reply(b, r, &meta, rep)
 			return
@@ -162,7 +163,9 @@ func decideAndEvolve(bt *boundType, state any, cmd aggregates.Command) (events [
 
 // remember records a decided command for deduplication, keeping the window.
 func (p *Processor) remember(a *aggState, commandID string, rep wire.Reply) {
-	a.recent = append(a.recent, wire.RecentCommand{CommandID: commandID, Reply: rep})
+	rc := wire.Remember(rep)
+	rc.CommandID = commandID
+	a.recent = append(a.recent, rc)
 	a.rememberEncoded()
 	if over := len(a.recent) - p.cfg.DedupeWindow; over > 0 {
 		// Re-slice instead of copying the window on every command: append

@@ -179,6 +179,25 @@ func TestDuplicateConflictAndDeadline(t *testing.T) {
 	if !again.Duplicate || again.Status != wire.StatusAccepted || again.Version != 2 || again.CommandID != "dep-1" {
 		t.Fatalf("retry answered %+v, want the original reply marked duplicate", again)
 	}
+	// A remembered rejection comes back with its code and message.
+	over := cmd("account", "d", "Withdraw", `{"amount":1000}`)
+	over.ID = "over-1"
+	rejected := h.Send(over)
+	if rejected.Status != wire.StatusRejected || rejected.Code == "" || rejected.Message == "" {
+		t.Fatalf("overdraft answered %+v, want a rejection with a code and a message", rejected)
+	}
+	// A retry gets exactly the original reply, only marked duplicate (the
+	// snapshot keeps part of it and the rest is rebuilt).
+	sameAsFirst := func(when string, orig wire.Reply, c client.Command) {
+		t.Helper()
+		want := orig
+		want.Duplicate = true
+		if got := h.Send(c); got != want {
+			t.Fatalf("retry %s answered\n%+v, want\n%+v", when, got, want)
+		}
+	}
+	sameAsFirst("at once", first, dep)
+	sameAsFirst("at once", rejected, over)
 
 	stale := cmd("account", "d", "Deposit", `{"amount":5}`)
 	stale.ExpectedVersion = "1"
@@ -201,6 +220,8 @@ func TestDuplicateConflictAndDeadline(t *testing.T) {
 	if rep := h.Send(dep); !rep.Duplicate || rep.Version != 2 {
 		t.Fatalf("retry after a full restore answered %+v", rep)
 	}
+	sameAsFirst("after a full restore", first, dep)
+	sameAsFirst("after a full restore", rejected, over)
 	versions, _ := eventsOf(t, h)
 	if got := versions["account/d"]; len(got) != 2 {
 		t.Fatalf("events of d at versions %v, want only the open and one deposit", got)

@@ -115,6 +115,42 @@ type Snapshot struct {
 
 // RecentCommand remembers one handled command for deduplication.
 type RecentCommand struct {
-	CommandID string `avro:"commandId"`
-	Reply     Reply  `avro:"reply"`
+	CommandID string      `avro:"commandId"`
+	Reply     RecentReply `avro:"reply"`
+}
+
+// RecentReply is what a remembered command's reply said, without what its
+// snapshot already holds (kcqrs.RecentReply): the aggregate type and id are
+// the snapshot's, the command id is the RecentCommand's, and a re-sent
+// reply is always a duplicate. It keeps the dedupe window small, as every
+// snapshot carries the whole window.
+type RecentReply struct {
+	Status  Status `avro:"status"`
+	Version int64  `avro:"version"`
+	Events  int32  `avro:"events"`
+	Code    string `avro:"code"`
+	Message string `avro:"message"`
+}
+
+// Remember returns what a snapshot keeps of r.
+func Remember(r Reply) RecentCommand {
+	return RecentCommand{CommandID: r.CommandID, Reply: RecentReply{
+		Status: r.Status, Version: r.Version, Events: r.Events, Code: r.Code, Message: r.Message,
+	}}
+}
+
+// Resend returns the reply a retry of the remembered command gets: the
+// original one, marked as a duplicate, for the aggregate the snapshot holds.
+func (rc RecentCommand) Resend(aggregateType, aggregateID string) Reply {
+	return Reply{
+		CommandID:     rc.CommandID,
+		AggregateType: aggregateType,
+		AggregateID:   aggregateID,
+		Status:        rc.Reply.Status,
+		Version:       rc.Reply.Version,
+		Events:        rc.Reply.Events,
+		Code:          rc.Reply.Code,
+		Message:       rc.Reply.Message,
+		Duplicate:     true,
+	}
 }
