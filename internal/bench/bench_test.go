@@ -1,34 +1,13 @@
 package bench
 
 import (
-	"fmt"
 	"reflect"
 	"testing"
 	"time"
 
 	"github.com/kcqrs/kcqrs/aggregates/account"
 	"github.com/kcqrs/kcqrs/schemas"
-	"github.com/kcqrs/kcqrs/topology"
 )
-
-// The goka peer must route keys exactly as Kafka's default partitioner (and
-// the processor) does, or the comparison would run a different topology.
-func TestMurmur2MatchesKafkaPartitioner(t *testing.T) {
-	for _, n := range []int32{1, 3, 4, 8, 12} {
-		for i := 0; i < 2000; i++ {
-			key := fmt.Sprintf("acct-%d", i)
-			if i%7 == 0 {
-				key = key[:i%len(key)] // every tail length, including empty
-			}
-			h := newMurmur2()
-			_, _ = h.Write([]byte(key))
-			got := int32(h.Sum32()) % n // what goka and sarama compute (Sum32 is never negative)
-			if want := topology.PartitionFor([]byte(key), n); got != want {
-				t.Fatalf("key %q over %d partitions: murmur2 hasher gives %d, Kafka %d", key, n, got, want)
-			}
-		}
-	}
-}
 
 func TestPercentile(t *testing.T) {
 	var d []time.Duration

@@ -5,7 +5,6 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"hash"
 	"io"
 	"log"
 	"sync/atomic"
@@ -19,57 +18,11 @@ import (
 	"github.com/kcqrs/kcqrs/aggregates"
 	"github.com/kcqrs/kcqrs/aggregates/account"
 	"github.com/kcqrs/kcqrs/internal/examples"
+	"github.com/kcqrs/kcqrs/projection"
 	"github.com/kcqrs/kcqrs/schemas"
 	"github.com/kcqrs/kcqrs/topology"
 	"github.com/kcqrs/kcqrs/wire"
 )
-
-// murmur2 is Kafka's default partitioner hash as a hash.Hash32 for goka
-// and sarama: Sum32 is murmur2(key) & 0x7fffffff, so their
-// `Sum32() % partitions` picks Kafka's (and franz-go's) partition.
-type murmur2 struct{ buf []byte }
-
-func newMurmur2() hash.Hash32 { return &murmur2{} }
-
-func (m *murmur2) Write(p []byte) (int, error) { m.buf = append(m.buf, p...); return len(p), nil }
-func (m *murmur2) Sum(b []byte) []byte         { return binary.BigEndian.AppendUint32(b, m.Sum32()) }
-func (m *murmur2) Reset()                      { m.buf = m.buf[:0] }
-func (m *murmur2) Size() int                   { return 4 }
-func (m *murmur2) BlockSize() int              { return 4 }
-
-func (m *murmur2) Sum32() uint32 {
-	const (
-		seed = 0x9747b28c
-		mul  = 0x5bd1e995
-		r    = 24
-	)
-	data := m.buf
-	h := uint32(seed) ^ uint32(len(data))
-	for len(data) >= 4 {
-		k := binary.LittleEndian.Uint32(data)
-		k *= mul
-		k ^= k >> r
-		k *= mul
-		h *= mul
-		h ^= k
-		data = data[4:]
-	}
-	switch len(data) {
-	case 3:
-		h ^= uint32(data[2]) << 16
-		fallthrough
-	case 2:
-		h ^= uint32(data[1]) << 8
-		fallthrough
-	case 1:
-		h ^= uint32(data[0])
-		h *= mul
-	}
-	h ^= h >> 13
-	h *= mul
-	h ^= h >> 15
-	return h & 0x7fffffff
-}
 
 // gokaState is the group-table value: the account and its version.
 type gokaState struct {
@@ -165,7 +118,7 @@ func startGoka(o *Options, topics topology.Topics, group, stateDir string) (*gok
 		goka.Output(gp.replies, new(codec.Bytes)),
 	)
 	gp.proc, err = goka.NewProcessor(o.Brokers, graph,
-		goka.WithHasher(newMurmur2),
+		goka.WithHasher(projection.Murmur2),
 		goka.WithStorageBuilder(storage.DefaultBuilder(stateDir)),
 		goka.WithTopicManagerBuilder(goka.TopicManagerBuilderWithConfig(cfg, tmc)),
 		goka.WithConsumerGroupBuilder(goka.ConsumerGroupBuilderWithConfig(cfg)),
