@@ -69,14 +69,16 @@ func (c *Config) setDefaults() {
 	def(&c.Commands, "commands")
 	def(&c.Replies, "transfer-replies")
 	def(&c.Group, "kcqrs-transfers")
+	// The processor's defaults, for the same reasons (see topology.Config).
+	d := topology.Defaults()
 	if c.TransactionTimeout == 0 {
-		c.TransactionTimeout = 10 * time.Second
+		c.TransactionTimeout = d.TransactionTimeout
 	}
 	if c.SessionTimeout == 0 {
-		c.SessionTimeout = 8 * time.Second
+		c.SessionTimeout = d.SessionTimeout
 	}
 	if c.RebalanceTimeout == 0 {
-		c.RebalanceTimeout = 30 * time.Second
+		c.RebalanceTimeout = d.RebalanceTimeout
 	}
 	if c.MaxBatch == 0 {
 		c.MaxBatch = 500

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/kcqrs/kcqrs/client"
+	"github.com/kcqrs/kcqrs/wire"
 )
 
 func runSend(args []string) error {
@@ -29,14 +30,7 @@ func runSend(args []string) error {
 		fs.Usage()
 		return errors.New("send: --id and --type are required")
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), *timeout)
-	defer cancel()
-	cl, err := client.New(ctx, client.Config{Brokers: strings.Split(*brokers, ","), CommandTopic: *commands, ReplyTopic: *replies})
-	if err != nil {
-		return err
-	}
-	defer cl.Close()
-	rep, err := cl.Send(ctx, client.Command{
+	rep, err := sendOne(client.Config{Brokers: strings.Split(*brokers, ","), CommandTopic: *commands, ReplyTopic: *replies}, *timeout, client.Command{
 		AggregateType: *aggType, AggregateID: *id, Type: *typ, ID: *cmdID,
 		ExpectedVersion: *expected, JSON: []byte(*data),
 	})
@@ -46,4 +40,17 @@ func runSend(args []string) error {
 	out, _ := json.MarshalIndent(rep, "", "  ")
 	fmt.Println(string(out))
 	return nil
+}
+
+// sendOne sends one command with a fresh client and waits up to timeout for
+// its reply.
+func sendOne(cfg client.Config, timeout time.Duration, cmd client.Command) (wire.Reply, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	cl, err := client.New(ctx, cfg)
+	if err != nil {
+		return wire.Reply{}, err
+	}
+	defer cl.Close()
+	return cl.Send(ctx, cmd)
 }

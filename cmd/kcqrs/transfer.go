@@ -1,7 +1,6 @@
 package main
 
 import (
-	"context"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -34,14 +33,8 @@ func runTransfer(args []string) error {
 	}
 	// The command in Avro's JSON encoding (the Avro field names).
 	body := fmt.Appendf(nil, `{"transferId":%q,"to":%q,"amount":%d}`, *transferID, *to, *amount)
-	ctx, cancel := context.WithTimeout(context.Background(), *timeout)
-	defer cancel()
-	cl, err := client.New(ctx, client.Config{Brokers: strings.Split(*brokers, ",")})
-	if err != nil {
-		return err
-	}
-	defer cl.Close()
-	rep, err := cl.Send(ctx, client.Command{AggregateType: account.Name, AggregateID: *from, Type: "DebitForTransfer", ID: *cmdID, JSON: body})
+	rep, err := sendOne(client.Config{Brokers: strings.Split(*brokers, ",")}, *timeout,
+		client.Command{AggregateType: account.Name, AggregateID: *from, Type: "DebitForTransfer", ID: *cmdID, JSON: body})
 	if err != nil {
 		return err
 	}
