@@ -178,6 +178,22 @@ func (s *Set) Parse(args []string, lookup func(string) (string, bool)) error {
 	return errors.Join(s.errs...)
 }
 
+// ExitOnError ends a program whose configuration did not load: on ErrHelp
+// it prints the help to stdout and exits 0; on any other error it lists every
+// problem on stderr, one per line, and exits 2. A nil err returns.
+func (s *Set) ExitOnError(err error) {
+	switch {
+	case err == nil:
+		return
+	case errors.Is(err, ErrHelp):
+		s.Usage(os.Stdout)
+		os.Exit(0)
+	}
+	problems := "  - " + strings.Join(strings.Split(err.Error(), "\n"), "\n  - ")
+	fmt.Fprintf(os.Stderr, "%s: invalid configuration:\n%s\n\nRun '%s --help' for the settings.\n", s.name, problems, s.name)
+	os.Exit(2)
+}
+
 // Args are the positional arguments left after Parse.
 func (s *Set) Args() []string { return s.fs.Args() }
 

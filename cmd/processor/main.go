@@ -150,14 +150,7 @@ func main() {
 		args = args[1:]
 	}
 	st, s, err := load(args, nil, describe)
-	if errors.Is(err, config.ErrHelp) {
-		s.Usage(os.Stdout)
-		return
-	}
-	if err != nil {
-		fmt.Fprintf(os.Stderr, "processor: invalid configuration:\n%v\n\nRun 'processor --help' for the settings.\n", indent(err))
-		os.Exit(2)
-	}
+	s.ExitOnError(err)
 	reg, err := examples.Registry()
 	if err != nil {
 		fatal(err)
@@ -292,28 +285,6 @@ func stopped(log *slog.Logger, err error) error {
 		log.Info("processor stopped cleanly")
 	}
 	return err
-}
-
-func indent(err error) string {
-	var b []byte
-	for _, line := range splitLines(err.Error()) {
-		b = append(b, "  - "...)
-		b = append(b, line...)
-		b = append(b, '\n')
-	}
-	return string(b[:max(0, len(b)-1)])
-}
-
-func splitLines(s string) []string {
-	var out []string
-	start := 0
-	for i := 0; i < len(s); i++ {
-		if s[i] == '\n' {
-			out = append(out, s[start:i])
-			start = i + 1
-		}
-	}
-	return append(out, s[start:])
 }
 
 func hostname() string {

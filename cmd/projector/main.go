@@ -139,14 +139,7 @@ func load(args []string, lookup func(string) (string, bool)) (*settings, *config
 
 func main() {
 	st, s, err := load(os.Args[1:], nil)
-	if errors.Is(err, config.ErrHelp) {
-		s.Usage(os.Stdout)
-		return
-	}
-	if err != nil {
-		fmt.Fprintf(os.Stderr, "projector: invalid configuration:\n%v\n\nRun 'projector --help' for the settings.\n", indent(err))
-		os.Exit(2)
-	}
+	s.ExitOnError(err)
 	reg, err := examples.Registry()
 	if err != nil {
 		fatal(err)
@@ -216,11 +209,6 @@ func run(ctx context.Context, st *settings, reg *topology.Registry, logOut io.Wr
 		started(srv.Addr().String(), svc.Addr())
 	}
 	return svc.Wait()
-}
-
-func indent(err error) string {
-	lines := strings.Split(err.Error(), "\n")
-	return "  - " + strings.Join(lines, "\n  - ")
 }
 
 func fatal(err error) {
