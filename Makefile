@@ -4,7 +4,7 @@ PKGS := ./...
 
 .PHONY: run test test-kafka vet fmt build fuzz fuzz-ci schemas-check bench bench-quick chaos chaos-ci broker processor projector describe clean
 
-## run: start the embedded broker and a processor, run the demo workload, serve until Ctrl-C
+## run: start the embedded broker, a processor (with the transfer saga) and the projector, run the demo workload, serve until Ctrl-C
 run:
 	$(GO) run ./cmd/kcqrs demo
 
