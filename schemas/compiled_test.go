@@ -3,6 +3,7 @@ package schemas
 import (
 	"bytes"
 	"encoding/hex"
+	"errors"
 	"math"
 	"math/rand/v2"
 	"os"
@@ -616,5 +617,43 @@ func TestCompiledGolden(t *testing.T) {
 	var back kitchen
 	if err := c.Decode(got, &back); err != nil || !reflect.DeepEqual(back, k) {
 		t.Fatalf("Decode = %+v, %v", back, err)
+	}
+}
+
+// TestCompiledConcurrent uses one codec from many goroutines, first use (the
+// plan being built) included; run with -race.
+func TestCompiledConcurrent(t *testing.T) {
+	c := kitchenCodec(t)
+	r := rand.New(rand.NewPCG(3, 4))
+	values := make([]kitchen, 8)
+	for i := range values {
+		values[i] = randomRecord(r, c.schema, reflect.TypeFor[kitchen]()).Interface().(kitchen)
+	}
+	done := make(chan error, len(values))
+	for _, v := range values {
+		go func() {
+			for range 20 {
+				data, err := c.Encode(&v)
+				if err != nil {
+					done <- err
+					return
+				}
+				var back kitchen
+				if err := c.Decode(data, &back); err != nil {
+					done <- err
+					return
+				}
+				if !equalNaN(reflect.ValueOf(&back).Elem(), reflect.ValueOf(&v).Elem()) {
+					done <- errors.New("round trip changed the value")
+					return
+				}
+			}
+			done <- nil
+		}()
+	}
+	for range values {
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
 	}
 }
