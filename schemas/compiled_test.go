@@ -31,6 +31,26 @@ type kNode struct {
 	Next *kNode `avro:"next"`
 }
 
+// kChoice, kEither and kSmall are general unions: one pointer per branch.
+type kChoice struct {
+	S     *string  `avro:"string"`
+	Inner *kInner  // by the record's short name
+	Long  *int64   // by the type name
+	Ints  *[]int32 `avro:"array"`
+	Four  *[4]byte `avro:"kcqrs.test.Four"` // by the full name
+	Skip  string   `avro:"-"`
+}
+
+type kEither struct {
+	Long  *int64
+	Color *kColor
+}
+
+type kSmall struct {
+	Color  *kColor
+	Double *float64
+}
+
 type kitchen struct {
 	B       bool              `avro:"b"`
 	I8      int8              `avro:"i8"`
@@ -61,6 +81,9 @@ type kitchen struct {
 	Empties []struct{}        `avro:"empties"`
 	Colors  []kColor          `avro:"colors"`
 	List    *kNode            `avro:"list"`
+	Choice  kChoice           `avro:"choice"`
+	Either  kEither           `avro:"either"`
+	Choices []kSmall          `avro:"choices"`
 	Skip    string            `avro:"-"`
 	private int
 }
@@ -310,7 +333,7 @@ func fillSkip(v reflect.Value) {
 
 func TestCompiledHostileInput(t *testing.T) {
 	c := kitchenCodec(t)
-	good, err := c.Encode(kitchen{E: "RED", Fxs: []byte{1, 2, 3}})
+	good, err := c.Encode(kitchen{E: "RED", Fxs: []byte{1, 2, 3}, Either: either0})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -349,7 +372,7 @@ func TestCompiledHostileInput(t *testing.T) {
 // fails after the pre-scan accepted the bytes; the target must be unchanged.
 func TestCompiledNarrowIntOverflow(t *testing.T) {
 	c := kitchenCodec(t)
-	data, err := c.Encode(kitchen{E: "RED", Fxs: []byte{1, 2, 3}, S: "new"})
+	data, err := c.Encode(kitchen{E: "RED", Fxs: []byte{1, 2, 3}, Either: either0, S: "new"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -369,10 +392,13 @@ func TestCompiledNarrowIntOverflow(t *testing.T) {
 func TestCompiledEncodeErrors(t *testing.T) {
 	c := kitchenCodec(t)
 	for name, k := range map[string]kitchen{
-		"enum":        {E: "PURPLE", Fxs: []byte{1, 2, 3}},
-		"fixed size":  {E: "RED", Fxs: []byte{1, 2}},
-		"int range":   {E: "RED", Fxs: []byte{1, 2, 3}, I64i: math.MaxInt32 + 1},
-		"nested enum": {E: "RED", Fxs: []byte{1, 2, 3}, Colors: []kColor{"RED", "NOPE"}},
+		"enum":        {E: "PURPLE", Fxs: []byte{1, 2, 3}, Either: either0},
+		"fixed size":  {E: "RED", Fxs: []byte{1, 2}, Either: either0},
+		"int range":   {E: "RED", Fxs: []byte{1, 2, 3}, Either: either0, I64i: math.MaxInt32 + 1},
+		"nested enum": {E: "RED", Fxs: []byte{1, 2, 3}, Either: either0, Colors: []kColor{"RED", "NOPE"}},
+		"union none":  {E: "RED", Fxs: []byte{1, 2, 3}},
+		"union two":   {E: "RED", Fxs: []byte{1, 2, 3}, Either: kEither{Long: ptrTo(int64(1)), Color: ptrTo(kColor("RED"))}},
+		"union enum":  {E: "RED", Fxs: []byte{1, 2, 3}, Either: kEither{Color: ptrTo(kColor("NOPE"))}},
 	} {
 		_, errFast := c.Encode(k)
 		_, errSlow := c.encodeGeneric(k)
@@ -380,7 +406,7 @@ func TestCompiledEncodeErrors(t *testing.T) {
 			t.Errorf("%s: compiled err %v, goavro err %v; want both", name, errFast, errSlow)
 		}
 	}
-	_, err := c.Encode(kitchen{E: "RED", Fxs: []byte{1, 2, 3}, Colors: []kColor{"RED", "NOPE"}})
+	_, err := c.Encode(kitchen{E: "RED", Fxs: []byte{1, 2, 3}, Either: either0, Colors: []kColor{"RED", "NOPE"}})
 	if !strings.Contains(err.Error(), "colors[1]") {
 		t.Errorf("error %v does not name the element", err)
 	}
@@ -499,6 +525,18 @@ func fillRandom(r *rand.Rand, a *avroType, v reflect.Value, depth int) {
 		}
 		v.Set(m)
 	case kindUnion:
+		if v.Kind() == reflect.Struct { // a general union: set one branch's field
+			b := &convBuilder{cache: map[convKey]*converter{}}
+			fields := b.matchUnion("", a, v.Type())
+			if nullBranch(a) >= 0 && r.IntN(len(fields)+1) == 0 {
+				return
+			}
+			f := fields[r.IntN(len(fields))]
+			p := reflect.New(v.Type().Field(f.index).Type.Elem())
+			fillRandom(r, a.branches[f.branch], p.Elem(), depth+1)
+			v.Field(f.index).Set(p)
+			return
+		}
 		if depth > 6 || r.IntN(3) == 0 {
 			return
 		}
@@ -565,7 +603,7 @@ func randomBytes(r *rand.Rand, n int) []byte {
 // must write the same bytes, and decode the same value.
 func TestCompiledSignallingNaN(t *testing.T) {
 	c := kitchenCodec(t)
-	k := kitchen{E: "RED", Fxs: []byte{1, 2, 3}}
+	k := kitchen{E: "RED", Fxs: []byte{1, 2, 3}, Either: either0}
 	*(*uint32)(unsafe.Pointer(&k.F32)) = 0x7F800001
 	want, err := c.encodeGeneric(k)
 	if err != nil {
@@ -600,7 +638,9 @@ func TestCompiledGolden(t *testing.T) {
 		M: map[string]int32{"k": 7}, MR: map[kLabel]kInner{"r": {A: "x", N: 2}},
 		Opt: &s, OptR: &kInner{A: "o", N: 3}, Nest: kInner{A: "nest", N: 4},
 		Empties: []struct{}{{}, {}}, Colors: []kColor{"RED", "GREEN"},
-		List: &kNode{V: 1, Next: &kNode{V: 2}},
+		List:   &kNode{V: 1, Next: &kNode{V: 2}},
+		Choice: kChoice{Inner: &kInner{A: "c", N: 5}}, Either: kEither{Color: ptrTo(kColor("GREEN"))},
+		Choices: []kSmall{{}, {Double: ptrTo(0.5)}, {Color: ptrTo(kColor("BLUE"))}},
 	}
 	got, err := c.Encode(k)
 	if err != nil {
@@ -657,3 +697,8 @@ func TestCompiledConcurrent(t *testing.T) {
 		}
 	}
 }
+
+func ptrTo[T any](v T) *T { return &v }
+
+// either0 sets the kitchen's union without a null branch.
+var either0 = kEither{Long: new(int64)}

@@ -113,8 +113,10 @@
 //     empty string is not a valid Status); bytes ↔ []byte; fixed ↔ [N]byte
 //     or []byte; array ↔ slice; map ↔ map with string keys; record ↔ struct
 //     (an empty struct for a record without fields); ["null", T] ↔ *T, with
-//     nil for null. Other unions and goavro's logical types (timestamps,
-//     decimals) are not supported.
+//     nil for null; any other union ↔ a struct of one pointer field per
+//     non-null branch, at most one set, all nil for null (matched by avro
+//     tag or by name, see union.go). goavro's logical types (timestamps,
+//     decimals) are not supported; other logical types are their base type.
 //   - Decoding gives nil for an empty array, map or bytes value.
 //   - Decode never panics on bad input. Before either decoder sees the
 //     bytes a pre-scan checks them against the schema, because goavro

@@ -272,7 +272,11 @@ func (b *convBuilder) build(path string, a *avroType, t reflect.Type) *converter
 	case kindUnion:
 		other := optionalBranch(a)
 		if other == nil {
-			b.fail(path, "Avro %s is not supported by the Go mapping (only [\"null\", T] unions are, as pointers)", a.describe())
+			if t.Kind() != reflect.Struct {
+				b.fail(path, "Go type %s does not fit Avro %s (a union other than [\"null\", T] needs a struct of one pointer per branch)", t, a.describe())
+				return c
+			}
+			b.buildUnion(path, a, t, c) // union.go
 			return c
 		}
 		if t.Kind() != reflect.Pointer {
