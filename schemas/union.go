@@ -1,9 +1,11 @@
 package schemas
 
 import (
+	"encoding/binary"
 	"fmt"
 	"reflect"
 	"strings"
+	"unsafe"
 )
 
 // General unions (any union other than ["null", T]) map onto a Go struct
@@ -150,5 +152,80 @@ func (b *convBuilder) buildUnion(path string, a *avroType, t reflect.Type, c *co
 			return nil
 		}
 		return nativeErr(n, "union")
+	}
+}
+
+// buildUnion compiles a general union onto a struct of one pointer per
+// non-null branch (see union.go for the mapping).
+func (c *compiler) buildUnion(n *node, a *avroType, t reflect.Type) {
+	b := &convBuilder{root: a.describe(), cache: map[convKey]*converter{}}
+	fields := b.matchUnion("", a, t)
+	if len(b.errs) > 0 {
+		c.failed = true
+		return
+	}
+	type branchField struct {
+		idx  int64   // branch index
+		off  uintptr // of the pointer field
+		elem reflect.Type
+		n    *node
+		name string
+	}
+	bf := make([]branchField, len(fields))
+	byBranch := make([]int, len(a.branches)) // branch index → bf index, -1 for null
+	for i := range byBranch {
+		byBranch[i] = -1
+	}
+	for i, f := range fields {
+		sf := t.Field(f.index)
+		bf[i] = branchField{idx: int64(f.branch), off: sf.Offset, elem: sf.Type.Elem(),
+			n: c.build(a.branches[f.branch], sf.Type.Elem()), name: f.goName}
+		byBranch[f.branch] = i
+	}
+	null := int64(nullBranch(a))
+	n.enc = func(buf []byte, p unsafe.Pointer) ([]byte, error) {
+		set := -1
+		for i := range bf {
+			if *(*unsafe.Pointer)(unsafe.Add(p, bf[i].off)) == nil {
+				continue
+			}
+			if set >= 0 {
+				return nil, fmt.Errorf("union fields %s and %s are both set", bf[set].name, bf[i].name)
+			}
+			set = i
+		}
+		if set < 0 {
+			if null < 0 {
+				return nil, fmt.Errorf("no field of %s is set, and it has no null branch", a.describe())
+			}
+			return binary.AppendVarint(buf, null), nil
+		}
+		f := &bf[set]
+		return f.n.enc(binary.AppendVarint(buf, f.idx), *(*unsafe.Pointer)(unsafe.Add(p, f.off)))
+	}
+	n.dec = func(buf []byte, p unsafe.Pointer) ([]byte, error) {
+		i, buf, err := readLongFast(buf)
+		if err != nil {
+			return nil, err
+		}
+		if i < 0 || i >= int64(len(a.branches)) {
+			return nil, fmt.Errorf("union branch %d out of range", i)
+		}
+		var ev reflect.Value
+		j := byBranch[i]
+		if j >= 0 {
+			ev = reflect.New(bf[j].elem)
+			if buf, err = bf[j].n.dec(buf, ev.UnsafePointer()); err != nil {
+				return nil, err
+			}
+		}
+		v := reflect.NewAt(t, p).Elem()
+		for k := range bf {
+			v.Field(fields[k].index).SetZero()
+		}
+		if j >= 0 {
+			v.Field(fields[j].index).Set(ev)
+		}
+		return buf, nil
 	}
 }

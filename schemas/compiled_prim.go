@@ -7,6 +7,9 @@ import (
 	"unsafe"
 )
 
+// This file holds the leaves of the compiled codecs (compiled.go): Avro's
+// primitives and enums, read and written in place.
+//
 // The decoding functions take the bytes left and return what is left after
 // their value. They check every length and block count against the bytes
 // left before allocating anything. They run only on data scanBinary accepted
@@ -176,4 +179,89 @@ func decBytes(buf []byte, p unsafe.Pointer) ([]byte, error) {
 		*(*[]byte)(p) = append([]byte(nil), b...)
 	}
 	return rest, nil
+}
+
+// enumFuncs maps a Go string to its symbol's index and back. Decoding hands
+// out the schema's own symbol strings, so it allocates nothing.
+func enumFuncs(a *avroType) (encFn, decFn) {
+	symbols := a.symbols
+	index := make(map[string]int64, len(symbols))
+	for i, s := range symbols {
+		index[s] = int64(i)
+	}
+	enc := func(buf []byte, p unsafe.Pointer) ([]byte, error) {
+		s := *(*string)(p)
+		i, ok := index[s]
+		if !ok {
+			return nil, fmt.Errorf("%q is not a symbol of enum %s", s, a.name)
+		}
+		return binary.AppendVarint(buf, i), nil
+	}
+	dec := func(buf []byte, p unsafe.Pointer) ([]byte, error) {
+		i, rest, err := readLongFast(buf)
+		if err != nil {
+			return nil, err
+		}
+		if i < 0 || i >= int64(len(symbols)) {
+			return nil, fmt.Errorf("enum %s: index %d out of range", a.name, i)
+		}
+		*(*string)(p) = symbols[i]
+		return rest, nil
+	}
+	return enc, dec
+}
+
+func encBool(buf []byte, p unsafe.Pointer) ([]byte, error) {
+	if *(*bool)(p) {
+		return append(buf, 1), nil
+	}
+	return append(buf, 0), nil
+}
+
+func encLong(buf []byte, p unsafe.Pointer) ([]byte, error) {
+	return binary.AppendVarint(buf, *(*int64)(p)), nil
+}
+
+func encInt64AsInt(buf []byte, p unsafe.Pointer) ([]byte, error) {
+	x := *(*int64)(p)
+	if x < math.MinInt32 || x > math.MaxInt32 {
+		return nil, fmt.Errorf("%d does not fit Avro int", x)
+	}
+	return binary.AppendVarint(buf, x), nil
+}
+
+func encInt32(buf []byte, p unsafe.Pointer) ([]byte, error) {
+	return binary.AppendVarint(buf, int64(*(*int32)(p))), nil
+}
+
+func encFloat32(buf []byte, p unsafe.Pointer) ([]byte, error) {
+	return binary.LittleEndian.AppendUint32(buf, quietNaN32(*(*uint32)(p))), nil
+}
+
+// quietNaN32 sets the quiet bit of a signalling NaN, as the goavro path's
+// float32 → float64 → float32 round trip does (by reflect's Value.Float and
+// SetFloat): the same bytes as goavro, also for NaN payloads.
+func quietNaN32(bits uint32) uint32 {
+	if bits&0x7F800000 == 0x7F800000 && bits&0x007FFFFF != 0 {
+		bits |= 0x00400000
+	}
+	return bits
+}
+
+func encFloat64AsFloat(buf []byte, p unsafe.Pointer) ([]byte, error) {
+	return binary.LittleEndian.AppendUint32(buf, math.Float32bits(float32(*(*float64)(p)))), nil
+}
+
+func encDouble(buf []byte, p unsafe.Pointer) ([]byte, error) {
+	return binary.LittleEndian.AppendUint64(buf, math.Float64bits(*(*float64)(p))), nil
+}
+
+func encString(buf []byte, p unsafe.Pointer) ([]byte, error) {
+	s := *(*string)(p)
+	return append(binary.AppendVarint(buf, int64(len(s))), s...), nil
+}
+
+func encBytes(buf []byte, p unsafe.Pointer) ([]byte, error) {
+	b := *(*[]byte)(p)
+	return append(binary.AppendVarint(buf, int64(len(b))), b...), nil
 }
