@@ -3,9 +3,10 @@ package schemas
 import (
 	"encoding/binary"
 	"fmt"
-	"math"
 	"reflect"
 	"unsafe"
+
+	"github.com/linkedin/goavro/v2"
 )
 
 // This file compiles a (record schema, Go struct type) pair into a tree of
@@ -265,13 +266,16 @@ func (c *compiler) buildArray(n *node, a *avroType, t reflect.Type) {
 			return append(buf, 0), nil
 		}
 		var err error
+		left := int64(0) // in the current block
 		for i := 0; i < h.len; i++ {
-			if i%math.MaxInt32 == 0 { // goavro's block size limit (MaxBlockCount)
-				buf = binary.AppendVarint(buf, int64(min(h.len-i, math.MaxInt32)))
+			if left == 0 {
+				left = blockLen(int64(h.len - i))
+				buf = binary.AppendVarint(buf, left)
 			}
 			if buf, err = item.enc(buf, unsafe.Add(h.data, uintptr(i)*size)); err != nil {
 				return nil, prefixErr(indexSeg(i), err)
 			}
+			left--
 		}
 		return append(buf, 0), nil
 	}
@@ -318,10 +322,16 @@ func (c *compiler) buildMap(n *node, a *avroType, t reflect.Type) {
 		}
 		// Map values are not addressable: each is copied into tmp to encode.
 		tmp := reflect.New(et)
-		buf = binary.AppendVarint(buf, int64(m.Len()))
 		it := m.MapRange()
 		var err error
+		left, done := int64(0), 0 // items left in the current block, items written
 		for it.Next() {
+			if left == 0 {
+				left = blockLen(int64(m.Len() - done))
+				buf = binary.AppendVarint(buf, left)
+			}
+			left--
+			done++
 			k := it.Key().String()
 			buf = binary.AppendVarint(buf, int64(len(k)))
 			buf = append(buf, k...)
@@ -463,6 +473,15 @@ func (c *compiler) buildRecord(n *node, a *avroType, t reflect.Type) {
 		}
 		return buf, nil
 	}
+}
+
+// blockLen is the count of the next block of an array or map with n items
+// left: all of them, up to goavro's MaxBlockCount, as goavro splits them.
+func blockLen(n int64) int64 {
+	if limit := goavro.MaxBlockCount; limit > 0 && n > limit {
+		return limit
+	}
+	return n
 }
 
 func indexSeg(i int) string { return fmt.Sprintf("[%d]", i) }

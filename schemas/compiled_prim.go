@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"math"
 	"unsafe"
+
+	"github.com/linkedin/goavro/v2"
 )
 
 // This file holds the leaves of the compiled codecs (compiled.go): Avro's
@@ -84,6 +86,9 @@ func readBlockCount(buf []byte, minSize int, what string) (int, []byte, error) {
 		if size < 0 || size > int64(len(buf)) {
 			return 0, nil, fmt.Errorf("%s block size %d with %d bytes left", what, size, len(buf))
 		}
+	}
+	if n > goavro.MaxBlockCount { // as goavro refuses it
+		return 0, nil, fmt.Errorf("%s block count %d exceeds MaxBlockCount %d", what, n, goavro.MaxBlockCount)
 	}
 	if minSize > 0 {
 		if n > int64(len(buf)/minSize) {

@@ -11,6 +11,8 @@ import (
 	"strings"
 	"testing"
 	"unsafe"
+
+	"github.com/linkedin/goavro/v2"
 )
 
 // The compiled codecs are checked against goavro, the oracle: the same bytes
@@ -483,3 +485,29 @@ func TestCompiledConcurrent(t *testing.T) {
 
 // either0 sets the kitchen's union without a null branch.
 var either0 = kEither{Long: new(int64)}
+
+// TestCompiledBlocksFollowMaxBlockCount: goavro splits arrays and maps into
+// blocks of at most goavro.MaxBlockCount items and refuses larger blocks;
+// the compiled path does the same.
+func TestCompiledBlocksFollowMaxBlockCount(t *testing.T) {
+	defer func(old int64) { goavro.MaxBlockCount = old }(goavro.MaxBlockCount)
+	goavro.MaxBlockCount = 2
+	c := kitchenCodec(t)
+	k := kitchen{E: "RED", Fxs: []byte{1, 2, 3}, Either: either0, Arr: []int64{1, 2, 3, 4, 5},
+		M: map[string]int32{"a": 1, "b": 2, "c": 3}, Colors: []kColor{"RED", "RED"}}
+	want, err := c.encodeGeneric(k)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := c.Encode(k)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sameEncoding(t, c, reflect.TypeFor[kitchen](), got, want)
+	goavro.MaxBlockCount = 1 // now the data has blocks too large for both
+	checkDecodersAgree(t, c, reflect.TypeFor[kitchen](), got)
+	var back kitchen
+	if err := c.Decode(got, &back); err == nil {
+		t.Fatal("a block larger than MaxBlockCount decoded")
+	}
+}
