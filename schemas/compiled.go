@@ -28,8 +28,9 @@ import (
 // reflect.Type the plan was built for; a plan is only ever applied to a
 // pointer whose dynamic type is that struct type (Codec.fastEncode and
 // fastDecode check it), so every access is in bounds and typed as the Go
-// field it reads or writes. Slices, maps and pointers are created with
-// reflect, so the garbage collector sees every pointer written.
+// field it reads or writes. Every write goes through a typed Go pointer or
+// through reflect (slices, maps and pointers are created with reflect), so
+// the garbage collector's write barriers see every pointer written.
 
 // encFn appends the Avro binary form of the value at p to buf.
 type encFn func(buf []byte, p unsafe.Pointer) ([]byte, error)
