@@ -35,6 +35,7 @@ fuzz:
 	$(GO) test ./schemas -run '^$$' -fuzz '^FuzzDecode$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./schemas -run '^$$' -fuzz '^FuzzDecodeJSON$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./schemas -run '^$$' -fuzz '^FuzzResolve$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./schemas -run '^$$' -fuzz '^FuzzCompiledDecode$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./projection -run '^$$' -fuzz '^FuzzDecodeAccount$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./topology -run '^$$' -fuzz '^FuzzDecodeSnapshotFast$$' -fuzztime $(FUZZTIME)
 

@@ -6,7 +6,9 @@ import (
 	"errors"
 	"fmt"
 	"reflect"
+	"runtime"
 	"sync"
+	"sync/atomic"
 
 	"github.com/linkedin/goavro/v2"
 )
@@ -70,10 +72,17 @@ type Codec struct {
 
 	plans     sync.Map // reflect.Type → *plan
 	resolvers sync.Map // writer *Codec → *cachedResolver
+	// sizeHint is the length of the latest compiled encoding, the capacity
+	// Encode starts its buffer with.
+	sizeHint atomic.Int32
 }
 
+// plan is everything worked out once for one Go struct type: the converter
+// to and from goavro's native form (JSON, resolution of older data), and the
+// compiled codec of the binary form (nil where the compiler gives up).
 type plan struct {
 	conv *converter
+	fast *compiled
 	err  error
 }
 
@@ -123,12 +132,22 @@ func (c *Codec) plan(t reflect.Type) (*converter, error) {
 	if t.Kind() == reflect.Pointer {
 		t = t.Elem()
 	}
+	p := c.planOf(t)
+	return p.conv, p.err
+}
+
+// planOf returns the plan of struct type t, building it on first use.
+func (c *Codec) planOf(t reflect.Type) *plan {
 	if p, ok := c.plans.Load(t); ok {
-		return p.(*plan).conv, p.(*plan).err
+		return p.(*plan)
 	}
 	conv, err := bindType(c.schema, t)
-	p, _ := c.plans.LoadOrStore(t, &plan{conv: conv, err: err})
-	return p.(*plan).conv, p.(*plan).err
+	np := &plan{conv: conv, err: err}
+	if err == nil {
+		np.fast = compile(c.schema, t)
+	}
+	p, _ := c.plans.LoadOrStore(t, np)
+	return p.(*plan)
 }
 
 // ToNative converts v (a struct or a pointer to one) to goavro's native form
@@ -200,6 +219,54 @@ func (c *Codec) target(ptr any) (reflect.Value, error) {
 // encoding: 0xC3 0x01, the schema's fingerprint (8 bytes, little-endian),
 // then the record in Avro binary encoding.
 func (c *Codec) Encode(v any) ([]byte, error) {
+	if out, ok, err := c.fastEncode(v); ok {
+		return out, err
+	}
+	return c.encodeGeneric(v)
+}
+
+// fastEncode encodes v with its compiled plan; ok is false when there is
+// none (or v is something Encode must refuse), and then the goavro path
+// decides.
+func (c *Codec) fastEncode(v any) (out []byte, ok bool, err error) {
+	t := reflect.TypeOf(v)
+	if t == nil {
+		return nil, false, nil
+	}
+	isPtr := t.Kind() == reflect.Pointer
+	if isPtr {
+		t = t.Elem()
+	}
+	if t.Kind() != reflect.Struct {
+		return nil, false, nil
+	}
+	pl := c.planOf(t)
+	if pl.err != nil || pl.fast == nil {
+		return nil, false, nil
+	}
+	// The interface's data word is the pointer, or points at the boxed
+	// struct (which is never written to), except for a struct that is
+	// itself pointer-shaped: that rare case takes the goavro path.
+	p := efaceData(v)
+	if p == nil || (!isPtr && pl.fast.direct) {
+		return nil, false, nil
+	}
+	buf := make([]byte, HeaderLen, max(64, int(c.sizeHint.Load())))
+	copy(buf, c.header[:])
+	out, err = pl.fast.root.enc(buf, p)
+	runtime.KeepAlive(v)
+	if err != nil {
+		return nil, true, fmt.Errorf("schemas: encode %s: %w", c.name, err)
+	}
+	if n := len(out); n <= 1<<16 && int32(n) != c.sizeHint.Load() {
+		c.sizeHint.Store(int32(n))
+	}
+	return out, true, nil
+}
+
+// encodeGeneric is Encode through goavro's native form: the path of the Go
+// types the compiler does not handle, and the oracle of the tests.
+func (c *Codec) encodeGeneric(v any) ([]byte, error) {
 	n, err := c.ToNative(v)
 	if err != nil {
 		return nil, err
@@ -222,6 +289,65 @@ func (c *Codec) Encode(v any) ([]byte, error) {
 // error. Decode copies what it keeps: data may be reused afterwards. On error
 // *ptr is unchanged.
 func (c *Codec) Decode(data []byte, ptr any) (err error) {
+	if ok, err := c.fastDecode(data, ptr); ok {
+		return err
+	}
+	return c.decodeGeneric(data, ptr)
+}
+
+// fastDecode decodes data written with exactly this codec's schema into
+// *ptr with the compiled plan of its type; ok is false when there is none,
+// or data has no header or another fingerprint (an older version to
+// resolve, or an error to report): the goavro path decides those.
+func (c *Codec) fastDecode(data []byte, ptr any) (ok bool, err error) {
+	t := reflect.TypeOf(ptr)
+	if t == nil || t.Kind() != reflect.Pointer || t.Elem().Kind() != reflect.Struct {
+		return false, nil
+	}
+	p := efaceData(ptr)
+	if p == nil {
+		return false, nil
+	}
+	if fp, err := Fingerprint(data); err != nil || fp != c.fp {
+		return false, nil
+	}
+	t = t.Elem()
+	pl := c.planOf(t)
+	if pl.err != nil || pl.fast == nil {
+		return false, nil
+	}
+	body := data[HeaderLen:]
+	// The pre-scan decides, as on the goavro path, whether the data is one
+	// well-formed record; after it only a Go integer narrower than the Avro
+	// int can still fail, and plans with one (fallible) decode into a copy,
+	// so *ptr is unchanged on every error.
+	if err := scanBinary(c.schema, body); err != nil {
+		return true, fmt.Errorf("schemas: decode %s: %w", c.name, err)
+	}
+	var rest []byte
+	if !pl.fast.fallible {
+		rest, err = pl.fast.root.dec(body, p)
+	} else {
+		tmp := reflect.New(t)
+		tmp.Elem().Set(reflect.NewAt(t, p).Elem())
+		if rest, err = pl.fast.root.dec(body, tmp.UnsafePointer()); err == nil && len(rest) == 0 {
+			reflect.NewAt(t, p).Elem().Set(tmp.Elem())
+		}
+	}
+	runtime.KeepAlive(ptr)
+	if err == nil && len(rest) != 0 {
+		err = fmt.Errorf("%d bytes left after the record", len(rest))
+	}
+	if err != nil {
+		return true, fmt.Errorf("schemas: decode %s: %w", c.name, err)
+	}
+	return true, nil
+}
+
+// decodeGeneric is Decode through goavro's native form (and resolution of
+// older versions): the path of everything fastDecode leaves, and the oracle
+// of the tests.
+func (c *Codec) decodeGeneric(data []byte, ptr any) (err error) {
 	rv, err := c.target(ptr)
 	if err != nil {
 		return err

@@ -81,9 +81,24 @@
 //
 // # Mapping Go structs to records
 //
-// A Codec converts a Go struct to goavro's native form and back by reflection,
-// with the mapping worked out once per Go type (Bind, or the first Encode or
-// Decode) and cached. The rules:
+// The mapping of a Go struct type onto a record is worked out once per type
+// (Bind, or the first Encode or Decode) and cached, in two forms:
+//
+//   - a compiled codec (compiled.go) that writes Avro binary straight from the
+//     struct's memory and reads it straight into it, with no goavro native
+//     form in between: Encode, and Decode of data written with the current
+//     schema, use it. It allocates only what the value keeps (the output
+//     buffer; decoded strings, bytes, slices, maps and pointers).
+//   - converters to and from goavro's native form (reflect.go), for JSON
+//     (EncodeJSON, DecodeJSON), for data written with an older version of the
+//     record (resolution works on the native form), for ToNative/FromNative,
+//     and for the rare type the compiler leaves alone (a struct passed by
+//     value whose only field is a pointer).
+//
+// Both give the same result: the tests compare the compiled bytes with
+// goavro's BinaryFromNative on random values of every record
+// (TestCompiledMatchesGoavro) and both decoders on corrupted and fuzzed
+// input (FuzzCompiledDecode). The rules of the mapping:
 //
 //   - A Go field maps to the Avro field named by its `avro:"name"` tag;
 //     without a tag, to the Avro field whose name equals the Go field's name
@@ -98,10 +113,15 @@
 //     empty string is not a valid Status); bytes ↔ []byte; fixed ↔ [N]byte
 //     or []byte; array ↔ slice; map ↔ map with string keys; record ↔ struct
 //     (an empty struct for a record without fields); ["null", T] ↔ *T, with
-//     nil for null. Other unions and goavro's logical types (timestamps,
-//     decimals) are not supported.
+//     nil for null; any other union ↔ a struct of one pointer field per
+//     non-null branch, at most one set, all nil for null (matched by avro
+//     tag or by name, see union.go). goavro's logical types (timestamps,
+//     decimals) are not supported; other logical types are their base type.
 //   - Decoding gives nil for an empty array, map or bytes value.
-//   - Decode never panics on bad input. Before goavro sees the bytes a
-//     pre-scan checks them against the schema, because goavro allocates as
-//     many slots as an array's block count claims.
+//   - Decode never panics on bad input. Before either decoder sees the
+//     bytes a pre-scan checks them against the schema, because goavro
+//     allocates as many slots as an array's block count claims; the compiled
+//     decoder also bounds every length and block count by the bytes left.
+//   - A float32 NaN is written with its quiet bit set, as goavro's path
+//     (through float64) writes it.
 package schemas

@@ -272,7 +272,11 @@ func (b *convBuilder) build(path string, a *avroType, t reflect.Type) *converter
 	case kindUnion:
 		other := optionalBranch(a)
 		if other == nil {
-			b.fail(path, "Avro %s is not supported by the Go mapping (only [\"null\", T] unions are, as pointers)", a.describe())
+			if t.Kind() != reflect.Struct {
+				b.fail(path, "Go type %s does not fit Avro %s (a union other than [\"null\", T] needs a struct of one pointer per branch)", t, a.describe())
+				return c
+			}
+			b.buildUnion(path, a, t, c) // union.go
 			return c
 		}
 		if t.Kind() != reflect.Pointer {
@@ -328,6 +332,25 @@ type fieldConv struct {
 }
 
 func (b *convBuilder) buildRecord(path string, a *avroType, t reflect.Type, c *converter) {
+	goField := b.matchFields(path, a, t)
+	fields := make([]fieldConv, 0, len(a.fields))
+	for j, f := range a.fields {
+		gi := goField[j]
+		if gi < 0 {
+			b.fail(path, "Avro field %s has no Go field in %s", f.name, t)
+			continue
+		}
+		fc := b.build(joinPath(path, f.name), f.typ, t.Field(gi).Type)
+		fields = append(fields, fieldConv{name: f.name, index: gi, conv: fc})
+	}
+	b.recordFuncs(a, fields, c)
+}
+
+// matchFields maps each Avro field of record a to the index of its Go field
+// in struct t (-1 where there is none), by the rules in doc.go, reporting
+// every Go field that has no Avro field or shares one. The compiled codecs
+// (compiled.go) use the same matching, so both paths agree on the mapping.
+func (b *convBuilder) matchFields(path string, a *avroType, t reflect.Type) []int {
 	goField := make([]int, len(a.fields)) // Avro field index → Go field index
 	for i := range goField {
 		goField[i] = -1
@@ -376,18 +399,10 @@ func (b *convBuilder) buildRecord(path string, a *avroType, t reflect.Type, c *c
 		}
 		goField[match] = i
 	}
+	return goField
+}
 
-	fields := make([]fieldConv, 0, len(a.fields))
-	for j, f := range a.fields {
-		gi := goField[j]
-		if gi < 0 {
-			b.fail(path, "Avro field %s has no Go field in %s", f.name, t)
-			continue
-		}
-		fc := b.build(joinPath(path, f.name), f.typ, t.Field(gi).Type)
-		fields = append(fields, fieldConv{name: f.name, index: gi, conv: fc})
-	}
-
+func (b *convBuilder) recordFuncs(a *avroType, fields []fieldConv, c *converter) {
 	c.enc = func(v reflect.Value) (any, error) {
 		out := make(map[string]any, len(fields))
 		for _, f := range fields {

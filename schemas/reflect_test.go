@@ -292,7 +292,7 @@ func TestBindNestedPathsAndOddities(t *testing.T) {
 	err = mustCodec(t, s, "Odd").Bind(reflect.TypeOf(odd{}))
 	for _, want := range []string{
 		"Go field Id matches Avro fields id, ID alike",
-		"either: Avro union [string, long] is not supported",
+		"either: Go type string does not fit Avro union [string, long] (a union other than",
 		"amount: Avro fixed Amount is not supported",
 		"nothing: Avro null is not supported",
 	} {
