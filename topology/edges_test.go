@@ -106,7 +106,8 @@ func commandID(r *kgo.Record) string { return header(r, wire.HeaderCommandID) }
 func TestForgedReplyTopicNeverWritesAnInternalTopic(t *testing.T) {
 	t.Parallel()
 	h := newHarness(t)
-	h.StartProcessor("w0", "")
+	sagaTopics := func(c *topology.Config) { c.ReplyTopics, c.InternalTopics = nil, []string{"transfer-*"} }
+	h.StartProcessor("w0", "", sagaTopics)
 	wantStatus(t, h.Send(cmd("account", "v", "OpenAccount", `{"owner":"V","currency":"EUR"}`)), wire.StatusAccepted, 1)
 	vp := topology.PartitionFor([]byte("v"), partitions)
 	ctx := context.Background()
@@ -154,7 +155,7 @@ func TestForgedReplyTopicNeverWritesAnInternalTopic(t *testing.T) {
 	if s := snaps["account/v"]; s.Version != 1 {
 		t.Fatalf("snapshot of account/v %+v", s)
 	}
-	h.StartProcessor("w1", "")
+	h.StartProcessor("w1", "", sagaTopics)
 	wantStatus(t, h.Send(cmd("account", "v", "Deposit", `{"amount":2}`)), wire.StatusAccepted, 2)
 }
 
@@ -428,5 +429,48 @@ func TestDeadLetterKeepsSmallCommandsWhole(t *testing.T) {
 	dl := deadLetterOf(t, h, commandID(rec), 30*time.Second)
 	if !bytes.Equal(dl.Value, rec.Value) || header(dl, wire.HeaderDLQValueOmitted) != "" {
 		t.Fatalf("small dead letter changed: %q %v", dl.Value, dl.Headers)
+	}
+}
+
+// The defaults agree with each other and with franz-go's producer limit,
+// and configurations that would let a command write an internal topic, or
+// accept a command whose dead-letter copy cannot be written, are refused.
+func TestConfigRefusesUnsafeOutputs(t *testing.T) {
+	t.Parallel()
+	reg, err := examples.Registry()
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := topology.Defaults()
+	if d.MaxRecordBytes != 1_000_012 || d.MaxCommandBytes+16<<10 > d.MaxRecordBytes || d.MaxRecordBytes > d.BrokerMaxMessageBytes {
+		t.Fatalf("inconsistent defaults: max command %d, max record %d, broker %d", d.MaxCommandBytes, d.MaxRecordBytes, d.BrokerMaxMessageBytes)
+	}
+	base := topology.Config{Brokers: []string{"127.0.0.1:1"}, InstanceID: "w", StateDir: t.TempDir()}
+	if _, err := topology.New(base, reg); err != nil {
+		t.Fatalf("defaults refused: %v", err)
+	}
+	for _, tt := range []struct {
+		name   string
+		mutate func(*topology.Config)
+		want   string
+	}{
+		{"every topic", func(c *topology.Config) { c.ReplyTopics = []string{"*"} }, "would allow every topic"},
+		{"changelog by prefix", func(c *topology.Config) { c.ReplyTopics = []string{"snapshots-*"} }, `would allow "snapshots-changelog"`},
+		{"kafka's own", func(c *topology.Config) { c.ReplyTopics = []string{"__consumer_offsets"} }, `would allow "__*"`},
+		{"dead letters", func(c *topology.Config) { c.ReplyTopics = []string{"commands-dlq"} }, `would allow "commands-dlq"`},
+		{"internal", func(c *topology.Config) {
+			c.ReplyTopics, c.InternalTopics = []string{"transfer-replies"}, []string{"transfer-*"}
+		}, `would allow "transfer-*"`},
+		{"bad name", func(c *topology.Config) { c.ReplyTopics = []string{"a b"} }, `reply topic "a b": contains ' '`},
+		{"command over the record limit", func(c *topology.Config) { c.MaxCommandBytes = 1 << 20 }, "max command bytes 1048576 does not leave"},
+		{"command over the broker limit", func(c *topology.Config) { c.BrokerMaxMessageBytes = 500_000 }, "does not leave 16384 bytes below the record limit 500000"},
+		{"record limit beyond franz-go", func(c *topology.Config) { c.MaxRecordBytes = 2 << 30 }, "max record bytes 2147483648 not in"},
+	} {
+		cfg := base
+		tt.mutate(&cfg)
+		_, err := topology.New(cfg, reg)
+		if err == nil || !strings.Contains(err.Error(), tt.want) {
+			t.Errorf("%s: %v, want an error containing %q", tt.name, err, tt.want)
+		}
 	}
 }
