@@ -354,8 +354,8 @@ func (c *Config) validateOutputs() []error {
 		errs = append(errs, fmt.Errorf("max command bytes %d does not leave %d bytes below the record limit %d (the lower of max record bytes %d and broker max message bytes %d) for a command's dead-letter copy: lower it to %d or raise the limits (and the producer's ProducerBatchMaxBytes with them)",
 			c.MaxCommandBytes, commandHeadroom, limit, c.MaxRecordBytes, c.BrokerMaxMessageBytes, limit-commandHeadroom))
 	}
-	if c.ReplyTopicCacheSize < 1 {
-		errs = append(errs, fmt.Errorf("reply topic cache size %d < 1", c.ReplyTopicCacheSize))
+	if c.ReplyTopicCacheSize < 0 {
+		errs = append(errs, fmt.Errorf("reply topic cache size %d < 0", c.ReplyTopicCacheSize))
 	}
 	if c.ReplyLookupTimeout < 0 {
 		errs = append(errs, fmt.Errorf("reply lookup timeout %v < 0", c.ReplyLookupTimeout))
