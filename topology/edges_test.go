@@ -6,10 +6,13 @@ import (
 	"encoding/binary"
 	"fmt"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/kcqrs/kcqrs/aggregates"
 	"github.com/kcqrs/kcqrs/aggregates/account"
@@ -473,4 +476,51 @@ func TestConfigRefusesUnsafeOutputs(t *testing.T) {
 			t.Errorf("%s: %v, want an error containing %q", tt.name, err, tt.want)
 		}
 	}
+}
+
+// A reply topic whose metadata fails transiently (leader not available) is
+// looked up again in the background with backoff; the reply is delivered
+// once it answers, never dropped for a transient error.
+func TestTransientReplyTopicMetadataIsRetried(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t)
+	h.RequireEmbedded()
+	if _, err := h.Admin().CreateTopic(context.Background(), 2, -1, nil, "slow-replies"); err != nil {
+		t.Fatal(err)
+	}
+	w := h.StartProcessor("w0", "", func(c *topology.Config) { c.ReplyTopics = []string{"slow-replies"} })
+	wantStatus(t, h.Send(cmd("account", "tr", "OpenAccount", `{"owner":"O","currency":"EUR"}`)), wire.StatusAccepted, 1)
+	var hits atomic.Int32
+	h.Cluster.ControlKey(int16(kmsg.Metadata), func(req kmsg.Request) (kmsg.Response, error, bool) {
+		h.Cluster.KeepControl()
+		m := req.(*kmsg.MetadataRequest)
+		if len(m.Topics) != 1 || m.Topics[0].Topic == nil || *m.Topics[0].Topic != "slow-replies" || hits.Load() >= 3 {
+			return nil, nil, false
+		}
+		hits.Add(1)
+		resp := m.ResponseKind().(*kmsg.MetadataResponse)
+		rt := kmsg.NewMetadataResponseTopic()
+		rt.Topic = kmsg.StringPtr("slow-replies")
+		rt.ErrorCode = kerr.LeaderNotAvailable.Code
+		resp.Topics = append(resp.Topics, rt)
+		return resp, nil, true
+	})
+	rec := commandRecord("tr", topology.PartitionFor([]byte("tr"), partitions), "Deposit", `{"amount":3}`)
+	corr := withReply(rec, "slow-replies", nil)
+	produceRaw(t, h, nil, rec)
+	// (Reading slow-replies before the fault is used up would hit it too.)
+	deadline := time.Now().Add(45 * time.Second)
+	for hits.Load() < 3 {
+		if time.Now().After(deadline) {
+			t.Fatalf("the metadata fault was hit %d times, want 3", hits.Load())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	rep, _ := awaitReply(t, h, "slow-replies", corr, 45*time.Second)
+	wantStatus(t, rep, wire.StatusAccepted, 2)
+	if s := w.Stats(); s.RepliesDropped != 0 {
+		t.Fatalf("stats %+v: a reply was dropped for a transient error", s)
+	}
+	versions, _ := eventsOf(t, h)
+	contiguous(t, versions)
 }
