@@ -361,7 +361,7 @@ func (p *Processor) deadLetter(b *batch, r *kgo.Record, cause error) {
 	b.deadLetters++
 	p.cfg.Observer.DeadLettered(r.Partition)
 	ours := []kgo.RecordHeader{
-		{Key: wire.HeaderDLQError, Value: []byte(capMessage(cause.Error()))},
+		{Key: wire.HeaderDLQError, Value: []byte(capString(cause.Error(), maxDLQErrorBytes))},
 		{Key: wire.HeaderDLQTopic, Value: []byte(r.Topic)},
 		{Key: wire.HeaderDLQPartition, Value: []byte(strconv.Itoa(int(r.Partition)))},
 		{Key: wire.HeaderDLQOffset, Value: itoa(r.Offset)},
