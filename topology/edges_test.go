@@ -524,3 +524,27 @@ func TestTransientReplyTopicMetadataIsRetried(t *testing.T) {
 	versions, _ := eventsOf(t, h)
 	contiguous(t, versions)
 }
+
+// A 600 KB key (an aggregate id) is repeated in the event's key and envelope:
+// the event would not fit, so the command is isolated, and its reply, which
+// would repeat the key twice too, is shrunk (no key, the id shortened).
+func TestHugeKeyIsIsolatedWithASmallReply(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t)
+	h.StartProcessor("w0", "")
+	key := strings.Repeat("k", 600_000)
+	rec := commandRecord(key, topology.PartitionFor([]byte(key), partitions), "OpenAccount", `{"owner":"O","currency":"EUR"}`)
+	corr := withReply(rec, "", nil)
+	produceRaw(t, h, nil, rec)
+	rep, r := awaitReply(t, h, "command_reply", corr, 45*time.Second)
+	if rep.Status != wire.StatusInvalid || rep.Code != topology.CodeOutputTooLarge || len(rep.AggregateID) > 256 || r.Key != nil {
+		t.Fatalf("answered %s %s with a %d-byte id and a %d-byte key", rep.Status, rep.Code, len(rep.AggregateID), len(r.Key))
+	}
+	dl := deadLetterOf(t, h, commandID(rec), 30*time.Second)
+	if string(dl.Key) != key || !bytes.Equal(dl.Value, rec.Value) {
+		t.Fatal("the dead letter is not the command")
+	}
+	if versions, _ := eventsOf(t, h); len(versions) != 0 {
+		t.Fatalf("events written: %v", versions)
+	}
+}
