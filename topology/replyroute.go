@@ -288,19 +288,23 @@ func (c *topicCache) partitionsFor(topic string, want int32) (int32, error) {
 	if e != nil {
 		switch {
 		case e.n > 0 && (want < e.n || now.Sub(e.checked) < refreshAfter):
+			n := e.n
 			c.mu.Unlock()
-			return e.n, nil
+			return n, nil
 		case e.n > 0:
 			// fall through to a fresh lookup; the known count stands if it fails
 		case e.transient && now.Sub(e.since) < transientGiveUp:
+			err := fmt.Errorf("%s: %w: %v", topic, ErrTransientMetadata, e.err)
 			c.mu.Unlock()
-			return 0, fmt.Errorf("%s: %w: %v", topic, ErrTransientMetadata, e.err)
-		case e.transient:
+			return 0, err
+		case e.transient && now.Sub(e.checked) < negativeTTL:
+			err := fmt.Errorf("%s: no usable metadata for %v: %w", topic, transientGiveUp, e.err)
 			c.mu.Unlock()
-			return 0, fmt.Errorf("%s: no usable metadata for %v: %w", topic, transientGiveUp, e.err)
+			return 0, err
 		case now.Sub(e.checked) < negativeTTL:
+			err := fmt.Errorf("%s: %w", topic, e.err)
 			c.mu.Unlock()
-			return 0, fmt.Errorf("%s: %w", topic, e.err)
+			return 0, err
 		}
 	}
 	c.mu.Unlock()
@@ -330,6 +334,9 @@ func (c *topicCache) partitionsFor(topic string, want int32) (int32, error) {
 		go c.retry(topic)
 	}
 	e.err, e.checked = err, time.Now()
+	if time.Since(e.since) >= transientGiveUp {
+		return 0, fmt.Errorf("%s: no usable metadata for %v: %w", topic, transientGiveUp, err)
+	}
 	return 0, fmt.Errorf("%s: %w: %v", topic, ErrTransientMetadata, err)
 }
 
