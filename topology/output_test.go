@@ -114,3 +114,35 @@ func TestTopicCacheIsBounded(t *testing.T) {
 		t.Fatalf("cache holds %d entries, bound 10", tc.len())
 	}
 }
+
+// FuzzReplyTopicRefusal: whatever the allow-list (one that Validate
+// accepts) and whatever topic a command names, an allowed topic is the
+// default reply topic or a legal name that no protected pattern matches.
+func FuzzReplyTopicRefusal(f *testing.F) {
+	f.Add("replies-*", "transfer-*", "replies-7")
+	f.Add("my-replies", "", "snapshots-changelog")
+	f.Add("e*", "", "events")
+	f.Add("__*", "", "__consumer_offsets")
+	f.Add("a", "a*", "a")
+	f.Fuzz(func(t *testing.T, allow, internal, topic string) {
+		c := Config{Brokers: []string{"b:1"}, InstanceID: "i", StateDir: "d", ReplyTopics: []string{allow}}
+		if internal != "" {
+			c.InternalTopics = []string{internal}
+		}
+		c.setDefaults()
+		if c.Validate() != nil {
+			return // refused at start: never runs
+		}
+		if c.replyTopicRefusal(topic) != "" || topic == c.Topics.Replies {
+			return
+		}
+		if why := validTopicName(topic, false); why != "" {
+			t.Fatalf("allowed %q: %s", topic, why)
+		}
+		for _, p := range c.protectedTopics() {
+			if p.matches(topic) {
+				t.Fatalf("allow-list %q, internal %q: allowed the protected %q (%s)", allow, internal, topic, p)
+			}
+		}
+	})
+}
