@@ -262,6 +262,7 @@ func TestAmplifyingRejectionIsCappedAndBlocksNothing(t *testing.T) {
 	if len(huge.Message) > topology.MaxReplyMessageBytes || !strings.Contains(huge.Message, "truncated") {
 		t.Fatalf("message of %d bytes (%.80q...), want at most %d with a truncation marker", len(huge.Message), huge.Message, topology.MaxReplyMessageBytes)
 	}
+	t.Logf("transactions %d, aborted %d", w.Stats().Transactions, w.Stats().Aborted)
 	// A rejection on an aggregate that never existed persists nothing.
 	if _, _, n := latestSnapshots(t, h); n != changelogBefore+1 {
 		t.Fatalf("changelog has %d records, want %d (only the deposit's snapshot)", n, changelogBefore+1)
