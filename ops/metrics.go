@@ -53,6 +53,8 @@ type Metrics struct {
 	deadLetters   prometheus.Counter
 	lag           *prometheus.GaugeVec
 	restoreLeft   *prometheus.GaugeVec
+	dropped       prometheus.Counter
+	isolated      *prometheus.CounterVec
 
 	mu       sync.Mutex
 	pending  []pendingReply
@@ -118,8 +120,19 @@ func NewMetrics(o MetricsOptions) *Metrics {
 	for _, r := range []string{"committed", "aborted"} {
 		m.transactions.WithLabelValues(r)
 	}
+	m.dropped = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "kcqrs_replies_dropped_total",
+		Help: "Replies not sent because their (allowed) reply topic does not exist or may not be written, or the reply cannot fit in a record; counted when decided.",
+	})
+	m.isolated = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "kcqrs_commands_isolated_total",
+		Help: "Commands answered without effect and dead-lettered alone, by code: bad_reply_address (a reply topic or partition refused), output_too_large (an output would not fit in a record); counted when decided.",
+	}, []string{"code"})
+	for _, c := range []string{topology.CodeBadReplyAddress, topology.CodeOutputTooLarge} {
+		m.isolated.WithLabelValues(c)
+	}
 	o.Registerer.MustRegister(m.commands, m.latency, m.batchSize, m.commitSeconds, m.transactions,
-		m.deadLetters, m.lag, m.restoreLeft, &scrapeCollector{o: o})
+		m.deadLetters, m.lag, m.restoreLeft, m.dropped, m.isolated, &scrapeCollector{o: o})
 	return m
 }
 
@@ -136,6 +149,17 @@ func (m *Metrics) DeadLettered(int32) {
 	m.pendDLQ++
 	m.mu.Unlock()
 }
+
+// ReplyDropped implements topology.ReplyDropObserver.
+func (m *Metrics) ReplyDropped(int32, string, string) { m.dropped.Inc() }
+
+// CommandIsolated implements topology.IsolationObserver.
+func (m *Metrics) CommandIsolated(_ int32, code string) { m.isolated.WithLabelValues(code).Inc() }
+
+var (
+	_ topology.ReplyDropObserver = (*Metrics)(nil)
+	_ topology.IsolationObserver = (*Metrics)(nil)
+)
 
 // TransactionEnded implements topology.Observer.
 func (m *Metrics) TransactionEnded(records int, committed bool, took time.Duration) {

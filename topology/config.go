@@ -90,8 +90,11 @@ type Config struct {
 	// aggregate remembers. A retried command older than that is new again.
 	// Default 32.
 	DedupeWindow int
-	// MaxCommandBytes bounds a command value; larger ones are dead-lettered.
-	// Default 1 MiB.
+	// MaxCommandBytes bounds a command record (key, value and headers, as
+	// franz-go sizes a record); larger ones are answered INVALID too_large
+	// and dead-lettered. Default 900 KiB: a command's dead-letter copy must
+	// fit below MaxRecordBytes (Validate refuses a value that does not
+	// leave 16 KiB for it).
 	MaxCommandBytes int
 	// CacheBytes is the Pebble block cache shared by all stores. Default 64 MiB.
 	CacheBytes int64
@@ -153,6 +156,36 @@ type Config struct {
 	// Default 2m; negative disables the check.
 	HangingTxnThreshold time.Duration
 
+	// ReplyTopics are the topics a command may name as its reply topic
+	// (kafka_replyTopic), besides Topics.Replies which is always allowed:
+	// exact names, or prefixes ending in "*" ("replies-*" for Spring's
+	// per-instance reply topics). The topology's own topics, InternalTopics
+	// and every topic starting with "__" are never allowed. Default none.
+	ReplyTopics []string
+	// InternalTopics are topics of other parts of the system (the saga's
+	// reply topic, the projectors' tables), as exact names or prefixes
+	// ending in "*", that no reply may ever go to, whatever ReplyTopics
+	// says (Validate refuses an allow-list that overlaps them). Default none.
+	InternalTopics []string
+	// MaxRecordBytes is the largest record the processor produces (reply,
+	// event, snapshot, dead letter), sized as franz-go sizes it
+	// (uncompressed, with key and headers). A command whose outputs would
+	// be larger is answered and dead-lettered alone, without effect. Default
+	// 1,000,012 (franz-go's ProducerBatchMaxBytes; a lower one set in
+	// ClientOpts or SessionClientOpts applies instead).
+	MaxRecordBytes int
+	// BrokerMaxMessageBytes is the broker's (or the output topics')
+	// max.message.bytes; outputs are also checked against it. Default
+	// 1,048,588 (Kafka's default).
+	BrokerMaxMessageBytes int
+	// ReplyTopicCacheSize bounds the reply topics whose partition counts
+	// (or absence) a worker remembers. Default 1000.
+	ReplyTopicCacheSize int
+	// ReplyLookupTimeout bounds one lookup of a reply topic's metadata
+	// inside a transaction; a lookup that fails transiently is retried in
+	// the background with backoff and its batch is retried. Default 500ms.
+	ReplyLookupTimeout time.Duration
+
 	// hooks are test-only interception points (export_test.go).
 	hooks *testHooks
 }
@@ -198,7 +231,19 @@ func (c *Config) setDefaults() {
 		c.DedupeWindow = 32
 	}
 	if c.MaxCommandBytes == 0 {
-		c.MaxCommandBytes = 1 << 20
+		c.MaxCommandBytes = DefaultMaxCommandBytes
+	}
+	if c.MaxRecordBytes == 0 {
+		c.MaxRecordBytes = DefaultMaxRecordBytes
+	}
+	if c.BrokerMaxMessageBytes == 0 {
+		c.BrokerMaxMessageBytes = DefaultBrokerMaxMessageBytes
+	}
+	if c.ReplyTopicCacheSize == 0 {
+		c.ReplyTopicCacheSize = 1000
+	}
+	if c.ReplyLookupTimeout == 0 {
+		c.ReplyLookupTimeout = 500 * time.Millisecond
 	}
 	if c.CacheBytes == 0 {
 		c.CacheBytes = 64 << 20
@@ -256,6 +301,7 @@ func (c *Config) Validate() error {
 	if c.MaxCommandBytes < 1 {
 		errs = append(errs, fmt.Errorf("max command bytes %d < 1", c.MaxCommandBytes))
 	}
+	errs = append(errs, c.validateOutputs()...)
 	if c.CacheBytes < 0 {
 		errs = append(errs, fmt.Errorf("cache bytes %d < 0", c.CacheBytes))
 	}
@@ -292,4 +338,27 @@ func (c *Config) Validate() error {
 		return nil
 	}
 	return fmt.Errorf("topology: invalid config: %w", errors.Join(errs...))
+}
+
+// validateOutputs checks the output limits against each other and the
+// reply topics (replyroute.go).
+func (c *Config) validateOutputs() []error {
+	var errs []error
+	if c.MaxRecordBytes < 512 || c.MaxRecordBytes > 1<<30 {
+		errs = append(errs, fmt.Errorf("max record bytes %d not in [512, %d] (franz-go's bounds of ProducerBatchMaxBytes)", c.MaxRecordBytes, 1<<30))
+	}
+	if c.BrokerMaxMessageBytes < 512 {
+		errs = append(errs, fmt.Errorf("broker max message bytes %d < 512", c.BrokerMaxMessageBytes))
+	}
+	if limit := min(c.MaxRecordBytes, c.BrokerMaxMessageBytes); c.MaxCommandBytes > 0 && c.MaxCommandBytes > limit-commandHeadroom {
+		errs = append(errs, fmt.Errorf("max command bytes %d does not leave %d bytes below the record limit %d (the lower of max record bytes %d and broker max message bytes %d) for a command's dead-letter copy: lower it to %d or raise the limits (and the producer's ProducerBatchMaxBytes with them)",
+			c.MaxCommandBytes, commandHeadroom, limit, c.MaxRecordBytes, c.BrokerMaxMessageBytes, limit-commandHeadroom))
+	}
+	if c.ReplyTopicCacheSize < 0 {
+		errs = append(errs, fmt.Errorf("reply topic cache size %d < 0", c.ReplyTopicCacheSize))
+	}
+	if c.ReplyLookupTimeout < 0 {
+		errs = append(errs, fmt.Errorf("reply lookup timeout %v < 0", c.ReplyLookupTimeout))
+	}
+	return append(errs, c.validateReplyTopics()...)
 }

@@ -21,6 +21,14 @@
 // is answered INVALID, copied to the dead-letter topic and skipped; it never
 // blocks its partition or crashes the worker.
 //
+// A command never chooses an output: its reply goes to the default reply
+// topic or an allow-listed one (Config.ReplyTopics), never to a topic of the
+// topology, Config.InternalTopics or "__*" (replyroute.go). Every output of a
+// command (reply, events, snapshot, dead-letter copy) is built and sized
+// before any is produced (output.go): one whose outputs would not fit in a
+// record is answered and dead-lettered alone, without effect, so no single
+// command can make a transaction fail on every retry.
+//
 // Scale-out: partitions are spread by the cooperative-sticky assignor; a
 // revoked partition's open transaction is aborted (never committed for a
 // partition no longer owned) and its store is kept on disk. A changelog

@@ -1,12 +1,10 @@
 package topology
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"runtime/debug"
 	"strconv"
-	"sync"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -15,18 +13,26 @@ import (
 	"github.com/kcqrs/kcqrs/wire"
 )
 
-// handle runs one command through the pipeline: parse, route, load, dedupe,
-// deadline, expected version, decide, evolve, emit. Every outcome produces
-// exactly one reply (when a reply address can be read) inside the open
-// transaction; input the processor cannot handle is also dead-lettered.
+// handle runs one command through the pipeline: parse, check the reply
+// address, route, load, dedupe, deadline, expected version, decide, evolve,
+// emit. Every outcome produces exactly one reply (when a reply address can
+// be read and the reply topic exists) inside the open transaction; input the
+// processor cannot handle is also dead-lettered. Every output is built and
+// sized before any is produced (output.go): a command whose outputs cannot
+// be written is answered and dead-lettered alone, without effect.
 func (p *Processor) handle(b *batch, ps *partitionState, r *kgo.Record) {
 	meta, err := parseCommandMeta(r, p.cfg.Topics.Replies)
 	base := wire.Reply{CommandID: meta.commandID, AggregateType: meta.aggregateType, AggregateID: meta.aggregateID}
+	// The reply address first: even a command with broken headers must not
+	// get its answer written where it says.
+	if aerr := p.checkReplyAddress(r, &meta); aerr != nil {
+		err = aerr
+	}
 	if err == nil && len(r.Key) == 0 {
 		err = invalid(CodeMissingKey, "command has no key (the aggregate id)")
 	}
-	if err == nil && len(r.Value) > p.cfg.MaxCommandBytes {
-		err = invalid(CodeTooLarge, "command value is %d bytes, more than the limit of %d", len(r.Value), p.cfg.MaxCommandBytes)
+	if size := recordBytes(r); err == nil && size > p.cfg.MaxCommandBytes {
+		err = invalid(CodeTooLarge, "command record is %d bytes (key, value and headers), more than the limit of %d", size, p.cfg.MaxCommandBytes)
 	}
 	if err != nil {
 		p.reject(b, r, &meta, base, err)
@@ -84,45 +90,94 @@ func (p *Processor) handle(b *batch, ps *partitionState, r *kgo.Record) {
 
 	events, newState, err := decideAndEvolve(bt, a.state, cmd)
 	if err != nil {
-		if rej, ok := aggregates.AsRejection(err); ok {
-			base.Status, base.Code, base.Message = wire.StatusRejected, rej.Code, rej.Message
-			p.remember(a, meta.commandID, base)
+		rej, ok := aggregates.AsRejection(err)
+		if !ok {
+			p.reject(b, r, &meta, base, err)
+			return
+		}
+		base.Status, base.Code, base.Message = wire.StatusRejected, rej.Code, capMessage(rej.Message)
+		if a.version == 0 {
+			// An aggregate that never existed stays that way: remembering
+			// the rejection would write a snapshot for any id a client
+			// makes up. A retry is decided again, with the same answer.
 			p.reply(b, r, &meta, base)
 			return
 		}
-		p.reject(b, r, &meta, base, err)
+		next := *a
+		p.remember(&next, meta.commandID, base)
+		p.commit(b, r, &meta, a, &next, nil, base)
 		return
 	}
 	now := p.cfg.Now()
-	encoded := make([][]byte, len(events))
+	evRecs := make([]*kgo.Record, len(events))
 	for i, e := range events {
-		encoded[i], err = p.reg.encodeEvent(a, a.version+int64(i)+1, meta.commandID, now, e)
+		version := a.version + int64(i) + 1
+		enc, err := p.reg.encodeEvent(a, version, meta.commandID, now, e)
 		if err != nil {
 			p.reject(b, r, &meta, base, &internalError{CodeEncodeFailed, err})
 			return
 		}
-	}
-	for i, e := range events {
-		version := a.version + int64(i) + 1
-		p.produce(b, &kgo.Record{
+		evRecs[i] = &kgo.Record{
 			Topic:     p.cfg.Topics.Events,
 			Partition: ps.p,
 			Key:       r.Key,
-			Value:     encoded[i],
+			Value:     enc,
 			Headers: []kgo.RecordHeader{
 				{Key: wire.HeaderEventType, Value: []byte(e.EventType())},
 				{Key: wire.HeaderAggregateType, Value: []byte(meta.aggregateType)},
 				{Key: wire.HeaderVersion, Value: itoa(version)},
 				{Key: wire.HeaderCommandID, Value: []byte(meta.commandID)},
 			},
-		}, nil)
+		}
+		if !p.fits(evRecs[i]) {
+			p.isolate(b, r, &meta, base, p.outputTooLarge(fmt.Sprintf("event %d (%s)", i+1, e.EventType()), evRecs[i]))
+			return
+		}
+	}
+	next := *a
+	next.version += int64(len(events))
+	next.state = newState
+	accepted := base
+	accepted.Status, accepted.Version, accepted.Events = wire.StatusAccepted, next.version, int32(len(events))
+	p.remember(&next, meta.commandID, accepted)
+	p.commit(b, r, &meta, a, &next, evRecs, accepted)
+}
+
+// commit finishes a command that changes its aggregate (events, or a
+// remembered rejection): it sizes the reply and the aggregate's new
+// snapshot, and only when every output fits does it apply next to a and
+// produce the events and the reply. Otherwise the command is isolated and a
+// keeps nothing of it.
+func (p *Processor) commit(b *batch, r *kgo.Record, meta *commandMeta, a, next *aggState, events []*kgo.Record, rep wire.Reply) {
+	refused := rep
+	refused.Version, refused.Events = a.version, 0
+	snap, err := p.reg.encodeSnapshotFresh(next)
+	if err != nil {
+		p.reject(b, r, meta, refused, &internalError{CodeEncodeFailed, err})
+		return
+	}
+	snapRec := &kgo.Record{Topic: p.cfg.Topics.Changelog, Partition: r.Partition, Key: []byte(next.key), Value: snap}
+	if !p.fits(snapRec) {
+		p.isolate(b, r, meta, refused, p.outputTooLarge("snapshot", snapRec))
+		return
+	}
+	replyRec, ok := p.replyRecord(b, r, meta, rep, false)
+	if ok && replyRec != nil && !p.fits(replyRec) {
+		p.isolate(b, r, meta, refused, p.outputTooLarge("reply", replyRec))
+		return
+	}
+	if !ok {
+		return // the batch failed (a transient lookup); it comes again
+	}
+	next.snap = snap
+	*a = *next
+	for _, e := range events {
+		p.produce(b, e, nil)
 	}
 	b.events += int64(len(events))
-	a.version += int64(len(events))
-	a.state = newState
-	base.Status, base.Version, base.Events = wire.StatusAccepted, a.version, int32(len(events))
-	p.remember(a, meta.commandID, base)
-	p.reply(b, r, &meta, base)
+	if replyRec != nil { // nil: dropped (its topic is gone), counted and logged
+		p.sendReply(b, r, rep, replyRec)
+	}
 }
 
 // internalError is a failure of the handler or the runtime (not of the
@@ -163,6 +218,7 @@ func decideAndEvolve(bt *boundType, state any, cmd aggregates.Command) (events [
 
 // remember records a decided command for deduplication, keeping the window.
 func (p *Processor) remember(a *aggState, commandID string, rep wire.Reply) {
+	rep.Message = capMessage(rep.Message)
 	rc := wire.Remember(rep)
 	rc.CommandID = commandID
 	a.recent = append(a.recent, rc)
@@ -193,47 +249,109 @@ func (p *Processor) reject(b *batch, r *kgo.Record, meta *commandMeta, base wire
 	default:
 		base.Status, base.Code = wire.StatusInternalError, CodeHandlerError
 	}
-	p.log.Warn("command dead-lettered", "partition", r.Partition, "offset", r.Offset, "command", meta.commandID, "status", base.Status, "err", err)
+	p.log.Warn("command dead-lettered", "partition", r.Partition, "offset", r.Offset, "command", meta.commandID, "status", base.Status, "err", capMessage(err.Error()))
 	p.reply(b, r, meta, base)
 	p.deadLetter(b, r, err)
 }
 
-// reply produces the reply to a command, in the command's encoding, to its
-// reply address.
+// reply answers a command that has no effect (or whose effect is already
+// in the log: a duplicate). A reply too large for a record is shrunk (no
+// key, a short message); one that still does not fit, or whose topic does
+// not exist, is dropped, counted and logged.
 func (p *Processor) reply(b *batch, r *kgo.Record, meta *commandMeta, rep wire.Reply) {
+	rec, ok := p.replyRecord(b, r, meta, rep, false)
+	if !ok || rec == nil {
+		return
+	}
+	if !p.fits(rec) {
+		if rec, ok = p.replyRecord(b, r, meta, rep, true); !ok || rec == nil {
+			return
+		}
+		if !p.fits(rec) {
+			p.dropReply(r, meta, fmt.Sprintf("even a reply without key and message is %d bytes, over the limit of %d", recordBytes(rec), p.outputLimit()))
+			return
+		}
+	}
+	p.sendReply(b, r, rep, rec)
+}
+
+// sendReply produces a built reply and counts it.
+func (p *Processor) sendReply(b *batch, r *kgo.Record, rep wire.Reply, rec *kgo.Record) {
 	b.countReply(rep.Status)
 	p.cfg.Observer.Replied(r.Partition, r.Offset, rep.Status, rep.Duplicate, r.Timestamp)
-	n, err := p.topics.partitions(meta.reply.topic)
+	p.produce(b, rec, nil)
+}
+
+// replyRecord builds the reply record to a command, in the command's
+// encoding, for its (checked) reply address; small leaves the key out and
+// shortens what the reply repeats of the input. It returns ok=false when the
+// batch failed (a transient metadata error: the batch is retried), and a nil
+// record when the reply is dropped (its topic does not exist or may not be
+// written: counted and logged).
+func (p *Processor) replyRecord(b *batch, r *kgo.Record, meta *commandMeta, rep wire.Reply, small bool) (*kgo.Record, bool) {
+	ra := &meta.reply
+	n, err := p.topics.partitionsFor(ra.topic, ra.partition)
 	if err != nil {
-		p.log.Warn("reply not sent: reply topic unusable", "partition", r.Partition, "offset", r.Offset, "command", meta.commandID, "topic", meta.reply.topic, "err", err)
-		return
+		if errors.Is(err, ErrTransientMetadata) {
+			b.fail(fmt.Errorf("reply topic of command %s: %w", meta.commandID, err))
+			p.log.Warn("reply topic metadata unavailable; the batch is retried", "partition", r.Partition, "offset", r.Offset, "command", meta.commandID, "topic", ra.topic, "err", err)
+			return nil, false
+		}
+		p.dropReply(r, meta, err.Error())
+		return nil, true
 	}
-	val, err := p.reg.EncodeReply(rep, meta.reply.contentType)
+	rep.Message = capMessage(rep.Message)
+	key := r.Key
+	if small {
+		key = nil
+		if len(rep.AggregateID) > 256 {
+			rep.AggregateID = rep.AggregateID[:256]
+		}
+		if len(rep.Message) > 256 {
+			rep.Message = rep.Message[:200] + "... [truncated]"
+		}
+	}
+	val, err := p.reg.EncodeReply(rep, ra.contentType)
 	if err != nil {
 		b.fail(fmt.Errorf("encode reply: %w", err))
-		return
+		return nil, false
 	}
-	part := meta.reply.partition
-	if part < 0 || part >= n {
-		key := meta.reply.correlationID
-		if key == nil {
-			key = r.Key
+	part := ra.partition
+	if !ra.partitionSet || part < 0 || part >= n {
+		hk := ra.correlationID
+		if hk == nil {
+			hk = r.Key
 		}
-		part = PartitionFor(key, n)
+		part = PartitionFor(hk, n)
 	}
 	headers := []kgo.RecordHeader{
 		{Key: wire.HeaderCommandID, Value: []byte(meta.commandID)},
-		{Key: wire.HeaderContentType, Value: []byte(meta.reply.contentType)},
+		{Key: wire.HeaderContentType, Value: []byte(ra.contentType)},
 		{Key: wire.HeaderVersion, Value: itoa(rep.Version)},
 	}
-	if meta.reply.correlationID != nil {
-		headers = append(headers, kgo.RecordHeader{Key: wire.HeaderCorrelationID, Value: meta.reply.correlationID})
+	if ra.correlationID != nil {
+		headers = append(headers, kgo.RecordHeader{Key: wire.HeaderCorrelationID, Value: ra.correlationID})
 	}
-	p.produce(b, &kgo.Record{Topic: meta.reply.topic, Partition: part, Key: r.Key, Value: val, Headers: headers}, nil)
+	return &kgo.Record{Topic: ra.topic, Partition: part, Key: key, Value: val, Headers: headers}, true
+}
+
+// dropReply counts and logs a reply that cannot be delivered. The command
+// itself is handled: only definitive errors (no such topic, not
+// authorized, too large) drop a reply.
+func (p *Processor) dropReply(r *kgo.Record, meta *commandMeta, why string) {
+	p.mu.Lock()
+	p.stats.RepliesDropped++
+	p.mu.Unlock()
+	if o, ok := p.cfg.Observer.(ReplyDropObserver); ok {
+		o.ReplyDropped(r.Partition, meta.reply.topic, why)
+	}
+	p.log.Warn("reply dropped", "partition", r.Partition, "offset", r.Offset, "command", meta.commandID, "topic", meta.reply.topic, "reason", why)
 }
 
 // deadLetter copies a command, byte for byte with its headers, to the dead
-// letter topic, adding where it came from and why.
+// letter topic, adding where it came from and why. A copy too large for a
+// record keeps the headers and the pointer (topic, partition, offset) but
+// not the value; if even that is too large, only the pointer and the error.
 func (p *Processor) deadLetter(b *batch, r *kgo.Record, cause error) {
 	n, err := p.topics.partitions(p.cfg.Topics.DeadLetters)
 	if err != nil {
@@ -242,20 +360,29 @@ func (p *Processor) deadLetter(b *batch, r *kgo.Record, cause error) {
 	}
 	b.deadLetters++
 	p.cfg.Observer.DeadLettered(r.Partition)
-	headers := append([]kgo.RecordHeader(nil), r.Headers...)
-	headers = append(headers,
-		kgo.RecordHeader{Key: wire.HeaderDLQError, Value: []byte(cause.Error())},
-		kgo.RecordHeader{Key: wire.HeaderDLQTopic, Value: []byte(r.Topic)},
-		kgo.RecordHeader{Key: wire.HeaderDLQPartition, Value: []byte(strconv.Itoa(int(r.Partition)))},
-		kgo.RecordHeader{Key: wire.HeaderDLQOffset, Value: itoa(r.Offset)},
-	)
-	p.produce(b, &kgo.Record{
+	ours := []kgo.RecordHeader{
+		{Key: wire.HeaderDLQError, Value: []byte(capString(cause.Error(), maxDLQErrorBytes))},
+		{Key: wire.HeaderDLQTopic, Value: []byte(r.Topic)},
+		{Key: wire.HeaderDLQPartition, Value: []byte(strconv.Itoa(int(r.Partition)))},
+		{Key: wire.HeaderDLQOffset, Value: itoa(r.Offset)},
+	}
+	dl := &kgo.Record{
 		Topic:     p.cfg.Topics.DeadLetters,
 		Partition: PartitionFor(r.Key, n),
 		Key:       r.Key,
 		Value:     r.Value,
-		Headers:   headers,
-	}, nil)
+		Headers:   append(append([]kgo.RecordHeader(nil), r.Headers...), ours...),
+	}
+	if !p.fits(dl) {
+		omitted := kgo.RecordHeader{Key: wire.HeaderDLQValueOmitted, Value: itoa(int64(recordBytes(r)))}
+		dl.Value = nil
+		dl.Headers = append(dl.Headers, omitted)
+		if !p.fits(dl) {
+			dl.Key, dl.Headers = nil, append(ours, omitted)
+		}
+		p.log.Warn("dead letter too large: written without its value, with a pointer to the command", "partition", r.Partition, "offset", r.Offset, "bytes", recordBytes(r))
+	}
+	p.produce(b, dl, nil)
 }
 
 // PartitionFor is the partition Kafka's default (murmur2) partitioner picks
@@ -266,42 +393,3 @@ func PartitionFor(key []byte, n int32) int32 {
 }
 
 var keyPartitioner = kgo.StickyKeyPartitioner(nil).ForTopic("")
-
-// topicCache knows the partition counts of reply and dead-letter topics.
-// Unknown topics are looked up again at most once a second, so a client
-// naming a missing reply topic cannot slow the worker down.
-type topicCache struct {
-	cl     *kgo.Client
-	mu     sync.Mutex
-	counts map[string]int32
-	misses map[string]time.Time
-}
-
-func newTopicCache(cl *kgo.Client) *topicCache {
-	return &topicCache{cl: cl, counts: map[string]int32{}, misses: map[string]time.Time{}}
-}
-
-var errNoTopic = errors.New("topic does not exist")
-
-func (c *topicCache) partitions(topic string) (int32, error) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if n, ok := c.counts[topic]; ok {
-		return n, nil
-	}
-	if t, ok := c.misses[topic]; ok && time.Since(t) < time.Second {
-		return 0, fmt.Errorf("%s: %w", topic, errNoTopic)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	found, err := describeTopics(ctx, c.cl, topic)
-	if err == nil {
-		if n, ok := found[topic]; ok && n > 0 {
-			c.counts[topic] = n
-			return n, nil
-		}
-		err = errNoTopic
-	}
-	c.misses[topic] = time.Now()
-	return 0, fmt.Errorf("%s: %w", topic, err)
-}

@@ -79,6 +79,9 @@ type Stats struct {
 	// HangingTransactions counts input partitions found blocked by a
 	// transaction open longer than Config.HangingTxnThreshold.
 	HangingTransactions int64
+	// Edges of a command's outputs (output.go, replyroute.go), counted when
+	// decided (a batch that aborts and comes again counts them again).
+	RepliesDropped, BadReplyAddresses, OutputsTooLarge int64
 }
 
 // RestoreReport describes one catch-up of a partition's store from the
@@ -409,6 +412,7 @@ func (p *Processor) produce(b *batch, r *kgo.Record, done func(*kgo.Record)) {
 }
 
 func (p *Processor) processFetches(ctx context.Context, b *batch, fetches kgo.Fetches) int {
+	p.prefetchReplyTopics(fetches) // one lookup for the new reply topics (replyroute.go)
 	n := 0
 	fetches.EachPartition(func(fp kgo.FetchTopicPartition) {
 		if len(fp.Records) == 0 {

@@ -63,7 +63,8 @@ func (e expectation) met(v int64) bool {
 // replyAddress is where a command's reply goes.
 type replyAddress struct {
 	topic         string
-	partition     int32 // -1: chosen by key hash
+	partition     int32 // meaningful when partitionSet; else chosen by hash
+	partitionSet  bool  // the command named a partition
 	correlationID []byte
 	contentType   string
 }
@@ -108,6 +109,12 @@ const (
 	CodeHandlerError       = "handler_error"
 	CodeEncodeFailed       = "encode_failed"
 	CodeUnsupportedContent = "unsupported_content_type"
+	// CodeBadReplyAddress: kafka_replyTopic names a topic that is not an
+	// allowed reply topic, or kafka_replyPartition is out of its range.
+	CodeBadReplyAddress = "bad_reply_address"
+	// CodeOutputTooLarge: an output of the command (reply, event, snapshot)
+	// would be larger than a record may be; the command is isolated.
+	CodeOutputTooLarge = "output_too_large"
 )
 
 // parseCommandMeta reads the reply address first, leniently, so that even a
@@ -130,6 +137,7 @@ func parseCommandMeta(r *kgo.Record, defaultReplyTopic string) (commandMeta, err
 				continue
 			}
 			m.reply.partition = int32(binary.BigEndian.Uint32(h.Value))
+			m.reply.partitionSet = true
 		case wire.HeaderContentType:
 			ct := strings.TrimSpace(strings.SplitN(string(h.Value), ";", 2)[0])
 			switch ct {
@@ -161,7 +169,13 @@ func parseCommandMeta(r *kgo.Record, defaultReplyTopic string) (commandMeta, err
 	}
 	if m.reply.partition < -1 {
 		errs = append(errs, fmt.Errorf("%s: negative partition %d", wire.HeaderReplyPartition, m.reply.partition))
-		m.reply.partition = -1
+	}
+	if m.reply.partition < 0 {
+		m.reply.partition, m.reply.partitionSet = -1, false // -1: hashed, as if absent
+	}
+	if len(m.commandID) > MaxCommandIDBytes {
+		errs = append(errs, fmt.Errorf("%s is %d bytes, at most %d are allowed", wire.HeaderCommandID, len(m.commandID), MaxCommandIDBytes))
+		m.commandID = capMessage(m.commandID)
 	}
 	if m.commandID == "" {
 		errs = append(errs, fmt.Errorf("missing %s header", wire.HeaderCommandID))
@@ -266,6 +280,9 @@ type aggState struct {
 	recentEnc [][]byte
 	dirty     bool
 	encoded   []byte // the snapshot as produced, once the batch ends
+	// snap is the encoded snapshot of this state, made (and sized) when
+	// the last command changed it; the batch's flush reuses it.
+	snap []byte
 }
 
 // snapshotKey is the changelog and store key of an aggregate. Aggregate type
@@ -397,6 +414,16 @@ func (msg *boundMessage) event(ptr reflect.Value) aggregates.Event {
 }
 
 func (r *Registry) encodeSnapshot(a *aggState) ([]byte, error) {
+	if a.snap != nil {
+		enc := a.snap
+		a.snap = nil // a.encoded keeps it from here
+		return enc, nil
+	}
+	return r.encodeSnapshotFresh(a)
+}
+
+// encodeSnapshotFresh encodes a's snapshot, ignoring a.snap.
+func (r *Registry) encodeSnapshotFresh(a *aggState) ([]byte, error) {
 	state, err := a.bt.state.Encode(a.state)
 	if err != nil {
 		return nil, fmt.Errorf("state of %q: %w", a.key, err)

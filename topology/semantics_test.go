@@ -109,9 +109,11 @@ func TestManyEventsAllOrNone(t *testing.T) {
 func TestOversizedAndKeylessCommandsAreDeadLettered(t *testing.T) {
 	t.Parallel()
 	h := newHarness(t)
-	h.StartProcessor("w0", "", func(c *topology.Config) { c.MaxCommandBytes = 64 })
+	// The limit bounds the whole record (key, value and headers: about
+	// 350 bytes for a small command with the client's headers).
+	h.StartProcessor("w0", "", func(c *topology.Config) { c.MaxCommandBytes = 600 })
 	p := topology.PartitionFor([]byte("k"), partitions)
-	big := commandRecord("k", p, "OpenAccount", `{"owner":"`+strings.Repeat("x", 100)+`","currency":"USD"}`)
+	big := commandRecord("k", p, "OpenAccount", `{"owner":"`+strings.Repeat("x", 1000)+`","currency":"USD"}`)
 	noKey := commandRecord("k", p, "OpenAccount", `{"owner":"O","currency":"USD"}`)
 	noKey.Key = nil
 	emptyKey := commandRecord("k", p, "OpenAccount", `{"owner":"O","currency":"USD"}`)

@@ -35,6 +35,11 @@ const (
 	HeaderDLQTopic     = "kcqrs_dlq_topic"
 	HeaderDLQPartition = "kcqrs_dlq_partition"
 	HeaderDLQOffset    = "kcqrs_dlq_offset"
+	// HeaderDLQValueOmitted is set on a dead letter whose original value
+	// (and perhaps headers) did not fit in a record: the value is then
+	// absent, this header holds the original record's size in bytes, and
+	// HeaderDLQTopic/Partition/Offset point at the original command.
+	HeaderDLQValueOmitted = "kcqrs_dlq_value_omitted"
 )
 
 // Content types of command and reply values.

@@ -57,6 +57,9 @@ func runDemo(args []string) error {
 		StateDir:   filepath.Join(*dir, "state"),
 		Partitions: 4,
 		Logger:     slog.New(slog.NewTextHandler(logOut, nil)),
+		// The saga below reads its replies there (a reply topic must be
+		// allow-listed).
+		ReplyTopics: []string{"transfer-replies"},
 	}, reg)
 	if err != nil {
 		return err

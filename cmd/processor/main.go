@@ -74,6 +74,8 @@ func bind(s *config.Set, st *settings, describe bool) {
 	s.String(&st.cfg.Topics.Events, "events-topic", d.Topics.Events, "event topic (infinite retention)")
 	s.String(&st.cfg.Topics.Changelog, "changelog-topic", d.Topics.Changelog, "snapshot changelog topic (compacted)")
 	s.String(&st.cfg.Topics.Replies, "reply-topic", d.Topics.Replies, "default reply topic, for commands that name none")
+	s.List(&st.cfg.ReplyTopics, "reply-topics", nil, "other topics a command may name as its reply topic (kafka_replyTopic): names, or prefixes ending in * (replies-*); with --transfers the saga's transfer-replies is added")
+	s.List(&st.cfg.InternalTopics, "internal-topics", []string{"kcqrs-proj-*"}, "topics no reply may go to, whatever --reply-topics says (the topology's own and __* always); without --transfers transfer-replies is added")
 	s.String(&st.cfg.Topics.DeadLetters, "dlq-topic", d.Topics.DeadLetters, "dead-letter topic")
 	s.Int(&st.partitions, "partitions", int(d.Partitions), "partition count of topics created at start (existing ones keep theirs)")
 	s.Int(&st.replication, "replication-factor", int(d.ReplicationFactor), "replication factor of topics created at start (-1: the broker's default)")
@@ -83,7 +85,9 @@ func bind(s *config.Set, st *settings, describe bool) {
 	s.Int(&st.cfg.MaxBatch, "max-batch", d.MaxBatch, "most commands in one transaction")
 	s.Duration(&st.cfg.TransactionTimeout, "transaction-timeout", d.TransactionTimeout, "broker-side timeout of an open transaction (bounds how long a crashed worker blocks readers)")
 	s.Int(&st.cfg.DedupeWindow, "dedupe-window", d.DedupeWindow, "recent command ids remembered per aggregate (retries within it are answered, not re-run)")
-	s.Int(&st.cfg.MaxCommandBytes, "max-command-bytes", d.MaxCommandBytes, "largest command value; larger ones are dead-lettered")
+	s.Int(&st.cfg.MaxCommandBytes, "max-command-bytes", d.MaxCommandBytes, "largest command record (key, value, headers); larger ones are answered INVALID and dead-lettered; must leave 16KiB below --max-record-bytes")
+	s.Int(&st.cfg.MaxRecordBytes, "max-record-bytes", d.MaxRecordBytes, "largest record produced (reply, event, snapshot, dead letter; franz-go's ProducerBatchMaxBytes): a command whose outputs are larger is answered and dead-lettered alone")
+	s.Int(&st.cfg.BrokerMaxMessageBytes, "broker-max-message-bytes", d.BrokerMaxMessageBytes, "the brokers' (or output topics') max.message.bytes; outputs are checked against it too")
 	s.Duration(&st.cfg.SessionTimeout, "session-timeout", d.SessionTimeout, "group session timeout: how long a crashed worker keeps its partitions; below --transaction-timeout")
 	s.Duration(&st.cfg.RebalanceTimeout, "rebalance-timeout", d.RebalanceTimeout, "how long a rebalance waits for every member to rejoin")
 	s.Bool(&st.cfg.StaticMembership, "static", false, "static group membership with the instance id: a restarted worker gets its partitions back without a rebalance")
@@ -125,6 +129,13 @@ func load(args []string, lookup func(string) (string, bool), describe bool) (*se
 		st.cfg.InstanceID = hostname()
 	}
 	st.cfg.Brokers = st.kafka.Brokers
+	// The saga's reply topic is written by this processor only when the
+	// saga runs here (it reads its replies there); otherwise it is refused.
+	if st.transfers {
+		st.cfg.ReplyTopics = append(st.cfg.ReplyTopics, sagaReplies)
+	} else {
+		st.cfg.InternalTopics = append(st.cfg.InternalTopics, sagaReplies)
+	}
 	st.cfg.Partitions = int32(st.partitions)
 	st.cfg.ReplicationFactor = int16(st.replication)
 	if st.replication == 0 || st.replication < -1 || st.replication > 1<<14 {
@@ -142,6 +153,9 @@ func load(args []string, lookup func(string) (string, bool), describe bool) (*se
 	}
 	return st, s, errors.Join(errs...)
 }
+
+// sagaReplies is the transfer saga's reply topic (saga.Config.Replies).
+const sagaReplies = "transfer-replies"
 
 func main() {
 	args := os.Args[1:]

@@ -70,6 +70,20 @@ func TestLoad(t *testing.T) {
 				`"nohost" is not host:port`, `topic "commands" is both`, "max command bytes -1 < 1", "cache bytes -5 < 0",
 				"fetch max bytes -1 not in", "fetch max partition bytes 3221225472 not in", "--memory-limit -1 < 0"}},
 		{name: "stray argument", args: []string{"run"}, env: env(), wants: []string{`unexpected arguments ["run"]`}},
+		{name: "reply topics", env: env("KCQRS_REPLY_TOPICS", "replies-*,my-replies"), check: func(t *testing.T, st *settings) {
+			if got := strings.Join(st.cfg.ReplyTopics, ","); got != "replies-*,my-replies,transfer-replies" {
+				t.Fatalf("reply topics %q: want the configured ones and the saga's", got)
+			}
+			if got := strings.Join(st.cfg.InternalTopics, ","); got != "kcqrs-proj-*" {
+				t.Fatalf("internal topics %q", got)
+			}
+		}},
+		{name: "unsafe reply topics", args: []string{"--reply-topics", "snapshots-*,__consumer_offsets"}, env: env(),
+			wants: []string{`reply topic "snapshots-*" would allow "snapshots-changelog"`, `reply topic "__consumer_offsets" would allow "__*"`}},
+		{name: "the saga's reply topic without the saga", args: []string{"--transfers=false", "--reply-topics", "transfer-replies"}, env: env(),
+			wants: []string{`reply topic "transfer-replies" would allow "transfer-replies"`}},
+		{name: "command larger than a record", args: []string{"--max-record-bytes", "800000"}, env: env(),
+			wants: []string{"max command bytes 921600 does not leave 16384 bytes below the record limit 800000"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
