@@ -5,12 +5,15 @@ PKGS := ./...
 .PHONY: run test test-kafka vet fmt build fuzz fuzz-ci schemas-check bench bench-quick chaos chaos-ci broker processor projector describe clean
 
 ## run: start the embedded broker, a processor (with the transfer saga) and the projector, run the demo workload, serve until Ctrl-C
+# The pieces are built, then exec'd: the program gets Ctrl-C itself and its
+# clean exit is make's (`go run` exits 1 when interrupted, so make said Error 1).
 run:
-	$(GO) run ./cmd/kcqrs demo
+	$(GO) build -o bin/kcqrs ./cmd/kcqrs
+	exec ./bin/kcqrs demo
 
 ## test: the whole test suite (no network, no Docker)
 test: vet
-	@test -z "$$(gofmt -l . | tee /dev/stderr)" || (echo "gofmt needed on the files above" && exit 1)
+	@unformatted="$$(gofmt -l .)"; if [ -n "$$unformatted" ]; then echo "$$unformatted"; echo "gofmt needed on the files above"; exit 1; fi
 	$(GO) test -count=1 $(PKGS)
 	$(GO) test -count=1 -race ./topology/... ./snapshots/... ./client/... ./ops/... ./cmd/processor/... ./saga/... ./projection/... ./cmd/projector/...
 
@@ -72,11 +75,14 @@ chaos-ci:
 
 ## broker / processor / projector: the pieces of `make run` as separate processes
 broker:
-	$(GO) run ./cmd/kcqrs broker
+	$(GO) build -o bin/kcqrs ./cmd/kcqrs
+	exec ./bin/kcqrs broker
 processor:
-	$(GO) run ./cmd/processor --brokers 127.0.0.1:9092 --instance-id local-0
+	$(GO) build -o bin/processor ./cmd/processor
+	exec ./bin/processor --brokers 127.0.0.1:9092 --instance-id local-0
 projector:
-	$(GO) run ./cmd/projector --brokers 127.0.0.1:9092
+	$(GO) build -o bin/projector ./cmd/projector
+	exec ./bin/projector --brokers 127.0.0.1:9092
 
 ## describe: print the processor topology (text and Mermaid)
 describe:

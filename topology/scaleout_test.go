@@ -149,6 +149,7 @@ func TestRebalanceKeepsStoresAndRestoresOnlyTheTail(t *testing.T) {
 func TestFrozenWorkerIsFenced(t *testing.T) {
 	t.Parallel()
 	h := newHarness(t)
+	h.RequireEmbedded() // fault injection
 	ids := idsPerPartition("fz")
 
 	var (
@@ -363,6 +364,7 @@ func TestStandbyTakeoverReadsOnlyTheTail(t *testing.T) {
 func TestReadinessWaitsForRestore(t *testing.T) {
 	t.Parallel()
 	h := newHarness(t)
+	h.RequireEmbedded() // fault injection
 	w0 := h.StartProcessor("w0", "")
 	ids := idsPerPartition("rd")
 	for i := range 3 {
@@ -529,6 +531,7 @@ func TestGracefulStopNeedsNoRestore(t *testing.T) {
 func TestStaticMemberLeavesOnStop(t *testing.T) {
 	t.Parallel()
 	h := newHarness(t)
+	h.RequireEmbedded() // fault injection
 	var left atomic.Bool
 	h.Cluster.ControlKey(int16(kmsg.LeaveGroup), func(req kmsg.Request) (kmsg.Response, error, bool) {
 		h.Cluster.KeepControl()
