@@ -315,7 +315,7 @@ func TestStandbyTakeoverReadsOnlyTheTail(t *testing.T) {
 	// w0 tails w1's partitions until caught up with the changelog.
 	admin := h.Admin()
 	eventually(t, "w0's standbys to catch up", func() bool {
-		lso, err := admin.ListCommittedOffsets(context.Background(), "snapshots-changelog")
+		lso, err := admin.ListCommittedOffsets(context.Background(), h.Topic("snapshots-changelog"))
 		if err != nil {
 			return false
 		}
@@ -325,7 +325,7 @@ func TestStandbyTakeoverReadsOnlyTheTail(t *testing.T) {
 		}
 		for _, p := range owned1 {
 			s, ok := states[p]
-			o, _ := lso.Lookup("snapshots-changelog", p)
+			o, _ := lso.Lookup(h.Topic("snapshots-changelog"), p)
 			if !ok || s.Role != topology.RoleStandby || !s.Ready || o.Offset == 0 || s.Checkpoint < o.Offset {
 				return false
 			}
@@ -446,8 +446,8 @@ func TestHangingTransactionIsReported(t *testing.T) {
 	w0 := h.StartProcessor("w0", "", func(c *topology.Config) { c.HangingTxnThreshold = 500 * time.Millisecond })
 	wantStatus(t, h.Send(cmd("account", "hx", "OpenAccount", `{"owner":"O","currency":"EUR"}`)), wire.StatusAccepted, 1)
 
-	rogue, err := kgo.NewClient(kgo.SeedBrokers(h.Brokers...), kgo.TransactionalID("rogue"),
-		kgo.TransactionTimeout(10*time.Minute), kgo.DefaultProduceTopic("commands"))
+	rogue, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(h.Brokers...), kgo.TransactionalID("rogue-" + h.Topic("commands")),
+		kgo.TransactionTimeout(10 * time.Minute), kgo.DefaultProduceTopic(h.Topic("commands"))}, h.ClientOpts...)...)
 	if err != nil {
 		t.Fatal(err)
 	}
