@@ -1,0 +1,3 @@
+package main
+
+func runDLQ(args []string) error { return nil }
