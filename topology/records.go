@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"reflect"
+	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -116,6 +117,7 @@ func parseCommandMeta(r *kgo.Record, defaultReplyTopic string) (commandMeta, err
 	m := commandMeta{reply: replyAddress{topic: defaultReplyTopic, partition: -1, contentType: wire.ContentTypeAvro}}
 	m.aggregateID = string(r.Key)
 	var errs []error
+	code, declared := CodeBadHeader, false
 	for _, h := range r.Headers {
 		switch h.Key {
 		case wire.HeaderCorrelationID:
@@ -131,13 +133,19 @@ func parseCommandMeta(r *kgo.Record, defaultReplyTopic string) (commandMeta, err
 			}
 			m.reply.partition = int32(binary.BigEndian.Uint32(h.Value))
 		case wire.HeaderContentType:
-			ct := strings.TrimSpace(strings.SplitN(string(h.Value), ";", 2)[0])
+			// Media types are case-insensitive (RFC 9110); parameters
+			// (charset=utf-8) are ignored.
+			ct := strings.ToLower(strings.TrimSpace(strings.SplitN(string(h.Value), ";", 2)[0]))
+			declared = true
 			switch ct {
 			case wire.ContentTypeAvro, "":
+				declared = ct != ""
 			case wire.ContentTypeJSON:
 				m.reply.contentType = wire.ContentTypeJSON
 			default:
-				errs = append(errs, &invalidError{CodeUnsupportedContent, fmt.Errorf("content type %q (want %s or %s)", ct, wire.ContentTypeAvro, wire.ContentTypeJSON)})
+				code = CodeUnsupportedContent
+				errs = append(errs, fmt.Errorf("%s %q is not supported: set it to %s (JSON) or %s (Avro single-object encoding)",
+					wire.HeaderContentType, capText(ct, 100), wire.ContentTypeJSON, wire.ContentTypeAvro))
 			}
 		case wire.HeaderCommandID:
 			m.commandID = string(h.Value)
@@ -169,14 +177,49 @@ func parseCommandMeta(r *kgo.Record, defaultReplyTopic string) (commandMeta, err
 	if m.aggregateType == "" {
 		errs = append(errs, fmt.Errorf("missing %s header", wire.HeaderAggregateType))
 	}
-	if err := errors.Join(errs...); err != nil {
-		var ie *invalidError
-		if errors.As(err, &ie) {
-			return m, &invalidError{ie.code, err}
+	// A value that is not Avro but looks like JSON, sent without a JSON
+	// content type, is not read as JSON (the header says what a value is,
+	// never a guess), but it is answered in JSON, naming the header to set.
+	if m.reply.contentType != wire.ContentTypeJSON && looksLikeJSON(r.Value) {
+		m.reply.contentType = wire.ContentTypeJSON
+		if !declared && code == CodeBadHeader {
+			code = CodeUnsupportedContent
+			errs = append(errs, fmt.Errorf("the value looks like JSON but has no %s header: set %s: %s (Avro values need no header)",
+				wire.HeaderContentType, wire.HeaderContentType, wire.ContentTypeJSON))
+		} else if declared && code == CodeBadHeader {
+			code = CodeUnsupportedContent
+			errs = append(errs, fmt.Errorf("the value looks like JSON but %s says %s: set %s: %s",
+				wire.HeaderContentType, wire.ContentTypeAvro, wire.HeaderContentType, wire.ContentTypeJSON))
 		}
-		return m, &invalidError{CodeBadHeader, err}
+	}
+	if err := errors.Join(errs...); err != nil {
+		return m, &invalidError{code, err}
 	}
 	return m, nil
+}
+
+// looksLikeJSON reports whether a value starts like a JSON object. Neither
+// Avro single-object encoding (0xC3 0x01) nor the Confluent wire format
+// (0x00) can start with '{' or whitespace.
+func looksLikeJSON(v []byte) bool {
+	for _, c := range v {
+		switch c {
+		case ' ', '\t', '\r', '\n':
+			continue
+		case '{':
+			return true
+		}
+		return false
+	}
+	return false
+}
+
+// capText caps a quoted piece of input so that an error never grows with it.
+func capText(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return strings.ToValidUTF8(s[:n], "") + "..."
 }
 
 func parseExpectation(s string) (expectation, error) {
@@ -202,7 +245,12 @@ func (bt *boundType) decodeCommand(m *commandMeta, value []byte) (aggregates.Com
 	if m.commandType != "" {
 		msg = bt.commands[m.commandType]
 		if msg == nil {
-			return nil, invalid(CodeUnknownCommand, "aggregate type %q has no command %q", bt.handler.AggregateType(), m.commandType)
+			known := make([]string, 0, len(bt.commands))
+			for name := range bt.commands {
+				known = append(known, name)
+			}
+			sort.Strings(known)
+			return nil, invalid(CodeUnknownCommand, "aggregate type %q has no command %q (its commands: %s)", bt.handler.AggregateType(), capText(m.commandType, 100), strings.Join(known, ", "))
 		}
 	}
 	if m.reply.contentType == wire.ContentTypeJSON {
