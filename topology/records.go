@@ -94,20 +94,53 @@ func invalid(code, format string, args ...any) *invalidError {
 	return &invalidError{code: code, err: fmt.Errorf(format, args...)}
 }
 
-// Runtime reply codes (the domain brings its own for rejections).
+// Runtime reply codes (the domain brings its own for rejections). Each
+// comment is the code's entry in docs/wire-contract.md (generated; a code
+// without a comment fails TestWireContract).
 const (
-	CodeBadHeader          = "bad_header"
-	CodeMissingKey         = "missing_key"
-	CodeTooLarge           = "too_large"
-	CodeUnknownAggregate   = "unknown_aggregate_type"
-	CodeUnknownCommand     = "unknown_command_type"
-	CodeUndecodable        = "undecodable"
-	CodeWrongPartition     = "wrong_partition"
-	CodeVersionConflict    = "version_conflict"
-	CodeExpired            = "deadline_exceeded"
-	CodeHandlerPanic       = "handler_panic"
-	CodeHandlerError       = "handler_error"
-	CodeEncodeFailed       = "encode_failed"
+	// CodeBadHeader (INVALID): a kcqrs header is missing or malformed
+	// (kcqrs_command_id, kcqrs_aggregate_type, kcqrs_expected_version,
+	// kcqrs_deadline, kafka_replyPartition), or a JSON command has no
+	// kcqrs_command_type.
+	CodeBadHeader = "bad_header"
+	// CodeMissingKey (INVALID): the record has no key (the aggregate id).
+	CodeMissingKey = "missing_key"
+	// CodeTooLarge (INVALID): the value is larger than the processor's
+	// --max-command-bytes.
+	CodeTooLarge = "too_large"
+	// CodeUnknownAggregate (INVALID): no aggregate type of that name is
+	// served; the message lists the served ones.
+	CodeUnknownAggregate = "unknown_aggregate_type"
+	// CodeUnknownCommand (INVALID): the aggregate type has no command of
+	// that name; the message lists its commands.
+	CodeUnknownCommand = "unknown_command_type"
+	// CodeUndecodable (INVALID): the value is not the command's schema:
+	// bad JSON (unknown field, wrong type, a string or float for a long),
+	// or not Avro single-object encoded with a known schema, or another
+	// command than kcqrs_command_type names.
+	CodeUndecodable = "undecodable"
+	// CodeWrongPartition (WRONG_PARTITION): the key hashes (Kafka's
+	// murmur2) to another partition than the one the record is on.
+	CodeWrongPartition = "wrong_partition"
+	// CodeVersionConflict (CONFLICT): kcqrs_expected_version does not match
+	// the aggregate's version (the reply carries the current one).
+	CodeVersionConflict = "version_conflict"
+	// CodeExpired (EXPIRED): kcqrs_deadline had passed when the command's
+	// turn came; it had no effect.
+	CodeExpired = "deadline_exceeded"
+	// CodeHandlerPanic (INTERNAL_ERROR): the aggregate's decide or evolve
+	// panicked; nothing was written but the reply and the dead letter.
+	CodeHandlerPanic = "handler_panic"
+	// CodeHandlerError (INTERNAL_ERROR): decide returned an error that is
+	// not a rejection.
+	CodeHandlerError = "handler_error"
+	// CodeEncodeFailed (INTERNAL_ERROR): an event the handler returned
+	// could not be encoded with its schema.
+	CodeEncodeFailed = "encode_failed"
+	// CodeUnsupportedContent (INVALID): content-type is neither
+	// application/json nor application/vnd.kcqrs.avro, or the value looks
+	// like JSON without content-type: application/json. Answered in JSON
+	// when the value looks like JSON.
 	CodeUnsupportedContent = "unsupported_content_type"
 )
 
