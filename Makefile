@@ -2,7 +2,7 @@
 GO ?= go
 PKGS := ./...
 
-.PHONY: run test test-kafka test-kafka-process vet fmt build fuzz fuzz-ci schemas-check bench bench-quick chaos chaos-ci broker processor projector describe clean
+.PHONY: run test test-kafka test-kafka-process contract-test vet fmt build fuzz fuzz-ci schemas-check bench bench-quick chaos chaos-ci broker processor projector describe clean
 
 ## run: start the embedded broker, a processor (with the transfer saga) and the projector, run the demo workload, serve until Ctrl-C
 # The pieces are built, then exec'd: the program gets Ctrl-C itself and its
@@ -21,6 +21,14 @@ test: vet
 BROKERS ?= 127.0.0.1:9092
 test-kafka:
 	KCQRS_TEST_BROKERS=$(BROKERS) $(GO) test -count=1 ./topology/...
+
+## contract-test: the Node client of contract/node (kafkajs, written from docs/wire-contract.md) against
+## `kcqrs broker` and a processor, each a separate process; .ci/run calls it (needs node and npm)
+contract-test:
+	$(GO) build -o bin/kcqrs ./cmd/kcqrs
+	$(GO) build -o bin/processor ./cmd/processor
+	cd contract/node && npm ci --no-audit --no-fund
+	.ci/with-broker.sh .ci/contract.sh
 
 ## test-kafka-process: test-kafka against `kcqrs broker` run as a separate process (free port, own data dir); .ci/run calls it
 test-kafka-process:
