@@ -90,9 +90,12 @@ chaos-ci:
 broker:
 	$(GO) build -o bin/kcqrs ./cmd/kcqrs
 	exec ./bin/kcqrs broker
+## a second worker beside the first: make processor INSTANCE=local-1 OPS_ADDR=127.0.0.1:8081
+INSTANCE ?= local-0
+OPS_ADDR ?= 127.0.0.1:8080
 processor:
 	$(GO) build -o bin/processor ./cmd/processor
-	exec ./bin/processor --brokers 127.0.0.1:9092 --instance-id local-0
+	exec ./bin/processor --brokers 127.0.0.1:9092 --instance-id $(INSTANCE) --state-dir .kcqrs/state/$(INSTANCE) --http-addr $(OPS_ADDR)
 projector:
 	$(GO) build -o bin/projector ./cmd/projector
 	exec ./bin/projector --brokers 127.0.0.1:9092
