@@ -84,3 +84,40 @@ func TestMakeBrokerCtrlC(t *testing.T) {
 		t.Fatalf("make reported an error after Ctrl-C:\n%s", out.String())
 	}
 }
+
+// TestMakeTestKeepsARedirectedLog: the gofmt step of `make test` lists the
+// unformatted files without truncating a log its output is redirected to
+// (`make test > log 2>&1`; `tee /dev/stderr` reopened the file with
+// O_TRUNC and lost every line before it).
+func TestMakeTestKeepsARedirectedLog(t *testing.T) {
+	mk, err := os.ReadFile("../../Makefile")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var recipe string
+	for _, line := range strings.Split(string(mk), "\n") {
+		if strings.Contains(line, "gofmt -l .") {
+			recipe = strings.ReplaceAll(strings.TrimPrefix(strings.TrimPrefix(line, "\t"), "@"), "$$", "$")
+		}
+	}
+	if recipe == "" {
+		t.Fatal("no gofmt step in the Makefile")
+	}
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "bad.go"), []byte("package x\nfunc  f(){}\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	log := filepath.Join(dir, "log")
+	cmd := exec.Command("sh", "-c", "exec >"+log+" 2>&1; echo first line; "+recipe)
+	cmd.Dir = dir
+	if err := cmd.Run(); err == nil {
+		t.Fatal("the gofmt step passed on an unformatted file")
+	}
+	out, err := os.ReadFile(log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.HasPrefix(string(out), "first line\n") || !strings.Contains(string(out), "bad.go") {
+		t.Fatalf("log after the gofmt step:\n%s", out)
+	}
+}
