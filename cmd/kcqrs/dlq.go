@@ -343,6 +343,8 @@ func redrive(ctx context.Context, opts []kgo.Opt, commands string, chosen []*kgo
 			note = "skipped: no key, the processor cannot route it"
 		case id == "":
 			note = "skipped: no command id, it could not be told from a duplicate"
+		case r.Value == nil:
+			note = "skipped: no value (a copy too large to keep); the command is at " + header(r, wire.HeaderDLQTopic) + "/" + header(r, wire.HeaderDLQPartition) + "@" + header(r, wire.HeaderDLQOffset)
 		default:
 			rec := redriven(r, commands, partitions)
 			to = fmt.Sprintf("%s/%d", commands, rec.Partition)
