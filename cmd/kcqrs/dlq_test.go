@@ -6,6 +6,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kgo"
+
 	"github.com/kcqrs/kcqrs/aggregates/folder"
 	"github.com/kcqrs/kcqrs/client"
 	"github.com/kcqrs/kcqrs/internal/examples"
@@ -146,4 +148,32 @@ func itoa32(v int32) string { return itoa64(int64(v)) }
 func itoa64(v int64) string {
 	b, _ := json.Marshal(v)
 	return string(b)
+}
+
+// TestRedrivenRecord: a re-driven command keeps its key, value and every
+// header but the kcqrs_dlq_* ones (binary ones byte for byte), on the
+// partition murmur2 picks.
+func TestRedrivenRecord(t *testing.T) {
+	dl := &kgo.Record{Key: []byte("acc-9"), Value: []byte(`{"amount":1}`), Headers: []kgo.RecordHeader{
+		{Key: wire.HeaderCommandID, Value: []byte("c-9")},
+		{Key: wire.HeaderCorrelationID, Value: []byte{0, 0xff, 1}},
+		{Key: wire.HeaderReplyPartition, Value: []byte{0, 0, 0, 2}},
+		{Key: wire.HeaderDLQError, Value: []byte("undecodable: x: y")},
+		{Key: wire.HeaderDLQTopic, Value: []byte("commands")},
+		{Key: wire.HeaderDLQPartition, Value: []byte("3")},
+		{Key: wire.HeaderDLQOffset, Value: []byte("17")},
+	}}
+	r := redriven(dl, "cmds", 6)
+	if r.Topic != "cmds" || string(r.Key) != "acc-9" || string(r.Value) != `{"amount":1}` || r.Partition != topology.PartitionFor([]byte("acc-9"), 6) {
+		t.Fatalf("re-driven record %+v", r)
+	}
+	if len(r.Headers) != 3 || string(r.Headers[1].Value) != "\x00\xff\x01" || string(r.Headers[2].Value) != "\x00\x00\x00\x02" {
+		t.Fatalf("headers %+v, want the command's three", r.Headers)
+	}
+	if c := errorCode(header(dl, wire.HeaderDLQError)); c != "undecodable" {
+		t.Fatalf("code %q", c)
+	}
+	if c := errorCode(`key "a: b" belongs to partition 1`); c != "" {
+		t.Fatalf("code %q of a message without one", c)
+	}
 }
