@@ -2,15 +2,18 @@
 GO ?= go
 PKGS := ./...
 
-.PHONY: run test test-kafka vet fmt build fuzz fuzz-ci schemas-check bench bench-quick chaos chaos-ci broker processor projector describe clean
+.PHONY: run test test-kafka test-kafka-process contract-test vet fmt build fuzz fuzz-ci schemas-check bench bench-quick chaos chaos-ci broker processor projector describe clean
 
 ## run: start the embedded broker, a processor (with the transfer saga) and the projector, run the demo workload, serve until Ctrl-C
+# The pieces are built, then exec'd: the program gets Ctrl-C itself and its
+# clean exit is make's (`go run` exits 1 when interrupted, so make said Error 1).
 run:
-	$(GO) run ./cmd/kcqrs demo
+	$(GO) build -o bin/kcqrs ./cmd/kcqrs
+	exec ./bin/kcqrs demo
 
 ## test: the whole test suite (no network, no Docker)
 test: vet
-	@test -z "$$(gofmt -l . | tee /dev/stderr)" || (echo "gofmt needed on the files above" && exit 1)
+	@unformatted="$$(gofmt -l .)"; if [ -n "$$unformatted" ]; then echo "$$unformatted"; echo "gofmt needed on the files above"; exit 1; fi
 	$(GO) test -count=1 $(PKGS)
 	$(GO) test -count=1 -race ./topology/... ./snapshots/... ./client/... ./ops/... ./cmd/processor/... ./saga/... ./projection/... ./cmd/projector/...
 
@@ -18,6 +21,19 @@ test: vet
 BROKERS ?= 127.0.0.1:9092
 test-kafka:
 	KCQRS_TEST_BROKERS=$(BROKERS) $(GO) test -count=1 ./topology/...
+
+## contract-test: the Node client of contract/node (kafkajs, written from docs/wire-contract.md) against
+## `kcqrs broker` and a processor, each a separate process; .ci/run calls it (needs node and npm)
+contract-test:
+	$(GO) build -o bin/kcqrs ./cmd/kcqrs
+	$(GO) build -o bin/processor ./cmd/processor
+	cd contract/node && npm ci --no-audit --no-fund
+	.ci/with-broker.sh .ci/contract.sh
+
+## test-kafka-process: test-kafka against `kcqrs broker` run as a separate process (free port, own data dir); .ci/run calls it
+test-kafka-process:
+	$(GO) build -o bin/kcqrs ./cmd/kcqrs
+	.ci/with-broker.sh sh -c '$(MAKE) --no-print-directory test-kafka BROKERS="$$BROKERS"'
 
 vet:
 	$(GO) vet $(PKGS)
@@ -73,11 +89,17 @@ chaos-ci:
 
 ## broker / processor / projector: the pieces of `make run` as separate processes
 broker:
-	$(GO) run ./cmd/kcqrs broker
+	$(GO) build -o bin/kcqrs ./cmd/kcqrs
+	exec ./bin/kcqrs broker
+## a second worker beside the first: make processor INSTANCE=local-1 OPS_ADDR=127.0.0.1:8081
+INSTANCE ?= local-0
+OPS_ADDR ?= 127.0.0.1:8080
 processor:
-	$(GO) run ./cmd/processor --brokers 127.0.0.1:9092 --instance-id local-0
+	$(GO) build -o bin/processor ./cmd/processor
+	exec ./bin/processor --brokers 127.0.0.1:9092 --instance-id $(INSTANCE) --state-dir .kcqrs/state/$(INSTANCE) --http-addr $(OPS_ADDR)
 projector:
-	$(GO) run ./cmd/projector --brokers 127.0.0.1:9092
+	$(GO) build -o bin/projector ./cmd/projector
+	exec ./bin/projector --brokers 127.0.0.1:9092
 
 ## describe: print the processor topology (text and Mermaid)
 describe:

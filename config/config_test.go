@@ -171,3 +171,25 @@ func TestLog(t *testing.T) {
 		t.Fatalf("both problems not reported: %v", err)
 	}
 }
+
+// TestFlagsOnly: settings bound after FlagsOnly are flags without a
+// variable: the environment never sets them, and help and docs show none.
+func TestFlagsOnly(t *testing.T) {
+	s := config.New("x", "")
+	var topic, id string
+	s.String(&topic, "commands-topic", "commands", "topic")
+	s.FlagsOnly()
+	s.String(&id, "id", "", "aggregate id")
+	env := map[string]string{"KCQRS_COMMANDS_TOPIC": "c2", "KCQRS_ID": "from-env"}
+	if err := s.Parse(nil, func(k string) (string, bool) { v, ok := env[k]; return v, ok }); err != nil {
+		t.Fatal(err)
+	}
+	if topic != "c2" || id != "" {
+		t.Fatalf("topic %q id %q: want the variable for the setting only", topic, id)
+	}
+	var help strings.Builder
+	s.Usage(&help)
+	if strings.Contains(help.String(), "KCQRS_ID") || !strings.Contains(help.String(), "KCQRS_COMMANDS_TOPIC") || strings.Contains(s.Markdown(), "KCQRS_ID") {
+		t.Fatalf("help shows a variable for a flag-only setting:\n%s", help.String())
+	}
+}

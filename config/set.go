@@ -30,6 +30,7 @@ type Set struct {
 	group   string
 	errs    []error
 	intro   string
+	noEnv   bool
 }
 
 // DefaultPrefix is the environment prefix of every kcqrs binary.
@@ -52,6 +53,11 @@ func (s *Set) Intro(text string) { s.intro = text }
 // Group starts a titled group: the settings bound after it are listed under
 // the title in help and docs.
 func (s *Set) Group(title string) { s.group = title }
+
+// FlagsOnly makes the settings bound after it flags without an environment
+// variable: a command's arguments (an id, an amount), which a variable left
+// in the environment must never supply.
+func (s *Set) FlagsOnly() { s.noEnv = true }
 
 // EnvName is the variable of a flag name.
 func (s *Set) EnvName(flagName string) string {
@@ -90,7 +96,11 @@ func unwrapParse(err error) error {
 // Var binds any flag.Value. def is the default as documented.
 func (s *Set) Var(v flag.Value, name, def, usage string) {
 	s.fs.Var(recording{Value: v, s: s, name: name}, name, usage)
-	s.entries = append(s.entries, Entry{Flag: name, Env: s.EnvName(name), Default: def, Usage: usage, Group: s.group})
+	env := s.EnvName(name)
+	if s.noEnv {
+		env = ""
+	}
+	s.entries = append(s.entries, Entry{Flag: name, Env: env, Default: def, Usage: usage, Group: s.group})
 }
 
 // Secret binds a string whose value never appears in help or docs.
@@ -157,6 +167,9 @@ func (s *Set) Parse(args []string, lookup func(string) (string, bool)) error {
 	}
 	s.errs = nil
 	for _, e := range s.entries {
+		if e.Env == "" {
+			continue
+		}
 		v, ok := lookup(e.Env)
 		if !ok {
 			continue
@@ -228,7 +241,11 @@ func (s *Set) Usage(w io.Writer) {
 		case *listValue:
 			arg = " list"
 		}
-		fmt.Fprintf(w, "  --%s%s  [$%s]\n", e.Flag, arg, e.Env)
+		if e.Env == "" {
+			fmt.Fprintf(w, "  --%s%s\n", e.Flag, arg)
+		} else {
+			fmt.Fprintf(w, "  --%s%s  [$%s]\n", e.Flag, arg, e.Env)
+		}
 		fmt.Fprintf(w, "        %s", e.Usage)
 		if e.Default != "" && !e.Secret && !(isBool && e.Default == "false") {
 			fmt.Fprintf(w, " (default %s)", e.Default)
@@ -254,7 +271,11 @@ func (s *Set) Markdown() string {
 		} else {
 			def = "`" + def + "`"
 		}
-		fmt.Fprintf(&b, "| `--%s` | `%s` | %s | %s |\n", e.Flag, e.Env, def, strings.ReplaceAll(e.Usage, "|", "\\|"))
+		env := "-"
+		if e.Env != "" {
+			env = "`" + e.Env + "`"
+		}
+		fmt.Fprintf(&b, "| `--%s` | %s | %s | %s |\n", e.Flag, env, def, strings.ReplaceAll(e.Usage, "|", "\\|"))
 	}
 	return b.String()
 }

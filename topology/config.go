@@ -135,6 +135,14 @@ type Config struct {
 	// SchemaRegistryOpts are extra options (auth, TLS) for the schema
 	// registry client.
 	SchemaRegistryOpts []sr.ClientOpt
+	// Compression is the codec of everything the processor produces
+	// (events, replies, snapshots, dead letters): none, gzip, snappy, lz4 or
+	// zstd. Default none, which every Kafka client reads and which costs the
+	// processor (CPU-bound, see BENCHMARKS.md) nothing; gzip is also read
+	// by every mainstream client out of the box (kafkajs included), while
+	// snappy, lz4 and zstd need an extra codec in some (kafkajs). A topic's
+	// compression.type on the broker can still recompress its log.
+	Compression string
 	// Observer is told what the processor does (metrics). Default NopObserver.
 	Observer Observer
 
@@ -272,6 +280,27 @@ func (c *Config) setDefaults() {
 	if c.HangingTxnThreshold == 0 {
 		c.HangingTxnThreshold = 2 * time.Minute
 	}
+	if c.Compression == "" {
+		c.Compression = CompressionNone
+	}
+}
+
+// Output compression codecs (Config.Compression).
+const (
+	CompressionNone   = "none"
+	CompressionGzip   = "gzip"
+	CompressionSnappy = "snappy"
+	CompressionLZ4    = "lz4"
+	CompressionZstd   = "zstd"
+)
+
+// compressionCodecs are the franz-go codecs of Config.Compression.
+var compressionCodecs = map[string]kgo.CompressionCodec{
+	CompressionNone:   kgo.NoCompression(),
+	CompressionGzip:   kgo.GzipCompression(),
+	CompressionSnappy: kgo.SnappyCompression(),
+	CompressionLZ4:    kgo.Lz4Compression(),
+	CompressionZstd:   kgo.ZstdCompression(),
 }
 
 // Validate reports every problem of the (defaulted) config at once.
@@ -304,6 +333,9 @@ func (c *Config) Validate() error {
 	errs = append(errs, c.validateOutputs()...)
 	if c.CacheBytes < 0 {
 		errs = append(errs, fmt.Errorf("cache bytes %d < 0", c.CacheBytes))
+	}
+	if _, ok := compressionCodecs[c.Compression]; !ok {
+		errs = append(errs, fmt.Errorf("compression %q: want none, gzip, snappy, lz4 or zstd", c.Compression))
 	}
 	if c.FetchMaxBytes < 1 || c.FetchMaxBytes > math.MaxInt32 {
 		errs = append(errs, fmt.Errorf("fetch max bytes %d not in [1, %d]", c.FetchMaxBytes, math.MaxInt32))

@@ -164,6 +164,7 @@ func (p *Processor) clientOpts(extra ...kgo.Opt) []kgo.Opt {
 		kgo.SeedBrokers(p.cfg.Brokers...),
 		kgo.FetchMaxBytes(int32(p.cfg.FetchMaxBytes)),
 		kgo.FetchMaxPartitionBytes(int32(p.cfg.FetchMaxPartitionBytes)),
+		kgo.ProducerBatchCompression(compressionCodecs[p.cfg.Compression]),
 	}
 	opts = append(opts, p.cfg.ClientOpts...)
 	return append(opts, extra...)

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"reflect"
+	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -94,20 +95,53 @@ func invalid(code, format string, args ...any) *invalidError {
 	return &invalidError{code: code, err: fmt.Errorf(format, args...)}
 }
 
-// Runtime reply codes (the domain brings its own for rejections).
+// Runtime reply codes (the domain brings its own for rejections). Each
+// comment is the code's entry in docs/wire-contract.md (generated; a code
+// without a comment fails TestWireContract).
 const (
-	CodeBadHeader          = "bad_header"
-	CodeMissingKey         = "missing_key"
-	CodeTooLarge           = "too_large"
-	CodeUnknownAggregate   = "unknown_aggregate_type"
-	CodeUnknownCommand     = "unknown_command_type"
-	CodeUndecodable        = "undecodable"
-	CodeWrongPartition     = "wrong_partition"
-	CodeVersionConflict    = "version_conflict"
-	CodeExpired            = "deadline_exceeded"
-	CodeHandlerPanic       = "handler_panic"
-	CodeHandlerError       = "handler_error"
-	CodeEncodeFailed       = "encode_failed"
+	// CodeBadHeader (INVALID): a kcqrs header is missing or malformed
+	// (kcqrs_command_id, kcqrs_aggregate_type, kcqrs_expected_version,
+	// kcqrs_deadline, kafka_replyPartition), or a JSON command has no
+	// kcqrs_command_type.
+	CodeBadHeader = "bad_header"
+	// CodeMissingKey (INVALID): the record has no key (the aggregate id).
+	CodeMissingKey = "missing_key"
+	// CodeTooLarge (INVALID): the value is larger than the processor's
+	// --max-command-bytes.
+	CodeTooLarge = "too_large"
+	// CodeUnknownAggregate (INVALID): no aggregate type of that name is
+	// served; the message lists the served ones.
+	CodeUnknownAggregate = "unknown_aggregate_type"
+	// CodeUnknownCommand (INVALID): the aggregate type has no command of
+	// that name; the message lists its commands.
+	CodeUnknownCommand = "unknown_command_type"
+	// CodeUndecodable (INVALID): the value is not the command's schema:
+	// bad JSON (unknown field, wrong type, a string or float for a long),
+	// or not Avro single-object encoded with a known schema, or another
+	// command than kcqrs_command_type names.
+	CodeUndecodable = "undecodable"
+	// CodeWrongPartition (WRONG_PARTITION): the key hashes (Kafka's
+	// murmur2) to another partition than the one the record is on.
+	CodeWrongPartition = "wrong_partition"
+	// CodeVersionConflict (CONFLICT): kcqrs_expected_version does not match
+	// the aggregate's version (the reply carries the current one).
+	CodeVersionConflict = "version_conflict"
+	// CodeExpired (EXPIRED): kcqrs_deadline had passed when the command's
+	// turn came; it had no effect.
+	CodeExpired = "deadline_exceeded"
+	// CodeHandlerPanic (INTERNAL_ERROR): the aggregate's decide or evolve
+	// panicked; nothing was written but the reply and the dead letter.
+	CodeHandlerPanic = "handler_panic"
+	// CodeHandlerError (INTERNAL_ERROR): decide returned an error that is
+	// not a rejection.
+	CodeHandlerError = "handler_error"
+	// CodeEncodeFailed (INTERNAL_ERROR): an event the handler returned
+	// could not be encoded with its schema.
+	CodeEncodeFailed = "encode_failed"
+	// CodeUnsupportedContent (INVALID): content-type is neither
+	// application/json nor application/vnd.kcqrs.avro, or the value looks
+	// like JSON without content-type: application/json. Answered in JSON
+	// when the value looks like JSON.
 	CodeUnsupportedContent = "unsupported_content_type"
 	// CodeBadReplyAddress: kafka_replyTopic names a topic that is not an
 	// allowed reply topic, or kafka_replyPartition is out of its range.
@@ -123,6 +157,7 @@ func parseCommandMeta(r *kgo.Record, defaultReplyTopic string) (commandMeta, err
 	m := commandMeta{reply: replyAddress{topic: defaultReplyTopic, partition: -1, contentType: wire.ContentTypeAvro}}
 	m.aggregateID = string(r.Key)
 	var errs []error
+	code, declared := CodeBadHeader, false
 	for _, h := range r.Headers {
 		switch h.Key {
 		case wire.HeaderCorrelationID:
@@ -139,13 +174,19 @@ func parseCommandMeta(r *kgo.Record, defaultReplyTopic string) (commandMeta, err
 			m.reply.partition = int32(binary.BigEndian.Uint32(h.Value))
 			m.reply.partitionSet = true
 		case wire.HeaderContentType:
-			ct := strings.TrimSpace(strings.SplitN(string(h.Value), ";", 2)[0])
+			// Media types are case-insensitive (RFC 9110); parameters
+			// (charset=utf-8) are ignored.
+			ct := strings.ToLower(strings.TrimSpace(strings.SplitN(string(h.Value), ";", 2)[0]))
+			declared = true
 			switch ct {
 			case wire.ContentTypeAvro, "":
+				declared = ct != ""
 			case wire.ContentTypeJSON:
 				m.reply.contentType = wire.ContentTypeJSON
 			default:
-				errs = append(errs, &invalidError{CodeUnsupportedContent, fmt.Errorf("content type %q (want %s or %s)", ct, wire.ContentTypeAvro, wire.ContentTypeJSON)})
+				code = CodeUnsupportedContent
+				errs = append(errs, fmt.Errorf("%s %q is not supported: set it to %s (JSON) or %s (Avro single-object encoding)",
+					wire.HeaderContentType, capText(ct, 100), wire.ContentTypeJSON, wire.ContentTypeAvro))
 			}
 		case wire.HeaderCommandID:
 			m.commandID = string(h.Value)
@@ -183,14 +224,49 @@ func parseCommandMeta(r *kgo.Record, defaultReplyTopic string) (commandMeta, err
 	if m.aggregateType == "" {
 		errs = append(errs, fmt.Errorf("missing %s header", wire.HeaderAggregateType))
 	}
-	if err := errors.Join(errs...); err != nil {
-		var ie *invalidError
-		if errors.As(err, &ie) {
-			return m, &invalidError{ie.code, err}
+	// A value that is not Avro but looks like JSON, sent without a JSON
+	// content type, is not read as JSON (the header says what a value is,
+	// never a guess), but it is answered in JSON, naming the header to set.
+	if m.reply.contentType != wire.ContentTypeJSON && looksLikeJSON(r.Value) {
+		m.reply.contentType = wire.ContentTypeJSON
+		if !declared && code == CodeBadHeader {
+			code = CodeUnsupportedContent
+			errs = append(errs, fmt.Errorf("the value looks like JSON but has no %s header: set %s: %s (Avro values need no header)",
+				wire.HeaderContentType, wire.HeaderContentType, wire.ContentTypeJSON))
+		} else if declared && code == CodeBadHeader {
+			code = CodeUnsupportedContent
+			errs = append(errs, fmt.Errorf("the value looks like JSON but %s says %s: set %s: %s",
+				wire.HeaderContentType, wire.ContentTypeAvro, wire.HeaderContentType, wire.ContentTypeJSON))
 		}
-		return m, &invalidError{CodeBadHeader, err}
+	}
+	if err := errors.Join(errs...); err != nil {
+		return m, &invalidError{code, err}
 	}
 	return m, nil
+}
+
+// looksLikeJSON reports whether a value starts like a JSON object. Neither
+// Avro single-object encoding (0xC3 0x01) nor the Confluent wire format
+// (0x00) can start with '{' or whitespace.
+func looksLikeJSON(v []byte) bool {
+	for _, c := range v {
+		switch c {
+		case ' ', '\t', '\r', '\n':
+			continue
+		case '{':
+			return true
+		}
+		return false
+	}
+	return false
+}
+
+// capText caps a quoted piece of input so that an error never grows with it.
+func capText(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return strings.ToValidUTF8(s[:n], "") + "..."
 }
 
 func parseExpectation(s string) (expectation, error) {
@@ -216,7 +292,12 @@ func (bt *boundType) decodeCommand(m *commandMeta, value []byte) (aggregates.Com
 	if m.commandType != "" {
 		msg = bt.commands[m.commandType]
 		if msg == nil {
-			return nil, invalid(CodeUnknownCommand, "aggregate type %q has no command %q", bt.handler.AggregateType(), m.commandType)
+			known := make([]string, 0, len(bt.commands))
+			for name := range bt.commands {
+				known = append(known, name)
+			}
+			sort.Strings(known)
+			return nil, invalid(CodeUnknownCommand, "aggregate type %q has no command %q (its commands: %s)", bt.handler.AggregateType(), capText(m.commandType, 100), strings.Join(known, ", "))
 		}
 	}
 	if m.reply.contentType == wire.ContentTypeJSON {

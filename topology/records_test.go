@@ -161,3 +161,64 @@ func TestRegisterReportsEveryMissingSchema(t *testing.T) {
 		}
 	}
 }
+
+// TestContentTypeAnswers: media types are case-insensitive; a JSON value
+// without the header, with a wrong one, or declared Avro is answered in JSON
+// with a message naming the header; the code appears once in the message.
+func TestContentTypeAnswers(t *testing.T) {
+	base := func(ct string, value string) *kgo.Record {
+		r := &kgo.Record{Key: []byte("a"), Value: []byte(value), Headers: []kgo.RecordHeader{
+			{Key: wire.HeaderCommandID, Value: []byte("c")},
+			{Key: wire.HeaderAggregateType, Value: []byte("account")},
+		}}
+		if ct != "-" {
+			r.Headers = append(r.Headers, kgo.RecordHeader{Key: wire.HeaderContentType, Value: []byte(ct)})
+		}
+		return r
+	}
+	for _, ct := range []string{"application/JSON", "Application/Json; charset=UTF-8", " application/json "} {
+		m, err := parseCommandMeta(base(ct, `{"amount":1}`), "command_reply")
+		if err != nil || m.reply.contentType != wire.ContentTypeJSON {
+			t.Errorf("content-type %q: %v, reply in %s; want JSON", ct, err, m.reply.contentType)
+		}
+	}
+	m, err := parseCommandMeta(base("APPLICATION/VND.KCQRS.AVRO", "\xc3\x01"), "command_reply")
+	if err != nil || m.reply.contentType != wire.ContentTypeAvro {
+		t.Errorf("upper-case Avro content type: %v, %s", err, m.reply.contentType)
+	}
+	for _, c := range []struct{ ct, value string }{
+		{"-", ` {"amount":1}`},
+		{"text/plain", `{"amount":1}`},
+		{wire.ContentTypeAvro, `{"amount":1}`},
+	} {
+		m, err := parseCommandMeta(base(c.ct, c.value), "command_reply")
+		var ie *invalidError
+		if !errors.As(err, &ie) || ie.code != CodeUnsupportedContent {
+			t.Errorf("content-type %q, JSON value: %v, want %s", c.ct, err, CodeUnsupportedContent)
+			continue
+		}
+		if m.reply.contentType != wire.ContentTypeJSON {
+			t.Errorf("content-type %q, JSON value: reply in %s, want JSON", c.ct, m.reply.contentType)
+		}
+		if msg := ie.err.Error(); !strings.Contains(msg, "content-type") || !strings.Contains(msg, wire.ContentTypeJSON) {
+			t.Errorf("content-type %q: message %q does not name the header and its value", c.ct, msg)
+		}
+		if n := strings.Count(err.Error(), CodeUnsupportedContent); n != 1 {
+			t.Errorf("content-type %q: dead-letter error %q repeats the code", c.ct, err)
+		}
+	}
+	// Avro without the header stays Avro, answered in Avro.
+	m, err = parseCommandMeta(base("-", "\xc3\x01xx"), "command_reply")
+	if err != nil || m.reply.contentType != wire.ContentTypeAvro {
+		t.Errorf("Avro without header: %v, %s", err, m.reply.contentType)
+	}
+}
+
+func TestUnknownCommandListsTheKnownOnes(t *testing.T) {
+	bt := testRegistry(t).types["account"]
+	m := commandMeta{commandType: "Teleport", reply: replyAddress{contentType: wire.ContentTypeJSON}}
+	_, err := bt.decodeCommand(&m, []byte(`{}`))
+	if err == nil || !strings.Contains(err.Error(), "OpenAccount, PayOutAndClose") || !strings.Contains(err.Error(), "Deposit") {
+		t.Fatalf("unknown command: %v, want the list of the account's commands", err)
+	}
+}

@@ -149,6 +149,7 @@ func TestRebalanceKeepsStoresAndRestoresOnlyTheTail(t *testing.T) {
 func TestFrozenWorkerIsFenced(t *testing.T) {
 	t.Parallel()
 	h := newHarness(t)
+	h.RequireEmbedded() // fault injection
 	ids := idsPerPartition("fz")
 
 	var (
@@ -314,7 +315,7 @@ func TestStandbyTakeoverReadsOnlyTheTail(t *testing.T) {
 	// w0 tails w1's partitions until caught up with the changelog.
 	admin := h.Admin()
 	eventually(t, "w0's standbys to catch up", func() bool {
-		lso, err := admin.ListCommittedOffsets(context.Background(), "snapshots-changelog")
+		lso, err := admin.ListCommittedOffsets(context.Background(), h.Topic("snapshots-changelog"))
 		if err != nil {
 			return false
 		}
@@ -324,7 +325,7 @@ func TestStandbyTakeoverReadsOnlyTheTail(t *testing.T) {
 		}
 		for _, p := range owned1 {
 			s, ok := states[p]
-			o, _ := lso.Lookup("snapshots-changelog", p)
+			o, _ := lso.Lookup(h.Topic("snapshots-changelog"), p)
 			if !ok || s.Role != topology.RoleStandby || !s.Ready || o.Offset == 0 || s.Checkpoint < o.Offset {
 				return false
 			}
@@ -363,6 +364,7 @@ func TestStandbyTakeoverReadsOnlyTheTail(t *testing.T) {
 func TestReadinessWaitsForRestore(t *testing.T) {
 	t.Parallel()
 	h := newHarness(t)
+	h.RequireEmbedded() // fault injection
 	w0 := h.StartProcessor("w0", "")
 	ids := idsPerPartition("rd")
 	for i := range 3 {
@@ -444,8 +446,8 @@ func TestHangingTransactionIsReported(t *testing.T) {
 	w0 := h.StartProcessor("w0", "", func(c *topology.Config) { c.HangingTxnThreshold = 500 * time.Millisecond })
 	wantStatus(t, h.Send(cmd("account", "hx", "OpenAccount", `{"owner":"O","currency":"EUR"}`)), wire.StatusAccepted, 1)
 
-	rogue, err := kgo.NewClient(kgo.SeedBrokers(h.Brokers...), kgo.TransactionalID("rogue"),
-		kgo.TransactionTimeout(10*time.Minute), kgo.DefaultProduceTopic("commands"))
+	rogue, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(h.Brokers...), kgo.TransactionalID("rogue-" + h.Topic("commands")),
+		kgo.TransactionTimeout(10 * time.Minute), kgo.DefaultProduceTopic(h.Topic("commands"))}, h.ClientOpts...)...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -529,6 +531,7 @@ func TestGracefulStopNeedsNoRestore(t *testing.T) {
 func TestStaticMemberLeavesOnStop(t *testing.T) {
 	t.Parallel()
 	h := newHarness(t)
+	h.RequireEmbedded() // fault injection
 	var left atomic.Bool
 	h.Cluster.ControlKey(int16(kmsg.LeaveGroup), func(req kmsg.Request) (kmsg.Response, error, bool) {
 		h.Cluster.KeepControl()

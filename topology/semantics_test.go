@@ -74,6 +74,7 @@ func readUncommitted(t *testing.T, h *topologytest.Harness, topic string) []*kgo
 func TestManyEventsAllOrNone(t *testing.T) {
 	t.Parallel()
 	h := newHarness(t)
+	h.RequireEmbedded() // fault injection
 	w := h.StartProcessor("w0", "")
 	wantStatus(t, h.Send(cmd("account", "mm", "OpenAccount", `{"owner":"O","currency":"USD"}`)), wire.StatusAccepted, 1)
 	wantStatus(t, h.Send(cmd("account", "mm", "Deposit", `{"amount":40}`)), wire.StatusAccepted, 2)
@@ -306,6 +307,7 @@ func TestRacingClientsExactlyOneWinsEachVersion(t *testing.T) {
 func TestFailedEventProduceAbortsTheTransaction(t *testing.T) {
 	t.Parallel()
 	h := newHarness(t)
+	h.RequireEmbedded() // fault injection
 	w := h.StartProcessor("w0", "")
 	wantStatus(t, h.Send(cmd("account", "pf", "OpenAccount", `{"owner":"O","currency":"USD"}`)), wire.StatusAccepted, 1)
 	for i := range 3 {

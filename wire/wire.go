@@ -72,24 +72,25 @@ const (
 	StatusInternalError  Status = "INTERNAL_ERROR"
 )
 
-// Reply answers one command. It is the Go form of kcqrs.Reply.
+// Reply answers one command. It is the Go form of kcqrs.Reply; its JSON
+// form (encoding/json) is the reply's Avro JSON encoding, the wire names.
 type Reply struct {
-	CommandID     string `avro:"commandId"`
-	AggregateType string `avro:"aggregateType"`
-	AggregateID   string `avro:"aggregateId"`
-	Status        Status `avro:"status"`
+	CommandID     string `avro:"commandId" json:"commandId"`
+	AggregateType string `avro:"aggregateType" json:"aggregateType"`
+	AggregateID   string `avro:"aggregateId" json:"aggregateId"`
+	Status        Status `avro:"status" json:"status"`
 	// Version is the aggregate's version after the command (accepted), or its
 	// current version (every other status where it is known).
-	Version int64 `avro:"version"`
+	Version int64 `avro:"version" json:"version"`
 	// Events is the number of events the command appended.
-	Events int32 `avro:"events"`
+	Events int32 `avro:"events" json:"events"`
 	// Code is a stable machine-readable reason (the domain's rejection code,
 	// or one of the runtime's codes); empty when accepted.
-	Code    string `avro:"code"`
-	Message string `avro:"message"`
+	Code    string `avro:"code" json:"code"`
+	Message string `avro:"message" json:"message"`
 	// Duplicate is true when this reply is a re-send of the reply to an
 	// earlier command with the same id; nothing new happened.
-	Duplicate bool `avro:"duplicate"`
+	Duplicate bool `avro:"duplicate" json:"duplicate"`
 }
 
 // Event is the envelope of one event on the events topic (kcqrs.Event).

@@ -30,6 +30,7 @@ func runDemo(args []string) error {
 	exit := fs.Bool("exit", false, "exit after the workload instead of serving until Ctrl-C")
 	verbose := fs.Bool("v", false, "show the processor's logs")
 	httpAddr := fs.String("http", "127.0.0.1:8088", "listen address of the read-model query API")
+	opsAddr := fs.String("ops-addr", "127.0.0.1:8080", "listen address of the processor's /metrics, /healthz, /readyz")
 	_ = fs.Parse(args)
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -51,7 +52,9 @@ func runDemo(args []string) error {
 	if *verbose {
 		logOut = os.Stderr
 	}
+	endpoints := newDemoOps()
 	proc, err := topology.New(topology.Config{
+		Observer:   endpoints.Observer(),
 		Brokers:    brokers,
 		InstanceID: "demo-0",
 		StateDir:   filepath.Join(*dir, "state"),
@@ -64,6 +67,12 @@ func runDemo(args []string) error {
 	if err != nil {
 		return err
 	}
+	srv, err := endpoints.start(*opsAddr, proc, slog.New(slog.NewTextHandler(logOut, nil)))
+	if err != nil {
+		return err
+	}
+	defer srv.Close()
+	fmt.Printf("processor endpoints on http://%s: /metrics, /healthz, /readyz\n", srv.Addr())
 	pctx, pcancel := context.WithCancel(ctx)
 	procDone := make(chan error, 1)
 	go func() { procDone <- proc.Run(pctx) }()
@@ -168,8 +177,9 @@ serving on %s until Ctrl-C. Try, in another terminal:
   go run ./cmd/kcqrs send --id %s --type Withdraw --data '{"amount": 1}' --expected-version 0
   curl 'http://%s/v1/accounts/%s?min_version=%d&wait=2s'
   curl http://%s/v1/owners/Alice/accounts
+  curl http://%s/metrics
   go run ./cmd/kcqrs groups
-`, brokers[0], acc, acc, proj.Addr(), acc, accVersion+1, proj.Addr())
+`, brokers[0], acc, acc, proj.Addr(), acc, accVersion+1, proj.Addr(), srv.Addr())
 	select {
 	case <-ctx.Done():
 	case err := <-procDone:

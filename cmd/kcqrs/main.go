@@ -1,13 +1,15 @@
 // Command kcqrs is the command-line companion of the processor:
 //
-//	kcqrs demo    run the embedded broker, a processor and a short workload, then keep serving
+//	kcqrs demo    run the embedded broker, a processor with the transfer saga, the projector and a short workload, then keep serving
 //	kcqrs broker  run only the embedded Kafka-protocol broker on a fixed port
 //	kcqrs send    send one command and print its reply
 //	kcqrs transfer  start a transfer between two accounts (the saga completes it)
 //	kcqrs groups  list consumer groups with their lag; reset / rebuild: replay the read models
+//	kcqrs dlq     list, show and re-drive dead letters
 package main
 
 import (
+	"errors"
 	"fmt"
 	"os"
 )
@@ -15,8 +17,10 @@ import (
 const usage = `usage: kcqrs <command> [flags]
 
 commands:
-  demo    start the embedded broker and a processor, run a short demo workload,
-          print what happened, and keep serving until Ctrl-C
+  demo    start the embedded broker, a processor (with the transfer saga and
+          its /metrics, /healthz, /readyz) and the projector (read models and
+          their query API), run a short demo workload, print what happened,
+          and keep serving until Ctrl-C (what make run does)
   broker  run the embedded Kafka-protocol broker (persisted) on a fixed port
   send    send one command and print its reply as JSON
   transfer  move money between two accounts: sends DebitForTransfer to the
@@ -24,9 +28,13 @@ commands:
   groups  list consumer groups with their lag per partition
   reset   reset a version of the read models (plan first; --execute to act)
   rebuild follow a new version of the read models until it has caught up
+  dlq     list, show and re-drive dead letters (list | show | redrive)
 
-Run 'kcqrs <command> -h' for the flags of a command.
-`
+Run 'kcqrs <command> -h' for the flags of a command. Every command but demo
+and broker takes the processor's connection settings (--brokers, --tls-*,
+--sasl-*, and their KCQRS_* variables).
+
+` + exitCodes + "\n"
 
 func main() {
 	if len(os.Args) < 2 {
@@ -49,6 +57,8 @@ func main() {
 		err = runReset(os.Args[2:])
 	case "rebuild":
 		err = runRebuild(os.Args[2:])
+	case "dlq":
+		err = runDLQ(os.Args[2:])
 	case "-h", "--help", "help":
 		fmt.Print(usage)
 		return
@@ -56,8 +66,9 @@ func main() {
 		fmt.Fprintf(os.Stderr, "kcqrs: unknown command %q\n\n%s", os.Args[1], usage)
 		os.Exit(2)
 	}
-	if err != nil {
+	var ee *exitError
+	if err != nil && (!errors.As(err, &ee) || ee.err != nil) {
 		fmt.Fprintln(os.Stderr, "kcqrs:", err)
-		os.Exit(1)
 	}
+	os.Exit(exitCode(err))
 }

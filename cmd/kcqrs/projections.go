@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"os"
 	"os/signal"
@@ -13,29 +12,20 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"github.com/twmb/franz-go/pkg/kadm"
-	"github.com/twmb/franz-go/pkg/kgo"
-
 	"github.com/kcqrs/kcqrs/projection"
 )
 
 // This file holds the replay tooling: groups (lag), reset and rebuild.
 
-func adminClient(brokers string) (*kgo.Client, *kadm.Client, error) {
-	cl, err := kgo.NewClient(kgo.SeedBrokers(strings.Split(brokers, ",")...))
-	if err != nil {
-		return nil, nil, err
-	}
-	return cl, kadm.NewClient(cl), nil
-}
-
 // runGroups lists consumer groups with their lag per partition.
 func runGroups(args []string) error {
-	fs := flag.NewFlagSet("groups", flag.ExitOnError)
-	brokers := fs.String("brokers", "127.0.0.1:9092", "comma-separated seed brokers")
-	prefix := fs.String("prefix", "", "only groups whose name starts with this")
-	_ = fs.Parse(args)
-	cl, adm, err := adminClient(*brokers)
+	fs := newCLI("groups", "usage: kcqrs groups [flags]\n\nLists consumer groups with their lag per partition.")
+	prefix := new(string)
+	fs.String(prefix, "prefix", "", "only groups whose name starts with this")
+	if err := fs.parse(args); err != nil {
+		return err
+	}
+	cl, adm, err := fs.admin()
 	if err != nil {
 		return err
 	}
@@ -89,17 +79,20 @@ func runGroups(args []string) error {
 // runReset plans (and with --execute carries out) the reset of one version
 // of the read models.
 func runReset(args []string) error {
-	fs := flag.NewFlagSet("reset", flag.ExitOnError)
-	brokers := fs.String("brokers", "127.0.0.1:9092", "comma-separated seed brokers")
+	fs := newCLI("reset", "usage: kcqrs reset --to <where> [--execute] [flags]\n\nResets a version of the read models: shows the plan, and with --execute carries it out.")
 	var cfg projection.Config
-	fs.StringVar(&cfg.Names.Prefix, "prefix", "kcqrs-proj", "prefix of the read models' groups and topics")
-	fs.IntVar(&cfg.Names.Version, "version", 1, "version of the read models to reset")
-	fs.StringVar(&cfg.EventsTopic, "events-topic", "events", "events topic")
-	fs.StringVar(&cfg.StateDir, "state-dir", ".kcqrs/projector", "the projector's state directory, whose stores of these tables are removed")
-	to := fs.String("to", "", "where to: earliest, latest, timestamp=<RFC 3339 or unix ms>, offset=<n> (required)")
-	fs.Bool("dry-run", true, "show the plan only (the default)")
-	execute := fs.Bool("execute", false, "carry out the plan")
-	_ = fs.Parse(args)
+	fs.String(&cfg.Names.Prefix, "prefix", "kcqrs-proj", "prefix of the read models' groups and topics")
+	fs.Int(&cfg.Names.Version, "version", 1, "version of the read models to reset")
+	fs.String(&cfg.EventsTopic, "events-topic", "events", "events topic")
+	fs.String(&cfg.StateDir, "state-dir", ".kcqrs/projector", "the projector's state directory, whose stores of these tables are removed")
+	fs.FlagsOnly()
+	to, execute := new(string), new(bool)
+	fs.String(to, "to", "", "where to: earliest, latest, timestamp=<RFC 3339 or unix ms>, offset=<n> (required)")
+	fs.Bool(new(bool), "dry-run", true, "show the plan only (the default)")
+	fs.Bool(execute, "execute", false, "carry out the plan")
+	if err := fs.parse(args); err != nil {
+		return err
+	}
 	if *to == "" {
 		return errors.New("reset: --to is required (earliest, latest, timestamp=..., offset=...)")
 	}
@@ -107,7 +100,7 @@ func runReset(args []string) error {
 	if err != nil {
 		return err
 	}
-	cl, adm, err := adminClient(*brokers)
+	cl, adm, err := fs.admin()
 	if err != nil {
 		return err
 	}
@@ -139,18 +132,21 @@ func runReset(args []string) error {
 // runRebuild follows a new version of the read models (started with
 // `projector --version N`) until it has caught up, with a progress bar.
 func runRebuild(args []string) error {
-	fs := flag.NewFlagSet("rebuild", flag.ExitOnError)
-	brokers := fs.String("brokers", "127.0.0.1:9092", "comma-separated seed brokers")
+	fs := newCLI("rebuild", "usage: kcqrs rebuild --version <new> [flags]\n\nFollows a new version of the read models until it has caught up.")
 	var n projection.Names
-	fs.StringVar(&n.Prefix, "prefix", "kcqrs-proj", "prefix of the read models' groups and topics")
-	fs.IntVar(&n.Version, "version", 0, "the new version being built (required)")
-	topic := fs.String("events-topic", "events", "events topic")
-	interval := fs.Duration("interval", 500*time.Millisecond, "how often to check")
-	_ = fs.Parse(args)
+	fs.String(&n.Prefix, "prefix", "kcqrs-proj", "prefix of the read models' groups and topics")
+	topic, interval := new(string), new(time.Duration)
+	fs.String(topic, "events-topic", "events", "events topic")
+	fs.FlagsOnly()
+	fs.Int(&n.Version, "version", 0, "the new version being built (required)")
+	fs.Duration(interval, "interval", 500*time.Millisecond, "how often to check")
+	if err := fs.parse(args); err != nil {
+		return err
+	}
 	if n.Version <= 0 {
 		return errors.New("rebuild: --version (the new version) is required")
 	}
-	cl, adm, err := adminClient(*brokers)
+	cl, adm, err := fs.admin()
 	if err != nil {
 		return err
 	}

@@ -99,6 +99,8 @@ func bind(s *config.Set, st *settings, describe bool) {
 	s.Int(&st.cfg.StateCacheEntries, "state-cache-entries", d.StateCacheEntries, "committed aggregate states kept decoded in memory across transactions")
 	s.List(&st.cfg.SchemaRegistryURLs, "schema-registry", nil, "Confluent Schema Registry URLs: write events and snapshots in its wire format (default: Avro single-object encoding, no registry)")
 
+	s.String(&st.cfg.Compression, "compression", d.Compression, "codec of everything the processor writes: none, gzip, snappy, lz4 or zstd (none and gzip are read by every client, kafkajs included; see docs/wire-contract.md)")
+
 	s.Bool(&st.transfers, "transfers", true, "also run the transfer saga (group kcqrs-transfers, reply topic transfer-replies)")
 
 	s.Group("Operations")

@@ -203,7 +203,12 @@ func run(ctx context.Context, st *settings, reg *topology.Registry, logOut io.Wr
 	defer srv.Close()
 	log.Info("serving /metrics, /healthz, /readyz", "addr", srv.Addr().String(), "pprof", st.pprof)
 	if svc.Addr() != "" {
-		log.Info("query API listening", "addr", "http://"+svc.Addr(), "versions", cfg.ServeVersions)
+		// The service serves its own version when none is listed.
+		versions := cfg.ServeVersions
+		if len(versions) == 0 {
+			versions = []int{cfg.Projection.Names.Version}
+		}
+		log.Info("query API listening", "addr", "http://"+svc.Addr(), "versions", versions)
 	}
 	if started != nil {
 		started(srv.Addr().String(), svc.Addr())
