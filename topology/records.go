@@ -143,11 +143,14 @@ const (
 	// like JSON without content-type: application/json. Answered in JSON
 	// when the value looks like JSON.
 	CodeUnsupportedContent = "unsupported_content_type"
-	// CodeBadReplyAddress: kafka_replyTopic names a topic that is not an
-	// allowed reply topic, or kafka_replyPartition is out of its range.
+	// CodeBadReplyAddress (INVALID): kafka_replyTopic names a topic that is
+	// not an allowed reply topic (the topology's own, internal and __* topics
+	// never are), or kafka_replyPartition is out of its range; answered on
+	// the default reply topic.
 	CodeBadReplyAddress = "bad_reply_address"
-	// CodeOutputTooLarge: an output of the command (reply, event, snapshot)
-	// would be larger than a record may be; the command is isolated.
+	// CodeOutputTooLarge (INVALID): an output of the command (reply, event,
+	// snapshot) would be larger than a record may be; the command is
+	// isolated and has no effect.
 	CodeOutputTooLarge = "output_too_large"
 )
 
