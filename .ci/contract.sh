@@ -6,7 +6,7 @@ set -euo pipefail
 dir=$(mktemp -d)
 
 bin/processor --brokers "$BROKERS" --instance-id contract-0 --state-dir "$dir/state" \
-	--http-addr 127.0.0.1:0 --partitions 3 >"$dir/processor.log" 2>&1 &
+	--http-addr 127.0.0.1:0 --partitions 3 --reply-topics 'contract-replies-*' >"$dir/processor.log" 2>&1 &
 pid=$!
 status=0
 (cd contract/node && KCQRS_BROKERS="$BROKERS" node --test) || status=$?
