@@ -288,3 +288,19 @@ func (p *Processor) standbyPartitions(ctx context.Context) []int32 {
 	}
 	return out
 }
+
+// ready reports, without waiting, whether the tailer holds part's store
+// caught up in assignment generation gen (so that take returns at once).
+func (t *tailer) ready(part int32, gen uint64) bool {
+	t.mu.Lock()
+	e := t.entries[part]
+	t.mu.Unlock()
+	if e == nil {
+		return false
+	}
+	if !e.mu.TryLock() {
+		return false // a catch-up is running
+	}
+	defer e.mu.Unlock()
+	return !e.taken && e.warmGen == gen
+}
