@@ -275,7 +275,14 @@ func (p *Processor) readChangelog(ctx context.Context, part int32, store *snapsh
 		return nil
 	}
 	pending := 0
-	next, err := logread.Read(ctx, p.admCl, p.cfg.Topics.Changelog, part, from, target,
+	// A client of its own: fetches on one connection are answered in
+	// order, so a slow partition would hold up every other restore.
+	cl, err := kgo.NewClient(p.clientOpts()...)
+	if err != nil {
+		return 0, err
+	}
+	defer cl.Close()
+	next, err := logread.Read(ctx, cl, p.cfg.Topics.Changelog, part, from, target,
 		logread.Options{MaxBytes: int32(p.cfg.FetchMaxBytes)}, func(r *kgo.Record) error {
 			if r.Value == nil {
 				wb.Delete(r.Key)

@@ -57,6 +57,9 @@ func (p *Processor) Run(ctx context.Context) (err error) {
 		kgo.TransactionTimeout(p.cfg.TransactionTimeout),
 		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
 		kgo.RequireStableFetchOffsets(),
+		// A resumed partition waits for the fetch in flight: keep that
+		// wait short (Kafka's consumer default, not franz-go's 5s).
+		kgo.FetchMaxWait(fetchMaxWait),
 		kgo.RecordPartitioner(kgo.ManualPartitioner()),
 		kgo.OnPartitionsAssigned(p.onAssigned),
 		kgo.OnPartitionsRevoked(p.onRevoked),
@@ -107,11 +110,13 @@ func (p *Processor) Run(ctx context.Context) (err error) {
 		if fetches.NumRecords() == 0 {
 			continue
 		}
-		committed, err := p.runBatch(ctx, fetches)
+		ran, committed, err := p.runBatch(ctx, fetches)
 		if err != nil {
 			return err
 		}
-		p.afterBatch(ctx, committed)
+		if ran {
+			p.afterBatch(ctx, committed)
+		}
 	}
 }
 
@@ -129,6 +134,7 @@ func (p *Processor) poll(ctx context.Context, max int) kgo.Fetches {
 }
 
 const (
+	fetchMaxWait = 500 * time.Millisecond
 	idlePoll     = time.Second
 	deferredPoll = 200 * time.Millisecond
 )

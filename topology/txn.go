@@ -15,12 +15,17 @@ import (
 // already buffered, up to the batch limit and CommitInterval. Records of
 // partitions whose store is not ready are deferred before Begin (restore.go):
 // nothing that can take seconds runs inside the transaction. It reports
-// whether the transaction committed (true when there was nothing to run).
-func (p *Processor) runBatch(ctx context.Context, first kgo.Fetches) (bool, error) {
+// whether a transaction ran and whether it committed.
+func (p *Processor) runBatch(ctx context.Context, first kgo.Fetches) (ran, committed bool, err error) {
 	first = p.deferUnready(first)
 	if first.NumRecords() == 0 {
-		return true, nil
+		return false, false, nil
 	}
+	committed, err = p.runTxn(ctx, first)
+	return true, committed, err
+}
+
+func (p *Processor) runTxn(ctx context.Context, first kgo.Fetches) (bool, error) {
 	if err := p.sess.Begin(); err != nil {
 		return false, fmt.Errorf("topology: begin transaction: %w", err)
 	}
