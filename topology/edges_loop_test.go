@@ -315,3 +315,75 @@ func TestIdleWorkerOwnershipFollowsTheGroup(t *testing.T) {
 		return len(a.Assigned())+len(b.Assigned())+len(c.Assigned()) == partitions && len(c.Assigned()) > 0
 	})
 }
+
+// A restore longer than the transaction timeout (the first changelog fetch
+// of one partition delayed past it) runs outside any transaction: the worker
+// is not fenced, and the other partitions keep answering meanwhile.
+func TestSlowRestoreRunsOutsideTheTransaction(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t)
+	h.RequireEmbedded()
+	w := h.StartProcessor("w0", "")
+	ids := map[int32]string{}
+	for i := 0; len(ids) < partitions; i++ {
+		id := fmt.Sprintf("s%d", i)
+		if q := topology.PartitionFor([]byte(id), partitions); ids[q] == "" {
+			ids[q] = id
+			wantStatus(t, h.Send(cmd("account", id, "OpenAccount", `{"owner":"O","currency":"USD"}`)), wire.StatusAccepted, 1)
+		}
+	}
+	if err := w.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	const slow = int32(0)
+	changelog := h.Topic("snapshots-changelog")
+	id := h.Cluster.TopicInfo(changelog).TopicID
+	var delayed atomic.Int32
+	h.Cluster.ControlKey(int16(kmsg.Fetch), func(req kmsg.Request) (kmsg.Response, error, bool) {
+		for _, rt := range req.(*kmsg.FetchRequest).Topics {
+			if rt.Topic != changelog && rt.TopicID != id {
+				continue
+			}
+			for _, rp := range rt.Partitions {
+				if rp.Partition == slow && delayed.CompareAndSwap(0, 1) {
+					// Past the 10s transaction timeout.
+					h.Cluster.SleepControl(func() { time.Sleep(12 * time.Second) })
+				}
+			}
+		}
+		h.Cluster.KeepControl()
+		return nil, nil, false
+	})
+	again := h.StartProcessor("w0", "") // a fresh state directory: every store is restored
+	type result struct {
+		rep wire.Reply
+		err error
+	}
+	res := make(chan result, 1)
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+		defer cancel()
+		rep, err := h.Client().Send(ctx, cmd("account", ids[slow], "Deposit", `{"amount":1}`))
+		res <- result{rep, err}
+	}()
+	pollUntil(t, "the slow fetch to be delayed", 30*time.Second, func() bool { return delayed.Load() == 1 })
+	for q := int32(1); q < partitions; q++ {
+		wantStatus(t, h.Send(cmd("account", ids[q], "Deposit", `{"amount":1}`)), wire.StatusAccepted, 2)
+	}
+	select {
+	case r := <-res:
+		t.Fatalf("the slow partition answered before its restore ended: %+v %v", r.rep, r.err)
+	default:
+	}
+	r := <-res
+	if r.err != nil {
+		t.Fatal(r.err)
+	}
+	wantStatus(t, r.rep, wire.StatusAccepted, 2)
+	if again.Err() != nil {
+		t.Fatalf("worker ended: %v", again.Err())
+	}
+	wantStatus(t, h.Send(cmd("account", ids[slow], "Deposit", `{"amount":1}`)), wire.StatusAccepted, 3)
+	versions, _ := eventsOf(t, h)
+	contiguous(t, versions)
+}
