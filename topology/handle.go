@@ -50,6 +50,9 @@ func (p *Processor) handle(b *batch, ps *partitionState, r *kgo.Record) {
 		return
 	}
 	a, err := p.load(ps, bt, meta.aggregateID)
+	if err != nil && p.deferForRebuild(b, ps, r, err) {
+		return // rebuilt outside the transaction, then handled again
+	}
 	if err != nil {
 		// A snapshot we cannot read: fail the batch rather than act on a
 		// wrong state. It is retried; the error is logged loudly.

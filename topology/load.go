@@ -42,7 +42,7 @@ func (p *Processor) partition(ctx context.Context, part int32) (*partitionState,
 				return nil, err
 			}
 		}
-		ps = &partitionState{p: part, store: store, state: restoring, lastOffset: -1}
+		ps = &partitionState{p: part, store: store, state: restoring, lastOffset: -1, stopAt: -1}
 		p.parts[part] = ps
 	}
 	if !ps.ready(gen) {
@@ -75,6 +75,12 @@ func (p *Processor) load(ps *partitionState, bt *boundType, id string) (*aggStat
 		return a, nil
 	}
 	a := p.states.take(ps.p, key) // committed state kept from an earlier batch
+	if a == nil && ps.rebuilt[key] != nil {
+		// Rebuilt outside the transaction (rebuildDeferred): dirty, so it
+		// is written back as a current-schema snapshot with this batch.
+		a = ps.rebuilt[key]
+		delete(ps.rebuilt, key)
+	}
 	if a == nil {
 		val, ok, err := ps.store.Get([]byte(key))
 		if err != nil {
@@ -84,7 +90,10 @@ func (p *Processor) load(ps *partitionState, bt *boundType, id string) (*aggStat
 			a, err = p.reg.decodeSnapshot(key, val)
 			var se *StateSchemaError
 			if errors.As(err, &se) {
-				a, err = p.rebuildState(ps, bt, se)
+				// Rebuilding reads the events topic: slow, so never inside
+				// the transaction. The partition is deferred from this
+				// command on (handle.go, deferForRebuild).
+				return nil, &needsRebuild{se: se, bt: bt}
 			}
 			if err != nil {
 				return nil, err
@@ -169,3 +178,50 @@ func (p *Processor) rebuildState(ps *partitionState, bt *boundType, se *StateSch
 
 // rebuildTimeout bounds one aggregate's rebuild from the events topic.
 const rebuildTimeout = 5 * time.Minute
+
+// needsRebuild: an aggregate's snapshot state cannot be read with the
+// current schemas; it must be rebuilt from the events topic before the
+// command that loaded it can run.
+type needsRebuild struct {
+	se *StateSchemaError
+	bt *boundType
+}
+
+func (e *needsRebuild) Error() string { return e.se.Error() + " (rebuild from the events topic pending)" }
+func (e *needsRebuild) Unwrap() error { return e.se }
+
+// deferForRebuild takes the rest of r's partition out of the open
+// transaction when err asks for a rebuild: the partition is rewound to r
+// and paused (the records before r stay in the transaction, whose offset
+// commit then ends at r), and the rebuild runs before the next transaction
+// (rebuildDeferred). It reports whether it did.
+func (p *Processor) deferForRebuild(b *batch, ps *partitionState, r *kgo.Record, err error) bool {
+	var nr *needsRebuild
+	if !errors.As(err, &nr) {
+		return false
+	}
+	ps.rebuild = append(ps.rebuild, nr)
+	ps.stopAt = r.Offset
+	p.deferPartitions(map[int32]kgo.EpochOffset{ps.p: {Epoch: r.LeaderEpoch, Offset: r.Offset}})
+	p.log.Info("partition deferred: an aggregate's state must be rebuilt from the events topic first", "partition", ps.p, "offset", r.Offset, "key", nr.se.Key)
+	return true
+}
+
+// rebuildDeferred rebuilds, outside any transaction, the aggregates whose
+// rebuild deferred the partition. A failed rebuild is retried before the
+// next transaction (with the abort backoff's pace: one try per loop).
+func (p *Processor) rebuildDeferred(ps *partitionState) error {
+	for len(ps.rebuild) > 0 {
+		nr := ps.rebuild[0]
+		a, err := p.rebuildState(ps, nr.bt, nr.se)
+		if err != nil {
+			return err
+		}
+		if ps.rebuilt == nil {
+			ps.rebuilt = map[string]*aggState{}
+		}
+		ps.rebuilt[a.key] = a
+		ps.rebuild = ps.rebuild[1:]
+	}
+	return nil
+}

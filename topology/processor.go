@@ -45,7 +45,7 @@ type Processor struct {
 	// deferred are owned partitions whose records came while their store
 	// was not ready: paused and rewound, resumed once the store is caught
 	// up (run loop only; restore.go).
-	deferred map[int32]bool
+	deferred map[int32]kgo.EpochOffset // partition -> where it was rewound to
 	// aborts counts consecutive transactions that did not commit (run
 	// loop only); it drives the backoff and the isolation of a suspect
 	// record (run.go).
@@ -111,6 +111,13 @@ type partitionState struct {
 	pending    map[string]*aggState // batch-local: aggregates touched by the open transaction
 	order      []*aggState          // pending, in first-touch order
 	lastOffset int64                // changelog offset of this batch's last snapshot, -1 if none
+	// stopAt, when >= 0, is the offset from which the partition's records
+	// are left out of the open transaction (deferred for a rebuild).
+	stopAt int64
+	// rebuild are aggregates to rebuild from the events topic before the
+	// partition resumes; rebuilt holds the results until loaded.
+	rebuild []*needsRebuild
+	rebuilt map[string]*aggState
 }
 
 // ready reports whether the partition's records may be processed in the
@@ -194,7 +201,7 @@ func New(cfg Config, reg *Registry) (*Processor, error) {
 		log:      cfg.Logger.With("instance", cfg.InstanceID),
 		assigned: map[int32]uint64{},
 		parts:    map[int32]*partitionState{},
-		deferred: map[int32]bool{},
+		deferred: map[int32]kgo.EpochOffset{},
 		active:   map[int32]bool{},
 		progress: map[int32]*PartitionState{},
 		hanging:  map[int32]*hangingTxn{},

@@ -38,7 +38,8 @@ func (p *Processor) deferUnready(fetches kgo.Fetches) kgo.Fetches {
 				p.mu.Lock()
 				gen := p.assigned[fp.Partition]
 				p.mu.Unlock()
-				if ps := p.parts[fp.Partition]; ps != nil && ps.ready(gen) && !p.deferred[fp.Partition] {
+				_, deferred := p.deferred[fp.Partition]
+				if ps := p.parts[fp.Partition]; ps != nil && ps.ready(gen) && !deferred {
 					nt.Partitions = append(nt.Partitions, fp)
 					continue
 				}
@@ -61,11 +62,25 @@ func (p *Processor) deferUnready(fetches kgo.Fetches) kgo.Fetches {
 	if len(rewind) == 0 {
 		return fetches
 	}
+	parts := p.deferPartitions(rewind)
+	p.log.Info("records of partitions whose store is not ready deferred; catching up outside the transaction", "partitions", parts)
+	p.tail.wake()
+	return out
+}
+
+// deferPartitions pauses partitions and rewinds each to the given offset,
+// or to where an earlier deferral rewound it if that is lower: records
+// handed out after a rewind must never move it forward (they would be
+// skipped).
+func (p *Processor) deferPartitions(rewind map[int32]kgo.EpochOffset) []int32 {
 	topic := p.cfg.Topics.Commands
 	parts := make([]int32, 0, len(rewind))
-	for part := range rewind {
+	for part, at := range rewind {
+		if prev, ok := p.deferred[part]; ok && prev.Offset < at.Offset {
+			rewind[part] = prev
+		}
+		p.deferred[part] = rewind[part]
 		parts = append(parts, part)
-		p.deferred[part] = true
 	}
 	cl := p.sess.Client()
 	cl.PauseFetchPartitions(map[string][]int32{topic: parts})
@@ -73,9 +88,7 @@ func (p *Processor) deferUnready(fetches kgo.Fetches) kgo.Fetches {
 	p.mu.Lock()
 	p.stats.Deferred += int64(len(parts))
 	p.mu.Unlock()
-	p.log.Info("records of partitions whose store is not ready deferred; catching up outside the transaction", "partitions", parts)
-	p.tail.wake()
-	return out
+	return parts
 }
 
 // resumeReady catches up the stores of deferred partitions the run loop
@@ -106,6 +119,15 @@ func (p *Processor) resumeReady(ctx context.Context) {
 			if !p.tail.ready(part, gen) {
 				continue // the tailer is still catching it up
 			}
+		}
+		if ps != nil && len(ps.rebuild) > 0 {
+			if err := p.rebuildDeferred(ps); err != nil {
+				p.log.Error("rebuilding aggregate state from the events topic; will retry", "partition", part, "err", err)
+				continue
+			}
+		}
+		if ps != nil {
+			ps.stopAt = -1
 		}
 		if _, err := p.partition(ctx, part); err != nil {
 			p.log.Warn("catching up a deferred partition; will retry", "partition", part, "err", err)

@@ -184,6 +184,9 @@ func (p *Processor) processFetches(_ context.Context, b *batch, fetches kgo.Fetc
 		b.partitions = append(b.partitions, fp.Partition)
 		ps := p.parts[fp.Partition]
 		for _, r := range fp.Records {
+			if ps.stopAt >= 0 && r.Offset >= ps.stopAt {
+				break // deferred for a rebuild: comes again after it
+			}
 			b.records = append(b.records, r)
 			if p.isolatedPoison(b, ps, r) {
 				n++
