@@ -187,7 +187,9 @@ type needsRebuild struct {
 	bt *boundType
 }
 
-func (e *needsRebuild) Error() string { return e.se.Error() + " (rebuild from the events topic pending)" }
+func (e *needsRebuild) Error() string {
+	return e.se.Error() + " (rebuild from the events topic pending)"
+}
 func (e *needsRebuild) Unwrap() error { return e.se }
 
 // deferForRebuild takes the rest of r's partition out of the open
