@@ -53,6 +53,8 @@ type Metrics struct {
 	deadLetters   prometheus.Counter
 	lag           *prometheus.GaugeVec
 	restoreLeft   *prometheus.GaugeVec
+	backoffs      prometheus.Counter
+	consecAborts  prometheus.Gauge
 
 	mu       sync.Mutex
 	pending  []pendingReply
@@ -68,7 +70,10 @@ type pendingReply struct {
 	at        time.Time
 }
 
-var _ topology.Observer = (*Metrics)(nil)
+var (
+	_ topology.Observer      = (*Metrics)(nil)
+	_ topology.AbortObserver = (*Metrics)(nil)
+)
 
 // NewMetrics registers the processor metrics and returns the observer to
 // set as topology.Config.Observer.
@@ -114,12 +119,20 @@ func NewMetrics(o MetricsOptions) *Metrics {
 			Name: "kcqrs_restore_remaining_offsets",
 			Help: "Changelog offsets still to read before a partition's store is caught up (0 when restored).",
 		}, []string{"partition"}),
+		backoffs: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "kcqrs_abort_backoffs_total",
+			Help: "Waits of the run loop before retrying after consecutive aborted transactions.",
+		}),
+		consecAborts: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "kcqrs_consecutive_aborts",
+			Help: "Transactions aborted in a row (0 once one commits).",
+		}),
 	}
 	for _, r := range []string{"committed", "aborted"} {
 		m.transactions.WithLabelValues(r)
 	}
 	o.Registerer.MustRegister(m.commands, m.latency, m.batchSize, m.commitSeconds, m.transactions,
-		m.deadLetters, m.lag, m.restoreLeft, &scrapeCollector{o: o})
+		m.deadLetters, m.lag, m.restoreLeft, m.backoffs, m.consecAborts, &scrapeCollector{o: o})
 	return m
 }
 
@@ -146,8 +159,10 @@ func (m *Metrics) TransactionEnded(records int, committed bool, took time.Durati
 	m.batchSize.Observe(float64(records))
 	if !committed {
 		m.transactions.WithLabelValues("aborted").Inc()
+		m.consecAborts.Inc()
 		return
 	}
+	m.consecAborts.Set(0)
 	m.transactions.WithLabelValues("committed").Inc()
 	m.commitSeconds.Observe(took.Seconds())
 	now := m.now()
@@ -159,6 +174,9 @@ func (m *Metrics) TransactionEnded(records int, committed bool, took time.Durati
 	}
 	m.deadLetters.Add(float64(dlq))
 }
+
+// AbortBackoff implements topology.AbortObserver.
+func (m *Metrics) AbortBackoff(int, time.Duration) { m.backoffs.Inc() }
 
 // Fetched implements topology.Observer.
 func (m *Metrics) Fetched(partition int32, nextOffset, lastStable int64) {
