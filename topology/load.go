@@ -144,7 +144,7 @@ func (p *Processor) rebuildState(ps *partitionState, bt *boundType, se *StateSch
 		// The end is decided from the fetch position (logread), not from
 		// the last record handed over: see readChangelog.
 		_, err := logread.Read(ctx, p.admCl, topic, ps.p, so.Offset, lso.Offset,
-			logread.Options{MaxBytes: int32(p.cfg.FetchMaxBytes)}, func(r *kgo.Record) error {
+			logread.Options{MaxBytes: int32(p.cfg.FetchMaxBytes), PartitionMaxBytes: int32(p.cfg.FetchMaxPartitionBytes)}, func(r *kgo.Record) error {
 				if string(r.Key) != se.AggregateID {
 					return nil
 				}

@@ -305,7 +305,7 @@ func (p *Processor) readChangelog(ctx context.Context, part int32, store *snapsh
 	}
 	defer cl.Close()
 	next, err := logread.Read(ctx, cl, p.cfg.Topics.Changelog, part, from, target,
-		logread.Options{MaxBytes: int32(p.cfg.FetchMaxBytes)}, func(r *kgo.Record) error {
+		logread.Options{MaxBytes: int32(p.cfg.FetchMaxBytes), PartitionMaxBytes: int32(p.cfg.FetchMaxPartitionBytes)}, func(r *kgo.Record) error {
 			if r.Value == nil {
 				wb.Delete(r.Key)
 			} else {

@@ -30,6 +30,9 @@ var ErrOffsetOutOfRange = errors.New("logread: offset out of range")
 type Options struct {
 	// MaxBytes bounds one fetch response. Default 4 MiB.
 	MaxBytes int32
+	// PartitionMaxBytes bounds the partition's bytes in one response.
+	// Default MaxBytes.
+	PartitionMaxBytes int32
 	// KeepControl hands control records (transaction markers) to fn too.
 	KeepControl bool
 }
@@ -78,6 +81,9 @@ func Read(ctx context.Context, cl *kgo.Client, topic string, part int32, from, u
 	if o.MaxBytes <= 0 {
 		o.MaxBytes = 4 << 20
 	}
+	if o.PartitionMaxBytes <= 0 {
+		o.PartitionMaxBytes = o.MaxBytes
+	}
 	next := from
 	var desc Partition
 	known := false
@@ -116,7 +122,7 @@ func Read(ctx context.Context, cl *kgo.Client, topic string, part int32, from, u
 		rt := kmsg.NewFetchRequestTopic()
 		rt.Topic, rt.TopicID = topic, desc.TopicID
 		rp := kmsg.NewFetchRequestTopicPartition()
-		rp.Partition, rp.FetchOffset, rp.PartitionMaxBytes = part, next, o.MaxBytes
+		rp.Partition, rp.FetchOffset, rp.PartitionMaxBytes = part, next, o.PartitionMaxBytes
 		rt.Partitions = append(rt.Partitions, rp)
 		req.Topics = append(req.Topics, rt)
 		kresp, err := cl.Broker(int(desc.Leader)).Request(ctx, req)
