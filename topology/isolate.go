@@ -95,6 +95,13 @@ func (p *Processor) noteOutcome(b *batch, n int, committed bool) {
 					delete(p.isolate.left, r.Partition)
 				}
 			}
+			p.mu.Lock()
+			for part := range p.isolate.left {
+				if p.assigned[part] == 0 {
+					delete(p.isolate.left, part) // not ours any more
+				}
+			}
+			p.mu.Unlock()
 			for range p.isolate.left {
 				done = false
 			}
