@@ -74,6 +74,16 @@ type isolation struct {
 	// poison is the record known to fail alone, by partition and offset.
 	poison map[int32]int64
 	cause  map[int32]error
+	// tries counts failed attempts to dead-letter the poison record: the
+	// first keeps its value, the second drops it (the value may be what
+	// cannot be written), the third gives up on outputs and only commits
+	// its offset, so nothing loops.
+	tries map[int32]int
+}
+
+func newIsolation(reason string) *isolation {
+	return &isolation{reason: reason, left: map[int32]int64{}, poison: map[int32]int64{},
+		cause: map[int32]error{}, tries: map[int32]int{}}
 }
 
 // batchLimit is how many records the next transaction takes.
@@ -88,6 +98,15 @@ func (p *Processor) batchLimit() int {
 func (p *Processor) noteOutcome(b *batch, n int, committed bool) {
 	if committed {
 		if p.isolate != nil {
+			for _, r := range b.records {
+				if off, ok := p.isolate.poison[r.Partition]; ok && off == r.Offset {
+					delete(p.isolate.poison, r.Partition)
+					delete(p.isolate.tries, r.Partition)
+					p.mu.Lock()
+					p.stats.IsolatedDeadLetters++
+					p.mu.Unlock()
+				}
+			}
 			// Leave isolation once every record of the failed batch ran.
 			done := true
 			for _, r := range b.records {
@@ -116,7 +135,11 @@ func (p *Processor) noteOutcome(b *batch, n int, committed bool) {
 	reason := abortReason(err)
 	if p.isolate != nil && n == 1 && len(b.records) == 1 && err != nil {
 		r := b.records[0]
-		if deterministic(err) {
+		if off, ok := p.isolate.poison[r.Partition]; ok && off == r.Offset {
+			if deterministic(err) {
+				p.isolate.tries[r.Partition]++ // its dead-lettering failed too
+			}
+		} else if deterministic(err) {
 			p.isolate.poison[r.Partition] = r.Offset
 			p.isolate.cause[r.Partition] = err
 			p.log.Warn("command fails alone deterministically; it will be answered and dead-lettered alone", "partition", r.Partition, "offset", r.Offset, "err", err)
@@ -125,7 +148,7 @@ func (p *Processor) noteOutcome(b *batch, n int, committed bool) {
 		return
 	}
 	if p.isolate == nil && reason == p.lastAbort && err != nil && len(b.records) > 1 {
-		iso := &isolation{reason: reason, left: map[int32]int64{}, poison: map[int32]int64{}, cause: map[int32]error{}}
+		iso := newIsolation(reason)
 		for _, r := range b.records {
 			if r.Offset+1 > iso.left[r.Partition] {
 				iso.left[r.Partition] = r.Offset + 1
@@ -136,8 +159,9 @@ func (p *Processor) noteOutcome(b *batch, n int, committed bool) {
 	} else if p.isolate == nil && reason == p.lastAbort && err != nil && len(b.records) == 1 && deterministic(err) {
 		// A one-record batch failing the same way twice: that record.
 		r := b.records[0]
-		p.isolate = &isolation{reason: reason, left: map[int32]int64{r.Partition: r.Offset + 1},
-			poison: map[int32]int64{r.Partition: r.Offset}, cause: map[int32]error{r.Partition: err}}
+		iso := newIsolation(reason)
+		iso.left[r.Partition], iso.poison[r.Partition], iso.cause[r.Partition] = r.Offset+1, r.Offset, err
+		p.isolate = iso
 	}
 	p.lastAbort = reason
 }
@@ -159,7 +183,13 @@ func (p *Processor) isolatedPoison(b *batch, ps *partitionState, r *kgo.Record) 
 		return false
 	}
 	cause := p.isolate.cause[r.Partition]
-	delete(p.isolate.poison, r.Partition)
+	tries := p.isolate.tries[r.Partition]
+	if tries >= 2 {
+		// Even a bare dead letter and an error reply cannot be written:
+		// skip the command (its offset commits), say so loudly.
+		p.log.Error("command skipped: neither its outputs, nor an error reply, nor a dead letter could be written", "partition", r.Partition, "offset", r.Offset, "err", cause)
+		return true
+	}
 	meta, _ := parseCommandMeta(r, p.cfg.Topics.Replies)
 	rep := wire.Reply{CommandID: meta.commandID, AggregateType: meta.aggregateType, AggregateID: meta.aggregateID,
 		Status: wire.StatusInternalError, Code: CodeOutputRefused,
@@ -188,11 +218,11 @@ func (p *Processor) isolatedPoison(b *batch, ps *partitionState, r *kgo.Record) 
 	)
 	b.deadLetters++
 	p.cfg.Observer.DeadLettered(r.Partition)
-	// No value: the original stays at topic/partition/offset.
-	p.produce(b, &kgo.Record{Topic: p.cfg.Topics.DeadLetters, Partition: PartitionFor(r.Key, n), Key: r.Key, Headers: headers}, nil)
-	p.mu.Lock()
-	p.stats.IsolatedDeadLetters++
-	p.mu.Unlock()
+	dl := &kgo.Record{Topic: p.cfg.Topics.DeadLetters, Partition: PartitionFor(r.Key, n), Key: r.Key, Headers: headers}
+	if tries == 0 && (pe == nil || pe.topic != p.cfg.Topics.DeadLetters) {
+		dl.Value = r.Value
+	} // else no value: the original stays at topic/partition/offset
+	p.produce(b, dl, nil)
 	p.log.Warn("command dead-lettered alone: an output was refused deterministically", "partition", r.Partition, "offset", r.Offset, "command", meta.commandID, "err", cause)
 	return true
 }
