@@ -23,8 +23,11 @@ import (
 // and it is resumed. Ready partitions keep being processed meanwhile.
 
 // deferUnready takes the records of partitions that are not ready out of
-// fetches, rewinding and pausing those partitions.
-func (p *Processor) deferUnready(fetches kgo.Fetches) kgo.Fetches {
+// fetches, rewinding and pausing those partitions. Before a transaction
+// (beforeBegin), a newly assigned partition whose store the tailer already
+// caught up is taken at once instead: only the changelog's last few records
+// are left to read.
+func (p *Processor) deferUnready(ctx context.Context, fetches kgo.Fetches, beforeBegin bool) kgo.Fetches {
 	var out kgo.Fetches
 	var rewind map[int32]kgo.EpochOffset
 	for _, f := range fetches {
@@ -39,6 +42,11 @@ func (p *Processor) deferUnready(fetches kgo.Fetches) kgo.Fetches {
 				gen := p.assigned[fp.Partition]
 				p.mu.Unlock()
 				_, deferred := p.deferred[fp.Partition]
+				if beforeBegin && !deferred && p.parts[fp.Partition] == nil && gen != 0 && p.tail.ready(fp.Partition, gen) {
+					if _, err := p.partition(ctx, fp.Partition); err != nil {
+						p.log.Warn("taking a caught-up store", "partition", fp.Partition, "err", err)
+					}
+				}
 				if ps := p.parts[fp.Partition]; ps != nil && ps.ready(gen) && !deferred {
 					nt.Partitions = append(nt.Partitions, fp)
 					continue

@@ -17,7 +17,7 @@ import (
 // nothing that can take seconds runs inside the transaction. It reports
 // whether a transaction ran and whether it committed.
 func (p *Processor) runBatch(ctx context.Context, first kgo.Fetches) (ran, committed bool, err error) {
-	first = p.deferUnready(first)
+	first = p.deferUnready(ctx, first, true)
 	if first.NumRecords() == 0 {
 		return false, false, nil
 	}
@@ -37,7 +37,7 @@ func (p *Processor) runTxn(ctx context.Context, first kgo.Fetches) (bool, error)
 		pctx, cancel := context.WithDeadline(ctx, deadline)
 		more := p.sess.PollRecords(pctx, limit-n)
 		cancel()
-		n += p.processFetches(ctx, b, p.deferUnready(more))
+		n += p.processFetches(ctx, b, p.deferUnready(ctx, more, false))
 	}
 	p.flushSnapshots(b)
 	if h := p.cfg.hooks; h != nil && h.beforeEnd != nil {
