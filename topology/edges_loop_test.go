@@ -85,7 +85,7 @@ func TestUnconfirmedCommitCatchesUpBeforeReuse(t *testing.T) {
 	// The batch comes again: it must be answered as a duplicate.
 	pollUntil(t, "the retried batch to commit", 30*time.Second, func() bool {
 		s := w.Stats()
-		return s.Aborted > 0 && s.Duplicates > 0
+		return s.Unconfirmed > 0 && s.Duplicates > 0
 	})
 	wantStatus(t, h.Send(cmd("account", "u", "Deposit", `{"amount":1}`)), wire.StatusAccepted, 3)
 	versions, _ := eventsOf(t, h)

@@ -142,9 +142,10 @@ type Stats struct {
 	// HangingTransactions counts input partitions found blocked by a
 	// transaction open longer than Config.HangingTxnThreshold.
 	HangingTransactions int64
-	// Unconfirmed counts transactions whose End did not confirm a commit
-	// (aborted or unknown); their partitions were caught up from the
-	// changelog before their next use.
+	// Unconfirmed counts transactions that tried to commit and whose End
+	// did not confirm it (aborted by a rebalance, or unknown). Every
+	// transaction that did not commit makes its partitions suspect: they
+	// are caught up from the changelog before their next use.
 	Unconfirmed int64
 	// ConsecutiveAborts is the current run of transactions that did not
 	// commit; Backoffs counts the waits it caused and BackoffTime their

@@ -75,7 +75,9 @@ func (p *Processor) runTxn(ctx context.Context, first kgo.Fetches) (bool, error)
 	p.stats.Transactions++
 	if !committed {
 		p.stats.Aborted++
-		p.stats.Unconfirmed++
+		if try == kgo.TryCommit {
+			p.stats.Unconfirmed++ // wanted a commit, End did not confirm one
+		}
 	}
 	p.mu.Unlock()
 	p.noteOutcome(b, n, committed)
