@@ -6,6 +6,9 @@ import (
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/kcqrs/kcqrs/internal/logread"
 )
 
 // Assignment and ownership. The group's callbacks (onAssigned, onRevoked)
@@ -111,31 +114,9 @@ func (p *Processor) checkOwnership(ctx context.Context) {
 	p.mu.Lock()
 	before := p.gen
 	p.mu.Unlock()
-	groups, err := p.adm.DescribeGroups(ctx, p.cfg.Group)
-	if err != nil {
-		return
-	}
-	g, ok := groups[p.cfg.Group]
-	// Only a stable classic group of this balancer describes assignments
-	// this way (a KIP-848 group is not checked here).
-	if !ok || g.Err != nil || g.State != "Stable" || g.Protocol != kgo.CooperativeStickyBalancer().ProtocolName() {
-		return
-	}
-	i := slices.IndexFunc(g.Members, func(m kadmMember) bool { return m.MemberID == member })
-	if i < 0 {
-		return
-	}
-	ca, ok := g.Members[i].Assigned.AsConsumer()
+	owned, ok := p.describedAssignment(ctx, member)
 	if !ok {
 		return
-	}
-	owned := map[int32]bool{}
-	for _, t := range ca.Topics {
-		if t.Topic == p.cfg.Topics.Commands {
-			for _, part := range t.Partitions {
-				owned[part] = true
-			}
-		}
 	}
 	if m2, g2 := cl.GroupMetadata(); m2 != member || g2 != gen {
 		return
@@ -156,4 +137,79 @@ func (p *Processor) checkOwnership(ctx context.Context) {
 		p.stats.OwnershipCorrections += int64(len(dropped))
 		p.log.Warn("partitions no longer assigned to this worker although no revoke was reported; dropped", "partitions", dropped, "generation", gen)
 	}
+}
+
+// describedAssignment returns this member's partitions of the command topic
+// in the group's current, settled assignment: a stable classic group of this
+// balancer, or a stable KIP-848 consumer group whose member has reconciled
+// its target assignment. ok is false when the group cannot tell.
+func (p *Processor) describedAssignment(ctx context.Context, member string) (map[int32]bool, bool) {
+	owned := map[int32]bool{}
+	groups, err := p.adm.DescribeGroups(ctx, p.cfg.Group)
+	if err != nil {
+		return nil, false
+	}
+	if g, ok := groups[p.cfg.Group]; ok && g.Err == nil && g.Protocol == kgo.CooperativeStickyBalancer().ProtocolName() {
+		if g.State != "Stable" {
+			return nil, false
+		}
+		i := slices.IndexFunc(g.Members, func(m kadmMember) bool { return m.MemberID == member })
+		if i < 0 {
+			return nil, false
+		}
+		ca, ok := g.Members[i].Assigned.AsConsumer()
+		if !ok {
+			return nil, false
+		}
+		for _, t := range ca.Topics {
+			if t.Topic == p.cfg.Topics.Commands {
+				for _, part := range t.Partitions {
+					owned[part] = true
+				}
+			}
+		}
+		return owned, true
+	}
+	// A KIP-848 group: describe it raw, since its assignments name topics
+	// by id (and kadm matches them by name).
+	desc, err := logread.Describe(ctx, p.admCl, p.cfg.Topics.Commands, 0)
+	if err != nil {
+		return nil, false
+	}
+	req := kmsg.NewPtrConsumerGroupDescribeRequest()
+	req.Groups = []string{p.cfg.Group}
+	resp, err := req.RequestWith(ctx, p.admCl)
+	if err != nil || len(resp.Groups) != 1 {
+		return nil, false
+	}
+	g := resp.Groups[0]
+	if g.ErrorCode != 0 || g.State != "Stable" {
+		return nil, false
+	}
+	i := slices.IndexFunc(g.Members, func(m kmsg.ConsumerGroupDescribeResponseGroupMember) bool { return m.MemberID == member })
+	if i < 0 {
+		return nil, false
+	}
+	parts := func(a kmsg.Assignment) map[int32]bool {
+		out := map[int32]bool{}
+		for _, tp := range a.TopicPartitions {
+			if tp.Topic == p.cfg.Topics.Commands || tp.TopicID == desc.TopicID {
+				for _, part := range tp.Partitions {
+					out[part] = true
+				}
+			}
+		}
+		return out
+	}
+	m := g.Members[i]
+	cur, target := parts(m.Assignment), parts(m.TargetAssignment)
+	if len(cur) != len(target) {
+		return nil, false // still reconciling
+	}
+	for part := range cur {
+		if !target[part] {
+			return nil, false
+		}
+	}
+	return cur, true
 }

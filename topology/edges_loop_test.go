@@ -333,14 +333,26 @@ func TestRecreatedChangelogPastCheckpointIsRebuilt(t *testing.T) {
 // partitions twice it would keep reporting one it no longer owns.
 func TestIdleWorkerOwnershipFollowsTheGroup(t *testing.T) {
 	t.Parallel()
+	idleOwnership(t)
+}
+
+// The same with KIP-848 consumer groups (the broker assigns).
+func TestIdleWorkerOwnershipFollowsTheGroupKIP848(t *testing.T) {
+	t.Parallel()
+	idleOwnership(t, func(c *topology.Config) {
+		c.SessionClientOpts = append(c.SessionClientOpts, kgo.ServerSideBalancer(), kgo.Balancers(kgo.CooperativeStickyBalancer(), kgo.StickyBalancer()))
+	})
+}
+
+func idleOwnership(t *testing.T, mutate ...func(*topology.Config)) {
 	h := newHarness(t)
-	a := h.StartProcessor("a", "")
+	a := h.StartProcessor("a", "", mutate...)
 	pollUntil(t, "a to own every partition", 60*time.Second, func() bool { return len(a.Assigned()) == partitions })
-	b := h.StartProcessor("b", "")
+	b := h.StartProcessor("b", "", mutate...)
 	pollUntil(t, "the partitions to be split", 60*time.Second, func() bool {
 		return len(a.Assigned())+len(b.Assigned()) == partitions && len(b.Assigned()) > 0
 	})
-	c := h.StartProcessor("c", "")
+	c := h.StartProcessor("c", "", mutate...)
 	pollUntil(t, "a's view to match the group after two revokes", 60*time.Second, func() bool {
 		return len(a.Assigned())+len(b.Assigned())+len(c.Assigned()) == partitions && len(c.Assigned()) > 0
 	})
