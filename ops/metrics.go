@@ -55,6 +55,8 @@ type Metrics struct {
 	restoreLeft   *prometheus.GaugeVec
 	dropped       prometheus.Counter
 	isolated      *prometheus.CounterVec
+	backoffs      prometheus.Counter
+	consecAborts  prometheus.Gauge
 
 	mu       sync.Mutex
 	pending  []pendingReply
@@ -70,7 +72,10 @@ type pendingReply struct {
 	at        time.Time
 }
 
-var _ topology.Observer = (*Metrics)(nil)
+var (
+	_ topology.Observer      = (*Metrics)(nil)
+	_ topology.AbortObserver = (*Metrics)(nil)
+)
 
 // NewMetrics registers the processor metrics and returns the observer to
 // set as topology.Config.Observer.
@@ -116,6 +121,14 @@ func NewMetrics(o MetricsOptions) *Metrics {
 			Name: "kcqrs_restore_remaining_offsets",
 			Help: "Changelog offsets still to read before a partition's store is caught up (0 when restored).",
 		}, []string{"partition"}),
+		backoffs: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "kcqrs_abort_backoffs_total",
+			Help: "Waits of the run loop before retrying after consecutive aborted transactions.",
+		}),
+		consecAborts: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "kcqrs_consecutive_aborts",
+			Help: "Transactions aborted in a row (0 once one commits).",
+		}),
 	}
 	for _, r := range []string{"committed", "aborted"} {
 		m.transactions.WithLabelValues(r)
@@ -132,7 +145,7 @@ func NewMetrics(o MetricsOptions) *Metrics {
 		m.isolated.WithLabelValues(c)
 	}
 	o.Registerer.MustRegister(m.commands, m.latency, m.batchSize, m.commitSeconds, m.transactions,
-		m.deadLetters, m.lag, m.restoreLeft, m.dropped, m.isolated, &scrapeCollector{o: o})
+		m.deadLetters, m.lag, m.restoreLeft, m.dropped, m.isolated, m.backoffs, m.consecAborts, &scrapeCollector{o: o})
 	return m
 }
 
@@ -170,8 +183,10 @@ func (m *Metrics) TransactionEnded(records int, committed bool, took time.Durati
 	m.batchSize.Observe(float64(records))
 	if !committed {
 		m.transactions.WithLabelValues("aborted").Inc()
+		m.consecAborts.Inc()
 		return
 	}
+	m.consecAborts.Set(0)
 	m.transactions.WithLabelValues("committed").Inc()
 	m.commitSeconds.Observe(took.Seconds())
 	now := m.now()
@@ -183,6 +198,9 @@ func (m *Metrics) TransactionEnded(records int, committed bool, took time.Durati
 	}
 	m.deadLetters.Add(float64(dlq))
 }
+
+// AbortBackoff implements topology.AbortObserver.
+func (m *Metrics) AbortBackoff(int, time.Duration) { m.backoffs.Inc() }
 
 // Fetched implements topology.Observer.
 func (m *Metrics) Fetched(partition int32, nextOffset, lastStable int64) {

@@ -207,6 +207,9 @@ type testHooks struct {
 	// were (or were not) written, with the checkpoints of the batch's
 	// partitions' stores.
 	afterEnd func(committed bool, checkpoints map[int32]int64)
+	// storeApply runs before a committed batch is written to a
+	// partition's store; an error stands for a failed write.
+	storeApply func(partition int32) error
 }
 
 func (c *Config) setDefaults() {

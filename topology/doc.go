@@ -52,4 +52,25 @@
 // refuses topic configs that would break a guarantee (CheckTopicConfigs).
 // Describe prints the topology; an Observer (Config.Observer) is told what
 // the worker does, for metrics.
+//
+// Where things live (the seams of Kafka Streams' StreamThread, TaskManager,
+// StreamTask and StoreChangelogReader):
+//
+//	run.go      the run loop: poll, one transaction per batch, abort backoff
+//	txn.go      the transaction: Begin, handle, snapshots, End, and what an
+//	            unconfirmed End means (suspect partitions); post-commit store write
+//	isolate.go  a batch that aborts twice for the same reason: one command per
+//	            transaction, a deterministically refused command dead-lettered alone
+//	restore.go  the restore phase: deferring (rewind, pause) partitions whose
+//	            store is not ready, catching up from the changelog, resuming
+//	load.go     taking a partition's store, loading aggregates, the
+//	            schema-change rebuild (deferred out of the transaction)
+//	assign.go   assignment, revocation, reconciling with the group's assignment
+//	standby.go  the tailer: eager catch-up of newly assigned partitions, standbys
+//	handle.go   one command: parse, route, dedupe, decide, evolve, reply
+//
+// Each owned partition is restoring, running, suspect or revoked
+// (processor.go, partState); only a running partition's records enter a
+// transaction. internal/logread decides the end of every read of a log from
+// the fetch position, never from the last record handed over.
 package topology

@@ -18,3 +18,12 @@ func AfterEnd(c *Config, f func(committed bool, checkpoints map[int32]int64)) {
 	}
 	c.hooks.afterEnd = f
 }
+
+// FailStoreWrite makes the processor's post-commit store write of a
+// partition fail whenever f returns an error.
+func FailStoreWrite(c *Config, f func(partition int32) error) {
+	if c.hooks == nil {
+		c.hooks = &testHooks{}
+	}
+	c.hooks.storeApply = f
+}

@@ -56,6 +56,9 @@ func (p *Processor) handle(b *batch, ps *partitionState, r *kgo.Record) {
 		return
 	}
 	a, err := p.load(ps, bt, meta.aggregateID)
+	if err != nil && p.deferForRebuild(b, ps, r, err) {
+		return // rebuilt outside the transaction, then handled again
+	}
 	if err != nil {
 		// A snapshot we cannot read: fail the batch rather than act on a
 		// wrong state. It is retried; the error is logged loudly.
@@ -130,7 +133,7 @@ func (p *Processor) handle(b *batch, ps *partitionState, r *kgo.Record) {
 			},
 		}
 		if !p.fits(evRecs[i]) {
-			p.isolate(b, r, &meta, base, p.outputTooLarge(fmt.Sprintf("event %d (%s)", i+1, e.EventType()), evRecs[i]))
+			p.answerAlone(b, r, &meta, base, p.outputTooLarge(fmt.Sprintf("event %d (%s)", i+1, e.EventType()), evRecs[i]))
 			return
 		}
 	}
@@ -158,12 +161,12 @@ func (p *Processor) commit(b *batch, r *kgo.Record, meta *commandMeta, a, next *
 	}
 	snapRec := &kgo.Record{Topic: p.cfg.Topics.Changelog, Partition: r.Partition, Key: []byte(next.key), Value: snap}
 	if !p.fits(snapRec) {
-		p.isolate(b, r, meta, refused, p.outputTooLarge("snapshot", snapRec))
+		p.answerAlone(b, r, meta, refused, p.outputTooLarge("snapshot", snapRec))
 		return
 	}
 	replyRec, ok := p.replyRecord(b, r, meta, rep, false)
 	if ok && replyRec != nil && !p.fits(replyRec) {
-		p.isolate(b, r, meta, refused, p.outputTooLarge("reply", replyRec))
+		p.answerAlone(b, r, meta, refused, p.outputTooLarge("reply", replyRec))
 		return
 	}
 	if !ok {

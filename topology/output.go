@@ -124,10 +124,10 @@ func capString(s string, n int) string {
 // (the dedupe window in the snapshot).
 const MaxReplyMessageBytes = 1024
 
-// isolate answers a command whose outputs cannot be written, without any
+// answerAlone answers a command whose outputs cannot be written, without any
 // effect: a small reply (no key, the aggregate id dropped if long) and a
 // dead letter. The caller has changed nothing of the aggregate.
-func (p *Processor) isolate(b *batch, r *kgo.Record, meta *commandMeta, base wire.Reply, err error) {
+func (p *Processor) answerAlone(b *batch, r *kgo.Record, meta *commandMeta, base wire.Reply, err error) {
 	p.mu.Lock()
 	p.stats.OutputsTooLarge++
 	p.mu.Unlock()

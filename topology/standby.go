@@ -189,49 +189,66 @@ func (t *tailer) tick(ctx context.Context) {
 		}
 		return int(a.part - b.part)
 	})
+	// Catch-ups run side by side (at most tailerParallel): one slow
+	// partition must not hold the others back.
+	sem := make(chan struct{}, tailerParallel)
+	var wg sync.WaitGroup
 	for _, e := range entries {
 		if ctx.Err() != nil {
+			break
+		}
+		sem <- struct{}{}
+		wg.Add(1)
+		go func(e *tailEntry) {
+			defer func() { <-sem; wg.Done() }()
+			t.catchUp(ctx, e, want[e.part])
+		}(e)
+	}
+	wg.Wait()
+}
+
+// tailerParallel bounds the tailer's concurrent catch-ups.
+const tailerParallel = 4
+
+func (t *tailer) catchUp(ctx context.Context, e *tailEntry, role Role) {
+	p := t.p
+	e.mu.Lock()
+	if e.taken {
+		e.mu.Unlock()
+		return
+	}
+	var gen uint64
+	if role == RoleActive {
+		p.mu.Lock()
+		gen = p.assigned[e.part]
+		p.mu.Unlock()
+		if gen == 0 || e.warmGen == gen {
+			e.mu.Unlock()
 			return
 		}
-		role := want[e.part]
-		e.mu.Lock()
-		if e.taken {
-			e.mu.Unlock()
-			continue
+	}
+	if role == RoleStandby {
+		e.warmGen = 0
+		p.mu.Lock()
+		if p.progress[e.part] == nil {
+			p.progress[e.part] = &PartitionState{Partition: e.part, Role: RoleStandby}
 		}
-		var gen uint64
-		if role == RoleActive {
-			p.mu.Lock()
-			gen = p.assigned[e.part]
-			p.mu.Unlock()
-			if gen == 0 || e.warmGen == gen {
-				e.mu.Unlock()
-				continue
-			}
+		p.mu.Unlock()
+	}
+	rep, err := p.restore(ctx, e.part, e.store, role == RoleActive)
+	if err == nil && role == RoleActive {
+		e.warmGen = gen
+	}
+	e.mu.Unlock()
+	if err != nil {
+		if ctx.Err() == nil {
+			p.log.Warn("tailer: catching up store", "partition", e.part, "role", role, "err", err)
 		}
-		if role == RoleStandby {
-			e.warmGen = 0
-			p.mu.Lock()
-			if p.progress[e.part] == nil {
-				p.progress[e.part] = &PartitionState{Partition: e.part, Role: RoleStandby}
-			}
-			p.mu.Unlock()
-		}
-		rep, err := p.restore(ctx, e.part, e.store, role == RoleActive)
-		if err == nil && role == RoleActive {
-			e.warmGen = gen
-		}
-		e.mu.Unlock()
-		if err != nil {
-			if ctx.Err() == nil {
-				p.log.Warn("tailer: catching up store", "partition", e.part, "role", role, "err", err)
-			}
-			continue
-		}
-		p.markCaughtUp(e.part, role, rep.To-rep.From, rep.To)
-		if role == RoleActive && rep.To > rep.From {
-			p.log.Info("owned store caught up ahead of its first command", "partition", e.part, "from", rep.From, "to", rep.To, "records", rep.Records, "took", rep.Duration)
-		}
+		return
+	}
+	p.markCaughtUp(e.part, role, rep.To-rep.From, rep.To)
+	if role == RoleActive && rep.To > rep.From {
+		p.log.Info("owned store caught up ahead of its first command", "partition", e.part, "from", rep.From, "to", rep.To, "records", rep.Records, "took", rep.Duration)
 	}
 }
 
@@ -287,4 +304,20 @@ func (p *Processor) standbyPartitions(ctx context.Context) []int32 {
 		}
 	}
 	return out
+}
+
+// ready reports, without waiting, whether the tailer holds part's store
+// caught up in assignment generation gen (so that take returns at once).
+func (t *tailer) ready(part int32, gen uint64) bool {
+	t.mu.Lock()
+	e := t.entries[part]
+	t.mu.Unlock()
+	if e == nil {
+		return false
+	}
+	if !e.mu.TryLock() {
+		return false // a catch-up is running
+	}
+	defer e.mu.Unlock()
+	return !e.taken && e.warmGen == gen
 }

@@ -33,6 +33,7 @@ import (
 	"github.com/kcqrs/kcqrs/client"
 	"github.com/kcqrs/kcqrs/config"
 	"github.com/kcqrs/kcqrs/embedded"
+	"github.com/kcqrs/kcqrs/internal/logread"
 	"github.com/kcqrs/kcqrs/topology"
 	"github.com/kcqrs/kcqrs/wire"
 )
@@ -331,47 +332,39 @@ func ReadCommitted(ctx context.Context, brokers []string, topic string, opts ...
 	if err != nil {
 		return nil, err
 	}
+	starts, err := kadm.NewClient(admCl).ListStartOffsets(ctx, topic)
+	if err != nil {
+		return nil, err
+	}
 	want := map[int32]int64{}
-	start := map[int32]kgo.Offset{}
 	for p, o := range ends[topic] {
 		if o.Err != nil {
 			return nil, o.Err
 		}
 		if o.Offset > 0 {
 			want[p] = o.Offset
-			start[p] = kgo.NewOffset().AtStart()
 		}
 	}
 	if len(want) == 0 {
 		return nil, nil
 	}
-	cl, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(brokers...),
-		kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{topic: start}),
-		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
-		kgo.KeepControlRecords(),
-	}, opts...)...)
-	if err != nil {
-		return nil, err
-	}
-	defer cl.Close()
+	// The end of each partition is decided from the fetch position
+	// (logread), never from being handed the record at end-1: under
+	// read_committed an aborted transaction's records are not handed
+	// over, and its marker may lie at or past the stable offset.
 	byPart := map[int32][]*kgo.Record{}
-	for len(want) > 0 {
-		fetches := cl.PollFetches(ctx)
-		if err := ctx.Err(); err != nil {
-			return nil, fmt.Errorf("reading %s: %w (still waiting for %v)", topic, err, want)
+	for p, end := range want {
+		from := int64(0)
+		if so, ok := starts.Lookup(topic, p); ok && so.Err == nil {
+			from = so.Offset
 		}
-		fetches.EachRecord(func(r *kgo.Record) {
-			end, ok := want[r.Partition]
-			if !ok || r.Offset >= end {
-				return
-			}
-			if !r.Attrs.IsControl() {
-				byPart[r.Partition] = append(byPart[r.Partition], r)
-			}
-			if r.Offset >= end-1 {
-				delete(want, r.Partition)
-			}
+		_, err := logread.Read(ctx, admCl, topic, p, from, end, logread.Options{}, func(r *kgo.Record) error {
+			byPart[p] = append(byPart[p], r)
+			return nil
 		})
+		if err != nil {
+			return nil, fmt.Errorf("reading %s: %w", topic, err)
+		}
 	}
 	var out []*kgo.Record
 	for p := int32(0); len(byPart) > 0; p++ {

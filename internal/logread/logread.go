@@ -1,0 +1,203 @@
+// Package logread reads one partition of a topic, read_committed, up to a
+// given offset, deciding the end from the fetch position rather than from
+// the records it is handed.
+//
+// Under read_committed a consumer is not handed the records of aborted
+// transactions, and a transaction marker may sit at or above the last stable
+// offset: a loop that waits to be handed the record at target-1 (or a
+// marker past it) can wait forever. kgo's consumer does not expose its fetch
+// position, so Read issues the fetches itself and lets
+// kgo.ProcessFetchPartition compute the next offset, which moves past
+// aborted batches and markers whether or not they are returned.
+package logread
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
+)
+
+// ErrOffsetOutOfRange: from is below the partition's log start (or past its
+// end); the caller decides where to restart.
+var ErrOffsetOutOfRange = errors.New("logread: offset out of range")
+
+// Options bound one read.
+type Options struct {
+	// MaxBytes bounds one fetch response. Default 4 MiB.
+	MaxBytes int32
+	// PartitionMaxBytes bounds the partition's bytes in one response.
+	// Default MaxBytes.
+	PartitionMaxBytes int32
+	// KeepControl hands control records (transaction markers) to fn too.
+	KeepControl bool
+}
+
+// Partition describes a topic partition as the broker sees it now.
+type Partition struct {
+	TopicID [16]byte
+	Leader  int32
+}
+
+// Describe returns the topic's id and the leader of partition part.
+func Describe(ctx context.Context, cl *kgo.Client, topic string, part int32) (Partition, error) {
+	req := kmsg.NewPtrMetadataRequest()
+	t := kmsg.NewMetadataRequestTopic()
+	t.Topic = kmsg.StringPtr(topic)
+	req.Topics = append(req.Topics, t)
+	resp, err := req.RequestWith(ctx, cl)
+	if err != nil {
+		return Partition{}, fmt.Errorf("logread: metadata of %s: %w", topic, err)
+	}
+	for _, rt := range resp.Topics {
+		if rt.Topic == nil || *rt.Topic != topic {
+			continue
+		}
+		if err := kerr.ErrorForCode(rt.ErrorCode); err != nil {
+			return Partition{}, fmt.Errorf("logread: metadata of %s: %w", topic, err)
+		}
+		for _, rp := range rt.Partitions {
+			if rp.Partition != part {
+				continue
+			}
+			if err := kerr.ErrorForCode(rp.ErrorCode); err != nil {
+				return Partition{}, fmt.Errorf("logread: metadata of %s[%d]: %w", topic, part, err)
+			}
+			return Partition{TopicID: rt.TopicID, Leader: rp.Leader}, nil
+		}
+	}
+	return Partition{}, fmt.Errorf("logread: metadata of %s[%d]: %w", topic, part, kerr.UnknownTopicOrPartition)
+}
+
+// Read hands fn every committed record of topic[part] in [from, until), in
+// offset order, and returns the fetch position it reached (>= until). A
+// record at or past until is not handed over. Retriable broker errors are
+// retried (with a short backoff) until ctx ends.
+func Read(ctx context.Context, cl *kgo.Client, topic string, part int32, from, until int64, o Options, fn func(*kgo.Record) error) (int64, error) {
+	if o.MaxBytes <= 0 {
+		o.MaxBytes = 4 << 20
+	}
+	if o.PartitionMaxBytes <= 0 {
+		o.PartitionMaxBytes = o.MaxBytes
+	}
+	next := from
+	var desc Partition
+	known := false
+	backoff := 10 * time.Millisecond
+	retry := func(err error) error {
+		known = false
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("logread: %s[%d] at %d of %d: %w (last error: %v)", topic, part, next, until, ctx.Err(), err)
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, time.Second)
+		return nil
+	}
+	for next < until {
+		if !known {
+			var err error
+			if desc, err = Describe(ctx, cl, topic, part); err != nil {
+				if ctx.Err() == nil && (kerr.IsRetriable(err) || errors.Is(err, kerr.UnknownTopicOrPartition)) {
+					if err := retry(err); err != nil {
+						return next, err
+					}
+					continue
+				}
+				return next, err
+			}
+			known = true
+		}
+		req := kmsg.NewPtrFetchRequest()
+		req.ReplicaID = -1
+		req.MaxWaitMillis = 500
+		req.MinBytes = 1
+		req.MaxBytes = o.MaxBytes
+		req.IsolationLevel = 1
+		req.SessionEpoch = -1
+		rt := kmsg.NewFetchRequestTopic()
+		rt.Topic, rt.TopicID = topic, desc.TopicID
+		rp := kmsg.NewFetchRequestTopicPartition()
+		rp.Partition, rp.FetchOffset, rp.PartitionMaxBytes = part, next, o.PartitionMaxBytes
+		rt.Partitions = append(rt.Partitions, rp)
+		req.Topics = append(req.Topics, rt)
+		kresp, err := cl.Broker(int(desc.Leader)).Request(ctx, req)
+		if err != nil {
+			if ctx.Err() != nil {
+				return next, fmt.Errorf("logread: %s[%d]: %w", topic, part, ctx.Err())
+			}
+			if err := retry(err); err != nil {
+				return next, err
+			}
+			continue
+		}
+		resp := kresp.(*kmsg.FetchResponse)
+		if err := kerr.ErrorForCode(resp.ErrorCode); err != nil {
+			if err := retry(err); err != nil {
+				return next, err
+			}
+			continue
+		}
+		var got *kmsg.FetchResponseTopicPartition
+		for i := range resp.Topics {
+			for j := range resp.Topics[i].Partitions {
+				if resp.Topics[i].Partitions[j].Partition == part {
+					got = &resp.Topics[i].Partitions[j]
+				}
+			}
+		}
+		if got == nil {
+			if err := retry(errors.New("partition missing from the fetch response")); err != nil {
+				return next, err
+			}
+			continue
+		}
+		if err := kerr.ErrorForCode(got.ErrorCode); err != nil {
+			if errors.Is(err, kerr.OffsetOutOfRange) {
+				return next, fmt.Errorf("%w: %s[%d] at %d (log start %d, end %d)", ErrOffsetOutOfRange, topic, part, next, got.LogStartOffset, got.HighWatermark)
+			}
+			if kerr.IsRetriable(err) || errors.Is(err, kerr.UnknownTopicID) {
+				if err := retry(err); err != nil {
+					return next, err
+				}
+				continue
+			}
+			return next, fmt.Errorf("logread: fetch %s[%d] at %d: %w", topic, part, next, err)
+		}
+		fp, at := kgo.ProcessFetchPartition(kgo.ProcessFetchPartitionOpts{
+			KeepControlRecords: o.KeepControl,
+			Offset:             next,
+			IsolationLevel:     kgo.ReadCommitted(),
+			Topic:              topic,
+			Partition:          part,
+		}, got, kgo.DefaultDecompressor(), nil)
+		if fp.Err != nil {
+			return next, fmt.Errorf("logread: decoding %s[%d] at %d: %w", topic, part, next, fp.Err)
+		}
+		for _, r := range fp.Records {
+			if r.Offset < next || r.Offset >= until {
+				continue
+			}
+			if err := fn(r); err != nil {
+				return next, err
+			}
+		}
+		if at <= next {
+			// Nothing stable past next yet: only possible while until is
+			// above the last stable offset (a caller waiting for a
+			// transaction to end); ctx bounds the wait.
+			if err := retry(fmt.Errorf("no progress at %d (last stable %d)", next, got.LastStableOffset)); err != nil {
+				return next, err
+			}
+			known = true
+			continue
+		}
+		backoff = 10 * time.Millisecond
+		next = at
+	}
+	return next, nil
+}

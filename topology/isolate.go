@@ -1,0 +1,248 @@
+package topology
+
+import (
+	"errors"
+	"fmt"
+	"strconv"
+
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/kcqrs/kcqrs/wire"
+)
+
+const (
+	// CodeOutputRefused (INTERNAL_ERROR): the broker refused an output of
+	// the command deterministically (too large for its limits, invalid
+	// record, not authorized, invalid topic) even when it was the only
+	// command of its transaction; it had no effect and is dead-lettered.
+	CodeOutputRefused = "output_refused"
+)
+
+// produceError is a record the broker (or the client) refused.
+type produceError struct {
+	topic     string
+	partition int32
+	err       error
+}
+
+func (e *produceError) Error() string {
+	return fmt.Sprintf("produce to %s[%d]: %v", e.topic, e.partition, e.err)
+}
+func (e *produceError) Unwrap() error { return e.err }
+
+// deterministic reports whether a produce error fails the same way every
+// time the same record is produced: retrying the batch cannot help, the
+// command must be isolated. Anything else is treated as transient.
+func deterministic(err error) bool {
+	for _, k := range []*kerr.Error{
+		kerr.MessageTooLarge, kerr.RecordListTooLarge, kerr.InvalidRecord,
+		kerr.CorruptMessage, kerr.InvalidTopicException, kerr.TopicAuthorizationFailed,
+		kerr.ClusterAuthorizationFailed, kerr.InvalidRequiredAcks, kerr.UnsupportedForMessageFormat,
+	} {
+		if errors.Is(err, k) {
+			return true
+		}
+	}
+	return false
+}
+
+// abortReason names why a batch failed, for "the same reason twice".
+func abortReason(err error) string {
+	if err == nil {
+		return "not committed"
+	}
+	var pe *produceError
+	if errors.As(err, &pe) {
+		code := "other"
+		var ke *kerr.Error
+		if errors.As(pe.err, &ke) {
+			code = ke.Message
+		}
+		return "produce " + pe.topic + "/" + strconv.Itoa(int(pe.partition)) + " " + code
+	}
+	return err.Error()
+}
+
+// isolation is the mode the run loop enters when a batch aborted twice for
+// the same reason: the records of that batch are re-run one per transaction,
+// so the one that fails is known; if it fails alone deterministically it is
+// answered and dead-lettered in a transaction of its own (poison), and
+// everything else goes on.
+type isolation struct {
+	reason string
+	// left: offsets per partition up to which records are run one at a
+	// time (the end of the batch that failed).
+	left map[int32]int64
+	// poison is the record known to fail alone, by partition and offset.
+	poison map[int32]int64
+	cause  map[int32]error
+	// tries counts failed attempts to dead-letter the poison record: the
+	// first keeps its value, the second drops it (the value may be what
+	// cannot be written), the third gives up on outputs and only commits
+	// its offset, so nothing loops.
+	tries map[int32]int
+}
+
+func newIsolation(reason string) *isolation {
+	return &isolation{reason: reason, left: map[int32]int64{}, poison: map[int32]int64{},
+		cause: map[int32]error{}, tries: map[int32]int{}}
+}
+
+// batchLimit is how many records the next transaction takes.
+func (p *Processor) batchLimit() int {
+	if p.isolate != nil {
+		return 1
+	}
+	return p.cfg.MaxBatch
+}
+
+// noteOutcome drives isolation from the outcome of a batch.
+func (p *Processor) noteOutcome(b *batch, n int, committed bool) {
+	if committed {
+		if p.isolate != nil {
+			for _, r := range b.records {
+				if off, ok := p.isolate.poison[r.Partition]; ok && off == r.Offset {
+					delete(p.isolate.poison, r.Partition)
+					delete(p.isolate.tries, r.Partition)
+					p.mu.Lock()
+					p.stats.IsolatedDeadLetters++
+					p.mu.Unlock()
+				}
+			}
+			// Leave isolation once every record of the failed batch ran.
+			done := true
+			for _, r := range b.records {
+				if end, ok := p.isolate.left[r.Partition]; ok && r.Offset+1 >= end {
+					delete(p.isolate.left, r.Partition)
+				}
+			}
+			p.mu.Lock()
+			for part := range p.isolate.left {
+				if p.assigned[part] == 0 {
+					delete(p.isolate.left, part) // not ours any more
+				}
+			}
+			p.mu.Unlock()
+			for range p.isolate.left {
+				done = false
+			}
+			if done {
+				p.log.Info("isolation done; back to full batches", "reason", p.isolate.reason)
+				p.isolate = nil
+			}
+		}
+		return
+	}
+	err := b.failed()
+	reason := abortReason(err)
+	if p.isolate != nil && n == 1 && len(b.records) == 1 && err != nil {
+		r := b.records[0]
+		if off, ok := p.isolate.poison[r.Partition]; ok && off == r.Offset {
+			if deterministic(err) {
+				p.isolate.tries[r.Partition]++ // its dead-lettering failed too
+			}
+		} else if deterministic(err) {
+			p.isolate.poison[r.Partition] = r.Offset
+			p.isolate.cause[r.Partition] = err
+			p.log.Warn("command fails alone deterministically; it will be answered and dead-lettered alone", "partition", r.Partition, "offset", r.Offset, "err", err)
+		}
+		p.lastAbort = reason
+		return
+	}
+	if p.isolate == nil && reason == p.lastAbort && err != nil && len(b.records) > 1 {
+		iso := newIsolation(reason)
+		for _, r := range b.records {
+			if r.Offset+1 > iso.left[r.Partition] {
+				iso.left[r.Partition] = r.Offset + 1
+			}
+		}
+		p.isolate = iso
+		p.log.Warn("batch aborted twice for the same reason; re-running its records one per transaction", "reason", reason, "records", len(b.records))
+	} else if p.isolate == nil && reason == p.lastAbort && err != nil && len(b.records) == 1 && deterministic(err) {
+		// A one-record batch failing the same way twice: that record.
+		r := b.records[0]
+		iso := newIsolation(reason)
+		iso.left[r.Partition], iso.poison[r.Partition], iso.cause[r.Partition] = r.Offset+1, r.Offset, err
+		p.isolate = iso
+	}
+	p.lastAbort = reason
+}
+
+// isolatedPoison answers and dead-letters r alone when it is the record
+// known to fail deterministically, instead of handling it again. The reply
+// is a small error reply; the dead-letter copy keeps the headers and points
+// at the original offset, without the value (which may be what the broker
+// refused).
+func (p *Processor) isolatedPoison(b *batch, ps *partitionState, r *kgo.Record) bool {
+	if p.isolate == nil {
+		return false
+	}
+	off, ok := p.isolate.poison[r.Partition]
+	if !ok || off != r.Offset {
+		p.mu.Lock()
+		p.stats.Isolated++
+		p.mu.Unlock()
+		return false
+	}
+	cause := p.isolate.cause[r.Partition]
+	tries := p.isolate.tries[r.Partition]
+	if tries >= 2 {
+		// Even a bare dead letter and an error reply cannot be written:
+		// skip the command (its offset commits), say so loudly.
+		p.log.Error("command skipped: neither its outputs, nor an error reply, nor a dead letter could be written", "partition", r.Partition, "offset", r.Offset, "err", cause)
+		return true
+	}
+	meta, _ := parseCommandMeta(r, p.cfg.Topics.Replies)
+	rep := wire.Reply{CommandID: meta.commandID, AggregateType: meta.aggregateType, AggregateID: meta.aggregateID,
+		Status: wire.StatusInternalError, Code: CodeOutputRefused,
+		Message: truncate("the broker refused an output of this command: "+cause.Error(), 512)}
+	if meta.reply.topic != p.cfg.Topics.Replies && ownTopic(p.cfg.Topics, meta.reply.topic) {
+		meta.reply.topic, meta.reply.partition = p.cfg.Topics.Replies, -1
+	}
+	// Answer on the default reply topic when the refused output may be the
+	// reply itself.
+	var pe *produceError
+	if errors.As(cause, &pe) && pe.topic == meta.reply.topic {
+		meta.reply.topic, meta.reply.partition = p.cfg.Topics.Replies, -1
+	}
+	p.reply(b, r, &meta, rep)
+	n, err := p.topics.partitions(p.cfg.Topics.DeadLetters)
+	if err != nil {
+		b.fail(fmt.Errorf("dead-letter topic: %w", err))
+		return true
+	}
+	headers := append([]kgo.RecordHeader(nil), r.Headers...)
+	headers = append(headers,
+		kgo.RecordHeader{Key: wire.HeaderDLQError, Value: []byte(truncate(cause.Error(), 1024))},
+		kgo.RecordHeader{Key: wire.HeaderDLQTopic, Value: []byte(r.Topic)},
+		kgo.RecordHeader{Key: wire.HeaderDLQPartition, Value: []byte(strconv.Itoa(int(r.Partition)))},
+		kgo.RecordHeader{Key: wire.HeaderDLQOffset, Value: itoa(r.Offset)},
+	)
+	b.deadLetters++
+	p.cfg.Observer.DeadLettered(r.Partition)
+	dl := &kgo.Record{Topic: p.cfg.Topics.DeadLetters, Partition: PartitionFor(r.Key, n), Key: r.Key, Headers: headers}
+	if tries == 0 && (pe == nil || pe.topic != p.cfg.Topics.DeadLetters) {
+		dl.Value = r.Value
+	} // else no value: the original stays at topic/partition/offset
+	p.produce(b, dl, nil)
+	p.log.Warn("command dead-lettered alone: an output was refused deterministically", "partition", r.Partition, "offset", r.Offset, "command", meta.commandID, "err", cause)
+	return true
+}
+
+// ownTopic reports whether topic is one of the topology's own topics or an
+// internal one; a reply must never go there.
+func ownTopic(t Topics, topic string) bool {
+	switch topic {
+	case t.Commands, t.Events, t.Changelog, t.DeadLetters:
+		return true
+	}
+	return len(topic) >= 2 && topic[:2] == "__"
+}
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n] + "..."
+}

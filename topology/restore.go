@@ -1,0 +1,338 @@
+package topology
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/kcqrs/kcqrs/internal/logread"
+	"github.com/kcqrs/kcqrs/snapshots"
+)
+
+// Restore is its own phase, outside any transaction (Kafka Streams keeps a
+// task RESTORING until its stores are caught up). Records of a partition
+// whose store is not ready are deferred: the partition is rewound to its
+// first unprocessed record and paused, its store is caught up (by the
+// tailer for a newly assigned partition, in resumeReady for a suspect one),
+// and it is resumed. Ready partitions keep being processed meanwhile.
+
+// deferUnready takes the records of partitions that are not ready out of
+// fetches, rewinding and pausing those partitions. Before a transaction
+// (beforeBegin), a newly assigned partition whose store the tailer already
+// caught up is taken at once instead: only the changelog's last few records
+// are left to read.
+func (p *Processor) deferUnready(ctx context.Context, fetches kgo.Fetches, beforeBegin bool) kgo.Fetches {
+	var out kgo.Fetches
+	var rewind map[int32]kgo.EpochOffset
+	for _, f := range fetches {
+		var nf kgo.Fetch
+		for _, t := range f.Topics {
+			nt := kgo.FetchTopic{Topic: t.Topic}
+			for _, fp := range t.Partitions {
+				if len(fp.Records) == 0 {
+					continue
+				}
+				p.mu.Lock()
+				gen := p.assigned[fp.Partition]
+				p.mu.Unlock()
+				_, deferred := p.deferred[fp.Partition]
+				if beforeBegin && !deferred && p.parts[fp.Partition] == nil && gen != 0 && p.tail.ready(fp.Partition, gen) {
+					if _, err := p.partition(ctx, fp.Partition); err != nil {
+						p.log.Warn("taking a caught-up store", "partition", fp.Partition, "err", err)
+					}
+				}
+				if ps := p.parts[fp.Partition]; ps != nil && ps.ready(gen) && !deferred {
+					nt.Partitions = append(nt.Partitions, fp)
+					continue
+				}
+				if rewind == nil {
+					rewind = map[int32]kgo.EpochOffset{}
+				}
+				r := fp.Records[0]
+				if _, ok := rewind[fp.Partition]; !ok {
+					rewind[fp.Partition] = kgo.EpochOffset{Epoch: r.LeaderEpoch, Offset: r.Offset}
+				}
+			}
+			if len(nt.Partitions) > 0 {
+				nf.Topics = append(nf.Topics, nt)
+			}
+		}
+		if len(nf.Topics) > 0 {
+			out = append(out, nf)
+		}
+	}
+	if len(rewind) == 0 {
+		return fetches
+	}
+	parts := p.deferPartitions(rewind)
+	p.log.Info("records of partitions whose store is not ready deferred; catching up outside the transaction", "partitions", parts)
+	p.tail.wake()
+	return out
+}
+
+// deferPartitions pauses partitions and rewinds each to the given offset,
+// or to where an earlier deferral rewound it if that is lower: records
+// handed out after a rewind must never move it forward (they would be
+// skipped).
+func (p *Processor) deferPartitions(rewind map[int32]kgo.EpochOffset) []int32 {
+	topic := p.cfg.Topics.Commands
+	parts := make([]int32, 0, len(rewind))
+	for part, at := range rewind {
+		if prev, ok := p.deferred[part]; ok && prev.Offset < at.Offset {
+			rewind[part] = prev
+		}
+		p.deferred[part] = rewind[part]
+		parts = append(parts, part)
+	}
+	cl := p.sess.Client()
+	cl.PauseFetchPartitions(map[string][]int32{topic: parts})
+	cl.SetOffsets(map[string]map[int32]kgo.EpochOffset{topic: rewind})
+	p.mu.Lock()
+	p.stats.Deferred += int64(len(parts))
+	p.mu.Unlock()
+	return parts
+}
+
+// resumeReady catches up the stores of deferred partitions the run loop
+// holds (suspect ones), takes those the tailer has caught up, and resumes
+// every deferred partition whose store is ready. It runs before a
+// transaction begins.
+func (p *Processor) resumeReady(ctx context.Context) {
+	if len(p.deferred) == 0 {
+		return
+	}
+	var resume []int32
+	for part := range p.deferred {
+		if ctx.Err() != nil {
+			return
+		}
+		p.mu.Lock()
+		gen := p.assigned[part]
+		p.mu.Unlock()
+		if gen == 0 {
+			// Not ours any more: nothing to resume into; unpause so that a
+			// later assignment fetches it again.
+			delete(p.deferred, part)
+			resume = append(resume, part)
+			continue
+		}
+		ps := p.parts[part]
+		if ps == nil {
+			if !p.tail.ready(part, gen) {
+				continue // the tailer is still catching it up
+			}
+		}
+		if ps != nil && len(ps.rebuild) > 0 {
+			if err := p.rebuildDeferred(ps); err != nil {
+				p.log.Error("rebuilding aggregate state from the events topic; will retry", "partition", part, "err", err)
+				continue
+			}
+		}
+		if ps != nil {
+			ps.stopAt = -1
+		}
+		if _, err := p.partition(ctx, part); err != nil {
+			p.log.Warn("catching up a deferred partition; will retry", "partition", part, "err", err)
+			continue
+		}
+		delete(p.deferred, part)
+		resume = append(resume, part)
+	}
+	if len(resume) > 0 {
+		p.sess.Client().ResumeFetchPartitions(map[string][]int32{p.cfg.Topics.Commands: resume})
+		p.log.Info("deferred partitions resumed", "partitions", resume)
+	}
+}
+
+// restore reads the partition's changelog from the store's checkpoint to the
+// changelog's committed end. report adds it to Restores (catch-ups of owned
+// partitions; standby tailing is not a restore).
+func (p *Processor) restore(ctx context.Context, part int32, store *snapshots.Store, report bool) (RestoreReport, error) {
+	return p.restoreTo(ctx, part, store, report, 0)
+}
+
+// errStableBehind: the changelog's last stable offset did not pass the
+// offset a suspect store must see (the outcome of our own transaction)
+// within restoreWait.
+var errStableBehind = errors.New("changelog stable offset has not passed the uncertain transaction yet")
+
+// restoreWait bounds how long one catch-up waits for a transaction to end
+// on the changelog; the caller re-checks later.
+const restoreWait = 5 * time.Second
+
+// restoreTo is restore for a store that must see the changelog at least up
+// to mustReach (the end of a transaction whose outcome is unknown).
+func (p *Processor) restoreTo(ctx context.Context, part int32, store *snapshots.Store, report bool, mustReach int64) (RestoreReport, error) {
+	start := time.Now()
+	rep := RestoreReport{Partition: part}
+	topic := p.cfg.Topics.Changelog
+	so, eo, lso, err := p.changelogOffsets(ctx, part)
+	if err != nil {
+		return rep, err
+	}
+	for wait := 20 * time.Millisecond; lso < mustReach; wait = min(2*wait, time.Second) {
+		if time.Since(start) > restoreWait {
+			return rep, fmt.Errorf("partition %d: %w (stable %d, need %d)", part, errStableBehind, lso, mustReach)
+		}
+		select {
+		case <-ctx.Done():
+			return rep, ctx.Err()
+		case <-time.After(wait):
+		}
+		if so, eo, lso, err = p.changelogOffsets(ctx, part); err != nil {
+			return rep, err
+		}
+	}
+	desc, err := logread.Describe(ctx, p.admCl, topic, part)
+	if err != nil {
+		return rep, fmt.Errorf("changelog identity: %w", err)
+	}
+	from, has, err := store.Checkpoint()
+	if err != nil {
+		return rep, err
+	}
+	src, hasSrc, err := store.Source()
+	if err != nil {
+		return rep, err
+	}
+	id := desc.TopicID[:]
+	switch {
+	case has && hasSrc && !bytes.Equal(src, id):
+		// The changelog was deleted and recreated: the checkpoint refers to
+		// another log, whatever its offsets say.
+		p.log.Warn("store belongs to another changelog (topic recreated); rebuilding", "partition", part, "checkpoint", from, "store_topic_id", fmt.Sprintf("%x", src), "topic_id", fmt.Sprintf("%x", id))
+		if err := store.Wipe(); err != nil {
+			return rep, err
+		}
+		rep.Rebuilt, has = true, false
+	case has && from > eo:
+		// The store claims records the changelog does not have: the topic
+		// was recreated (or truncated). Rebuild from scratch.
+		p.log.Warn("store is ahead of the changelog; rebuilding", "partition", part, "checkpoint", from, "end", eo)
+		if err := store.Wipe(); err != nil {
+			return rep, err
+		}
+		rep.Rebuilt, has = true, false
+	}
+	if !hasSrc || !bytes.Equal(src, id) {
+		if err := store.SetSource(id); err != nil {
+			return rep, err
+		}
+	}
+	if !has || from < so {
+		from = so
+	}
+	target := lso
+	rep.From, rep.To = from, target
+	p.cfg.Observer.RestoreProgress(part, from, target)
+	if from < target {
+		rep.Records, err = p.readChangelog(ctx, part, store, from, target)
+		if err != nil {
+			return rep, err
+		}
+	}
+	rep.Duration = time.Since(start)
+	if report {
+		p.mu.Lock()
+		p.restores = append(p.restores, rep)
+		p.mu.Unlock()
+	}
+	return rep, nil
+}
+
+// changelogOffsets returns the start, end and last stable offsets of a
+// changelog partition. The three lookups are independent: one round trip
+// instead of three.
+func (p *Processor) changelogOffsets(ctx context.Context, part int32) (so, eo, lso int64, err error) {
+	topic := p.cfg.Topics.Changelog
+	var (
+		wg                   sync.WaitGroup
+		starts, ends, stable kadm.ListedOffsets
+		serr, eerr, lerr     error
+	)
+	wg.Add(3)
+	go func() { defer wg.Done(); starts, serr = p.adm.ListStartOffsets(ctx, topic) }()
+	go func() { defer wg.Done(); ends, eerr = p.adm.ListEndOffsets(ctx, topic) }()
+	go func() { defer wg.Done(); stable, lerr = p.adm.ListCommittedOffsets(ctx, topic) }()
+	wg.Wait()
+	if serr != nil {
+		return 0, 0, 0, fmt.Errorf("changelog start offsets: %w", serr)
+	}
+	if eerr != nil {
+		return 0, 0, 0, fmt.Errorf("changelog end offsets: %w", eerr)
+	}
+	if lerr != nil {
+		return 0, 0, 0, fmt.Errorf("changelog stable offsets: %w", lerr)
+	}
+	s, ok1 := starts.Lookup(topic, part)
+	e, ok2 := ends.Lookup(topic, part)
+	l, ok3 := stable.Lookup(topic, part)
+	if !ok1 || !ok2 || !ok3 || s.Err != nil || e.Err != nil || l.Err != nil {
+		return 0, 0, 0, fmt.Errorf("changelog partition %d offsets unavailable: %v %v %v", part, s.Err, e.Err, l.Err)
+	}
+	return s.Offset, e.Offset, l.Offset, nil
+}
+
+// readChangelog applies changelog records [from, target) to the store. The
+// end is decided from the fetch position (logread), never from being handed
+// the record at target-1: under read_committed an aborted transaction's
+// records are not handed over, and its marker may lie past target.
+func (p *Processor) readChangelog(ctx context.Context, part int32, store *snapshots.Store, from, target int64) (int, error) {
+	prog := p.startProgress(part, from, target)
+	records := 0
+	// One batch per fetch: Reset keeps its buffer, so it stops growing
+	// (and copying itself) after the first fetches.
+	wb := store.NewBatch()
+	applied := from
+	flush := func(next int64) error {
+		if next <= applied {
+			return nil
+		}
+		wb.SetCheckpoint(next)
+		if err := store.Apply(wb); err != nil {
+			return err
+		}
+		wb.Reset()
+		applied = next
+		p.cfg.Observer.RestoreProgress(part, next, target)
+		prog.update(next, records)
+		return nil
+	}
+	pending := 0
+	// A client of its own: fetches on one connection are answered in
+	// order, so a slow partition would hold up every other restore.
+	cl, err := kgo.NewClient(p.clientOpts()...)
+	if err != nil {
+		return 0, err
+	}
+	defer cl.Close()
+	next, err := logread.Read(ctx, cl, p.cfg.Topics.Changelog, part, from, target,
+		logread.Options{MaxBytes: int32(p.cfg.FetchMaxBytes), PartitionMaxBytes: int32(p.cfg.FetchMaxPartitionBytes)}, func(r *kgo.Record) error {
+			if r.Value == nil {
+				wb.Delete(r.Key)
+			} else {
+				wb.Put(r.Key, r.Value)
+			}
+			records++
+			pending++
+			if pending >= 4096 {
+				pending = 0
+				return flush(r.Offset + 1)
+			}
+			return nil
+		})
+	if err != nil {
+		return records, fmt.Errorf("reading changelog: %w", err)
+	}
+	if err := flush(min(next, target)); err != nil {
+		return records, err
+	}
+	prog.done(records)
+	return records, nil
+}

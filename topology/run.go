@@ -1,0 +1,204 @@
+package topology
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/kcqrs/kcqrs/snapshots"
+)
+
+// Run processes commands until ctx is canceled (then it ends the open
+// transaction, leaves the group and closes its stores, returning nil) or a
+// non-retryable error happens.
+func (p *Processor) Run(ctx context.Context) (err error) {
+	p.admCl, err = kgo.NewClient(p.clientOpts()...)
+	if err != nil {
+		return fmt.Errorf("topology: admin client: %w", err)
+	}
+	defer p.admCl.Close()
+	p.adm = kadm.NewClient(p.admCl)
+	p.partitions, err = p.cfg.prepareTopics(ctx, p.admCl)
+	if err != nil {
+		return err
+	}
+	p.topics = newTopicCache(p.admCl)
+
+	p.cache = snapshots.NewCache(p.cfg.CacheBytes)
+	defer p.cache.Unref()
+	defer p.closeStores()
+
+	var static []kgo.Opt
+	if p.cfg.StaticMembership {
+		static = append(static, kgo.InstanceID(p.cfg.InstanceID))
+		// franz-go does not leave the group for a static member on Close;
+		// a stopping worker leaves explicitly (after Close, deferred
+		// first) so its partitions move at once.
+		defer p.leaveStatic()
+	}
+	p.sess, err = kgo.NewGroupTransactSession(append(p.clientOpts(append(static,
+		kgo.ConsumerGroup(p.cfg.Group),
+		kgo.ConsumeTopics(p.cfg.Topics.Commands),
+		kgo.TransactionalID(p.cfg.Group+"-"+p.cfg.InstanceID),
+		// The client id names the worker in the group's description,
+		// which orders the workers for standby placement (standby.go).
+		kgo.ClientID(p.cfg.Group+"-"+p.cfg.InstanceID),
+		// Cooperative: a rebalance moves only the partitions that must
+		// move; the others keep processing (franz-go's transact session
+		// aborts the open transaction only if something was revoked).
+		kgo.Balancers(kgo.CooperativeStickyBalancer()),
+		kgo.SessionTimeout(p.cfg.SessionTimeout),
+		kgo.RebalanceTimeout(p.cfg.RebalanceTimeout),
+		kgo.TransactionTimeout(p.cfg.TransactionTimeout),
+		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
+		kgo.RequireStableFetchOffsets(),
+		// A resumed partition waits for the fetch in flight: keep that
+		// wait short (Kafka's consumer default, not franz-go's 5s).
+		kgo.FetchMaxWait(fetchMaxWait),
+		kgo.RecordPartitioner(kgo.ManualPartitioner()),
+		kgo.OnPartitionsAssigned(p.onAssigned),
+		kgo.OnPartitionsRevoked(p.onRevoked),
+		kgo.OnPartitionsLost(p.onRevoked),
+	)...), p.cfg.SessionClientOpts...)...)
+	if err != nil {
+		return fmt.Errorf("topology: transact session: %w", err)
+	}
+	defer p.sess.Close() // leaves the group
+	p.log.Info("processor started", "group", p.cfg.Group, "commands", p.cfg.Topics.Commands, "partitions", p.partitions)
+
+	bgCtx, stopBg := context.WithCancel(ctx)
+	var bg sync.WaitGroup
+	defer func() {
+		stopBg()
+		bg.Wait()
+		p.mu.Lock()
+		p.running = false
+		p.mu.Unlock()
+	}()
+	bg.Add(3)
+	go func() { defer bg.Done(); p.tail.run(bgCtx) }()
+	go func() { defer bg.Done(); p.watchHanging(bgCtx) }()
+	go func() { defer bg.Done(); p.watchOwnership(bgCtx) }()
+	p.mu.Lock()
+	p.running = true
+	p.mu.Unlock()
+
+	for {
+		p.closeRevoked()
+		p.resumeReady(ctx)
+		if ctx.Err() != nil {
+			return nil
+		}
+		fetches := p.poll(ctx, p.batchLimit())
+		if ctx.Err() != nil {
+			return nil
+		}
+		if fetches.IsClientClosed() {
+			return nil
+		}
+		fetches.EachError(func(t string, part int32, err error) {
+			if errors.Is(err, context.DeadlineExceeded) {
+				return // poll's own wake-up
+			}
+			p.log.Warn("fetch error", "topic", t, "partition", part, "err", err)
+		})
+		if fetches.NumRecords() == 0 {
+			continue
+		}
+		ran, committed, err := p.runBatch(ctx, fetches)
+		if err != nil {
+			return err
+		}
+		if ran {
+			p.afterBatch(ctx, committed)
+		}
+	}
+}
+
+// poll waits for records, waking up every idlePoll (deferredPoll while
+// partitions are deferred), so that an idle loop still hands revoked stores
+// to the tailer and resumes stores the tailer caught up.
+func (p *Processor) poll(ctx context.Context, max int) kgo.Fetches {
+	wait := idlePoll
+	if len(p.deferred) > 0 {
+		wait = deferredPoll
+	}
+	pctx, cancel := context.WithTimeout(ctx, wait)
+	defer cancel()
+	return p.sess.PollRecords(pctx, max)
+}
+
+const (
+	fetchMaxWait = 500 * time.Millisecond
+	idlePoll     = time.Second
+	deferredPoll = 200 * time.Millisecond
+)
+
+// Abort backoff: the first retry of an aborted batch is immediate (most
+// aborts are a rebalance), later ones wait abortBackoffBase doubled per
+// consecutive abort, at most abortBackoffMax. A batch is never retried in a
+// hot loop.
+const (
+	abortBackoffBase = 100 * time.Millisecond
+	abortBackoffMax  = 5 * time.Second
+)
+
+// abortBackoff is the wait before retrying after n consecutive aborts.
+func abortBackoff(n int) time.Duration {
+	if n < 2 {
+		return 0
+	}
+	d := abortBackoffBase
+	for i := 2; i < n && d < abortBackoffMax; i++ {
+		d *= 2
+	}
+	return min(d, abortBackoffMax)
+}
+
+// AbortObserver is an optional extension of Observer: an Observer that
+// implements it is told each time the run loop backs off after consecutive
+// aborted transactions.
+type AbortObserver interface {
+	AbortBackoff(consecutiveAborts int, wait time.Duration)
+}
+
+// afterBatch keeps the run of consecutive aborts and backs off.
+func (p *Processor) afterBatch(ctx context.Context, committed bool) {
+	if committed {
+		if p.aborts > 0 {
+			p.log.Info("transaction committed after aborts", "aborts", p.aborts)
+		}
+		p.aborts, p.lastAbort = 0, ""
+		p.mu.Lock()
+		p.stats.ConsecutiveAborts = 0
+		p.mu.Unlock()
+		return
+	}
+	p.aborts++
+	wait := abortBackoff(p.aborts)
+	p.mu.Lock()
+	p.stats.ConsecutiveAborts = int64(p.aborts)
+	if wait > 0 {
+		p.stats.Backoffs++
+		p.stats.BackoffTime += wait
+	}
+	p.mu.Unlock()
+	if wait == 0 {
+		return
+	}
+	if o, ok := p.cfg.Observer.(AbortObserver); ok {
+		o.AbortBackoff(p.aborts, wait)
+	}
+	p.log.Warn("transactions keep aborting; backing off", "consecutive_aborts", p.aborts, "wait", wait, "reason", p.lastAbort)
+	t := time.NewTimer(wait)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+	case <-t.C:
+	}
+}

@@ -1,0 +1,313 @@
+package topology
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/kcqrs/kcqrs/wire"
+)
+
+// runBatch runs one transaction: the records polled so far, plus whatever is
+// already buffered, up to the batch limit and CommitInterval. Records of
+// partitions whose store is not ready are deferred before Begin (restore.go):
+// nothing that can take seconds runs inside the transaction. It reports
+// whether a transaction ran and whether it committed.
+func (p *Processor) runBatch(ctx context.Context, first kgo.Fetches) (ran, committed bool, err error) {
+	first = p.deferUnready(ctx, first, true)
+	if first.NumRecords() == 0 {
+		return false, false, nil
+	}
+	// Reply-topic metadata is looked up before Begin (replyroute.go); only
+	// records polled into an open transaction may still need a lookup, and
+	// each one is bounded by Config.ReplyLookupTimeout.
+	p.prefetchReplyTopics(first)
+	committed, err = p.runTxn(ctx, first)
+	return true, committed, err
+}
+
+func (p *Processor) runTxn(ctx context.Context, first kgo.Fetches) (bool, error) {
+	if err := p.sess.Begin(); err != nil {
+		return false, fmt.Errorf("topology: begin transaction: %w", err)
+	}
+	limit := p.batchLimit()
+	b := &batch{}
+	deadline := time.Now().Add(p.cfg.CommitInterval)
+	n := p.processFetches(ctx, b, first)
+	for n < limit && p.sess.Client().BufferedFetchRecords() > 0 && time.Now().Before(deadline) && ctx.Err() == nil {
+		pctx, cancel := context.WithDeadline(ctx, deadline)
+		more := p.sess.PollRecords(pctx, limit-n)
+		cancel()
+		n += p.processFetches(ctx, b, p.deferUnready(ctx, more, false))
+	}
+	p.flushSnapshots(b)
+	if h := p.cfg.hooks; h != nil && h.beforeEnd != nil {
+		h.beforeEnd(b.partitions)
+	}
+
+	// End even when ctx is canceled, so a shutdown commits (or aborts) what
+	// it did instead of leaving a transaction open until it times out.
+	endCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), p.cfg.TransactionTimeout)
+	defer cancel()
+	// Flush before deciding: a produce that fails during End's own flush
+	// would otherwise go unnoticed, and franz-go can commit a transaction
+	// in which a record failed (measured with a kfake Produce fault: the
+	// reply, snapshot and offset committed without the command's event).
+	if err := p.sess.Client().Flush(endCtx); err != nil {
+		b.fail(fmt.Errorf("flush: %w", err))
+	}
+	try := kgo.TryCommit
+	if b.failed() != nil {
+		try = kgo.TryAbort
+		p.log.Error("aborting transaction: a record failed", "err", b.failed(), "records", n)
+	}
+	endStart := time.Now()
+	committed, err := p.sess.End(endCtx, try)
+	defer p.afterEndHook(b, &committed)
+	if committed && b.failed() != nil {
+		// franz-go refuses to commit a transaction in which a record failed,
+		// so this should not happen. If it does, Kafka holds the truth: never
+		// apply a batch known to be incomplete, catch the stores up instead.
+		p.log.Error("transaction committed although a record failed; re-reading the changelog", "err", b.failed())
+		committed = false
+	}
+	p.cfg.Observer.TransactionEnded(n, committed, time.Since(endStart))
+	p.mu.Lock()
+	p.stats.Transactions++
+	if !committed {
+		p.stats.Aborted++
+		if try == kgo.TryCommit {
+			p.stats.Unconfirmed++ // wanted a commit, End did not confirm one
+		}
+	}
+	p.mu.Unlock()
+	p.noteOutcome(b, n, committed)
+	if !committed {
+		// Not committed is not "aborted": the broker may have applied the
+		// commit (EndTxn answered with an error, or a response lost). Every
+		// partition of the batch is suspect until caught up from the
+		// changelog, which then holds whatever Kafka decided.
+		p.suspectBatch(b)
+		if err != nil {
+			return false, fmt.Errorf("topology: end transaction: %w", err)
+		}
+		p.log.Info("transaction not committed; the batch will be consumed again", "records", n, "partitions", b.partitions, "reason", b.failed())
+		return false, nil
+	}
+	p.mu.Lock()
+	p.stats.Commands += int64(n)
+	for s, c := range b.replies {
+		p.stats.Replies[s] += c
+	}
+	p.stats.Duplicates += b.duplicates
+	p.stats.Events += b.events
+	p.stats.Snapshots += b.snapshots
+	p.stats.DeadLetters += b.deadLetters
+	p.mu.Unlock()
+	p.applyCommitted()
+	if err != nil {
+		return true, fmt.Errorf("topology: end transaction: %w", err)
+	}
+	return true, nil
+}
+
+func (p *Processor) afterEndHook(b *batch, committed *bool) {
+	h := p.cfg.hooks
+	if h == nil || h.afterEnd == nil {
+		return
+	}
+	cps := map[int32]int64{}
+	for _, part := range b.partitions {
+		if ps := p.parts[part]; ps != nil {
+			if cp, ok, err := ps.store.Checkpoint(); err == nil && ok {
+				cps[part] = cp
+			}
+		}
+	}
+	h.afterEnd(*committed, cps)
+}
+
+// batch collects the effects of one transaction.
+type batch struct {
+	mu          sync.Mutex
+	err         error
+	replies     map[wire.Status]int64
+	duplicates  int64
+	events      int64
+	snapshots   int64
+	deadLetters int64
+	partitions  []int32 // of the records in the batch
+	// first and last record of the batch, for isolating a suspect
+	// record (isolate.go).
+	records []*kgo.Record
+}
+
+func (b *batch) fail(err error) {
+	b.mu.Lock()
+	if b.err == nil {
+		b.err = err
+	}
+	b.mu.Unlock()
+}
+
+func (b *batch) failed() error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.err
+}
+
+func (b *batch) countReply(s wire.Status) {
+	if b.replies == nil {
+		b.replies = map[wire.Status]int64{}
+	}
+	b.replies[s]++
+}
+
+func (p *Processor) produce(b *batch, r *kgo.Record, done func(*kgo.Record)) {
+	p.sess.Produce(context.Background(), r, func(r *kgo.Record, err error) {
+		if err != nil {
+			b.fail(&produceError{topic: r.Topic, partition: r.Partition, err: err})
+			return
+		}
+		if done != nil {
+			done(r)
+		}
+	})
+}
+
+// processFetches handles the records of ready partitions (deferUnready has
+// taken the others out).
+func (p *Processor) processFetches(_ context.Context, b *batch, fetches kgo.Fetches) int {
+	p.prefetchReplyTopics(fetches) // a no-op for topics known already
+	n := 0
+	fetches.EachPartition(func(fp kgo.FetchTopicPartition) {
+		if len(fp.Records) == 0 {
+			return
+		}
+		p.cfg.Observer.Fetched(fp.Partition, fp.Records[len(fp.Records)-1].Offset+1, fp.LastStableOffset)
+		b.partitions = append(b.partitions, fp.Partition)
+		ps := p.parts[fp.Partition]
+		for _, r := range fp.Records {
+			if ps.stopAt >= 0 && r.Offset >= ps.stopAt {
+				break // deferred for a rebuild: comes again after it
+			}
+			b.records = append(b.records, r)
+			if p.isolatedPoison(b, ps, r) {
+				n++
+				continue
+			}
+			p.handle(b, ps, r)
+			n++
+		}
+	})
+	return n
+}
+
+// flushSnapshots produces one snapshot per aggregate touched in the batch.
+func (p *Processor) flushSnapshots(b *batch) {
+	for _, ps := range p.parts {
+		for _, a := range ps.order {
+			if !a.dirty {
+				continue
+			}
+			enc, err := p.reg.encodeSnapshot(a)
+			if err != nil {
+				b.fail(fmt.Errorf("snapshot %q: %w", a.key, err))
+				continue
+			}
+			a.encoded = enc
+			b.snapshots++
+			ps := ps
+			p.produce(b, &kgo.Record{
+				Topic:     p.cfg.Topics.Changelog,
+				Partition: ps.p,
+				Key:       []byte(a.key),
+				Value:     enc,
+			}, func(r *kgo.Record) {
+				p.mu.Lock()
+				if r.Offset > ps.lastOffset {
+					ps.lastOffset = r.Offset
+				}
+				p.mu.Unlock()
+			})
+		}
+	}
+}
+
+// suspectBatch marks every partition the batch touched suspect and forgets
+// the batch-local state: the stores and the state cache may be behind
+// what the broker decided.
+func (p *Processor) suspectBatch(b *batch) {
+	touched := map[int32]bool{}
+	for _, part := range b.partitions {
+		touched[part] = true
+	}
+	for part, ps := range p.parts {
+		p.mu.Lock()
+		last := ps.lastOffset
+		p.mu.Unlock()
+		if touched[part] || len(ps.order) > 0 || last >= 0 {
+			p.markSuspect(ps, last+1, "transaction not confirmed")
+		}
+		ps.pending, ps.order, ps.lastOffset = nil, nil, -1
+	}
+}
+
+// markSuspect takes a partition out of processing until its store is caught
+// up from the changelog past mustReach (restore.go).
+func (p *Processor) markSuspect(ps *partitionState, mustReach int64, why string) {
+	if ps.state != suspect {
+		p.log.Info("partition store suspect; catching up from the changelog before its next use", "partition", ps.p, "why", why, "must_reach", mustReach)
+	}
+	ps.state = suspect
+	ps.mustReach = max(ps.mustReach, mustReach)
+	p.states.dropPartition(ps.p)
+	p.mu.Lock()
+	if pr := p.progress[ps.p]; pr != nil && pr.Role == RoleActive {
+		pr.Ready = false
+	}
+	p.mu.Unlock()
+}
+
+// applyCommitted writes the committed batch's snapshots and changelog offset
+// to each partition's store, one atomic Pebble batch per partition. Only now:
+// the store is never ahead of the changelog.
+func (p *Processor) applyCommitted() {
+	for _, ps := range p.parts {
+		p.mu.Lock()
+		last := ps.lastOffset
+		p.mu.Unlock()
+		if len(ps.order) == 0 || last < 0 {
+			p.cacheCommitted(ps)
+			ps.pending, ps.order, ps.lastOffset = nil, nil, -1
+			continue
+		}
+		wb := ps.store.NewBatch()
+		for _, a := range ps.order {
+			if a.dirty && a.encoded != nil {
+				wb.Put([]byte(a.key), a.encoded)
+			}
+		}
+		wb.SetCheckpoint(last + 1)
+		var err error
+		if h := p.cfg.hooks; h != nil && h.storeApply != nil {
+			err = h.storeApply(ps.p) // a test's failing write
+		}
+		if err == nil {
+			err = ps.store.Apply(wb)
+		}
+		if err != nil {
+			// The store is now behind the changelog, which is safe: it is
+			// caught up from its checkpoint before its next use, and the
+			// cached states of the batch are not kept.
+			p.log.Error("store write failed; will catch up from the changelog", "partition", ps.p, "err", err)
+			p.markSuspect(ps, last+1, "store write failed: "+err.Error())
+		} else {
+			p.cacheCommitted(ps)
+		}
+		ps.pending, ps.order, ps.lastOffset = nil, nil, -1
+	}
+}
