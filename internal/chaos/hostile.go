@@ -4,7 +4,7 @@ import (
 	"context"
 	"encoding/binary"
 	"fmt"
-		"strings"
+	"strings"
 	"sync/atomic"
 	"time"
 
