@@ -6,6 +6,12 @@
 // transfer, and at the end checks every topic and every worker's stores
 // against each other.
 //
+// Two variants: Options.Mode "crashloop" (crashloop.go) measures liveness
+// (a SIGKILL every 5-10 s, the longest time any partition made no progress,
+// the time until every partition answers after a kill), and
+// Options.Hostile (hostile.go) mixes hostile commands into the workload and
+// checks that no internal topic holds a record the topology did not write.
+//
 // Run it with `make chaos` (cmd/chaos); .ci/run runs a bounded size.
 package chaos
 
@@ -517,8 +523,18 @@ func (r *run) send(ctx context.Context, cl *client.Client, o outcome, id string)
 			r.logf("command %s (%s on partition %d) still unanswered after %v: %v", id, o.account,
 				topology.PartitionFor([]byte(o.account), r.o.Partitions), time.Since(began).Round(time.Second), err)
 		}
-		if ctx.Err() != nil && time.Since(began) > 5*time.Minute {
-			r.violate("command %s never answered: %v", id, err)
+		// The crash loop and the hostile commands may stop a partition
+		// for good on a broken build: a bound keeps the run finite (and
+		// the stall is reported, as a violation and as no progress).
+		bounded, limit := r.o.Hostile || r.o.Mode == "crashloop", 5*time.Minute
+		if bounded {
+			limit = 3 * time.Minute
+		}
+		if (ctx.Err() != nil || bounded) && time.Since(began) > limit {
+			r.mu.Lock()
+			r.sum.Lost++
+			r.mu.Unlock()
+			r.violate("command %s never answered in %v: %v", id, time.Since(began).Round(time.Second), err)
 			return wire.Reply{}, false
 		}
 	}
