@@ -87,6 +87,12 @@ chaos:
 chaos-ci:
 	$(GO) run ./cmd/chaos -kills 20 -seed $(SEED) -quiet
 
+## chaos-crashloop: the liveness test: a SIGKILL of a random worker every 5-10 s (KILLS, default 20 here), the
+## workers' default timeouts; reports the longest time any partition made no progress (README "Liveness under crashes")
+.PHONY: chaos-crashloop
+chaos-crashloop:
+	$(GO) run ./cmd/chaos -mode crashloop -kills $(if $(filter command line environment,$(origin KILLS)),$(KILLS),20) -seed $(SEED)
+
 ## broker / processor / projector: the pieces of `make run` as separate processes
 broker:
 	$(GO) build -o bin/kcqrs ./cmd/kcqrs

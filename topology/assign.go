@@ -5,6 +5,7 @@ import (
 	"slices"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
@@ -153,7 +154,7 @@ func (p *Processor) describedAssignment(ctx context.Context, member string) (map
 		if g.State != "Stable" {
 			return nil, false
 		}
-		i := slices.IndexFunc(g.Members, func(m kadmMember) bool { return m.MemberID == member })
+		i := slices.IndexFunc(g.Members, func(m kadm.DescribedGroupMember) bool { return m.MemberID == member })
 		if i < 0 {
 			return nil, false
 		}

@@ -77,14 +77,18 @@ type Config struct {
 	// (franz-go's own default is 45s).
 	SessionTimeout time.Duration
 	// RebalanceTimeout bounds how long a rebalance waits for every member
-	// to rejoin (a member ending a transaction rejoins after it). Default
-	// 30s (franz-go's own: 60s).
+	// to rejoin (a member ending a transaction rejoins after it, within a
+	// commit interval). Default 5s (franz-go's own: 60s): below the restart
+	// interval of a crash-looping worker, so that a rebalance waiting for a
+	// dead member ends before the next one starts (README "Liveness under
+	// crashes").
 	RebalanceTimeout time.Duration
 	// StaticMembership joins the group with InstanceID as its static
 	// member id (KIP-345): a worker restarted within SessionTimeout takes
 	// its old assignment back without a rebalance, so a crash costs only
 	// the restart. A stopped worker then leaves the group explicitly (a
-	// LeaveGroup for its instance id). Off by default.
+	// LeaveGroup for its instance id). Off in this struct; the processor
+	// binary turns it on by default (--static, opt out with --static=false).
 	StaticMembership bool
 	// DedupeWindow is how many recent command ids (with their replies) each
 	// aggregate remembers. A retried command older than that is new again.
@@ -163,6 +167,14 @@ type Config struct {
 	// transaction left open, blocking every read_committed reader).
 	// Default 2m; negative disables the check.
 	HangingTxnThreshold time.Duration
+	// GroupProtocol is the consumer group protocol of the workers:
+	// "classic" (JoinGroup/SyncGroup: a rebalance stops every member's
+	// commits until each one rejoined) or "consumer" (KIP-848: the broker
+	// assigns partitions through heartbeats, and members keep committing
+	// while another one comes or goes; needs Kafka 4.0+, and falls back to
+	// classic on a broker without it). Default "classic" (README
+	// "Liveness under crashes" has the measurements).
+	GroupProtocol string
 
 	// ReplyTopics are the topics a command may name as its reply topic
 	// (kafka_replyTopic), besides Topics.Replies which is always allowed:
@@ -236,7 +248,7 @@ func (c *Config) setDefaults() {
 		c.SessionTimeout = 8 * time.Second
 	}
 	if c.RebalanceTimeout == 0 {
-		c.RebalanceTimeout = 30 * time.Second
+		c.RebalanceTimeout = 5 * time.Second
 	}
 	if c.DedupeWindow == 0 {
 		c.DedupeWindow = 32
@@ -282,6 +294,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.HangingTxnThreshold == 0 {
 		c.HangingTxnThreshold = 2 * time.Minute
+	}
+	if c.GroupProtocol == "" {
+		c.GroupProtocol = GroupProtocolClassic
 	}
 	if c.Compression == "" {
 		c.Compression = CompressionNone
@@ -358,6 +373,9 @@ func (c *Config) Validate() error {
 	if c.StandbyInterval < 0 {
 		errs = append(errs, fmt.Errorf("standby interval %v < 0", c.StandbyInterval))
 	}
+	if c.GroupProtocol != GroupProtocolClassic && c.GroupProtocol != GroupProtocolConsumer {
+		errs = append(errs, fmt.Errorf("group protocol %q: want %q or %q", c.GroupProtocol, GroupProtocolClassic, GroupProtocolConsumer))
+	}
 	names := map[string]string{}
 	for _, t := range []struct{ role, name string }{
 		{"commands", c.Topics.Commands}, {"events", c.Topics.Events},
@@ -397,3 +415,9 @@ func (c *Config) validateOutputs() []error {
 	}
 	return append(errs, c.validateReplyTopics()...)
 }
+
+// The consumer group protocols of Config.GroupProtocol.
+const (
+	GroupProtocolClassic  = "classic"
+	GroupProtocolConsumer = "consumer"
+)

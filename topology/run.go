@@ -41,6 +41,11 @@ func (p *Processor) Run(ctx context.Context) (err error) {
 		// first) so its partitions move at once.
 		defer p.leaveStatic()
 	}
+	if p.cfg.GroupProtocol == GroupProtocolConsumer {
+		// KIP-848: franz-go opts in with the server-side balancer (the
+		// cooperative sticky balancer maps to the broker's "uniform").
+		static = append(static, kgo.ServerSideBalancer())
+	}
 	p.sess, err = kgo.NewGroupTransactSession(append(p.clientOpts(append(static,
 		kgo.ConsumerGroup(p.cfg.Group),
 		kgo.ConsumeTopics(p.cfg.Topics.Commands),

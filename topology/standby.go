@@ -2,17 +2,17 @@ package topology
 
 import (
 	"context"
+	"fmt"
 	"slices"
 	"strings"
 	"sync"
 	"time"
 
-	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/kcqrs/kcqrs/snapshots"
 )
-
-type kadmMember = kadm.DescribedGroupMember
 
 // tailer keeps stores this worker holds but does not process from caught up
 // with the changelog: the partitions it owns but has not received a command
@@ -262,23 +262,18 @@ func (p *Processor) standbyPartitions(ctx context.Context) []int32 {
 	if memberID == "" {
 		return nil
 	}
-	groups, err := p.adm.DescribeGroups(ctx, p.cfg.Group)
+	members, err := p.groupMembers(ctx)
 	if err != nil {
 		p.log.Debug("standby placement: describe group", "err", err)
 		return nil
 	}
-	g, ok := groups[p.cfg.Group]
-	if !ok || g.Err != nil {
-		return nil
-	}
-	members := slices.Clone(g.Members)
-	slices.SortFunc(members, func(a, b kadmMember) int {
-		if c := strings.Compare(a.ClientID, b.ClientID); c != 0 {
+	slices.SortFunc(members, func(a, b groupMember) int {
+		if c := strings.Compare(a.clientID, b.clientID); c != 0 {
 			return c
 		}
-		return strings.Compare(a.MemberID, b.MemberID)
+		return strings.Compare(a.memberID, b.memberID)
 	})
-	me := slices.IndexFunc(members, func(m kadmMember) bool { return m.MemberID == memberID })
+	me := slices.IndexFunc(members, func(m groupMember) bool { return m.memberID == memberID })
 	if me < 0 {
 		return nil
 	}
@@ -288,20 +283,12 @@ func (p *Processor) standbyPartitions(ctx context.Context) []int32 {
 		if i == me {
 			continue
 		}
-		ca, ok := m.Assigned.AsConsumer()
-		if !ok {
-			continue
-		}
 		// Am I among the Standbys members after i?
 		dist := (me - i + n) % n
 		if dist < 1 || dist > p.cfg.Standbys {
 			continue
 		}
-		for _, tp := range ca.Topics {
-			if tp.Topic == p.cfg.Topics.Commands {
-				out = append(out, tp.Partitions...)
-			}
-		}
+		out = append(out, m.commands...)
 	}
 	return out
 }
@@ -320,4 +307,74 @@ func (t *tailer) ready(part int32, gen uint64) bool {
 	}
 	defer e.mu.Unlock()
 	return !e.taken && e.warmGen == gen
+}
+
+// groupMember is one member of the workers' group as standby placement
+// sees it: its ids and the command partitions assigned to it.
+type groupMember struct {
+	clientID, memberID string
+	commands           []int32
+}
+
+// groupMembers describes the workers' group: with DescribeGroups for a
+// classic group, with ConsumerGroupDescribe for a KIP-848 one (which
+// DescribeGroups does not describe).
+func (p *Processor) groupMembers(ctx context.Context) ([]groupMember, error) {
+	var out []groupMember
+	if p.cfg.GroupProtocol == GroupProtocolConsumer {
+		return p.consumerGroupMembers(ctx)
+	}
+	groups, err := p.adm.DescribeGroups(ctx, p.cfg.Group)
+	if err != nil {
+		return nil, err
+	}
+	g, ok := groups[p.cfg.Group]
+	if !ok || g.Err != nil {
+		return nil, fmt.Errorf("describe group %s: %w", p.cfg.Group, g.Err)
+	}
+	for _, m := range g.Members {
+		gm := groupMember{clientID: m.ClientID, memberID: m.MemberID}
+		if ca, ok := m.Assigned.AsConsumer(); ok {
+			for _, tp := range ca.Topics {
+				if tp.Topic == p.cfg.Topics.Commands {
+					gm.commands = append(gm.commands, tp.Partitions...)
+				}
+			}
+		}
+		out = append(out, gm)
+	}
+	return out, nil
+}
+
+// consumerGroupMembers describes a KIP-848 group with ConsumerGroupDescribe.
+// Its assignments may name topics by id only (kadm keeps only names), so
+// the request is made here and the commands topic matched by name or id.
+func (p *Processor) consumerGroupMembers(ctx context.Context) ([]groupMember, error) {
+	topics, err := p.adm.ListTopics(ctx, p.cfg.Topics.Commands)
+	if err != nil {
+		return nil, err
+	}
+	commandsID := topics[p.cfg.Topics.Commands].ID
+	req := kmsg.NewPtrConsumerGroupDescribeRequest()
+	req.Groups = []string{p.cfg.Group}
+	resp, err := req.RequestWith(ctx, p.admCl)
+	if err != nil {
+		return nil, err
+	}
+	var out []groupMember
+	for _, g := range resp.Groups {
+		if err := kerr.ErrorForCode(g.ErrorCode); err != nil {
+			return nil, fmt.Errorf("describe consumer group %s: %w", g.Group, err)
+		}
+		for _, m := range g.Members {
+			gm := groupMember{clientID: m.ClientID, memberID: m.MemberID}
+			for _, tp := range m.Assignment.TopicPartitions {
+				if tp.Topic == p.cfg.Topics.Commands || (tp.Topic == "" && tp.TopicID == commandsID) {
+					gm.commands = append(gm.commands, tp.Partitions...)
+				}
+			}
+			out = append(out, gm)
+		}
+	}
+	return out, nil
 }

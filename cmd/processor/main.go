@@ -90,7 +90,7 @@ func bind(s *config.Set, st *settings, describe bool) {
 	s.Int(&st.cfg.BrokerMaxMessageBytes, "broker-max-message-bytes", d.BrokerMaxMessageBytes, "the brokers' (or output topics') max.message.bytes; outputs are checked against it too")
 	s.Duration(&st.cfg.SessionTimeout, "session-timeout", d.SessionTimeout, "group session timeout: how long a crashed worker keeps its partitions; below --transaction-timeout")
 	s.Duration(&st.cfg.RebalanceTimeout, "rebalance-timeout", d.RebalanceTimeout, "how long a rebalance waits for every member to rejoin")
-	s.Bool(&st.cfg.StaticMembership, "static", false, "static group membership with the instance id: a restarted worker gets its partitions back without a rebalance")
+	s.Bool(&st.cfg.StaticMembership, "static", true, "static group membership with the instance id: a restarted worker gets its partitions back without a rebalance (--static=false: a new member at every start)")
 	s.Int(&st.cfg.Standbys, "standbys", d.Standbys, "warm standby copies of each partition's store kept by other workers")
 	s.Duration(&st.cfg.StandbyInterval, "standby-interval", d.StandbyInterval, "how often standby and not-yet-used stores catch up")
 	s.Duration(&st.cfg.HangingTxnThreshold, "hanging-txn-threshold", d.HangingTxnThreshold, "report a command partition blocked by an open transaction this long (negative: off)")
@@ -101,6 +101,7 @@ func bind(s *config.Set, st *settings, describe bool) {
 
 	s.String(&st.cfg.Compression, "compression", d.Compression, "codec of everything the processor writes: none, gzip, snappy, lz4 or zstd (none and gzip are read by every client, kafkajs included; see docs/wire-contract.md)")
 
+	s.String(&st.cfg.GroupProtocol, "group-protocol", d.GroupProtocol, "consumer group protocol: classic, or consumer (KIP-848, Kafka 4.0+)")
 	s.Bool(&st.transfers, "transfers", true, "also run the transfer saga (group kcqrs-transfers, reply topic transfer-replies)")
 
 	s.Group("Operations")

@@ -6,6 +6,12 @@
 // transfer, and at the end checks every topic and every worker's stores
 // against each other.
 //
+// Two variants: Options.Mode "crashloop" (crashloop.go) measures liveness
+// (a SIGKILL every 5-10 s, the longest time any partition made no progress,
+// the time until every partition answers after a kill), and
+// Options.Hostile (hostile.go) mixes hostile commands into the workload and
+// checks that no internal topic holds a record the topology did not write.
+//
 // Run it with `make chaos` (cmd/chaos); .ci/run runs a bounded size.
 package chaos
 
@@ -77,8 +83,30 @@ type Options struct {
 	// SessionTimeout: a commit waits for a running rebalance, which waits
 	// for a dead member until its session expires. (10s)
 	TransactionTimeout time.Duration
-	// Static runs the workers with static group membership (--static).
-	Static bool
+	// Membership of the workers in their group: "static" (--static),
+	// "dynamic" (--static=false), or "" for the processor's default.
+	Membership string
+	// RebalanceTimeout of the workers. (kills mode: 2 x SessionTimeout;
+	// crash-loop mode: the processor's default)
+	RebalanceTimeout time.Duration
+	// GroupProtocol of the workers (--group-protocol: classic or
+	// consumer); "" is the processor's default.
+	GroupProtocol string
+	// GroupSessionTimeout, with GroupProtocol "consumer", sets the
+	// groups' consumer.session.timeout.ms (KIP-848: the broker's setting,
+	// 45 s by default) and a heartbeat interval of an eighth of it.
+	GroupSessionTimeout time.Duration
+	// Mode is "kills" (the exactly-once crash test: kills, terms, pauses
+	// and broker faults at random every 0.3-1.5 s) or "crashloop" (the
+	// liveness test: a SIGKILL every 5-10 s, no broker faults, the
+	// workers' own timeout defaults unless set here, and probes of every
+	// partition after a kill). Both end with the full check. ("kills")
+	Mode string
+	// Hostile interleaves hostile commands with the workload (hostile.go):
+	// forged reply topics and partitions, huge and compressed commands,
+	// rejections that amplify their input; the check then also verifies
+	// that no internal topic holds a record the topology did not write.
+	Hostile bool
 	// Standbys per partition. (1)
 	Standbys int
 	// Dir holds the broker's data, the workers' state and logs; "" is a
@@ -118,11 +146,22 @@ func (o *Options) setDefaults() {
 	if o.TransferPercent == 0 {
 		o.TransferPercent = 25
 	}
-	if o.SessionTimeout == 0 {
-		o.SessionTimeout = 6 * time.Second
+	if o.Mode == "" {
+		o.Mode = "kills"
 	}
-	if o.TransactionTimeout == 0 {
-		o.TransactionTimeout = 10 * time.Second
+	if o.Mode == "crashloop" {
+		// Measure what a user gets: the workers' own defaults.
+		o.NoFaults = true
+	} else {
+		if o.SessionTimeout == 0 {
+			o.SessionTimeout = 6 * time.Second
+		}
+		if o.TransactionTimeout == 0 {
+			o.TransactionTimeout = 10 * time.Second
+		}
+		if o.RebalanceTimeout == 0 {
+			o.RebalanceTimeout = 2 * o.SessionTimeout
+		}
 	}
 	if o.Standbys == 0 {
 		o.Standbys = 1
@@ -153,15 +192,41 @@ type Summary struct {
 	Elapsed                                time.Duration
 	MaxCommandLatency, MedianFailover, Max time.Duration
 	MedianRestartFailover                  time.Duration
+	// MaxNoProgress is the longest time any partition had a command
+	// waiting and answered none, NoProgressPartition that partition.
+	MaxNoProgress       time.Duration
+	NoProgressPartition int32
+	// Hostile commands sent (Options.Hostile) and records found in an
+	// internal topic that the topology did not write.
+	Hostile int64
+	Foreign int
+	// GroupMaxUnstable and GroupMaxMembers: per worker group (crash-loop
+	// mode), the longest time out of the Stable state and the most members.
+	GroupMaxUnstable map[string]time.Duration
+	GroupMaxMembers  map[string]int
 }
 
 // String is the one-line summary.
 func (s Summary) String() string {
-	return fmt.Sprintf("chaos seed=%d: commands=%d (accepted %d, rejected %d, retries %d, resends %d) transfers=%d (completed %d, refunded %d) kills=%d terms=%d pauses=%d crashes=%d faults=%d rebalances=%d events=%d replies=%d stores=%d failover median=%v max=%v (restarted at once: median %v) max command latency %v: duplicates found: %d, lost: %d, violations: %d, took %v",
+	return fmt.Sprintf("chaos seed=%d: commands=%d (accepted %d, rejected %d, retries %d, resends %d) transfers=%d (completed %d, refunded %d) kills=%d terms=%d pauses=%d crashes=%d faults=%d rebalances=%d events=%d replies=%d stores=%d failover median=%v max=%v (restarted at once: median %v max %v) max command latency %v, longest no progress %v (partition %d), hostile %d, foreign records %d: duplicates found: %d, lost: %d, violations: %d, took %v",
 		s.Seed, s.Commands, s.Accepted, s.Rejected, s.Retries, s.Resends, s.Transfers, s.Completed, s.Refunded,
 		s.Kills, s.Terms, s.Pauses, s.Crashes, s.Faults, s.Rebalances, s.Events, s.Replies, s.StoresChecked, s.MedianFailover.Round(time.Millisecond), s.Max.Round(time.Millisecond),
-		s.MedianRestartFailover.Round(time.Millisecond), s.MaxCommandLatency.Round(time.Millisecond),
-		s.DuplicatesFound, s.Lost, len(s.Violations), s.Elapsed.Round(time.Second))
+		s.MedianRestartFailover.Round(time.Millisecond), maxOf(s.RestartFailovers).Round(time.Millisecond), s.MaxCommandLatency.Round(time.Millisecond),
+		s.MaxNoProgress.Round(time.Millisecond), s.NoProgressPartition, s.Hostile, s.Foreign,
+		s.DuplicatesFound, s.Lost, len(s.Violations), s.Elapsed.Round(time.Second)) + s.groups()
+}
+
+func (s Summary) groups() string {
+	var out string
+	gs := make([]string, 0, len(s.GroupMaxMembers))
+	for g := range s.GroupMaxMembers {
+		gs = append(gs, g)
+	}
+	sort.Strings(gs)
+	for _, g := range gs {
+		out += fmt.Sprintf("; group %s: longest out of Stable %v, most members %d", g, s.GroupMaxUnstable[g].Round(time.Millisecond), s.GroupMaxMembers[g])
+	}
+	return out
 }
 
 // ErrViolation is returned (wrapped) when a check failed.
@@ -173,7 +238,10 @@ const group = "kcqrs-processor"
 func Run(ctx context.Context, o Options) (Summary, error) {
 	o.setDefaults()
 	start := time.Now()
-	r := &run{o: o, rng: rand.New(rand.NewPCG(o.Seed, o.Seed^0x9e3779b97f4a7c15)), sum: Summary{Seed: o.Seed}}
+	if o.Mode != "kills" && o.Mode != "crashloop" {
+		return Summary{Seed: o.Seed}, fmt.Errorf("chaos: mode %q: want kills or crashloop", o.Mode)
+	}
+	r := &run{o: o, rng: rand.New(rand.NewPCG(o.Seed, o.Seed^0x9e3779b97f4a7c15)), sum: Summary{Seed: o.Seed, GroupMaxUnstable: map[string]time.Duration{}, GroupMaxMembers: map[string]int{}}, prog: newProgress()}
 	dir := o.Dir
 	if dir == "" {
 		d, err := os.MkdirTemp("", "kcqrs-chaos-")
@@ -206,6 +274,7 @@ type run struct {
 	brokers []string
 	bin     string
 	adm     *kadm.Client
+	admCl   *kgo.Client
 
 	workers []*worker
 
@@ -215,6 +284,9 @@ type run struct {
 	outcomes     map[string]outcome
 	lat          []time.Duration
 	faultHandles []faultHandle
+	probes       int
+	prog         *progress
+	topicsBefore map[string]bool
 }
 
 type outcome struct {
@@ -269,8 +341,13 @@ func (r *run) run(ctx context.Context) error {
 		return err
 	}
 	defer admCl.Close()
-	r.adm = kadm.NewClient(admCl)
+	r.adm, r.admCl = kadm.NewClient(admCl), admCl
 
+	if r.o.GroupProtocol == "consumer" && r.o.GroupSessionTimeout > 0 {
+		if err := r.setConsumerGroupTimeouts(ctx, r.o.GroupSessionTimeout, r.o.GroupSessionTimeout/8); err != nil {
+			return err
+		}
+	}
 	for i := range r.o.Workers {
 		w := &worker{r: r, id: fmt.Sprintf("w%d", i)}
 		r.workers = append(r.workers, w)
@@ -305,6 +382,9 @@ func (r *run) run(ctx context.Context) error {
 		r.send(ctx, cl, outcome{account: a, typ: "CloseAccount"}, "close-"+a)
 	}
 	r.logf("%d accounts open; workload, kills and faults start", len(accounts))
+	// Liveness counts from here: the group's first formation is not a
+	// stall of the workload.
+	r.prog = newProgress()
 
 	loadCtx, stopLoad := context.WithCancel(ctx)
 	var load sync.WaitGroup
@@ -321,12 +401,29 @@ func (r *run) run(ctx context.Context) error {
 		bg.Add(1)
 		go func() { defer bg.Done(); r.faults(faultCtx) }()
 	}
-	r.killLoop(ctx, cl, accounts)
+	if r.o.Hostile {
+		r.noteTopics(ctx)
+		load.Add(1)
+		go func() { defer load.Done(); r.hostile(loadCtx) }()
+	}
+	if r.o.Mode == "crashloop" {
+		watchCtx, stopWatch := context.WithCancel(ctx)
+		var watching sync.WaitGroup
+		watching.Add(1)
+		go func() { defer watching.Done(); r.watchGroups(watchCtx) }()
+		// The groups are watched until the workers stop: a group still
+		// rebalancing after the last kill holds the saga's transfers.
+		defer func() { stopWatch(); watching.Wait() }()
+		r.crashLoop(ctx, cl, accounts)
+	} else {
+		r.killLoop(ctx, cl, accounts)
+	}
 	stopFaults()
 	bg.Wait()
 	r.removeFaults()
 	stopLoad()
 	load.Wait()
+	r.sum.MaxNoProgress, r.sum.NoProgressPartition, _ = r.prog.worst()
 	if err := ctx.Err(); err != nil {
 		return err
 	}
@@ -342,6 +439,11 @@ func (r *run) run(ctx context.Context) error {
 		if !w.wait(60 * time.Second) {
 			r.violate("worker %s did not stop within 60s of SIGTERM", w.id)
 			w.kill()
+		}
+	}
+	if r.o.Hostile {
+		if err := r.checkHostile(ctx); err != nil {
+			return err
 		}
 	}
 	return r.check(ctx)
@@ -392,6 +494,10 @@ func (r *run) send(ctx context.Context, cl *client.Client, o outcome, id string)
 	cmd := client.Command{AggregateType: "account", AggregateID: o.account, Type: o.typ, ID: id, JSON: []byte(body)}
 	atomic.AddInt64(&r.sum.Commands, 1)
 	began := time.Now()
+	part := topology.PartitionFor([]byte(o.account), r.o.Partitions)
+	r.prog.begin(part)
+	answered := false
+	defer func() { r.prog.end(part, answered) }()
 	for attempt := 0; ; attempt++ {
 		if attempt > 0 {
 			atomic.AddInt64(&r.sum.Retries, 1)
@@ -402,6 +508,7 @@ func (r *run) send(ctx context.Context, cl *client.Client, o outcome, id string)
 		rep, err := cl.Send(sctx, cmd)
 		cancel()
 		if err == nil {
+			answered = true
 			o.reply = rep
 			r.mu.Lock()
 			r.outcomes[id] = o
@@ -416,8 +523,18 @@ func (r *run) send(ctx context.Context, cl *client.Client, o outcome, id string)
 			r.logf("command %s (%s on partition %d) still unanswered after %v: %v", id, o.account,
 				topology.PartitionFor([]byte(o.account), r.o.Partitions), time.Since(began).Round(time.Second), err)
 		}
-		if ctx.Err() != nil && time.Since(began) > 5*time.Minute {
-			r.violate("command %s never answered: %v", id, err)
+		// The crash loop and the hostile commands may stop a partition
+		// for good on a broken build: a bound keeps the run finite (and
+		// the stall is reported, as a violation and as no progress).
+		bounded, limit := r.o.Hostile || r.o.Mode == "crashloop", 5*time.Minute
+		if bounded {
+			limit = 3 * time.Minute
+		}
+		if (ctx.Err() != nil || bounded) && time.Since(began) > limit {
+			r.mu.Lock()
+			r.sum.Lost++
+			r.mu.Unlock()
+			r.violate("command %s never answered in %v: %v", id, time.Since(began).Round(time.Second), err)
 			return wire.Reply{}, false
 		}
 	}
@@ -502,16 +619,31 @@ func (w *worker) start() error {
 		"--state-dir", w.stateDir(),
 		"--partitions", strconv.Itoa(int(w.r.o.Partitions)),
 		"--commit-interval", "50ms",
-		"--session-timeout", w.r.o.SessionTimeout.String(),
-		"--rebalance-timeout", (2 * w.r.o.SessionTimeout).String(),
-		"--transaction-timeout", w.r.o.TransactionTimeout.String(),
 		"--standbys", strconv.Itoa(w.r.o.Standbys),
 		"--dedupe-window", strconv.Itoa(w.r.o.DedupeWindow),
 		"--standby-interval", "500ms",
 		"--http-addr", "127.0.0.1:0",
 	)
-	if w.r.o.Static {
+	for _, d := range []struct {
+		flag string
+		v    time.Duration
+	}{
+		{"--session-timeout", w.r.o.SessionTimeout},
+		{"--rebalance-timeout", w.r.o.RebalanceTimeout},
+		{"--transaction-timeout", w.r.o.TransactionTimeout},
+	} {
+		if d.v > 0 {
+			cmd.Args = append(cmd.Args, d.flag, d.v.String())
+		}
+	}
+	switch w.r.o.Membership {
+	case "static":
 		cmd.Args = append(cmd.Args, "--static")
+	case "dynamic":
+		cmd.Args = append(cmd.Args, "--static=false")
+	}
+	if w.r.o.GroupProtocol != "" {
+		cmd.Args = append(cmd.Args, "--group-protocol", w.r.o.GroupProtocol)
 	}
 	cmd.Stdout, cmd.Stderr = logf, logf
 	if err := cmd.Start(); err != nil {
