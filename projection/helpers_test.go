@@ -176,3 +176,8 @@ func eventually(t testing.TB, what string, cond func() (bool, string)) {
 	}
 	t.Fatalf("%s: not reached in 60s; last: %s", what, last)
 }
+
+// partitionOf is the events partition of a key (murmur2, as the processor).
+func partitionOf(key string) int32 {
+	return int32((murmur2Sum([]byte(key)) & 0x7fffffff) % testPartitions)
+}

@@ -122,8 +122,9 @@ func TestRedeliveryGapAndDeadLetters(t *testing.T) {
 	})
 	before := p.Stats().StaleMerges
 	old, _ := json.Marshal(Account{ID: "a1", Owner: "alice", Currency: "EUR", Status: "open", Balance: 50, Version: 2})
-	e.produce(&kgo.Record{Topic: string(p.Names().ByOwnerTopic()), Key: []byte("alice"), Value: old},
-		&kgo.Record{Topic: string(p.Names().ByCurrencyTopic()), Key: []byte(TotalKey("EUR", "a1")), Value: old})
+	oldTotal, _ := json.Marshal(CurrencyTotal{Currency: "EUR", Partition: partitionOf("a1"), Total: 50, Accounts: 1, Open: 1, Seq: 1})
+	e.produce(&kgo.Record{Topic: string(p.Names().ByOwnerTopic()), Key: []byte(OwnerKey("alice", "a1")), Value: old},
+		&kgo.Record{Topic: string(p.Names().ByCurrencyTopic()), Key: []byte(TotalKey("EUR", partitionOf("a1"))), Value: oldTotal})
 	eventually(t, "stale merges counted", func() (bool, string) {
 		return p.Stats().StaleMerges >= before+2, fmt.Sprintf("%+v", p.Stats())
 	})

@@ -144,7 +144,7 @@ func (s *Server) switchLoop(ctx context.Context) error {
 // Handler returns the HTTP API:
 //
 //	GET /v1/accounts/{id}[?min_version=N&wait=2s]
-//	GET /v1/owners/{owner}/accounts
+//	GET /v1/owners/{owner}/accounts[?limit=N&after=<account id>]
 //	GET /v1/totals
 //	GET /v1/totals/{currency}
 //	GET /v1/status
@@ -235,29 +235,52 @@ func (s *Server) getAccount(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-// OwnerResponse lists an owner's accounts, sorted by id.
+// OwnerResponse is one page of an owner's accounts, sorted by id. Next,
+// when set, is the after parameter of the next page.
 type OwnerResponse struct {
 	Owner    string    `json:"owner"`
 	Accounts []Account `json:"accounts"`
+	Next     string    `json:"next,omitempty"`
 }
 
+// Owner pages: limit defaults to DefaultOwnerPage and is capped at MaxOwnerPage.
+const (
+	DefaultOwnerPage = 1000
+	MaxOwnerPage     = 10000
+)
+
+// getOwner serves one page of an owner's accounts:
+// ?limit=N (default DefaultOwnerPage) and ?after=<account id> (exclusive).
 func (s *Server) getOwner(w http.ResponseWriter, r *http.Request) {
 	owner := r.PathValue("owner")
+	q := r.URL.Query()
+	limit := DefaultOwnerPage
+	if l := q.Get("limit"); l != "" {
+		n, err := strconv.Atoi(l)
+		if err != nil || n <= 0 {
+			s.write(w, nil, http.StatusBadRequest, apiError{Error: "limit must be a positive integer", Key: owner})
+			return
+		}
+		limit = min(n, MaxOwnerPage)
+	}
+	after := q.Get("after")
 	rm := s.Active()
-	o, err := rm.Owner(owner)
+	accs, more, err := rm.Owner(owner, after, limit)
 	if err != nil {
 		s.write(w, rm, http.StatusServiceUnavailable, apiError{Error: err.Error(), Key: owner})
 		return
 	}
-	if o == nil {
+	if len(accs) == 0 && after == "" {
 		s.write(w, rm, http.StatusNotFound, apiError{Error: "no accounts for this owner", Key: owner})
 		return
 	}
-	resp := OwnerResponse{Owner: o.Owner, Accounts: []Account{}}
-	for _, a := range o.Accounts {
-		resp.Accounts = append(resp.Accounts, a)
+	resp := OwnerResponse{Owner: owner, Accounts: accs}
+	if resp.Accounts == nil {
+		resp.Accounts = []Account{}
 	}
-	sort.Slice(resp.Accounts, func(i, j int) bool { return resp.Accounts[i].ID < resp.Accounts[j].ID })
+	if more {
+		resp.Next = accs[len(accs)-1].ID
+	}
 	s.write(w, rm, http.StatusOK, resp)
 }
 
@@ -267,10 +290,6 @@ type TotalResponse struct {
 	Total        int64  `json:"total"`
 	Accounts     int    `json:"accounts"`
 	OpenAccounts int    `json:"openAccounts"`
-}
-
-func totalResponse(c CurrencyTotal) TotalResponse {
-	return TotalResponse{Currency: c.Currency, Total: c.Total, Accounts: len(c.Accounts), OpenAccounts: c.Open}
 }
 
 func (s *Server) getTotals(w http.ResponseWriter, r *http.Request) {
