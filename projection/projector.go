@@ -75,6 +75,8 @@ type Projector struct {
 	// accStores are the accounts group's stores, scanned by totals.
 	accStores *storeSet
 	totals    *partitionTotals
+	// waitingForReset is set while Run waits for a reset of its version.
+	waitingForReset atomic.Bool
 
 	mu    sync.Mutex
 	procs []*goka.Processor
@@ -103,6 +105,10 @@ func (p *Projector) GroupStats() map[string]GroupStats {
 	return out
 }
 
+// WaitingForReset reports whether Run is waiting for a reset of its version
+// to end before it starts.
+func (p *Projector) WaitingForReset() bool { return p.waitingForReset.Load() }
+
 // Names returns the names of the projector's groups and topics.
 func (p *Projector) Names() Names { return p.cfg.Names }
 
@@ -118,6 +124,16 @@ func (p *Projector) Stats() Stats {
 // Run creates the topics it needs, runs the three groups and returns when
 // ctx ends (nil) or one of them fails.
 func (p *Projector) Run(ctx context.Context) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	// Announced before anything is created, so that a reset either sees it
+	// or makes it wait (see register).
+	reg, err := register(ctx, p.cfg, KindProjector, p.waitingForReset.Store)
+	if err != nil {
+		return err
+	}
+	defer reg.wait()
+	defer cancel()
 	if _, err := EnsureTopics(ctx, p.cfg); err != nil {
 		return err
 	}
@@ -153,8 +169,6 @@ func (p *Projector) Run(ctx context.Context) error {
 	p.procs = procs
 	p.mu.Unlock()
 
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
 	errs := make(chan error, len(procs))
 	for _, proc := range procs {
 		go func() {

@@ -80,6 +80,18 @@ func (s *Server) Active() *ReadModels { return s.versions[s.active.Load()] }
 func (s *Server) Run(ctx context.Context) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	// Registered, so that a reset sees the views (they are no group members).
+	for _, rm := range s.versions {
+		pc := s.cfg.Projection
+		pc.Names.Version = rm.Names.Version
+		reg, err := register(ctx, pc, KindView, nil)
+		if err != nil {
+			cancel() // the registrations made so far end
+			return err
+		}
+		defer reg.wait()
+	}
+	defer cancel()
 	errs := make(chan error, len(s.versions)+1)
 	for _, rm := range s.versions {
 		go func() { errs <- rm.Run(ctx); cancel() }()
