@@ -27,7 +27,9 @@ import (
 // and gives up.
 
 // RegistryTopic is the registry topic of a name prefix.
-func RegistryTopic(prefix string) string { return Names{Prefix: prefix}.withDefaults().Prefix + "-registry" }
+func RegistryTopic(prefix string) string {
+	return Names{Prefix: prefix}.withDefaults().Prefix + "-registry"
+}
 
 // Registration kinds.
 const (
