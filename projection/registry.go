@@ -313,3 +313,18 @@ func (l *ResetLock) Release(ctx context.Context) error {
 	defer l.cl.Close()
 	return writeRegistration(ctx, l.cl, l.topic, l.reg, true)
 }
+
+// CheckNoInstances returns a *LiveInstanceError for the first projector,
+// query server or reset of cfg's version that is registered (what a reset
+// would be refused for); it takes no lock.
+func CheckNoInstances(ctx context.Context, cfg Config) error {
+	cfg.setDefaults()
+	regs, err := ReadRegistry(ctx, cfg.kgoOpts(), cfg.Names.Prefix)
+	if err != nil {
+		return err
+	}
+	if r, ok := liveOther(regs, cfg.Names.Version, "", KindProjector, KindView, KindResetLock); ok {
+		return &LiveInstanceError{Registration: r}
+	}
+	return nil
+}

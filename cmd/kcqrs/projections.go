@@ -99,7 +99,10 @@ func runReset(args []string) error {
 	to := fs.String("to", "", "where to: earliest, latest, timestamp=<RFC 3339 or unix ms>, offset=<n> (required)")
 	fs.Bool("dry-run", true, "show the plan only (the default)")
 	execute := fs.Bool("execute", false, "carry out the plan")
+	allowIncomplete := fs.Bool("allow-incomplete", false, "carry out a reset to latest, a timestamp or an offset, "+
+		"whose read models lack every account's history before that point (accounts without owner or currency, left out of owners and totals)")
 	_ = fs.Parse(args)
+	cfg.Brokers = strings.Split(*brokers, ",")
 	if *to == "" {
 		return errors.New("reset: --to is required (earliest, latest, timestamp=..., offset=...)")
 	}
@@ -115,18 +118,33 @@ func runReset(args []string) error {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	plan, err := projection.PlanReset(ctx, adm, cfg, target)
+	if errors.Is(err, projection.ErrNoSuchVersion) {
+		fmt.Printf("nothing to reset: read models %s v%d never existed (no group offsets, no tables)\n", cfg.Names.Prefix, cfg.Names.Version)
+		return err
+	}
 	if err != nil {
 		return err
 	}
+	plan.AllowIncomplete = *allowIncomplete
 	fmt.Print(plan)
-	if err := projection.CheckNotLive(ctx, adm, cfg.Names); err != nil {
-		fmt.Printf("\nREFUSED: %v\n", err)
+	if lacks := plan.Incomplete(); lacks != "" {
+		fmt.Printf("\nWARNING: %s.\n", lacks)
+		if !*allowIncomplete {
+			fmt.Println("--execute refuses this without --allow-incomplete.")
+		}
+	}
+	refused := projection.CheckNotLive(ctx, adm, cfg.Names)
+	if refused == nil {
+		refused = projection.CheckNoInstances(ctx, cfg)
+	}
+	if refused != nil {
+		fmt.Printf("\nREFUSED: %v\n", refused)
 		if *execute {
-			return err
+			return refused
 		}
 	}
 	if !*execute {
-		fmt.Println("\ndry run: nothing changed. Stop the projectors of this version, then add --execute.")
+		fmt.Println("\ndry run: nothing changed. Stop the projectors and query servers of this version, then add --execute.")
 		return nil
 	}
 	if err := projection.ExecuteReset(ctx, adm, plan); err != nil {
@@ -170,7 +188,7 @@ func runRebuild(args []string) error {
 			}
 		case err == nil:
 			lastErr = ""
-			fmt.Printf("\r%s", progressBar(pr.Done, pr.Total, 40))
+			fmt.Printf("\r%s", rebuildBar(ok, pr))
 		}
 		if ok {
 			fmt.Printf("\nv%d has caught up: a query server run with --serve-versions <old>,%d now answers from it.\n", n.Version, n.Version)
@@ -183,6 +201,17 @@ func runRebuild(args []string) error {
 		case <-time.After(*interval):
 		}
 	}
+}
+
+// rebuildBar is the progress of a rebuild. Caught up, it is full: the
+// groups' positions stay behind the end offsets by the commit markers after
+// their last records (see projection.PartitionProgress.Lag), which no
+// consumer ever reads.
+func rebuildBar(caughtUp bool, pr projection.Progress) string {
+	if caughtUp {
+		return progressBar(pr.Total, pr.Total, 40)
+	}
+	return progressBar(pr.Done, pr.Total, 40)
 }
 
 // progressBar renders done of total as [####....] 42% done/total.
