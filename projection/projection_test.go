@@ -298,3 +298,31 @@ func TestLostEmitsRepaired(t *testing.T) {
 		t.Fatalf("stats %+v: both events were already in the table", st)
 	}
 }
+
+// TestStatusCaughtUpFollowsTheData: /v1/status says caught up only when the
+// groups and the views have everything (the definition /metrics shares), not
+// merely because the version is the one queries go to.
+func TestStatusCaughtUpFollowsTheData(t *testing.T) {
+	e := newEnv(t)
+	n, _ := e.workload(8, 6, 2, "acc-")
+	s := e.startServer(t.TempDir(), 1)
+	eventually(t, "a catch-up check ran", func() (bool, string) {
+		st := s.Status()
+		return st.Versions[0].Recovered && st.Versions[0].Total > 0, fmt.Sprintf("%+v", st)
+	})
+	if st := s.Status(); st.Versions[0].CaughtUp {
+		t.Fatalf("caught up before any projector ran: %+v", st)
+	}
+	e.startProjector(e.config(t.TempDir(), 1))
+	f := foldTopic(t, e.brokers, n)
+	eventually(t, "caught up once built", func() (bool, string) {
+		st := s.Status()
+		return st.Versions[0].CaughtUp, fmt.Sprintf("%+v", st)
+	})
+	if ok, msg := f.matches(s.Handler()); !ok {
+		t.Fatalf("caught up, yet: %s", msg)
+	}
+	if ok, err := s.CheckCaughtUp(context.Background()); !ok || err != nil {
+		t.Fatalf("CheckCaughtUp: %v %v", ok, err)
+	}
+}

@@ -106,11 +106,46 @@ func (s *Server) Run(ctx context.Context) error {
 	return errors.Join(all...)
 }
 
-func (s *Server) switchLoop(ctx context.Context) error {
-	if len(s.versions) == 1 {
-		<-ctx.Done()
-		return nil
+// ReadModels returns the views of a served version, nil if it is not served.
+func (s *Server) ReadModels(version int) *ReadModels {
+	for _, rm := range s.versions {
+		if rm.Names.Version == version {
+			return rm
+		}
 	}
+	return nil
+}
+
+// VersionCaughtUp is the one definition of "caught up" that /v1/status and
+// the projector's /metrics share: every group of the version has read every
+// committed record of its input (CaughtUp) and, given rm, its views show
+// everything the groups wrote (ReadModels.TablesCaughtUp).
+func VersionCaughtUp(ctx context.Context, cl *kgo.Client, adm *kadm.Client, n Names, eventsTopic string, rm *ReadModels) (bool, Progress, error) {
+	ok, pr, err := CaughtUp(ctx, cl, adm, n, eventsTopic)
+	if err != nil || !ok || rm == nil {
+		return ok, pr, err
+	}
+	ok, err = rm.TablesCaughtUp(ctx, adm)
+	return ok, pr, err
+}
+
+// CheckCaughtUp checks now whether the active version has caught up with
+// everything committed to the events topic so far (the demo waits for it
+// before it prints totals).
+func (s *Server) CheckCaughtUp(ctx context.Context) (bool, error) {
+	cl, err := kgo.NewClient(s.cfg.Projection.kgoOpts()...)
+	if err != nil {
+		return false, fmt.Errorf("projection: server: %w", err)
+	}
+	defer cl.Close()
+	rm := s.Active()
+	ok, _, err := VersionCaughtUp(ctx, cl, kadm.NewClient(cl), rm.Names, s.cfg.Projection.EventsTopic, rm)
+	return ok, err
+}
+
+// switchLoop checks every served version's catch-up each CheckInterval (for
+// /v1/status) and switches queries to the newest caught-up one.
+func (s *Server) switchLoop(ctx context.Context) error {
 	cl, err := kgo.NewClient(s.cfg.Projection.kgoOpts()...)
 	if err != nil {
 		return fmt.Errorf("projection: server: %w", err)
@@ -126,28 +161,22 @@ func (s *Server) switchLoop(ctx context.Context) error {
 		case <-t.C:
 		}
 		cur := int(s.active.Load())
-		if cur == len(s.versions)-1 {
-			continue
-		}
-		for i := len(s.versions) - 1; i > cur; i-- {
-			next, prev := s.versions[i], s.versions[cur]
-			ok, pr, err := CaughtUp(ctx, cl, adm, next.Names, s.cfg.Projection.EventsTopic)
+		for i := len(s.versions) - 1; i >= 0; i-- {
+			rm := s.versions[i]
+			ok, pr, err := VersionCaughtUp(ctx, cl, adm, rm.Names, s.cfg.Projection.EventsTopic, rm)
 			if err != nil {
-				s.cfg.Projection.Logger.Warn("catch-up check failed", "version", next.Names.Version, "err", err)
+				if ctx.Err() == nil {
+					s.cfg.Projection.Logger.Warn("catch-up check failed", "version", rm.Names.Version, "err", err)
+				}
 				continue
 			}
-			if ok {
-				if ok, err = next.TablesCaughtUp(ctx, adm); err != nil {
-					s.cfg.Projection.Logger.Warn("catch-up check failed", "version", next.Names.Version, "err", err)
-				}
-			}
 			s.mu.Lock()
-			s.progress[next.Names.Version], s.caught[next.Names.Version] = pr, ok
+			s.progress[rm.Names.Version], s.caught[rm.Names.Version] = pr, ok
 			s.mu.Unlock()
-			if ok {
-				s.cfg.Projection.Logger.Info("read models switched over", "from", prev.Names.Version, "to", next.Names.Version)
+			if ok && i > cur {
+				s.cfg.Projection.Logger.Info("read models switched over", "from", s.versions[cur].Names.Version, "to", rm.Names.Version)
 				s.active.Store(int32(i))
-				break
+				cur = i
 			}
 		}
 	}
@@ -337,7 +366,9 @@ type StatusResponse struct {
 	Versions []VersionStatus `json:"versions"`
 }
 
-// VersionStatus is one served version.
+// VersionStatus is one served version. CaughtUp is VersionCaughtUp at the
+// last check (every CheckInterval), as the projector's
+// kcqrs_projector_caught_up reports it.
 type VersionStatus struct {
 	Version   int   `json:"version"`
 	Recovered bool  `json:"recovered"`
@@ -356,7 +387,7 @@ func (s *Server) Status() StatusResponse {
 		v := rm.Names.Version
 		pr := s.progress[v]
 		out.Versions = append(out.Versions, VersionStatus{Version: v, Recovered: rm.Recovered(),
-			CaughtUp: s.caught[v] || rm == act, Done: pr.Done, Total: pr.Total})
+			CaughtUp: s.caught[v], Done: pr.Done, Total: pr.Total})
 	}
 	return out
 }
