@@ -10,9 +10,11 @@
 //
 //   - accounts (<prefix>-accounts-v<N>): balance, status, owner, currency and
 //     version by account id, folded from the events topic by FoldAccount;
-//   - owners (<prefix>-owners-v<N>): one entry per (owner, account), key
-//     OwnerKey, re-keyed through the intermediate topic <accounts>-by-owner;
-//     an owner's accounts are a prefix scan of the view (OwnerPrefix);
+//   - owners (<prefix>-owners-v<N>): an index, one entry (id and owner) per
+//     (owner, account), key OwnerKey, sent through the intermediate topic
+//     <accounts>-by-owner when an account's owner becomes known; an owner's
+//     accounts are a prefix scan of the view (OwnerPrefix), their entries
+//     read from the accounts view;
 //   - totals (<prefix>-totals-v<N>): fixed-size counters of money per
 //     currency and accounts-table partition (CurrencyTotal, key TotalKey),
 //     kept by the accounts group (totals.go) and sent whole through

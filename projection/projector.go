@@ -308,7 +308,7 @@ func (p *Projector) onEvent(ctx goka.Context, raw []byte) {
 		if cur.Version > 0 {
 			ctx.SetValue(&cur)
 		}
-		p.emitDownstream(ctx, cur, p.totals.current(ctx, cur))
+		p.emitDownstream(ctx, cur, true, p.totals.current(ctx, cur))
 		return
 	case AppliedAfterGap:
 		p.c.gaps.Add(1)
@@ -328,14 +328,18 @@ func (p *Projector) onEvent(ctx goka.Context, raw []byte) {
 	p.groups[g].applied.Add(1)
 	tot := p.totals.fold(ctx, cur, next) // first: it may scan the store, which must not hold next yet
 	ctx.SetValue(&next)
-	p.emitDownstream(ctx, next, tot)
+	p.emitDownstream(ctx, next, next.Owner != cur.Owner, tot)
 }
 
-// emitDownstream sends an account entry to the owners model, and its
-// currency's counters in this partition (kept by totals) to the totals model.
-func (p *Projector) emitDownstream(ctx goka.Context, a Account, tot *CurrencyTotal) {
-	if a.Owner != "" {
-		ctx.Emit(p.cfg.Names.ByOwnerTopic(), OwnerKey(a.Owner, a.ID), &a)
+// emitDownstream sends the owner-index entry of an account to the owners
+// model (when its owner became known, or to repair: owner set), and its
+// currency's counters in this partition (kept by totals) to the totals
+// model. The owner index holds only id, owner and version: an account's
+// owner never changes, so it is written once, not on every event, and a
+// listing reads the entries themselves from the accounts view.
+func (p *Projector) emitDownstream(ctx goka.Context, a Account, owner bool, tot *CurrencyTotal) {
+	if owner && a.Owner != "" {
+		ctx.Emit(p.cfg.Names.ByOwnerTopic(), OwnerKey(a.Owner, a.ID), &Account{ID: a.ID, Owner: a.Owner, Version: a.Version})
 	}
 	if tot != nil {
 		upd := *tot

@@ -103,7 +103,9 @@ func (r *ReadModels) Account(id string) (*Account, error) {
 }
 
 // Owner returns up to limit accounts of owner with ids after after (""
-// from the first), in id order, and whether more follow.
+// from the first), in id order, and whether more follow. The owners table
+// is an index (id and owner); the entries come from the accounts view (the
+// index entry itself while the accounts view has not got the account yet).
 func (r *ReadModels) Owner(owner, after string, limit int) ([]Account, bool, error) {
 	prefix := OwnerPrefix(owner)
 	start := prefix
@@ -121,12 +123,19 @@ func (r *ReadModels) Owner(owner, after string, limit int) ([]Account, bool, err
 		if err != nil {
 			return nil, false, err
 		}
-		a, ok := v.(*Account)
-		if !ok || a == nil {
+		idx, ok := v.(*Account)
+		if !ok || idx == nil {
 			continue
 		}
 		if len(out) == limit {
 			return out, true, nil
+		}
+		a, err := r.Account(idx.ID)
+		if err != nil {
+			return nil, false, err
+		}
+		if a == nil {
+			a = idx
 		}
 		out = append(out, *a)
 	}

@@ -169,8 +169,12 @@ func runCatchUp(ctx context.Context, o *Options, adm *kadm.Client, prod *kgo.Cli
 	}
 	start = time.Now()
 	if err := runUntil(ctx, o.Timeout, p.Run, func() bool {
-		s := p.Stats()
-		return s.Events >= int64(len(recs)) && s.Merged+s.StaleMerges >= 2*s.Applied
+		// Every event read; the totals merged an update per applied event,
+		// the owners index an entry per account.
+		s, gs := p.Stats(), p.GroupStats()
+		tot, own := gs[string(p.Names().TotalsGroup())], gs[string(p.Names().OwnersGroup())]
+		return s.Events >= int64(len(recs)) && tot.Applied+tot.Stale >= s.Applied &&
+			own.Applied+own.Stale >= int64(min(o.Accounts, len(recs)))
 	}); err != nil {
 		return res, fmt.Errorf("projector: %w (%+v)", err, p.Stats())
 	}
