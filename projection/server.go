@@ -325,7 +325,7 @@ func (s *Server) getOwner(w http.ResponseWriter, r *http.Request) {
 	s.write(w, rm, http.StatusOK, resp)
 }
 
-// TotalResponse is the running total of one currency (all its shards).
+// TotalResponse is the running total of one currency (all partitions).
 type TotalResponse struct {
 	Currency     string `json:"currency"`
 	Total        int64  `json:"total"`
