@@ -52,13 +52,15 @@ func TestLostTableEmitRepaired(t *testing.T) {
 	})
 	e.produce(rec("a1", e.encode("account", "a1", 1, "", account.AccountOpened{Owner: "alice", Currency: "EUR"})),
 		rec("a1", e.encode("account", "a1", 2, "", account.MoneyDeposited{Amount: 9, Balance: 9})))
+	started := time.Now()
 	p := e.startProjector(cfg)
 	select {
 	case err := <-p.done:
+		p.done <- err // for the cleanup's stop
 		if err == nil {
 			t.Fatal("projector stopped without the emit error")
 		}
-		t.Logf("projector stopped as expected: %.200v", err)
+		t.Logf("projector stopped as expected after %v: %.200v", time.Since(started), err)
 	case <-time.After(90 * time.Second):
 		t.Fatalf("projector did not fail on the refused table emits (%d refused)", refused.Load())
 	}
@@ -66,11 +68,13 @@ func TestLostTableEmitRepaired(t *testing.T) {
 	// Restart on the same store: it already holds a1 at version 2.
 	p2 := e.startProjector(cfg)
 	s := e.startServer(t.TempDir(), 1)
+	t.Logf("restarted after %v", time.Since(started))
 	eventually(t, "the view of the accounts table has a1 at version 2", func() (bool, string) {
 		var a Account
 		code := getJSON(s.Handler(), "/v1/accounts/a1", &a)
 		return code == 200 && a.Version == 2 && a.Balance == 9, fmt.Sprintf("%d %+v; stats %+v", code, a, p2.Stats())
 	})
+	t.Logf("view repaired after %v", time.Since(started))
 	eventually(t, "owner and total", func() (bool, string) {
 		var tot TotalResponse
 		var o OwnerResponse

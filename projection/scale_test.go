@@ -42,6 +42,7 @@ func TestOneOwnerOneCurrencyAtScale(t *testing.T) {
 	for {
 		select {
 		case err := <-p.done:
+			p.done <- err // for the cleanup's stop
 			t.Fatalf("projector stopped: %v", err)
 		default:
 		}
