@@ -10,15 +10,26 @@
 //
 //   - accounts (<prefix>-accounts-v<N>): balance, status, owner, currency and
 //     version by account id, folded from the events topic by FoldAccount;
-//   - owners (<prefix>-owners-v<N>): the accounts of each owner, re-keyed
-//     across aggregates through the intermediate topic <accounts>-by-owner;
-//   - totals (<prefix>-totals-v<N>): the running total of money per currency,
-//     through <accounts>-by-currency, spread over TotalShards entries.
+//   - owners (<prefix>-owners-v<N>): an index, one entry (id and owner) per
+//     (owner, account), key OwnerKey, sent through the intermediate topic
+//     <accounts>-by-owner when an account's owner becomes known; an owner's
+//     accounts are a prefix scan of the view (OwnerPrefix), their entries
+//     read from the accounts view;
+//   - totals (<prefix>-totals-v<N>): fixed-size counters of money per
+//     currency and accounts-table partition (CurrencyTotal, key TotalKey),
+//     kept by the accounts group (totals.go) and sent whole through
+//     <accounts>-by-currency.
+//
+// Every entry's size is independent of the number of accounts: goka writes
+// a whole entry per update, and one past ~1 MB stops the group.
 //
 // goka is at-least-once: after a crash, records since the last commit come
 // again. Every read model is therefore idempotent by aggregate version: an
-// event at or below the version an entry holds changes nothing, and the
-// owner and currency entries keep each account's version too. A version
+// event at or below the version an entry holds changes nothing (and re-emits
+// the held entry to the table and downstream: goka writes its store before
+// those produces, so a failed one is repaired by the redelivery), the owner
+// entries keep their account's version, and counter updates carry the
+// events offset they follow. A version
 // gap is folded (account events carry the resulting balance) but reported:
 // logged, counted (Stats.Gaps, Account.Gaps) and copied to the dead-letter
 // topic. Events a group cannot handle (undecodable, an unknown event type, a
@@ -44,7 +55,9 @@
 // PlanReset and ExecuteReset move a version's accounts group on the events
 // topic (earliest, latest, a timestamp or an offset), drop its downstream
 // groups' offsets, delete its tables and intermediate topics and remove the
-// local stores, refusing while any of its groups has live members. A new
+// local stores, refusing while any of its groups has live members or a
+// projector or query server of the version is registered in the registry
+// topic (registry.go), under a reset lock that makes starters wait. A new
 // version runs beside the live one under new names; CaughtUp (with
 // PendingData, which looks past the commit markers goka never commits over)
 // tells when it has read everything, and a Server given both versions

@@ -57,7 +57,7 @@ func foldTopic(t *testing.T, brokers []string, want int) folded {
 		})
 	}
 	f.owners = map[string]map[string]Account{}
-	totals := map[string]*CurrencyTotal{}
+	f.totals = map[string]TotalResponse{}
 	for _, a := range f.accounts {
 		if a.Owner != "" {
 			if f.owners[a.Owner] == nil {
@@ -66,15 +66,15 @@ func foldTopic(t *testing.T, brokers []string, want int) folded {
 			f.owners[a.Owner][a.ID] = a
 		}
 		if a.Currency != "" {
-			if totals[a.Currency] == nil {
-				totals[a.Currency] = &CurrencyTotal{}
+			tot := f.totals[a.Currency]
+			tot.Currency = a.Currency
+			tot.Total += a.Balance
+			tot.Accounts++
+			if a.Status == account.StatusOpen {
+				tot.OpenAccounts++
 			}
-			MergeTotal(totals[a.Currency], a)
+			f.totals[a.Currency] = tot
 		}
-	}
-	f.totals = map[string]TotalResponse{}
-	for c, tot := range totals {
-		f.totals[c] = totalResponse(*tot)
 	}
 	return f
 }

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/kcqrs/kcqrs/aggregates"
@@ -43,6 +44,7 @@ func testRegistry(t testing.TB) *topology.Registry {
 // envelopes to it as the processor does (murmur2 by aggregate id).
 type env struct {
 	t       testing.TB
+	cluster *kfake.Cluster
 	brokers []string
 	cl      *kgo.Client
 	adm     *kadm.Client
@@ -81,7 +83,7 @@ func newEnv(t testing.TB) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &env{t: t, brokers: c.ListenAddrs(), cl: cl, adm: adm, reg: testRegistry(t), evCodec: evc, acc: acc}
+	return &env{t: t, cluster: c, brokers: c.ListenAddrs(), cl: cl, adm: adm, reg: testRegistry(t), evCodec: evc, acc: acc}
 }
 
 // encode returns the events-topic value of ev as version v of account id.
@@ -175,4 +177,9 @@ func eventually(t testing.TB, what string, cond func() (bool, string)) {
 		time.Sleep(50 * time.Millisecond)
 	}
 	t.Fatalf("%s: not reached in 60s; last: %s", what, last)
+}
+
+// partitionOf is the events partition of a key (murmur2, as the processor).
+func partitionOf(key string) int32 {
+	return int32((murmur2Sum([]byte(key)) & 0x7fffffff) % testPartitions)
 }

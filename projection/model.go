@@ -3,6 +3,7 @@ package projection
 import (
 	"encoding/json"
 	"fmt"
+	"net/url"
 	"reflect"
 
 	"github.com/kcqrs/kcqrs/aggregates"
@@ -30,33 +31,60 @@ type Account struct {
 	UpdatedMillis int64 `json:"updatedMillis"`
 }
 
-// OwnerAccounts is the accounts-by-owner read model: one entry per owner,
-// keyed by owner, holding the owner's accounts (the latest version of each).
-type OwnerAccounts struct {
-	Owner    string             `json:"owner"`
-	Accounts map[string]Account `json:"accounts"`
-}
+// OwnerKey is the owners-table key of one account of an owner: the owner,
+// path-escaped (so it holds no '/'), a '/', and the account id. One entry
+// per (owner, account) keeps every entry the size of one account, however
+// many accounts an owner has; an owner's accounts are the keys with prefix
+// OwnerPrefix(owner), in account id order.
+func OwnerKey(owner, accountID string) string { return OwnerPrefix(owner) + accountID }
 
-// TotalShards is how many entries share the running total of one currency
-// (keys "<currency>|<shard>", by account id). Each entry keeps the latest
-// balance and version of its accounts, so that a redelivered update changes
-// nothing; sharding keeps those entries small, since every update re-encodes
-// and re-writes one. Queries add the shards up.
-const TotalShards = 32
+// OwnerPrefix is the prefix of every owners-table key of an owner.
+func OwnerPrefix(owner string) string { return url.PathEscape(owner) + "/" }
 
-// TotalKey is the totals-table key of an account's currency shard.
-func TotalKey(currency, accountID string) string {
-	return fmt.Sprintf("%s|%02d", currency, (murmur2Sum([]byte(accountID))&0x7fffffff)%TotalShards)
-}
-
-// CurrencyTotal is one shard of the running total of money of a currency
-// (see TotalShards).
+// CurrencyTotal is the money of one currency in one partition of the
+// accounts table: fixed-size counters, whatever the number of accounts.
+// The accounts group owning partition p keeps them (see partitionTotals),
+// changes them by each account's previous and new contribution when it folds
+// an event, and sends the whole counter (not a delta) to the totals table
+// under TotalKey(currency, p): a lost or repeated update is repaired by the
+// next one. Queries add up the partitions.
 type CurrencyTotal struct {
-	Currency string `json:"currency"`
-	Total    int64  `json:"total"`
-	Open     int    `json:"openAccounts"`
-	// Accounts holds the latest known state of each account in the currency.
-	Accounts map[string]Account `json:"accounts,omitempty"`
+	Currency  string `json:"currency"`
+	Partition int32  `json:"partition"`
+	Total     int64  `json:"total"`
+	Accounts  int64  `json:"accounts"`
+	Open      int64  `json:"openAccounts"`
+	// Seq orders the updates of one key: the events-topic offset (of
+	// partition Partition) of the event after which the counters were sent.
+	// An update with a lower Seq than the held one is older: ignored.
+	Seq int64 `json:"seq"`
+}
+
+// TotalKey is the totals-table key of a currency's counters in partition
+// p of the accounts table.
+func TotalKey(currency string, p int32) string { return fmt.Sprintf("%s|%04d", currency, p) }
+
+// contribution is what one account adds to its currency's counters.
+func (t *CurrencyTotal) add(a Account, sign int64) {
+	if a.Currency == "" {
+		return
+	}
+	t.Total += sign * a.Balance
+	t.Accounts += sign
+	if a.Status == account.StatusOpen {
+		t.Open += sign
+	}
+}
+
+// MergeTotal records an update of a currency's counters in one partition;
+// false if the held counters are newer (a reordered or repeated update:
+// nothing changes).
+func MergeTotal(held *CurrencyTotal, upd CurrencyTotal) bool {
+	if held.Currency != "" && upd.Seq < held.Seq {
+		return false
+	}
+	*held = upd
+	return true
 }
 
 // Outcome is what folding one event did.
@@ -133,38 +161,10 @@ func deref(ev aggregates.Event) any {
 	return ev
 }
 
-// MergeOwner records a into the owner entry; false if the entry already held
-// that account at a.Version or later (a redelivery: nothing changes).
-func MergeOwner(o *OwnerAccounts, a Account) bool {
-	if old, ok := o.Accounts[a.ID]; ok && old.Version >= a.Version {
-		return false
-	}
-	if o.Accounts == nil {
-		o.Accounts = map[string]Account{}
-	}
-	o.Owner = a.Owner
-	o.Accounts[a.ID] = a
-	return true
-}
-
-// MergeTotal records a into the currency total; false on a redelivery.
-func MergeTotal(c *CurrencyTotal, a Account) bool {
-	if old, ok := c.Accounts[a.ID]; ok && old.Version >= a.Version {
-		return false
-	}
-	if c.Accounts == nil {
-		c.Accounts = map[string]Account{}
-	}
-	c.Currency = a.Currency
-	c.Accounts[a.ID] = Account{ID: a.ID, Status: a.Status, Balance: a.Balance, Version: a.Version}
-	c.Total, c.Open = 0, 0
-	for _, x := range c.Accounts {
-		c.Total += x.Balance
-		if x.Status == account.StatusOpen {
-			c.Open++
-		}
-	}
-	return true
+// MergeOwner records a into the owner entry held (nil: none yet); false
+// if held is already at a.Version or later (a redelivery: nothing changes).
+func MergeOwner(held *Account, a Account) bool {
+	return held == nil || held.Version < a.Version
 }
 
 // jsonCodec is the goka codec of the read-model tables: JSON, so a table

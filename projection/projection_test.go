@@ -122,8 +122,9 @@ func TestRedeliveryGapAndDeadLetters(t *testing.T) {
 	})
 	before := p.Stats().StaleMerges
 	old, _ := json.Marshal(Account{ID: "a1", Owner: "alice", Currency: "EUR", Status: "open", Balance: 50, Version: 2})
-	e.produce(&kgo.Record{Topic: string(p.Names().ByOwnerTopic()), Key: []byte("alice"), Value: old},
-		&kgo.Record{Topic: string(p.Names().ByCurrencyTopic()), Key: []byte(TotalKey("EUR", "a1")), Value: old})
+	oldTotal, _ := json.Marshal(CurrencyTotal{Currency: "EUR", Partition: partitionOf("a1"), Total: 50, Accounts: 1, Open: 1, Seq: 1})
+	e.produce(&kgo.Record{Topic: string(p.Names().ByOwnerTopic()), Key: []byte(OwnerKey("alice", "a1")), Value: old},
+		&kgo.Record{Topic: string(p.Names().ByCurrencyTopic()), Key: []byte(TotalKey("EUR", partitionOf("a1"))), Value: oldTotal})
 	eventually(t, "stale merges counted", func() (bool, string) {
 		return p.Stats().StaleMerges >= before+2, fmt.Sprintf("%+v", p.Stats())
 	})
@@ -295,5 +296,33 @@ func TestLostEmitsRepaired(t *testing.T) {
 	})
 	if st := p.Stats(); st.Applied != 0 || st.Stale != 2 {
 		t.Fatalf("stats %+v: both events were already in the table", st)
+	}
+}
+
+// TestStatusCaughtUpFollowsTheData: /v1/status says caught up only when the
+// groups and the views have everything (the definition /metrics shares), not
+// merely because the version is the one queries go to.
+func TestStatusCaughtUpFollowsTheData(t *testing.T) {
+	e := newEnv(t)
+	n, _ := e.workload(8, 6, 2, "acc-")
+	s := e.startServer(t.TempDir(), 1)
+	eventually(t, "a catch-up check ran", func() (bool, string) {
+		st := s.Status()
+		return st.Versions[0].Recovered && st.Versions[0].Total > 0, fmt.Sprintf("%+v", st)
+	})
+	if st := s.Status(); st.Versions[0].CaughtUp {
+		t.Fatalf("caught up before any projector ran: %+v", st)
+	}
+	e.startProjector(e.config(t.TempDir(), 1))
+	f := foldTopic(t, e.brokers, n)
+	eventually(t, "caught up once built", func() (bool, string) {
+		st := s.Status()
+		return st.Versions[0].CaughtUp, fmt.Sprintf("%+v", st)
+	})
+	if ok, msg := f.matches(s.Handler()); !ok {
+		t.Fatalf("caught up, yet: %s", msg)
+	}
+	if ok, err := s.CheckCaughtUp(context.Background()); !ok || err != nil {
+		t.Fatalf("CheckCaughtUp: %v %v", ok, err)
 	}
 }

@@ -2,6 +2,7 @@ package projection
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"path/filepath"
@@ -71,6 +72,12 @@ type Projector struct {
 	c      counters
 	groups map[goka.Group]*groupCounters // fixed at New: read without a lock
 
+	// accStores are the accounts group's stores, scanned by totals.
+	accStores *storeSet
+	totals    *partitionTotals
+	// waitingForReset is set while Run waits for a reset of its version.
+	waitingForReset atomic.Bool
+
 	mu    sync.Mutex
 	procs []*goka.Processor
 }
@@ -81,7 +88,8 @@ func New(cfg Config) (*Projector, error) {
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
-	p := &Projector{cfg: cfg, groups: map[goka.Group]*groupCounters{}}
+	p := &Projector{cfg: cfg, groups: map[goka.Group]*groupCounters{}, accStores: &storeSet{}}
+	p.totals = newPartitionTotals(p.accStores, TableOf(cfg.Names.AccountsGroup()))
 	for _, g := range cfg.Names.Groups() {
 		p.groups[g] = &groupCounters{}
 	}
@@ -96,6 +104,10 @@ func (p *Projector) GroupStats() map[string]GroupStats {
 	}
 	return out
 }
+
+// WaitingForReset reports whether Run is waiting for a reset of its version
+// to end before it starts.
+func (p *Projector) WaitingForReset() bool { return p.waitingForReset.Load() }
 
 // Names returns the names of the projector's groups and topics.
 func (p *Projector) Names() Names { return p.cfg.Names }
@@ -112,6 +124,16 @@ func (p *Projector) Stats() Stats {
 // Run creates the topics it needs, runs the three groups and returns when
 // ctx ends (nil) or one of them fails.
 func (p *Projector) Run(ctx context.Context) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	// Announced before anything is created, so that a reset either sees it
+	// or makes it wait (see register).
+	reg, err := register(ctx, p.cfg, KindProjector, p.waitingForReset.Store)
+	if err != nil {
+		return err
+	}
+	defer reg.wait()
+	defer cancel()
 	if _, err := EnsureTopics(ctx, p.cfg); err != nil {
 		return err
 	}
@@ -121,12 +143,12 @@ func (p *Projector) Run(ctx context.Context) error {
 			goka.Input(goka.Stream(p.cfg.EventsTopic), rawCodec{}, p.guard(n.AccountsGroup(), p.onEvent)),
 			goka.Persist(jsonCodec[Account]{}),
 			goka.Output(n.ByOwnerTopic(), jsonCodec[Account]{}),
-			goka.Output(n.ByCurrencyTopic(), jsonCodec[Account]{}),
+			goka.Output(n.ByCurrencyTopic(), jsonCodec[CurrencyTotal]{}),
 			goka.Output(DeadLetters(n.AccountsGroup()), rawCodec{}),
 		),
 		goka.DefineGroup(n.OwnersGroup(),
 			goka.Input(n.ByOwnerTopic(), rawCodec{}, p.guard(n.OwnersGroup(), p.onOwner)),
-			goka.Persist(jsonCodec[OwnerAccounts]{}),
+			goka.Persist(jsonCodec[Account]{}),
 			goka.Output(DeadLetters(n.OwnersGroup()), rawCodec{}),
 		),
 		goka.DefineGroup(n.TotalsGroup(),
@@ -147,8 +169,6 @@ func (p *Projector) Run(ctx context.Context) error {
 	p.procs = procs
 	p.mu.Unlock()
 
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
 	errs := make(chan error, len(procs))
 	for _, proc := range procs {
 		go func() {
@@ -193,16 +213,24 @@ func (p *Projector) WaitReady(ctx context.Context) error {
 
 func (p *Projector) processorOptions(g goka.Group) []goka.ProcessorOption {
 	c := p.cfg
-	return []goka.ProcessorOption{
+	var stores *storeSet
+	var extra []goka.ProcessorOption
+	if g == c.Names.AccountsGroup() {
+		// The counters of a partition are rebuilt from its store after
+		// every rebalance: another member may have changed it meanwhile.
+		stores = p.accStores
+		extra = append(extra, goka.WithRebalanceCallback(func(goka.Assignment) { p.totals.reset() }))
+	}
+	return append([]goka.ProcessorOption{
 		goka.WithClientID(string(g)),
 		goka.WithHasher(Murmur2),
-		goka.WithStorageBuilder(PebbleBuilder(filepath.Join(c.StateDir, "processor"), c.CacheBytes)),
+		goka.WithStorageBuilder(pebbleBuilder(filepath.Join(c.StateDir, "processor"), c.CacheBytes, stores)),
 		goka.WithConsumerGroupBuilder(goka.ConsumerGroupBuilderWithConfig(c.saramaConfig())),
 		goka.WithConsumerSaramaBuilder(goka.SaramaConsumerBuilderWithConfig(c.saramaConfig())),
 		goka.WithProducerBuilder(goka.ProducerBuilderWithConfig(c.saramaConfig())),
 		goka.WithTopicManagerBuilder(goka.TopicManagerBuilderWithConfig(c.saramaConfig(), c.topicManagerConfig())),
 		goka.WithLogger(gokaLogger{c.Logger.With("group", string(g))}),
-	}
+	}, extra...)
 }
 
 // handlerError is a failure of a handler: the record is dead-lettered with it.
@@ -270,12 +298,17 @@ func (p *Projector) onEvent(ctx goka.Context, raw []byte) {
 	case Stale:
 		p.c.stale.Add(1)
 		p.groups[g].stale.Add(1)
-		// goka writes the table and the intermediate topics with separate,
-		// non-atomic produces: a crash may have kept the table update and
-		// lost the emits. The events since the last commit come again and
-		// are stale here, so re-emitting the held entry repairs exactly that
-		// case; downstream, an entry at or below its version changes nothing.
-		p.emitDownstream(ctx, cur)
+		// goka writes the local store, then the table topic, then the
+		// intermediate topics, with separate, non-atomic produces: a failed
+		// emit or a crash may have kept the store update and lost the rest.
+		// The events since the last commit come again and are stale here,
+		// so re-emitting the held entry (table and downstream) repairs
+		// exactly that; an entry at or below the version held changes
+		// nothing anywhere.
+		if cur.Version > 0 {
+			ctx.SetValue(&cur)
+		}
+		p.emitDownstream(ctx, cur, true, p.totals.current(ctx, cur))
 		return
 	case AppliedAfterGap:
 		p.c.gaps.Add(1)
@@ -293,26 +326,33 @@ func (p *Projector) onEvent(ctx goka.Context, raw []byte) {
 	}
 	p.c.applied.Add(1)
 	p.groups[g].applied.Add(1)
+	tot := p.totals.fold(ctx, cur, next) // first: it may scan the store, which must not hold next yet
 	ctx.SetValue(&next)
-	p.emitDownstream(ctx, next)
+	p.emitDownstream(ctx, next, next.Owner != cur.Owner, tot)
 }
 
-// emitDownstream sends an account entry to the owner and currency models.
-func (p *Projector) emitDownstream(ctx goka.Context, a Account) {
-	if a.Owner != "" {
-		ctx.Emit(p.cfg.Names.ByOwnerTopic(), a.Owner, &a)
+// emitDownstream sends the owner-index entry of an account to the owners
+// model (when its owner became known, or to repair: owner set), and its
+// currency's counters in this partition (kept by totals) to the totals
+// model. The owner index holds only id, owner and version: an account's
+// owner never changes, so it is written once, not on every event, and a
+// listing reads the entries themselves from the accounts view.
+func (p *Projector) emitDownstream(ctx goka.Context, a Account, owner bool, tot *CurrencyTotal) {
+	if owner && a.Owner != "" {
+		ctx.Emit(p.cfg.Names.ByOwnerTopic(), OwnerKey(a.Owner, a.ID), &Account{ID: a.ID, Owner: a.Owner, Version: a.Version})
 	}
-	if a.Currency != "" {
-		ctx.Emit(p.cfg.Names.ByCurrencyTopic(), TotalKey(a.Currency, a.ID), &a)
+	if tot != nil {
+		upd := *tot
+		upd.Seq = ctx.Offset()
+		ctx.Emit(p.cfg.Names.ByCurrencyTopic(), TotalKey(tot.Currency, tot.Partition), &upd)
 	}
 }
 
 func decodeAccount(raw []byte) (Account, error) {
-	v, err := jsonCodec[Account]{}.Decode(raw)
-	if err != nil {
-		return Account{}, err
+	var a Account
+	if err := json.Unmarshal(raw, &a); err != nil {
+		return a, fmt.Errorf("projection: codec: decode account: %w", err)
 	}
-	a := *v.(*Account)
 	if a.ID == "" || a.Version <= 0 {
 		return a, fmt.Errorf("projection: account entry without id or version")
 	}
@@ -320,43 +360,53 @@ func decodeAccount(raw []byte) (Account, error) {
 }
 
 func (p *Projector) onOwner(ctx goka.Context, raw []byte) {
+	g := p.cfg.Names.OwnersGroup()
 	a, err := decodeAccount(raw)
+	if err == nil && ctx.Key() != OwnerKey(a.Owner, a.ID) {
+		err = fmt.Errorf("projection: entry of owner %q, account %q under key %q", a.Owner, a.ID, ctx.Key())
+	}
 	if err != nil {
-		p.deadLetter(ctx, p.cfg.Names.OwnersGroup(), raw, err.Error())
+		p.deadLetter(ctx, g, raw, err.Error())
 		return
 	}
-	var o OwnerAccounts
-	if v, ok := ctx.Value().(*OwnerAccounts); ok && v != nil {
-		o = *v
-	}
-	if !MergeOwner(&o, a) {
+	held, _ := ctx.Value().(*Account)
+	if !MergeOwner(held, a) {
 		p.c.staleMerges.Add(1)
-		p.groups[p.cfg.Names.OwnersGroup()].stale.Add(1)
+		p.groups[g].stale.Add(1)
+		// goka wrote its store before the table emit: re-emit the held
+		// entry in case that emit was lost (the store is ahead of the table).
+		ctx.SetValue(held)
 		return
 	}
 	p.c.merged.Add(1)
-	p.groups[p.cfg.Names.OwnersGroup()].applied.Add(1)
-	ctx.SetValue(&o)
+	p.groups[g].applied.Add(1)
+	ctx.SetValue(&a)
 }
 
 func (p *Projector) onTotal(ctx goka.Context, raw []byte) {
-	a, err := decodeAccount(raw)
+	g := p.cfg.Names.TotalsGroup()
+	var upd CurrencyTotal
+	err := json.Unmarshal(raw, &upd)
+	if err == nil && (upd.Currency == "" || ctx.Key() != TotalKey(upd.Currency, upd.Partition)) {
+		err = fmt.Errorf("projection: counters of currency %q, partition %d under key %q", upd.Currency, upd.Partition, ctx.Key())
+	}
 	if err != nil {
-		p.deadLetter(ctx, p.cfg.Names.TotalsGroup(), raw, err.Error())
+		p.deadLetter(ctx, g, raw, fmt.Sprintf("projection: totals update: %v", err))
 		return
 	}
-	var c CurrencyTotal
+	var held CurrencyTotal
 	if v, ok := ctx.Value().(*CurrencyTotal); ok && v != nil {
-		c = *v
+		held = *v
 	}
-	if !MergeTotal(&c, a) {
+	if !MergeTotal(&held, upd) {
 		p.c.staleMerges.Add(1)
-		p.groups[p.cfg.Names.TotalsGroup()].stale.Add(1)
+		p.groups[g].stale.Add(1)
+		ctx.SetValue(&held) // as in onOwner: repairs a lost table emit
 		return
 	}
 	p.c.merged.Add(1)
-	p.groups[p.cfg.Names.TotalsGroup()].applied.Add(1)
-	ctx.SetValue(&c)
+	p.groups[g].applied.Add(1)
+	ctx.SetValue(&held)
 }
 
 // EnsureTopics waits for the events topic (the processor creates it) and

@@ -113,7 +113,35 @@ type ResetPlan struct {
 	DeleteTopics []string
 	// WipeDirs are the local stores of those tables (processor and views).
 	WipeDirs []string
+	// AllowIncomplete must be set to carry out a reset to anything but
+	// earliest: see Incomplete.
+	AllowIncomplete bool
+
+	cfg Config // brokers and client options for the reset lock
 }
+
+// Incomplete says what the read models will lack after the reset ("" for a
+// reset to earliest, which rebuilds them in full).
+func (p ResetPlan) Incomplete() string {
+	if p.Target.Kind == ResetEarliest {
+		return ""
+	}
+	return fmt.Sprintf("a reset to %s folds only the events after that point into empty read models: accounts with no "+
+		"later event are missing, and accounts opened before it have no owner or currency, so they are left out of the "+
+		"owner listings and the totals, and their balances start at the first later event", p.Target)
+}
+
+// IncompleteResetError refuses a reset to latest, a timestamp or an offset
+// whose plan does not have AllowIncomplete set.
+type IncompleteResetError struct{ Lacks string }
+
+func (e *IncompleteResetError) Error() string {
+	return "projection: refused without the explicit allowance: " + e.Lacks
+}
+
+// ErrNoSuchVersion: the read models of that version never existed (no group
+// offsets, no tables): there is nothing to reset.
+var ErrNoSuchVersion = errors.New("projection: no such version of the read models")
 
 // String is the plan as a human reads it before --execute.
 func (p ResetPlan) String() string {
@@ -145,7 +173,10 @@ func (p ResetPlan) String() string {
 func PlanReset(ctx context.Context, adm *kadm.Client, cfg Config, target ResetTarget) (ResetPlan, error) {
 	cfg.setDefaults()
 	n := cfg.Names
-	plan := ResetPlan{Names: n, EventsTopic: cfg.EventsTopic, Target: target}
+	plan := ResetPlan{Names: n, EventsTopic: cfg.EventsTopic, Target: target, cfg: cfg}
+	if err := checkExists(ctx, adm, n); err != nil {
+		return plan, err
+	}
 	cur, err := GroupProgress(ctx, adm, string(n.AccountsGroup()), cfg.EventsTopic)
 	if err != nil {
 		return plan, err
@@ -190,6 +221,30 @@ func PlanReset(ctx context.Context, adm *kadm.Client, cfg Config, target ResetTa
 	return plan, nil
 }
 
+// checkExists returns ErrNoSuchVersion unless one of the version's groups
+// has committed offsets or one of its tables exists.
+func checkExists(ctx context.Context, adm *kadm.Client, n Names) error {
+	td, err := adm.ListTopics(ctx, n.Tables()...)
+	if err != nil {
+		return fmt.Errorf("projection: list topics: %w", err)
+	}
+	for _, t := range n.Tables() {
+		if d, ok := td[t]; ok && d.Err == nil {
+			return nil
+		}
+	}
+	for _, g := range n.Groups() {
+		offs, err := adm.FetchOffsets(ctx, string(g))
+		if err != nil && !errors.Is(err, kerr.GroupIDNotFound) {
+			return fmt.Errorf("projection: offsets of group %s: %w", g, err)
+		}
+		if err == nil && len(offs) > 0 {
+			return nil
+		}
+	}
+	return fmt.Errorf("%w: %s v%d has no group offsets and no tables (check --prefix and --version)", ErrNoSuchVersion, n.Prefix, n.Version)
+}
+
 // CheckNotLive returns a *LiveGroupError for the first group of the version
 // with live members.
 func CheckNotLive(ctx context.Context, adm *kadm.Client, n Names) error {
@@ -216,14 +271,34 @@ func CheckNotLive(ctx context.Context, adm *kadm.Client, n Names) error {
 	return nil
 }
 
-// ExecuteReset carries out a plan: it refuses while any group of the version
-// has live members; then moves the accounts group, drops the downstream
+// ExecuteReset carries out a plan. It refuses a partial reset without
+// plan.AllowIncomplete (*IncompleteResetError). It takes the version's
+// reset lock (LockForReset: refused while a projector or query server of the
+// version is registered, and any that starts meanwhile waits for it), and
+// refuses while any group of the version has live members; then it moves the accounts group, drops the downstream
 // groups' offsets, deletes the tables and intermediate topics and removes
 // the local stores, so nothing of the old read model survives. Stop the
 // version's projectors and query servers first; start them afterwards and
 // they rebuild from the new offsets.
-func ExecuteReset(ctx context.Context, adm *kadm.Client, plan ResetPlan) error {
+func ExecuteReset(ctx context.Context, adm *kadm.Client, plan ResetPlan) (err error) {
 	n := plan.Names
+	if lacks := plan.Incomplete(); lacks != "" && !plan.AllowIncomplete {
+		return &IncompleteResetError{Lacks: lacks}
+	}
+	if len(plan.cfg.Brokers) == 0 {
+		return errors.New("projection: reset: the plan has no brokers (make it with PlanReset)")
+	}
+	lock, err := LockForReset(ctx, plan.cfg, 2*time.Minute)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+		defer cancel()
+		if rerr := lock.Release(rctx); err == nil && rerr != nil {
+			err = fmt.Errorf("projection: release the reset lock: %w", rerr)
+		}
+	}()
 	if err := CheckNotLive(ctx, adm, n); err != nil {
 		return err
 	}

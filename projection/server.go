@@ -80,6 +80,18 @@ func (s *Server) Active() *ReadModels { return s.versions[s.active.Load()] }
 func (s *Server) Run(ctx context.Context) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	// Registered, so that a reset sees the views (they are no group members).
+	for _, rm := range s.versions {
+		pc := s.cfg.Projection
+		pc.Names.Version = rm.Names.Version
+		reg, err := register(ctx, pc, KindView, nil)
+		if err != nil {
+			cancel() // the registrations made so far end
+			return err
+		}
+		defer reg.wait()
+	}
+	defer cancel()
 	errs := make(chan error, len(s.versions)+1)
 	for _, rm := range s.versions {
 		go func() { errs <- rm.Run(ctx); cancel() }()
@@ -94,11 +106,46 @@ func (s *Server) Run(ctx context.Context) error {
 	return errors.Join(all...)
 }
 
-func (s *Server) switchLoop(ctx context.Context) error {
-	if len(s.versions) == 1 {
-		<-ctx.Done()
-		return nil
+// ReadModels returns the views of a served version, nil if it is not served.
+func (s *Server) ReadModels(version int) *ReadModels {
+	for _, rm := range s.versions {
+		if rm.Names.Version == version {
+			return rm
+		}
 	}
+	return nil
+}
+
+// VersionCaughtUp is the one definition of "caught up" that /v1/status and
+// the projector's /metrics share: every group of the version has read every
+// committed record of its input (CaughtUp) and, given rm, its views show
+// everything the groups wrote (ReadModels.TablesCaughtUp).
+func VersionCaughtUp(ctx context.Context, cl *kgo.Client, adm *kadm.Client, n Names, eventsTopic string, rm *ReadModels) (bool, Progress, error) {
+	ok, pr, err := CaughtUp(ctx, cl, adm, n, eventsTopic)
+	if err != nil || !ok || rm == nil {
+		return ok, pr, err
+	}
+	ok, err = rm.TablesCaughtUp(ctx, adm)
+	return ok, pr, err
+}
+
+// CheckCaughtUp checks now whether the active version has caught up with
+// everything committed to the events topic so far (the demo waits for it
+// before it prints totals).
+func (s *Server) CheckCaughtUp(ctx context.Context) (bool, error) {
+	cl, err := kgo.NewClient(s.cfg.Projection.kgoOpts()...)
+	if err != nil {
+		return false, fmt.Errorf("projection: server: %w", err)
+	}
+	defer cl.Close()
+	rm := s.Active()
+	ok, _, err := VersionCaughtUp(ctx, cl, kadm.NewClient(cl), rm.Names, s.cfg.Projection.EventsTopic, rm)
+	return ok, err
+}
+
+// switchLoop checks every served version's catch-up each CheckInterval (for
+// /v1/status) and switches queries to the newest caught-up one.
+func (s *Server) switchLoop(ctx context.Context) error {
 	cl, err := kgo.NewClient(s.cfg.Projection.kgoOpts()...)
 	if err != nil {
 		return fmt.Errorf("projection: server: %w", err)
@@ -114,28 +161,22 @@ func (s *Server) switchLoop(ctx context.Context) error {
 		case <-t.C:
 		}
 		cur := int(s.active.Load())
-		if cur == len(s.versions)-1 {
-			continue
-		}
-		for i := len(s.versions) - 1; i > cur; i-- {
-			next, prev := s.versions[i], s.versions[cur]
-			ok, pr, err := CaughtUp(ctx, cl, adm, next.Names, s.cfg.Projection.EventsTopic)
+		for i := len(s.versions) - 1; i >= 0; i-- {
+			rm := s.versions[i]
+			ok, pr, err := VersionCaughtUp(ctx, cl, adm, rm.Names, s.cfg.Projection.EventsTopic, rm)
 			if err != nil {
-				s.cfg.Projection.Logger.Warn("catch-up check failed", "version", next.Names.Version, "err", err)
+				if ctx.Err() == nil {
+					s.cfg.Projection.Logger.Warn("catch-up check failed", "version", rm.Names.Version, "err", err)
+				}
 				continue
 			}
-			if ok {
-				if ok, err = next.TablesCaughtUp(ctx, adm); err != nil {
-					s.cfg.Projection.Logger.Warn("catch-up check failed", "version", next.Names.Version, "err", err)
-				}
-			}
 			s.mu.Lock()
-			s.progress[next.Names.Version], s.caught[next.Names.Version] = pr, ok
+			s.progress[rm.Names.Version], s.caught[rm.Names.Version] = pr, ok
 			s.mu.Unlock()
-			if ok {
-				s.cfg.Projection.Logger.Info("read models switched over", "from", prev.Names.Version, "to", next.Names.Version)
+			if ok && i > cur {
+				s.cfg.Projection.Logger.Info("read models switched over", "from", s.versions[cur].Names.Version, "to", rm.Names.Version)
 				s.active.Store(int32(i))
-				break
+				cur = i
 			}
 		}
 	}
@@ -144,7 +185,7 @@ func (s *Server) switchLoop(ctx context.Context) error {
 // Handler returns the HTTP API:
 //
 //	GET /v1/accounts/{id}[?min_version=N&wait=2s]
-//	GET /v1/owners/{owner}/accounts
+//	GET /v1/owners/{owner}/accounts[?limit=N&after=<account id>]
 //	GET /v1/totals
 //	GET /v1/totals/{currency}
 //	GET /v1/status
@@ -235,42 +276,61 @@ func (s *Server) getAccount(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-// OwnerResponse lists an owner's accounts, sorted by id.
+// OwnerResponse is one page of an owner's accounts, sorted by id. Next,
+// when set, is the after parameter of the next page.
 type OwnerResponse struct {
 	Owner    string    `json:"owner"`
 	Accounts []Account `json:"accounts"`
+	Next     string    `json:"next,omitempty"`
 }
 
+// Owner pages: limit defaults to DefaultOwnerPage and is capped at MaxOwnerPage.
+const (
+	DefaultOwnerPage = 1000
+	MaxOwnerPage     = 10000
+)
+
+// getOwner serves one page of an owner's accounts:
+// ?limit=N (default DefaultOwnerPage) and ?after=<account id> (exclusive).
 func (s *Server) getOwner(w http.ResponseWriter, r *http.Request) {
 	owner := r.PathValue("owner")
+	q := r.URL.Query()
+	limit := DefaultOwnerPage
+	if l := q.Get("limit"); l != "" {
+		n, err := strconv.Atoi(l)
+		if err != nil || n <= 0 {
+			s.write(w, nil, http.StatusBadRequest, apiError{Error: "limit must be a positive integer", Key: owner})
+			return
+		}
+		limit = min(n, MaxOwnerPage)
+	}
+	after := q.Get("after")
 	rm := s.Active()
-	o, err := rm.Owner(owner)
+	accs, more, err := rm.Owner(owner, after, limit)
 	if err != nil {
 		s.write(w, rm, http.StatusServiceUnavailable, apiError{Error: err.Error(), Key: owner})
 		return
 	}
-	if o == nil {
+	if len(accs) == 0 && after == "" {
 		s.write(w, rm, http.StatusNotFound, apiError{Error: "no accounts for this owner", Key: owner})
 		return
 	}
-	resp := OwnerResponse{Owner: o.Owner, Accounts: []Account{}}
-	for _, a := range o.Accounts {
-		resp.Accounts = append(resp.Accounts, a)
+	resp := OwnerResponse{Owner: owner, Accounts: accs}
+	if resp.Accounts == nil {
+		resp.Accounts = []Account{}
 	}
-	sort.Slice(resp.Accounts, func(i, j int) bool { return resp.Accounts[i].ID < resp.Accounts[j].ID })
+	if more {
+		resp.Next = accs[len(accs)-1].ID
+	}
 	s.write(w, rm, http.StatusOK, resp)
 }
 
-// TotalResponse is the running total of one currency (all its shards).
+// TotalResponse is the running total of one currency (all partitions).
 type TotalResponse struct {
 	Currency     string `json:"currency"`
 	Total        int64  `json:"total"`
 	Accounts     int    `json:"accounts"`
 	OpenAccounts int    `json:"openAccounts"`
-}
-
-func totalResponse(c CurrencyTotal) TotalResponse {
-	return TotalResponse{Currency: c.Currency, Total: c.Total, Accounts: len(c.Accounts), OpenAccounts: c.Open}
 }
 
 func (s *Server) getTotals(w http.ResponseWriter, r *http.Request) {
@@ -306,7 +366,9 @@ type StatusResponse struct {
 	Versions []VersionStatus `json:"versions"`
 }
 
-// VersionStatus is one served version.
+// VersionStatus is one served version. CaughtUp is VersionCaughtUp at the
+// last check (every CheckInterval), as the projector's
+// kcqrs_projector_caught_up reports it.
 type VersionStatus struct {
 	Version   int   `json:"version"`
 	Recovered bool  `json:"recovered"`
@@ -325,7 +387,7 @@ func (s *Server) Status() StatusResponse {
 		v := rm.Names.Version
 		pr := s.progress[v]
 		out.Versions = append(out.Versions, VersionStatus{Version: v, Recovered: rm.Recovered(),
-			CaughtUp: s.caught[v] || rm == act, Done: pr.Done, Total: pr.Total})
+			CaughtUp: s.caught[v], Done: pr.Done, Total: pr.Total})
 	}
 	return out
 }

@@ -55,7 +55,7 @@ func OpenReadModels(ctx context.Context, cfg Config) (*ReadModels, error) {
 		}
 	}
 	mk(&rm.accounts, n.AccountsGroup(), jsonCodec[Account]{})
-	mk(&rm.owners, n.OwnersGroup(), jsonCodec[OwnerAccounts]{})
+	mk(&rm.owners, n.OwnersGroup(), jsonCodec[Account]{})
 	mk(&rm.totals, n.TotalsGroup(), jsonCodec[CurrencyTotal]{})
 	if err != nil {
 		return nil, err
@@ -102,13 +102,44 @@ func (r *ReadModels) Account(id string) (*Account, error) {
 	return v.(*Account), nil
 }
 
-// Owner returns the owner's accounts, nil if none is known.
-func (r *ReadModels) Owner(owner string) (*OwnerAccounts, error) {
-	v, err := r.owners.Get(owner)
-	if err != nil || v == nil {
-		return nil, err
+// Owner returns up to limit accounts of owner with ids after after (""
+// from the first), in id order, and whether more follow. The owners table
+// is an index (id and owner); the entries come from the accounts view (the
+// index entry itself while the accounts view has not got the account yet).
+func (r *ReadModels) Owner(owner, after string, limit int) ([]Account, bool, error) {
+	prefix := OwnerPrefix(owner)
+	start := prefix
+	if after != "" {
+		start = OwnerKey(owner, after) + "\x00" // the first key after it
 	}
-	return v.(*OwnerAccounts), nil
+	it, err := r.owners.IteratorWithRange(start, string(prefixEnd([]byte(prefix))))
+	if err != nil {
+		return nil, false, err
+	}
+	defer it.Release()
+	var out []Account
+	for it.Next() {
+		v, err := it.Value()
+		if err != nil {
+			return nil, false, err
+		}
+		idx, ok := v.(*Account)
+		if !ok || idx == nil {
+			continue
+		}
+		if len(out) == limit {
+			return out, true, nil
+		}
+		a, err := r.Account(idx.ID)
+		if err != nil {
+			return nil, false, err
+		}
+		if a == nil {
+			a = idx
+		}
+		out = append(out, *a)
+	}
+	return out, false, it.Err()
 }
 
 // Totals returns the running totals of all currencies, by currency.
@@ -123,7 +154,8 @@ func (r *ReadModels) Total(currency string) (*TotalResponse, error) {
 	return &ts[0], nil
 }
 
-// sumTotals adds up the shards of the entries whose keys start with prefix.
+// sumTotals adds up the partitions' counters of the entries whose keys
+// start with prefix.
 func (r *ReadModels) sumTotals(prefix string) ([]TotalResponse, error) {
 	var it goka.Iterator
 	var err error
@@ -143,8 +175,8 @@ func (r *ReadModels) sumTotals(prefix string) ([]TotalResponse, error) {
 			return nil, err
 		}
 		c, ok := v.(*CurrencyTotal)
-		if !ok || c == nil {
-			continue
+		if !ok || c == nil || (prefix != "" && prefix != c.Currency+"|") {
+			continue // another currency whose name starts with this one and "|"
 		}
 		t := by[c.Currency]
 		if t == nil {
@@ -152,8 +184,8 @@ func (r *ReadModels) sumTotals(prefix string) ([]TotalResponse, error) {
 			by[c.Currency] = t
 		}
 		t.Total += c.Total
-		t.Accounts += len(c.Accounts)
-		t.OpenAccounts += c.Open
+		t.Accounts += int(c.Accounts)
+		t.OpenAccounts += int(c.Open)
 	}
 	if err := it.Err(); err != nil {
 		return nil, err

@@ -40,10 +40,11 @@ func run() error {
 	accounts := flag.Int("accounts", 0, "aggregates of the throughput workload (quick 1000, full 10000)")
 	commands := flag.Int("commands", 0, "timed commands per contender (quick 20000, full 200000)")
 	restartAggs := flag.Int("restart-aggregates", 0, "aggregates of the restart/restore/memory store (quick 20000, full 1000000)")
-	skip := flag.String("skip", "", "comma-separated measurements to leave out: goka, latency, restart")
+	skip := flag.String("skip", "", "comma-separated measurements to leave out: goka, latency, restart, projector")
 	out := flag.String("out", "", "also write the table to this file")
 	verbose := flag.Bool("v", false, "show the processors' warnings")
 	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile of the processor's timed throughput phase to this file")
+	projProfile := flag.String("projector-cpuprofile", "", "write a CPU profile of the first round's projector catch-up to this file")
 	flag.Parse()
 
 	o := bench.Quick()
@@ -77,6 +78,14 @@ func run() error {
 		}
 		defer f.Close()
 		o.CPUProfile = f
+	}
+	if *projProfile != "" {
+		f, err := os.Create(*projProfile)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		o.ProjectorCPUProfile = f
 	}
 	ctx, cancel := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer cancel()

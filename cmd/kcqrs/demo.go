@@ -167,7 +167,7 @@ func runDemo(args []string) error {
 	}
 	fmt.Printf("\nprocessor (this run): %d commands in %d transactions, %d events, %d snapshots, %d dead letters, %d duplicates\n",
 		st.Commands, st.Transactions, st.Events, st.Snapshots, st.DeadLetters, st.Duplicates)
-	printReadModel(ctx, proj.Addr(), acc, accVersion)
+	printReadModel(ctx, proj, acc, accVersion)
 	if *exit {
 		return nil
 	}

@@ -31,25 +31,45 @@ func startProjection(ctx context.Context, brokers []string, stateDir, addr strin
 }
 
 // printReadModel reads the demo account back from the query API, waiting
-// for the version of its last accepted command (read-your-writes).
-func printReadModel(ctx context.Context, addr, acc string, version int64) {
+// for the version of its last accepted command (read-your-writes), and the
+// EUR total once the read models have caught up with every committed event
+// (the total depends on all accounts, not on one version).
+func printReadModel(ctx context.Context, svc *projection.Service, acc string, version int64) {
+	addr := svc.Addr()
 	fmt.Printf("\nread model (query API on http://%s):\n", addr)
-	for _, path := range []string{
-		fmt.Sprintf("/v1/accounts/%s?min_version=%d&wait=10s", acc, version),
-		"/v1/totals/EUR",
-	} {
+	show := func(path string) {
 		code, body, err := get(ctx, "http://"+addr+path)
-		// The owner and currency models follow the account model a moment
-		// later (through their intermediate topics): give them that moment.
-		for wait := time.Now().Add(10 * time.Second); err == nil && code == http.StatusNotFound && time.Now().Before(wait); {
-			time.Sleep(100 * time.Millisecond)
-			code, body, err = get(ctx, "http://"+addr+path)
-		}
 		if err != nil {
 			fmt.Printf("  GET %s: %v\n", path, err)
-			continue
+			return
 		}
 		fmt.Printf("  GET %s -> %d %s\n", path, code, body)
+	}
+	show(fmt.Sprintf("/v1/accounts/%s?min_version=%d&wait=10s", acc, version))
+	if err := waitCaughtUp(ctx, svc.Server, 20*time.Second); err != nil {
+		fmt.Printf("  (the totals below may be behind: %v)\n", err)
+	}
+	show("/v1/totals/EUR")
+}
+
+// waitCaughtUp waits until the server's read models have caught up with
+// every event committed before the call.
+func waitCaughtUp(ctx context.Context, srv *projection.Server, limit time.Duration) error {
+	ctx, cancel := context.WithTimeout(ctx, limit)
+	defer cancel()
+	for {
+		ok, err := srv.CheckCaughtUp(ctx)
+		if ok {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			if err != nil {
+				return fmt.Errorf("not caught up in %s: %w", limit, err)
+			}
+			return fmt.Errorf("not caught up in %s", limit)
+		case <-time.After(100 * time.Millisecond):
+		}
 	}
 }
 

@@ -90,9 +90,18 @@ func runReset(args []string) error {
 	fs.String(to, "to", "", "where to: earliest, latest, timestamp=<RFC 3339 or unix ms>, offset=<n> (required)")
 	fs.Bool(new(bool), "dry-run", true, "show the plan only (the default)")
 	fs.Bool(execute, "execute", false, "carry out the plan")
+	allowIncomplete := new(bool)
+	fs.Bool(allowIncomplete, "allow-incomplete", false, "carry out a reset to latest, a timestamp or an offset, "+
+		"whose read models lack every account's history before that point (accounts without owner or currency, left out of owners and totals)")
 	if err := fs.parse(args); err != nil {
 		return err
 	}
+	// The reset's own clients (registry, lock) take the same connection.
+	opts, err := fs.clientOpts()
+	if err != nil {
+		return err
+	}
+	cfg.Brokers, cfg.ClientOpts = fs.kafka.Brokers, opts
 	if *to == "" {
 		return errors.New("reset: --to is required (earliest, latest, timestamp=..., offset=...)")
 	}
@@ -108,18 +117,33 @@ func runReset(args []string) error {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	plan, err := projection.PlanReset(ctx, adm, cfg, target)
+	if errors.Is(err, projection.ErrNoSuchVersion) {
+		fmt.Printf("nothing to reset: read models %s v%d never existed (no group offsets, no tables)\n", cfg.Names.Prefix, cfg.Names.Version)
+		return err
+	}
 	if err != nil {
 		return err
 	}
+	plan.AllowIncomplete = *allowIncomplete
 	fmt.Print(plan)
-	if err := projection.CheckNotLive(ctx, adm, cfg.Names); err != nil {
-		fmt.Printf("\nREFUSED: %v\n", err)
+	if lacks := plan.Incomplete(); lacks != "" {
+		fmt.Printf("\nWARNING: %s.\n", lacks)
+		if !*allowIncomplete {
+			fmt.Println("--execute refuses this without --allow-incomplete.")
+		}
+	}
+	refused := projection.CheckNotLive(ctx, adm, cfg.Names)
+	if refused == nil {
+		refused = projection.CheckNoInstances(ctx, cfg)
+	}
+	if refused != nil {
+		fmt.Printf("\nREFUSED: %v\n", refused)
 		if *execute {
-			return err
+			return refused
 		}
 	}
 	if !*execute {
-		fmt.Println("\ndry run: nothing changed. Stop the projectors of this version, then add --execute.")
+		fmt.Println("\ndry run: nothing changed. Stop the projectors and query servers of this version, then add --execute.")
 		return nil
 	}
 	if err := projection.ExecuteReset(ctx, adm, plan); err != nil {
@@ -166,7 +190,7 @@ func runRebuild(args []string) error {
 			}
 		case err == nil:
 			lastErr = ""
-			fmt.Printf("\r%s", progressBar(pr.Done, pr.Total, 40))
+			fmt.Printf("\r%s", rebuildBar(ok, pr))
 		}
 		if ok {
 			fmt.Printf("\nv%d has caught up: a query server run with --serve-versions <old>,%d now answers from it.\n", n.Version, n.Version)
@@ -179,6 +203,17 @@ func runRebuild(args []string) error {
 		case <-time.After(*interval):
 		}
 	}
+}
+
+// rebuildBar is the progress of a rebuild. Caught up, it is full: the
+// groups' positions stay behind the end offsets by the commit markers after
+// their last records (see projection.PartitionProgress.Lag), which no
+// consumer ever reads.
+func rebuildBar(caughtUp bool, pr projection.Progress) string {
+	if caughtUp {
+		return progressBar(pr.Total, pr.Total, 40)
+	}
+	return progressBar(pr.Done, pr.Total, 40)
 }
 
 // progressBar renders done of total as [####....] 42% done/total.

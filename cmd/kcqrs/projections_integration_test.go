@@ -106,8 +106,9 @@ func TestResetCommandRefusesWhileLive(t *testing.T) {
 		return runReset([]string{"--brokers", brokers, "--to", "earliest", "--state-dir", dir, "--execute"})
 	})
 	var live *projection.LiveGroupError
-	if !errors.As(err, &live) {
-		t.Fatalf("execute while live: %v, want *projection.LiveGroupError", err)
+	var liveInst *projection.LiveInstanceError
+	if !errors.As(err, &live) && !errors.As(err, &liveInst) {
+		t.Fatalf("execute while live: %v, want *projection.LiveGroupError or *projection.LiveInstanceError", err)
 	}
 	pr, err := projection.GroupProgress(ctx, adm, string(names.AccountsGroup()), "events")
 	if err != nil {
@@ -122,5 +123,12 @@ func TestResetCommandRefusesWhileLive(t *testing.T) {
 	}
 	if m, _ := os.ReadDir(dir + "/processor"); len(m) == 0 {
 		t.Fatal("local state removed by a refused reset")
+	}
+	// A version that never existed: said so, no deletion plan.
+	out, err = capture(t, func() error {
+		return runReset([]string{"--brokers", brokers, "--to", "earliest", "--version", "9"})
+	})
+	if !errors.Is(err, projection.ErrNoSuchVersion) || !strings.Contains(out, "never existed") || strings.Contains(out, "delete topic") {
+		t.Fatalf("reset of version 9: %v\n%s", err, out)
 	}
 }

@@ -51,7 +51,7 @@ func newMonitor(cl *kgo.Client, svc *projection.Service, cfg projection.ServiceC
 		lagDesc:       prometheus.NewDesc("kcqrs_projector_lag", "Offsets a read model's group has not committed yet on a partition of its input: last stable offset minus the committed offset (on the transactional events topic a group that read everything still shows about 1, the trailing commit marker; see kcqrs_projector_caught_up).", part, nil),
 		committedDesc: prometheus.NewDesc("kcqrs_projector_committed_offset", "Offset a read model's group committed on a partition of its input (-1: none yet).", part, nil),
 		stableDesc:    prometheus.NewDesc("kcqrs_projector_stable_offset", "Last stable offset (end of the committed records) of a partition of a group's input.", part, nil),
-		caughtDesc:    prometheus.NewDesc("kcqrs_projector_caught_up", "1 when every group of the version has read every committed record of its input (at the last check).", []string{"version"}, nil),
+		caughtDesc:    prometheus.NewDesc("kcqrs_projector_caught_up", "1 when every group of the version has read every committed record of its input and, for a served version, its views show what the groups wrote (at the last check; the same definition as caughtUp in /v1/status).", []string{"version"}, nil),
 		readyDesc:     prometheus.NewDesc("kcqrs_projector_ready", "1 once the served (or, without a query API, the built) version has caught up; /readyz answers 200 from then on.", nil, nil),
 		activeDesc:    prometheus.NewDesc("kcqrs_projector_active_version", "Version of the read models the query API answers from.", nil, nil),
 		failDesc:      prometheus.NewDesc("kcqrs_projector_progress_check_failures_total", "Offset reads (lag, catch-up) that failed; the last good values stay exported.", nil, nil),
@@ -169,7 +169,11 @@ func (m *monitor) refresh(ctx context.Context) {
 				lags = append(lags, pl)
 			}
 		}
-		ok, _, err := projection.CaughtUp(ctx, m.cl, m.adm, n, m.events())
+		var served *projection.ReadModels // served: its views count too, as in /v1/status
+		if m.svc.Server != nil {
+			served = m.svc.Server.ReadModels(v)
+		}
+		ok, _, err := projection.VersionCaughtUp(ctx, m.cl, m.adm, n, m.events(), served)
 		if err != nil {
 			m.fail("catch-up", err)
 			ok = prevCaught[v]

@@ -48,7 +48,8 @@ type Options struct {
 	// goka); the table reports medians and each round's ratios. Quick 1,
 	// full 3.
 	Rounds int
-	// Skip names measurements to leave out: "goka", "latency", "restart".
+	// Skip names measurements to leave out: "goka", "latency", "restart",
+	// "projector".
 	Skip []string
 	// WorkDir holds state directories; default a temporary directory.
 	WorkDir string
@@ -60,6 +61,9 @@ type Options struct {
 	// throughput phase (the embedded broker and the producer run in the same
 	// process and show up in it too).
 	CPUProfile io.Writer
+	// ProjectorCPUProfile, when set, receives a CPU profile of the first
+	// round's projector catch-up (the broker runs in the same process too).
+	ProjectorCPUProfile io.Writer
 }
 
 // Quick is the CI smoke configuration: every measurement, small sizes.
@@ -147,6 +151,7 @@ type Results struct {
 // roundResult is one round's throughputs, commands/s.
 type roundResult struct {
 	Processor, Ceiling, RawALO, Goka float64
+	CatchUp                          catchUpResult
 }
 
 // median of f over the rounds.
@@ -331,6 +336,19 @@ func Run(ctx context.Context, o Options, progress io.Writer) (*Results, error) {
 			}
 			logf("goka: %.0f commands/s", rd.Goka)
 		}
+
+		// 4. Projector catch-up against a raw consume and goka's floor.
+		if !o.skip("projector") {
+			var prof io.Writer
+			if round == 0 {
+				prof = o.ProjectorCPUProfile
+			}
+			rd.CatchUp, err = runCatchUp(ctx, &o, adm, prod, round, prof)
+			if err != nil {
+				return nil, fmt.Errorf("projector catch-up: %w", err)
+			}
+			logf("projector catch-up: %.0f events/s (raw consume %.0f, goka floor %.0f)", rd.CatchUp.Projector, rd.CatchUp.Raw, rd.CatchUp.GokaNoop)
+		}
 		res.Rounds = append(res.Rounds, rd)
 	}
 	res.Processor = median(res.Rounds, func(r roundResult) float64 { return r.Processor })
@@ -403,6 +421,18 @@ func (r *Results) WriteTable(out io.Writer) error {
 	if r.Goka > 0 {
 		row("goka peer (at-least-once, group table)", fmt.Sprintf("%.0f cmds/s [%s]", r.Goka, perRound(gk)), "", "")
 		row("peer ratio (processor / goka)", "", fmt.Sprintf("%s [%s]", ratio(r.Processor, r.Goka), ratios(proc, gk)), ">= 1.5")
+	}
+	if len(r.Rounds) > 0 && r.Rounds[0].CatchUp.Events > 0 {
+		pj := func(rd roundResult) float64 { return rd.CatchUp.Projector }
+		raw := func(rd roundResult) float64 { return rd.CatchUp.Raw }
+		noop := func(rd roundResult) float64 { return rd.CatchUp.GokaNoop }
+		mp, mr, mn := median(r.Rounds, pj), median(r.Rounds, raw), median(r.Rounds, noop)
+		ev := r.Rounds[0].CatchUp.Events
+		row(fmt.Sprintf("projector catch-up, %d account events into the three read models", ev), fmt.Sprintf("%.0f events/s [%s]", mp, perRound(pj)), "", ">= 100000 events/s")
+		row("raw franz-go consume of the same events (read_committed)", fmt.Sprintf("%.0f events/s [%s]", mr, perRound(raw)), "", "")
+		row("goka floor: a stateless goka processor counting the same events", fmt.Sprintf("%.0f events/s [%s]", mn, perRound(noop)), "", "")
+		row("catch-up ratio (projector / goka floor)", "", fmt.Sprintf("%s [%s]", ratio(mp, mn), ratios(pj, noop)), ">= 0.5")
+		row("catch-up ratio (projector / raw consume)", "", fmt.Sprintf("%s [%s]", ratio(mp, mr), ratios(pj, raw)), "(info)")
 	}
 	for _, l := range r.Latency {
 		row(fmt.Sprintf("command-to-reply latency via client, %.0f cmds/s offered (%.0f%% of max) for %v: %d of %d answered (%d not within %v), last after %.1f s", l.rate, l.fraction*100, o.LatencyDuration, l.answered, l.sent, l.timedOut, replyTimeout, l.took.Seconds()),
