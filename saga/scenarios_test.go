@@ -5,13 +5,17 @@ package saga_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"testing"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/kcqrs/kcqrs/aggregates/account"
+	"github.com/kcqrs/kcqrs/saga"
+	"github.com/kcqrs/kcqrs/schemas"
 	"github.com/kcqrs/kcqrs/topology"
 	"github.com/kcqrs/kcqrs/topology/topologytest"
 	"github.com/kcqrs/kcqrs/wire"
@@ -176,5 +180,163 @@ func TestRefusedThenOpenedReplayPaysNothing(t *testing.T) {
 	}
 	if c, r := transferEvents(t, h); c != 0 || r != 1 {
 		t.Fatalf("%d completed and %d refunded transfers, want 0 and 1", c, r)
+	}
+}
+
+// accountOn returns an account id (prefix-n) on partition p.
+func accountOn(prefix string, p int32) string {
+	for i := 0; ; i++ {
+		id := fmt.Sprintf("%s-%d", prefix, i)
+		if topology.PartitionFor([]byte(id), partitions) == p {
+			return id
+		}
+	}
+}
+
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(60 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// Scenario 4: a transfer event the saga cannot decode (a newer schema in a
+// rolling upgrade, say) stops its partition, loudly, and is retried; the
+// debits behind it wait instead of being skipped, and other partitions go
+// on.
+func TestUndecodableDebitStopsItsPartition(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t)
+	h.StartProcessor("w0", "")
+	sg := startSaga(t, h, "s0")
+	ann, zed := accountOn("ann", 0), accountOn("zed", 1)
+	for _, id := range []string{ann, zed, "bob"} {
+		accepted(t, send(t, h, id, "OpenAccount", `{"owner":"O","currency":"EUR"}`))
+	}
+	accepted(t, send(t, h, ann, "Deposit", `{"amount":100}`))
+	accepted(t, send(t, h, zed, "Deposit", `{"amount":100}`))
+
+	envs, err := schemas.LoadEnvelopes()
+	if err != nil {
+		t.Fatal(err)
+	}
+	codec, err := envs.Codec("Event")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A debit written with a schema this saga does not know.
+	unknown := []byte{0xC3, 0x01, 1, 2, 3, 4, 5, 6, 7, 8, 0x02, 'x'}
+	val, err := codec.Encode(wire.Event{AggregateType: account.Name, AggregateID: "ghost", Version: 1, EventType: "TransferDebited", CommandID: "c", Payload: unknown})
+	if err != nil {
+		t.Fatal(err)
+	}
+	produce(t, h, &kgo.Record{Topic: "events", Partition: 0, Key: []byte("ghost"), Value: val})
+	accepted(t, send(t, h, ann, "DebitForTransfer", `{"transferId":"behind","to":"bob","amount":30}`))
+	accepted(t, send(t, h, zed, "DebitForTransfer", `{"transferId":"beside","to":"bob","amount":20}`))
+
+	// The other partition's transfer completes; the stopped partition is
+	// retried (DecodeErrors grows) and its debit stays pending.
+	waitFor(t, "the other partition's transfer and two decode errors", func() bool {
+		a := accounts(t, h)
+		return a["bob"].Balance == 20 && len(a[zed].Pending) == 0 && sg.Stats().DecodeErrors >= 2
+	})
+	if st := sg.Stats(); st.Stalled != 1 {
+		t.Fatalf("stats %+v, want one stalled partition", st)
+	}
+	if a := accounts(t, h); len(a[ann].Pending) != 1 || a["bob"].Balance != 20 {
+		t.Fatalf("the transfer behind the undecodable event moved on: %+v", a)
+	}
+}
+
+// Scenario 5: a credit command lost before the processor read it (here:
+// deleted from the command topic) is sent again, with the same command id,
+// once the transfer has waited RedriveAfter.
+func TestLostCreditIsRedriven(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t)
+	dir := t.TempDir()
+	proc := h.StartProcessor("w0", dir)
+	accepted(t, send(t, h, "ann", "OpenAccount", `{"owner":"Ann","currency":"EUR"}`))
+	accepted(t, send(t, h, "ann", "Deposit", `{"amount":100}`))
+	accepted(t, send(t, h, "bob", "OpenAccount", `{"owner":"Bob","currency":"EUR"}`))
+	accepted(t, send(t, h, "ann", "DebitForTransfer", `{"transferId":"t1","to":"bob","amount":50}`))
+	if err := proc.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	sg := startSagaWith(t, h, saga.Config{InstanceID: "s0", RedriveAfter: 2 * time.Second})
+	waitFor(t, "the saga's credit", func() bool { return sg.Stats().Debits == 1 })
+	// Lose it: the processor never reads it.
+	p := topology.PartitionFor([]byte("bob"), partitions)
+	ends, err := h.Admin().ListEndOffsets(context.Background(), "commands")
+	if err != nil {
+		t.Fatal(err)
+	}
+	end, _ := ends.Lookup("commands", p)
+	var del kadm.Offsets
+	del.Add(kadm.Offset{Topic: "commands", Partition: p, At: end.Offset})
+	if resp, err := h.Admin().DeleteRecords(context.Background(), del); err != nil || resp.Error() != nil {
+		t.Fatalf("delete records: %v %v", err, resp.Error())
+	}
+	h.StartProcessor("w0", dir)
+	waitMoney(t, h, 100, func(a map[string]account.Account) bool { return a["bob"].Balance == 50 })
+	if st := sg.Stats(); st.Redriven < 1 {
+		t.Fatalf("stats %+v: settled without a re-drive", st)
+	}
+	if c, r := transferEvents(t, h); c != 1 || r != 0 {
+		t.Fatalf("%d completed and %d refunded transfers, want 1 and 0", c, r)
+	}
+}
+
+// Scenario 6: a saga group whose committed offsets are gone (expired while
+// the saga was down) does not start over silently: Run stops with
+// ErrOffsetsLost, and resumes where the operator says.
+func TestLostOffsetsStopTheSaga(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t)
+	h.StartProcessor("w0", "")
+	first := startSaga(t, h, "s0")
+	accepted(t, send(t, h, "ann", "OpenAccount", `{"owner":"Ann","currency":"EUR"}`))
+	accepted(t, send(t, h, "ann", "Deposit", `{"amount":100}`))
+	accepted(t, send(t, h, "bob", "OpenAccount", `{"owner":"Bob","currency":"EUR"}`))
+	accepted(t, send(t, h, "ann", "DebitForTransfer", `{"transferId":"t1","to":"bob","amount":10}`))
+	waitMoney(t, h, 100, func(a map[string]account.Account) bool { return a["bob"].Balance == 10 })
+	if err := first.stop(); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the saga group's offsets to be deleted", func() bool {
+		resp, err := h.Admin().DeleteGroup(context.Background(), "kcqrs-transfers")
+		return err == nil && resp.Err == nil
+	})
+	accepted(t, send(t, h, "ann", "DebitForTransfer", `{"transferId":"t2","to":"bob","amount":20}`))
+
+	again := startSaga(t, h, "s0")
+	select {
+	case <-again.done:
+	case <-time.After(60 * time.Second):
+		t.Fatal("the saga runs without its offsets")
+	}
+	if !errors.Is(again.err, saga.ErrOffsetsLost) {
+		t.Fatalf("Run: %v, want ErrOffsetsLost", again.err)
+	}
+	t.Logf("Run: %v", again.err)
+	if a := accounts(t, h); len(a["ann"].Pending) != 1 {
+		t.Fatalf("ann: %+v, want t2 pending", a["ann"])
+	}
+	// The operator resumes from the start: a replay moves no money.
+	plan, err := saga.Resume(context.Background(), saga.ResumeOptions{Brokers: h.Brokers, At: "start", DryRun: true})
+	if err != nil || len(plan) != partitions {
+		t.Fatalf("dry run: %v %v", plan, err)
+	}
+	if _, err := saga.Resume(context.Background(), saga.ResumeOptions{Brokers: h.Brokers, At: "start"}); err != nil {
+		t.Fatal(err)
+	}
+	startSaga(t, h, "s0")
+	waitMoney(t, h, 100, func(a map[string]account.Account) bool { return a["bob"].Balance == 30 })
+	if c, r := transferEvents(t, h); c != 2 || r != 0 {
+		t.Fatalf("%d completed and %d refunded transfers, want 2 and 0", c, r)
 	}
 }
