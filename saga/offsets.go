@@ -116,12 +116,12 @@ func commitAt(ctx context.Context, adm *kadm.Client, group, topic string, partit
 	if err != nil {
 		return nil, err
 	}
+	return out, commit(ctx, adm, group, topic, out)
+}
+
+func commit(ctx context.Context, adm *kadm.Client, group, topic string, at map[int32]int64) error {
 	offsets := kadm.Offsets{}
-	for _, p := range partitions {
-		o, ok := out[p]
-		if !ok {
-			return nil, fmt.Errorf("saga: %s has no partition %d", topic, p)
-		}
+	for p, o := range at {
 		offsets.Add(kadm.Offset{Topic: topic, Partition: p, At: o, LeaderEpoch: -1})
 	}
 	resp, err := adm.CommitOffsets(ctx, group, offsets)
@@ -129,9 +129,9 @@ func commitAt(ctx context.Context, adm *kadm.Client, group, topic string, partit
 		err = resp.Error()
 	}
 	if err != nil {
-		return nil, fmt.Errorf("saga: commit offsets of group %q: %w", group, err)
+		return fmt.Errorf("saga: commit offsets of group %q: %w", group, err)
 	}
-	return out, nil
+	return nil
 }
 
 // readMarker reads the state topic (one compacted partition) to its end.
@@ -210,8 +210,11 @@ type ResumeOptions struct {
 	// re-driven, see the README) or an RFC 3339 time (from the first event
 	// at or after it: choose one before the loss).
 	At string
-	// All moves every partition, not only those without an offset.
-	All bool
+	// All moves every partition, not only those without an offset; but
+	// never forward past its committed offset (that would skip transfer
+	// events never handled: their transfers would stay pending), unless
+	// Forward is set too.
+	All, Forward bool
 	// DryRun computes the offsets and commits nothing.
 	DryRun bool
 }
@@ -259,11 +262,25 @@ func Resume(ctx context.Context, o ResumeOptions) (map[int32]int64, error) {
 	if len(partitions) == 0 {
 		return map[int32]int64{}, nil
 	}
-	if o.DryRun {
-		return plan(ctx, adm, o.Events, partitions, o.At)
-	}
-	out, err := commitAt(ctx, adm, o.Group, o.Events, partitions, o.At)
+	out, err := plan(ctx, adm, o.Events, partitions, o.At)
 	if err != nil {
+		return nil, err
+	}
+	if !o.Forward {
+		committed, err := adm.FetchOffsets(ctx, o.Group)
+		if err != nil && !errors.Is(err, kerr.GroupIDNotFound) {
+			return nil, fmt.Errorf("saga: fetch offsets of group %q: %w", o.Group, err)
+		}
+		for p, at := range out {
+			if c, ok := committed.Lookup(o.Events, p); ok && c.Err == nil && c.At >= 0 && c.At < at {
+				out[p] = c.At
+			}
+		}
+	}
+	if o.DryRun {
+		return out, nil
+	}
+	if err := commit(ctx, adm, o.Group, o.Events, out); err != nil {
 		return nil, err
 	}
 	if err := createTopic(ctx, adm, 1, map[string]*string{"cleanup.policy": kadm.StringPtr("compact")}, o.StateTopic); err != nil {
@@ -303,9 +320,19 @@ func plan(ctx context.Context, adm *kadm.Client, topic string, partitions []int3
 	}
 	out := map[int32]int64{}
 	for _, p := range partitions {
-		if o, ok := listed.Lookup(topic, p); ok {
-			out[p] = o.Offset
+		o, ok := listed.Lookup(topic, p)
+		if !ok {
+			return nil, fmt.Errorf("saga: %s has no partition %d", topic, p)
 		}
+		if o.Offset < 0 { // no event at or after the time: the end
+			ends, err := adm.ListEndOffsets(ctx, topic)
+			if err != nil {
+				return nil, fmt.Errorf("saga: list offsets of %q: %w", topic, err)
+			}
+			e, _ := ends.Lookup(topic, p)
+			o.Offset = e.Offset
+		}
+		out[p] = o.Offset
 	}
 	return out, nil
 }
