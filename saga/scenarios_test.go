@@ -326,6 +326,11 @@ func TestLostOffsetsStopTheSaga(t *testing.T) {
 	if a := accounts(t, h); len(a["ann"].Pending) != 1 {
 		t.Fatalf("ann: %+v, want t2 pending", a["ann"])
 	}
+	// The listing (kcqrs transfers) shows it, from the events alone.
+	list, err := saga.ListPending(context.Background(), h.Brokers, nil, "events", h.Registry)
+	if err != nil || len(list) != 1 || list[0].TransferID != "t2" || list[0].Seq != 2 || list[0].State != saga.StateDebited {
+		t.Fatalf("pending transfers %+v, %v; want t2 (seq 2) debited", list, err)
+	}
 	// The operator resumes from the start: a replay moves no money.
 	plan, err := saga.Resume(context.Background(), saga.ResumeOptions{Brokers: h.Brokers, At: "start", DryRun: true})
 	if err != nil || len(plan) != partitions {
