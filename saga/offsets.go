@@ -240,6 +240,9 @@ func Resume(ctx context.Context, o ResumeOptions) (map[int32]int64, error) {
 	defer cl.Close()
 	adm := kadm.NewClient(cl)
 	groups, err := adm.DescribeGroups(ctx, o.Group)
+	if errors.Is(err, kerr.GroupIDNotFound) {
+		groups, err = nil, nil // never seen: no members
+	}
 	if err != nil {
 		return nil, fmt.Errorf("saga: describe group %q: %w", o.Group, err)
 	}
