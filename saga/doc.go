@@ -52,7 +52,9 @@
 //
 //   - Re-drive: each worker tracks the transfers debited on its partitions
 //     (the source's debit and its completion or refund are on the same
-//     partition) and sends the credit again, with the same command id, when
+//     partition; the ones debited before its committed offset are read back
+//     when it gets the partition) and sends the credit again, with the same
+//     command id, when
 //     one has been pending RedriveAfter (default 1m): a credit lost before
 //     the processor read it (retention, deleted records) is then handled; one
 //     that arrived is deduplicated or refused as decided already.
@@ -99,7 +101,8 @@
 //     re-driven credit is refused as decided, and the transfer stays pending
 //     and listed, with its state (credited or refused) telling the operator
 //     which leg to send.
-//   - A worker tracks only the transfers it saw debited since it got their
-//     partition; after a restart, older pending transfers are re-driven by
-//     nobody until a replay (`kcqrs transfers` lists them all).
+//   - A worker that gets a partition reads it back from its start to the
+//     committed offset to find the transfers still pending there (so a
+//     restarted or new worker re-drives them too): one read of the
+//     partition's history per assignment, in the background.
 package saga

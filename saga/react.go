@@ -144,9 +144,9 @@ func (s *Saga) react(r *kgo.Record, b *batchStats) ([]step, error) {
 			reason := e.Code + ": " + e.Reason
 			out = append(out, step{ref: ref, to: e.From, cmd: account.RefundTransfer{TransferID: e.TransferID, Reason: reason, Seq: e.Seq}})
 		case account.TransferCompleted:
-			s.untrack(pendingKey{env.AggregateID, e.Seq, e.TransferID})
+			s.untrack(pendingKey{env.AggregateID, e.Seq, e.TransferID}, r.Partition)
 		case account.TransferRefunded:
-			s.untrack(pendingKey{env.AggregateID, e.Seq, e.TransferID})
+			s.untrack(pendingKey{env.AggregateID, e.Seq, e.TransferID}, r.Partition)
 		}
 	}
 	return out, nil
@@ -173,9 +173,12 @@ func (s *Saga) track(k pendingKey, ref Ref, r *kgo.Record) {
 	s.pending[k] = &pendingTransfer{ref: ref, partition: r.Partition, since: since, next: now.Add(s.cfg.RedriveAfter)}
 }
 
-func (s *Saga) untrack(k pendingKey) {
+func (s *Saga) untrack(k pendingKey, partition int32) {
 	s.mu.Lock()
 	delete(s.pending, k)
+	if r := s.rebuilds[partition]; r != nil {
+		r.ended[k] = true
+	}
 	s.mu.Unlock()
 }
 
@@ -207,6 +210,7 @@ func (s *Saga) forget(_ context.Context, cl *kgo.Client, lost map[string][]int32
 	var resume []int32
 	for _, p := range lost[s.cfg.Events] {
 		gone[p] = true
+		delete(s.rebuilds, p)
 		if st := s.stalled[p]; st != nil {
 			if st.paused {
 				resume = append(resume, p)

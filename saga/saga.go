@@ -183,10 +183,11 @@ type Saga struct {
 	codec map[string]*schemas.Codec
 	now   func() time.Time
 
-	mu      sync.Mutex
-	stats   Stats
-	pending map[pendingKey]*pendingTransfer
-	stalled map[int32]*stall
+	mu       sync.Mutex
+	stats    Stats
+	pending  map[pendingKey]*pendingTransfer
+	stalled  map[int32]*stall
+	rebuilds map[int32]*rebuilding
 }
 
 // New validates cfg and returns a saga; Run starts it. reg must serve the
@@ -205,7 +206,7 @@ func New(cfg Config, reg *topology.Registry) (*Saga, error) {
 	}
 	s := &Saga{
 		cfg: cfg, reg: reg, log: cfg.Logger.With("saga", cfg.InstanceID), codec: map[string]*schemas.Codec{}, now: time.Now,
-		pending: map[pendingKey]*pendingTransfer{}, stalled: map[int32]*stall{},
+		pending: map[pendingKey]*pendingTransfer{}, stalled: map[int32]*stall{}, rebuilds: map[int32]*rebuilding{},
 	}
 	for _, c := range []aggregates.Command{account.CreditForTransfer{}, account.CompleteTransfer{}, account.RefundTransfer{}} {
 		codec, err := set.Codec(c.CommandType())
@@ -259,6 +260,7 @@ func (s *Saga) Run(ctx context.Context) error {
 		// a committed offset is an error (checkOffsets committed a start
 		// for every partition of a genuine first start).
 		kgo.ConsumeStartOffset(kgo.NewOffset().AtCommitted()),
+		kgo.OnPartitionsAssigned(s.assigned(ctx, base)),
 		kgo.OnPartitionsRevoked(s.forget),
 		kgo.OnPartitionsLost(s.forget),
 		kgo.TransactionalID(s.cfg.Group+"-"+s.cfg.InstanceID),

@@ -345,3 +345,42 @@ func TestLostOffsetsStopTheSaga(t *testing.T) {
 		t.Fatalf("%d completed and %d refunded transfers, want 2 and 0", c, r)
 	}
 }
+
+// A saga worker that gets a partition reads back the transfers still
+// pending before its committed offset: a credit lost while the previous
+// owner ran is re-driven by the next one.
+func TestRestartedSagaRedrivesOlderTransfers(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t)
+	dir := t.TempDir()
+	proc := h.StartProcessor("w0", dir)
+	accepted(t, send(t, h, "ann", "OpenAccount", `{"owner":"Ann","currency":"EUR"}`))
+	accepted(t, send(t, h, "ann", "Deposit", `{"amount":100}`))
+	accepted(t, send(t, h, "bob", "OpenAccount", `{"owner":"Bob","currency":"EUR"}`))
+	accepted(t, send(t, h, "ann", "DebitForTransfer", `{"transferId":"t1","to":"bob","amount":50}`))
+	if err := proc.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	first := startSagaWith(t, h, saga.Config{InstanceID: "s0", RedriveAfter: time.Hour})
+	waitFor(t, "the saga's credit", func() bool { return first.Stats().Debits == 1 })
+	if err := first.stop(); err != nil {
+		t.Fatal(err)
+	}
+	p := topology.PartitionFor([]byte("bob"), partitions)
+	ends, err := h.Admin().ListEndOffsets(context.Background(), "commands")
+	if err != nil {
+		t.Fatal(err)
+	}
+	end, _ := ends.Lookup("commands", p)
+	var del kadm.Offsets
+	del.Add(kadm.Offset{Topic: "commands", Partition: p, At: end.Offset})
+	if resp, err := h.Admin().DeleteRecords(context.Background(), del); err != nil || resp.Error() != nil {
+		t.Fatalf("delete records: %v %v", err, resp.Error())
+	}
+	next := startSagaWith(t, h, saga.Config{InstanceID: "s1", RedriveAfter: 2 * time.Second})
+	h.StartProcessor("w0", dir)
+	waitMoney(t, h, 100, func(a map[string]account.Account) bool { return a["bob"].Balance == 50 })
+	if st := next.Stats(); st.Redriven < 1 || st.Debits != 0 {
+		t.Fatalf("stats %+v: want a re-drive of a debit it never consumed", st)
+	}
+}
