@@ -54,10 +54,10 @@
 //     (the source's debit and its completion or refund are on the same
 //     partition; the ones debited before its committed offset are read back
 //     when it gets the partition) and sends the credit again, with the same
-//     command id, when
-//     one has been pending RedriveAfter (default 1m): a credit lost before
-//     the processor read it (retention, deleted records) is then handled; one
-//     that arrived is deduplicated or refused as decided already.
+//     command id, when one has been pending RedriveAfter (default 1m): a
+//     credit lost before the processor read it (retention, deleted records)
+//     is then handled; one that arrived is deduplicated or refused as
+//     decided already.
 //     Stats.Pending and OldestPending (and the Prometheus gauges of
 //     Collector) show what waits; `kcqrs transfers` lists the pending
 //     transfers from the events topic with their state.
