@@ -143,6 +143,9 @@ func FoldAccount(cur Account, env wire.Event, ev aggregates.Event) (Account, Out
 		next.Balance = e.Balance
 	case account.TransferCompleted:
 		// Only the source's pending list changes; the balance already moved.
+	case account.TransferCreditRefused:
+		// This account could not take a credit (closed, never opened): no
+		// money moved here; the source gets its refund.
 	default:
 		next.Skipped++
 		if outcome == Applied {

@@ -2,34 +2,107 @@
 // accounts, which may live on different partitions and therefore under
 // different writers, without a distributed lock.
 //
-// A transfer is a chain of ordinary commands, each handled by the one writer
-// of its account:
+// # The state machine
 //
-//  1. A client sends DebitForTransfer to the source account. If accepted, the
-//     money leaves the source and the transfer is pending there
-//     (event TransferDebited); if rejected, nothing happened.
-//  2. The saga sees TransferDebited on the events topic and sends
-//     CreditForTransfer to the target account.
-//  3. The saga sees the credit's reply on its own reply topic. ACCEPTED: it
-//     sends CompleteTransfer to the source. Anything else (the target is
-//     closed or was never opened, the credit would overflow, ...) is a
-//     command that had no effect: it sends RefundTransfer to the source,
-//     which puts the money back (compensation).
+// A transfer is named forever by its source account and its Seq there (the
+// source numbers its outgoing transfers 1, 2, 3, ...; the client's transfer
+// id only labels it, and may be reused once the transfer ended). Its state
+// is kept by the two accounts, as events, by the processor's exactly-once
+// machinery:
 //
-// The saga is itself exactly once: it consumes the events topic and its reply
-// topic in a consumer group and produces its commands in a Kafka transaction
-// that also commits the consumed offsets (franz-go's GroupTransactSession).
-// An aborted or crashed batch is consumed again and its commands produced
-// again; the aborted copies are never read by the processor (read_committed).
-// Every command it sends has a deterministic id derived from the debit event
-// (source account and its version), so even a command produced twice is
-// deduplicated by the processor. It keeps no state of its own: everything a
-// step needs travels on the records (the credit carries the transfer's
-// source, version and amount in its correlation id, which the processor
-// echoes on the reply).
+//	DebitForTransfer (client) on the source
+//	  -> TransferDebited      (source: pending, money out)      state debited
+//	CreditForTransfer (saga) on the target
+//	  -> TransferCredited     (target: money in, debit decided)  state credited
+//	  |  TransferCreditRefused (target: closed, never opened,    state refused
+//	  |                         overflow; debit decided)
+//	CompleteTransfer (saga) | RefundTransfer (saga) on the source
+//	  -> TransferCompleted    (source: not pending)             state completed
+//	  |  TransferRefunded     (source: money back)              state refunded
 //
-// The invariant: money is neither created nor destroyed. A debit is ended by
-// exactly one of complete or refund (the source's pending transfer can end
-// only once), a credit happens at most once (deterministic command id), and a
-// refund happens only after a credit that had no effect.
+// Every arrow is a command handled by one account's single writer, and
+// every step is idempotent on the aggregate itself, not only within the
+// processor's dedupe window:
+//   - the target decides each debit once: credited or refused, both events
+//     that move its per-source credit mark (account.Account.Credited), so a
+//     credit of a debit at or below the mark is refused as already_credited
+//     with no effect, however old it is; a refusal on an account that was
+//     never opened is an event on it too, kept when it opens later;
+//   - the source ends a pending transfer once, named by Seq: a completion or
+//     refund of a transfer that is not pending, or whose Seq names another
+//     transfer (a reused id), is refused with no effect;
+//   - the saga's command ids are deterministic (source, debit version,
+//     leg), so a leg sent twice is deduplicated.
+//
+// # Why events, never replies
+//
+// The saga consumes only the events topic. Events are written by the
+// processor alone, exactly once, for commands it accepted; replies are not:
+// any client can name the saga's reply topic and a correlation id that looks
+// like a leg of someone's transfer, and a stateless saga that trusted its
+// reply topic refunded a transfer whose credit was paid (money created). A
+// refusal that was only a rejection reply also left no trace on the target,
+// so a replay paid an account opened after it. Driven by events, a forged or
+// duplicated reply changes nothing (the saga never reads one), and a replay
+// from any earlier offset re-sends only commands the aggregates refuse: no
+// second movement of money. The saga's commands still name a reply topic
+// (default transfer-replies) so people and audits can read the answers.
+//
+// # Liveness
+//
+//   - Re-drive: each worker tracks the transfers debited on its partitions
+//     (the source's debit and its completion or refund are on the same
+//     partition; the ones debited before its committed offset are read back
+//     when it gets the partition) and sends the credit again, with the same
+//     command id, when one has been pending RedriveAfter (default 1m): a
+//     credit lost before the processor read it (retention, deleted records)
+//     is then handled; one that arrived is deduplicated or refused as
+//     decided already.
+//     Stats.Pending and OldestPending (and the Prometheus gauges of
+//     Collector) show what waits; `kcqrs transfers` lists the pending
+//     transfers from the events topic with their state.
+//   - A transfer event the saga cannot decode (a newer schema during a
+//     rolling upgrade, say) is never skipped: the transaction aborts, the
+//     partition is paused and retried with a backoff (500 ms doubling to
+//     30 s), with an error log, Stats.DecodeErrors and Stats.Stalled; other
+//     partitions go on. Events of other aggregates, and account events no
+//     transfer needs, are ignored.
+//   - Lost offsets: franz-go would silently restart a group without
+//     committed offsets from the start. The saga starts its partitions only
+//     from committed offsets; a group's first start is recorded in a
+//     compacted state topic (default kcqrs-transfers-state) after committing
+//     the start of every partition. A group that started before and lacks an
+//     offset stops with ErrOffsetsLost, and an operator resumes it (Resume,
+//     `kcqrs transfers resume --at start|end|<time>`; start is safe and only
+//     costs time).
+//
+// The saga is itself exactly once: it consumes the events topic in a
+// consumer group and produces its commands in a Kafka transaction that also
+// commits the consumed offsets (franz-go's GroupTransactSession). An
+// aborted or crashed batch is consumed again and its commands produced
+// again; the aborted copies are never read by the processor
+// (read_committed).
+//
+// # Limits
+//
+//   - A client that writes a CreditForTransfer to the command topic itself
+//     can still create money: the target cannot check the debit it names
+//     (another aggregate, maybe another writer). Legs need a proof of origin
+//     the processor checks (a topic only the saga may write, by ACL, or a
+//     signature); until then, deny clients write access to the saga's legs.
+//   - The credit mark relies on the saga sending one source's credits to one
+//     target in the order of their debits (it does: one events partition,
+//     in order, in transactions). A credit dead-lettered or lost while a
+//     later credit of the same source to the same target was decided is
+//     then refused as already_credited when re-driven: that transfer stays
+//     pending (listed, and in the pending gauges) for an operator.
+//   - A re-drive sends the credit only. If a completion or refund command
+//     is lost (deleted from the command topic before it was read), the
+//     re-driven credit is refused as decided, and the transfer stays pending
+//     and listed, with its state (credited or refused) telling the operator
+//     which leg to send.
+//   - A worker that gets a partition reads it back from its start to the
+//     committed offset to find the transfers still pending there (so a
+//     restarted or new worker re-drives them too): one read of the
+//     partition's history per assignment, in the background.
 package saga

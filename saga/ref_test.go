@@ -5,6 +5,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/kcqrs/kcqrs/internal/examples"
 )
 
@@ -75,5 +77,42 @@ func TestConfigRejectsSessionTimeoutAboveTransactionTimeout(t *testing.T) {
 	bad.SessionTimeout, bad.TransactionTimeout = 10*time.Second, 10*time.Second
 	if _, err := New(bad, reg); err == nil || !strings.Contains(err.Error(), "session timeout") {
 		t.Fatalf("got %v, want a session timeout error", err)
+	}
+}
+
+func TestCollector(t *testing.T) {
+	reg, err := examples.Registry()
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := New(Config{Brokers: []string{"127.0.0.1:1"}, InstanceID: "x"}, reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Unix(1000, 0)
+	s.now = func() time.Time { return now }
+	s.pending[pendingKey{"a", 1, "t"}] = &pendingTransfer{since: now.Add(-90 * time.Second)}
+	s.stats.Redriven = 2
+	p := prometheus.NewPedanticRegistry()
+	if err := p.Register(s.Collector()); err != nil {
+		t.Fatal(err)
+	}
+	mfs, err := p.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]float64{}
+	for _, mf := range mfs {
+		m := mf.GetMetric()[0]
+		got[mf.GetName()] = m.GetGauge().GetValue() + m.GetCounter().GetValue()
+	}
+	for name, want := range map[string]float64{
+		"kcqrs_saga_pending_transfers":               1,
+		"kcqrs_saga_oldest_pending_transfer_seconds": 90,
+		"kcqrs_saga_redriven_total":                  2,
+	} {
+		if got[name] != want {
+			t.Errorf("%s = %v, want %v", name, got[name], want)
+		}
 	}
 }

@@ -2,11 +2,11 @@ package saga
 
 import (
 	"context"
-	"encoding/json"
+
 	"errors"
 	"fmt"
 	"log/slog"
-	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -18,7 +18,6 @@ import (
 	"github.com/kcqrs/kcqrs/aggregates/account"
 	"github.com/kcqrs/kcqrs/schemas"
 	"github.com/kcqrs/kcqrs/topology"
-	"github.com/kcqrs/kcqrs/wire"
 )
 
 // Config configures a Saga. New applies the defaults and validates it.
@@ -29,15 +28,28 @@ type Config struct {
 	Events string
 	// Commands is the processor's command topic. Default "commands".
 	Commands string
-	// Replies is the saga's own reply topic: the processor answers the
-	// saga's commands there. It is created (with the command topic's
-	// partition count) when missing. Default "transfer-replies".
+	// Replies is the reply topic named on the saga's commands: the
+	// processor answers them there. The saga never reads it (it is driven
+	// by events alone, see the package doc); the replies are for people
+	// and audits. It is created (with the command topic's partition count)
+	// when missing. Default "transfer-replies".
 	Replies string
 	// Group is the saga's consumer group. Default "kcqrs-transfers".
 	Group string
+	// StateTopic is a compacted topic that records, per group, that the
+	// group has started once: a group without committed offsets that has
+	// started before lost them, and the saga refuses to replay silently
+	// (ErrOffsetsLost). Created when missing. Default
+	// "kcqrs-transfers-state".
+	StateTopic string
 	// InstanceID identifies this saga worker, stable across restarts (the
 	// transactional id is Group + "-" + InstanceID). Required.
 	InstanceID string
+	// RedriveAfter is how long a transfer may stay pending (debited, not
+	// completed or refunded) before the saga sends its credit again, with
+	// the same command id (deduplicated, or refused as decided already, if
+	// it arrived), and again after each further RedriveAfter. Default 1m.
+	RedriveAfter time.Duration
 	// TransactionTimeout is the broker-side timeout of an open transaction.
 	// Default 10s.
 	TransactionTimeout time.Duration
@@ -59,6 +71,12 @@ type Config struct {
 	ClientOpts []kgo.Opt
 }
 
+// Defaults of Config.
+const (
+	DefaultRedriveAfter = time.Minute
+	DefaultStateTopic   = "kcqrs-transfers-state"
+)
+
 func (c *Config) setDefaults() {
 	def := func(s *string, v string) {
 		if *s == "" {
@@ -69,6 +87,7 @@ func (c *Config) setDefaults() {
 	def(&c.Commands, "commands")
 	def(&c.Replies, "transfer-replies")
 	def(&c.Group, "kcqrs-transfers")
+	def(&c.StateTopic, DefaultStateTopic)
 	// The processor's defaults, for the same reasons (see topology.Config).
 	d := topology.Defaults()
 	if c.TransactionTimeout == 0 {
@@ -79,6 +98,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.RebalanceTimeout == 0 {
 		c.RebalanceTimeout = d.RebalanceTimeout
+	}
+	if c.RedriveAfter == 0 {
+		c.RedriveAfter = DefaultRedriveAfter
 	}
 	if c.MaxBatch == 0 {
 		c.MaxBatch = 500
@@ -109,8 +131,15 @@ func (c *Config) Validate() error {
 	if c.RebalanceTimeout < time.Second {
 		errs = append(errs, fmt.Errorf("rebalance timeout %v < 1s", c.RebalanceTimeout))
 	}
-	if c.Replies == c.Events || c.Replies == c.Commands || c.Events == c.Commands {
-		errs = append(errs, fmt.Errorf("topics must differ: events %q, commands %q, replies %q", c.Events, c.Commands, c.Replies))
+	if c.RedriveAfter < 100*time.Millisecond {
+		errs = append(errs, fmt.Errorf("redrive after %v < 100ms", c.RedriveAfter))
+	}
+	topics := map[string]bool{}
+	for _, tp := range []string{c.Events, c.Commands, c.Replies, c.StateTopic} {
+		topics[tp] = true
+	}
+	if len(topics) != 4 {
+		errs = append(errs, fmt.Errorf("topics must differ: events %q, commands %q, replies %q, state %q", c.Events, c.Commands, c.Replies, c.StateTopic))
 	}
 	if len(errs) == 0 {
 		return nil
@@ -118,19 +147,32 @@ func (c *Config) Validate() error {
 	return fmt.Errorf("saga: invalid config: %w", errors.Join(errs...))
 }
 
-// Stats counts what a saga did, in committed transactions only.
+// Stats counts what a saga did, in committed transactions only, and what
+// it is waiting for.
 type Stats struct {
 	// Debits is the number of TransferDebited events seen (each answered by
 	// one CreditForTransfer).
 	Debits int64
 	// Completed and Refunded count CompleteTransfer and RefundTransfer
-	// commands sent.
+	// commands sent (one per TransferCredited or TransferCreditRefused
+	// event seen).
 	Completed, Refunded int64
-	// Anomalies counts replies that should never happen: a complete or refund
-	// that was not accepted. Each is logged as an error.
-	Anomalies    int64
-	Transactions int64
-	Aborted      int64
+	// Redriven counts credits sent again for transfers pending longer than
+	// RedriveAfter.
+	Redriven int64
+	// DecodeErrors counts transfer events the saga could not decode; each
+	// stopped its partition (logged as an error) until a retry decoded it.
+	DecodeErrors int64
+	// Stalled is the number of partitions stopped now at an event the saga
+	// cannot decode.
+	Stalled int
+	// Pending is the number of transfers debited on this worker's
+	// partitions and not ended yet; OldestPending the age of the oldest
+	// (since its debit).
+	Pending       int
+	OldestPending time.Duration
+	Transactions  int64
+	Aborted       int64
 }
 
 // Saga is one worker of the transfer process manager.
@@ -139,13 +181,17 @@ type Saga struct {
 	reg   *topology.Registry
 	log   *slog.Logger
 	codec map[string]*schemas.Codec
+	now   func() time.Time
 
-	mu    sync.Mutex
-	stats Stats
+	mu       sync.Mutex
+	stats    Stats
+	pending  map[pendingKey]*pendingTransfer
+	stalled  map[int32]*stall
+	rebuilds map[int32]*rebuilding
 }
 
 // New validates cfg and returns a saga; Run starts it. reg must serve the
-// account aggregate (it decodes events and replies).
+// account aggregate (it decodes events).
 func New(cfg Config, reg *topology.Registry) (*Saga, error) {
 	cfg.setDefaults()
 	if err := cfg.Validate(); err != nil {
@@ -158,7 +204,10 @@ func New(cfg Config, reg *topology.Registry) (*Saga, error) {
 	if err != nil {
 		return nil, fmt.Errorf("saga: %w", err)
 	}
-	s := &Saga{cfg: cfg, reg: reg, log: cfg.Logger.With("saga", cfg.InstanceID), codec: map[string]*schemas.Codec{}}
+	s := &Saga{
+		cfg: cfg, reg: reg, log: cfg.Logger.With("saga", cfg.InstanceID), codec: map[string]*schemas.Codec{}, now: time.Now,
+		pending: map[pendingKey]*pendingTransfer{}, stalled: map[int32]*stall{}, rebuilds: map[int32]*rebuilding{},
+	}
 	for _, c := range []aggregates.Command{account.CreditForTransfer{}, account.CompleteTransfer{}, account.RefundTransfer{}} {
 		codec, err := set.Codec(c.CommandType())
 		if err != nil {
@@ -173,64 +222,19 @@ func New(cfg Config, reg *topology.Registry) (*Saga, error) {
 func (s *Saga) Stats() Stats {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.stats
-}
-
-// Leg names the step of a transfer a saga command is.
-type Leg string
-
-// The legs the saga sends.
-const (
-	LegCredit   Leg = "credit"
-	LegComplete Leg = "complete"
-	LegRefund   Leg = "refund"
-)
-
-// Ref identifies one transfer by its debit event; it travels as the
-// correlation id of the saga's commands and comes back on their replies.
-type Ref struct {
-	// Source is the debited account; Version the version of its
-	// TransferDebited event: together they name the transfer forever.
-	Source  string `json:"source"`
-	Version int64  `json:"version"`
-	// TransferID, Target and Amount repeat the debit's fields.
-	TransferID string `json:"transferId"`
-	Target     string `json:"target"`
-	Amount     int64  `json:"amount"`
-	Leg        Leg    `json:"leg"`
-}
-
-// CommandID is the deterministic command id of a leg: the same debit always
-// yields the same ids, so a leg produced twice is deduplicated.
-func (r Ref) CommandID() string {
-	return "transfer:" + strconv.Quote(r.Source) + ":" + strconv.FormatInt(r.Version, 10) + ":" + string(r.Leg)
-}
-
-// DecodeRef parses a correlation id made by the saga. Anything else (a
-// reply that is not the saga's, garbage) is an error.
-func DecodeRef(b []byte) (Ref, error) {
-	var r Ref
-	if err := json.Unmarshal(b, &r); err != nil {
-		return Ref{}, fmt.Errorf("saga: correlation id: %w", err)
+	st := s.stats
+	st.Pending, st.OldestPending = len(s.pending), 0
+	now := s.now()
+	for _, p := range s.pending {
+		st.OldestPending = max(st.OldestPending, now.Sub(p.since))
 	}
-	switch {
-	case r.Leg != LegCredit && r.Leg != LegComplete && r.Leg != LegRefund:
-		return Ref{}, fmt.Errorf("saga: correlation id: unknown leg %q", r.Leg)
-	case r.Source == "" || r.Target == "" || r.TransferID == "":
-		return Ref{}, errors.New("saga: correlation id: missing source, target or transfer id")
-	case r.Version < 1 || r.Amount < 1:
-		return Ref{}, fmt.Errorf("saga: correlation id: version %d, amount %d", r.Version, r.Amount)
-	}
-	return r, nil
+	st.Stalled = len(s.stalled)
+	return st
 }
 
-func (r Ref) encode() []byte {
-	b, _ := json.Marshal(r) // a struct of strings and ints always marshals
-	return b
-}
-
-// Run processes events and replies until ctx is canceled (then it returns
-// nil) or a non-retryable error happens.
+// Run processes events until ctx is canceled (then it returns nil) or a
+// non-retryable error happens: among them ErrOffsetsLost, when the group
+// has no committed offsets although it ran before.
 func (s *Saga) Run(ctx context.Context) error {
 	base := append([]kgo.Opt{kgo.SeedBrokers(s.cfg.Brokers...)}, s.cfg.ClientOpts...)
 	admCl, err := kgo.NewClient(base...)
@@ -238,7 +242,11 @@ func (s *Saga) Run(ctx context.Context) error {
 		return fmt.Errorf("saga: admin client: %w", err)
 	}
 	defer admCl.Close()
-	commandPartitions, err := s.ensureTopics(ctx, kadm.NewClient(admCl))
+	adm := kadm.NewClient(admCl)
+	commandPartitions, err := s.ensureTopics(ctx, adm)
+	if err == nil {
+		err = s.checkOffsets(ctx, adm, admCl)
+	}
 	if err != nil {
 		if ctx.Err() != nil {
 			return nil
@@ -247,7 +255,14 @@ func (s *Saga) Run(ctx context.Context) error {
 	}
 	sess, err := kgo.NewGroupTransactSession(append(base,
 		kgo.ConsumerGroup(s.cfg.Group),
-		kgo.ConsumeTopics(s.cfg.Events, s.cfg.Replies),
+		kgo.ConsumeTopics(s.cfg.Events),
+		// Never franz-go's silent reset to the start: a partition without
+		// a committed offset is an error (checkOffsets committed a start
+		// for every partition of a genuine first start).
+		kgo.ConsumeStartOffset(kgo.NewOffset().AtCommitted()),
+		kgo.OnPartitionsAssigned(s.assigned(ctx, base)),
+		kgo.OnPartitionsRevoked(s.forget),
+		kgo.OnPartitionsLost(s.forget),
 		kgo.TransactionalID(s.cfg.Group+"-"+s.cfg.InstanceID),
 		kgo.TransactionTimeout(s.cfg.TransactionTimeout),
 		kgo.SessionTimeout(s.cfg.SessionTimeout),
@@ -260,39 +275,57 @@ func (s *Saga) Run(ctx context.Context) error {
 		return fmt.Errorf("saga: transact session: %w", err)
 	}
 	defer sess.Close()
-	s.log.Info("saga started", "group", s.cfg.Group, "events", s.cfg.Events, "replies", s.cfg.Replies)
+	s.log.Info("saga started", "group", s.cfg.Group, "events", s.cfg.Events, "redrive_after", s.cfg.RedriveAfter)
+	// Polls end at least this often, so that re-drives and stalled
+	// partitions are looked at while no event arrives.
+	tick := min(time.Second, s.cfg.RedriveAfter/2)
 	for {
-		fetches := sess.PollRecords(ctx, s.cfg.MaxBatch)
+		pollCtx, cancel := context.WithTimeout(ctx, tick)
+		fetches := sess.PollRecords(pollCtx, s.cfg.MaxBatch)
+		cancel()
 		if ctx.Err() != nil || fetches.IsClientClosed() {
 			return nil
 		}
+		var lost []int32
 		fetches.EachError(func(t string, p int32, err error) {
-			s.log.Warn("fetch error", "topic", t, "partition", p, "err", err)
+			switch {
+			case errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled):
+			case strings.Contains(err.Error(), "no prior committed offset"):
+				lost = append(lost, p)
+			default:
+				s.log.Warn("fetch error", "topic", t, "partition", p, "err", err)
+			}
 		})
-		if fetches.NumRecords() == 0 {
+		if len(lost) > 0 {
+			return &OffsetsLostError{Group: s.cfg.Group, Topic: s.cfg.Events, Partitions: lost}
+		}
+		s.resumeStalled(sess.Client())
+		redrive := s.due()
+		if fetches.NumRecords() == 0 && len(redrive) == 0 {
 			continue
 		}
-		if err := s.runBatch(ctx, sess, commandPartitions, fetches); err != nil {
+		if err := s.runBatch(ctx, sess, commandPartitions, fetches, redrive); err != nil {
 			return err
 		}
 	}
 }
 
-// ensureTopics waits for the processor's topics and creates the reply topic.
+// ensureTopics waits for the processor's topics and creates the reply and
+// state topics.
 func (s *Saga) ensureTopics(ctx context.Context, adm *kadm.Client) (int32, error) {
 	for {
 		ends, err := adm.ListEndOffsets(ctx, s.cfg.Commands, s.cfg.Events)
 		if err == nil {
 			n, m := int32(len(ends[s.cfg.Commands])), int32(len(ends[s.cfg.Events]))
 			if n > 0 && m > 0 && ends.Error() == nil {
-				resp, err := adm.CreateTopic(ctx, n, -1, nil, s.cfg.Replies)
-				if err == nil {
-					err = resp.Err
+				if err := createTopic(ctx, adm, n, nil, s.cfg.Replies); err != nil {
+					return 0, err
 				}
-				if err == nil || errors.Is(err, kerr.TopicAlreadyExists) {
-					return n, nil
+				compacted := map[string]*string{"cleanup.policy": kadm.StringPtr("compact")}
+				if err := createTopic(ctx, adm, 1, compacted, s.cfg.StateTopic); err != nil {
+					return 0, err
 				}
-				return 0, fmt.Errorf("saga: create reply topic %q: %w", s.cfg.Replies, err)
+				return n, nil
 			}
 		}
 		s.log.Info("waiting for the processor's topics", "commands", s.cfg.Commands, "events", s.cfg.Events)
@@ -304,164 +337,14 @@ func (s *Saga) ensureTopics(ctx context.Context, adm *kadm.Client) (int32, error
 	}
 }
 
-// batchStats is what one transaction did; added to Stats when it commits.
-type batchStats struct {
-	mu  sync.Mutex
-	err error
-	Stats
-}
-
-func (s *Saga) runBatch(ctx context.Context, sess *kgo.GroupTransactSession, partitions int32, fetches kgo.Fetches) error {
-	if err := sess.Begin(); err != nil {
-		return fmt.Errorf("saga: begin transaction: %w", err)
+// createTopic creates topic unless it exists.
+func createTopic(ctx context.Context, adm *kadm.Client, partitions int32, configs map[string]*string, topic string) error {
+	resp, err := adm.CreateTopic(ctx, partitions, -1, configs, topic)
+	if err == nil {
+		err = resp.Err
 	}
-	b := &batchStats{}
-	fetches.EachRecord(func(r *kgo.Record) {
-		for _, out := range s.react(r, b) {
-			rec, err := s.command(out, partitions)
-			if err != nil {
-				b.fail(err)
-				return
-			}
-			sess.Produce(ctx, rec, func(r *kgo.Record, err error) {
-				if err != nil {
-					b.fail(fmt.Errorf("produce %s: %w", header(r, wire.HeaderCommandID), err))
-				}
-			})
-		}
-	})
-	endCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.cfg.TransactionTimeout)
-	defer cancel()
-	// Flush first so that every produce result is known before deciding:
-	// offsets must never commit without all the commands they caused.
-	if err := sess.Client().Flush(endCtx); err != nil {
-		b.fail(fmt.Errorf("flush: %w", err))
-	}
-	try := kgo.TryCommit
-	if b.failed() != nil {
-		try = kgo.TryAbort
-		s.log.Error("aborting transaction", "err", b.failed())
-	}
-	committed, err := sess.End(endCtx, try)
-	s.mu.Lock()
-	s.stats.Transactions++
-	if committed {
-		s.stats.Debits += b.Debits
-		s.stats.Completed += b.Completed
-		s.stats.Refunded += b.Refunded
-		s.stats.Anomalies += b.Anomalies
-	} else {
-		s.stats.Aborted++
-	}
-	s.mu.Unlock()
-	if err != nil {
-		return fmt.Errorf("saga: end transaction: %w", err)
-	}
-	return nil
-}
-
-func (b *batchStats) failed() error {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.err
-}
-
-func (b *batchStats) fail(err error) {
-	b.mu.Lock()
-	if b.err == nil {
-		b.err = err
-	}
-	b.mu.Unlock()
-}
-
-// step is one command the saga sends.
-type step struct {
-	ref Ref
-	to  string // the account the command is for
-	cmd aggregates.Command
-}
-
-// react is the saga's logic: the commands one consumed record causes. It is
-// a function of the record alone.
-func (s *Saga) react(r *kgo.Record, b *batchStats) []step {
-	if r.Topic == s.cfg.Events {
-		env, ev, err := s.reg.DecodeEvent(r.Value)
-		if err != nil {
-			// Not ours to judge (another aggregate's event this registry
-			// does not serve, say): the saga only cares about debits.
-			return nil
-		}
-		d, ok := ev.(account.TransferDebited)
-		if !ok || env.AggregateType != account.Name {
-			return nil
-		}
-		b.Debits++
-		ref := Ref{Source: env.AggregateID, Version: env.Version, TransferID: d.TransferID, Target: d.To, Amount: d.Amount, Leg: LegCredit}
-		return []step{{ref, d.To, account.CreditForTransfer{TransferID: d.TransferID, From: env.AggregateID, DebitVersion: env.Version, Amount: d.Amount}}}
-	}
-	ref, err := DecodeRef([]byte(header(r, wire.HeaderCorrelationID)))
-	if err != nil {
-		s.log.Warn("reply without a saga correlation id ignored", "partition", r.Partition, "offset", r.Offset, "err", err)
+	if err == nil || errors.Is(err, kerr.TopicAlreadyExists) {
 		return nil
 	}
-	rep, err := s.reg.DecodeReply(r.Value, header(r, wire.HeaderContentType))
-	if err != nil {
-		// The processor wrote it; a reply we cannot read leaves the transfer
-		// pending (visible on the source), never half-done.
-		b.Anomalies++
-		s.log.Error("undecodable reply; transfer stays pending", "transfer", ref.TransferID, "source", ref.Source, "err", err)
-		return nil
-	}
-	switch ref.Leg {
-	case LegCredit:
-		// already_credited: this debit was credited before (a replay of old
-		// events, say): complete it, never refund it.
-		if rep.Status == wire.StatusAccepted || (rep.Status == wire.StatusRejected && rep.Code == account.CodeAlreadyCredited) {
-			b.Completed++
-			ref.Leg = LegComplete
-			return []step{{ref, ref.Source, account.CompleteTransfer{TransferID: ref.TransferID}}}
-		}
-		// Every other status is a command that had no effect: compensate.
-		b.Refunded++
-		ref.Leg = LegRefund
-		reason := string(rep.Status) + " " + rep.Code + ": " + rep.Message
-		return []step{{ref, ref.Source, account.RefundTransfer{TransferID: ref.TransferID, Reason: reason}}}
-	default:
-		if rep.Status != wire.StatusAccepted {
-			b.Anomalies++
-			s.log.Error("transfer leg not accepted", "leg", ref.Leg, "transfer", ref.TransferID, "source", ref.Source, "status", rep.Status, "code", rep.Code, "message", rep.Message)
-		}
-		return nil
-	}
-}
-
-// command builds the record of one step.
-func (s *Saga) command(st step, partitions int32) (*kgo.Record, error) {
-	val, err := s.codec[st.cmd.CommandType()].Encode(st.cmd)
-	if err != nil {
-		return nil, fmt.Errorf("saga: encode %s: %w", st.cmd.CommandType(), err)
-	}
-	return &kgo.Record{
-		Topic:     s.cfg.Commands,
-		Partition: topology.PartitionFor([]byte(st.to), partitions),
-		Key:       []byte(st.to),
-		Value:     val,
-		Headers: []kgo.RecordHeader{
-			{Key: wire.HeaderCommandID, Value: []byte(st.ref.CommandID())},
-			{Key: wire.HeaderCommandType, Value: []byte(st.cmd.CommandType())},
-			{Key: wire.HeaderAggregateType, Value: []byte(account.Name)},
-			{Key: wire.HeaderContentType, Value: []byte(wire.ContentTypeAvro)},
-			{Key: wire.HeaderCorrelationID, Value: st.ref.encode()},
-			{Key: wire.HeaderReplyTopic, Value: []byte(s.cfg.Replies)},
-		},
-	}, nil
-}
-
-func header(r *kgo.Record, key string) string {
-	for _, h := range r.Headers {
-		if h.Key == key {
-			return string(h.Value)
-		}
-	}
-	return ""
+	return fmt.Errorf("saga: create topic %q: %w", topic, err)
 }

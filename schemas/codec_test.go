@@ -29,7 +29,7 @@ func TestLoadEmbeddedSets(t *testing.T) {
 			"kcqrs.example.account.Deposit", "kcqrs.example.account.MoneyDeposited",
 			"kcqrs.example.account.MoneyWithdrawn", "kcqrs.example.account.OpenAccount",
 			"kcqrs.example.account.PayOutAndClose",
-			"kcqrs.example.account.RefundTransfer", "kcqrs.example.account.TransferCompleted",
+			"kcqrs.example.account.RefundTransfer", "kcqrs.example.account.TransferCompleted", "kcqrs.example.account.TransferCreditRefused",
 			"kcqrs.example.account.TransferCredited", "kcqrs.example.account.TransferDebited",
 			"kcqrs.example.account.TransferRefunded", "kcqrs.example.account.Withdraw",
 		}},

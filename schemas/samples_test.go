@@ -20,6 +20,7 @@ type account struct {
 	Balance  int64             `avro:"balance"`
 	Pending  []pendingTransfer `avro:"pending"`
 	Credited []creditMark      `avro:"credited"`
+	DebitSeq int64             `avro:"debitSeq"`
 }
 type creditMark struct {
 	From         string `avro:"from"`
@@ -29,6 +30,7 @@ type pendingTransfer struct {
 	TransferID string `avro:"transferId"`
 	To         string `avro:"to"`
 	Amount     int64  `avro:"amount"`
+	Seq        int64  `avro:"seq"`
 }
 type payOutAndClose struct{}
 type debitForTransfer struct {
@@ -41,19 +43,23 @@ type creditForTransfer struct {
 	From         string `avro:"from"`
 	DebitVersion int64  `avro:"debitVersion"`
 	Amount       int64  `avro:"amount"`
+	Seq          int64  `avro:"seq"`
 }
 type completeTransfer struct {
 	TransferID string `avro:"transferId"`
+	Seq        int64  `avro:"seq"`
 }
 type refundTransfer struct {
 	TransferID string `avro:"transferId"`
 	Reason     string `avro:"reason"`
+	Seq        int64  `avro:"seq"`
 }
 type transferDebited struct {
 	TransferID string `avro:"transferId"`
 	To         string `avro:"to"`
 	Amount     int64  `avro:"amount"`
 	Balance    int64  `avro:"balance"`
+	Seq        int64  `avro:"seq"`
 }
 type transferCredited struct {
 	TransferID   string `avro:"transferId"`
@@ -61,15 +67,27 @@ type transferCredited struct {
 	DebitVersion int64  `avro:"debitVersion"`
 	Amount       int64  `avro:"amount"`
 	Balance      int64  `avro:"balance"`
+	Seq          int64  `avro:"seq"`
+}
+type transferCreditRefused struct {
+	TransferID   string `avro:"transferId"`
+	From         string `avro:"from"`
+	DebitVersion int64  `avro:"debitVersion"`
+	Amount       int64  `avro:"amount"`
+	Seq          int64  `avro:"seq"`
+	Code         string `avro:"code"`
+	Reason       string `avro:"reason"`
 }
 type transferCompleted struct {
 	TransferID string `avro:"transferId"`
+	Seq        int64  `avro:"seq"`
 }
 type transferRefunded struct {
 	TransferID string `avro:"transferId"`
 	Amount     int64  `avro:"amount"`
 	Balance    int64  `avro:"balance"`
 	Reason     string `avro:"reason"`
+	Seq        int64  `avro:"seq"`
 }
 type openAccount struct {
 	Owner    string `avro:"owner"`
@@ -170,17 +188,18 @@ func samples() []sample {
 		{"kcqrs.Snapshot", sampleSnapshot(3)},
 
 		{"kcqrs.example.account.Account", account{Status: "open", Owner: "Ada Lovelace", Currency: "EUR", Balance: 12_345,
-			Pending:  []pendingTransfer{{TransferID: "t-1", To: "acc-2", Amount: 500}},
-			Credited: []creditMark{{From: "acc-3", DebitVersion: 7}}}},
+			Pending:  []pendingTransfer{{TransferID: "t-1", To: "acc-2", Amount: 500, Seq: 3}},
+			Credited: []creditMark{{From: "acc-3", DebitVersion: 7}}, DebitSeq: 3}},
 		{"kcqrs.example.account.PayOutAndClose", payOutAndClose{}},
 		{"kcqrs.example.account.DebitForTransfer", debitForTransfer{TransferID: "t-1", To: "acc-2", Amount: 500}},
-		{"kcqrs.example.account.CreditForTransfer", creditForTransfer{TransferID: "t-1", From: "acc-1", DebitVersion: 4, Amount: 500}},
-		{"kcqrs.example.account.CompleteTransfer", completeTransfer{TransferID: "t-1"}},
-		{"kcqrs.example.account.RefundTransfer", refundTransfer{TransferID: "t-1", Reason: "closed: account is closed"}},
-		{"kcqrs.example.account.TransferDebited", transferDebited{TransferID: "t-1", To: "acc-2", Amount: 500, Balance: 11_845}},
-		{"kcqrs.example.account.TransferCredited", transferCredited{TransferID: "t-1", From: "acc-1", DebitVersion: 4, Amount: 500, Balance: 500}},
-		{"kcqrs.example.account.TransferCompleted", transferCompleted{TransferID: "t-1"}},
-		{"kcqrs.example.account.TransferRefunded", transferRefunded{TransferID: "t-1", Amount: 500, Balance: 12_345, Reason: "closed: account is closed"}},
+		{"kcqrs.example.account.CreditForTransfer", creditForTransfer{TransferID: "t-1", From: "acc-1", DebitVersion: 4, Amount: 500, Seq: 3}},
+		{"kcqrs.example.account.CompleteTransfer", completeTransfer{TransferID: "t-1", Seq: 3}},
+		{"kcqrs.example.account.RefundTransfer", refundTransfer{TransferID: "t-1", Reason: "closed: account is closed", Seq: 3}},
+		{"kcqrs.example.account.TransferDebited", transferDebited{TransferID: "t-1", To: "acc-2", Amount: 500, Balance: 11_845, Seq: 3}},
+		{"kcqrs.example.account.TransferCredited", transferCredited{TransferID: "t-1", From: "acc-1", DebitVersion: 4, Amount: 500, Balance: 500, Seq: 3}},
+		{"kcqrs.example.account.TransferCreditRefused", transferCreditRefused{TransferID: "t-1", From: "acc-1", DebitVersion: 4, Amount: 500, Seq: 3, Code: "not_open", Reason: "account was never opened"}},
+		{"kcqrs.example.account.TransferCompleted", transferCompleted{TransferID: "t-1", Seq: 3}},
+		{"kcqrs.example.account.TransferRefunded", transferRefunded{TransferID: "t-1", Amount: 500, Balance: 12_345, Reason: "closed: account is closed", Seq: 3}},
 		{"kcqrs.example.account.OpenAccount", openAccount{Owner: "Ada Lovelace", Currency: "EUR"}},
 		{"kcqrs.example.account.Deposit", deposit{Amount: 250}},
 		{"kcqrs.example.account.Withdraw", withdraw{Amount: 100}},

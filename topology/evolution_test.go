@@ -238,14 +238,14 @@ func TestSchemaEvolutionEndToEnd(t *testing.T) {
 		t.Fatalf("a1 after v2's deposit: %+v", got)
 	}
 
-	// Version 2 without history/Account.v2.avsc, the state schema the
+	// Version 2 without history/Account.v3.avsc, the state schema the
 	// version 1 aggregate writes (say, someone deleted it): version 1
 	// snapshots of a2 are unreadable. A fresh processor rebuilds
 	// a2's state from the events topic instead of failing, and writes it
 	// back in the current schema.
 	lossy := fstest.MapFS{}
 	if err := fs.WalkDir(accountV2Dir, "accountv2", func(p string, d fs.DirEntry, err error) error {
-		if err != nil || d.IsDir() || p == "accountv2/history/Account.v2.avsc" {
+		if err != nil || d.IsDir() || p == "accountv2/history/Account.v3.avsc" {
 			return err
 		}
 		data, err := fs.ReadFile(accountV2Dir, p)
@@ -256,7 +256,7 @@ func TestSchemaEvolutionEndToEnd(t *testing.T) {
 	}
 	reg3 := registryV2(t, lossy)
 	if _, _, err := reg3.DecodeSnapshot(lastSnapshot(t, h, "a2")); err == nil {
-		t.Fatal("the v1 snapshot of a2 should be unreadable without history/Account.v2.avsc")
+		t.Fatal("the v1 snapshot of a2 should be unreadable without history/Account.v3.avsc")
 	} else if se := (*topology.StateSchemaError)(nil); !errors.As(err, &se) || se.AggregateID != "a2" || se.Version != 2 {
 		t.Fatalf("unreadable snapshot: %v, want a *topology.StateSchemaError for a2 at version 2", err)
 	}

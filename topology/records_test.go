@@ -134,7 +134,7 @@ func FuzzHandleInput(f *testing.F) {
 func TestRegistryListsWhatItServes(t *testing.T) {
 	reg := testRegistry(t)
 	if got := fmt.Sprint(reg.AggregateTypes(), reg.CommandTypes("account"), reg.EventTypes("account"), reg.CommandTypes("nope")); got !=
-		"[account] [CloseAccount CompleteTransfer CreditForTransfer DebitForTransfer Deposit OpenAccount PayOutAndClose RefundTransfer Withdraw] [AccountClosed AccountOpened MoneyDeposited MoneyWithdrawn TransferCompleted TransferCredited TransferDebited TransferRefunded] []" {
+		"[account] [CloseAccount CompleteTransfer CreditForTransfer DebitForTransfer Deposit OpenAccount PayOutAndClose RefundTransfer Withdraw] [AccountClosed AccountOpened MoneyDeposited MoneyWithdrawn TransferCompleted TransferCreditRefused TransferCredited TransferDebited TransferRefunded] []" {
 		t.Fatal(got)
 	}
 	if err := reg.Register(account.Type, nil); err == nil {

@@ -6,12 +6,17 @@
 // A transfer between two accounts is not one command: it is a saga across two
 // aggregates, run by a process that reacts to events (package saga). This
 // aggregate provides its legs: DebitForTransfer takes the money out of the
-// source and records the transfer as pending there; CreditForTransfer puts it
-// into the target; CompleteTransfer (after the credit) or RefundTransfer
-// (after the credit was refused) ends the pending transfer on the source. A
-// pending transfer blocks closing the source, so a refund always has an open
-// account to go back to, and a transfer id can be ended only once, so a
-// refund can never be paid twice.
+// source and records the transfer as pending there, numbered by the source's
+// own transfer sequence (Seq), so that a client reusing a transfer id can
+// never alias an older transfer; CreditForTransfer puts it into the target,
+// or, when the target cannot take it (closed, never opened, overflow),
+// records the refusal there as an event (TransferCreditRefused), so that the
+// target answers every later credit of that debit as decided already, even
+// after it is opened; CompleteTransfer (after the credit) or RefundTransfer
+// (after the refusal) ends the pending transfer named by its Seq on the
+// source. A pending transfer blocks closing the source, so a refund always
+// has an open account to go back to, and a pending transfer ends only once,
+// so a refund can never be paid twice.
 package account
 
 import (
@@ -48,7 +53,8 @@ const (
 	// CodeInsufficientFunds: a withdrawal larger than the balance.
 	CodeInsufficientFunds = "insufficient_funds"
 	// CodeAlreadyCredited: CreditForTransfer for a debit at or below the
-	// latest one credited from the same source: it was applied already.
+	// latest one decided (credited or refused) from the same source: it was
+	// decided already, and its event drove the transfer on.
 	CodeAlreadyCredited = "already_credited"
 	// CodeNonzeroBalance: CloseAccount while money is left on the account.
 	CodeNonzeroBalance = "nonzero_balance"
@@ -59,7 +65,8 @@ const (
 	// still pending on this account.
 	CodeTransferPending = "transfer_pending"
 	// CodeUnknownTransfer: CompleteTransfer or RefundTransfer for a transfer
-	// that is not pending on this account (never debited, or already ended).
+	// that is not pending on this account (never debited, or already ended),
+	// or whose transfer id is not the pending transfer's with that Seq.
 	CodeUnknownTransfer = "unknown_transfer"
 	// CodePendingTransfers: closing an account with outgoing transfers that
 	// have not ended: their refunds need the account open.
@@ -81,11 +88,17 @@ type Account struct {
 	// their amounts never exceeds math.MaxInt64, so a refund cannot overflow.
 	Pending []PendingTransfer `avro:"pending" json:",omitempty"`
 	// Credited holds, per source account, the version of the latest debit
-	// credited here. The saga sends a source's credits in the order of its
-	// debits, so a credit at or below the mark was applied already: this
-	// makes credits idempotent beyond any dedupe window (a saga replaying
-	// old events cannot pay a transfer twice). One entry per counterparty.
+	// decided here: credited, or refused (TransferCreditRefused). The saga
+	// sends a source's credits in the order of its debits, so a credit at or
+	// below the mark was decided already: this makes credits idempotent
+	// beyond any dedupe window (a saga replaying old events cannot pay a
+	// transfer twice, nor pay one that was refused and refunded, even after
+	// this account opened). One entry per counterparty. Kept when the
+	// account is opened after a refusal.
 	Credited []CreditMark `avro:"credited" json:",omitempty"`
+	// DebitSeq is the Seq of the latest outgoing transfer debited here (0:
+	// none). Seqs name outgoing transfers forever: 1, 2, 3, ...
+	DebitSeq int64 `avro:"debitSeq" json:",omitempty"`
 }
 
 // CreditMark is the latest debit of one source account credited here.
@@ -109,12 +122,28 @@ type PendingTransfer struct {
 	TransferID string `avro:"transferId"`
 	To         string `avro:"to"`
 	Amount     int64  `avro:"amount"`
+	// Seq is the transfer's number on this account (its TransferDebited's
+	// Seq); 0 for a transfer debited before Seqs existed.
+	Seq int64 `avro:"seq" json:",omitempty"`
 }
 
 // pending returns the index of the pending transfer with id, or -1.
 func (s Account) pending(id string) int {
 	for i, p := range s.Pending {
 		if p.TransferID == id {
+			return i
+		}
+	}
+	return -1
+}
+
+// pendingSeq returns the index of the pending transfer named by seq and id,
+// or -1. Seq 0 is a command of a saga older than Seqs: it can end only a
+// transfer debited before Seqs existed (Seq 0 too), never a newer one that
+// reuses the id.
+func (s Account) pendingSeq(seq int64, id string) int {
+	for i, p := range s.Pending {
+		if p.Seq == seq && p.TransferID == id {
 			return i
 		}
 	}
@@ -170,26 +199,32 @@ type DebitForTransfer struct {
 }
 
 // CreditForTransfer is the second leg: it puts Amount, debited from account
-// From by its event at version DebitVersion, into this account. A rejection
-// (closed account, say) makes the saga refund the source, except
-// CodeAlreadyCredited, which means it was credited before.
+// From by its event at version DebitVersion (transfer Seq of From), into
+// this account, or records why it cannot (TransferCreditRefused: closed,
+// never opened, overflow). Either way the debit is decided here for good:
+// a later credit of it is rejected as CodeAlreadyCredited, without effect.
 type CreditForTransfer struct {
 	TransferID   string `avro:"transferId"`
 	From         string `avro:"from"`
 	DebitVersion int64  `avro:"debitVersion"`
 	Amount       int64  `avro:"amount"`
+	Seq          int64  `avro:"seq"`
 }
 
-// CompleteTransfer ends a pending outgoing transfer whose credit succeeded.
+// CompleteTransfer ends the pending outgoing transfer Seq (with id
+// TransferID) whose credit succeeded.
 type CompleteTransfer struct {
 	TransferID string `avro:"transferId"`
+	Seq        int64  `avro:"seq"`
 }
 
-// RefundTransfer ends a pending outgoing transfer whose credit failed,
-// putting its amount back on the balance. Reason says why (for people).
+// RefundTransfer ends the pending outgoing transfer Seq (with id TransferID)
+// whose credit was refused, putting its amount back on the balance. Reason
+// says why (for people).
 type RefundTransfer struct {
 	TransferID string `avro:"transferId"`
 	Reason     string `avro:"reason"`
+	Seq        int64  `avro:"seq"`
 }
 
 // CommandType implements aggregates.Command.
@@ -241,27 +276,48 @@ type MoneyWithdrawn struct {
 type AccountClosed struct{}
 
 // TransferDebited records the debit leg of a transfer to To; Balance is the
-// balance after it. The transfer is pending from now on.
+// balance after it. The transfer is pending from now on. Seq numbers it
+// among this account's outgoing transfers (1, 2, 3, ...; 0 in events
+// written before Seqs existed).
 type TransferDebited struct {
 	TransferID string `avro:"transferId"`
 	To         string `avro:"to"`
 	Amount     int64  `avro:"amount"`
 	Balance    int64  `avro:"balance"`
+	Seq        int64  `avro:"seq"`
 }
 
 // TransferCredited records the credit leg of a transfer from From (its debit
-// at version DebitVersion of From).
+// at version DebitVersion of From, transfer Seq there).
 type TransferCredited struct {
 	TransferID   string `avro:"transferId"`
 	From         string `avro:"from"`
 	DebitVersion int64  `avro:"debitVersion"`
 	Amount       int64  `avro:"amount"`
 	Balance      int64  `avro:"balance"`
+	Seq          int64  `avro:"seq"`
+}
+
+// TransferCreditRefused records that this account could not take the credit
+// of a transfer from From (debit version DebitVersion, Seq there): Code says
+// why (CodeClosed, CodeNotOpen, CodeInvalidAmount). No money moved here; the
+// source gets it back. It is an event (not a rejection) so that the refusal
+// is a fact a replay sees: the debit is decided here, and an account opened
+// later never pays it.
+type TransferCreditRefused struct {
+	TransferID   string `avro:"transferId"`
+	From         string `avro:"from"`
+	DebitVersion int64  `avro:"debitVersion"`
+	Amount       int64  `avro:"amount"`
+	Seq          int64  `avro:"seq"`
+	Code         string `avro:"code"`
+	Reason       string `avro:"reason"`
 }
 
 // TransferCompleted records that a pending outgoing transfer was credited.
 type TransferCompleted struct {
 	TransferID string `avro:"transferId"`
+	Seq        int64  `avro:"seq"`
 }
 
 // TransferRefunded records that a pending outgoing transfer was refused by
@@ -271,6 +327,7 @@ type TransferRefunded struct {
 	Amount     int64  `avro:"amount"`
 	Balance    int64  `avro:"balance"`
 	Reason     string `avro:"reason"`
+	Seq        int64  `avro:"seq"`
 }
 
 // EventType implements aggregates.Event.
@@ -290,6 +347,9 @@ func (TransferDebited) EventType() string { return "TransferDebited" }
 
 // EventType implements aggregates.Event.
 func (TransferCredited) EventType() string { return "TransferCredited" }
+
+// EventType implements aggregates.Event.
+func (TransferCreditRefused) EventType() string { return "TransferCreditRefused" }
 
 // EventType implements aggregates.Event.
 func (TransferCompleted) EventType() string { return "TransferCompleted" }
@@ -325,6 +385,7 @@ var Type = aggregates.Type[Account]{
 		TransferCredited{},
 		TransferCompleted{},
 		TransferRefunded{},
+		TransferCreditRefused{},
 	},
 }
 
@@ -449,42 +510,52 @@ func debitForTransfer(s Account, c DebitForTransfer) ([]aggregates.Event, error)
 	if c.Amount > s.Balance {
 		return nil, aggregates.Reject(CodeInsufficientFunds, "balance %d is less than the transfer of %d", s.Balance, c.Amount)
 	}
-	return []aggregates.Event{TransferDebited{TransferID: c.TransferID, To: c.To, Amount: c.Amount, Balance: s.Balance - c.Amount}}, nil
+	return []aggregates.Event{TransferDebited{TransferID: c.TransferID, To: c.To, Amount: c.Amount, Balance: s.Balance - c.Amount, Seq: s.DebitSeq + 1}}, nil
 }
 
+// creditForTransfer decides a debit on its target, once: credited or
+// refused, each an event that moves the credit mark, so that no later
+// credit of the same debit (a replayed saga, a re-driven command beyond the
+// dedupe window, an account opened after the refusal) has any effect.
 func creditForTransfer(s Account, c CreditForTransfer) ([]aggregates.Event, error) {
-	if err := mustBeOpen(s); err != nil {
-		return nil, err
-	}
-	if c.TransferID == "" || c.From == "" || c.DebitVersion < 1 {
+	// Malformed credits come from no debit (the saga copies a debit's
+	// fields, which the source validated): rejected, nothing recorded.
+	if c.TransferID == "" || c.From == "" || c.DebitVersion < 1 || c.Seq < 0 {
 		return nil, aggregates.Reject(CodeInvalidTransfer, "a credit needs a transfer id, a source account and its debit version")
-	}
-	if last := s.creditedUpTo(c.From); c.DebitVersion <= last {
-		return nil, aggregates.Reject(CodeAlreadyCredited, "debit %d of %q is credited already (latest credited: %d)", c.DebitVersion, c.From, last)
 	}
 	if c.Amount <= 0 {
 		return nil, aggregates.Reject(CodeInvalidAmount, "transfer amount must be positive, got %d", c.Amount)
 	}
-	if c.Amount > s.room() {
-		return nil, aggregates.Reject(CodeInvalidAmount, "credit of %d would overflow the balance of %d", c.Amount, s.Balance)
+	if last := s.creditedUpTo(c.From); c.DebitVersion <= last {
+		return nil, aggregates.Reject(CodeAlreadyCredited, "debit %d of %q is decided already (latest credited or refused: %d)", c.DebitVersion, c.From, last)
 	}
-	return []aggregates.Event{TransferCredited{TransferID: c.TransferID, From: c.From, DebitVersion: c.DebitVersion, Amount: c.Amount, Balance: s.Balance + c.Amount}}, nil
+	refuse := func(r *aggregates.Rejection) ([]aggregates.Event, error) {
+		return []aggregates.Event{TransferCreditRefused{TransferID: c.TransferID, From: c.From, DebitVersion: c.DebitVersion, Amount: c.Amount, Seq: c.Seq, Code: r.Code, Reason: r.Message}}, nil
+	}
+	if err := mustBeOpen(s); err != nil {
+		r, _ := aggregates.AsRejection(err)
+		return refuse(r)
+	}
+	if c.Amount > s.room() {
+		return refuse(aggregates.Reject(CodeInvalidAmount, "credit of %d would overflow the balance of %d", c.Amount, s.Balance))
+	}
+	return []aggregates.Event{TransferCredited{TransferID: c.TransferID, From: c.From, DebitVersion: c.DebitVersion, Amount: c.Amount, Balance: s.Balance + c.Amount, Seq: c.Seq}}, nil
 }
 
 func completeTransfer(s Account, c CompleteTransfer) ([]aggregates.Event, error) {
-	if s.pending(c.TransferID) < 0 {
-		return nil, aggregates.Reject(CodeUnknownTransfer, "no pending transfer %q on this account", c.TransferID)
+	if s.pendingSeq(c.Seq, c.TransferID) < 0 {
+		return nil, aggregates.Reject(CodeUnknownTransfer, "no pending transfer %q with seq %d on this account", c.TransferID, c.Seq)
 	}
 	return []aggregates.Event{TransferCompleted(c)}, nil
 }
 
 func refundTransfer(s Account, c RefundTransfer) ([]aggregates.Event, error) {
-	i := s.pending(c.TransferID)
+	i := s.pendingSeq(c.Seq, c.TransferID)
 	if i < 0 {
-		return nil, aggregates.Reject(CodeUnknownTransfer, "no pending transfer %q on this account", c.TransferID)
+		return nil, aggregates.Reject(CodeUnknownTransfer, "no pending transfer %q with seq %d on this account", c.TransferID, c.Seq)
 	}
 	amount := s.Pending[i].Amount
-	return []aggregates.Event{TransferRefunded{TransferID: c.TransferID, Amount: amount, Balance: s.Balance + amount, Reason: c.Reason}}, nil
+	return []aggregates.Event{TransferRefunded{TransferID: c.TransferID, Amount: amount, Balance: s.Balance + amount, Reason: c.Reason, Seq: c.Seq}}, nil
 }
 
 // mustBeOpen returns an error (never a typed nil) unless the account is open.
@@ -516,7 +587,8 @@ func validCurrency(c string) bool {
 func Evolve(s Account, event aggregates.Event) Account {
 	switch e := event.(type) {
 	case AccountOpened:
-		return Account{Status: StatusOpen, Owner: e.Owner, Currency: e.Currency}
+		// Refusals recorded before the account opened stay decided.
+		return Account{Status: StatusOpen, Owner: e.Owner, Currency: e.Currency, Credited: s.Credited, DebitSeq: s.DebitSeq}
 	case MoneyDeposited:
 		// The event carries the balance after it: it is the fact, and
 		// replaying it needs no arithmetic that could disagree.
@@ -527,15 +599,18 @@ func Evolve(s Account, event aggregates.Event) Account {
 		s.Status = StatusClosed
 	case TransferDebited:
 		s.Balance = e.Balance
-		s.Pending = append(s.Pending[:len(s.Pending):len(s.Pending)], PendingTransfer{TransferID: e.TransferID, To: e.To, Amount: e.Amount})
+		s.Pending = append(s.Pending[:len(s.Pending):len(s.Pending)], PendingTransfer{TransferID: e.TransferID, To: e.To, Amount: e.Amount, Seq: e.Seq})
+		s.DebitSeq = max(s.DebitSeq, e.Seq)
 	case TransferCredited:
 		s.Balance = e.Balance
 		s.Credited = mark(s.Credited, e.From, e.DebitVersion)
+	case TransferCreditRefused:
+		s.Credited = mark(s.Credited, e.From, e.DebitVersion)
 	case TransferCompleted:
-		s.Pending = without(s.Pending, e.TransferID)
+		s.Pending = without(s.Pending, e.Seq, e.TransferID)
 	case TransferRefunded:
 		s.Balance = e.Balance
-		s.Pending = without(s.Pending, e.TransferID)
+		s.Pending = without(s.Pending, e.Seq, e.TransferID)
 	}
 	return s
 }
@@ -556,12 +631,12 @@ func mark(marks []CreditMark, from string, version int64) []CreditMark {
 	return out
 }
 
-// without returns pending minus the transfer id, as a new slice (states are
-// values: the caller's slice must not change), nil when empty.
-func without(pending []PendingTransfer, id string) []PendingTransfer {
+// without returns pending minus the transfer (seq, id), as a new slice
+// (states are values: the caller's slice must not change), nil when empty.
+func without(pending []PendingTransfer, seq int64, id string) []PendingTransfer {
 	var out []PendingTransfer
 	for _, p := range pending {
-		if p.TransferID != id {
+		if p.Seq != seq || p.TransferID != id {
 			out = append(out, p)
 		}
 	}

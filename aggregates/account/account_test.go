@@ -240,12 +240,21 @@ func TestTestdata(t *testing.T) {
 	aggtest.RunFile(t, account.Type, "testdata/account.txt")
 }
 
-func debited(id, to string, amount, balance int64) account.TransferDebited {
-	return account.TransferDebited{TransferID: id, To: to, Amount: amount, Balance: balance}
+// debited is the debit of transfer seq of the account (its seq-th).
+func debited(seq int64, id, to string, amount, balance int64) account.TransferDebited {
+	return account.TransferDebited{TransferID: id, To: to, Amount: amount, Balance: balance, Seq: seq}
 }
 
 func credited(id, from string, debitVersion, amount, balance int64) account.TransferCredited {
-	return account.TransferCredited{TransferID: id, From: from, DebitVersion: debitVersion, Amount: amount, Balance: balance}
+	return account.TransferCredited{TransferID: id, From: from, DebitVersion: debitVersion, Amount: amount, Balance: balance, Seq: 1}
+}
+
+func refused(id, from string, debitVersion, amount int64, code, reason string) account.TransferCreditRefused {
+	return account.TransferCreditRefused{TransferID: id, From: from, DebitVersion: debitVersion, Amount: amount, Seq: 1, Code: code, Reason: reason}
+}
+
+func credit(id, from string, debitVersion, amount int64) account.CreditForTransfer {
+	return account.CreditForTransfer{TransferID: id, From: from, DebitVersion: debitVersion, Amount: amount, Seq: 1}
 }
 
 func withCredited(balance int64, m ...account.CreditMark) *account.Account {
@@ -254,21 +263,31 @@ func withCredited(balance int64, m ...account.CreditMark) *account.Account {
 	return s
 }
 
-func withPending(balance int64, p ...account.PendingTransfer) *account.Account {
+func withPending(balance, debitSeq int64, p ...account.PendingTransfer) *account.Account {
 	s := state(balance)
 	s.Pending = p
+	s.DebitSeq = debitSeq
 	return s
 }
 
 func TestTransferLegs(t *testing.T) {
-	t1 := account.PendingTransfer{TransferID: "t1", To: "bob", Amount: 30}
+	t1 := account.PendingTransfer{TransferID: "t1", To: "bob", Amount: 30, Seq: 1}
+	never := &account.Account{Credited: []account.CreditMark{{From: "ann", DebitVersion: 3}}}
 	aggtest.Run(t, account.Type, []Case{
 		{
-			Name:  "debit keeps the transfer pending",
+			Name:  "debit keeps the transfer pending under the next seq",
 			Given: []aggregates.Event{opened, deposited(100, 100)},
 			When:  account.DebitForTransfer{TransferID: "t1", To: "bob", Amount: 30},
-			Then:  []aggregates.Event{debited("t1", "bob", 30, 70)},
-			State: withPending(70, t1),
+			Then:  []aggregates.Event{debited(1, "t1", "bob", 30, 70)},
+			State: withPending(70, 1, t1),
+		},
+		{
+			// A reused id is a new transfer: a new seq names it.
+			Name:  "debit reusing an ended transfer id",
+			Given: []aggregates.Event{opened, deposited(100, 100), debited(1, "t1", "bob", 30, 70), account.TransferRefunded{TransferID: "t1", Amount: 30, Balance: 100, Seq: 1}},
+			When:  account.DebitForTransfer{TransferID: "t1", To: "carl", Amount: 50},
+			Then:  []aggregates.Event{debited(2, "t1", "carl", 50, 50)},
+			State: withPending(50, 2, account.PendingTransfer{TransferID: "t1", To: "carl", Amount: 50, Seq: 2}),
 		},
 		{Name: "debit more than the balance", Given: []aggregates.Event{opened, deposited(10, 10)}, When: account.DebitForTransfer{TransferID: "t1", To: "bob", Amount: 11}, Reject: account.CodeInsufficientFunds},
 		{Name: "debit zero", Given: []aggregates.Event{opened, deposited(10, 10)}, When: account.DebitForTransfer{TransferID: "t1", To: "bob"}, Reject: account.CodeInvalidAmount},
@@ -277,21 +296,21 @@ func TestTransferLegs(t *testing.T) {
 		{Name: "debit from a closed account", Given: []aggregates.Event{opened, closed}, When: account.DebitForTransfer{TransferID: "t1", To: "bob", Amount: 1}, Reject: account.CodeClosed},
 		{
 			Name:   "debit with a pending id",
-			Given:  []aggregates.Event{opened, deposited(100, 100), debited("t1", "bob", 30, 70)},
+			Given:  []aggregates.Event{opened, deposited(100, 100), debited(1, "t1", "bob", 30, 70)},
 			When:   account.DebitForTransfer{TransferID: "t1", To: "bob", Amount: 30},
 			Reject: account.CodeTransferPending,
 		},
 		{
 			Name:  "credit",
 			Given: []aggregates.Event{opened, deposited(5, 5)},
-			When:  account.CreditForTransfer{TransferID: "t1", From: "ann", DebitVersion: 3, Amount: 30},
+			When:  credit("t1", "ann", 3, 30),
 			Then:  []aggregates.Event{credited("t1", "ann", 3, 30, 35)},
 			State: withCredited(35, account.CreditMark{From: "ann", DebitVersion: 3}),
 		},
 		{
 			Name:  "credit of a later debit of the same source",
 			Given: []aggregates.Event{opened, credited("t1", "ann", 3, 30, 30), credited("t1", "bob", 9, 1, 31)},
-			When:  account.CreditForTransfer{TransferID: "t2", From: "ann", DebitVersion: 4, Amount: 1},
+			When:  credit("t2", "ann", 4, 1),
 			Then:  []aggregates.Event{credited("t2", "ann", 4, 1, 32)},
 			State: withCredited(32, account.CreditMark{From: "ann", DebitVersion: 4}, account.CreditMark{From: "bob", DebitVersion: 9}),
 		},
@@ -299,71 +318,137 @@ func TestTransferLegs(t *testing.T) {
 			// A replayed credit is refused however old it is: no dedupe window.
 			Name:   "credit of a debit credited before",
 			Given:  []aggregates.Event{opened, credited("t1", "ann", 3, 30, 30), credited("t2", "ann", 8, 1, 31)},
-			When:   account.CreditForTransfer{TransferID: "t1", From: "ann", DebitVersion: 3, Amount: 30},
+			When:   credit("t1", "ann", 3, 30),
 			Reject: account.CodeAlreadyCredited,
 		},
-		{Name: "credit without debit version", Given: []aggregates.Event{opened}, When: account.CreditForTransfer{TransferID: "t1", From: "ann", Amount: 1}, Reject: account.CodeInvalidTransfer},
-		{Name: "credit without source", Given: []aggregates.Event{opened}, When: account.CreditForTransfer{TransferID: "t1", DebitVersion: 1, Amount: 1}, Reject: account.CodeInvalidTransfer},
-		{Name: "credit to a closed account", Given: []aggregates.Event{opened, closed}, When: account.CreditForTransfer{TransferID: "t1", From: "ann", DebitVersion: 1, Amount: 1}, Reject: account.CodeClosed},
-		{Name: "credit to an account never opened", When: account.CreditForTransfer{TransferID: "t1", From: "ann", DebitVersion: 1, Amount: 1}, Reject: account.CodeNotOpen},
-		{Name: "credit of nothing", Given: []aggregates.Event{opened}, When: account.CreditForTransfer{TransferID: "t1", From: "ann", DebitVersion: 1}, Reject: account.CodeInvalidAmount},
+		{Name: "credit without debit version", Given: []aggregates.Event{opened}, When: credit("t1", "ann", 0, 1), Reject: account.CodeInvalidTransfer},
+		{Name: "credit without source", Given: []aggregates.Event{opened}, When: credit("t1", "", 1, 1), Reject: account.CodeInvalidTransfer},
+		{Name: "credit without transfer id", Given: []aggregates.Event{opened}, When: credit("", "ann", 1, 1), Reject: account.CodeInvalidTransfer},
+		{Name: "credit of nothing", Given: []aggregates.Event{opened}, When: credit("t1", "ann", 1, 0), Reject: account.CodeInvalidAmount},
+		{Name: "credit of a negative amount to a closed account records nothing", Given: []aggregates.Event{opened, closed}, When: credit("t1", "ann", 1, -5), Reject: account.CodeInvalidAmount},
+		{
+			// The refusal is a fact on the target: a replay sees it.
+			Name:  "credit to a closed account is refused and recorded",
+			Given: []aggregates.Event{opened, closed},
+			When:  credit("t1", "ann", 1, 1),
+			Then:  []aggregates.Event{refused("t1", "ann", 1, 1, account.CodeClosed, "account is closed")},
+			State: &account.Account{Status: account.StatusClosed, Owner: "ann", Currency: "EUR", Credited: []account.CreditMark{{From: "ann", DebitVersion: 1}}},
+		},
+		{
+			Name:  "credit to an account never opened is refused and recorded",
+			When:  credit("t1", "ann", 3, 1),
+			Then:  []aggregates.Event{refused("t1", "ann", 3, 1, account.CodeNotOpen, "account was never opened")},
+			State: never,
+		},
+		{
+			Name:   "a refused credit stays refused after the account opened",
+			Given:  []aggregates.Event{refused("t1", "ann", 3, 1, account.CodeNotOpen, "account was never opened"), opened},
+			When:   credit("t1", "ann", 3, 1),
+			Reject: account.CodeAlreadyCredited,
+		},
+		{
+			Name:  "an account opens after a refused credit, keeping the refusal",
+			Given: []aggregates.Event{refused("t1", "ann", 3, 1, account.CodeNotOpen, "account was never opened")},
+			When:  account.OpenAccount{Owner: "ann", Currency: "EUR"},
+			Then:  []aggregates.Event{opened},
+			State: withCredited(0, account.CreditMark{From: "ann", DebitVersion: 3}),
+		},
+		{
+			Name:   "a refused credit replayed on a closed account",
+			Given:  []aggregates.Event{opened, closed, refused("t1", "ann", 3, 1, account.CodeClosed, "account is closed")},
+			When:   credit("t1", "ann", 3, 1),
+			Reject: account.CodeAlreadyCredited,
+		},
+		{
+			Name:  "a later debit of the same source after a refusal",
+			Given: []aggregates.Event{refused("t1", "ann", 3, 1, account.CodeNotOpen, "account was never opened"), opened},
+			When:  credit("t2", "ann", 5, 7),
+			Then:  []aggregates.Event{credited("t2", "ann", 5, 7, 7)},
+			State: withCredited(7, account.CreditMark{From: "ann", DebitVersion: 5}),
+		},
 		{
 			// The refund of a pending transfer must always fit.
-			Name:   "credit into the room of a pending refund",
-			Given:  []aggregates.Event{opened, deposited(math.MaxInt64-10, math.MaxInt64-10), debited("t1", "bob", 10, math.MaxInt64-20)},
-			When:   account.CreditForTransfer{TransferID: "t2", From: "carl", DebitVersion: 1, Amount: 11},
-			Reject: account.CodeInvalidAmount,
+			Name:  "credit into the room of a pending refund is refused and recorded",
+			Given: []aggregates.Event{opened, deposited(math.MaxInt64-10, math.MaxInt64-10), debited(1, "t1", "bob", 10, math.MaxInt64-20)},
+			When:  credit("t2", "carl", 1, 11),
+			Then:  []aggregates.Event{refused("t2", "carl", 1, 11, account.CodeInvalidAmount, "credit of 11 would overflow the balance of 9223372036854775787")},
 		},
 		{
 			Name:   "deposit into the room of a pending refund",
-			Given:  []aggregates.Event{opened, deposited(math.MaxInt64-10, math.MaxInt64-10), debited("t1", "bob", 10, math.MaxInt64-20)},
+			Given:  []aggregates.Event{opened, deposited(math.MaxInt64-10, math.MaxInt64-10), debited(1, "t1", "bob", 10, math.MaxInt64-20)},
 			When:   account.Deposit{Amount: 11},
 			Reject: account.CodeInvalidAmount,
 		},
 		{
 			Name:  "complete",
-			Given: []aggregates.Event{opened, deposited(100, 100), debited("t1", "bob", 30, 70)},
-			When:  account.CompleteTransfer{TransferID: "t1"},
-			Then:  []aggregates.Event{account.TransferCompleted{TransferID: "t1"}},
-			State: state(70),
+			Given: []aggregates.Event{opened, deposited(100, 100), debited(1, "t1", "bob", 30, 70)},
+			When:  account.CompleteTransfer{TransferID: "t1", Seq: 1},
+			Then:  []aggregates.Event{account.TransferCompleted{TransferID: "t1", Seq: 1}},
+			State: withPending(70, 1),
 		},
 		{
 			Name:   "complete twice",
-			Given:  []aggregates.Event{opened, deposited(100, 100), debited("t1", "bob", 30, 70), account.TransferCompleted{TransferID: "t1"}},
-			When:   account.CompleteTransfer{TransferID: "t1"},
+			Given:  []aggregates.Event{opened, deposited(100, 100), debited(1, "t1", "bob", 30, 70), account.TransferCompleted{TransferID: "t1", Seq: 1}},
+			When:   account.CompleteTransfer{TransferID: "t1", Seq: 1},
 			Reject: account.CodeUnknownTransfer,
+		},
+		{Name: "complete with another seq", Given: []aggregates.Event{opened, deposited(100, 100), debited(1, "t1", "bob", 30, 70)}, When: account.CompleteTransfer{TransferID: "t1", Seq: 2}, Reject: account.CodeUnknownTransfer},
+		{Name: "complete with another id", Given: []aggregates.Event{opened, deposited(100, 100), debited(1, "t1", "bob", 30, 70)}, When: account.CompleteTransfer{TransferID: "t2", Seq: 1}, Reject: account.CodeUnknownTransfer},
+		{Name: "complete without seq (a saga before seqs)", Given: []aggregates.Event{opened, deposited(100, 100), debited(1, "t1", "bob", 30, 70)}, When: account.CompleteTransfer{TransferID: "t1"}, Reject: account.CodeUnknownTransfer},
+		{
+			// A debit written before seqs existed is ended by a command without one.
+			Name:  "complete a transfer debited before seqs",
+			Given: []aggregates.Event{opened, deposited(100, 100), debited(0, "t1", "bob", 30, 70)},
+			When:  account.CompleteTransfer{TransferID: "t1"},
+			Then:  []aggregates.Event{account.TransferCompleted{TransferID: "t1"}},
+			State: withPending(70, 0),
 		},
 		{
 			Name:  "refund returns the pending amount",
-			Given: []aggregates.Event{opened, deposited(100, 100), debited("t1", "bob", 30, 70), withdrawn(70, 0)},
-			When:  account.RefundTransfer{TransferID: "t1", Reason: "closed"},
-			Then:  []aggregates.Event{account.TransferRefunded{TransferID: "t1", Amount: 30, Balance: 30, Reason: "closed"}},
-			State: state(30),
+			Given: []aggregates.Event{opened, deposited(100, 100), debited(1, "t1", "bob", 30, 70), withdrawn(70, 0)},
+			When:  account.RefundTransfer{TransferID: "t1", Reason: "closed", Seq: 1},
+			Then:  []aggregates.Event{account.TransferRefunded{TransferID: "t1", Amount: 30, Balance: 30, Reason: "closed", Seq: 1}},
+			State: withPending(30, 1),
 		},
 		{
 			Name:   "refund twice",
-			Given:  []aggregates.Event{opened, deposited(100, 100), debited("t1", "bob", 30, 70), account.TransferRefunded{TransferID: "t1", Amount: 30, Balance: 100}},
-			When:   account.RefundTransfer{TransferID: "t1"},
+			Given:  []aggregates.Event{opened, deposited(100, 100), debited(1, "t1", "bob", 30, 70), account.TransferRefunded{TransferID: "t1", Amount: 30, Balance: 100, Seq: 1}},
+			When:   account.RefundTransfer{TransferID: "t1", Seq: 1},
 			Reject: account.CodeUnknownTransfer,
 		},
 		{
 			Name:   "refund after complete",
-			Given:  []aggregates.Event{opened, deposited(100, 100), debited("t1", "bob", 30, 70), account.TransferCompleted{TransferID: "t1"}},
-			When:   account.RefundTransfer{TransferID: "t1"},
+			Given:  []aggregates.Event{opened, deposited(100, 100), debited(1, "t1", "bob", 30, 70), account.TransferCompleted{TransferID: "t1", Seq: 1}},
+			When:   account.RefundTransfer{TransferID: "t1", Seq: 1},
 			Reject: account.CodeUnknownTransfer,
 		},
 		{
+			// Scenario 2 of issue 13: the old refund leg, replayed, must not
+			// refund the new transfer that reuses the id.
+			Name:   "an old refund does not end a new transfer reusing the id",
+			Given:  []aggregates.Event{opened, deposited(101, 101), debited(1, "t2", "gone", 50, 51), account.TransferRefunded{TransferID: "t2", Amount: 50, Balance: 101, Seq: 1}, debited(2, "t2", "bob", 50, 51)},
+			When:   account.RefundTransfer{TransferID: "t2", Seq: 1},
+			Reject: account.CodeUnknownTransfer,
+		},
+		{
+			Name:  "the new transfer reusing the id ends by its own seq",
+			Given: []aggregates.Event{opened, deposited(101, 101), debited(1, "t2", "gone", 50, 51), account.TransferRefunded{TransferID: "t2", Amount: 50, Balance: 101, Seq: 1}, debited(2, "t2", "bob", 50, 51)},
+			When:  account.CompleteTransfer{TransferID: "t2", Seq: 2},
+			Then:  []aggregates.Event{account.TransferCompleted{TransferID: "t2", Seq: 2}},
+			State: withPending(51, 2),
+		},
+		{
 			Name:   "close with a pending transfer",
-			Given:  []aggregates.Event{opened, deposited(30, 30), debited("t1", "bob", 30, 0)},
+			Given:  []aggregates.Event{opened, deposited(30, 30), debited(1, "t1", "bob", 30, 0)},
 			When:   account.CloseAccount{},
 			Reject: account.CodePendingTransfers,
 		},
 		{
 			Name:  "pending transfers are independent",
-			Given: []aggregates.Event{opened, deposited(100, 100), debited("t1", "bob", 30, 70), debited("t2", "carl", 20, 50)},
-			When:  account.CompleteTransfer{TransferID: "t1"},
-			Then:  []aggregates.Event{account.TransferCompleted{TransferID: "t1"}},
-			State: withPending(50, account.PendingTransfer{TransferID: "t2", To: "carl", Amount: 20}),
+			Given: []aggregates.Event{opened, deposited(100, 100), debited(1, "t1", "bob", 30, 70), debited(2, "t2", "carl", 20, 50)},
+			When:  account.CompleteTransfer{TransferID: "t1", Seq: 1},
+			Then:  []aggregates.Event{account.TransferCompleted{TransferID: "t1", Seq: 1}},
+			State: withPending(50, 2, account.PendingTransfer{TransferID: "t2", To: "carl", Amount: 20, Seq: 2}),
 		},
 	})
 }
@@ -383,7 +468,7 @@ func TestPayOutAndClose(t *testing.T) {
 		{Name: "empty account just closes", Given: []aggregates.Event{opened}, When: account.PayOutAndClose{}, Then: []aggregates.Event{closed}, State: closedState},
 		{Name: "never opened", When: account.PayOutAndClose{}, Reject: account.CodeNotOpen},
 		{Name: "closed", Given: []aggregates.Event{opened, closed}, When: account.PayOutAndClose{}, Reject: account.CodeClosed},
-		{Name: "pending transfer", Given: []aggregates.Event{opened, deposited(40, 40), debited("t1", "bob", 10, 30)}, When: account.PayOutAndClose{}, Reject: account.CodePendingTransfers},
+		{Name: "pending transfer", Given: []aggregates.Event{opened, deposited(40, 40), debited(1, "t1", "bob", 10, 30)}, When: account.PayOutAndClose{}, Reject: account.CodePendingTransfers},
 	})
 }
 
@@ -392,9 +477,9 @@ func TestPayOutAndClose(t *testing.T) {
 func TestEvolveDoesNotAlias(t *testing.T) {
 	s := account.Evolve(account.Account{}, opened)
 	s = account.Evolve(s, deposited(100, 100))
-	s = account.Evolve(s, debited("t1", "b", 10, 90))
-	a := account.Evolve(s, debited("t2", "b", 10, 80))
-	b := account.Evolve(s, debited("t3", "b", 10, 80))
+	s = account.Evolve(s, debited(1, "t1", "b", 10, 90))
+	a := account.Evolve(s, debited(2, "t2", "b", 10, 80))
+	b := account.Evolve(s, debited(2, "t3", "b", 10, 80))
 	if a.Pending[1].TransferID != "t2" || b.Pending[1].TransferID != "t3" || len(s.Pending) != 1 {
 		t.Fatalf("states share pending transfers: %+v %+v %+v", s.Pending, a.Pending, b.Pending)
 	}

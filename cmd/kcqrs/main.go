@@ -4,6 +4,7 @@
 //	kcqrs broker  run only the embedded Kafka-protocol broker on a fixed port
 //	kcqrs send    send one command and print its reply
 //	kcqrs transfer  start a transfer between two accounts (the saga completes it)
+//	kcqrs transfers list pending transfers; resume a saga group that lost its offsets
 //	kcqrs groups  list consumer groups with their lag; reset / rebuild: replay the read models
 //	kcqrs dlq     list, show and re-drive dead letters
 package main
@@ -25,6 +26,7 @@ commands:
   send    send one command and print its reply as JSON
   transfer  move money between two accounts: sends DebitForTransfer to the
           source; the transfer saga credits the target (or refunds)
+  transfers list pending transfers; 'transfers resume' after lost saga offsets
   groups  list consumer groups with their lag per partition
   reset   reset a version of the read models (plan first; --execute to act)
   rebuild follow a new version of the read models until it has caught up
@@ -51,6 +53,8 @@ func main() {
 		err = runSend(os.Args[2:])
 	case "transfer":
 		err = runTransfer(os.Args[2:])
+	case "transfers":
+		err = runTransfers(os.Args[2:])
 	case "groups":
 		err = runGroups(os.Args[2:])
 	case "reset":

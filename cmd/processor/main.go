@@ -21,6 +21,7 @@ import (
 	"runtime/debug"
 	"sort"
 	"syscall"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -54,6 +55,8 @@ type settings struct {
 	format      string // describe only
 	transfers   bool
 	memoryLimit int64
+
+	transferRedrive time.Duration // saga.Config.RedriveAfter
 }
 
 // bind declares every setting, with the topology's defaults.
@@ -103,6 +106,7 @@ func bind(s *config.Set, st *settings, describe bool) {
 
 	s.String(&st.cfg.GroupProtocol, "group-protocol", d.GroupProtocol, "consumer group protocol: classic, or consumer (KIP-848, Kafka 4.0+)")
 	s.Bool(&st.transfers, "transfers", true, "also run the transfer saga (group kcqrs-transfers, reply topic transfer-replies)")
+	s.Duration(&st.transferRedrive, "transfer-redrive-after", saga.DefaultRedriveAfter, "the saga sends a transfer's credit again (same command id) when it has been pending this long")
 
 	s.Group("Operations")
 	s.String(&st.httpAddr, "http-addr", ops.DefaultAddr, "listen address of /metrics, /healthz, /readyz (loopback by default; :8080 for all interfaces)")
@@ -278,11 +282,12 @@ func run(ctx context.Context, st *settings, reg *topology.Registry, logOut io.Wr
 	sg, err := saga.New(saga.Config{
 		Brokers: st.cfg.Brokers, InstanceID: st.cfg.InstanceID, Events: st.cfg.Topics.Events, Commands: st.cfg.Topics.Commands,
 		TransactionTimeout: st.cfg.TransactionTimeout, SessionTimeout: st.cfg.SessionTimeout, RebalanceTimeout: st.cfg.RebalanceTimeout,
-		Logger: log, ClientOpts: st.cfg.ClientOpts,
+		Logger: log, ClientOpts: st.cfg.ClientOpts, RedriveAfter: st.transferRedrive,
 	}, reg)
 	if err != nil {
 		return err
 	}
+	promReg.MustRegister(sg.Collector())
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	sagaDone := make(chan error, 1)

@@ -33,7 +33,7 @@ type transferReport struct {
 
 // debitKey names a transfer forever: its source account and the version of
 // its TransferDebited event (what the saga's command ids and the target's
-// credit marks are built from).
+// credit marks are built from; completions and refunds use its Seq).
 type debitKey struct {
 	source  string
 	version int64
@@ -42,28 +42,38 @@ type debitKey struct {
 type transferLedger struct {
 	debit    account.TransferDebited
 	credits  []accountEvent // TransferCredited on any account
+	refusals []accountEvent // TransferCreditRefused on any account
 	complete int
 	refunds  []account.TransferRefunded
+}
+
+// seqKey names a transfer on its source as completions and refunds do: its
+// Seq there and its id.
+type seqKey struct {
+	source string
+	seq    int64
+	id     string
 }
 
 // checkTransfers checks every transfer's legs. The events may come in any
 // order across accounts (each partition is read on its own); within one
 // account they are in version order. A debit must end in exactly one of:
-// one credit on its target plus one completion on its source, or one refund
-// of the whole amount on its source and no credit. Anything else creates or
-// destroys money (a credit applied twice, a refund after a credit) or
-// leaves it in flight (a lost credit, completion or refund). Transfers not
-// ended yet are counted as Pending, not reported: the caller decides whether
-// the saga had time to end them.
+// one credit on its target plus one completion on its source, or one
+// refusal on its target (TransferCreditRefused) plus one refund of the
+// whole amount on its source. Anything else creates or destroys money (a
+// credit applied twice, a refund after a credit, a refund without a
+// refusal) or leaves it in flight (a lost credit, completion or refund).
+// Transfers not ended yet are counted as Pending, not reported: the caller
+// decides whether the saga had time to end them.
 func checkTransfers(events []accountEvent) transferReport {
 	var rep transferReport
 	violate := func(format string, args ...any) {
 		rep.Violations = append(rep.Violations, fmt.Sprintf(format, args...))
 	}
 	ledgers := map[debitKey]*transferLedger{}
-	// A completion or refund names its transfer by transfer id on the
-	// source; the driver never reuses a transfer id.
-	byID := map[[2]string]debitKey{}
+	// A completion or refund names its transfer by Seq (and id) on the
+	// source, never by id alone: ids may be reused.
+	bySeq := map[seqKey]debitKey{}
 	for _, e := range events {
 		d, ok := e.event.(account.TransferDebited)
 		if !ok {
@@ -75,37 +85,46 @@ func checkTransfers(events []accountEvent) transferReport {
 			continue
 		}
 		ledgers[k] = &transferLedger{debit: d}
-		id := [2]string{e.account, d.TransferID}
-		if other, dup := byID[id]; dup {
-			violate("transfer %q debited twice from %s (versions %d and %d)", d.TransferID, e.account, other.version, e.version)
+		id := seqKey{e.account, d.Seq, d.TransferID}
+		if other, dup := bySeq[id]; dup {
+			violate("transfer %q seq %d debited twice from %s (versions %d and %d)", d.TransferID, d.Seq, e.account, other.version, e.version)
 		}
-		byID[id] = k
+		bySeq[id] = k
 		rep.Started++
+	}
+	leg := func(e accountEvent, what, id, from string, debitVersion, amount int64) *transferLedger {
+		l := ledgers[debitKey{from, debitVersion}]
+		if l == nil {
+			violate("%s %s %d for transfer %q from %s@%d, which has no debit", e.account, what, amount, id, from, debitVersion)
+			return nil
+		}
+		if amount != l.debit.Amount || id != l.debit.TransferID || e.account != l.debit.To {
+			violate("%s %s@%d (transfer %q of %d) does not match its debit %s@%d (transfer %q of %d to %s)",
+				what, e.account, e.version, id, amount, from, debitVersion, l.debit.TransferID, l.debit.Amount, l.debit.To)
+		}
+		return l
 	}
 	for _, e := range events {
 		switch ev := e.event.(type) {
 		case account.TransferCredited:
-			l := ledgers[debitKey{ev.From, ev.DebitVersion}]
-			if l == nil {
-				violate("%s credited %d for transfer %q from %s@%d, which has no debit (money created)", e.account, ev.Amount, ev.TransferID, ev.From, ev.DebitVersion)
-				continue
+			if l := leg(e, "credited (money created)", ev.TransferID, ev.From, ev.DebitVersion, ev.Amount); l != nil {
+				l.credits = append(l.credits, e)
 			}
-			l.credits = append(l.credits, e)
-			if ev.Amount != l.debit.Amount || ev.TransferID != l.debit.TransferID || e.account != l.debit.To {
-				violate("credit %s@%d (transfer %q of %d) does not match its debit %s@%d (transfer %q of %d to %s)",
-					e.account, e.version, ev.TransferID, ev.Amount, ev.From, ev.DebitVersion, l.debit.TransferID, l.debit.Amount, l.debit.To)
+		case account.TransferCreditRefused:
+			if l := leg(e, "refused", ev.TransferID, ev.From, ev.DebitVersion, ev.Amount); l != nil {
+				l.refusals = append(l.refusals, e)
 			}
 		case account.TransferCompleted:
-			k, ok := byID[[2]string{e.account, ev.TransferID}]
+			k, ok := bySeq[seqKey{e.account, ev.Seq, ev.TransferID}]
 			if !ok {
-				violate("%s@%d completed transfer %q, which it never debited", e.account, e.version, ev.TransferID)
+				violate("%s@%d completed transfer %q seq %d, which it never debited", e.account, e.version, ev.TransferID, ev.Seq)
 				continue
 			}
 			ledgers[k].complete++
 		case account.TransferRefunded:
-			k, ok := byID[[2]string{e.account, ev.TransferID}]
+			k, ok := bySeq[seqKey{e.account, ev.Seq, ev.TransferID}]
 			if !ok {
-				violate("%s@%d refunded %d for transfer %q, which it never debited (money created)", e.account, e.version, ev.Amount, ev.TransferID)
+				violate("%s@%d refunded %d for transfer %q seq %d, which it never debited (money created)", e.account, e.version, ev.Amount, ev.TransferID, ev.Seq)
 				continue
 			}
 			l := ledgers[k]
@@ -127,31 +146,35 @@ func checkTransfers(events []accountEvent) transferReport {
 	})
 	for _, k := range keys {
 		l := ledgers[k]
-		credits, refunds := len(l.credits), len(l.refunds)
+		credits, refusals, refunds := len(l.credits), len(l.refusals), len(l.refunds)
 		name := fmt.Sprintf("transfer %q (%s@%d -> %s, %d)", l.debit.TransferID, k.source, k.version, l.debit.To, l.debit.Amount)
 		switch {
-		case credits == 1 && l.complete == 1 && refunds == 0:
+		case credits == 1 && refusals == 0 && l.complete == 1 && refunds == 0:
 			rep.Completed++
-		case credits == 0 && l.complete == 0 && refunds == 1:
+		case credits == 0 && refusals == 1 && l.complete == 0 && refunds == 1:
 			rep.Refunded++
 		case credits > 1:
 			violate("%s credited %d times (money created)", name, credits)
+		case credits+refusals > 1:
+			violate("%s decided %d times on its target (%d credits, %d refusals)", name, credits+refusals, credits, refusals)
 		case credits == 1 && refunds > 0:
 			violate("%s credited and refunded (money created)", name)
 		case refunds > 1:
 			violate("%s refunded %d times (money created)", name, refunds)
+		case refunds == 1 && refusals == 0:
+			violate("%s refunded without a refusal on its target", name)
 		case l.complete > 1:
 			violate("%s completed %d times", name, l.complete)
 		case l.complete == 1 && credits == 0:
 			violate("%s completed without a credit (money destroyed)", name)
 		case l.complete+refunds == 0:
-			// Not ended yet (the credit may or may not have happened).
+			// Not ended yet (the target may or may not have decided).
 			rep.Pending++
 			if rep.PendingExample == "" {
-				rep.PendingExample = fmt.Sprintf("%s with %d credit(s)", name, credits)
+				rep.PendingExample = fmt.Sprintf("%s with %d credit(s), %d refusal(s)", name, credits, refusals)
 			}
 		default:
-			violate("%s: %d credit(s), %d completion(s), %d refund(s)", name, credits, l.complete, refunds)
+			violate("%s: %d credit(s), %d refusal(s), %d completion(s), %d refund(s)", name, credits, refusals, l.complete, refunds)
 		}
 	}
 	return rep

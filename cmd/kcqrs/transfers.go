@@ -1,0 +1,105 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/kcqrs/kcqrs/internal/examples"
+	"github.com/kcqrs/kcqrs/saga"
+)
+
+// runTransfers lists the transfers not ended yet (from the events topic),
+// or, with "resume", tells a saga group that lost its offsets where to go on.
+func runTransfers(args []string) error {
+	if len(args) > 0 && args[0] == "resume" {
+		return runTransfersResume(args[1:])
+	}
+	fs := flag.NewFlagSet("transfers", flag.ExitOnError)
+	brokers := fs.String("brokers", "127.0.0.1:9092", "comma-separated seed brokers")
+	events := fs.String("events-topic", "events", "the processor's events topic")
+	olderThan := fs.Duration("older-than", 0, "list only transfers debited longer ago than this")
+	asJSON := fs.Bool("json", false, "print JSON lines instead of a table")
+	timeout := fs.Duration("timeout", time.Minute, "how long reading the events topic may take")
+	fs.Usage = func() {
+		fmt.Fprintln(fs.Output(), "usage: kcqrs transfers [flags]            list pending transfers (debited, not completed or refunded)")
+		fmt.Fprintln(fs.Output(), "       kcqrs transfers resume [flags]     set the saga group's offsets after they were lost")
+		fs.PrintDefaults()
+	}
+	_ = fs.Parse(args)
+	reg, err := examples.Registry()
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), *timeout)
+	defer cancel()
+	list, err := saga.ListPending(ctx, strings.Split(*brokers, ","), nil, *events, reg)
+	if err != nil {
+		return err
+	}
+	now := time.Now()
+	w := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
+	if !*asJSON {
+		fmt.Fprintln(w, "SOURCE\tSEQ\tTRANSFER\tTARGET\tAMOUNT\tSTATE\tAGE")
+	}
+	n := 0
+	for _, p := range list {
+		age := now.Sub(p.Debited)
+		if age < *olderThan {
+			continue
+		}
+		n++
+		if *asJSON {
+			b, _ := json.Marshal(p)
+			fmt.Println(string(b))
+			continue
+		}
+		fmt.Fprintf(w, "%s\t%d\t%s\t%s\t%d\t%s\t%s\n", p.Source, p.Seq, p.TransferID, p.Target, p.Amount, p.State, age.Round(time.Second))
+	}
+	if !*asJSON {
+		_ = w.Flush()
+		fmt.Printf("%d pending transfer(s)\n", n)
+	}
+	return nil
+}
+
+func runTransfersResume(args []string) error {
+	fs := flag.NewFlagSet("transfers resume", flag.ExitOnError)
+	brokers := fs.String("brokers", "127.0.0.1:9092", "comma-separated seed brokers")
+	group := fs.String("group", "kcqrs-transfers", "the saga's consumer group")
+	events := fs.String("events-topic", "events", "the processor's events topic")
+	at := fs.String("at", "", "where to resume: start (replays every transfer event: safe, moves no money, takes time), end, or an RFC 3339 time")
+	all := fs.Bool("all", false, "move every partition, not only those without an offset (never forward past a committed offset without --forward)")
+	forward := fs.Bool("forward", false, "with --all, allow moving a partition forward (skipped transfers stay pending)")
+	dryRun := fs.Bool("dry-run", false, "print the offsets and change nothing")
+	_ = fs.Parse(args)
+	if *at == "" {
+		fs.Usage()
+		return errors.New("transfers resume: --at is required")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	offsets, err := saga.Resume(ctx, saga.ResumeOptions{
+		Brokers: strings.Split(*brokers, ","), Group: *group, Events: *events,
+		At: *at, All: *all, Forward: *forward, DryRun: *dryRun,
+	})
+	if err != nil {
+		return err
+	}
+	verb := "committed"
+	if *dryRun {
+		verb = "would commit"
+	}
+	if len(offsets) == 0 {
+		fmt.Printf("group %s has an offset on every partition of %s: nothing to do (use --all to move them)\n", *group, *events)
+		return nil
+	}
+	fmt.Printf("group %s: %s %s offsets %s\n", *group, verb, *events, saga.FormatOffsets(offsets))
+	return nil
+}
