@@ -230,6 +230,12 @@ func run(ctx context.Context, st *settings, reg *topology.Registry, logOut io.Wr
 	metrics = ops.NewMetrics(ops.MetricsOptions{
 		Registerer: promReg,
 		Partitions: partitionStates,
+		Stats: func() topology.Stats {
+			if proc == nil {
+				return topology.Stats{}
+			}
+			return proc.Stats()
+		},
 		StoreDirs: func() map[int32]string {
 			dirs := map[int32]string{}
 			for _, p := range assigned() {
