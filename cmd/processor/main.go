@@ -21,6 +21,7 @@ import (
 	"runtime/debug"
 	"sort"
 	"syscall"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -258,6 +259,9 @@ func run(ctx context.Context, st *settings, reg *topology.Registry, logOut io.Wr
 	if started != nil {
 		started(srv.Addr().String())
 	}
+	if err := checkKafka(ctx, &st.kafka, log); err != nil {
+		return err
+	}
 	if !st.transfers {
 		return stopped(log, proc.Run(ctx))
 	}
@@ -282,6 +286,28 @@ func run(ctx context.Context, st *settings, reg *topology.Registry, logOut io.Wr
 		err = fmt.Errorf("transfer saga: %w", serr)
 	}
 	return stopped(log, err)
+}
+
+// checkKafka fails at once, naming the cause (a wrong password names the
+// mechanism and user), when Kafka refuses the worker's TLS or login, instead
+// of franz-go's retries ending in EOF half a minute later; while no broker
+// answers at all it retries with a backoff, logging every attempt.
+func checkKafka(ctx context.Context, k *config.Kafka, log *slog.Logger) error {
+	wait := 500 * time.Millisecond
+	for attempt := 1; ; attempt++ {
+		err := k.Check(ctx, 10*time.Second)
+		var ce *config.ConnError
+		if err == nil || ctx.Err() != nil || !errors.As(err, &ce) || !ce.Retriable() {
+			return err
+		}
+		log.Error("cannot connect to Kafka", "err", err, "attempt", attempt, "retry_in", wait.String())
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(wait):
+		}
+		wait = min(2*wait, 30*time.Second)
+	}
 }
 
 // stopped logs a clean stop: Run returned without error after SIGTERM, so
