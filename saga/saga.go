@@ -229,6 +229,13 @@ func (r Ref) encode() []byte {
 	return b
 }
 
+// Permissions are the ACLs the saga needs (with the one its processor
+// needs to answer it).
+func (s *Saga) Permissions() []topology.Permission {
+	c := s.cfg
+	return topology.SagaPermissions(topology.SagaNames{Events: c.Events, Commands: c.Commands, Replies: c.Replies, Group: c.Group, InstanceID: c.InstanceID})
+}
+
 // Run processes events and replies until ctx is canceled (then it returns
 // nil) or a non-retryable error happens.
 func (s *Saga) Run(ctx context.Context) error {
@@ -244,6 +251,14 @@ func (s *Saga) Run(ctx context.Context) error {
 			return nil
 		}
 		return err
+	}
+	// Its ACLs (topology.SagaPermissions), named when missing: without
+	// them it would warn forever while debited transfers wait.
+	if err := topology.CheckPermissionSet(ctx, admCl, s.Permissions()); err != nil {
+		if ctx.Err() != nil {
+			return nil
+		}
+		return fmt.Errorf("saga: %w", err)
 	}
 	sess, err := kgo.NewGroupTransactSession(append(base,
 		kgo.ConsumerGroup(s.cfg.Group),

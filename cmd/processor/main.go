@@ -279,7 +279,13 @@ func run(ctx context.Context, st *settings, reg *topology.Registry, logOut io.Wr
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	sagaDone := make(chan error, 1)
-	go func() { sagaDone <- sg.Run(ctx) }()
+	go func() {
+		err := sg.Run(ctx)
+		if err != nil {
+			cancel() // a worker without its saga would debit transfers that never end
+		}
+		sagaDone <- err
+	}()
 	err = proc.Run(ctx)
 	cancel()
 	if serr := <-sagaDone; serr != nil && err == nil {
@@ -297,7 +303,10 @@ func checkKafka(ctx context.Context, k *config.Kafka, log *slog.Logger) error {
 	for attempt := 1; ; attempt++ {
 		err := k.Check(ctx, 10*time.Second)
 		var ce *config.ConnError
-		if err == nil || ctx.Err() != nil || !errors.As(err, &ce) || !ce.Retriable() {
+		if ctx.Err() != nil {
+			return nil // stopped before it began
+		}
+		if err == nil || !errors.As(err, &ce) || !ce.Retriable() {
 			return err
 		}
 		log.Error("cannot connect to Kafka", "err", err, "attempt", attempt, "retry_in", wait.String())
