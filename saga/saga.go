@@ -13,6 +13,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/kcqrs/kcqrs/aggregates"
 	"github.com/kcqrs/kcqrs/aggregates/account"
@@ -306,6 +307,13 @@ func (s *Saga) ensureTopics(ctx context.Context, adm *kadm.Client) (int32, error
 				}
 				if err == nil || errors.Is(err, kerr.TopicAlreadyExists) {
 					return n, nil
+				}
+				if errors.Is(err, kerr.TopicAuthorizationFailed) || errors.Is(err, kerr.ClusterAuthorizationFailed) {
+					for _, p := range s.Permissions() {
+						if p.Operation == kmsg.ACLOperationCreate {
+							err = &topology.PermissionError{Missing: []topology.Permission{p}}
+						}
+					}
 				}
 				return 0, fmt.Errorf("saga: create reply topic %q: %w", s.cfg.Replies, err)
 			}
