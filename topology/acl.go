@@ -59,11 +59,17 @@ func (p Permission) Command(bootstrap, principal string) string {
 	return b.String()
 }
 
-// ACLCommands are the kafka-acls.sh commands granting perms to principal.
+// ACLCommands are the kafka-acls.sh commands granting perms to principal,
+// each ACL once.
 func ACLCommands(bootstrap, principal string, perms []Permission) []string {
-	out := make([]string, len(perms))
-	for i, p := range perms {
-		out[i] = p.Command(bootstrap, principal)
+	var out []string
+	seen := map[string]bool{}
+	for _, p := range perms {
+		c := p.Command(bootstrap, principal)
+		if !seen[c] {
+			seen[c] = true
+			out = append(out, c)
+		}
 	}
 	return out
 }
