@@ -2,11 +2,15 @@
 GO ?= go
 PKGS := ./...
 
-.PHONY: run test test-kafka vet fmt build fuzz fuzz-ci schemas-check bench bench-quick chaos chaos-ci broker processor projector describe clean
+.PHONY: run run-secure test test-kafka vet fmt build fuzz fuzz-ci schemas-check bench bench-quick chaos chaos-ci broker processor projector describe clean
 
 ## run: start the embedded broker, a processor (with the transfer saga) and the projector, run the demo workload, serve until Ctrl-C
 run:
 	$(GO) run ./cmd/kcqrs demo
+
+## run-secure: the same pieces against `kcqrs broker --secure` (mutual TLS, SCRAM-SHA-256, ACLs; see README "Security")
+run-secure:
+	GO=$(GO) ./deploy/run-secure.sh
 
 ## test: the whole test suite (no network, no Docker)
 test: vet
