@@ -16,7 +16,8 @@ mkdir -p "$DIR/logs" "$DIR/broker"
 rm -f "$DIR"/broker/*.env
 ./bin/kcqrs broker --secure --port "$PORT" --data-dir "$DIR/broker" >"$DIR/logs/broker.log" 2>&1 &
 pids=$!
-trap 'kill $pids 2>/dev/null || true; wait' EXIT INT TERM
+trap 'kill $pids 2>/dev/null || true' EXIT
+trap 'exit 130' INT TERM
 i=0
 until [ -f "$DIR/broker/kcqrs-cli.env" ]; do
 	i=$((i + 1))
