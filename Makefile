@@ -2,7 +2,7 @@
 GO ?= go
 PKGS := ./...
 
-.PHONY: run run-secure test test-kafka vet fmt build fuzz fuzz-ci schemas-check bench bench-quick chaos chaos-ci broker processor projector describe clean
+.PHONY: run run-secure schemas-release test test-kafka vet fmt build fuzz fuzz-ci schemas-check bench bench-quick chaos chaos-ci broker processor projector describe clean
 
 ## run: start the embedded broker, a processor (with the transfer saga) and the projector, run the demo workload, serve until Ctrl-C
 run:
@@ -29,9 +29,17 @@ vet:
 build:
 	$(GO) build -o bin/ ./cmd/...
 
-## schemas-check: fail, saying what broke, when a current schema (with its upcasters) cannot read an older version in history/ of a command, event or snapshot
+## schemas-check: fail, saying what broke, when a current schema (with its upcasters) cannot read an older version in history/ of a command, event or snapshot;
+## SCHEMAS="dir ..." checks your own schema directories too, COMPAT=forward|full also fails when the previous release could not read new data (rollbacks)
+SCHEMAS ?= schemas/account schemas/folder schemas/kcqrs
+COMPAT ?= backward
 schemas-check:
 	$(GO) test -count=1 -run '^(TestSchemasCompatible|TestReleasedStayKnown)$$' -v ./schemas ./topology
+	$(GO) run ./cmd/kcqrs-schemas check --compatibility $(COMPAT) $(SCHEMAS)
+
+## schemas-release: copy the current schema SCHEMA=dir/Name.avsc to dir/history/Name.v<N>.avsc (N: its version), never overwriting a released file
+schemas-release:
+	$(GO) run ./cmd/kcqrs-schemas release $(SCHEMA)
 
 ## fuzz: run each decoder fuzz test for a while (FUZZTIME=200000x: a count, since duration-bounded fuzzing can end spuriously on Go 1.26)
 FUZZTIME ?= 200000x
