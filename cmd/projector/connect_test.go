@@ -6,6 +6,8 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"os"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -132,5 +134,41 @@ func TestProjectorSaysWhyItCannotConnect(t *testing.T) {
 				time.Sleep(50 * time.Millisecond)
 			}
 		})
+	}
+}
+
+// TestREADMEProjectorExamplesDoNotCollide: a projector the README starts
+// beside the demo's (a second version) listens on addresses of its own,
+// not the first projector's 8088 and 8089 nor the processor's 8080.
+func TestREADMEProjectorExamplesDoNotCollide(t *testing.T) {
+	raw, err := os.ReadFile("../../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	taken := []string{"127.0.0.1:8080", "127.0.0.1:8088", DefaultOpsAddr}
+	found := false
+	for _, line := range strings.Split(string(raw), "\n") {
+		if !strings.Contains(line, "cmd/projector") || !strings.Contains(line, "--version 2") {
+			continue
+		}
+		found = true
+		f := strings.Fields(strings.Trim(line, " `.-123456789"))
+		addrs := map[string]bool{}
+		for i := 0; i+1 < len(f); i++ {
+			if f[i] != "--http" && f[i] != "--ops-addr" {
+				continue
+			}
+			a := strings.Trim(f[i+1], "`.")
+			if slices.Contains(taken, a) || addrs[a] {
+				t.Errorf("README starts a second projector on %s, which is taken:\n%s", a, line)
+			}
+			addrs[a] = true
+		}
+		if len(addrs) != 2 {
+			t.Errorf("README's second projector should set both --http and --ops-addr:\n%s", line)
+		}
+	}
+	if !found {
+		t.Fatal("README has no example of a second projector version")
 	}
 }
