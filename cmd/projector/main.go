@@ -28,6 +28,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/kcqrs/kcqrs/config"
 	"github.com/kcqrs/kcqrs/internal/examples"
@@ -201,15 +202,19 @@ func run(ctx context.Context, st *settings, reg *topology.Registry, logOut io.Wr
 	if started != nil {
 		started(srv.Addr().String())
 	}
-	if err := waitForKafka(ctx, &st.kafka, log, func(p string) { problem.Store(&p) }); err != nil {
-		return nil // stopped while waiting
-	}
-
 	cl, err := kgo.NewClient(opts...)
 	if err != nil {
 		return fmt.Errorf("projector: %w", err)
 	}
 	defer cl.Close()
+	var aclCheck func(context.Context) error
+	if !st.queryOnly {
+		need := projectorChecks(st)
+		aclCheck = func(ctx context.Context) error { return topology.CheckPermissionSet(ctx, cl, need) }
+	}
+	if err := waitForKafka(ctx, &st.kafka, aclCheck, log, func(p string) { problem.Store(&p) }); err != nil {
+		return nil // stopped while waiting
+	}
 
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -229,6 +234,28 @@ func run(ctx context.Context, st *settings, reg *topology.Registry, logOut io.Wr
 	return svc.Wait()
 }
 
+// projectorChecks are the permissions of topology.ProjectorPermissions the
+// start-up check can ask about, made concrete for this version: Read on the
+// events topic and on each group (the prefixed topic permissions concern
+// topics goka creates later, which the brokers cannot describe yet).
+func projectorChecks(st *settings) []topology.Permission {
+	var need []topology.Permission
+	for _, p := range topology.ProjectorPermissions(st.proj.EventsTopic, st.proj.Names.Prefix+"-") {
+		if !p.Prefixed {
+			need = append(need, p)
+			continue
+		}
+		if p.ResourceType == kmsg.ACLResourceTypeGroup {
+			for _, g := range st.proj.Names.Groups() {
+				q := p
+				q.Prefixed, q.Resource = false, string(g)
+				need = append(need, q)
+			}
+		}
+	}
+	return need
+}
+
 // Backoff of waitForKafka between attempts: doubling from the first to the
 // last.
 var (
@@ -236,15 +263,21 @@ var (
 	kafkaRetryMax   = 30 * time.Second
 )
 
-// waitForKafka checks the connection (config.Kafka.Check) until it works,
+// waitForKafka checks the connection (config.Kafka.Check) and then, when
+// set, the ACLs (aclCheck) until both pass,
 // logging every failure at once at ERROR with its cause (the broker, the
 // stage, the SASL mechanism and user, never the password) and handing it to
 // setProblem, so /healthz and /readyz say what is wrong; retries back off.
 // It returns ctx's error when ctx ends first.
-func waitForKafka(ctx context.Context, k *config.Kafka, log *slog.Logger, setProblem func(string)) error {
+func waitForKafka(ctx context.Context, k *config.Kafka, aclCheck func(context.Context) error, log *slog.Logger, setProblem func(string)) error {
 	wait := kafkaRetryFirst
 	for attempt := 1; ; attempt++ {
 		err := k.Check(ctx, 10*time.Second)
+		if err == nil && aclCheck != nil {
+			cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+			err = aclCheck(cctx)
+			cancel()
+		}
 		if err == nil {
 			if attempt > 1 {
 				log.Info("Kafka reachable again", "attempts", attempt)
