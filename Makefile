@@ -2,12 +2,13 @@
 GO ?= go
 PKGS := ./...
 
-.PHONY: run run-secure schemas-release test test-kafka vet fmt build fuzz fuzz-ci schemas-check bench bench-quick chaos chaos-ci broker processor projector describe clean
+.PHONY: run test test-kafka vet fmt build fuzz fuzz-ci schemas-check bench bench-quick chaos chaos-ci broker processor projector describe clean
 
 ## run: start the embedded broker, a processor (with the transfer saga) and the projector, run the demo workload, serve until Ctrl-C
 run:
 	$(GO) run ./cmd/kcqrs demo
 
+.PHONY: run-secure schemas-release
 ## run-secure: the same pieces against `kcqrs broker --secure` (mutual TLS, SCRAM-SHA-256, ACLs; see README "Security")
 run-secure:
 	GO=$(GO) ./deploy/run-secure.sh
