@@ -31,6 +31,14 @@ pids="$pids $!"
 echo "secured broker on 127.0.0.1:$PORT (mutual TLS, SCRAM-SHA-256, ACLs); logs in $DIR/logs"
 echo "processor: http://$PROCESSOR_HTTP/readyz   projector: http://$PROJECTOR_OPS/readyz   queries: http://$QUERY_HTTP"
 
+# Wait until the processor has created its topics and is ready.
+i=0
+until curl -sf "http://$PROCESSOR_HTTP/readyz" >/dev/null 2>&1; do
+	i=$((i + 1))
+	[ $i -le 600 ] || { echo "processor not ready after 60s:"; tail -n 20 "$DIR/logs/processor.log"; exit 1; }
+	sleep 0.1
+done
+
 # The demo workload, as user kcqrs-cli (the KCQRS_* variables of its env
 # file); WORKLOAD=0 only starts the services.
 if [ "${WORKLOAD:-1}" = 0 ]; then wait; exit; fi
@@ -39,9 +47,15 @@ run=$(date +%s)
 acc=acc-$run
 ./bin/kcqrs send --id "$acc" --type OpenAccount --data '{"owner":"Alice","currency":"EUR"}' --expected-version no_stream --timeout 60s
 ./bin/kcqrs send --id "$acc" --type Deposit --data '{"amount":10000}'
-./bin/kcqrs send --id "$acc" --type Withdraw --data '{"amount":25000}'
+./bin/kcqrs send --id "$acc" --type Withdraw --data '{"amount":25000}' || [ $? -eq 3 ] # REJECTED: no overdraft
 ./bin/kcqrs send --id "$acc-2" --type OpenAccount --data '{"owner":"Bo","currency":"EUR"}'
-./bin/kcqrs transfer --from "$acc" --to "$acc-2" --amount 1000
-echo "read model: $(curl -s "http://$QUERY_HTTP/v1/accounts/$acc?min_version=3&wait=30s")"
+./bin/kcqrs transfer --from "$acc" --to "$acc-2" --amount 1000 --wait # the saga credits and completes it
+i=0
+until curl -sf "http://$PROJECTOR_OPS/readyz" >/dev/null 2>&1; do
+	i=$((i + 1))
+	[ $i -le 600 ] || { echo "projector not ready after 60s:"; tail -n 20 "$DIR/logs/projector.log"; exit 1; }
+	sleep 0.1
+done
+echo "read model: $(curl -s "http://$QUERY_HTTP/v1/accounts/$acc?min_version=4&wait=30s")"
 echo "serving until Ctrl-C; in another terminal: set -a; . $DIR/broker/kcqrs-cli.env; set +a; go run ./cmd/kcqrs send ..."
 wait

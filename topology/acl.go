@@ -213,7 +213,8 @@ func ProjectorPermissions(events, prefix string) []Permission {
 }
 
 // CLIPermissions lists the ACLs of `kcqrs send` and `kcqrs transfer` (write
-// commands, read replies) and of `kcqrs groups`, `reset` and `rebuild` (the
+// commands, read replies and, with --wait, events), of `kcqrs dlq` (read
+// dead letters) and of `kcqrs groups`, `reset` and `rebuild` (the
 // projector's groups and topics).
 func CLIPermissions(cfg Config, projectorPrefix string) []Permission {
 	cfg.setDefaults()
@@ -221,7 +222,8 @@ func CLIPermissions(cfg Config, projectorPrefix string) []Permission {
 	return []Permission{
 		topicPerm(kmsg.ACLOperationWrite, cfg.Topics.Commands, "send, transfer: send commands"),
 		topicPerm(kmsg.ACLOperationRead, cfg.Topics.Replies, "send, transfer: read replies"),
-		topicPerm(kmsg.ACLOperationDescribe, cfg.Topics.Events, "groups, rebuild: end offsets of events"),
+		topicPerm(kmsg.ACLOperationRead, cfg.Topics.Events, "transfer --wait: follow the transfer; groups, rebuild: end offsets of events"),
+		topicPerm(kmsg.ACLOperationRead, cfg.Topics.DeadLetters, "dlq list, show, redrive: read dead letters"),
 		prefixed(Permission{Operation: kmsg.ACLOperationDescribe, ResourceType: kmsg.ACLResourceTypeGroup, Resource: projectorPrefix, Why: "groups, rebuild: list groups and their offsets"}),
 		prefixed(Permission{Operation: kmsg.ACLOperationDelete, ResourceType: kmsg.ACLResourceTypeGroup, Resource: projectorPrefix, Why: "reset: delete downstream groups"}),
 		prefixed(Permission{Operation: kmsg.ACLOperationRead, ResourceType: kmsg.ACLResourceTypeGroup, Resource: projectorPrefix, Why: "reset: commit new offsets"}),
