@@ -11,6 +11,11 @@ run:
 	$(GO) build -o bin/kcqrs ./cmd/kcqrs
 	exec ./bin/kcqrs demo
 
+.PHONY: run-secure schemas-release
+## run-secure: the same pieces against `kcqrs broker --secure` (mutual TLS, SCRAM-SHA-256, ACLs; see README "Security")
+run-secure:
+	GO=$(GO) ./deploy/run-secure.sh
+
 ## test: the whole test suite (no network, no Docker)
 test: vet
 	@unformatted="$$(gofmt -l .)"; if [ -n "$$unformatted" ]; then echo "$$unformatted"; echo "gofmt needed on the files above"; exit 1; fi
@@ -41,9 +46,17 @@ vet:
 build:
 	$(GO) build -o bin/ ./cmd/...
 
-## schemas-check: fail, saying what broke, when a current schema (with its upcasters) cannot read an older version in history/ of a command, event or snapshot
+## schemas-check: fail, saying what broke, when a current schema (with its upcasters) cannot read an older version in history/ of a command, event or snapshot;
+## SCHEMAS="dir ..." checks your own schema directories too, COMPAT=forward|full also fails when the previous release could not read new data (rollbacks)
+SCHEMAS ?= schemas/account schemas/folder schemas/kcqrs
+COMPAT ?= backward
 schemas-check:
 	$(GO) test -count=1 -run '^(TestSchemasCompatible|TestReleasedStayKnown)$$' -v ./schemas ./topology
+	$(GO) run ./cmd/kcqrs-schemas check --compatibility $(COMPAT) $(SCHEMAS)
+
+## schemas-release: copy the current schema SCHEMA=dir/Name.avsc to dir/history/Name.v<N>.avsc (N: its version), never overwriting a released file
+schemas-release:
+	$(GO) run ./cmd/kcqrs-schemas release $(SCHEMA)
 
 ## fuzz: run each decoder fuzz test for a while (FUZZTIME=200000x: a count, since duration-bounded fuzzing can end spuriously on Go 1.26)
 FUZZTIME ?= 200000x

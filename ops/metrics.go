@@ -35,6 +35,10 @@ type MetricsOptions struct {
 	// StoreDirs, when set, is asked at every scrape for the store directory
 	// of each held partition, to report their size on disk.
 	StoreDirs func() map[int32]string
+	// Stats, when set, is asked at every scrape for the processor's
+	// counters that no Observer call reports (state rebuilds, hanging
+	// transactions).
+	Stats func() topology.Stats
 	// Now is the clock for the command-to-reply latency. Default time.Now.
 	Now func() time.Time
 }
@@ -233,6 +237,10 @@ var (
 		"Changelog offsets a standby replica is behind.", []string{"partition"}, nil)
 	descStoreBytes = prometheus.NewDesc("kcqrs_store_bytes",
 		"Size on disk of a partition's snapshot store.", []string{"partition"}, nil)
+	descStateRebuilds = prometheus.NewDesc("kcqrs_state_rebuilds_total",
+		"Aggregates whose snapshot state could not be read with the current schemas and was rebuilt from the events topic.", nil, nil)
+	descHanging = prometheus.NewDesc("kcqrs_hanging_transactions_total",
+		"Command partitions found blocked by a transaction open longer than the hanging-transaction threshold.", nil, nil)
 )
 
 func (c *scrapeCollector) Describe(ch chan<- *prometheus.Desc) {
@@ -240,6 +248,8 @@ func (c *scrapeCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- descRestored
 	ch <- descStandbyLag
 	ch <- descStoreBytes
+	ch <- descStateRebuilds
+	ch <- descHanging
 }
 
 func (c *scrapeCollector) Collect(ch chan<- prometheus.Metric) {
@@ -260,6 +270,11 @@ func (c *scrapeCollector) Collect(ch chan<- prometheus.Metric) {
 				ch <- prometheus.MustNewConstMetric(descStandbyLag, prometheus.GaugeValue, float64(s.Lag), p)
 			}
 		}
+	}
+	if c.o.Stats != nil {
+		st := c.o.Stats()
+		ch <- prometheus.MustNewConstMetric(descStateRebuilds, prometheus.CounterValue, float64(st.StateRebuilds))
+		ch <- prometheus.MustNewConstMetric(descHanging, prometheus.CounterValue, float64(st.HangingTransactions))
 	}
 	if c.o.StoreDirs != nil {
 		for part, dir := range c.o.StoreDirs() {

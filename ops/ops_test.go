@@ -4,6 +4,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -13,6 +14,7 @@ import (
 	dto "github.com/prometheus/client_model/go"
 
 	"github.com/kcqrs/kcqrs/ops"
+	"github.com/kcqrs/kcqrs/topology"
 	"github.com/kcqrs/kcqrs/wire"
 )
 
@@ -136,4 +138,55 @@ func gather(t *testing.T, reg *prometheus.Registry) map[string]float64 {
 		}
 	}
 	return out
+}
+
+// TestPprofCmdlineHidesSecrets: with --pprof, /debug/pprof/cmdline must not
+// show a secret passed as a flag (--sasl-password x, --sasl-password=x).
+func TestPprofCmdlineHidesSecrets(t *testing.T) {
+	saved := os.Args
+	defer func() { os.Args = saved }()
+	os.Args = []string{"processor", "--sasl-password", "hunter2", "--tls-key-password=sesame", "--brokers", "b:9092", "--sasl-user", "worker"}
+	code, body := get(t, ops.Handler(ops.Options{Pprof: true}), "/debug/pprof/cmdline")
+	if code != 200 {
+		t.Fatalf("/debug/pprof/cmdline: %d", code)
+	}
+	if strings.Contains(body, "hunter2") || strings.Contains(body, "sesame") {
+		t.Fatalf("cmdline shows a secret: %q", body)
+	}
+	if !strings.Contains(body, "b:9092") || !strings.Contains(body, "worker") {
+		t.Fatalf("cmdline lost the harmless flags: %q", body)
+	}
+}
+
+// TestProblemIsReported: while the process has a problem (it cannot log in,
+// say), /healthz still answers 200 and says what is wrong, and /readyz
+// answers 503 with the problem.
+func TestProblemIsReported(t *testing.T) {
+	var problem atomic.Value
+	problem.Store("")
+	h := ops.Handler(ops.Options{Gatherer: prometheus.NewRegistry(), Problem: func() string { return problem.Load().(string) }})
+	if code, _ := get(t, h, "/readyz"); code != 200 {
+		t.Fatalf("/readyz without a problem: %d", code)
+	}
+	problem.Store("kafka: SASL authentication failed")
+	code, body := get(t, h, "/healthz")
+	if code != 200 || !strings.Contains(body, "SASL authentication failed") {
+		t.Fatalf("/healthz: %d %q", code, body)
+	}
+	code, body = get(t, h, "/readyz")
+	if code != http.StatusServiceUnavailable || !strings.Contains(body, "SASL authentication failed") {
+		t.Fatalf("/readyz: %d %q", code, body)
+	}
+}
+
+// TestStateRebuildsMetric: Stats.StateRebuilds is exported as a counter.
+func TestStateRebuildsMetric(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	ops.NewMetrics(ops.MetricsOptions{Registerer: reg, Stats: func() topology.Stats { return topology.Stats{StateRebuilds: 3, HangingTransactions: 2} }})
+	_, body := get(t, ops.Handler(ops.Options{Gatherer: reg}), "/metrics")
+	for _, want := range []string{"kcqrs_state_rebuilds_total 3", "kcqrs_hanging_transactions_total 2"} {
+		if !strings.Contains(body, want) {
+			t.Fatalf("/metrics lacks %q:\n%s", want, body)
+		}
+	}
 }

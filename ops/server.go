@@ -8,6 +8,8 @@ import (
 	"net"
 	"net/http"
 	"net/http/pprof"
+	"os"
+	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -36,8 +38,15 @@ type Options struct {
 	// Ready answers /readyz: 200 when ready, 503 otherwise. Nil: /readyz is
 	// ready as soon as the server runs.
 	Ready Readiness
-	// Pprof serves net/http/pprof under /debug/pprof/.
+	// Pprof serves net/http/pprof under /debug/pprof/. Its cmdline page
+	// shows the arguments with the values of secret flags (password,
+	// secret, token) replaced: they would otherwise be readable by anyone
+	// who reaches the endpoint.
 	Pprof bool
+	// Problem, when set, says what keeps the process from working (it
+	// cannot reach or log in to Kafka, say), "" when nothing does. /healthz
+	// stays 200 and adds it; /readyz answers 503 with it.
+	Problem func() string
 	// Logger gets serve errors. Default slog.Default().
 	Logger *slog.Logger
 }
@@ -49,10 +58,23 @@ func Handler(o Options) http.Handler {
 	}
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", promhttp.HandlerFor(o.Gatherer, promhttp.HandlerOpts{}))
+	problem := func() string {
+		if o.Problem == nil {
+			return ""
+		}
+		return o.Problem()
+	}
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		fmt.Fprintln(w, "ok")
+		if p := problem(); p != "" {
+			fmt.Fprintln(w, "problem:", p)
+		}
 	})
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
+		if p := problem(); p != "" {
+			http.Error(w, "not ready: "+p, http.StatusServiceUnavailable)
+			return
+		}
 		if o.Ready != nil && !o.Ready.Ready() {
 			http.Error(w, "not ready", http.StatusServiceUnavailable)
 			return
@@ -61,12 +83,47 @@ func Handler(o Options) http.Handler {
 	})
 	if o.Pprof {
 		mux.HandleFunc("/debug/pprof/", pprof.Index)
-		mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+		mux.HandleFunc("/debug/pprof/cmdline", cmdline)
 		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
 		mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
 		mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
 	}
 	return mux
+}
+
+// cmdline is pprof.Cmdline with the values of secret flags redacted.
+func cmdline(w http.ResponseWriter, _ *http.Request) {
+	w.Header().Set("X-Content-Type-Options", "nosniff")
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	fmt.Fprint(w, strings.Join(RedactArgs(os.Args), "\x00"))
+}
+
+// RedactArgs returns args with the value of every flag whose name says it
+// is secret (password, secret, token) replaced by "REDACTED", in both the
+// "--flag value" and "--flag=value" forms.
+func RedactArgs(args []string) []string {
+	out := make([]string, len(args))
+	copy(out, args)
+	secret := func(flag string) bool {
+		if !strings.HasPrefix(flag, "-") {
+			return false
+		}
+		f := strings.ToLower(flag)
+		return strings.Contains(f, "password") || strings.Contains(f, "secret") || strings.Contains(f, "token")
+	}
+	for i := 0; i < len(out); i++ {
+		name, _, hasValue := strings.Cut(out[i], "=")
+		if !secret(name) {
+			continue
+		}
+		if hasValue {
+			out[i] = name + "=REDACTED"
+		} else if i+1 < len(out) {
+			out[i+1] = "REDACTED"
+			i++
+		}
+	}
+	return out
 }
 
 // Server is the running HTTP endpoints.

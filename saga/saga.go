@@ -13,6 +13,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/kcqrs/kcqrs/aggregates"
 	"github.com/kcqrs/kcqrs/aggregates/account"
@@ -232,6 +233,13 @@ func (s *Saga) Stats() Stats {
 	return st
 }
 
+// Permissions are the ACLs the saga needs (with the one its processor
+// needs to answer it).
+func (s *Saga) Permissions() []topology.Permission {
+	c := s.cfg
+	return topology.SagaPermissions(topology.SagaNames{Events: c.Events, Commands: c.Commands, Replies: c.Replies, State: c.StateTopic, Group: c.Group, InstanceID: c.InstanceID})
+}
+
 // Run processes events until ctx is canceled (then it returns nil) or a
 // non-retryable error happens: among them ErrOffsetsLost, when the group
 // has no committed offsets although it ran before.
@@ -244,6 +252,14 @@ func (s *Saga) Run(ctx context.Context) error {
 	defer admCl.Close()
 	adm := kadm.NewClient(admCl)
 	commandPartitions, err := s.ensureTopics(ctx, adm)
+	if err == nil {
+		// Its ACLs (topology.SagaPermissions), named when missing, before
+		// anything is written: without them it would warn forever while
+		// debited transfers wait.
+		if perr := topology.CheckPermissionSet(ctx, admCl, s.Permissions()); perr != nil {
+			err = fmt.Errorf("saga: %w", perr)
+		}
+	}
 	if err == nil {
 		err = s.checkOffsets(ctx, adm, admCl)
 	}
@@ -318,11 +334,11 @@ func (s *Saga) ensureTopics(ctx context.Context, adm *kadm.Client) (int32, error
 		if err == nil {
 			n, m := int32(len(ends[s.cfg.Commands])), int32(len(ends[s.cfg.Events]))
 			if n > 0 && m > 0 && ends.Error() == nil {
-				if err := createTopic(ctx, adm, n, nil, s.cfg.Replies); err != nil {
+				if err := createTopic(ctx, adm, n, nil, s.cfg.Replies, s.Permissions()...); err != nil {
 					return 0, err
 				}
 				compacted := map[string]*string{"cleanup.policy": kadm.StringPtr("compact")}
-				if err := createTopic(ctx, adm, 1, compacted, s.cfg.StateTopic); err != nil {
+				if err := createTopic(ctx, adm, 1, compacted, s.cfg.StateTopic, s.Permissions()...); err != nil {
 					return 0, err
 				}
 				return n, nil
@@ -337,14 +353,22 @@ func (s *Saga) ensureTopics(ctx context.Context, adm *kadm.Client) (int32, error
 	}
 }
 
-// createTopic creates topic unless it exists.
-func createTopic(ctx context.Context, adm *kadm.Client, partitions int32, configs map[string]*string, topic string) error {
+// createTopic creates topic unless it exists; a refusal names the Create
+// permission of perms it lacks.
+func createTopic(ctx context.Context, adm *kadm.Client, partitions int32, configs map[string]*string, topic string, perms ...topology.Permission) error {
 	resp, err := adm.CreateTopic(ctx, partitions, -1, configs, topic)
 	if err == nil {
 		err = resp.Err
 	}
 	if err == nil || errors.Is(err, kerr.TopicAlreadyExists) {
 		return nil
+	}
+	if errors.Is(err, kerr.TopicAuthorizationFailed) || errors.Is(err, kerr.ClusterAuthorizationFailed) {
+		for _, p := range perms {
+			if p.Operation == kmsg.ACLOperationCreate && p.ResourceType == kmsg.ACLResourceTypeTopic && p.Resource == topic {
+				err = &topology.PermissionError{Missing: []topology.Permission{p}}
+			}
+		}
 	}
 	return fmt.Errorf("saga: create topic %q: %w", topic, err)
 }

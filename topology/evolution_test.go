@@ -54,13 +54,49 @@ type fundsDeposited struct {
 
 func (fundsDeposited) EventType() string { return "FundsDeposited" }
 
+// The fixture's other records, frozen with its schemas: the live account
+// types may gain fields (the README's procedure) without breaking it.
+type depositV2 struct {
+	Amount int64 `avro:"amount"`
+}
+
+func (depositV2) CommandType() string { return "Deposit" }
+
+type withdrawV2 struct {
+	Amount int64 `avro:"amount"`
+}
+
+func (withdrawV2) CommandType() string { return "Withdraw" }
+
+type closeAccountV2 struct{}
+
+func (closeAccountV2) CommandType() string { return "CloseAccount" }
+
+type moneyWithdrawnV2 struct {
+	Amount  int64 `avro:"amount"`
+	Balance int64 `avro:"balance"`
+}
+
+func (moneyWithdrawnV2) EventType() string { return "MoneyWithdrawn" }
+
+type accountClosedV2 struct{}
+
+func (accountClosedV2) EventType() string { return "AccountClosed" }
+
 var accountTypeV2 = aggregates.Type[Account]{
 	Name: "account",
 	Decide: func(s Account, cmd aggregates.Command) ([]aggregates.Event, error) {
 		v1 := account.Account{Status: s.Status, Owner: s.Owner, Currency: s.Currency, Balance: s.Balance}
 		channel := ""
-		if o, ok := cmd.(openAccountV2); ok {
-			cmd, channel = account.OpenAccount{Owner: o.Owner, Currency: o.Currency}, o.Channel
+		switch c := cmd.(type) {
+		case openAccountV2:
+			cmd, channel = account.OpenAccount{Owner: c.Owner, Currency: c.Currency}, c.Channel
+		case depositV2:
+			cmd = account.Deposit{Amount: c.Amount}
+		case withdrawV2:
+			cmd = account.Withdraw{Amount: c.Amount}
+		case closeAccountV2:
+			cmd = account.CloseAccount{}
 		}
 		evs, err := account.Decide(v1, cmd)
 		for i, e := range evs {
@@ -68,7 +104,11 @@ var accountTypeV2 = aggregates.Type[Account]{
 			case account.AccountOpened:
 				evs[i] = accountOpenedV2{Owner: e.Owner, Currency: e.Currency, Channel: channel}
 			case account.MoneyDeposited:
-				evs[i] = fundsDeposited(e)
+				evs[i] = fundsDeposited{Amount: e.Amount, Balance: e.Balance}
+			case account.MoneyWithdrawn:
+				evs[i] = moneyWithdrawnV2{Amount: e.Amount, Balance: e.Balance}
+			case account.AccountClosed:
+				evs[i] = accountClosedV2{}
 			}
 		}
 		return evs, err
@@ -79,15 +119,15 @@ var accountTypeV2 = aggregates.Type[Account]{
 			return Account{Status: account.StatusOpen, Owner: e.Owner, Currency: e.Currency, Channel: e.Channel}
 		case fundsDeposited:
 			s.Balance = e.Balance
-		case account.MoneyWithdrawn:
+		case moneyWithdrawnV2:
 			s.Balance = e.Balance
-		case account.AccountClosed:
+		case accountClosedV2:
 			s.Status = account.StatusClosed
 		}
 		return s
 	},
-	Commands: []aggregates.Command{openAccountV2{}, account.Deposit{}, account.Withdraw{}, account.CloseAccount{}},
-	Events:   []aggregates.Event{accountOpenedV2{}, fundsDeposited{}, account.MoneyWithdrawn{}, account.AccountClosed{}},
+	Commands: []aggregates.Command{openAccountV2{}, depositV2{}, withdrawV2{}, closeAccountV2{}},
+	Events:   []aggregates.Event{accountOpenedV2{}, fundsDeposited{}, moneyWithdrawnV2{}, accountClosedV2{}},
 }
 
 // renameMoneyDeposited is version 2's upcaster, registered with the

@@ -20,7 +20,6 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
-	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/kcqrs/kcqrs/config"
 	"github.com/kcqrs/kcqrs/internal/examples"
@@ -94,34 +93,14 @@ func testCA(t *testing.T, dir string) (caFile, certFile, keyFile string, pool *x
 	return caFile, certFile, keyFile, pool, tls.Certificate{Certificate: [][]byte{srvDER}, PrivateKey: srvKey}
 }
 
-func allow(op kmsg.ACLOperation, rt kmsg.ACLResourceType, name string) kfake.ACL {
-	return kfake.ACL{Resource: rt, Name: name, Pattern: kmsg.ACLResourcePatternTypeLiteral, Operation: op, Allow: true}
+// workerPermissions are the permissions of worker w0 of the default group:
+// the single source of truth the start-up check and the README use.
+func workerPermissions() []topology.Permission {
+	return topology.ProcessorPermissions(topology.Config{InstanceID: "w0"})
 }
 
-// workerACLs are the ACLs a worker w0 of the default group needs, less the
-// ones skip names ("Write Topic events").
-func workerACLs(skip string) []kfake.ACL {
-	all := []kfake.ACL{
-		allow(kmsg.ACLOperationCreate, kmsg.ACLResourceTypeCluster, "kafka-cluster"),
-		allow(kmsg.ACLOperationDescribeConfigs, kmsg.ACLResourceTypeTopic, "*"),
-		allow(kmsg.ACLOperationRead, kmsg.ACLResourceTypeTopic, "commands"),
-		allow(kmsg.ACLOperationWrite, kmsg.ACLResourceTypeTopic, "events"),
-		allow(kmsg.ACLOperationRead, kmsg.ACLResourceTypeTopic, "snapshots-changelog"),
-		allow(kmsg.ACLOperationWrite, kmsg.ACLResourceTypeTopic, "snapshots-changelog"),
-		allow(kmsg.ACLOperationWrite, kmsg.ACLResourceTypeTopic, "command_reply"),
-		allow(kmsg.ACLOperationWrite, kmsg.ACLResourceTypeTopic, "commands-dlq"),
-		allow(kmsg.ACLOperationRead, kmsg.ACLResourceTypeGroup, "kcqrs-processor"),
-		allow(kmsg.ACLOperationWrite, kmsg.ACLResourceTypeTransactionalId, "kcqrs-processor-w0"),
-	}
-	var out []kfake.ACL
-	for _, a := range all {
-		if skip != "" && skip == a.Operation.String()+" "+a.Resource.String()+" "+a.Name {
-			continue
-		}
-		out = append(out, a)
-	}
-	return out
-}
+// workerACLs are exactly the ACLs of workerPermissions.
+func workerACLs() []kfake.ACL { return topologytest.ACLs(workerPermissions()) }
 
 // secureHarness starts a broker that requires mutual TLS and SASL with
 // ACLs: the superuser "admin" (SCRAM-SHA-256, used by the test's own
@@ -172,7 +151,7 @@ func TestWorkerOverTLSAndSASL(t *testing.T) {
 	for _, mech := range []string{config.SASLScramSHA256, config.SASLScramSHA512, config.SASLPlain} {
 		t.Run(mech, func(t *testing.T) {
 			t.Parallel()
-			h, worker := secureHarness(t, mech, workerACLs(""))
+			h, worker := secureHarness(t, mech, workerACLs())
 			w := startWorker(t, h, worker)
 			wantStatus(t, h.Send(cmd("account", "s1", "OpenAccount", `{"owner":"Sec","currency":"EUR"}`)), wire.StatusAccepted, 1)
 			wantStatus(t, h.Send(cmd("account", "s1", "Deposit", `{"amount":5}`)), wire.StatusAccepted, 2)
@@ -183,7 +162,7 @@ func TestWorkerOverTLSAndSASL(t *testing.T) {
 	}
 	t.Run("no client certificate", func(t *testing.T) {
 		t.Parallel()
-		_, worker := secureHarness(t, config.SASLScramSHA256, workerACLs(""))
+		_, worker := secureHarness(t, config.SASLScramSHA256, workerACLs())
 		worker.TLSCertFile, worker.TLSKeyFile = "", ""
 		opts, err := worker.Opts()
 		if err != nil {
@@ -202,34 +181,40 @@ func TestWorkerOverTLSAndSASL(t *testing.T) {
 	})
 }
 
-// TestMissingACLIsNamed: a worker lacking one permission refuses to start
-// and names the operation and the resource.
+// TestMissingACLIsNamed: a worker lacking any one of its documented
+// permissions refuses to start and names exactly that operation and
+// resource, and no permission it was granted.
 func TestMissingACLIsNamed(t *testing.T) {
 	t.Parallel()
-	tests := []struct{ skip, want string }{
-		{"WRITE TOPIC events", `WRITE on Topic "events"`},
-		{"READ TOPIC commands", `READ on Topic "commands"`},
-		{"READ GROUP kcqrs-processor", `READ on Group "kcqrs-processor"`},
-		{"WRITE TRANSACTIONAL_ID kcqrs-processor-w0", `WRITE on TransactionalId "kcqrs-processor-w0"`},
-		{"CREATE CLUSTER kafka-cluster", `CREATE on Topic "commands"`},
-	}
-	for _, tt := range tests {
-		t.Run(tt.skip, func(t *testing.T) {
+	all := workerPermissions()
+	for i, p := range all {
+		t.Run(p.Operation.String()+" "+p.ResourceType.String()+" "+p.Resource, func(t *testing.T) {
 			t.Parallel()
-			acls := workerACLs(tt.skip)
-			if len(acls) == len(workerACLs("")) {
-				t.Fatalf("no ACL %q to leave out", tt.skip)
-			}
-			h, worker := secureHarness(t, config.SASLScramSHA256, acls)
+			h, worker := secureHarness(t, config.SASLScramSHA256, topologytest.ACLs(topologytest.Without(all, i)))
 			w := startWorker(t, h, worker)
 			select {
 			case <-w.Done():
-			case <-time.After(60 * time.Second):
+			case <-time.After(90 * time.Second):
 				t.Fatal("a worker without the needed ACLs kept running")
 			}
 			var pe *topology.PermissionError
-			if !errors.As(w.Err(), &pe) || !strings.Contains(w.Err().Error(), tt.want) {
-				t.Fatalf("Run: %v\nwant a PermissionError naming %s", w.Err(), tt.want)
+			if !errors.As(w.Err(), &pe) {
+				t.Fatalf("Run: %v\nwant a PermissionError naming %s", w.Err(), p)
+			}
+			named := false
+			for _, m := range pe.Missing {
+				if m.Operation == p.Operation && m.ResourceType == p.ResourceType && m.Resource == p.Resource {
+					named = true
+					continue
+				}
+				for j, g := range all {
+					if j != i && g.Operation == m.Operation && g.ResourceType == m.ResourceType && g.Resource == m.Resource {
+						t.Errorf("granted %s is reported missing", g)
+					}
+				}
+			}
+			if !named || !strings.Contains(w.Err().Error(), "kafka-acls.sh") {
+				t.Fatalf("Run: %v\nwant it to name %s", w.Err(), p)
 			}
 		})
 	}

@@ -82,7 +82,7 @@ func EnsureTopics(ctx context.Context, cl *kgo.Client, t Topics, partitions int3
 		}
 		if errors.Is(err, kerr.TopicAuthorizationFailed) || errors.Is(err, kerr.ClusterAuthorizationFailed) {
 			return 0, fmt.Errorf("topology: create %s topic %q: %w", s.Role, s.Name, &PermissionError{Missing: []Permission{
-				{kmsg.ACLOperationCreate, kmsg.ACLResourceTypeTopic, s.Name, "create the missing topic (or create it beforehand)"},
+				topicPerm(kmsg.ACLOperationCreate, s.Name, "create the missing topic (or create it beforehand)"),
 			}})
 		}
 		if err != nil && !errors.Is(err, kerr.TopicAlreadyExists) {
@@ -254,7 +254,7 @@ func VerifyTopicConfigs(ctx context.Context, cl *kgo.Client, t Topics) ([]string
 	for _, rc := range rcs {
 		if rc.Err != nil {
 			if errors.Is(rc.Err, kerr.TopicAuthorizationFailed) {
-				return nil, &PermissionError{Missing: []Permission{{kmsg.ACLOperationDescribeConfigs, kmsg.ACLResourceTypeTopic, rc.Name, "verify topic configs"}}}
+				return nil, &PermissionError{Missing: []Permission{topicPerm(kmsg.ACLOperationDescribeConfigs, rc.Name, "verify topic configs")}}
 			}
 			return nil, fmt.Errorf("topology: describe configs of %q: %w", rc.Name, rc.Err)
 		}
@@ -278,6 +278,11 @@ func (c *Config) prepareTopics(ctx context.Context, cl *kgo.Client) (int32, erro
 	}
 	n, err := EnsureTopics(ctx, cl, c.Topics, c.Partitions, c.ReplicationFactor)
 	if err != nil {
+		return 0, err
+	}
+	// Again, now that every topic exists: a broker may not report the
+	// operations allowed on a topic that does not exist yet.
+	if err := CheckPermissions(ctx, cl, *c); err != nil {
 		return 0, err
 	}
 	advice, err := VerifyTopicConfigs(ctx, cl, c.Topics)

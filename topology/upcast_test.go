@@ -178,9 +178,13 @@ func TestReplayStateChecks(t *testing.T) {
 // schemas-check` runs): every aggregate type the binaries serve, with its
 // upcasters, can read every older version of its commands, events and
 // state. Register runs the check; its error lists what broke.
+//
+// It checks the schemas the binaries serve, not the accountv2 fixture of
+// the evolution tests: that fixture pins its own frozen copy of the account
+// schemas, so changing a live schema (the README's procedure) must not
+// fail the check with an error about the fixture.
 func TestSchemasCompatible(t *testing.T) {
 	if _, err := examples.Registry(); err != nil {
 		t.Fatalf("the example aggregates' schemas:\n%v", err)
 	}
-	registryV2(t, accountV2Dir)
 }

@@ -251,6 +251,12 @@ func run(ctx context.Context, st *settings, reg *topology.Registry, logOut io.Wr
 	metrics = ops.NewMetrics(ops.MetricsOptions{
 		Registerer: promReg,
 		Partitions: partitionStates,
+		Stats: func() topology.Stats {
+			if proc == nil {
+				return topology.Stats{}
+			}
+			return proc.Stats()
+		},
 		StoreDirs: func() map[int32]string {
 			dirs := map[int32]string{}
 			for _, p := range assigned() {
@@ -273,6 +279,9 @@ func run(ctx context.Context, st *settings, reg *topology.Registry, logOut io.Wr
 	if started != nil {
 		started(srv.Addr().String())
 	}
+	if err := checkKafka(ctx, &st.kafka, log); err != nil {
+		return err
+	}
 	if !st.transfers {
 		return stopped(log, proc.Run(ctx))
 	}
@@ -291,13 +300,44 @@ func run(ctx context.Context, st *settings, reg *topology.Registry, logOut io.Wr
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	sagaDone := make(chan error, 1)
-	go func() { sagaDone <- sg.Run(ctx) }()
+	go func() {
+		err := sg.Run(ctx)
+		if err != nil {
+			cancel() // a worker without its saga would debit transfers that never end
+		}
+		sagaDone <- err
+	}()
 	err = proc.Run(ctx)
 	cancel()
 	if serr := <-sagaDone; serr != nil && err == nil {
 		err = fmt.Errorf("transfer saga: %w", serr)
 	}
 	return stopped(log, err)
+}
+
+// checkKafka fails at once, naming the cause (a wrong password names the
+// mechanism and user), when Kafka refuses the worker's TLS or login, instead
+// of franz-go's retries ending in EOF half a minute later; while no broker
+// answers at all it retries with a backoff, logging every attempt.
+func checkKafka(ctx context.Context, k *config.Kafka, log *slog.Logger) error {
+	wait := 500 * time.Millisecond
+	for attempt := 1; ; attempt++ {
+		err := k.Check(ctx, 10*time.Second)
+		var ce *config.ConnError
+		if ctx.Err() != nil {
+			return nil // stopped before it began
+		}
+		if err == nil || !errors.As(err, &ce) || !ce.Retriable() {
+			return err
+		}
+		log.Error("cannot connect to Kafka", "err", err, "attempt", attempt, "retry_in", wait.String())
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(wait):
+		}
+		wait = min(2*wait, 30*time.Second)
+	}
 }
 
 // stopped logs a clean stop: Run returned without error after SIGTERM, so

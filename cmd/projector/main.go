@@ -16,16 +16,19 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"os/signal"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/kcqrs/kcqrs/config"
 	"github.com/kcqrs/kcqrs/internal/examples"
@@ -151,9 +154,11 @@ func main() {
 	}
 }
 
-// run starts the projector, the query API and the ops endpoints and runs
-// until ctx ends. started, when set, receives the ops and query addresses.
-func run(ctx context.Context, st *settings, reg *topology.Registry, logOut io.Writer, started func(opsAddr, queryAddr string)) error {
+// run starts the ops endpoints, waits until Kafka can be reached and
+// logged in to (saying what is wrong meanwhile, see waitForKafka), then
+// starts the projector and the query API and runs until ctx ends. started,
+// when set, receives the ops address as soon as the endpoints listen.
+func run(ctx context.Context, st *settings, reg *topology.Registry, logOut io.Writer, started func(opsAddr string)) error {
 	log, err := st.log.Logger(logOut)
 	if err != nil {
 		return err
@@ -175,11 +180,41 @@ func run(ctx context.Context, st *settings, reg *topology.Registry, logOut io.Wr
 	cfg.Projection.ClientOpts = opts
 	cfg.Projection.Sarama = adjust
 
+	// The endpoints come first: a projector that cannot reach Kafka says
+	// so on /healthz and /readyz instead of being silent.
+	var mon atomic.Pointer[monitor]
+	var problem atomic.Pointer[string]
+	promReg := prometheus.NewRegistry()
+	promReg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	srv, err := ops.Start(ops.Options{Addr: st.opsAddr, Gatherer: promReg, Pprof: st.pprof, Logger: log,
+		Ready: ops.ReadyFunc(func() bool { m := mon.Load(); return m != nil && m.ready() }),
+		Problem: func() string {
+			if p := problem.Load(); p != nil {
+				return *p
+			}
+			return ""
+		}})
+	if err != nil {
+		return err
+	}
+	defer srv.Close()
+	log.Info("serving /metrics, /healthz, /readyz", "addr", srv.Addr().String(), "pprof", st.pprof)
+	if started != nil {
+		started(srv.Addr().String())
+	}
 	cl, err := kgo.NewClient(opts...)
 	if err != nil {
 		return fmt.Errorf("projector: %w", err)
 	}
 	defer cl.Close()
+	var aclCheck func(context.Context) error
+	if !st.queryOnly {
+		need := projectorChecks(st)
+		aclCheck = func(ctx context.Context) error { return topology.CheckPermissionSet(ctx, cl, need) }
+	}
+	if err := waitForKafka(ctx, &st.kafka, aclCheck, log, func(p string) { problem.Store(&p) }); err != nil {
+		return nil // stopped while waiting
+	}
 
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -187,21 +222,12 @@ func run(ctx context.Context, st *settings, reg *topology.Registry, logOut io.Wr
 	if err != nil {
 		return err
 	}
-	promReg := prometheus.NewRegistry()
-	promReg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	mon := newMonitor(cl, svc, cfg, log)
-	promReg.MustRegister(mon)
+	m := newMonitor(cl, svc, cfg, log)
+	promReg.MustRegister(m)
+	mon.Store(m)
 	monDone := make(chan struct{})
-	go func() { mon.run(ctx, st.progressInterval); close(monDone) }()
+	go func() { m.run(ctx, st.progressInterval); close(monDone) }()
 	defer func() { cancel(); <-monDone }()
-
-	srv, err := ops.Start(ops.Options{Addr: st.opsAddr, Gatherer: promReg, Ready: ops.ReadyFunc(mon.ready), Pprof: st.pprof, Logger: log})
-	if err != nil {
-		cancel()
-		return errors.Join(err, svc.Wait())
-	}
-	defer srv.Close()
-	log.Info("serving /metrics, /healthz, /readyz", "addr", srv.Addr().String(), "pprof", st.pprof)
 	if svc.Addr() != "" {
 		// The service serves its own version when none is listed.
 		versions := cfg.ServeVersions
@@ -210,10 +236,72 @@ func run(ctx context.Context, st *settings, reg *topology.Registry, logOut io.Wr
 		}
 		log.Info("query API listening", "addr", "http://"+svc.Addr(), "versions", versions)
 	}
-	if started != nil {
-		started(srv.Addr().String(), svc.Addr())
-	}
 	return svc.Wait()
+}
+
+// projectorChecks are the permissions of topology.ProjectorPermissions the
+// start-up check can ask about, made concrete for this version: Read on the
+// events topic and on each group (the prefixed topic permissions concern
+// topics goka creates later, which the brokers cannot describe yet).
+func projectorChecks(st *settings) []topology.Permission {
+	var need []topology.Permission
+	for _, p := range topology.ProjectorPermissions(st.proj.EventsTopic, st.proj.Names.Prefix+"-") {
+		if !p.Prefixed {
+			need = append(need, p)
+			continue
+		}
+		if p.ResourceType == kmsg.ACLResourceTypeGroup {
+			for _, g := range st.proj.Names.Groups() {
+				q := p
+				q.Prefixed, q.Resource = false, string(g)
+				need = append(need, q)
+			}
+		}
+	}
+	return need
+}
+
+// Backoff of waitForKafka between attempts: doubling from the first to the
+// last.
+var (
+	kafkaRetryFirst = 500 * time.Millisecond
+	kafkaRetryMax   = 30 * time.Second
+)
+
+// waitForKafka checks the connection (config.Kafka.Check) and then, when
+// set, the ACLs (aclCheck) until both pass,
+// logging every failure at once at ERROR with its cause (the broker, the
+// stage, the SASL mechanism and user, never the password) and handing it to
+// setProblem, so /healthz and /readyz say what is wrong; retries back off.
+// It returns ctx's error when ctx ends first.
+func waitForKafka(ctx context.Context, k *config.Kafka, aclCheck func(context.Context) error, log *slog.Logger, setProblem func(string)) error {
+	wait := kafkaRetryFirst
+	for attempt := 1; ; attempt++ {
+		err := k.Check(ctx, 10*time.Second)
+		if err == nil && aclCheck != nil {
+			cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+			err = aclCheck(cctx)
+			cancel()
+		}
+		if err == nil {
+			if attempt > 1 {
+				log.Info("Kafka reachable again", "attempts", attempt)
+			}
+			setProblem("")
+			return nil
+		}
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		setProblem(err.Error())
+		log.Error("cannot use Kafka", "err", err, "attempt", attempt, "retry_in", wait.String())
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(wait):
+		}
+		wait = min(2*wait, kafkaRetryMax)
+	}
 }
 
 func fatal(err error) {

@@ -321,7 +321,7 @@ func startProjector(t *testing.T, st *settings) string {
 	ctx, cancel := context.WithCancel(context.Background())
 	addrc := make(chan string, 1)
 	done := make(chan error, 1)
-	go func() { done <- run(ctx, st, reg, io.Discard, func(ops, _ string) { addrc <- ops }) }()
+	go func() { done <- run(ctx, st, reg, io.Discard, func(ops string) { addrc <- ops }) }()
 	select {
 	case a := <-addrc:
 		t.Cleanup(func() {
