@@ -120,6 +120,17 @@ func capString(s string, n int) string {
 	return s[:cut] + marker
 }
 
+// truncateRunes cuts s to at most n bytes, at a rune boundary.
+func truncateRunes(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
+	}
+	return s[:n]
+}
+
 // MaxReplyMessageBytes caps the message of a reply and of a remembered one
 // (the dedupe window in the snapshot).
 const MaxReplyMessageBytes = 1024
