@@ -2,6 +2,7 @@ package topology
 
 import (
 	"strconv"
+	"strings"
 	"testing"
 
 	"github.com/twmb/franz-go/pkg/kfake"
@@ -44,5 +45,40 @@ func TestPrefetchLooksUpOnlyTheEffectiveReplyTopic(t *testing.T) {
 	}
 	if n, err := p.topics.partitions("replies-last"); err != nil || n != 2 {
 		t.Fatalf("replies-last: %d %v", n, err)
+	}
+}
+
+// Repeated headers: the last one wins for every header, as for Spring's
+// lastHeader, so the content type a command is decoded with is the one its
+// reply is encoded in and the one a client reading the last header expects.
+// Before: [json, avro] decoded the command as JSON, and [bogus, json] was
+// refused for the first header.
+func TestRepeatedContentTypeLastWins(t *testing.T) {
+	t.Parallel()
+	for _, tt := range []struct {
+		types []string
+		want  string // "" for an unsupported content type error
+	}{
+		{[]string{wire.ContentTypeJSON, wire.ContentTypeAvro}, wire.ContentTypeAvro},
+		{[]string{wire.ContentTypeAvro, wire.ContentTypeJSON}, wire.ContentTypeJSON},
+		{[]string{"text/bogus", wire.ContentTypeJSON}, wire.ContentTypeJSON},
+		{[]string{wire.ContentTypeJSON, "text/bogus"}, ""},
+		{[]string{wire.ContentTypeJSON, ""}, wire.ContentTypeAvro},
+	} {
+		rec := &kgo.Record{Key: []byte("k"), Headers: []kgo.RecordHeader{
+			{Key: wire.HeaderCommandID, Value: []byte("c")}, {Key: wire.HeaderAggregateType, Value: []byte("account")},
+		}}
+		for _, ct := range tt.types {
+			rec.Headers = append(rec.Headers, kgo.RecordHeader{Key: wire.HeaderContentType, Value: []byte(ct)})
+		}
+		meta, err := parseCommandMeta(rec, "command_reply")
+		switch {
+		case tt.want == "" && (err == nil || !strings.Contains(err.Error(), CodeUnsupportedContent)):
+			t.Errorf("%q: %v, want %s", tt.types, err, CodeUnsupportedContent)
+		case tt.want != "" && err != nil:
+			t.Errorf("%q: %v", tt.types, err)
+		case tt.want != "" && meta.reply.contentType != tt.want:
+			t.Errorf("%q: content type %q, want %q", tt.types, meta.reply.contentType, tt.want)
+		}
 	}
 }

@@ -123,6 +123,7 @@ func parseCommandMeta(r *kgo.Record, defaultReplyTopic string) (commandMeta, err
 	m := commandMeta{reply: replyAddress{topic: defaultReplyTopic, partition: -1, contentType: wire.ContentTypeAvro}}
 	m.aggregateID = string(r.Key)
 	var errs []error
+	var ctErr error
 	for _, h := range r.Headers {
 		switch h.Key {
 		case wire.HeaderCorrelationID:
@@ -139,13 +140,17 @@ func parseCommandMeta(r *kgo.Record, defaultReplyTopic string) (commandMeta, err
 			m.reply.partition = int32(binary.BigEndian.Uint32(h.Value))
 			m.reply.partitionSet = true
 		case wire.HeaderContentType:
+			// The last one wins, as for every header (Spring's lastHeader).
+			ctErr = nil
 			ct := strings.TrimSpace(strings.SplitN(string(h.Value), ";", 2)[0])
 			switch ct {
 			case wire.ContentTypeAvro, "":
+				m.reply.contentType = wire.ContentTypeAvro
 			case wire.ContentTypeJSON:
 				m.reply.contentType = wire.ContentTypeJSON
 			default:
-				errs = append(errs, &invalidError{CodeUnsupportedContent, fmt.Errorf("content type %q (want %s or %s)", ct, wire.ContentTypeAvro, wire.ContentTypeJSON)})
+				m.reply.contentType = wire.ContentTypeAvro
+				ctErr = &invalidError{CodeUnsupportedContent, fmt.Errorf("content type %q (want %s or %s)", ct, wire.ContentTypeAvro, wire.ContentTypeJSON)}
 			}
 		case wire.HeaderCommandID:
 			m.commandID = string(h.Value)
@@ -166,6 +171,9 @@ func parseCommandMeta(r *kgo.Record, defaultReplyTopic string) (commandMeta, err
 			}
 			m.deadline = t
 		}
+	}
+	if ctErr != nil {
+		errs = append(errs, ctErr)
 	}
 	if m.reply.partition < -1 {
 		errs = append(errs, fmt.Errorf("%s: negative partition %d", wire.HeaderReplyPartition, m.reply.partition))
