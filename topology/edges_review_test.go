@@ -225,3 +225,57 @@ func TestReplyTopicDeletedAfterUseBlocksNothing(t *testing.T) {
 	versions, _ := eventsOf(t, h)
 	contiguous(t, versions)
 }
+
+// Every answer without effect on an aggregate that never existed leaves no
+// trace: a version conflict, an expired deadline, an invalid command, a
+// wrong partition, and a retry of each. (No defect found; kept as a
+// regression test of issue 12 part 8.)
+func TestNoEffectAnswersOnUnknownAggregatesPersistNothing(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t)
+	h.StartProcessor("w0", "")
+	wantStatus(t, h.Send(cmd("account", "real", "OpenAccount", `{"owner":"O","currency":"EUR"}`)), wire.StatusAccepted, 1)
+	_, _, before := latestSnapshots(t, h)
+	type probe struct {
+		rec  *kgo.Record
+		want wire.Status
+	}
+	var probes []probe
+	add := func(want wire.Status, json string, wrong bool, extra ...kgo.RecordHeader) {
+		id := client.NewID()
+		part := topology.PartitionFor([]byte(id), partitions)
+		if wrong {
+			part = (part + 1) % partitions
+		}
+		rec := commandRecord(id, part, "OpenAccount", json)
+		rec.Headers = append(rec.Headers, extra...)
+		probes = append(probes, probe{rec, want})
+	}
+	open := `{"owner":"O","currency":"EUR"}`
+	add(wire.StatusConflict, open, false, kgo.RecordHeader{Key: wire.HeaderExpectedVersion, Value: []byte("5")})
+	add(wire.StatusConflict, open, false, kgo.RecordHeader{Key: wire.HeaderExpectedVersion, Value: []byte(wire.ExpectExists)})
+	add(wire.StatusExpired, open, false, kgo.RecordHeader{Key: wire.HeaderDeadline, Value: []byte(time.Now().Add(-time.Hour).Format(time.RFC3339Nano))})
+	add(wire.StatusInvalid, `{"owner":`, false)
+	add(wire.StatusWrongPartition, open, true)
+	add(wire.StatusRejected, `{"owner":"O","currency":"euro"}`, false)
+	for round := range 2 { // the second round retries every command (same id)
+		var corrs []string
+		recs := make([]*kgo.Record, len(probes))
+		for i, pr := range probes {
+			recs[i] = &kgo.Record{Topic: "commands", Partition: pr.rec.Partition, Key: pr.rec.Key, Value: pr.rec.Value,
+				Headers: append([]kgo.RecordHeader(nil), pr.rec.Headers...)}
+			corrs = append(corrs, withReply(recs[i], "", nil))
+		}
+		produceRaw(t, h, nil, recs...)
+		for i, pr := range probes {
+			rep, _ := awaitReply(t, h, "command_reply", corrs[i], 30*time.Second)
+			if rep.Status != pr.want || rep.Version != 0 || rep.Duplicate {
+				t.Fatalf("round %d, probe %d: answered %+v, want %s at version 0", round, i, rep, pr.want)
+			}
+		}
+	}
+	wantStatus(t, h.Send(cmd("account", "real", "Deposit", `{"amount":1}`)), wire.StatusAccepted, 2)
+	if _, _, after := latestSnapshots(t, h); after != before+1 {
+		t.Fatalf("changelog grew from %d to %d records for answers without effect and one deposit", before, after)
+	}
+}
