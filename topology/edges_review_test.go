@@ -2,6 +2,8 @@ package topology_test
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/base64"
 	"strings"
 	"testing"
 	"time"
@@ -277,5 +279,55 @@ func TestNoEffectAnswersOnUnknownAggregatesPersistNothing(t *testing.T) {
 	wantStatus(t, h.Send(cmd("account", "real", "Deposit", `{"amount":1}`)), wire.StatusAccepted, 2)
 	if _, _, after := latestSnapshots(t, h); after != before+1 {
 		t.Fatalf("changelog grew from %d to %d records for answers without effect and one deposit", before, after)
+	}
+}
+
+// An output topic whose own max.message.bytes is below the configured
+// limits (a topic config, common on managed clusters): every output is
+// checked against BrokerMaxMessageBytes only, so a 300 KB event passed the
+// check, the broker refused it, and the batch was retried unchanged.
+func TestOutputTopicWithASmallerMessageLimit(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t)
+	h.RequireEmbedded()
+	ctx := context.Background()
+	adm := h.Admin()
+	d := topology.Defaults().Topics
+	small := "200000"
+	for _, spec := range d.Specs() {
+		cfg := map[string]*string{}
+		for k, v := range spec.Configs {
+			cfg[k] = v
+		}
+		if spec.Name == d.Events {
+			cfg["max.message.bytes"] = &small
+		}
+		if _, err := adm.CreateTopic(ctx, partitions, -1, cfg, spec.Name); err != nil {
+			t.Fatal(err)
+		}
+	}
+	w := h.StartProcessor("w0", "")
+	other := "mm-other"
+	for topology.PartitionFor([]byte(other), partitions) == topology.PartitionFor([]byte("mm"), partitions) {
+		other += "x"
+	}
+	wantStatus(t, h.Send(cmd("account", other, "OpenAccount", `{"owner":"O","currency":"EUR"}`)), wire.StatusAccepted, 1)
+	// Random (incompressible) bytes: the broker checks the compressed batch.
+	noise := make([]byte, 225_000)
+	rand.Read(noise)
+	owner := base64.StdEncoding.EncodeToString(noise)
+	rec := commandRecord("mm", topology.PartitionFor([]byte("mm"), partitions), "OpenAccount", `{"owner":"`+owner+`","currency":"EUR"}`)
+	corr := withReply(rec, "", nil)
+	produceRaw(t, h, nil, rec)
+	sctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	rep, err := h.Client().Send(sctx, cmd("account", other, "Deposit", `{"amount":7}`))
+	if err != nil {
+		t.Fatalf("a deposit on another partition got no reply: %v (stats %+v)", err, w.Stats())
+	}
+	wantStatus(t, rep, wire.StatusAccepted, 2)
+	big, _ := awaitReply(t, h, "command_reply", corr, 30*time.Second)
+	if big.Status != wire.StatusInvalid || big.Code != topology.CodeOutputTooLarge {
+		t.Fatalf("answered %+v, want INVALID %s", big, topology.CodeOutputTooLarge)
 	}
 }
