@@ -331,3 +331,55 @@ func TestOutputTopicWithASmallerMessageLimit(t *testing.T) {
 		t.Fatalf("answered %+v, want INVALID %s", big, topology.CodeOutputTooLarge)
 	}
 }
+
+// An allow-listed reply topic whose own max.message.bytes is small: a
+// reply that does not fit is refused by the broker, not by the size checks
+// (only the topology's own topics are described). Every such refusal
+// failed the batch, which was retried unchanged: a hot loop stopping every
+// partition of the worker. Fixed: a command whose output the broker refuses
+// for a reason that will not pass (too large, invalid record, not
+// authorized) is a suspect: the batch aborts once, and when it comes again
+// that command alone is answered on the default reply topic and
+// dead-lettered, without effect.
+func TestRefusedOutputIsolatesItsCommandAfterOneAbort(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t)
+	h.RequireEmbedded()
+	ctx := context.Background()
+	limit := "2000"
+	if _, err := h.Admin().CreateTopic(ctx, 2, -1, map[string]*string{"max.message.bytes": &limit}, "tiny-replies"); err != nil {
+		t.Fatal(err)
+	}
+	w := h.StartProcessor("w0", "", func(c *topology.Config) { c.ReplyTopics = []string{"tiny-replies"} })
+	other := "ti-other"
+	for topology.PartitionFor([]byte(other), partitions) == topology.PartitionFor([]byte("ti"), partitions) {
+		other += "x"
+	}
+	wantStatus(t, h.Send(cmd("account", other, "OpenAccount", `{"owner":"O","currency":"EUR"}`)), wire.StatusAccepted, 1)
+	wantStatus(t, h.Send(cmd("account", "ti", "OpenAccount", `{"owner":"O","currency":"EUR"}`)), wire.StatusAccepted, 1)
+	noise := make([]byte, 6000)
+	rand.Read(noise)
+	rec := commandRecord("ti", topology.PartitionFor([]byte("ti"), partitions), "Deposit", `{"amount":5}`)
+	corr := base64.StdEncoding.EncodeToString(noise) // an 8 KB correlation id, echoed in the reply
+	rec.Headers = append(rec.Headers,
+		kgo.RecordHeader{Key: wire.HeaderCorrelationID, Value: []byte(corr)},
+		kgo.RecordHeader{Key: wire.HeaderReplyTopic, Value: []byte("tiny-replies")})
+	produceRaw(t, h, nil, rec)
+	sctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	rep, err := h.Client().Send(sctx, cmd("account", other, "Deposit", `{"amount":7}`))
+	if err != nil {
+		t.Fatalf("a deposit on another partition got no reply: %v (stats %+v)", err, w.Stats())
+	}
+	wantStatus(t, rep, wire.StatusAccepted, 2)
+	got, _ := awaitReply(t, h, "command_reply", corr, 30*time.Second)
+	if got.Status != wire.StatusInvalid || got.Code != "output_refused" || got.Version != 1 {
+		t.Fatalf("answered %+v, want INVALID output_refused at version 1", got)
+	}
+	deadLetterOf(t, h, commandID(rec), 30*time.Second)
+	if s := w.Stats(); s.Aborted > 3 {
+		t.Fatalf("stats %+v: the batch was retried %d times", s, s.Aborted)
+	}
+	// No effect: the next deposit is version 2.
+	wantStatus(t, h.Send(cmd("account", "ti", "Deposit", `{"amount":1}`)), wire.StatusAccepted, 2)
+}
