@@ -82,3 +82,78 @@ func TestRepeatedContentTypeLastWins(t *testing.T) {
 		}
 	}
 }
+
+// Names that look like a protected or allowed topic but are not, and
+// repeated reply headers: the topic checked is the topic the reply goes to.
+// (No defect found; a regression table.)
+func TestReplyTopicLookalikes(t *testing.T) {
+	t.Parallel()
+	c := Config{Brokers: []string{"b:1"}, InstanceID: "i", StateDir: "d",
+		ReplyTopics: []string{"replies-*", "my-replies"}, InternalTopics: []string{"kcqrs-proj-*", "transfer-replies"}}
+	c.setDefaults()
+	if err := c.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	for topic, allowed := range map[string]bool{
+		"events\x00": false, "events ": false, " events": false, "Events": false, "еvents": false, // Cyrillic е
+		"command_reply\x00": false, "command_reply ": false, "my-replies\x00": false, "my-replies ": false,
+		"replies-": true, "replies-\u200b": false, "REPLIES-1": false, "replies-kcqrs-proj-x": true,
+		"kcqrs-proj-accounts-table": false, "transfer-replies": false, "__consumer_offsets": false,
+		"__transaction_state": false, "snapshots-changelog": false, "commands-dlq": false,
+		"my-replies": true, "command_reply": true, strings.Repeat("r", 249): false, "replies-" + strings.Repeat("r", 241): true,
+		"replies-" + strings.Repeat("r", 242): false,
+	} {
+		if got := c.replyTopicRefusal(topic) == ""; got != allowed {
+			t.Errorf("%q: allowed %v, want %v (%s)", topic, got, allowed, c.replyTopicRefusal(topic))
+		}
+	}
+	for _, tt := range []struct {
+		values []string
+		want   string
+	}{
+		{[]string{"my-replies", "events"}, "events"},
+		{[]string{"events", "my-replies"}, "my-replies"},
+		{[]string{"events", ""}, "events"},
+		{[]string{"", ""}, "command_reply"},
+	} {
+		rec := &kgo.Record{Key: []byte("k"), Headers: []kgo.RecordHeader{
+			{Key: wire.HeaderCommandID, Value: []byte("c")}, {Key: wire.HeaderAggregateType, Value: []byte("account")},
+		}}
+		for _, v := range tt.values {
+			rec.Headers = append(rec.Headers, kgo.RecordHeader{Key: wire.HeaderReplyTopic, Value: []byte(v)})
+		}
+		meta, _ := parseCommandMeta(rec, c.Topics.Replies)
+		if meta.reply.topic != tt.want {
+			t.Errorf("%q: reply to %q, want %q", tt.values, meta.reply.topic, tt.want)
+		}
+	}
+}
+
+// kafka_replyPartition of the wrong length or negative is a bad header;
+// -1 means "hashed", as if absent. (No defect found; a regression table.)
+func TestReplyPartitionHeaderShapes(t *testing.T) {
+	t.Parallel()
+	for _, tt := range []struct {
+		value []byte
+		ok    bool
+		set   bool
+	}{
+		{[]byte{0, 0, 1}, false, false},
+		{[]byte{0, 0, 0, 0, 1}, false, false},
+		{[]byte{0, 0, 0, 0, 0, 0, 0, 1}, false, false},
+		{[]byte{}, false, false},
+		{[]byte{0xff, 0xff, 0xff, 0xff}, true, false}, // -1
+		{[]byte{0xff, 0xff, 0xff, 0xfb}, false, false}, // -5
+		{[]byte{0x80, 0, 0, 0}, false, false},          // MinInt32
+		{[]byte{0, 0, 0, 3}, true, true},
+	} {
+		rec := &kgo.Record{Key: []byte("k"), Headers: []kgo.RecordHeader{
+			{Key: wire.HeaderCommandID, Value: []byte("c")}, {Key: wire.HeaderAggregateType, Value: []byte("account")},
+			{Key: wire.HeaderReplyPartition, Value: tt.value},
+		}}
+		meta, err := parseCommandMeta(rec, "command_reply")
+		if (err == nil) != tt.ok || meta.reply.partitionSet != tt.set || (!tt.set && meta.reply.partition != -1) {
+			t.Errorf("%x: err %v, partition %d set %v", tt.value, err, meta.reply.partition, meta.reply.partitionSet)
+		}
+	}
+}
