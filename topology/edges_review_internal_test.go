@@ -142,7 +142,7 @@ func TestReplyPartitionHeaderShapes(t *testing.T) {
 		{[]byte{0, 0, 0, 0, 1}, false, false},
 		{[]byte{0, 0, 0, 0, 0, 0, 0, 1}, false, false},
 		{[]byte{}, false, false},
-		{[]byte{0xff, 0xff, 0xff, 0xff}, true, false}, // -1
+		{[]byte{0xff, 0xff, 0xff, 0xff}, true, false},  // -1
 		{[]byte{0xff, 0xff, 0xff, 0xfb}, false, false}, // -5
 		{[]byte{0x80, 0, 0, 0}, false, false},          // MinInt32
 		{[]byte{0, 0, 0, 3}, true, true},
