@@ -383,3 +383,36 @@ func TestRefusedOutputIsolatesItsCommandAfterOneAbort(t *testing.T) {
 	// No effect: the next deposit is version 2.
 	wantStatus(t, h.Send(cmd("account", "ti", "Deposit", `{"amount":1}`)), wire.StatusAccepted, 2)
 }
+
+// A huge correlation id is echoed in the reply: with a large key repeated
+// twice in it, the reply of an accepted deposit would not fit. The command
+// is isolated (its deposit not applied) and answered with a shrunk reply
+// that still carries the correlation id. (No defect found; a regression
+// test.)
+func TestHugeCorrelationIDIsolatesTheCommand(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t)
+	h.StartProcessor("w0", "")
+	key := strings.Repeat("k", 80_000)
+	part := topology.PartitionFor([]byte(key), partitions)
+	open := commandRecord(key, part, "OpenAccount", `{"owner":"O","currency":"EUR"}`)
+	corr := withReply(open, "", nil)
+	produceRaw(t, h, nil, open)
+	rep, _ := awaitReply(t, h, "command_reply", corr, 30*time.Second)
+	wantStatus(t, rep, wire.StatusAccepted, 1)
+
+	dep := commandRecord(key, part, "Deposit", `{"amount":5}`)
+	huge := client.NewID() + strings.Repeat("c", 841_000) // the command fits in MaxCommandBytes, its reply not in a record
+	dep.Headers = append(dep.Headers, kgo.RecordHeader{Key: wire.HeaderCorrelationID, Value: []byte(huge)})
+	produceRaw(t, h, nil, dep)
+	rep, r := awaitReply(t, h, "command_reply", huge, 30*time.Second)
+	if rep.Status != wire.StatusInvalid || rep.Code != topology.CodeOutputTooLarge || rep.Version != 1 || r.Key != nil {
+		t.Fatalf("answered %+v with a %d-byte key", rep, len(r.Key))
+	}
+	deadLetterOf(t, h, commandID(dep), 30*time.Second)
+	again := commandRecord(key, part, "Deposit", `{"amount":1}`)
+	corr = withReply(again, "", nil)
+	produceRaw(t, h, nil, again)
+	rep, _ = awaitReply(t, h, "command_reply", corr, 30*time.Second)
+	wantStatus(t, rep, wire.StatusAccepted, 2)
+}
