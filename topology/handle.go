@@ -23,10 +23,6 @@ import (
 func (p *Processor) handle(b *batch, ps *partitionState, r *kgo.Record) {
 	meta, err := parseCommandMeta(r, p.cfg.Topics.Replies)
 	base := wire.Reply{CommandID: meta.commandID, AggregateType: meta.aggregateType, AggregateID: meta.aggregateID}
-	if cause := p.topics.takeRefused(refusedKey{r.Partition, r.Offset}); cause != nil {
-		p.isolateRefused(b, ps, r, &meta, base, cause) // output.go
-		return
-	}
 	// The reply address first: even a command with broken headers must not
 	// get its answer written where it says.
 	if aerr := p.checkReplyAddress(r, &meta); aerr != nil {
@@ -203,7 +199,7 @@ func (p *Processor) commit(b *batch, r *kgo.Record, meta *commandMeta, a, next *
 	next.snap = snap
 	*a = *next
 	for _, e := range events {
-		p.produceOutput(b, r, e)
+		p.produce(b, e, nil)
 	}
 	b.events += int64(len(events))
 	if replyRec != nil { // nil: dropped (its topic is gone), counted and logged
@@ -326,7 +322,7 @@ func (p *Processor) reply(b *batch, r *kgo.Record, meta *commandMeta, rep wire.R
 func (p *Processor) sendReply(b *batch, r *kgo.Record, rep wire.Reply, rec *kgo.Record) {
 	b.countReply(rep.Status)
 	p.cfg.Observer.Replied(r.Partition, r.Offset, rep.Status, rep.Duplicate, r.Timestamp)
-	p.produceOutput(b, r, rec)
+	p.produce(b, rec, nil)
 }
 
 // replyRecord builds the reply record to a command, in the command's
@@ -398,12 +394,6 @@ func (p *Processor) dropReply(r *kgo.Record, meta *commandMeta, why string) {
 // record keeps the headers and the pointer (topic, partition, offset) but
 // not the value; if even that is too large, only the pointer and the error.
 func (p *Processor) deadLetter(b *batch, r *kgo.Record, cause error) {
-	p.deadLetterRecord(b, r, cause, false)
-}
-
-// deadLetterRecord is deadLetter; pointerOnly writes only the pointer and
-// the error (the copy of a command whose outputs were refused).
-func (p *Processor) deadLetterRecord(b *batch, r *kgo.Record, cause error, pointerOnly bool) {
 	n, err := p.topics.partitions(p.cfg.Topics.DeadLetters)
 	if err != nil {
 		b.fail(fmt.Errorf("dead-letter topic: %w", err))
@@ -424,25 +414,16 @@ func (p *Processor) deadLetterRecord(b *batch, r *kgo.Record, cause error, point
 		Value:     r.Value,
 		Headers:   append(append([]kgo.RecordHeader(nil), r.Headers...), ours...),
 	}
-	if pointerOnly || !p.fits(dl) {
+	if !p.fits(dl) {
 		omitted := kgo.RecordHeader{Key: wire.HeaderDLQValueOmitted, Value: itoa(int64(recordBytes(r)))}
 		dl.Value = nil
 		dl.Headers = append(dl.Headers, omitted)
-		if pointerOnly || !p.fits(dl) {
+		if !p.fits(dl) {
 			dl.Key, dl.Headers = nil, append(ours, omitted)
-			for _, h := range r.Headers { // what names the command, when small
-				if (h.Key == wire.HeaderCommandID || h.Key == wire.HeaderCommandType || h.Key == wire.HeaderAggregateType) && len(h.Value) <= MaxCommandIDBytes {
-					if dl.Headers = append(dl.Headers, h); !p.fits(dl) {
-						dl.Headers = dl.Headers[:len(dl.Headers)-1]
-					}
-				}
-			}
 		}
-		if !pointerOnly {
-			p.log.Warn("dead letter too large: written without its value, with a pointer to the command", "partition", r.Partition, "offset", r.Offset, "bytes", recordBytes(r))
-		}
+		p.log.Warn("dead letter too large: written without its value, with a pointer to the command", "partition", r.Partition, "offset", r.Offset, "bytes", recordBytes(r))
 	}
-	p.produceOutput(b, r, dl)
+	p.produce(b, dl, nil)
 }
 
 // PartitionFor is the partition Kafka's default (murmur2) partitioner picks

@@ -2,12 +2,10 @@ package topology
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"strconv"
 	"unicode/utf8"
 
-	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/kcqrs/kcqrs/wire"
@@ -188,90 +186,4 @@ func (p *Processor) isolate(b *batch, r *kgo.Record, meta *commandMeta, base wir
 	}
 	base.Events = 0
 	p.reject(b, r, meta, base, err)
-}
-
-// Outputs the broker refuses. The checks above cannot know every limit (an
-// allowed reply topic's own max.message.bytes, a topic policy, an ACL), and
-// a refused record fails its whole transaction: retried unchanged, the
-// batch would fail again, forever, and stop every partition of the worker.
-// So a command whose output is refused for a reason that will not pass is
-// remembered; the batch aborts once, and when it comes again that command
-// alone is answered (on the default reply topic) and dead-lettered with a
-// pointer, without effect.
-
-type refusedKey struct {
-	partition int32
-	offset    int64
-}
-
-// maxRefused bounds the remembered refusals (a batch comes again at once,
-// so only the latest few matter).
-const maxRefused = 1000
-
-// isRefusal reports whether a produce error will happen again for the
-// same record.
-func isRefusal(err error) bool {
-	for _, e := range []error{kerr.MessageTooLarge, kerr.RecordListTooLarge, kerr.InvalidRecord,
-		kerr.TopicAuthorizationFailed, kerr.InvalidTopicException, kerr.PolicyViolation} {
-		if errors.Is(err, e) {
-			return true
-		}
-	}
-	return false
-}
-
-func (c *topicCache) markRefused(k refusedKey, err error) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.refused == nil || len(c.refused) >= maxRefused {
-		c.refused = map[refusedKey]error{}
-	}
-	c.refused[k] = err
-}
-
-func (c *topicCache) takeRefused(k refusedKey) error {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	err := c.refused[k]
-	delete(c.refused, k)
-	return err
-}
-
-// produceOutput produces an output of command r (an event, its reply, its
-// dead letter), remembering r when the broker refuses it for good.
-func (p *Processor) produceOutput(b *batch, r, out *kgo.Record) {
-	k := refusedKey{r.Partition, r.Offset}
-	p.sess.Produce(context.Background(), out, func(out *kgo.Record, err error) {
-		if err == nil {
-			return
-		}
-		b.fail(fmt.Errorf("produce to %s[%d]: %w", out.Topic, out.Partition, err))
-		if isRefusal(err) {
-			p.topics.markRefused(k, err)
-			p.log.Warn("an output was refused; its command is isolated when the batch comes again", "partition", r.Partition, "offset", r.Offset, "topic", out.Topic, "err", err)
-		}
-	})
-}
-
-// isolateRefused answers a command an output of which was refused, without
-// effect: on the default reply topic, with a dead letter that keeps only
-// the pointer to the command (the copy may be what was refused).
-func (p *Processor) isolateRefused(b *batch, ps *partitionState, r *kgo.Record, meta *commandMeta, base wire.Reply, cause error) {
-	p.mu.Lock()
-	p.stats.OutputsTooLarge++
-	p.mu.Unlock()
-	if o, ok := p.cfg.Observer.(IsolationObserver); ok {
-		o.CommandIsolated(r.Partition, CodeOutputRefused)
-	}
-	if bt := p.reg.types[meta.aggregateType]; bt != nil && len(r.Key) > 0 && PartitionFor(r.Key, p.partitions) == r.Partition {
-		if a, err := p.load(ps, bt, meta.aggregateID); err == nil {
-			base.Version = a.version
-		}
-	}
-	meta.reply.topic, meta.reply.partition, meta.reply.partitionSet = p.cfg.Topics.Replies, -1, false
-	err := &invalidError{CodeOutputRefused, fmt.Errorf("an output of the command was refused by the broker: %w", cause)}
-	base.Status, base.Code, base.Message, base.Events = wire.StatusInvalid, CodeOutputRefused, err.err.Error(), 0
-	p.log.Warn("command dead-lettered", "partition", r.Partition, "offset", r.Offset, "command", meta.commandID, "status", base.Status, "err", capMessage(err.Error()))
-	p.reply(b, r, meta, base)
-	p.deadLetterRecord(b, r, err, true)
 }

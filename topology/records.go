@@ -115,11 +115,6 @@ const (
 	// CodeOutputTooLarge: an output of the command (reply, event, snapshot)
 	// would be larger than a record may be; the command is isolated.
 	CodeOutputTooLarge = "output_too_large"
-	// CodeOutputRefused: the broker refused an output of the command for a
-	// reason that will not pass (too large for its topic, invalid, not
-	// authorized); the command is answered on the default reply topic and
-	// dead-lettered, without effect.
-	CodeOutputRefused = "output_refused"
 )
 
 // parseCommandMeta reads the reply address first, leniently, so that even a

@@ -247,11 +247,6 @@ type topicCache struct {
 
 	limitOnce sync.Once
 	limit     int // output record size limit (output.go)
-
-	// refused holds the commands (partition, offset) whose output the
-	// broker refused for good (output.go): the output bookkeeping of the
-	// processor lives with the topic cache.
-	refused map[refusedKey]error
 }
 
 type topicEntry struct {
