@@ -2,9 +2,9 @@ package topology_test
 
 import (
 	"context"
-	"os"
 	"crypto/rand"
 	"encoding/base64"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -328,8 +328,11 @@ func TestOutputTopicWithASmallerMessageLimit(t *testing.T) {
 	}
 	wantStatus(t, rep, wire.StatusAccepted, 2)
 	big, _ := awaitReply(t, h, "command_reply", corr, 30*time.Second)
-	if big.Status != wire.StatusInvalid || big.Code != topology.CodeOutputTooLarge {
-		t.Fatalf("answered %+v, want INVALID %s", big, topology.CodeOutputTooLarge)
+	if big.Code != topology.CodeOutputTooLarge || big.Events != 0 {
+		t.Fatalf("answered %+v, want %s without effect", big, topology.CodeOutputTooLarge)
+	}
+	if s := w.Stats(); s.Aborted > 0 {
+		t.Fatalf("stats %+v: the oversized event was produced and refused", s)
 	}
 }
 
