@@ -137,6 +137,15 @@ func (p *Processor) handle(b *batch, ps *partitionState, r *kgo.Record) {
 			return
 		}
 	}
+	if len(events) == 0 && a.version == 0 {
+		// Accepted without effect on an aggregate that never existed: as
+		// for a rejection, remembering it would write a snapshot for any id
+		// a client makes up. A retry is decided again, with the same answer.
+		accepted := base
+		accepted.Status = wire.StatusAccepted
+		p.reply(b, r, &meta, accepted)
+		return
+	}
 	next := *a
 	next.version += int64(len(events))
 	next.state = newState
@@ -160,6 +169,24 @@ func (p *Processor) commit(b *batch, r *kgo.Record, meta *commandMeta, a, next *
 		return
 	}
 	snapRec := &kgo.Record{Topic: p.cfg.Topics.Changelog, Partition: r.Partition, Key: []byte(next.key), Value: snap}
+	// The dedupe window is part of every snapshot: many small commands can
+	// make it outgrow a record even though the state fits. Forget the
+	// oldest remembered commands rather than refuse every later command on
+	// the aggregate (which any client could otherwise cause); the newest,
+	// this command's, stays.
+	for !p.fits(snapRec) && len(next.recent) > 1 {
+		drop := oldestToForget(next, recordBytes(snapRec)-p.outputLimit())
+		next.recent = next.recent[drop:]
+		if next.recentEnc != nil {
+			next.recentEnc = next.recentEnc[drop:]
+		}
+		if snap, err = p.reg.encodeSnapshotFresh(next); err != nil {
+			p.reject(b, r, meta, refused, &internalError{CodeEncodeFailed, err})
+			return
+		}
+		snapRec.Value = snap
+		p.log.Warn("snapshot over the record limit: the dedupe window is shortened", "partition", r.Partition, "offset", r.Offset, "command", meta.commandID, "key", capMessage(next.key), "forgotten", drop, "remembered", len(next.recent))
+	}
 	if !p.fits(snapRec) {
 		p.answerAlone(b, r, meta, refused, p.outputTooLarge("snapshot", snapRec))
 		return
@@ -181,6 +208,22 @@ func (p *Processor) commit(b *batch, r *kgo.Record, meta *commandMeta, a, next *
 	if replyRec != nil { // nil: dropped (its topic is gone), counted and logged
 		p.sendReply(b, r, rep, replyRec)
 	}
+}
+
+// oldestToForget returns how many of a's oldest remembered commands (at
+// least one, never the newest) hold at least excess bytes of its snapshot.
+func oldestToForget(a *aggState, excess int) int {
+	n, size := 0, 0
+	for n < len(a.recent)-1 && (n == 0 || size < excess) {
+		if a.recentEnc != nil {
+			size += len(a.recentEnc[n])
+		} else {
+			rc := &a.recent[n]
+			size += len(rc.CommandID) + len(rc.Reply.Code) + len(rc.Reply.Message) + len(rc.Reply.Status) + 16
+		}
+		n++
+	}
+	return n
 }
 
 // internalError is a failure of the handler or the runtime (not of the
@@ -306,13 +349,11 @@ func (p *Processor) replyRecord(b *batch, r *kgo.Record, meta *commandMeta, rep 
 	rep.Message = capMessage(rep.Message)
 	key := r.Key
 	if small {
+		// Cut at rune boundaries: a reply's strings stay UTF-8 (Avro
+		// strings are, for every reader).
 		key = nil
-		if len(rep.AggregateID) > 256 {
-			rep.AggregateID = rep.AggregateID[:256]
-		}
-		if len(rep.Message) > 256 {
-			rep.Message = rep.Message[:200] + "... [truncated]"
-		}
+		rep.AggregateID = truncateRunes(rep.AggregateID, 256)
+		rep.Message = capString(rep.Message, 256)
 	}
 	val, err := p.reg.EncodeReply(rep, ra.contentType)
 	if err != nil {

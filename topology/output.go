@@ -1,6 +1,7 @@
 package topology
 
 import (
+	"context"
 	"fmt"
 	"strconv"
 	"unicode/utf8"
@@ -78,6 +79,10 @@ func (p *Processor) outputLimit() int {
 	c.limitOnce.Do(func() {
 		c.configure(&p.cfg)
 		c.limit = min(p.cfg.MaxRecordBytes, p.cfg.BrokerMaxMessageBytes)
+		if n := p.topicMessageLimit(); n > 0 && n < c.limit {
+			p.log.Warn("an output topic's max.message.bytes is below BrokerMaxMessageBytes; outputs are checked against it", "max_message_bytes", n, "broker_max_message_bytes", p.cfg.BrokerMaxMessageBytes)
+			c.limit = n
+		}
 		if p.sess != nil {
 			if v, ok := p.sess.Client().OptValue(kgo.ProducerBatchMaxBytes).(int32); ok && v > 0 && int(v) < c.limit {
 				p.log.Warn("the producer's ProducerBatchMaxBytes is below MaxRecordBytes; outputs are checked against it", "producer", v, "max_record_bytes", p.cfg.MaxRecordBytes)
@@ -86,6 +91,40 @@ func (p *Processor) outputLimit() int {
 		}
 	})
 	return c.limit
+}
+
+// topicMessageLimit returns the lowest max.message.bytes of the topics the
+// processor writes (events, changelog, dead letters, default replies), or 0
+// when it cannot be read. A topic's own limit may be below the broker's
+// (a topic config, common on managed clusters): an output checked only
+// against BrokerMaxMessageBytes was then refused by the broker, and its
+// batch retried unchanged, stopping every partition of the worker. (The
+// broker checks the batch as compressed; sizing it uncompressed errs on the
+// safe side, as for every other limit here.)
+func (p *Processor) topicMessageLimit() int {
+	if p.adm == nil {
+		return 0
+	}
+	t := p.cfg.Topics
+	ctx, cancel := context.WithTimeout(context.Background(), 4*p.topics.timeout)
+	defer cancel()
+	rcs, err := p.adm.DescribeTopicConfigs(ctx, t.Events, t.Changelog, t.DeadLetters, t.Replies)
+	if err != nil {
+		p.log.Warn("cannot read the output topics' max.message.bytes; using BrokerMaxMessageBytes", "err", err)
+		return 0
+	}
+	limit := 0
+	for _, rc := range rcs {
+		for _, c := range rc.Configs {
+			if c.Key != "max.message.bytes" || c.Value == nil {
+				continue
+			}
+			if n, err := strconv.Atoi(*c.Value); err == nil && n > 0 && (limit == 0 || n < limit) {
+				limit = n
+			}
+		}
+	}
+	return limit
 }
 
 // fits reports whether r can be produced.
@@ -118,6 +157,17 @@ func capString(s string, n int) string {
 		cut--
 	}
 	return s[:cut] + marker
+}
+
+// truncateRunes cuts s to at most n bytes, at a rune boundary.
+func truncateRunes(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
+	}
+	return s[:n]
 }
 
 // MaxReplyMessageBytes caps the message of a reply and of a remembered one

@@ -161,6 +161,7 @@ func parseCommandMeta(r *kgo.Record, defaultReplyTopic string) (commandMeta, err
 	m.aggregateID = string(r.Key)
 	var errs []error
 	code, declared := CodeBadHeader, false
+	var ctErr error // of the last content-type header
 	for _, h := range r.Headers {
 		switch h.Key {
 		case wire.HeaderCorrelationID:
@@ -178,18 +179,20 @@ func parseCommandMeta(r *kgo.Record, defaultReplyTopic string) (commandMeta, err
 			m.reply.partitionSet = true
 		case wire.HeaderContentType:
 			// Media types are case-insensitive (RFC 9110); parameters
-			// (charset=utf-8) are ignored.
+			// (charset=utf-8) are ignored. The last header wins, as for
+			// every header (Spring's lastHeader).
 			ct := strings.ToLower(strings.TrimSpace(strings.SplitN(string(h.Value), ";", 2)[0]))
-			declared = true
+			declared, ctErr = true, nil
 			switch ct {
 			case wire.ContentTypeAvro, "":
 				declared = ct != ""
+				m.reply.contentType = wire.ContentTypeAvro
 			case wire.ContentTypeJSON:
 				m.reply.contentType = wire.ContentTypeJSON
 			default:
-				code = CodeUnsupportedContent
-				errs = append(errs, fmt.Errorf("%s %q is not supported: set it to %s (JSON) or %s (Avro single-object encoding)",
-					wire.HeaderContentType, capText(ct, 100), wire.ContentTypeJSON, wire.ContentTypeAvro))
+				m.reply.contentType = wire.ContentTypeAvro
+				ctErr = fmt.Errorf("%s %q is not supported: set it to %s (JSON) or %s (Avro single-object encoding)",
+					wire.HeaderContentType, capText(ct, 100), wire.ContentTypeJSON, wire.ContentTypeAvro)
 			}
 		case wire.HeaderCommandID:
 			m.commandID = string(h.Value)
@@ -210,6 +213,10 @@ func parseCommandMeta(r *kgo.Record, defaultReplyTopic string) (commandMeta, err
 			}
 			m.deadline = t
 		}
+	}
+	if ctErr != nil {
+		code = CodeUnsupportedContent
+		errs = append(errs, ctErr)
 	}
 	if m.reply.partition < -1 {
 		errs = append(errs, fmt.Errorf("%s: negative partition %d", wire.HeaderReplyPartition, m.reply.partition))

@@ -386,13 +386,20 @@ func (c *topicCache) lookup(ctx context.Context, topic string) (int32, error) {
 	return 0, errNoTopic
 }
 
-// prefetch looks up, in one request, the topics of names not known yet, so
-// that a batch of commands naming new reply topics costs one round trip.
+// prefetch looks up, in one request, the topics of names not known yet or
+// known for longer than refreshAfter, so that a batch of commands naming new
+// reply topics costs one round trip. Known topics are checked again because
+// a reply must never be produced to a topic deleted since: franz-go never
+// fails a transactional record whose topic disappeared after it was sent
+// (it waits for the topic to come back), so the transaction could only time
+// out and the worker stop. A topic deleted between this lookup and the
+// produce (a window of one batch) still does that.
 func (c *topicCache) prefetch(names []string) {
 	c.mu.Lock()
 	var todo []string
+	now := time.Now()
 	for _, n := range names {
-		if c.get(n) == nil {
+		if e := c.get(n); e == nil || e.n > 0 && now.Sub(e.checked) >= refreshAfter {
 			todo = append(todo, n)
 		}
 	}
@@ -408,7 +415,7 @@ func (c *topicCache) prefetch(names []string) {
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	now := time.Now()
+	now = time.Now()
 	for _, n := range todo {
 		e := c.get(n)
 		if e == nil {
@@ -416,8 +423,8 @@ func (c *topicCache) prefetch(names []string) {
 		}
 		if cnt, ok := found[n]; ok && cnt > 0 {
 			e.n, e.err, e.transient, e.checked = cnt, nil, false, now
-		} else if e.n == 0 && !e.transient {
-			e.err, e.checked = errNoTopic, now
+		} else if !e.transient {
+			e.n, e.err, e.checked = 0, errNoTopic, now // never known, or deleted
 		}
 	}
 }
@@ -467,15 +474,21 @@ func (p *Processor) prefetchReplyTopics(fetches kgo.Fetches) {
 	seen := map[string]bool{}
 	var names []string
 	fetches.EachRecord(func(r *kgo.Record) {
+		// Only the header parseCommandMeta uses (the last non-empty one):
+		// a command repeating the header must not make the worker look up
+		// (and cache) thousands of names.
+		var t string
 		for _, h := range r.Headers {
-			if h.Key != wire.HeaderReplyTopic || len(h.Value) == 0 || seen[string(h.Value)] {
-				continue
+			if h.Key == wire.HeaderReplyTopic && len(h.Value) > 0 {
+				t = string(h.Value)
 			}
-			t := string(h.Value)
-			seen[t] = true
-			if p.cfg.replyTopicRefusal(t) == "" {
-				names = append(names, t)
-			}
+		}
+		if t == "" || seen[t] {
+			return
+		}
+		seen[t] = true
+		if p.cfg.replyTopicRefusal(t) == "" {
+			names = append(names, t)
 		}
 	})
 	p.outputLimit()
