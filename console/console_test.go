@@ -246,4 +246,3 @@ func TestParseSample(t *testing.T) {
 		}
 	}
 }
-
