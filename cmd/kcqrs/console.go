@@ -29,6 +29,29 @@ same as 'kcqrs dlq redrive --execute'); without it the console writes
 nothing.`
 
 func runConsole(args []string) error {
+	addr, o, err := consoleOptions(args)
+	if err != nil {
+		return err
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	srv, err := startConsole(addr, o)
+	if err != nil {
+		return err
+	}
+	defer srv.Close()
+	mode := "read-only"
+	if o.AllowRedrive {
+		mode = "re-drive allowed"
+	}
+	fmt.Printf("console on http://%s (%s); Ctrl-C to stop\n", srv.Addr(), mode)
+	<-ctx.Done()
+	return nil
+}
+
+// consoleOptions reads the settings of `kcqrs console`: its listen
+// address and the console's options.
+func consoleOptions(args []string) (string, console.Options, error) {
 	c := newCLI("console", consoleUsage)
 	d := topology.Defaults()
 	var addr string
@@ -47,31 +70,18 @@ func runConsole(args []string) error {
 	c.String(&cfg.Topics.Replies, "replies-topic", d.Topics.Replies, "default replies topic")
 	c.String(&cfg.Topics.DeadLetters, "dlq-topic", d.Topics.DeadLetters, "dead-letter topic")
 	if err := c.parse(args); err != nil {
-		return err
+		return "", console.Options{}, err
 	}
 	opts, err := c.clientOpts()
 	if err != nil {
-		return err
+		return "", console.Options{}, err
 	}
 	reg, err := examples.Registry()
 	if err != nil {
-		return err
+		return "", console.Options{}, err
 	}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	srv, err := startConsole(addr, console.Options{ClientOpts: opts, Processor: cfg, Registry: reg, OpsAddrs: opsAddrs, AllowRedrive: allowRedrive,
-		Logger: slog.New(slog.NewTextHandler(os.Stderr, nil))})
-	if err != nil {
-		return err
-	}
-	defer srv.Close()
-	mode := "read-only"
-	if allowRedrive {
-		mode = "re-drive allowed"
-	}
-	fmt.Printf("console on http://%s (%s); Ctrl-C to stop\n", srv.Addr(), mode)
-	<-ctx.Done()
-	return nil
+	return addr, console.Options{ClientOpts: opts, Processor: cfg, Registry: reg, OpsAddrs: opsAddrs, AllowRedrive: allowRedrive,
+		Logger: slog.New(slog.NewTextHandler(os.Stderr, nil))}, nil
 }
 
 // consoleServer is a running console.
