@@ -246,3 +246,47 @@ func TestParseSample(t *testing.T) {
 		}
 	}
 }
+
+// TestOpenTransactionShown: a producer that leaves a transaction open on
+// a commands partition (what the hanging-transaction guard watches for)
+// is shown on the workers page with its producer id and first offset; the
+// page says none when there is none.
+func TestOpenTransactionShown(t *testing.T) {
+	w := newWorkload(t)
+	h := w.console(t).Handler()
+	_, body := w.get(h, "/workers")
+	wantAll(t, "workers", body, "None: every commands partition is readable to its end.")
+
+	cl, err := kgo.NewClient(kgo.SeedBrokers(w.h.Brokers...), kgo.TransactionalID("console-test-hanging"),
+		kgo.RecordPartitioner(kgo.ManualPartitioner()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := cl.BeginTransaction(); err != nil {
+		t.Fatal(err)
+	}
+	if err := cl.ProduceSync(ctx, &kgo.Record{Topic: "commands", Partition: 3, Key: []byte("x"), Value: []byte("{}")}).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "open transaction on the workers page", func() (bool, string) {
+		_, body := w.get(h, "/workers")
+		// Partition 3, stable offset 0, end 1, then the producer: its id,
+		// epoch, the transaction's first offset (0), its last write.
+		i := strings.Index(body, `<tr class="open"><td class="num">3</td><td class="num">0</td><td class="num">1</td>`)
+		if i < 0 || !strings.Contains(body, "hanging transaction") {
+			return false, body
+		}
+		row := body[i : i+strings.Index(body[i:], "</tr>")]
+		return strings.Count(row, "<td") == 8 && strings.Contains(row, `<td class="num">0</td><td>20`), row
+	})
+	if err := cl.EndTransaction(ctx, kgo.TryAbort); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "transaction ended", func() (bool, string) {
+		_, body := w.get(h, "/workers")
+		return strings.Contains(body, "None: every commands partition"), body
+	})
+}

@@ -62,6 +62,8 @@ type groupView struct {
 
 type workersData struct {
 	Group   groupView
+	Open    []openTxn
+	OpenErr string
 	Workers []workerMetrics
 	NoOps   bool
 }
@@ -77,6 +79,8 @@ func (c *Console) workersPage(w http.ResponseWriter, r *http.Request) {
 	} else {
 		d.Group = c.view(lags[c.group])
 	}
+	open, err := c.openTransactions(ctx)
+	d.Open, d.OpenErr = open, errString(err)
 	for _, a := range c.o.OpsAddrs {
 		d.Workers = append(d.Workers, c.scrape(ctx, a))
 	}
