@@ -290,3 +290,19 @@ func TestOpenTransactionShown(t *testing.T) {
 		return strings.Contains(body, "None: every commands partition"), body
 	})
 }
+
+// TestWorkersStandby: with two workers keeping a standby of each
+// partition, the workers page shows both members, the partitions each
+// owns, and from their metrics the standby copies (role standby) beside
+// the active ones.
+func TestWorkersStandby(t *testing.T) {
+	w := newWorkloadStandbys(t, 1)
+	second := w.startWorker(t, "worker-b", 1)
+	h := w.console(t, func(o *Options) { o.OpsAddrs = []string{w.opsAddr, second} }).Handler()
+	eventually(t, "two workers, with standbys", func() (bool, string) {
+		_, body := w.get(h, "/workers")
+		ok := strings.Contains(body, "kcqrs-processor-worker-a") && strings.Contains(body, "kcqrs-processor-worker-b") &&
+			strings.Contains(body, "2 member(s)") && strings.Count(body, "<td>standby</td>") >= 4 && strings.Count(body, "<td>active</td>") == 4
+		return ok, body
+	})
+}

@@ -33,31 +33,18 @@ type workload struct {
 	partitions int32
 }
 
-func newWorkload(t *testing.T) *workload {
+func newWorkload(t *testing.T) *workload { return newWorkloadStandbys(t, 0) }
+
+// newWorkloadStandbys is newWorkload with workers keeping standbys
+// standby copies of each partition.
+func newWorkloadStandbys(t *testing.T, standbys int) *workload {
 	t.Helper()
 	reg, err := examples.Registry()
 	if err != nil {
 		t.Fatal(err)
 	}
 	w := &workload{h: topologytest.New(t, reg, 4), account: "acc-console-1", partitions: 4}
-	promReg := prometheus.NewRegistry()
-	var proc atomic.Pointer[topology.Processor]
-	metrics := ops.NewMetrics(ops.MetricsOptions{Registerer: promReg, Partitions: func() []ops.PartitionState {
-		p := proc.Load()
-		if p == nil {
-			return nil
-		}
-		var out []ops.PartitionState
-		for _, ps := range p.PartitionStates() {
-			out = append(out, ops.PartitionState{Partition: ps.Partition, Role: string(ps.Role), Restored: ps.Restored, Total: ps.Total, Lag: ps.Lag, Ready: ps.Ready})
-		}
-		return out
-	}})
-	r := w.h.StartProcessor("worker-a", "", func(c *topology.Config) { c.Observer = metrics })
-	proc.Store(r.Processor)
-	srv := httptest.NewServer(ops.Handler(ops.Options{Gatherer: promReg, Ready: ops.ReadyFunc(r.Ready)}))
-	t.Cleanup(srv.Close)
-	w.opsAddr = strings.TrimPrefix(srv.URL, "http://")
+	w.opsAddr = w.startWorker(t, "worker-a", standbys)
 
 	send := func(cmd client.Command, want wire.Status) {
 		t.Helper()
@@ -71,6 +58,30 @@ func newWorkload(t *testing.T) *workload {
 	w.deadID = client.NewID()
 	send(client.Command{AggregateType: "account", AggregateID: w.account, Type: "Deposit", ID: w.deadID, Avro: []byte("this is not avro")}, wire.StatusInvalid)
 	return w
+}
+
+// startWorker starts a processor with its real metrics served on a free
+// port (as cmd/processor's ops endpoints), and returns that address.
+func (w *workload) startWorker(t *testing.T, name string, standbys int) string {
+	t.Helper()
+	promReg := prometheus.NewRegistry()
+	var proc atomic.Pointer[topology.Processor]
+	metrics := ops.NewMetrics(ops.MetricsOptions{Registerer: promReg, Partitions: func() []ops.PartitionState {
+		p := proc.Load()
+		if p == nil {
+			return nil
+		}
+		var out []ops.PartitionState
+		for _, ps := range p.PartitionStates() {
+			out = append(out, ops.PartitionState{Partition: ps.Partition, Role: string(ps.Role), Restored: ps.Restored, Total: ps.Total, Lag: ps.Lag, Ready: ps.Ready})
+		}
+		return out
+	}})
+	r := w.h.StartProcessor(name, "", func(c *topology.Config) { c.Observer, c.Standbys = metrics, standbys })
+	proc.Store(r.Processor)
+	srv := httptest.NewServer(ops.Handler(ops.Options{Gatherer: promReg, Ready: ops.ReadyFunc(r.Ready)}))
+	t.Cleanup(srv.Close)
+	return strings.TrimPrefix(srv.URL, "http://")
 }
 
 // console is a console on the workload's broker.
