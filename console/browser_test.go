@@ -83,6 +83,7 @@ func screenshotDir(t *testing.T) string {
 func TestBrowser(t *testing.T) {
 	ctx := browser(t)
 	w := newWorkload(t)
+	w.startSaga(t)
 	srv := httptest.NewServer(w.console(t, func(o *Options) { o.AllowRedrive = true }).Handler())
 	t.Cleanup(srv.Close)
 	shots := screenshotDir(t)
@@ -127,7 +128,7 @@ func TestBrowser(t *testing.T) {
 		"OpenAccount", "AccountOpened", "Mermaid source")
 	visit("workers", "/workers", "kcqrs-processor-worker-a", "commands/0, commands/1, commands/2, commands/3",
 		"Transactions committed 4, aborted 0", "Ready partitions: 4 of 4")
-	visit("groups", "/groups", "kcqrs-processor (processor)", "State Stable")
+	visit("groups", "/groups", "kcqrs-processor (processor)", "kcqrs-transfers (saga)", "State Stable")
 	visit("deadletters", "/deadletters", "1 dead letter(s) on commands-dlq", "undecodable", w.deadID, "this is not avro", "Re-drive")
 	visit("aggregate", "/aggregate?type=account&id="+w.account, "Version 2", `"Balance": 4200`, `"Owner": "Alice"`, "insufficient_funds", "REJECTED")
 

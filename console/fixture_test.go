@@ -17,6 +17,7 @@ import (
 	"github.com/kcqrs/kcqrs/client"
 	"github.com/kcqrs/kcqrs/internal/examples"
 	"github.com/kcqrs/kcqrs/ops"
+	"github.com/kcqrs/kcqrs/saga"
 	"github.com/kcqrs/kcqrs/topology"
 	"github.com/kcqrs/kcqrs/topology/topologytest"
 	"github.com/kcqrs/kcqrs/wire"
@@ -143,4 +144,23 @@ func newWorkloadRegistry(t *testing.T) *topology.Registry {
 		t.Fatal(err)
 	}
 	return reg
+}
+
+// startSaga runs the transfer saga (package saga) on the workload's
+// broker, so that its group is there to be seen.
+func (w *workload) startSaga(t *testing.T) {
+	t.Helper()
+	sg, err := saga.New(saga.Config{Brokers: w.h.Brokers, InstanceID: "saga-0", Logger: w.h.Base.Logger}, w.h.Registry)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- sg.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("saga: %v", err)
+		}
+	})
 }

@@ -181,7 +181,7 @@ func memberName(m *kadm.DescribedGroupMember) string {
 	switch {
 	case m.InstanceID != nil && *m.InstanceID != "":
 		return *m.InstanceID
-	case m.ClientID != "":
+	case m.ClientID != "" && m.ClientID != "kgo": // "kgo": franz-go's default, the same for everyone
 		return m.ClientID
 	}
 	return m.MemberID
