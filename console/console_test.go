@@ -130,7 +130,7 @@ func TestRedrive(t *testing.T) {
 	}
 	before := len(w.h.ReadTopic("commands"))
 	code, _, hdr := get(t, h, "POST", "/deadletters/redrive", at)
-	if code != http.StatusSeeOther || !strings.Contains(hdr.Get("Location"), "re-drove") {
+	if code != http.StatusSeeOther || hdr.Get("Location") != "/deadletters?redriven="+itoa(int64(dl.Partition))+":"+itoa(dl.Offset) {
 		t.Fatalf("re-drive: %d, location %q", code, hdr.Get("Location"))
 	}
 	cmds := w.h.ReadTopic("commands")
@@ -184,6 +184,10 @@ func TestHostileDeadLetter(t *testing.T) {
 		t.Fatalf("markup from a dead letter reached the page unescaped:\n%s", body)
 	}
 	wantAll(t, "deadletters", body, "&lt;script&gt;alert(1)&lt;/script&gt;", "(3 bytes, binary)", "skipped: no key")
+	// The URL cannot make the page announce a re-drive that did not happen.
+	if _, body := w.get(h, "/deadletters?redriven=9:9&notice=forged"); strings.Contains(body, "re-drove") || strings.Contains(body, "forged") {
+		t.Fatalf("a forged notice reached the page:\n%s", body)
+	}
 	code, body, _ := get(t, h, "POST", "/deadletters/redrive", "partition="+itoa(int64(rec.Partition))+"&offset="+itoa(rec.Offset))
 	if code != http.StatusUnprocessableEntity || !strings.Contains(body, "no key") {
 		t.Fatalf("re-drive of a keyless dead letter: %d\n%s", code, body)

@@ -3,7 +3,6 @@ package console
 import (
 	"fmt"
 	"net/http"
-	"net/url"
 	"sort"
 	"strconv"
 	"time"
@@ -70,7 +69,7 @@ func shown(b []byte) string {
 func (c *Console) deadLettersPage(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := c.ctx(r)
 	defer cancel()
-	d := dlData{Topic: c.topic.DeadLetters, Commands: c.topic.Commands, AllowRedrive: c.o.AllowRedrive, Notice: r.URL.Query().Get("notice")}
+	d := dlData{Topic: c.topic.DeadLetters, Commands: c.topic.Commands, AllowRedrive: c.o.AllowRedrive}
 	recs, err := deadletter.ReadCommitted(ctx, c.topic.DeadLetters, c.o.ClientOpts)
 	if err != nil {
 		c.render(w, http.StatusBadGateway, "deadletters", page{Title: "Dead letters", Nav: "deadletters", Error: "read " + c.topic.DeadLetters + ": " + err.Error(), Data: d})
@@ -84,6 +83,14 @@ func (c *Console) deadLettersPage(w http.ResponseWriter, r *http.Request) {
 	sortNewest(recs)
 	for _, rec := range recs[:len(recs)-d.Hidden] {
 		d.Entries = append(d.Entries, entryOf(rec))
+	}
+	if at := r.URL.Query().Get("redriven"); at != "" {
+		for _, rec := range recs {
+			if at == fmt.Sprintf("%d:%d", rec.Partition, rec.Offset) {
+				d.Notice = fmt.Sprintf("re-drove dead letter %s (command %s) to %s; its reply goes to its original reply topic",
+					at, deadletter.Header(rec, wire.HeaderCommandID), c.topic.Commands)
+			}
+		}
 	}
 	c.render(w, http.StatusOK, "deadletters", page{Title: "Dead letters", Nav: "deadletters", Data: d})
 }
@@ -156,6 +163,7 @@ func (c *Console) redrive(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	c.o.Logger.Info("console: re-drove a dead letter", "at", fmt.Sprintf("%d:%d", p, o), "command_id", deadletter.Header(rec, wire.HeaderCommandID), "to", fmt.Sprintf("%s/%d", out.Topic, out.Partition))
-	notice := fmt.Sprintf("re-drove dead letter %d:%d (command %s) to %s/%d; its reply goes to its original reply topic", p, o, deadletter.Header(rec, wire.HeaderCommandID), out.Topic, out.Partition)
-	http.Redirect(w, r, "/deadletters?notice="+url.QueryEscape(notice), http.StatusSeeOther)
+	// The page says what was done from the position alone: no text of
+	// the URL reaches it, so a link cannot make it say something else.
+	http.Redirect(w, r, fmt.Sprintf("/deadletters?redriven=%d:%d", p, o), http.StatusSeeOther)
 }
