@@ -2,7 +2,7 @@
 GO ?= go
 PKGS := ./...
 
-.PHONY: run test test-kafka test-kafka-process contract-test vet fmt build fuzz fuzz-ci schemas-check bench bench-quick chaos chaos-ci broker processor projector describe clean
+.PHONY: run test test-kafka test-kafka-process contract-test vet fmt build fuzz fuzz-ci schemas-check bench bench-quick chaos chaos-ci console-test broker processor projector describe clean
 
 ## run: start the embedded broker, a processor (with the transfer saga) and the projector, run the demo workload, serve until Ctrl-C
 # The pieces are built, then exec'd: the program gets Ctrl-C itself and its
@@ -20,7 +20,7 @@ run-secure:
 test: vet
 	@unformatted="$$(gofmt -l .)"; if [ -n "$$unformatted" ]; then echo "$$unformatted"; echo "gofmt needed on the files above"; exit 1; fi
 	$(GO) test -count=1 $(PKGS)
-	$(GO) test -count=1 -race ./topology/... ./snapshots/... ./client/... ./ops/... ./cmd/processor/... ./saga/... ./projection/... ./cmd/projector/...
+	$(GO) test -count=1 -race ./topology/... ./snapshots/... ./client/... ./ops/... ./cmd/processor/... ./saga/... ./projection/... ./cmd/projector/... ./console/...
 
 ## test-kafka: the integration tests against a real cluster (BROKERS=host:9092; TLS/SASL via KCQRS_TEST_* variables)
 BROKERS ?= 127.0.0.1:9092
@@ -95,6 +95,12 @@ SEED ?= 1
 KILLS ?= 100
 chaos:
 	$(GO) run ./cmd/chaos -kills $(KILLS) -seed $(SEED)
+
+## console-test: the web console's tests, its browser tests included (headless Chromium: apt-get install -y chromium);
+## a missing browser fails here instead of skipping; screenshots go to CONSOLE_SHOTS (default: a new temp dir, logged)
+CONSOLE_SHOTS ?=
+console-test:
+	KCQRS_CONSOLE_BROWSER=require KCQRS_CONSOLE_SCREENSHOTS=$(CONSOLE_SHOTS) $(GO) test -count=1 -v -run '.' ./console/
 
 ## chaos-ci: the bounded chaos run of .ci/run (20 kills, about 2-3 minutes on 2 cores)
 chaos-ci:

@@ -15,7 +15,10 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kgo"
+
 	"github.com/kcqrs/kcqrs/client"
+	"github.com/kcqrs/kcqrs/console"
 	"github.com/kcqrs/kcqrs/embedded"
 	"github.com/kcqrs/kcqrs/internal/examples"
 	"github.com/kcqrs/kcqrs/saga"
@@ -31,6 +34,7 @@ func runDemo(args []string) error {
 	verbose := fs.Bool("v", false, "show the processor's logs")
 	httpAddr := fs.String("http", "127.0.0.1:8088", "listen address of the read-model query API")
 	opsAddr := fs.String("ops-addr", "127.0.0.1:8080", "listen address of the processor's /metrics, /healthz, /readyz")
+	consoleAddr := fs.String("console-addr", "127.0.0.1:8090", "listen address of the web console (read-only)")
 	_ = fs.Parse(args)
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -73,6 +77,14 @@ func runDemo(args []string) error {
 	}
 	defer srv.Close()
 	fmt.Printf("processor endpoints on http://%s: /metrics, /healthz, /readyz\n", srv.Addr())
+	cons, err := startConsole(*consoleAddr, console.Options{ClientOpts: []kgo.Opt{kgo.SeedBrokers(brokers...)},
+		Processor: topology.Config{Partitions: 4}, Registry: reg, OpsAddrs: []string{srv.Addr().String()},
+		Logger: slog.New(slog.NewTextHandler(logOut, nil))})
+	if err != nil {
+		return err
+	}
+	defer cons.Close()
+	fmt.Printf("web console on http://%s (read-only)\n", cons.Addr())
 	pctx, pcancel := context.WithCancel(ctx)
 	procDone := make(chan error, 1)
 	go func() { procDone <- proc.Run(pctx) }()
@@ -179,7 +191,8 @@ serving on %s until Ctrl-C. Try, in another terminal:
   curl http://%s/v1/owners/Alice/accounts
   curl http://%s/metrics
   go run ./cmd/kcqrs groups
-`, brokers[0], acc, acc, proj.Addr(), acc, accVersion+1, proj.Addr(), srv.Addr())
+  open http://%s/aggregate?type=account&id=%s (the web console)
+`, brokers[0], acc, acc, proj.Addr(), acc, accVersion+1, proj.Addr(), srv.Addr(), cons.Addr(), acc)
 	select {
 	case <-ctx.Done():
 	case err := <-procDone:

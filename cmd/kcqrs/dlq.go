@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"regexp"
 	"sort"
 	"strconv"
 	"strings"
@@ -17,6 +16,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/kcqrs/kcqrs/internal/deadletter"
 	"github.com/kcqrs/kcqrs/topology"
 	"github.com/kcqrs/kcqrs/wire"
 )
@@ -187,26 +187,9 @@ func (s *dlqSelection) missing(found []*kgo.Record) []string {
 	return out
 }
 
-var codePattern = regexp.MustCompile(`^[a-z][a-z0-9_]*$`)
-
-// errorCode is the code of a kcqrs_dlq_error value ("code: message"), or ""
-// when it starts with none.
-func errorCode(e string) string {
-	code, _, ok := strings.Cut(e, ": ")
-	if !ok || !codePattern.MatchString(code) {
-		return ""
-	}
-	return code
-}
-
-func header(r *kgo.Record, key string) string {
-	for _, h := range r.Headers {
-		if h.Key == key {
-			return string(h.Value)
-		}
-	}
-	return ""
-}
+// errorCode, header: see package deadletter, shared with the console.
+func errorCode(e string) string               { return deadletter.ErrorCode(e) }
+func header(r *kgo.Record, key string) string { return deadletter.Header(r, key) }
 
 func printDLQTable(recs []*kgo.Record) {
 	if len(recs) == 0 {
@@ -301,52 +284,24 @@ func entryOf(r *kgo.Record) dlqEntry {
 	return e
 }
 
-// redriven is the record a dead letter is re-driven as: its key, value and
-// headers without the kcqrs_dlq_* ones, so the command keeps its id (and a
-// command applied before is answered as a duplicate) and its reply address.
-func redriven(r *kgo.Record, commands string, partitions int32) *kgo.Record {
-	out := &kgo.Record{Topic: commands, Key: r.Key, Value: r.Value}
-	for _, h := range r.Headers {
-		if strings.HasPrefix(h.Key, "kcqrs_dlq_") {
-			continue
-		}
-		out.Headers = append(out.Headers, h)
-	}
-	// The partition murmur2 picks, as every client must: the processor
-	// refuses a command on any other.
-	out.Partition = topology.PartitionFor(r.Key, partitions)
-	return out
-}
-
 func redrive(ctx context.Context, opts []kgo.Opt, commands string, chosen []*kgo.Record, execute bool) error {
 	cl, err := kgo.NewClient(append(opts, kgo.RecordPartitioner(kgo.ManualPartitioner()))...)
 	if err != nil {
 		return err
 	}
 	defer cl.Close()
-	topics, err := kadm.NewClient(cl).ListTopics(ctx, commands)
-	if err == nil {
-		err = topics.Error()
-	}
+	partitions, err := deadletter.Partitions(ctx, kadm.NewClient(cl), commands)
 	if err != nil {
-		return fmt.Errorf("dlq: commands topic %q: %w", commands, err)
+		return fmt.Errorf("dlq: commands %w", err)
 	}
-	partitions := int32(len(topics[commands].Partitions))
 	var send []*kgo.Record
 	tw := tabwriter.NewWriter(os.Stdout, 2, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "DLQ PARTITION\tOFFSET\tCOMMAND ID\tCOMMAND\tKEY\tTO\tNOTE")
 	for _, r := range chosen {
 		id := header(r, wire.HeaderCommandID)
-		note, to := "", "-"
-		switch {
-		case len(r.Key) == 0:
-			note = "skipped: no key, the processor cannot route it"
-		case id == "":
-			note = "skipped: no command id, it could not be told from a duplicate"
-		case r.Value == nil:
-			note = "skipped: no value (a copy too large to keep); the command is at " + header(r, wire.HeaderDLQTopic) + "/" + header(r, wire.HeaderDLQPartition) + "@" + header(r, wire.HeaderDLQOffset)
-		default:
-			rec := redriven(r, commands, partitions)
+		note, to := deadletter.SkipReason(r), "-"
+		if note == "" {
+			rec := deadletter.Redriven(r, commands, partitions)
 			to = fmt.Sprintf("%s/%d", commands, rec.Partition)
 			send = append(send, rec)
 		}
@@ -368,79 +323,7 @@ func redrive(ctx context.Context, opts []kgo.Opt, commands string, chosen []*kgo
 	return nil
 }
 
-// readCommitted reads a topic from its start to its last stable offset
-// (read_committed). The end is decided by offsets, never by waiting for a
-// particular record: control records are kept so that a transaction marker
-// at the end is seen too.
+// readCommitted reads a whole topic, read_committed (deadletter.ReadCommitted).
 func readCommitted(ctx context.Context, topic string, opts []kgo.Opt) ([]*kgo.Record, error) {
-	admCl, err := kgo.NewClient(opts...)
-	if err != nil {
-		return nil, err
-	}
-	defer admCl.Close()
-	adm := kadm.NewClient(admCl)
-	ends, err := adm.ListCommittedOffsets(ctx, topic)
-	if err == nil {
-		err = ends.Error()
-	}
-	if err != nil {
-		return nil, err
-	}
-	if len(ends[topic]) == 0 {
-		return nil, fmt.Errorf("topic %q does not exist", topic)
-	}
-	starts, err := adm.ListStartOffsets(ctx, topic)
-	if err == nil {
-		err = starts.Error()
-	}
-	if err != nil {
-		return nil, err
-	}
-	want := map[int32]int64{}
-	from := map[int32]kgo.Offset{}
-	for p, o := range ends[topic] {
-		s, _ := starts.Lookup(topic, p)
-		if o.Offset > s.Offset {
-			want[p] = o.Offset
-			from[p] = kgo.NewOffset().AtStart()
-		}
-	}
-	if len(want) == 0 {
-		return nil, nil
-	}
-	cl, err := kgo.NewClient(append(opts,
-		kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{topic: from}),
-		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
-		kgo.KeepControlRecords(),
-	)...)
-	if err != nil {
-		return nil, err
-	}
-	defer cl.Close()
-	var out []*kgo.Record
-	for len(want) > 0 {
-		fetches := cl.PollFetches(ctx)
-		if err := ctx.Err(); err != nil {
-			return nil, fmt.Errorf("%w (still reading partitions %v)", err, want)
-		}
-		fetches.EachRecord(func(r *kgo.Record) {
-			end, ok := want[r.Partition]
-			if !ok || r.Offset >= end {
-				return
-			}
-			if !r.Attrs.IsControl() {
-				out = append(out, r)
-			}
-			if r.Offset >= end-1 {
-				delete(want, r.Partition)
-			}
-		})
-	}
-	sort.Slice(out, func(i, j int) bool {
-		if out[i].Partition != out[j].Partition {
-			return out[i].Partition < out[j].Partition
-		}
-		return out[i].Offset < out[j].Offset
-	})
-	return out, nil
+	return deadletter.ReadCommitted(ctx, topic, opts)
 }

@@ -10,6 +10,7 @@ import (
 
 	"github.com/kcqrs/kcqrs/aggregates/folder"
 	"github.com/kcqrs/kcqrs/client"
+	"github.com/kcqrs/kcqrs/internal/deadletter"
 	"github.com/kcqrs/kcqrs/internal/examples"
 	"github.com/kcqrs/kcqrs/schemas"
 	"github.com/kcqrs/kcqrs/topology"
@@ -163,7 +164,7 @@ func TestRedrivenRecord(t *testing.T) {
 		{Key: wire.HeaderDLQPartition, Value: []byte("3")},
 		{Key: wire.HeaderDLQOffset, Value: []byte("17")},
 	}}
-	r := redriven(dl, "cmds", 6)
+	r := deadletter.Redriven(dl, "cmds", 6)
 	if r.Topic != "cmds" || string(r.Key) != "acc-9" || string(r.Value) != `{"amount":1}` || r.Partition != topology.PartitionFor([]byte("acc-9"), 6) {
 		t.Fatalf("re-driven record %+v", r)
 	}

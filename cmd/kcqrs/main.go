@@ -7,6 +7,7 @@
 //	kcqrs transfers list pending transfers; resume a saga group that lost its offsets
 //	kcqrs groups  list consumer groups with their lag; reset / rebuild: replay the read models
 //	kcqrs dlq     list, show and re-drive dead letters
+//	kcqrs console serve the web console (topology, workers, groups, dead letters, aggregates)
 package main
 
 import (
@@ -19,9 +20,10 @@ const usage = `usage: kcqrs <command> [flags]
 
 commands:
   demo    start the embedded broker, a processor (with the transfer saga and
-          its /metrics, /healthz, /readyz) and the projector (read models and
-          their query API), run a short demo workload, print what happened,
-          and keep serving until Ctrl-C (what make run does)
+          its /metrics, /healthz, /readyz), the projector (read models and
+          their query API) and the web console (http://127.0.0.1:8090), run
+          a short demo workload, print what happened, and keep serving until
+          Ctrl-C (what make run does)
   broker  run the embedded Kafka-protocol broker (persisted) on a fixed port
   send    send one command and print its reply as JSON
   transfer  move money between two accounts: sends DebitForTransfer to the
@@ -31,6 +33,10 @@ commands:
   reset   reset a version of the read models (plan first; --execute to act)
   rebuild follow a new version of the read models until it has caught up
   dlq     list, show and re-drive dead letters (list | show | redrive)
+  console serve a read-only web console (default http://127.0.0.1:8090):
+          the topology, the workers and the partitions they own, consumer
+          groups with their lag, dead letters (re-drive with
+          --allow-redrive) and an aggregate inspector
 
 Run 'kcqrs <command> -h' for the flags of a command. Every command but demo
 and broker takes the processor's connection settings (--brokers, --tls-*,
@@ -63,6 +69,8 @@ func main() {
 		err = runRebuild(os.Args[2:])
 	case "dlq":
 		err = runDLQ(os.Args[2:])
+	case "console":
+		err = runConsole(os.Args[2:])
 	case "-h", "--help", "help":
 		fmt.Print(usage)
 		return
