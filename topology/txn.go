@@ -50,13 +50,13 @@ func (p *Processor) runTxn(ctx context.Context, first kgo.Fetches) (bool, error)
 
 	// End even when ctx is canceled, so a shutdown commits (or aborts) what
 	// it did instead of leaving a transaction open until it times out.
-	endCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), p.cfg.TransactionTimeout)
+	flushCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), p.cfg.TransactionTimeout)
 	defer cancel()
 	// Flush before deciding: a produce that fails during End's own flush
 	// would otherwise go unnoticed, and franz-go can commit a transaction
 	// in which a record failed (measured with a kfake Produce fault: the
 	// reply, snapshot and offset committed without the command's event).
-	if err := p.sess.Client().Flush(endCtx); err != nil {
+	if err := p.sess.Client().Flush(flushCtx); err != nil {
 		b.fail(fmt.Errorf("flush: %w", err))
 	}
 	try := kgo.TryCommit
@@ -65,6 +65,11 @@ func (p *Processor) runTxn(ctx context.Context, first kgo.Fetches) (bool, error)
 		p.log.Error("aborting transaction: a record failed", "err", b.failed(), "records", n)
 	}
 	endStart := time.Now()
+	// End gets a context of its own: a flush that used up its own timeout (a record
+	// stuck until the transaction timeout) must end in an abort, not in an
+	// expired End that stops the worker.
+	endCtx, cancelEnd := context.WithTimeout(context.WithoutCancel(ctx), p.cfg.TransactionTimeout)
+	defer cancelEnd()
 	committed, err := p.sess.End(endCtx, try)
 	defer p.afterEndHook(b, &committed)
 	if committed && b.failed() != nil {
