@@ -12,7 +12,7 @@ run:
 	exec ./bin/kcqrs demo
 
 .PHONY: run-secure schemas-release
-## run-secure: the same pieces against `kcqrs broker --secure` (mutual TLS, SCRAM-SHA-256, ACLs; see README "Security")
+## run-secure: the same pieces against `kcqrs broker --secure` (mutual TLS, SCRAM-SHA-256, ACLs; see docs/operations.md "Security")
 run-secure:
 	GO=$(GO) ./deploy/run-secure.sh
 
@@ -107,7 +107,7 @@ chaos-ci:
 	$(GO) run ./cmd/chaos -kills 20 -seed $(SEED) -quiet
 
 ## chaos-crashloop: the liveness test: a SIGKILL of a random worker every 5-10 s (KILLS, default 20 here), the
-## workers' default timeouts; reports the longest time any partition made no progress (README "Liveness under crashes")
+## workers' default timeouts; reports the longest time any partition made no progress (docs/operations.md "Liveness under crashes")
 .PHONY: chaos-crashloop
 chaos-crashloop:
 	$(GO) run ./cmd/chaos -mode crashloop -kills $(if $(filter command line environment,$(origin KILLS)),$(KILLS),20) -seed $(SEED)

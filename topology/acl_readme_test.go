@@ -8,7 +8,7 @@ import (
 	"github.com/kcqrs/kcqrs/topology"
 )
 
-// aclDocs are the README's ACL sections, made from the permission lists:
+// aclDocs are docs/operations.md's ACL sections, made from the permission lists:
 // the table of every binary's permissions and the kafka-acls.sh commands
 // granting them.
 func aclDocs() map[string]string {
@@ -36,11 +36,11 @@ func aclDocs() map[string]string {
 	}
 }
 
-// TestACLsInREADME: the README's ACL table and kafka-acls.sh commands are
+// TestACLsInREADME: docs/operations.md's ACL table and kafka-acls.sh commands are
 // the permission lists the start-up checks use (go test ./topology -run
 // TestACLsInREADME -update rewrites them).
 func TestACLsInREADME(t *testing.T) {
-	raw, err := os.ReadFile("../README.md")
+	raw, err := os.ReadFile("../docs/operations.md")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -49,7 +49,7 @@ func TestACLsInREADME(t *testing.T) {
 		begin, end := "<!-- BEGIN "+name+" -->\n", "<!-- END "+name+" -->"
 		i, j := strings.Index(readme, begin), strings.Index(readme, end)
 		if i < 0 || j < i {
-			t.Fatalf("README.md lacks the markers %q ... %q", strings.TrimSpace(begin), end)
+			t.Fatalf("docs/operations.md lacks the markers %q ... %q", strings.TrimSpace(begin), end)
 		}
 		if readme[i+len(begin):j] == want {
 			continue
@@ -58,10 +58,10 @@ func TestACLsInREADME(t *testing.T) {
 			readme = readme[:i+len(begin)] + want + readme[j:]
 			continue
 		}
-		t.Errorf("README section %q is stale; run go test ./topology -run TestACLsInREADME -update\nwant:\n%s", name, want)
+		t.Errorf("docs/operations.md section %q is stale; run go test ./topology -run TestACLsInREADME -update\nwant:\n%s", name, want)
 	}
 	if *update {
-		if err := os.WriteFile("../README.md", []byte(readme), 0o644); err != nil {
+		if err := os.WriteFile("../docs/operations.md", []byte(readme), 0o644); err != nil {
 			t.Fatal(err)
 		}
 	}

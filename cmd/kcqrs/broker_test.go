@@ -18,11 +18,11 @@ func TestBrokerConfig(t *testing.T) {
 	}
 	s := config.New("broker", config.DefaultPrefix+"BROKER_")
 	brokerSettings(s)
-	readme, err := os.ReadFile("../../README.md")
+	readme, err := os.ReadFile("../../docs/operations.md")
 	if err != nil {
 		t.Fatal(err)
 	}
 	if !strings.Contains(string(readme), s.Markdown()) {
-		t.Fatalf("README.md lacks the broker's settings table:\n%s", s.Markdown())
+		t.Fatalf("docs/operations.md lacks the broker's settings table:\n%s", s.Markdown())
 	}
 }

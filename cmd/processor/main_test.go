@@ -26,7 +26,7 @@ import (
 	"github.com/kcqrs/kcqrs/wire"
 )
 
-var update = flag.Bool("update", false, "rewrite the README's generated sections")
+var update = flag.Bool("update", false, "rewrite docs/operations.md's generated sections")
 
 func env(kv ...string) func(string) (string, bool) {
 	m := map[string]string{}
@@ -107,18 +107,18 @@ func TestLoad(t *testing.T) {
 	}
 }
 
-// section returns the text of README.md between the two marker lines.
+// section returns the text of docs/operations.md between the two marker lines.
 func section(t *testing.T, readme, name string) (before, body, after string) {
 	t.Helper()
 	begin, end := "<!-- BEGIN "+name+" -->\n", "<!-- END "+name+" -->"
 	i, j := strings.Index(readme, begin), strings.Index(readme, end)
 	if i < 0 || j < i {
-		t.Fatalf("README.md lacks the markers %q ... %q", strings.TrimSpace(begin), end)
+		t.Fatalf("docs/operations.md lacks the markers %q ... %q", strings.TrimSpace(begin), end)
 	}
 	return readme[:i+len(begin)], readme[i+len(begin) : j], readme[j:]
 }
 
-// TestREADMEGenerated: the README's configuration table and topology
+// TestREADMEGenerated: docs/operations.md's configuration table and topology
 // diagram are what the code says (go test ./cmd/processor -update rewrites
 // them).
 func TestREADMEGenerated(t *testing.T) {
@@ -133,7 +133,7 @@ func TestREADMEGenerated(t *testing.T) {
 		"topology diagram":   "```mermaid\n" + topology.Describe(topology.Config{Partitions: topology.Defaults().Partitions}, reg).Mermaid() + "```\n",
 		"processor describe": "```\n" + topology.Describe(topology.Config{Partitions: topology.Defaults().Partitions}, reg).Text() + "```\n",
 	}
-	raw, err := os.ReadFile("../../README.md")
+	raw, err := os.ReadFile("../../docs/operations.md")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -147,10 +147,10 @@ func TestREADMEGenerated(t *testing.T) {
 			readme = before + want[name] + after
 			continue
 		}
-		t.Errorf("README section %q is stale; run go test ./cmd/processor -run TestREADMEGenerated -update\nwant:\n%s", name, want[name])
+		t.Errorf("docs/operations.md section %q is stale; run go test ./cmd/processor -run TestREADMEGenerated -update\nwant:\n%s", name, want[name])
 	}
 	if *update {
-		if err := os.WriteFile("../../README.md", []byte(readme), 0o644); err != nil {
+		if err := os.WriteFile("../../docs/operations.md", []byte(readme), 0o644); err != nil {
 			t.Fatal(err)
 		}
 	}

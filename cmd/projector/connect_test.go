@@ -137,11 +137,11 @@ func TestProjectorSaysWhyItCannotConnect(t *testing.T) {
 	}
 }
 
-// TestREADMEProjectorExamplesDoNotCollide: a projector the README starts
+// TestREADMEProjectorExamplesDoNotCollide: a projector docs/read-models.md starts
 // beside the demo's (a second version) listens on addresses of its own,
 // not the first projector's 8088 and 8089 nor the processor's 8080.
 func TestREADMEProjectorExamplesDoNotCollide(t *testing.T) {
-	raw, err := os.ReadFile("../../README.md")
+	raw, err := os.ReadFile("../../docs/read-models.md")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -160,15 +160,15 @@ func TestREADMEProjectorExamplesDoNotCollide(t *testing.T) {
 			}
 			a := strings.Trim(f[i+1], "`.")
 			if slices.Contains(taken, a) || addrs[a] {
-				t.Errorf("README starts a second projector on %s, which is taken:\n%s", a, line)
+				t.Errorf("docs/read-models.md starts a second projector on %s, which is taken:\n%s", a, line)
 			}
 			addrs[a] = true
 		}
 		if len(addrs) != 2 {
-			t.Errorf("README's second projector should set both --http and --ops-addr:\n%s", line)
+			t.Errorf("docs/read-models.md's second projector should set both --http and --ops-addr:\n%s", line)
 		}
 	}
 	if !found {
-		t.Fatal("README has no example of a second projector version")
+		t.Fatal("docs/read-models.md has no example of a second projector version")
 	}
 }

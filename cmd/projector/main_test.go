@@ -25,7 +25,7 @@ import (
 	"github.com/kcqrs/kcqrs/wire"
 )
 
-var update = flag.Bool("update", false, "rewrite the README's generated sections")
+var update = flag.Bool("update", false, "rewrite docs/operations.md's generated sections")
 
 func env(kv ...string) func(string) (string, bool) {
 	m := map[string]string{}
@@ -90,12 +90,12 @@ func TestLoad(t *testing.T) {
 	}
 }
 
-// TestREADMEGenerated: the README's projector configuration table is what
+// TestREADMEGenerated: docs/operations.md's projector configuration table is what
 // the code says (go test ./cmd/projector -update rewrites it).
 func TestREADMEGenerated(t *testing.T) {
 	s := config.New("projector", EnvPrefix)
 	bind(s, &settings{})
-	raw, err := os.ReadFile("../../README.md")
+	raw, err := os.ReadFile("../../docs/operations.md")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -103,16 +103,16 @@ func TestREADMEGenerated(t *testing.T) {
 	begin, end := "<!-- BEGIN projector config -->\n", "<!-- END projector config -->"
 	i, j := strings.Index(readme, begin), strings.Index(readme, end)
 	if i < 0 || j < i {
-		t.Fatalf("README.md lacks the markers %q ... %q", strings.TrimSpace(begin), end)
+		t.Fatalf("docs/operations.md lacks the markers %q ... %q", strings.TrimSpace(begin), end)
 	}
 	if readme[i+len(begin):j] == s.Markdown() {
 		return
 	}
 	if !*update {
-		t.Fatalf("README section \"projector config\" is stale; run go test ./cmd/projector -run TestREADMEGenerated -update\nwant:\n%s", s.Markdown())
+		t.Fatalf("docs/operations.md section \"projector config\" is stale; run go test ./cmd/projector -run TestREADMEGenerated -update\nwant:\n%s", s.Markdown())
 	}
 	readme = readme[:i+len(begin)] + s.Markdown() + readme[j:]
-	if err := os.WriteFile("../../README.md", []byte(readme), 0o644); err != nil {
+	if err := os.WriteFile("../../docs/operations.md", []byte(readme), 0o644); err != nil {
 		t.Fatal(err)
 	}
 }
