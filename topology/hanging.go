@@ -149,7 +149,7 @@ func (p *Processor) checkHanging(ctx context.Context, th time.Duration) {
 			h.ids, h.epochs = ids, epochs
 		}
 		p.mu.Unlock()
-		p.log.Error("HANGING TRANSACTION: an open transaction blocks this command partition for every read_committed reader; abort it (see README, Hanging transactions)",
+		p.log.Error("HANGING TRANSACTION: an open transaction blocks this command partition for every read_committed reader; abort it (see docs/operations.md, Hanging transactions)",
 			"topic", topic, "partition", part, "stable_offset", lso, "high_watermark", hwm,
 			"stuck_for", now.Sub(since).Round(time.Second), "producer_ids", ids, "producer_epochs", epochs)
 	}
