@@ -78,7 +78,7 @@ func bind(s *config.Set, st *settings, describe bool) {
 	s.String(&st.cfg.Topics.Changelog, "changelog-topic", d.Topics.Changelog, "snapshot changelog topic (compacted)")
 	s.String(&st.cfg.Topics.Replies, "reply-topic", d.Topics.Replies, "default reply topic, for commands that name none")
 	s.List(&st.cfg.ReplyTopics, "reply-topics", nil, "other topics a command may name as its reply topic (kafka_replyTopic): names, or prefixes ending in * (replies-*); with --transfers the saga's transfer-replies is added")
-	s.List(&st.cfg.InternalTopics, "internal-topics", []string{"kcqrs-proj-*"}, "topics no reply may go to, whatever --reply-topics says (the topology's own and __* always); without --transfers transfer-replies is added")
+	s.List(&st.cfg.InternalTopics, "internal-topics", []string{"kcqrs-proj-*", "kcqrs-transfers-*"}, "topics no reply may go to, whatever --reply-topics says (the topology's own and __* always; the projectors' and the saga's state by default); without --transfers transfer-replies is added")
 	s.String(&st.cfg.Topics.DeadLetters, "dlq-topic", d.Topics.DeadLetters, "dead-letter topic")
 	s.Int(&st.partitions, "partitions", int(d.Partitions), "partition count of topics created at start (existing ones keep theirs)")
 	s.Int(&st.replication, "replication-factor", int(d.ReplicationFactor), "replication factor of topics created at start (-1: the broker's default)")

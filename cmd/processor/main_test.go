@@ -74,7 +74,7 @@ func TestLoad(t *testing.T) {
 			if got := strings.Join(st.cfg.ReplyTopics, ","); got != "replies-*,my-replies,transfer-replies" {
 				t.Fatalf("reply topics %q: want the configured ones and the saga's", got)
 			}
-			if got := strings.Join(st.cfg.InternalTopics, ","); got != "kcqrs-proj-*" {
+			if got := strings.Join(st.cfg.InternalTopics, ","); got != "kcqrs-proj-*,kcqrs-transfers-*" {
 				t.Fatalf("internal topics %q", got)
 			}
 		}},

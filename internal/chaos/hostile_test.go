@@ -61,7 +61,8 @@ func TestCheckHostileFindsForeignRecords(t *testing.T) {
 		{Topic: "snapshots-changelog", Key: []byte("account/v"), Value: []byte("not a snapshot"), Headers: reply},
 		{Topic: "commands", Value: []byte("{}"), Headers: reply},
 		{Topic: "commands-dlq", Value: []byte("{}"), Headers: h(wire.HeaderCommandID, "c0-1", wire.HeaderDLQError, "?")},
-		{Topic: "transfer-replies", Value: []byte("{}"), Headers: h(wire.HeaderCorrelationID, "corr-hostile-2")},
+		{Topic: "transfer-replies", Value: []byte("{}"), Headers: h(wire.HeaderCorrelationID, "corr-hostile-2")}, // allowed: an allow-listed reply topic
+		{Topic: "transfer-replies", Value: []byte("{}"), Headers: h(wire.HeaderCorrelationID, "nobody")},
 		{Topic: "forged-reply-topic", Value: []byte("{}"), Headers: reply},
 	}
 	if err := cl.ProduceSync(ctx, recs...).FirstErr(); err != nil {
