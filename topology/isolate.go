@@ -77,16 +77,39 @@ type isolation struct {
 	// poison is the record known to fail alone, by partition and offset.
 	poison map[int32]int64
 	cause  map[int32]error
-	// tries counts failed attempts to dead-letter the poison record: the
-	// first keeps its value, the second drops it (the value may be what
-	// cannot be written), the third gives up on outputs and only commits
-	// its offset, so nothing loops.
-	tries map[int32]int
+	// refused counts, per output of the poison record, the attempts the
+	// broker refused: a refused reply is left out from then on (a
+	// dead letter can still be written), a refused dead letter first loses
+	// its value (the value may be what cannot be written), then is left
+	// out (the reply can still be written). Only when both are refused is
+	// the command skipped with just its offset, so nothing loops, and
+	// nothing that can be written is left out.
+	refused map[int32]*poisonRefusals
+}
+
+type poisonRefusals struct {
+	reply       bool
+	deadLetters int
 }
 
 func newIsolation(reason string) *isolation {
 	return &isolation{reason: reason, left: map[int32]int64{}, poison: map[int32]int64{},
-		cause: map[int32]error{}, tries: map[int32]int{}}
+		cause: map[int32]error{}, refused: map[int32]*poisonRefusals{}}
+}
+
+// noteRefused records which output of the poison record the broker refused.
+func (iso *isolation) noteRefused(part int32, deadLetters string, err error) {
+	rf := iso.refused[part]
+	if rf == nil {
+		rf = &poisonRefusals{}
+		iso.refused[part] = rf
+	}
+	var pe *produceError
+	if errors.As(err, &pe) && pe.topic == deadLetters {
+		rf.deadLetters++
+	} else {
+		rf.reply = true // its only other output
+	}
 }
 
 // batchLimit is how many records the next transaction takes.
@@ -104,7 +127,7 @@ func (p *Processor) noteOutcome(b *batch, n int, committed bool) {
 			for _, r := range b.records {
 				if off, ok := p.isolate.poison[r.Partition]; ok && off == r.Offset {
 					delete(p.isolate.poison, r.Partition)
-					delete(p.isolate.tries, r.Partition)
+					delete(p.isolate.refused, r.Partition)
 					p.mu.Lock()
 					p.stats.IsolatedDeadLetters++
 					p.mu.Unlock()
@@ -140,7 +163,7 @@ func (p *Processor) noteOutcome(b *batch, n int, committed bool) {
 		r := b.records[0]
 		if off, ok := p.isolate.poison[r.Partition]; ok && off == r.Offset {
 			if deterministic(err) {
-				p.isolate.tries[r.Partition]++ // its dead-lettering failed too
+				p.isolate.noteRefused(r.Partition, p.cfg.Topics.DeadLetters, err)
 			}
 		} else if deterministic(err) {
 			p.isolate.poison[r.Partition] = r.Offset
@@ -186,8 +209,11 @@ func (p *Processor) isolatedPoison(b *batch, ps *partitionState, r *kgo.Record) 
 		return false
 	}
 	cause := p.isolate.cause[r.Partition]
-	tries := p.isolate.tries[r.Partition]
-	if tries >= 2 {
+	rf := p.isolate.refused[r.Partition]
+	if rf == nil {
+		rf = &poisonRefusals{}
+	}
+	if rf.reply && rf.deadLetters >= 2 {
 		// Even a bare dead letter and an error reply cannot be written:
 		// skip the command (its offset commits), say so loudly.
 		p.log.Error("command skipped: neither its outputs, nor an error reply, nor a dead letter could be written", "partition", r.Partition, "offset", r.Offset, "err", cause)
@@ -206,7 +232,15 @@ func (p *Processor) isolatedPoison(b *batch, ps *partitionState, r *kgo.Record) 
 	if errors.As(cause, &pe) && pe.topic == meta.reply.topic {
 		meta.reply.topic, meta.reply.partition = p.cfg.Topics.Replies, -1
 	}
-	p.reply(b, r, &meta, rep)
+	if rf.reply {
+		p.dropReply(r, &meta, "the broker refused the error reply of a command whose output was refused")
+	} else {
+		p.reply(b, r, &meta, rep)
+	}
+	if rf.deadLetters >= 2 {
+		p.log.Error("command answered but not dead-lettered: the broker refused its dead letter", "partition", r.Partition, "offset", r.Offset, "command", meta.commandID, "err", cause)
+		return true
+	}
 	n, err := p.topics.partitions(p.cfg.Topics.DeadLetters)
 	if err != nil {
 		b.fail(fmt.Errorf("dead-letter topic: %w", err))
@@ -222,7 +256,7 @@ func (p *Processor) isolatedPoison(b *batch, ps *partitionState, r *kgo.Record) 
 	b.deadLetters++
 	p.cfg.Observer.DeadLettered(r.Partition)
 	dl := &kgo.Record{Topic: p.cfg.Topics.DeadLetters, Partition: PartitionFor(r.Key, n), Key: r.Key, Headers: headers}
-	if tries == 0 && (pe == nil || pe.topic != p.cfg.Topics.DeadLetters) {
+	if rf.deadLetters == 0 && (pe == nil || pe.topic != p.cfg.Topics.DeadLetters) {
 		dl.Value = r.Value
 	} // else no value: the original stays at topic/partition/offset
 	p.produce(b, dl, nil)
