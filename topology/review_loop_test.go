@@ -1,0 +1,169 @@
+package topology_test
+
+import (
+	"context"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kfake"
+	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/kcqrs/kcqrs/topology"
+	"github.com/kcqrs/kcqrs/wire"
+)
+
+// A command whose events are refused deterministically, and whose dead
+// letter is refused too, can still be answered: the reply topic works. It
+// must not be skipped without its answer.
+func TestIsolatedCommandAnsweredWhenOnlyTheDeadLetterIsRefused(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t)
+	h.RequireEmbedded()
+	h.StartProcessor("w0", "")
+	wantStatus(t, h.Send(cmd("account", "iso", "OpenAccount", `{"owner":"O","currency":"USD"}`)), wire.StatusAccepted, 1)
+	p := topology.PartitionFor([]byte("iso"), partitions)
+	fh := h.Cluster.Fault(
+		kfake.Fault{Keys: []kmsg.Key{kmsg.Produce}, Topic: h.Topic("events"), Partitions: []int32{p}, Err: kerr.MessageTooLarge, Count: -1},
+		kfake.Fault{Keys: []kmsg.Key{kmsg.Produce}, Topic: h.Topic("commands-dlq"), Err: kerr.MessageTooLarge, Count: -1},
+	)
+	defer fh.Remove()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	rep, err := h.Client().Send(ctx, cmd("account", "iso", "Deposit", `{"amount":5}`))
+	if err != nil {
+		t.Fatalf("the refused command was never answered although its reply could be written: %v", err)
+	}
+	if rep.Status != wire.StatusInternalError || rep.Code != topology.CodeOutputRefused {
+		t.Fatalf("refused command answered %+v, want INTERNAL_ERROR %s", rep, topology.CodeOutputRefused)
+	}
+}
+
+// A command whose events are refused deterministically, and whose reply
+// (on the default reply topic) is refused too, can still be dead-lettered:
+// it must not be skipped without a trace.
+func TestIsolatedCommandDeadLetteredWhenOnlyTheReplyIsRefused(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t)
+	h.RequireEmbedded()
+	w := h.StartProcessor("w0", "")
+	wantStatus(t, h.Send(cmd("account", "iso", "OpenAccount", `{"owner":"O","currency":"USD"}`)), wire.StatusAccepted, 1)
+	p := topology.PartitionFor([]byte("iso"), partitions)
+	fh := h.Cluster.Fault(
+		kfake.Fault{Keys: []kmsg.Key{kmsg.Produce}, Topic: h.Topic("events"), Partitions: []int32{p}, Err: kerr.MessageTooLarge, Count: -1},
+		kfake.Fault{Keys: []kmsg.Key{kmsg.Produce}, Topic: h.Topic("command_reply"), Err: kerr.MessageTooLarge, Count: -1},
+	)
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_, _ = h.Client().Send(ctx, cmd("account", "iso", "Deposit", `{"amount":5}`))
+	}()
+	pollUntil(t, "the refused command to be settled", 30*time.Second, func() bool { return w.Stats().IsolatedDeadLetters == 1 })
+	fh.Remove()
+	var found bool
+	for _, d := range h.ReadTopic("commands-dlq") {
+		if string(d.Key) == "iso" && header(d, wire.HeaderDLQOffset) != "" {
+			found = true
+		}
+	}
+	if !found {
+		t.Fatal("the refused command is neither answered nor in the dead-letter topic: lost without a trace")
+	}
+	wantStatus(t, h.Send(cmd("account", "iso", "Deposit", `{"amount":2}`)), wire.StatusAccepted, 2)
+	versions, _ := eventsOf(t, h)
+	contiguous(t, versions)
+}
+
+// A TxnOffsetCommit that fails with an error franz-go does not treat as
+// abortable makes End return that error without committing. The
+// transaction was aborted and the session rewound: the worker must go on
+// (the batch comes again), not stop.
+func TestTxnOffsetCommitFailureDoesNotStopTheWorker(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t)
+	h.RequireEmbedded()
+	w := h.StartProcessor("w0", "")
+	wantStatus(t, h.Send(cmd("account", "oc", "OpenAccount", `{"owner":"O","currency":"USD"}`)), wire.StatusAccepted, 1)
+	var hits atomic.Int32
+	h.Cluster.ControlKey(int16(kmsg.TxnOffsetCommit), func(req kmsg.Request) (kmsg.Response, error, bool) {
+		if !hits.CompareAndSwap(0, 1) {
+			return nil, nil, false
+		}
+		r := req.(*kmsg.TxnOffsetCommitRequest)
+		resp := r.ResponseKind().(*kmsg.TxnOffsetCommitResponse)
+		for _, rt := range r.Topics {
+			st := kmsg.NewTxnOffsetCommitResponseTopic()
+			st.Topic = rt.Topic
+			for _, rp := range rt.Partitions {
+				sp := kmsg.NewTxnOffsetCommitResponseTopicPartition()
+				sp.Partition = rp.Partition
+				sp.ErrorCode = kerr.RequestTimedOut.Code
+				st.Partitions = append(st.Partitions, sp)
+			}
+			resp.Topics = append(resp.Topics, st)
+		}
+		return resp, nil, true
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	rep, err := h.Client().Send(ctx, cmd("account", "oc", "Deposit", `{"amount":5}`))
+	if hits.Load() == 0 {
+		t.Fatal("the TxnOffsetCommit control never ran")
+	}
+	if werr := w.Err(); werr != nil {
+		t.Fatalf("worker stopped on a failed offset commit: %v", werr)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantStatus(t, rep, wire.StatusAccepted, 2)
+	wantStatus(t, h.Send(cmd("account", "oc", "Deposit", `{"amount":1}`)), wire.StatusAccepted, 3)
+	versions, _ := eventsOf(t, h)
+	contiguous(t, versions)
+}
+
+// An EndTxn commit answered with an error the broker did NOT apply: the
+// transaction stays open on the broker (franz-go cannot re-send it) until
+// it times out. The command must still be applied exactly once and
+// answered, and the worker must go on.
+func TestEndTxnErrorNotAppliedLosesNothing(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t)
+	h.RequireEmbedded()
+	w := h.StartProcessor("w0", "", func(c *topology.Config) {
+		c.TransactionTimeout = 7 * time.Second
+		c.SessionTimeout = 6 * time.Second
+	})
+	wantStatus(t, h.Send(cmd("account", "na", "OpenAccount", `{"owner":"O","currency":"USD"}`)), wire.StatusAccepted, 1)
+	var hits atomic.Int32
+	h.Cluster.ControlKey(int16(kmsg.EndTxn), func(req kmsg.Request) (kmsg.Response, error, bool) {
+		end := req.(*kmsg.EndTxnRequest)
+		if !end.Commit || !hits.CompareAndSwap(0, 1) {
+			return nil, nil, false
+		}
+		resp := end.ResponseKind().(*kmsg.EndTxnResponse)
+		resp.ErrorCode = kerr.UnknownServerError.Code
+		return resp, nil, true
+	})
+	dep := cmd("account", "na", "Deposit", `{"amount":5}`)
+	dep.ID = "na-dep"
+	ctx, cancel := context.WithTimeout(context.Background(), 25*time.Second)
+	defer cancel()
+	rep, err := h.Client().Send(ctx, dep)
+	if err != nil {
+		t.Fatalf("no answer (worker err %v): %v", w.Err(), err)
+	}
+	if rep.Status != wire.StatusAccepted || rep.Version != 2 {
+		t.Fatalf("reply %+v, want ACCEPTED at 2", rep)
+	}
+	if hits.Load() == 0 {
+		t.Fatal("the EndTxn control never ran")
+	}
+	wantStatus(t, h.Send(cmd("account", "na", "Deposit", `{"amount":1}`)), wire.StatusAccepted, 3)
+	if werr := w.Err(); werr != nil {
+		t.Fatalf("worker stopped: %v", werr)
+	}
+	versions, _ := eventsOf(t, h)
+	contiguous(t, versions)
+}
