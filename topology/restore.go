@@ -2,9 +2,12 @@ package topology
 
 import (
 	"bytes"
+	"cmp"
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"time"
 
@@ -237,6 +240,13 @@ func (p *Processor) restoreTo(ctx context.Context, part int32, store *snapshots.
 			return rep, err
 		}
 	}
+	if eo > max(from, target) {
+		n, err := p.readPastStable(ctx, part, store, max(from, target), eo)
+		rep.Records += n
+		if err != nil {
+			return rep, err
+		}
+	}
 	rep.Duration = time.Since(start)
 	if report {
 		p.mu.Lock()
@@ -335,4 +345,64 @@ func (p *Processor) readChangelog(ctx context.Context, part int32, store *snapsh
 	}
 	prog.done(records)
 	return records, nil
+}
+
+// readPastStable applies what was committed in [from, until) past the last
+// stable offset. A transaction left open on the changelog (by a producer
+// outside the group, or a worker that died mid-batch and whose transaction
+// has not timed out yet) pins the stable offset, and commits of the
+// partition's owner after it are invisible to read_committed: a restore that
+// ended at the stable offset would act on a state older than the changelog
+// (a second event at an existing version). So the tail is read
+// read_uncommitted with its transaction markers; each producer's
+// transactional records are kept until its marker and applied if it is a
+// commit, in offset order. The records of a transaction still open are
+// left out, and the checkpoint stays at from: the next catch-up reads the
+// open transaction again, whatever its outcome.
+func (p *Processor) readPastStable(ctx context.Context, part int32, store *snapshots.Store, from, until int64) (int, error) {
+	cl, err := kgo.NewClient(p.clientOpts()...)
+	if err != nil {
+		return 0, err
+	}
+	defer cl.Close()
+	open := map[int64][]*kgo.Record{}
+	var committed []*kgo.Record
+	_, err = logread.Read(ctx, cl, p.cfg.Topics.Changelog, part, from, until,
+		logread.Options{MaxBytes: int32(p.cfg.FetchMaxBytes), PartitionMaxBytes: int32(p.cfg.FetchMaxPartitionBytes),
+			KeepControl: true, Uncommitted: true}, func(r *kgo.Record) error {
+			switch {
+			case r.Attrs.IsControl():
+				// Key: version (int16), type (int16): 0 abort, 1 commit.
+				if len(r.Key) >= 4 && binary.BigEndian.Uint16(r.Key[2:4]) == 1 {
+					committed = append(committed, open[r.ProducerID]...)
+				}
+				delete(open, r.ProducerID)
+			case r.Attrs.IsTransactional():
+				open[r.ProducerID] = append(open[r.ProducerID], r)
+			default:
+				committed = append(committed, r)
+			}
+			return nil
+		})
+	if err != nil {
+		return 0, fmt.Errorf("reading the changelog past its stable offset: %w", err)
+	}
+	if len(committed) == 0 {
+		return 0, nil
+	}
+	slices.SortFunc(committed, func(a, b *kgo.Record) int { return cmp.Compare(a.Offset, b.Offset) })
+	wb := store.NewBatch()
+	for _, r := range committed {
+		if r.Value == nil {
+			wb.Delete(r.Key)
+		} else {
+			wb.Put(r.Key, r.Value)
+		}
+	}
+	wb.SetCheckpoint(from)
+	if err := store.Apply(wb); err != nil {
+		return 0, err
+	}
+	p.log.Info("changelog read past an open transaction: commits after it applied", "partition", part, "from", from, "to", until, "records", len(committed), "open_producers", len(open))
+	return len(committed), nil
 }

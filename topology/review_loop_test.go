@@ -8,6 +8,7 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kfake"
+	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/kcqrs/kcqrs/topology"
@@ -164,6 +165,64 @@ func TestEndTxnErrorNotAppliedLosesNothing(t *testing.T) {
 	if werr := w.Err(); werr != nil {
 		t.Fatalf("worker stopped: %v", werr)
 	}
+	versions, _ := eventsOf(t, h)
+	contiguous(t, versions)
+}
+// A foreign producer's transaction left open on a changelog partition pins
+// its last stable offset; the owner's later commits lie past it. A worker
+// that restores that partition must not take the stable offset for the end
+// of what was committed: it would act on a state older than the changelog
+// (a second event at a version that exists).
+func TestRestoreWithOpenForeignTxnDoesNotMissLaterCommits(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t)
+	h.RequireEmbedded()
+	w := h.StartProcessor("w0", "")
+	wantStatus(t, h.Send(cmd("account", "ft", "OpenAccount", `{"owner":"O","currency":"USD"}`)), wire.StatusAccepted, 1)
+	p := topology.PartitionFor([]byte("ft"), partitions)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	foreign, err := kgo.NewClient(kgo.SeedBrokers(h.Brokers...), kgo.TransactionalID("foreign"),
+		kgo.RecordPartitioner(kgo.ManualPartitioner()), kgo.TransactionTimeout(60*time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer foreign.Close()
+	if err := foreign.BeginTransaction(); err != nil {
+		t.Fatal(err)
+	}
+	if err := foreign.ProduceSync(ctx, &kgo.Record{Topic: h.Topic("snapshots-changelog"), Partition: p, Key: []byte("account/foreign"), Value: []byte("junk")}).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = foreign.EndTransaction(context.Background(), kgo.TryAbort) }()
+	// The owner commits past the open transaction.
+	wantStatus(t, h.Send(cmd("account", "ft", "Deposit", `{"amount":1}`)), wire.StatusAccepted, 2)
+	if err := w.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	// A worker with a fresh state directory restores the partition.
+	w1 := h.StartProcessor("w1", "")
+	type result struct {
+		rep wire.Reply
+		err error
+	}
+	res := make(chan result, 1)
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 8*time.Second)
+		defer cancel()
+		rep, err := h.Client().Send(ctx, cmd("account", "ft", "Deposit", `{"amount":1}`))
+		res <- result{rep, err}
+	}()
+	r := <-res
+	if r.err != nil {
+		t.Fatalf("the partition did not answer while a foreign transaction stays open: %v", r.err)
+	}
+	if r.rep.Status == wire.StatusAccepted && r.rep.Version == 2 {
+		t.Fatalf("restored a state older than the changelog: deposit answered %+v (version 2 already exists)", r.rep)
+	}
+	wantStatus(t, r.rep, wire.StatusAccepted, 3)
+	_ = foreign.EndTransaction(ctx, kgo.TryAbort)
+	_ = w1
 	versions, _ := eventsOf(t, h)
 	contiguous(t, versions)
 }
