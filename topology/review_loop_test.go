@@ -168,6 +168,7 @@ func TestEndTxnErrorNotAppliedLosesNothing(t *testing.T) {
 	versions, _ := eventsOf(t, h)
 	contiguous(t, versions)
 }
+
 // A foreign producer's transaction left open on a changelog partition pins
 // its last stable offset; the owner's later commits lie past it. A worker
 // that restores that partition must not take the stable offset for the end
