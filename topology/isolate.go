@@ -64,9 +64,9 @@ func abortReason(err error) string {
 	return err.Error()
 }
 
-// isolation is the mode the run loop enters when a batch aborted twice for
-// the same reason: the records of that batch are re-run one per transaction,
-// so the one that fails is known; if it fails alone deterministically it is
+// isolation is the mode the run loop enters when batches aborted twice for
+// the same reason (since the last commit): the records of that batch are
+// re-run one per transaction, so the one that fails is known; if it fails alone deterministically it is
 // answered and dead-lettered in a transaction of its own (poison), and
 // everything else goes on.
 type isolation struct {
@@ -173,7 +173,19 @@ func (p *Processor) noteOutcome(b *batch, n int, committed bool) {
 		p.lastAbort = reason
 		return
 	}
-	if p.isolate == nil && reason == p.lastAbort && err != nil && len(b.records) > 1 {
+	// "The same reason twice" within the current run of aborts, not only
+	// in a row: deferral splits the partitions of a failed batch into
+	// batches of their own, so two commands refused on two partitions
+	// make the reasons alternate, and a consecutive-only rule would never
+	// isolate them (every partition blocked, backing off for ever).
+	seen := p.abortReasons[reason]
+	if err != nil {
+		if p.abortReasons == nil {
+			p.abortReasons = map[string]bool{}
+		}
+		p.abortReasons[reason] = true
+	}
+	if p.isolate == nil && seen && err != nil && len(b.records) > 1 {
 		iso := newIsolation(reason)
 		for _, r := range b.records {
 			if r.Offset+1 > iso.left[r.Partition] {
@@ -182,7 +194,7 @@ func (p *Processor) noteOutcome(b *batch, n int, committed bool) {
 		}
 		p.isolate = iso
 		p.log.Warn("batch aborted twice for the same reason; re-running its records one per transaction", "reason", reason, "records", len(b.records))
-	} else if p.isolate == nil && reason == p.lastAbort && err != nil && len(b.records) == 1 && deterministic(err) {
+	} else if p.isolate == nil && seen && err != nil && len(b.records) == 1 && deterministic(err) {
 		// A one-record batch failing the same way twice: that record.
 		r := b.records[0]
 		iso := newIsolation(reason)

@@ -2,6 +2,7 @@ package topology_test
 
 import (
 	"context"
+	"fmt"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -224,6 +225,68 @@ func TestRestoreWithOpenForeignTxnDoesNotMissLaterCommits(t *testing.T) {
 	wantStatus(t, r.rep, wire.StatusAccepted, 3)
 	_ = foreign.EndTransaction(ctx, kgo.TryAbort)
 	_ = w1
+	versions, _ := eventsOf(t, h)
+	contiguous(t, versions)
+}
+
+// Two commands refused deterministically, on two partitions, in one batch:
+// each is isolated, answered and dead-lettered, and the rest goes on.
+func TestTwoPoisonRecordsOnTwoPartitions(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t)
+	h.RequireEmbedded()
+	w := h.StartProcessor("w0", "", func(c *topology.Config) { c.CommitInterval = 300 * time.Millisecond })
+	ids := map[int32]string{}
+	for i := 0; len(ids) < 3; i++ {
+		id := fmt.Sprintf("tp%d", i)
+		if q := topology.PartitionFor([]byte(id), partitions); ids[q] == "" {
+			ids[q] = id
+			wantStatus(t, h.Send(cmd("account", id, "OpenAccount", `{"owner":"O","currency":"USD"}`)), wire.StatusAccepted, 1)
+		}
+	}
+	var parts []int32
+	for q := range ids {
+		parts = append(parts, q)
+	}
+	bad, good := parts[:2], parts[2]
+	fh := h.Cluster.Fault(kfake.Fault{Keys: []kmsg.Key{kmsg.Produce}, Topic: h.Topic("events"), Partitions: bad, Err: kerr.MessageTooLarge, Count: -1})
+	defer fh.Remove()
+	type result struct {
+		rep wire.Reply
+		err error
+	}
+	res := make(chan result, 3)
+	for _, q := range parts {
+		go func(id string) {
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			rep, err := h.Client().Send(ctx, cmd("account", id, "Deposit", `{"amount":5}`))
+			res <- result{rep, err}
+		}(ids[q])
+	}
+	var refused, accepted int
+	for range parts {
+		r := <-res
+		if r.err != nil {
+			t.Fatalf("a command was not answered: %v (stats %+v)", r.err, w.Stats())
+		}
+		switch {
+		case r.rep.Status == wire.StatusInternalError && r.rep.Code == topology.CodeOutputRefused:
+			refused++
+		case r.rep.Status == wire.StatusAccepted && r.rep.Version == 2 && r.rep.AggregateID == ids[good]:
+			accepted++
+		default:
+			t.Fatalf("unexpected reply %+v", r.rep)
+		}
+	}
+	t.Logf("stats %+v", w.Stats())
+	if refused != 2 || accepted != 1 {
+		t.Fatalf("%d refused, %d accepted; want 2 and 1", refused, accepted)
+	}
+	fh.Remove()
+	for _, q := range bad {
+		wantStatus(t, h.Send(cmd("account", ids[q], "Deposit", `{"amount":2}`)), wire.StatusAccepted, 2)
+	}
 	versions, _ := eventsOf(t, h)
 	contiguous(t, versions)
 }
