@@ -290,3 +290,55 @@ func TestTwoPoisonRecordsOnTwoPartitions(t *testing.T) {
 	versions, _ := eventsOf(t, h)
 	contiguous(t, versions)
 }
+
+// A batch that keeps aborting for a transient reason enters isolation; once
+// the failure goes away, the commands are applied once and isolation ends
+// (commands are batched again: no more records re-run alone).
+func TestIsolationEndsWhenTheFailureWasTransient(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t)
+	h.RequireEmbedded()
+	w := h.StartProcessor("w0", "", func(c *topology.Config) { c.CommitInterval = 300 * time.Millisecond })
+	p := topology.PartitionFor([]byte("tr0"), partitions)
+	ids := []string{"tr0"}
+	for i := 1; len(ids) < 3; i++ {
+		if id := fmt.Sprintf("tr%d", i); topology.PartitionFor([]byte(id), partitions) == p {
+			ids = append(ids, id)
+		}
+	}
+	for _, id := range ids {
+		wantStatus(t, h.Send(cmd("account", id, "OpenAccount", `{"owner":"O","currency":"USD"}`)), wire.StatusAccepted, 1)
+	}
+	// Not in the deterministic list: treated as transient.
+	h.Cluster.Fault(kfake.Fault{Keys: []kmsg.Key{kmsg.Produce}, Topic: h.Topic("events"), Partitions: []int32{p}, Err: kerr.PolicyViolation, Count: 5})
+	errs := make(chan error, len(ids))
+	for _, id := range ids {
+		go func(id string) {
+			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+			defer cancel()
+			rep, err := h.Client().Send(ctx, cmd("account", id, "Deposit", `{"amount":5}`))
+			if err == nil && (rep.Status != wire.StatusAccepted || rep.Version != 2) {
+				err = fmt.Errorf("deposit to %s answered %+v", id, rep)
+			}
+			errs <- err
+		}(id)
+	}
+	for range ids {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	pollUntil(t, "the deposits' commit to be counted", 10*time.Second, func() bool { return w.Stats().ConsecutiveAborts == 0 })
+	before := w.Stats().Isolated
+	if before == 0 {
+		t.Logf("isolation was never entered (the fault ran out first): %+v", w.Stats())
+	}
+	for i := range 3 {
+		wantStatus(t, h.Send(cmd("account", ids[0], "Deposit", `{"amount":1}`)), wire.StatusAccepted, int64(3+i))
+	}
+	if s := w.Stats(); s.Isolated != before || s.IsolatedDeadLetters != 0 {
+		t.Fatalf("still isolating after the failure went away: %+v (isolated before %d)", s, before)
+	}
+	versions, _ := eventsOf(t, h)
+	contiguous(t, versions)
+}
