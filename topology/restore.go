@@ -180,6 +180,17 @@ func (p *Processor) restoreTo(ctx context.Context, part int32, store *snapshots.
 		return rep, err
 	}
 	for wait := 20 * time.Millisecond; lso < mustReach; wait = min(2*wait, time.Second) {
+		// Another producer's open transaction may pin the stable offset
+		// below ours: our transaction's own marker tells its outcome.
+		if eo > mustReach {
+			ended, err := p.txnEndedAt(ctx, part, mustReach-1, eo)
+			if err != nil {
+				return rep, err
+			}
+			if ended {
+				break
+			}
+		}
 		if time.Since(start) > restoreWait {
 			return rep, fmt.Errorf("partition %d: %w (stable %d, need %d)", part, errStableBehind, lso, mustReach)
 		}
@@ -405,4 +416,36 @@ func (p *Processor) readPastStable(ctx context.Context, part int32, store *snaps
 	}
 	p.log.Info("changelog read past an open transaction: commits after it applied", "partition", part, "from", from, "to", until, "records", len(committed), "open_producers", len(open))
 	return len(committed), nil
+}
+
+// txnEndedAt reports whether the transaction that wrote the changelog record
+// at offset at has ended (its producer's marker follows it before until).
+// The records past it that are committed are then applied by readPastStable.
+func (p *Processor) txnEndedAt(ctx context.Context, part int32, at, until int64) (bool, error) {
+	cl, err := kgo.NewClient(p.clientOpts()...)
+	if err != nil {
+		return false, err
+	}
+	defer cl.Close()
+	pid, found, ended := int64(0), false, false
+	errDone := errors.New("done")
+	_, err = logread.Read(ctx, cl, p.cfg.Topics.Changelog, part, at, until,
+		logread.Options{MaxBytes: int32(p.cfg.FetchMaxBytes), PartitionMaxBytes: int32(p.cfg.FetchMaxPartitionBytes),
+			KeepControl: true, Uncommitted: true}, func(r *kgo.Record) error {
+			switch {
+			case !found:
+				if r.Offset != at || !r.Attrs.IsTransactional() {
+					return errDone // not a transactional record of ours: cannot tell
+				}
+				pid, found = r.ProducerID, true
+			case r.Attrs.IsControl() && r.ProducerID == pid:
+				ended = true
+				return errDone
+			}
+			return nil
+		})
+	if err != nil && !errors.Is(err, errDone) {
+		return false, fmt.Errorf("reading the changelog for a transaction's marker: %w", err)
+	}
+	return ended, nil
 }

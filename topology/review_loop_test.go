@@ -342,3 +342,47 @@ func TestIsolationEndsWhenTheFailureWasTransient(t *testing.T) {
 	versions, _ := eventsOf(t, h)
 	contiguous(t, versions)
 }
+
+// A foreign transaction left open on a changelog partition pins its stable
+// offset. An abort of a batch of that partition makes it suspect until the
+// outcome of our own transaction is known: that outcome is in the log (its
+// marker), so the partition must not wait for the foreign transaction.
+func TestSuspectPartitionDoesNotWaitForAForeignOpenTxn(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t)
+	h.RequireEmbedded()
+	w := h.StartProcessor("w0", "")
+	wantStatus(t, h.Send(cmd("account", "sf", "OpenAccount", `{"owner":"O","currency":"USD"}`)), wire.StatusAccepted, 1)
+	p := topology.PartitionFor([]byte("sf"), partitions)
+	foreign, err := kgo.NewClient(kgo.SeedBrokers(h.Brokers...), kgo.TransactionalID("foreign-sf"),
+		kgo.RecordPartitioner(kgo.ManualPartitioner()), kgo.TransactionTimeout(60*time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer foreign.Close()
+	if err := foreign.BeginTransaction(); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	if err := foreign.ProduceSync(ctx, &kgo.Record{Topic: h.Topic("snapshots-changelog"), Partition: p, Key: []byte("account/foreign"), Value: []byte("junk")}).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = foreign.EndTransaction(context.Background(), kgo.TryAbort) }()
+	// One transient refusal: the batch aborts once, its partition is suspect.
+	h.Cluster.Fault(kfake.Fault{Keys: []kmsg.Key{kmsg.Produce}, Topic: h.Topic("events"), Partitions: []int32{p}, Err: kerr.PolicyViolation, Count: 1})
+	sctx, scancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer scancel()
+	rep, err := h.Client().Send(sctx, cmd("account", "sf", "Deposit", `{"amount":5}`))
+	if err != nil {
+		t.Fatalf("the partition stays blocked while a foreign transaction is open on its changelog (stats %+v): %v", w.Stats(), err)
+	}
+	wantStatus(t, rep, wire.StatusAccepted, 2)
+	if s := w.Stats(); s.Aborted == 0 {
+		t.Fatalf("the fault never aborted a batch: %+v", s)
+	}
+	wantStatus(t, h.Send(cmd("account", "sf", "Deposit", `{"amount":1}`)), wire.StatusAccepted, 3)
+	_ = foreign.EndTransaction(ctx, kgo.TryAbort)
+	versions, _ := eventsOf(t, h)
+	contiguous(t, versions)
+}
