@@ -12,6 +12,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
+	"github.com/kcqrs/kcqrs/client"
 	"github.com/kcqrs/kcqrs/topology"
 	"github.com/kcqrs/kcqrs/wire"
 )
@@ -383,6 +384,97 @@ func TestSuspectPartitionDoesNotWaitForAForeignOpenTxn(t *testing.T) {
 	}
 	wantStatus(t, h.Send(cmd("account", "sf", "Deposit", `{"amount":1}`)), wire.StatusAccepted, 3)
 	_ = foreign.EndTransaction(ctx, kgo.TryAbort)
+	versions, _ := eventsOf(t, h)
+	contiguous(t, versions)
+}
+
+// An EndTxn the broker applies but answers with an error, for a batch on
+// several partitions (events on two, only a rejection on a third): every
+// command is answered, every effect happens once.
+func TestUnconfirmedCommitOnSeveralPartitions(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t)
+	h.RequireEmbedded()
+	w := h.StartProcessor("w0", "", func(c *topology.Config) { c.CommitInterval = 300 * time.Millisecond })
+	ids := map[int32]string{}
+	for i := 0; len(ids) < 3; i++ {
+		id := fmt.Sprintf("um%d", i)
+		if q := topology.PartitionFor([]byte(id), partitions); ids[q] == "" {
+			ids[q] = id
+		}
+	}
+	var parts []int32
+	for q := range ids {
+		parts = append(parts, q)
+	}
+	for _, q := range parts[:2] {
+		wantStatus(t, h.Send(cmd("account", ids[q], "OpenAccount", `{"owner":"O","currency":"USD"}`)), wire.StatusAccepted, 1)
+	}
+	fwd, err := kgo.NewClient(kgo.SeedBrokers(h.Brokers...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer fwd.Close()
+	var forwarding, hits atomic.Int32
+	h.Cluster.ControlKey(int16(kmsg.EndTxn), func(req kmsg.Request) (kmsg.Response, error, bool) {
+		if forwarding.Load() == 1 {
+			return nil, nil, false
+		}
+		end := req.(*kmsg.EndTxnRequest)
+		if !end.Commit || hits.Load() > 0 {
+			return nil, nil, false
+		}
+		hits.Add(1)
+		forwarding.Store(1)
+		h.Cluster.SleepControl(func() {
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			cp := *end
+			if resp, err := cp.RequestWith(ctx, fwd); err != nil || resp.ErrorCode != 0 {
+				t.Errorf("forwarding EndTxn: %v %v", err, resp)
+			}
+		})
+		forwarding.Store(0)
+		resp := end.ResponseKind().(*kmsg.EndTxnResponse)
+		resp.ErrorCode = kerr.UnknownServerError.Code
+		return resp, nil, true
+	})
+	type result struct {
+		id  string
+		rep wire.Reply
+		err error
+	}
+	res := make(chan result, 3)
+	for i, q := range parts {
+		c := cmd("account", ids[q], "Deposit", `{"amount":5}`)
+		if i == 2 {
+			c = cmd("account", ids[q], "Withdraw", `{"amount":5}`) // never opened: rejected, no snapshot
+		}
+		c.ID = "um-" + ids[q]
+		go func(id string, c client.Command) {
+			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+			defer cancel()
+			rep, err := h.Client().Send(ctx, c)
+			res <- result{id, rep, err}
+		}(ids[q], c)
+	}
+	for range parts {
+		r := <-res
+		if r.err != nil {
+			t.Fatalf("%s not answered: %v (stats %+v)", r.id, r.err, w.Stats())
+		}
+		if r.id != ids[parts[2]] {
+			wantStatus(t, r.rep, wire.StatusAccepted, 2)
+		} else if r.rep.Status != wire.StatusRejected {
+			t.Fatalf("withdraw from a missing account answered %+v", r.rep)
+		}
+	}
+	if hits.Load() == 0 {
+		t.Fatal("the EndTxn control never ran")
+	}
+	for _, q := range parts[:2] {
+		wantStatus(t, h.Send(cmd("account", ids[q], "Deposit", `{"amount":1}`)), wire.StatusAccepted, 3)
+	}
 	versions, _ := eventsOf(t, h)
 	contiguous(t, versions)
 }
