@@ -478,3 +478,73 @@ func TestUnconfirmedCommitOnSeveralPartitions(t *testing.T) {
 	versions, _ := eventsOf(t, h)
 	contiguous(t, versions)
 }
+
+// An EndTxn the broker applies but answers with an error, followed at once
+// by a rebalance that moves partitions to another worker and back: no
+// version twice, every command answered.
+func TestUnconfirmedCommitThenRebalanceAwayAndBack(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t)
+	h.RequireEmbedded()
+	w0 := h.StartProcessor("w0", "")
+	wantStatus(t, h.Send(cmd("account", "ur", "OpenAccount", `{"owner":"O","currency":"USD"}`)), wire.StatusAccepted, 1)
+	fwd, err := kgo.NewClient(kgo.SeedBrokers(h.Brokers...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer fwd.Close()
+	var forwarding, hits atomic.Int32
+	uncertain := make(chan struct{})
+	h.Cluster.ControlKey(int16(kmsg.EndTxn), func(req kmsg.Request) (kmsg.Response, error, bool) {
+		if forwarding.Load() == 1 {
+			return nil, nil, false
+		}
+		end := req.(*kmsg.EndTxnRequest)
+		if !end.Commit || hits.Load() > 0 {
+			return nil, nil, false
+		}
+		hits.Add(1)
+		forwarding.Store(1)
+		h.Cluster.SleepControl(func() {
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			cp := *end
+			if resp, err := cp.RequestWith(ctx, fwd); err != nil || resp.ErrorCode != 0 {
+				t.Errorf("forwarding EndTxn: %v %v", err, resp)
+			}
+		})
+		forwarding.Store(0)
+		close(uncertain)
+		resp := end.ResponseKind().(*kmsg.EndTxnResponse)
+		resp.ErrorCode = kerr.UnknownServerError.Code
+		return resp, nil, true
+	})
+	dep := cmd("account", "ur", "Deposit", `{"amount":5}`)
+	dep.ID = "ur-dep"
+	res := make(chan error, 1)
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 40*time.Second)
+		defer cancel()
+		rep, err := h.Client().Send(ctx, dep)
+		if err == nil && (rep.Status != wire.StatusAccepted || rep.Version != 2) {
+			err = fmt.Errorf("deposit answered %+v", rep)
+		}
+		res <- err
+	}()
+	<-uncertain
+	w1 := h.StartProcessor("w1", "")
+	pollUntil(t, "w1 to take partitions", 30*time.Second, func() bool { return len(w1.Assigned()) > 0 })
+	if err := w1.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	pollUntil(t, "w0 to own every partition again", 30*time.Second, func() bool { return len(w0.Assigned()) == partitions })
+	if err := <-res; err != nil {
+		t.Fatal(err)
+	}
+	wantStatus(t, h.Send(cmd("account", "ur", "Deposit", `{"amount":1}`)), wire.StatusAccepted, 3)
+	if w0.Err() != nil {
+		t.Fatal(w0.Err())
+	}
+	versions, _ := eventsOf(t, h)
+	contiguous(t, versions)
+}
