@@ -251,7 +251,9 @@ func (p *Processor) restoreTo(ctx context.Context, part int32, store *snapshots.
 			return rep, err
 		}
 	}
-	if eo > max(from, target) {
+	// Owned partitions only: a standby's copy is read again on its next
+	// tick, and completed by this when it is taken over.
+	if report && eo > max(from, target) {
 		n, err := p.readPastStable(ctx, part, store, max(from, target), eo)
 		rep.Records += n
 		if err != nil {
