@@ -548,3 +548,56 @@ func TestUnconfirmedCommitThenRebalanceAwayAndBack(t *testing.T) {
 	versions, _ := eventsOf(t, h)
 	contiguous(t, versions)
 }
+
+// A restore that is still running when a rebalance takes its partition away
+// (and another worker restores and uses it, then gives it back): no state
+// older than the changelog is used by anyone, every command is answered.
+func TestRestoreInterruptedByARebalance(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t)
+	h.RequireEmbedded()
+	w := h.StartProcessor("w0", "")
+	ids := map[int32]string{}
+	for i := 0; len(ids) < partitions; i++ {
+		id := fmt.Sprintf("ri%d", i)
+		if q := topology.PartitionFor([]byte(id), partitions); ids[q] == "" {
+			ids[q] = id
+			wantStatus(t, h.Send(cmd("account", id, "OpenAccount", `{"owner":"O","currency":"USD"}`)), wire.StatusAccepted, 1)
+		}
+	}
+	if err := w.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	changelog := h.Topic("snapshots-changelog")
+	id := h.Cluster.TopicInfo(changelog).TopicID
+	var delayed atomic.Int32
+	h.Cluster.ControlKey(int16(kmsg.Fetch), func(req kmsg.Request) (kmsg.Response, error, bool) {
+		h.Cluster.KeepControl()
+		for _, rt := range req.(*kmsg.FetchRequest).Topics {
+			if rt.Topic != changelog && rt.TopicID != id {
+				continue
+			}
+			if delayed.CompareAndSwap(0, 1) {
+				h.Cluster.SleepControl(func() { time.Sleep(3 * time.Second) })
+			}
+		}
+		return nil, nil, false
+	})
+	a := h.StartProcessor("a", "")
+	pollUntil(t, "the slow restore to start", 30*time.Second, func() bool { return delayed.Load() == 1 })
+	b := h.StartProcessor("b", "")
+	for q := range int32(partitions) {
+		wantStatus(t, h.Send(cmd("account", ids[q], "Deposit", `{"amount":1}`)), wire.StatusAccepted, 2)
+	}
+	if err := b.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	for q := range int32(partitions) {
+		wantStatus(t, h.Send(cmd("account", ids[q], "Deposit", `{"amount":1}`)), wire.StatusAccepted, 3)
+	}
+	if a.Err() != nil {
+		t.Fatal(a.Err())
+	}
+	versions, _ := eventsOf(t, h)
+	contiguous(t, versions)
+}
