@@ -601,3 +601,75 @@ func TestRestoreInterruptedByARebalance(t *testing.T) {
 	versions, _ := eventsOf(t, h)
 	contiguous(t, versions)
 }
+
+// Commands deferred (their partitions rewound and paused while the stores
+// are restored) when a rebalance moves partitions away and back: each is
+// answered once, none is skipped, none takes effect twice.
+func TestDeferredRecordsAcrossARebalance(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t)
+	h.RequireEmbedded()
+	w := h.StartProcessor("w0", "")
+	ids := map[int32]string{}
+	for i := 0; len(ids) < partitions; i++ {
+		id := fmt.Sprintf("dr%d", i)
+		if q := topology.PartitionFor([]byte(id), partitions); ids[q] == "" {
+			ids[q] = id
+			wantStatus(t, h.Send(cmd("account", id, "OpenAccount", `{"owner":"O","currency":"USD"}`)), wire.StatusAccepted, 1)
+		}
+	}
+	if err := w.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	changelog := h.Topic("snapshots-changelog")
+	id := h.Cluster.TopicInfo(changelog).TopicID
+	var delayed atomic.Int32
+	h.Cluster.ControlKey(int16(kmsg.Fetch), func(req kmsg.Request) (kmsg.Response, error, bool) {
+		h.Cluster.KeepControl()
+		for _, rt := range req.(*kmsg.FetchRequest).Topics {
+			if rt.Topic != changelog && rt.TopicID != id {
+				continue
+			}
+			if delayed.Add(1) <= 2 {
+				h.Cluster.SleepControl(func() { time.Sleep(2 * time.Second) })
+			}
+		}
+		return nil, nil, false
+	})
+	a := h.StartProcessor("a", "")
+	pollUntil(t, "the slow restore to start", 30*time.Second, func() bool { return delayed.Load() >= 1 })
+	errs := make(chan error, 3*partitions)
+	for q := range int32(partitions) {
+		go func(id string) {
+			for i := range 3 {
+				ctx, cancel := context.WithTimeout(context.Background(), 40*time.Second)
+				rep, err := h.Client().Send(ctx, cmd("account", id, "Deposit", `{"amount":1}`))
+				cancel()
+				if err == nil && (rep.Status != wire.StatusAccepted || rep.Version != int64(2+i)) {
+					err = fmt.Errorf("deposit %d to %s answered %+v", i, id, rep)
+				}
+				errs <- err
+			}
+		}(ids[q])
+	}
+	b := h.StartProcessor("b", "")
+	pollUntil(t, "b to take partitions", 30*time.Second, func() bool { return len(b.Assigned()) > 0 })
+	if err := b.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	for range 3 * partitions {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	if a.Err() != nil {
+		t.Fatal(a.Err())
+	}
+	versions, _ := eventsOf(t, h)
+	contiguous(t, versions)
+	for q := range int32(partitions) {
+		if got := versions["account/"+ids[q]]; len(got) != 4 {
+			t.Fatalf("%s: versions %v, want 1..4", ids[q], got)
+		}
+	}
+}
