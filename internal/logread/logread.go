@@ -1,6 +1,6 @@
-// Package logread reads one partition of a topic, read_committed, up to a
-// given offset, deciding the end from the fetch position rather than from
-// the records it is handed.
+// Package logread reads one partition of a topic, read_committed (or
+// read_uncommitted, Options.Uncommitted), up to a given offset, deciding the
+// end from the fetch position rather than from the records it is handed.
 //
 // Under read_committed a consumer is not handed the records of aborted
 // transactions, and a transaction marker may sit at or above the last stable
