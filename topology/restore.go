@@ -153,6 +153,24 @@ func (p *Processor) resumeReady(ctx context.Context) {
 	}
 }
 
+// catchUpSuspect catches up the suspect partitions whose records are not
+// waiting (an idle partition after an unconfirmed commit or a failed store
+// write): readiness must not wait for the partition's next command. It runs
+// before a transaction begins; a catch-up that fails is retried next loop.
+func (p *Processor) catchUpSuspect(ctx context.Context) {
+	for part, ps := range p.parts {
+		if ctx.Err() != nil {
+			return
+		}
+		if _, deferred := p.deferred[part]; deferred || ps.state != suspect {
+			continue
+		}
+		if _, err := p.partition(ctx, part); err != nil {
+			p.log.Warn("catching up a suspect partition; will retry", "partition", part, "err", err)
+		}
+	}
+}
+
 // restore reads the partition's changelog from the store's checkpoint to the
 // changelog's committed end. report adds it to Restores (catch-ups of owned
 // partitions; standby tailing is not a restore).

@@ -2,6 +2,7 @@ package topology_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync/atomic"
 	"testing"
@@ -672,4 +673,31 @@ func TestDeferredRecordsAcrossARebalance(t *testing.T) {
 			t.Fatalf("%s: versions %v, want 1..4", ids[q], got)
 		}
 	}
+}
+
+// A partition made suspect (here by a store write that failed after its
+// commit) on a worker that then gets no more commands for it: the worker
+// must become ready again by itself, not stay unready (a readiness probe
+// failing for ever) until the next command happens to come.
+func TestIdleSuspectPartitionBecomesReadyAgain(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t)
+	var fail atomic.Bool
+	w := h.StartProcessor("w0", "", func(c *topology.Config) {
+		topology.FailStoreWrite(c, func(int32) error {
+			if fail.CompareAndSwap(true, false) {
+				return errors.New("injected write failure")
+			}
+			return nil
+		})
+	})
+	wantStatus(t, h.Send(cmd("account", "is", "OpenAccount", `{"owner":"O","currency":"USD"}`)), wire.StatusAccepted, 1)
+	pollUntil(t, "the worker to be ready", 30*time.Second, w.Ready)
+	fail.Store(true)
+	wantStatus(t, h.Send(cmd("account", "is", "Deposit", `{"amount":1}`)), wire.StatusAccepted, 2)
+	pollUntil(t, "the failing store write", 30*time.Second, func() bool { return !fail.Load() })
+	pollUntil(t, "the idle worker to be ready again", 10*time.Second, w.Ready)
+	wantStatus(t, h.Send(cmd("account", "is", "Deposit", `{"amount":1}`)), wire.StatusAccepted, 3)
+	versions, _ := eventsOf(t, h)
+	contiguous(t, versions)
 }

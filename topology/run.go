@@ -91,6 +91,7 @@ func (p *Processor) Run(ctx context.Context) (err error) {
 	for {
 		p.closeRevoked()
 		p.resumeReady(ctx)
+		p.catchUpSuspect(ctx)
 		if ctx.Err() != nil {
 			return nil
 		}
