@@ -59,7 +59,7 @@
 //	run.go      the run loop: poll, one transaction per batch, abort backoff
 //	txn.go      the transaction: Begin, handle, snapshots, End, and what an
 //	            unconfirmed End means (suspect partitions); post-commit store write
-//	isolate.go  a batch that aborts twice for the same reason: one command per
+//	isolate.go  batches that abort twice for the same reason: one command per
 //	            transaction, a deterministically refused command dead-lettered alone
 //	restore.go  the restore phase: deferring (rewind, pause) partitions whose
 //	            store is not ready, catching up from the changelog, resuming
@@ -72,5 +72,7 @@
 // Each owned partition is restoring, running, suspect or revoked
 // (processor.go, partState); only a running partition's records enter a
 // transaction. internal/logread decides the end of every read of a log from
-// the fetch position, never from the last record handed over.
+// the fetch position, never from the last record handed over; past the last
+// stable offset (a transaction someone left open), an owned partition's
+// restore reads by the transaction markers (restore.go, readPastStable).
 package topology

@@ -64,9 +64,9 @@ func abortReason(err error) string {
 	return err.Error()
 }
 
-// isolation is the mode the run loop enters when a batch aborted twice for
-// the same reason: the records of that batch are re-run one per transaction,
-// so the one that fails is known; if it fails alone deterministically it is
+// isolation is the mode the run loop enters when batches aborted twice for
+// the same reason (since the last commit): the records of that batch are
+// re-run one per transaction, so the one that fails is known; if it fails alone deterministically it is
 // answered and dead-lettered in a transaction of its own (poison), and
 // everything else goes on.
 type isolation struct {
@@ -77,16 +77,39 @@ type isolation struct {
 	// poison is the record known to fail alone, by partition and offset.
 	poison map[int32]int64
 	cause  map[int32]error
-	// tries counts failed attempts to dead-letter the poison record: the
-	// first keeps its value, the second drops it (the value may be what
-	// cannot be written), the third gives up on outputs and only commits
-	// its offset, so nothing loops.
-	tries map[int32]int
+	// refused counts, per output of the poison record, the attempts the
+	// broker refused: a refused reply is left out from then on (a
+	// dead letter can still be written), a refused dead letter first loses
+	// its value (the value may be what cannot be written), then is left
+	// out (the reply can still be written). Only when both are refused is
+	// the command skipped with just its offset, so nothing loops, and
+	// nothing that can be written is left out.
+	refused map[int32]*poisonRefusals
+}
+
+type poisonRefusals struct {
+	reply       bool
+	deadLetters int
 }
 
 func newIsolation(reason string) *isolation {
 	return &isolation{reason: reason, left: map[int32]int64{}, poison: map[int32]int64{},
-		cause: map[int32]error{}, tries: map[int32]int{}}
+		cause: map[int32]error{}, refused: map[int32]*poisonRefusals{}}
+}
+
+// noteRefused records which output of the poison record the broker refused.
+func (iso *isolation) noteRefused(part int32, deadLetters string, err error) {
+	rf := iso.refused[part]
+	if rf == nil {
+		rf = &poisonRefusals{}
+		iso.refused[part] = rf
+	}
+	var pe *produceError
+	if errors.As(err, &pe) && pe.topic == deadLetters {
+		rf.deadLetters++
+	} else {
+		rf.reply = true // its only other output
+	}
 }
 
 // batchLimit is how many records the next transaction takes.
@@ -104,7 +127,7 @@ func (p *Processor) noteOutcome(b *batch, n int, committed bool) {
 			for _, r := range b.records {
 				if off, ok := p.isolate.poison[r.Partition]; ok && off == r.Offset {
 					delete(p.isolate.poison, r.Partition)
-					delete(p.isolate.tries, r.Partition)
+					delete(p.isolate.refused, r.Partition)
 					p.mu.Lock()
 					p.stats.IsolatedDeadLetters++
 					p.mu.Unlock()
@@ -140,7 +163,7 @@ func (p *Processor) noteOutcome(b *batch, n int, committed bool) {
 		r := b.records[0]
 		if off, ok := p.isolate.poison[r.Partition]; ok && off == r.Offset {
 			if deterministic(err) {
-				p.isolate.tries[r.Partition]++ // its dead-lettering failed too
+				p.isolate.noteRefused(r.Partition, p.cfg.Topics.DeadLetters, err)
 			}
 		} else if deterministic(err) {
 			p.isolate.poison[r.Partition] = r.Offset
@@ -150,7 +173,19 @@ func (p *Processor) noteOutcome(b *batch, n int, committed bool) {
 		p.lastAbort = reason
 		return
 	}
-	if p.isolate == nil && reason == p.lastAbort && err != nil && len(b.records) > 1 {
+	// "The same reason twice" within the current run of aborts, not only
+	// in a row: deferral splits the partitions of a failed batch into
+	// batches of their own, so two commands refused on two partitions
+	// make the reasons alternate, and a consecutive-only rule would never
+	// isolate them (every partition blocked, backing off for ever).
+	seen := p.abortReasons[reason]
+	if err != nil {
+		if p.abortReasons == nil {
+			p.abortReasons = map[string]bool{}
+		}
+		p.abortReasons[reason] = true
+	}
+	if p.isolate == nil && seen && err != nil && len(b.records) > 1 {
 		iso := newIsolation(reason)
 		for _, r := range b.records {
 			if r.Offset+1 > iso.left[r.Partition] {
@@ -159,7 +194,7 @@ func (p *Processor) noteOutcome(b *batch, n int, committed bool) {
 		}
 		p.isolate = iso
 		p.log.Warn("batch aborted twice for the same reason; re-running its records one per transaction", "reason", reason, "records", len(b.records))
-	} else if p.isolate == nil && reason == p.lastAbort && err != nil && len(b.records) == 1 && deterministic(err) {
+	} else if p.isolate == nil && seen && err != nil && len(b.records) == 1 && deterministic(err) {
 		// A one-record batch failing the same way twice: that record.
 		r := b.records[0]
 		iso := newIsolation(reason)
@@ -186,8 +221,11 @@ func (p *Processor) isolatedPoison(b *batch, ps *partitionState, r *kgo.Record) 
 		return false
 	}
 	cause := p.isolate.cause[r.Partition]
-	tries := p.isolate.tries[r.Partition]
-	if tries >= 2 {
+	rf := p.isolate.refused[r.Partition]
+	if rf == nil {
+		rf = &poisonRefusals{}
+	}
+	if rf.reply && rf.deadLetters >= 2 {
 		// Even a bare dead letter and an error reply cannot be written:
 		// skip the command (its offset commits), say so loudly.
 		p.log.Error("command skipped: neither its outputs, nor an error reply, nor a dead letter could be written", "partition", r.Partition, "offset", r.Offset, "err", cause)
@@ -206,7 +244,15 @@ func (p *Processor) isolatedPoison(b *batch, ps *partitionState, r *kgo.Record) 
 	if errors.As(cause, &pe) && pe.topic == meta.reply.topic {
 		meta.reply.topic, meta.reply.partition = p.cfg.Topics.Replies, -1
 	}
-	p.reply(b, r, &meta, rep)
+	if rf.reply {
+		p.dropReply(r, &meta, "the broker refused the error reply of a command whose output was refused")
+	} else {
+		p.reply(b, r, &meta, rep)
+	}
+	if rf.deadLetters >= 2 {
+		p.log.Error("command answered but not dead-lettered: the broker refused its dead letter", "partition", r.Partition, "offset", r.Offset, "command", meta.commandID, "err", cause)
+		return true
+	}
 	n, err := p.topics.partitions(p.cfg.Topics.DeadLetters)
 	if err != nil {
 		b.fail(fmt.Errorf("dead-letter topic: %w", err))
@@ -222,7 +268,7 @@ func (p *Processor) isolatedPoison(b *batch, ps *partitionState, r *kgo.Record) 
 	b.deadLetters++
 	p.cfg.Observer.DeadLettered(r.Partition)
 	dl := &kgo.Record{Topic: p.cfg.Topics.DeadLetters, Partition: PartitionFor(r.Key, n), Key: r.Key, Headers: headers}
-	if tries == 0 && (pe == nil || pe.topic != p.cfg.Topics.DeadLetters) {
+	if rf.deadLetters == 0 && (pe == nil || pe.topic != p.cfg.Topics.DeadLetters) {
 		dl.Value = r.Value
 	} // else no value: the original stays at topic/partition/offset
 	p.produce(b, dl, nil)

@@ -18,8 +18,10 @@ import (
 // is not running in the current assignment (first use, or suspect). It runs
 // before a transaction begins (resumeReady), never inside one. Records of a
 // partition are only polled after the group's stable offsets are known, so
-// every transaction of an earlier owner has ended by now and the changelog's
-// committed end is final for it.
+// every transaction of an earlier owner that committed offsets has ended by
+// now. One that died mid-batch (before its offset commit), or a producer
+// outside the group, may still hold a transaction open on the changelog:
+// the commits after it are read past the stable offset (readPastStable).
 func (p *Processor) partition(ctx context.Context, part int32) (*partitionState, error) {
 	p.mu.Lock()
 	gen := p.assigned[part]

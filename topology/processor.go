@@ -51,7 +51,10 @@ type Processor struct {
 	// record (run.go).
 	aborts    int
 	lastAbort string
-	isolate   *isolation
+	// abortReasons are the reasons of the current run of aborts (reset
+	// by a commit): one seen again starts isolation (isolate.go).
+	abortReasons map[string]bool
+	isolate      *isolation
 
 	// Guarded by mu: readiness and restore progress (progress.go).
 	running  bool

@@ -2,9 +2,12 @@ package topology
 
 import (
 	"bytes"
+	"cmp"
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"time"
 
@@ -150,6 +153,24 @@ func (p *Processor) resumeReady(ctx context.Context) {
 	}
 }
 
+// catchUpSuspect catches up the suspect partitions whose records are not
+// waiting (an idle partition after an unconfirmed commit or a failed store
+// write): readiness must not wait for the partition's next command. It runs
+// before a transaction begins; a catch-up that fails is retried next loop.
+func (p *Processor) catchUpSuspect(ctx context.Context) {
+	for part, ps := range p.parts {
+		if ctx.Err() != nil {
+			return
+		}
+		if _, deferred := p.deferred[part]; deferred || ps.state != suspect {
+			continue
+		}
+		if _, err := p.partition(ctx, part); err != nil {
+			p.log.Warn("catching up a suspect partition; will retry", "partition", part, "err", err)
+		}
+	}
+}
+
 // restore reads the partition's changelog from the store's checkpoint to the
 // changelog's committed end. report adds it to Restores (catch-ups of owned
 // partitions; standby tailing is not a restore).
@@ -177,6 +198,17 @@ func (p *Processor) restoreTo(ctx context.Context, part int32, store *snapshots.
 		return rep, err
 	}
 	for wait := 20 * time.Millisecond; lso < mustReach; wait = min(2*wait, time.Second) {
+		// Another producer's open transaction may pin the stable offset
+		// below ours: our transaction's own marker tells its outcome.
+		if eo > mustReach {
+			ended, err := p.txnEndedAt(ctx, part, mustReach-1, eo)
+			if err != nil {
+				return rep, err
+			}
+			if ended {
+				break
+			}
+		}
 		if time.Since(start) > restoreWait {
 			return rep, fmt.Errorf("partition %d: %w (stable %d, need %d)", part, errStableBehind, lso, mustReach)
 		}
@@ -233,6 +265,15 @@ func (p *Processor) restoreTo(ctx context.Context, part int32, store *snapshots.
 	p.cfg.Observer.RestoreProgress(part, from, target)
 	if from < target {
 		rep.Records, err = p.readChangelog(ctx, part, store, from, target)
+		if err != nil {
+			return rep, err
+		}
+	}
+	// Owned partitions only: a standby's copy is read again on its next
+	// tick, and completed by this when it is taken over.
+	if report && eo > max(from, target) {
+		n, err := p.readPastStable(ctx, part, store, max(from, target), eo)
+		rep.Records += n
 		if err != nil {
 			return rep, err
 		}
@@ -335,4 +376,96 @@ func (p *Processor) readChangelog(ctx context.Context, part int32, store *snapsh
 	}
 	prog.done(records)
 	return records, nil
+}
+
+// readPastStable applies what was committed in [from, until) past the last
+// stable offset. A transaction left open on the changelog (by a producer
+// outside the group, or a worker that died mid-batch and whose transaction
+// has not timed out yet) pins the stable offset, and commits of the
+// partition's owner after it are invisible to read_committed: a restore that
+// ended at the stable offset would act on a state older than the changelog
+// (a second event at an existing version). So the tail is read
+// read_uncommitted with its transaction markers; each producer's
+// transactional records are kept until its marker and applied if it is a
+// commit, in offset order. The records of a transaction still open are
+// left out, and the checkpoint stays at from: the next catch-up reads the
+// open transaction again, whatever its outcome.
+func (p *Processor) readPastStable(ctx context.Context, part int32, store *snapshots.Store, from, until int64) (int, error) {
+	cl, err := kgo.NewClient(p.clientOpts()...)
+	if err != nil {
+		return 0, err
+	}
+	defer cl.Close()
+	open := map[int64][]*kgo.Record{}
+	var committed []*kgo.Record
+	_, err = logread.Read(ctx, cl, p.cfg.Topics.Changelog, part, from, until,
+		logread.Options{MaxBytes: int32(p.cfg.FetchMaxBytes), PartitionMaxBytes: int32(p.cfg.FetchMaxPartitionBytes),
+			KeepControl: true, Uncommitted: true}, func(r *kgo.Record) error {
+			switch {
+			case r.Attrs.IsControl():
+				// Key: version (int16), type (int16): 0 abort, 1 commit.
+				if len(r.Key) >= 4 && binary.BigEndian.Uint16(r.Key[2:4]) == 1 {
+					committed = append(committed, open[r.ProducerID]...)
+				}
+				delete(open, r.ProducerID)
+			case r.Attrs.IsTransactional():
+				open[r.ProducerID] = append(open[r.ProducerID], r)
+			default:
+				committed = append(committed, r)
+			}
+			return nil
+		})
+	if err != nil {
+		return 0, fmt.Errorf("reading the changelog past its stable offset: %w", err)
+	}
+	if len(committed) == 0 {
+		return 0, nil
+	}
+	slices.SortFunc(committed, func(a, b *kgo.Record) int { return cmp.Compare(a.Offset, b.Offset) })
+	wb := store.NewBatch()
+	for _, r := range committed {
+		if r.Value == nil {
+			wb.Delete(r.Key)
+		} else {
+			wb.Put(r.Key, r.Value)
+		}
+	}
+	wb.SetCheckpoint(from)
+	if err := store.Apply(wb); err != nil {
+		return 0, err
+	}
+	p.log.Info("changelog read past an open transaction: commits after it applied", "partition", part, "from", from, "to", until, "records", len(committed), "open_producers", len(open))
+	return len(committed), nil
+}
+
+// txnEndedAt reports whether the transaction that wrote the changelog record
+// at offset at has ended (its producer's marker follows it before until).
+// The records past it that are committed are then applied by readPastStable.
+func (p *Processor) txnEndedAt(ctx context.Context, part int32, at, until int64) (bool, error) {
+	cl, err := kgo.NewClient(p.clientOpts()...)
+	if err != nil {
+		return false, err
+	}
+	defer cl.Close()
+	pid, found, ended := int64(0), false, false
+	errDone := errors.New("done")
+	_, err = logread.Read(ctx, cl, p.cfg.Topics.Changelog, part, at, until,
+		logread.Options{MaxBytes: int32(p.cfg.FetchMaxBytes), PartitionMaxBytes: int32(p.cfg.FetchMaxPartitionBytes),
+			KeepControl: true, Uncommitted: true}, func(r *kgo.Record) error {
+			switch {
+			case !found:
+				if r.Offset != at || !r.Attrs.IsTransactional() {
+					return errDone // not a transactional record of ours: cannot tell
+				}
+				pid, found = r.ProducerID, true
+			case r.Attrs.IsControl() && r.ProducerID == pid:
+				ended = true
+				return errDone
+			}
+			return nil
+		})
+	if err != nil && !errors.Is(err, errDone) {
+		return false, fmt.Errorf("reading the changelog for a transaction's marker: %w", err)
+	}
+	return ended, nil
 }

@@ -96,6 +96,7 @@ func (p *Processor) Run(ctx context.Context) (err error) {
 	for {
 		p.closeRevoked()
 		p.resumeReady(ctx)
+		p.catchUpSuspect(ctx)
 		if ctx.Err() != nil {
 			return nil
 		}
@@ -178,7 +179,7 @@ func (p *Processor) afterBatch(ctx context.Context, committed bool) {
 		if p.aborts > 0 {
 			p.log.Info("transaction committed after aborts", "aborts", p.aborts)
 		}
-		p.aborts, p.lastAbort = 0, ""
+		p.aborts, p.lastAbort, p.abortReasons = 0, "", nil
 		p.mu.Lock()
 		p.stats.ConsecutiveAborts = 0
 		p.mu.Unlock()

@@ -6,6 +6,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/kcqrs/kcqrs/wire"
@@ -96,8 +97,17 @@ func (p *Processor) runTxn(ctx context.Context, first kgo.Fetches) (bool, error)
 		// partition of the batch is suspect until caught up from the
 		// changelog, which then holds whatever Kafka decided.
 		p.suspectBatch(b)
-		if err != nil {
+		if err != nil && !kerr.IsRetriable(err) {
 			return false, fmt.Errorf("topology: end transaction: %w", err)
+		}
+		if err != nil {
+			// A retriable error (a TxnOffsetCommit or EndTxn that timed
+			// out, say): franz-go aborted what it could and rewound the
+			// session to the committed offsets, so the batch comes
+			// again like after any abort. A producer left unusable
+			// fails the next Begin, which stops the worker.
+			p.log.Warn("transaction not committed: end failed with a retriable error; the batch will be consumed again", "err", err, "records", n)
+			return false, nil
 		}
 		p.log.Info("transaction not committed; the batch will be consumed again", "records", n, "partitions", b.partitions, "reason", b.failed())
 		return false, nil

@@ -1,6 +1,6 @@
-// Package logread reads one partition of a topic, read_committed, up to a
-// given offset, deciding the end from the fetch position rather than from
-// the records it is handed.
+// Package logread reads one partition of a topic, read_committed (or
+// read_uncommitted, Options.Uncommitted), up to a given offset, deciding the
+// end from the fetch position rather than from the records it is handed.
 //
 // Under read_committed a consumer is not handed the records of aborted
 // transactions, and a transaction marker may sit at or above the last stable
@@ -35,6 +35,10 @@ type Options struct {
 	PartitionMaxBytes int32
 	// KeepControl hands control records (transaction markers) to fn too.
 	KeepControl bool
+	// Uncommitted reads read_uncommitted: every record up to the high
+	// watermark, whatever its transaction's outcome (with KeepControl,
+	// the caller decides it from the markers).
+	Uncommitted bool
 }
 
 // Partition describes a topic partition as the broker sees it now.
@@ -118,6 +122,10 @@ func Read(ctx context.Context, cl *kgo.Client, topic string, part int32, from, u
 		req.MinBytes = 1
 		req.MaxBytes = o.MaxBytes
 		req.IsolationLevel = 1
+		isolation := kgo.ReadCommitted()
+		if o.Uncommitted {
+			req.IsolationLevel, isolation = 0, kgo.ReadUncommitted()
+		}
 		req.SessionEpoch = -1
 		rt := kmsg.NewFetchRequestTopic()
 		rt.Topic, rt.TopicID = topic, desc.TopicID
@@ -171,7 +179,7 @@ func Read(ctx context.Context, cl *kgo.Client, topic string, part int32, from, u
 		fp, at := kgo.ProcessFetchPartition(kgo.ProcessFetchPartitionOpts{
 			KeepControlRecords: o.KeepControl,
 			Offset:             next,
-			IsolationLevel:     kgo.ReadCommitted(),
+			IsolationLevel:     isolation,
 			Topic:              topic,
 			Partition:          part,
 		}, got, kgo.DefaultDecompressor(), nil)

@@ -1,0 +1,703 @@
+package topology_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kfake"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/kcqrs/kcqrs/client"
+	"github.com/kcqrs/kcqrs/topology"
+	"github.com/kcqrs/kcqrs/wire"
+)
+
+// A command whose events are refused deterministically, and whose dead
+// letter is refused too, can still be answered: the reply topic works. It
+// must not be skipped without its answer.
+func TestIsolatedCommandAnsweredWhenOnlyTheDeadLetterIsRefused(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t)
+	h.RequireEmbedded()
+	h.StartProcessor("w0", "")
+	wantStatus(t, h.Send(cmd("account", "iso", "OpenAccount", `{"owner":"O","currency":"USD"}`)), wire.StatusAccepted, 1)
+	p := topology.PartitionFor([]byte("iso"), partitions)
+	fh := h.Cluster.Fault(
+		kfake.Fault{Keys: []kmsg.Key{kmsg.Produce}, Topic: h.Topic("events"), Partitions: []int32{p}, Err: kerr.MessageTooLarge, Count: -1},
+		kfake.Fault{Keys: []kmsg.Key{kmsg.Produce}, Topic: h.Topic("commands-dlq"), Err: kerr.MessageTooLarge, Count: -1},
+	)
+	defer fh.Remove()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	rep, err := h.Client().Send(ctx, cmd("account", "iso", "Deposit", `{"amount":5}`))
+	if err != nil {
+		t.Fatalf("the refused command was never answered although its reply could be written: %v", err)
+	}
+	if rep.Status != wire.StatusInternalError || rep.Code != topology.CodeOutputRefused {
+		t.Fatalf("refused command answered %+v, want INTERNAL_ERROR %s", rep, topology.CodeOutputRefused)
+	}
+}
+
+// A command whose events are refused deterministically, and whose reply
+// (on the default reply topic) is refused too, can still be dead-lettered:
+// it must not be skipped without a trace.
+func TestIsolatedCommandDeadLetteredWhenOnlyTheReplyIsRefused(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t)
+	h.RequireEmbedded()
+	w := h.StartProcessor("w0", "")
+	wantStatus(t, h.Send(cmd("account", "iso", "OpenAccount", `{"owner":"O","currency":"USD"}`)), wire.StatusAccepted, 1)
+	p := topology.PartitionFor([]byte("iso"), partitions)
+	fh := h.Cluster.Fault(
+		kfake.Fault{Keys: []kmsg.Key{kmsg.Produce}, Topic: h.Topic("events"), Partitions: []int32{p}, Err: kerr.MessageTooLarge, Count: -1},
+		kfake.Fault{Keys: []kmsg.Key{kmsg.Produce}, Topic: h.Topic("command_reply"), Err: kerr.MessageTooLarge, Count: -1},
+	)
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_, _ = h.Client().Send(ctx, cmd("account", "iso", "Deposit", `{"amount":5}`))
+	}()
+	pollUntil(t, "the refused command to be settled", 30*time.Second, func() bool { return w.Stats().IsolatedDeadLetters == 1 })
+	fh.Remove()
+	var found bool
+	for _, d := range h.ReadTopic("commands-dlq") {
+		if string(d.Key) == "iso" && header(d, wire.HeaderDLQOffset) != "" {
+			found = true
+		}
+	}
+	if !found {
+		t.Fatal("the refused command is neither answered nor in the dead-letter topic: lost without a trace")
+	}
+	wantStatus(t, h.Send(cmd("account", "iso", "Deposit", `{"amount":2}`)), wire.StatusAccepted, 2)
+	versions, _ := eventsOf(t, h)
+	contiguous(t, versions)
+}
+
+// A TxnOffsetCommit that fails with an error franz-go does not treat as
+// abortable makes End return that error without committing. The
+// transaction was aborted and the session rewound: the worker must go on
+// (the batch comes again), not stop.
+func TestTxnOffsetCommitFailureDoesNotStopTheWorker(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t)
+	h.RequireEmbedded()
+	w := h.StartProcessor("w0", "")
+	wantStatus(t, h.Send(cmd("account", "oc", "OpenAccount", `{"owner":"O","currency":"USD"}`)), wire.StatusAccepted, 1)
+	var hits atomic.Int32
+	h.Cluster.ControlKey(int16(kmsg.TxnOffsetCommit), func(req kmsg.Request) (kmsg.Response, error, bool) {
+		if !hits.CompareAndSwap(0, 1) {
+			return nil, nil, false
+		}
+		r := req.(*kmsg.TxnOffsetCommitRequest)
+		resp := r.ResponseKind().(*kmsg.TxnOffsetCommitResponse)
+		for _, rt := range r.Topics {
+			st := kmsg.NewTxnOffsetCommitResponseTopic()
+			st.Topic = rt.Topic
+			for _, rp := range rt.Partitions {
+				sp := kmsg.NewTxnOffsetCommitResponseTopicPartition()
+				sp.Partition = rp.Partition
+				sp.ErrorCode = kerr.RequestTimedOut.Code
+				st.Partitions = append(st.Partitions, sp)
+			}
+			resp.Topics = append(resp.Topics, st)
+		}
+		return resp, nil, true
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	rep, err := h.Client().Send(ctx, cmd("account", "oc", "Deposit", `{"amount":5}`))
+	if hits.Load() == 0 {
+		t.Fatal("the TxnOffsetCommit control never ran")
+	}
+	if werr := w.Err(); werr != nil {
+		t.Fatalf("worker stopped on a failed offset commit: %v", werr)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantStatus(t, rep, wire.StatusAccepted, 2)
+	wantStatus(t, h.Send(cmd("account", "oc", "Deposit", `{"amount":1}`)), wire.StatusAccepted, 3)
+	versions, _ := eventsOf(t, h)
+	contiguous(t, versions)
+}
+
+// An EndTxn commit answered with an error the broker did NOT apply: the
+// transaction stays open on the broker (franz-go cannot re-send it) until
+// it times out. The command must still be applied exactly once and
+// answered, and the worker must go on.
+func TestEndTxnErrorNotAppliedLosesNothing(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t)
+	h.RequireEmbedded()
+	w := h.StartProcessor("w0", "", func(c *topology.Config) {
+		c.TransactionTimeout = 7 * time.Second
+		c.SessionTimeout = 6 * time.Second
+	})
+	wantStatus(t, h.Send(cmd("account", "na", "OpenAccount", `{"owner":"O","currency":"USD"}`)), wire.StatusAccepted, 1)
+	var hits atomic.Int32
+	h.Cluster.ControlKey(int16(kmsg.EndTxn), func(req kmsg.Request) (kmsg.Response, error, bool) {
+		end := req.(*kmsg.EndTxnRequest)
+		if !end.Commit || !hits.CompareAndSwap(0, 1) {
+			return nil, nil, false
+		}
+		resp := end.ResponseKind().(*kmsg.EndTxnResponse)
+		resp.ErrorCode = kerr.UnknownServerError.Code
+		return resp, nil, true
+	})
+	dep := cmd("account", "na", "Deposit", `{"amount":5}`)
+	dep.ID = "na-dep"
+	ctx, cancel := context.WithTimeout(context.Background(), 25*time.Second)
+	defer cancel()
+	rep, err := h.Client().Send(ctx, dep)
+	if err != nil {
+		t.Fatalf("no answer (worker err %v): %v", w.Err(), err)
+	}
+	if rep.Status != wire.StatusAccepted || rep.Version != 2 {
+		t.Fatalf("reply %+v, want ACCEPTED at 2", rep)
+	}
+	if hits.Load() == 0 {
+		t.Fatal("the EndTxn control never ran")
+	}
+	wantStatus(t, h.Send(cmd("account", "na", "Deposit", `{"amount":1}`)), wire.StatusAccepted, 3)
+	if werr := w.Err(); werr != nil {
+		t.Fatalf("worker stopped: %v", werr)
+	}
+	versions, _ := eventsOf(t, h)
+	contiguous(t, versions)
+}
+
+// A foreign producer's transaction left open on a changelog partition pins
+// its last stable offset; the owner's later commits lie past it. A worker
+// that restores that partition must not take the stable offset for the end
+// of what was committed: it would act on a state older than the changelog
+// (a second event at a version that exists).
+func TestRestoreWithOpenForeignTxnDoesNotMissLaterCommits(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t)
+	h.RequireEmbedded()
+	w := h.StartProcessor("w0", "")
+	wantStatus(t, h.Send(cmd("account", "ft", "OpenAccount", `{"owner":"O","currency":"USD"}`)), wire.StatusAccepted, 1)
+	p := topology.PartitionFor([]byte("ft"), partitions)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	foreign, err := kgo.NewClient(kgo.SeedBrokers(h.Brokers...), kgo.TransactionalID("foreign"),
+		kgo.RecordPartitioner(kgo.ManualPartitioner()), kgo.TransactionTimeout(60*time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer foreign.Close()
+	if err := foreign.BeginTransaction(); err != nil {
+		t.Fatal(err)
+	}
+	if err := foreign.ProduceSync(ctx, &kgo.Record{Topic: h.Topic("snapshots-changelog"), Partition: p, Key: []byte("account/foreign"), Value: []byte("junk")}).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = foreign.EndTransaction(context.Background(), kgo.TryAbort) }()
+	// The owner commits past the open transaction.
+	wantStatus(t, h.Send(cmd("account", "ft", "Deposit", `{"amount":1}`)), wire.StatusAccepted, 2)
+	if err := w.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	// A worker with a fresh state directory restores the partition.
+	w1 := h.StartProcessor("w1", "")
+	type result struct {
+		rep wire.Reply
+		err error
+	}
+	res := make(chan result, 1)
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 8*time.Second)
+		defer cancel()
+		rep, err := h.Client().Send(ctx, cmd("account", "ft", "Deposit", `{"amount":1}`))
+		res <- result{rep, err}
+	}()
+	r := <-res
+	if r.err != nil {
+		t.Fatalf("the partition did not answer while a foreign transaction stays open: %v", r.err)
+	}
+	if r.rep.Status == wire.StatusAccepted && r.rep.Version == 2 {
+		t.Fatalf("restored a state older than the changelog: deposit answered %+v (version 2 already exists)", r.rep)
+	}
+	wantStatus(t, r.rep, wire.StatusAccepted, 3)
+	_ = foreign.EndTransaction(ctx, kgo.TryAbort)
+	_ = w1
+	versions, _ := eventsOf(t, h)
+	contiguous(t, versions)
+}
+
+// Two commands refused deterministically, on two partitions, in one batch:
+// each is isolated, answered and dead-lettered, and the rest goes on.
+func TestTwoPoisonRecordsOnTwoPartitions(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t)
+	h.RequireEmbedded()
+	w := h.StartProcessor("w0", "", func(c *topology.Config) { c.CommitInterval = 300 * time.Millisecond })
+	ids := map[int32]string{}
+	for i := 0; len(ids) < 3; i++ {
+		id := fmt.Sprintf("tp%d", i)
+		if q := topology.PartitionFor([]byte(id), partitions); ids[q] == "" {
+			ids[q] = id
+			wantStatus(t, h.Send(cmd("account", id, "OpenAccount", `{"owner":"O","currency":"USD"}`)), wire.StatusAccepted, 1)
+		}
+	}
+	var parts []int32
+	for q := range ids {
+		parts = append(parts, q)
+	}
+	bad, good := parts[:2], parts[2]
+	fh := h.Cluster.Fault(kfake.Fault{Keys: []kmsg.Key{kmsg.Produce}, Topic: h.Topic("events"), Partitions: bad, Err: kerr.MessageTooLarge, Count: -1})
+	defer fh.Remove()
+	type result struct {
+		rep wire.Reply
+		err error
+	}
+	res := make(chan result, 3)
+	for _, q := range parts {
+		go func(id string) {
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			rep, err := h.Client().Send(ctx, cmd("account", id, "Deposit", `{"amount":5}`))
+			res <- result{rep, err}
+		}(ids[q])
+	}
+	var refused, accepted int
+	for range parts {
+		r := <-res
+		if r.err != nil {
+			t.Fatalf("a command was not answered: %v (stats %+v)", r.err, w.Stats())
+		}
+		switch {
+		case r.rep.Status == wire.StatusInternalError && r.rep.Code == topology.CodeOutputRefused:
+			refused++
+		case r.rep.Status == wire.StatusAccepted && r.rep.Version == 2 && r.rep.AggregateID == ids[good]:
+			accepted++
+		default:
+			t.Fatalf("unexpected reply %+v", r.rep)
+		}
+	}
+	t.Logf("stats %+v", w.Stats())
+	if refused != 2 || accepted != 1 {
+		t.Fatalf("%d refused, %d accepted; want 2 and 1", refused, accepted)
+	}
+	fh.Remove()
+	for _, q := range bad {
+		wantStatus(t, h.Send(cmd("account", ids[q], "Deposit", `{"amount":2}`)), wire.StatusAccepted, 2)
+	}
+	versions, _ := eventsOf(t, h)
+	contiguous(t, versions)
+}
+
+// A batch that keeps aborting for a transient reason enters isolation; once
+// the failure goes away, the commands are applied once and isolation ends
+// (commands are batched again: no more records re-run alone).
+func TestIsolationEndsWhenTheFailureWasTransient(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t)
+	h.RequireEmbedded()
+	w := h.StartProcessor("w0", "", func(c *topology.Config) { c.CommitInterval = 300 * time.Millisecond })
+	p := topology.PartitionFor([]byte("tr0"), partitions)
+	ids := []string{"tr0"}
+	for i := 1; len(ids) < 3; i++ {
+		if id := fmt.Sprintf("tr%d", i); topology.PartitionFor([]byte(id), partitions) == p {
+			ids = append(ids, id)
+		}
+	}
+	for _, id := range ids {
+		wantStatus(t, h.Send(cmd("account", id, "OpenAccount", `{"owner":"O","currency":"USD"}`)), wire.StatusAccepted, 1)
+	}
+	// Not in the deterministic list: treated as transient.
+	h.Cluster.Fault(kfake.Fault{Keys: []kmsg.Key{kmsg.Produce}, Topic: h.Topic("events"), Partitions: []int32{p}, Err: kerr.PolicyViolation, Count: 5})
+	errs := make(chan error, len(ids))
+	for _, id := range ids {
+		go func(id string) {
+			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+			defer cancel()
+			rep, err := h.Client().Send(ctx, cmd("account", id, "Deposit", `{"amount":5}`))
+			if err == nil && (rep.Status != wire.StatusAccepted || rep.Version != 2) {
+				err = fmt.Errorf("deposit to %s answered %+v", id, rep)
+			}
+			errs <- err
+		}(id)
+	}
+	for range ids {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	pollUntil(t, "the deposits' commit to be counted", 10*time.Second, func() bool { return w.Stats().ConsecutiveAborts == 0 })
+	before := w.Stats().Isolated
+	if before == 0 {
+		t.Logf("isolation was never entered (the fault ran out first): %+v", w.Stats())
+	}
+	for i := range 3 {
+		wantStatus(t, h.Send(cmd("account", ids[0], "Deposit", `{"amount":1}`)), wire.StatusAccepted, int64(3+i))
+	}
+	if s := w.Stats(); s.Isolated != before || s.IsolatedDeadLetters != 0 {
+		t.Fatalf("still isolating after the failure went away: %+v (isolated before %d)", s, before)
+	}
+	versions, _ := eventsOf(t, h)
+	contiguous(t, versions)
+}
+
+// A foreign transaction left open on a changelog partition pins its stable
+// offset. An abort of a batch of that partition makes it suspect until the
+// outcome of our own transaction is known: that outcome is in the log (its
+// marker), so the partition must not wait for the foreign transaction.
+func TestSuspectPartitionDoesNotWaitForAForeignOpenTxn(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t)
+	h.RequireEmbedded()
+	w := h.StartProcessor("w0", "")
+	wantStatus(t, h.Send(cmd("account", "sf", "OpenAccount", `{"owner":"O","currency":"USD"}`)), wire.StatusAccepted, 1)
+	p := topology.PartitionFor([]byte("sf"), partitions)
+	foreign, err := kgo.NewClient(kgo.SeedBrokers(h.Brokers...), kgo.TransactionalID("foreign-sf"),
+		kgo.RecordPartitioner(kgo.ManualPartitioner()), kgo.TransactionTimeout(60*time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer foreign.Close()
+	if err := foreign.BeginTransaction(); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	if err := foreign.ProduceSync(ctx, &kgo.Record{Topic: h.Topic("snapshots-changelog"), Partition: p, Key: []byte("account/foreign"), Value: []byte("junk")}).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = foreign.EndTransaction(context.Background(), kgo.TryAbort) }()
+	// One transient refusal: the batch aborts once, its partition is suspect.
+	h.Cluster.Fault(kfake.Fault{Keys: []kmsg.Key{kmsg.Produce}, Topic: h.Topic("events"), Partitions: []int32{p}, Err: kerr.PolicyViolation, Count: 1})
+	sctx, scancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer scancel()
+	rep, err := h.Client().Send(sctx, cmd("account", "sf", "Deposit", `{"amount":5}`))
+	if err != nil {
+		t.Fatalf("the partition stays blocked while a foreign transaction is open on its changelog (stats %+v): %v", w.Stats(), err)
+	}
+	wantStatus(t, rep, wire.StatusAccepted, 2)
+	if s := w.Stats(); s.Aborted == 0 {
+		t.Fatalf("the fault never aborted a batch: %+v", s)
+	}
+	wantStatus(t, h.Send(cmd("account", "sf", "Deposit", `{"amount":1}`)), wire.StatusAccepted, 3)
+	_ = foreign.EndTransaction(ctx, kgo.TryAbort)
+	versions, _ := eventsOf(t, h)
+	contiguous(t, versions)
+}
+
+// An EndTxn the broker applies but answers with an error, for a batch on
+// several partitions (events on two, only a rejection on a third): every
+// command is answered, every effect happens once.
+func TestUnconfirmedCommitOnSeveralPartitions(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t)
+	h.RequireEmbedded()
+	w := h.StartProcessor("w0", "", func(c *topology.Config) { c.CommitInterval = 300 * time.Millisecond })
+	ids := map[int32]string{}
+	for i := 0; len(ids) < 3; i++ {
+		id := fmt.Sprintf("um%d", i)
+		if q := topology.PartitionFor([]byte(id), partitions); ids[q] == "" {
+			ids[q] = id
+		}
+	}
+	var parts []int32
+	for q := range ids {
+		parts = append(parts, q)
+	}
+	for _, q := range parts[:2] {
+		wantStatus(t, h.Send(cmd("account", ids[q], "OpenAccount", `{"owner":"O","currency":"USD"}`)), wire.StatusAccepted, 1)
+	}
+	fwd, err := kgo.NewClient(kgo.SeedBrokers(h.Brokers...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer fwd.Close()
+	var forwarding, hits atomic.Int32
+	h.Cluster.ControlKey(int16(kmsg.EndTxn), func(req kmsg.Request) (kmsg.Response, error, bool) {
+		if forwarding.Load() == 1 {
+			return nil, nil, false
+		}
+		end := req.(*kmsg.EndTxnRequest)
+		if !end.Commit || hits.Load() > 0 {
+			return nil, nil, false
+		}
+		hits.Add(1)
+		forwarding.Store(1)
+		h.Cluster.SleepControl(func() {
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			cp := *end
+			if resp, err := cp.RequestWith(ctx, fwd); err != nil || resp.ErrorCode != 0 {
+				t.Errorf("forwarding EndTxn: %v %v", err, resp)
+			}
+		})
+		forwarding.Store(0)
+		resp := end.ResponseKind().(*kmsg.EndTxnResponse)
+		resp.ErrorCode = kerr.UnknownServerError.Code
+		return resp, nil, true
+	})
+	type result struct {
+		id  string
+		rep wire.Reply
+		err error
+	}
+	res := make(chan result, 3)
+	for i, q := range parts {
+		c := cmd("account", ids[q], "Deposit", `{"amount":5}`)
+		if i == 2 {
+			c = cmd("account", ids[q], "Withdraw", `{"amount":5}`) // never opened: rejected, no snapshot
+		}
+		c.ID = "um-" + ids[q]
+		go func(id string, c client.Command) {
+			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+			defer cancel()
+			rep, err := h.Client().Send(ctx, c)
+			res <- result{id, rep, err}
+		}(ids[q], c)
+	}
+	for range parts {
+		r := <-res
+		if r.err != nil {
+			t.Fatalf("%s not answered: %v (stats %+v)", r.id, r.err, w.Stats())
+		}
+		if r.id != ids[parts[2]] {
+			wantStatus(t, r.rep, wire.StatusAccepted, 2)
+		} else if r.rep.Status != wire.StatusRejected {
+			t.Fatalf("withdraw from a missing account answered %+v", r.rep)
+		}
+	}
+	if hits.Load() == 0 {
+		t.Fatal("the EndTxn control never ran")
+	}
+	for _, q := range parts[:2] {
+		wantStatus(t, h.Send(cmd("account", ids[q], "Deposit", `{"amount":1}`)), wire.StatusAccepted, 3)
+	}
+	versions, _ := eventsOf(t, h)
+	contiguous(t, versions)
+}
+
+// An EndTxn the broker applies but answers with an error, followed at once
+// by a rebalance that moves partitions to another worker and back: no
+// version twice, every command answered.
+func TestUnconfirmedCommitThenRebalanceAwayAndBack(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t)
+	h.RequireEmbedded()
+	w0 := h.StartProcessor("w0", "")
+	wantStatus(t, h.Send(cmd("account", "ur", "OpenAccount", `{"owner":"O","currency":"USD"}`)), wire.StatusAccepted, 1)
+	fwd, err := kgo.NewClient(kgo.SeedBrokers(h.Brokers...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer fwd.Close()
+	var forwarding, hits atomic.Int32
+	uncertain := make(chan struct{})
+	h.Cluster.ControlKey(int16(kmsg.EndTxn), func(req kmsg.Request) (kmsg.Response, error, bool) {
+		if forwarding.Load() == 1 {
+			return nil, nil, false
+		}
+		end := req.(*kmsg.EndTxnRequest)
+		if !end.Commit || hits.Load() > 0 {
+			return nil, nil, false
+		}
+		hits.Add(1)
+		forwarding.Store(1)
+		h.Cluster.SleepControl(func() {
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			cp := *end
+			if resp, err := cp.RequestWith(ctx, fwd); err != nil || resp.ErrorCode != 0 {
+				t.Errorf("forwarding EndTxn: %v %v", err, resp)
+			}
+		})
+		forwarding.Store(0)
+		close(uncertain)
+		resp := end.ResponseKind().(*kmsg.EndTxnResponse)
+		resp.ErrorCode = kerr.UnknownServerError.Code
+		return resp, nil, true
+	})
+	dep := cmd("account", "ur", "Deposit", `{"amount":5}`)
+	dep.ID = "ur-dep"
+	res := make(chan error, 1)
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 40*time.Second)
+		defer cancel()
+		rep, err := h.Client().Send(ctx, dep)
+		if err == nil && (rep.Status != wire.StatusAccepted || rep.Version != 2) {
+			err = fmt.Errorf("deposit answered %+v", rep)
+		}
+		res <- err
+	}()
+	<-uncertain
+	w1 := h.StartProcessor("w1", "")
+	pollUntil(t, "w1 to take partitions", 30*time.Second, func() bool { return len(w1.Assigned()) > 0 })
+	if err := w1.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	pollUntil(t, "w0 to own every partition again", 30*time.Second, func() bool { return len(w0.Assigned()) == partitions })
+	if err := <-res; err != nil {
+		t.Fatal(err)
+	}
+	wantStatus(t, h.Send(cmd("account", "ur", "Deposit", `{"amount":1}`)), wire.StatusAccepted, 3)
+	if w0.Err() != nil {
+		t.Fatal(w0.Err())
+	}
+	versions, _ := eventsOf(t, h)
+	contiguous(t, versions)
+}
+
+// A restore that is still running when a rebalance takes its partition away
+// (and another worker restores and uses it, then gives it back): no state
+// older than the changelog is used by anyone, every command is answered.
+func TestRestoreInterruptedByARebalance(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t)
+	h.RequireEmbedded()
+	w := h.StartProcessor("w0", "")
+	ids := map[int32]string{}
+	for i := 0; len(ids) < partitions; i++ {
+		id := fmt.Sprintf("ri%d", i)
+		if q := topology.PartitionFor([]byte(id), partitions); ids[q] == "" {
+			ids[q] = id
+			wantStatus(t, h.Send(cmd("account", id, "OpenAccount", `{"owner":"O","currency":"USD"}`)), wire.StatusAccepted, 1)
+		}
+	}
+	if err := w.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	changelog := h.Topic("snapshots-changelog")
+	id := h.Cluster.TopicInfo(changelog).TopicID
+	var delayed atomic.Int32
+	h.Cluster.ControlKey(int16(kmsg.Fetch), func(req kmsg.Request) (kmsg.Response, error, bool) {
+		h.Cluster.KeepControl()
+		for _, rt := range req.(*kmsg.FetchRequest).Topics {
+			if rt.Topic != changelog && rt.TopicID != id {
+				continue
+			}
+			if delayed.CompareAndSwap(0, 1) {
+				h.Cluster.SleepControl(func() { time.Sleep(3 * time.Second) })
+			}
+		}
+		return nil, nil, false
+	})
+	a := h.StartProcessor("a", "")
+	pollUntil(t, "the slow restore to start", 30*time.Second, func() bool { return delayed.Load() == 1 })
+	b := h.StartProcessor("b", "")
+	for q := range int32(partitions) {
+		wantStatus(t, h.Send(cmd("account", ids[q], "Deposit", `{"amount":1}`)), wire.StatusAccepted, 2)
+	}
+	if err := b.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	for q := range int32(partitions) {
+		wantStatus(t, h.Send(cmd("account", ids[q], "Deposit", `{"amount":1}`)), wire.StatusAccepted, 3)
+	}
+	if a.Err() != nil {
+		t.Fatal(a.Err())
+	}
+	versions, _ := eventsOf(t, h)
+	contiguous(t, versions)
+}
+
+// Commands deferred (their partitions rewound and paused while the stores
+// are restored) when a rebalance moves partitions away and back: each is
+// answered once, none is skipped, none takes effect twice.
+func TestDeferredRecordsAcrossARebalance(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t)
+	h.RequireEmbedded()
+	w := h.StartProcessor("w0", "")
+	ids := map[int32]string{}
+	for i := 0; len(ids) < partitions; i++ {
+		id := fmt.Sprintf("dr%d", i)
+		if q := topology.PartitionFor([]byte(id), partitions); ids[q] == "" {
+			ids[q] = id
+			wantStatus(t, h.Send(cmd("account", id, "OpenAccount", `{"owner":"O","currency":"USD"}`)), wire.StatusAccepted, 1)
+		}
+	}
+	if err := w.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	changelog := h.Topic("snapshots-changelog")
+	id := h.Cluster.TopicInfo(changelog).TopicID
+	var delayed atomic.Int32
+	h.Cluster.ControlKey(int16(kmsg.Fetch), func(req kmsg.Request) (kmsg.Response, error, bool) {
+		h.Cluster.KeepControl()
+		for _, rt := range req.(*kmsg.FetchRequest).Topics {
+			if rt.Topic != changelog && rt.TopicID != id {
+				continue
+			}
+			if delayed.Add(1) <= 2 {
+				h.Cluster.SleepControl(func() { time.Sleep(2 * time.Second) })
+			}
+		}
+		return nil, nil, false
+	})
+	a := h.StartProcessor("a", "")
+	pollUntil(t, "the slow restore to start", 30*time.Second, func() bool { return delayed.Load() >= 1 })
+	errs := make(chan error, 3*partitions)
+	for q := range int32(partitions) {
+		go func(id string) {
+			for i := range 3 {
+				ctx, cancel := context.WithTimeout(context.Background(), 40*time.Second)
+				rep, err := h.Client().Send(ctx, cmd("account", id, "Deposit", `{"amount":1}`))
+				cancel()
+				if err == nil && (rep.Status != wire.StatusAccepted || rep.Version != int64(2+i)) {
+					err = fmt.Errorf("deposit %d to %s answered %+v", i, id, rep)
+				}
+				errs <- err
+			}
+		}(ids[q])
+	}
+	b := h.StartProcessor("b", "")
+	pollUntil(t, "b to take partitions", 30*time.Second, func() bool { return len(b.Assigned()) > 0 })
+	if err := b.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	for range 3 * partitions {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	if a.Err() != nil {
+		t.Fatal(a.Err())
+	}
+	versions, _ := eventsOf(t, h)
+	contiguous(t, versions)
+	for q := range int32(partitions) {
+		if got := versions["account/"+ids[q]]; len(got) != 4 {
+			t.Fatalf("%s: versions %v, want 1..4", ids[q], got)
+		}
+	}
+}
+
+// A partition made suspect (here by a store write that failed after its
+// commit) on a worker that then gets no more commands for it: the worker
+// must become ready again by itself, not stay unready (a readiness probe
+// failing for ever) until the next command happens to come.
+func TestIdleSuspectPartitionBecomesReadyAgain(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t)
+	var fail atomic.Bool
+	w := h.StartProcessor("w0", "", func(c *topology.Config) {
+		topology.FailStoreWrite(c, func(int32) error {
+			if fail.CompareAndSwap(true, false) {
+				return errors.New("injected write failure")
+			}
+			return nil
+		})
+	})
+	wantStatus(t, h.Send(cmd("account", "is", "OpenAccount", `{"owner":"O","currency":"USD"}`)), wire.StatusAccepted, 1)
+	pollUntil(t, "the worker to be ready", 30*time.Second, w.Ready)
+	fail.Store(true)
+	wantStatus(t, h.Send(cmd("account", "is", "Deposit", `{"amount":1}`)), wire.StatusAccepted, 2)
+	pollUntil(t, "the failing store write", 30*time.Second, func() bool { return !fail.Load() })
+	pollUntil(t, "the idle worker to be ready again", 10*time.Second, w.Ready)
+	wantStatus(t, h.Send(cmd("account", "is", "Deposit", `{"amount":1}`)), wire.StatusAccepted, 3)
+	versions, _ := eventsOf(t, h)
+	contiguous(t, versions)
+}
