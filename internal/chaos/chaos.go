@@ -17,6 +17,7 @@ package chaos
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -489,7 +490,15 @@ func (r *run) send(ctx context.Context, cl *client.Client, o outcome, id string)
 	case "CloseAccount":
 		body = `{}`
 	case "DebitForTransfer":
-		body = fmt.Sprintf(`{"transferId":%q,"to":%q,"amount":%d}`, o.transferID, o.to, o.amount)
+		b, err := json.Marshal(struct {
+			TransferID string `json:"transferId"`
+			To         string `json:"to"`
+			Amount     int64  `json:"amount"`
+		}{o.transferID, o.to, o.amount})
+		if err != nil {
+			panic(err) // strings and an int always marshal
+		}
+		body = string(b)
 	}
 	cmd := client.Command{AggregateType: "account", AggregateID: o.account, Type: o.typ, ID: id, JSON: []byte(body)}
 	atomic.AddInt64(&r.sum.Commands, 1)
