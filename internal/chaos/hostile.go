@@ -229,7 +229,9 @@ func (r *run) checkHostile(ctx context.Context) error {
 		case "commands", "events", "snapshots-changelog", "commands-dlq", "transfer-replies", "command_reply":
 			continue
 		}
-		if !r.topicsBefore[t] {
+		// The saga creates its state topic when it first starts, which may
+		// come after the topics were noted; its records are checked below.
+		if !r.topicsBefore[t] && t != "kcqrs-transfers-state" {
 			r.sum.Foreign++
 			r.violate("topic %s was created during the run (a reply produced to it?)", t)
 		}
