@@ -6,7 +6,9 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
@@ -59,11 +61,34 @@ type Client struct {
 	mu      sync.Mutex
 	waiters map[string]chan reply
 	done    chan struct{}
+	// Correlation ids are this client's random prefix and a counter:
+	// unique among the clients sharing a reply topic without a
+	// crypto/rand read per command (measured: NewID was most of record's
+	// cost in kcqrs-bench's latency phase).
+	corrPrefix string
+	corrSeq    atomic.Uint64
 }
 
 type reply struct {
-	r   wire.Reply
-	err error
+	r      wire.Reply
+	err    error
+	polled time.Time // the reply consumer's poll returned it
+}
+
+// Trace is when one command passed the client's stages, for a latency
+// breakdown (kcqrs-bench joins it with the processor's stages by the
+// command record's partition and offset).
+type Trace struct {
+	// Partition and Offset of the command record.
+	Partition int32
+	Offset    int64
+	// Sent: the command record's produce was acknowledged.
+	Sent time.Time
+	// Polled: the reply consumer's poll returned the reply (it was
+	// fetched from the reply topic and decoded by franz-go).
+	Polled time.Time
+	// Received: Send's caller has the reply.
+	Received time.Time
 }
 
 // ErrClosed is returned by Send after Close.
@@ -117,7 +142,7 @@ func New(ctx context.Context, cfg Config) (*Client, error) {
 		prod.Close()
 		return nil, fmt.Errorf("client: %w", err)
 	}
-	c := &Client{cfg: cfg, produce: prod, consume: cons, reply: codec, waiters: map[string]chan reply{}, done: make(chan struct{})}
+	c := &Client{cfg: cfg, produce: prod, consume: cons, reply: codec, waiters: map[string]chan reply{}, done: make(chan struct{}), corrPrefix: NewID() + "-"}
 	go c.readReplies()
 	return c, nil
 }
@@ -129,6 +154,7 @@ func (c *Client) readReplies() {
 		if fetches.IsClientClosed() {
 			return
 		}
+		polled := time.Now()
 		fetches.EachRecord(func(r *kgo.Record) {
 			var corr, ct string
 			for _, h := range r.Headers {
@@ -146,7 +172,7 @@ func (c *Client) readReplies() {
 			if ch == nil {
 				return // someone else's reply, or one we stopped waiting for
 			}
-			var rep reply
+			rep := reply{polled: polled}
 			if ct == wire.ContentTypeJSON {
 				rep.err = c.reply.DecodeJSON(r.Value, &rep.r)
 			} else {
@@ -167,18 +193,26 @@ func NewID() string {
 // Send produces cmd and waits for its reply until ctx ends. A reply with a
 // non-ACCEPTED status is not an error: inspect Reply.Status.
 func (c *Client) Send(ctx context.Context, cmd Command) (wire.Reply, error) {
+	rep, _, err := c.SendTrace(ctx, cmd)
+	return rep, err
+}
+
+// SendTrace is Send that also says when the command passed each of the
+// client's stages (the fields it did not reach are zero).
+func (c *Client) SendTrace(ctx context.Context, cmd Command) (wire.Reply, Trace, error) {
+	var tr Trace
 	if cmd.ID == "" {
 		cmd.ID = NewID()
 	}
 	rec, corr, err := c.record(cmd)
 	if err != nil {
-		return wire.Reply{}, err
+		return wire.Reply{}, tr, err
 	}
 	ch := make(chan reply, 1)
 	c.mu.Lock()
 	if c.waiters == nil {
 		c.mu.Unlock()
-		return wire.Reply{}, ErrClosed
+		return wire.Reply{}, tr, ErrClosed
 	}
 	c.waiters[corr] = ch
 	c.mu.Unlock()
@@ -188,18 +222,20 @@ func (c *Client) Send(ctx context.Context, cmd Command) (wire.Reply, error) {
 		c.mu.Unlock()
 	}()
 	if err := c.produce.ProduceSync(ctx, rec).FirstErr(); err != nil {
-		return wire.Reply{}, fmt.Errorf("client: send %s: %w", cmd.Type, err)
+		return wire.Reply{}, tr, fmt.Errorf("client: send %s: %w", cmd.Type, err)
 	}
+	tr.Partition, tr.Offset, tr.Sent = rec.Partition, rec.Offset, time.Now()
 	select {
 	case rep := <-ch:
+		tr.Polled, tr.Received = rep.polled, time.Now()
 		if rep.err != nil {
-			return wire.Reply{}, fmt.Errorf("client: decode reply: %w", rep.err)
+			return wire.Reply{}, tr, fmt.Errorf("client: decode reply: %w", rep.err)
 		}
-		return rep.r, nil
+		return rep.r, tr, nil
 	case <-ctx.Done():
-		return wire.Reply{}, fmt.Errorf("client: waiting for the reply to %s (command id %s): %w", cmd.Type, cmd.ID, ctx.Err())
+		return wire.Reply{}, tr, fmt.Errorf("client: waiting for the reply to %s (command id %s): %w", cmd.Type, cmd.ID, ctx.Err())
 	case <-c.done:
-		return wire.Reply{}, ErrClosed
+		return wire.Reply{}, tr, ErrClosed
 	}
 }
 
@@ -214,7 +250,7 @@ func (c *Client) record(cmd Command) (*kgo.Record, string, error) {
 	if cmd.ID == "" {
 		cmd.ID = NewID()
 	}
-	corr := NewID()
+	corr := c.corrPrefix + strconv.FormatUint(c.corrSeq.Add(1), 36)
 	value, ct := cmd.Avro, wire.ContentTypeAvro
 	if cmd.JSON != nil {
 		value, ct = cmd.JSON, wire.ContentTypeJSON
