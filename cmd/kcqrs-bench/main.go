@@ -47,6 +47,7 @@ func run() error {
 	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile of the processor's timed throughput phase to this file")
 	latDuration := flag.Duration("latency-duration", 0, "how long each latency load runs (quick 3s, full 20s)")
 	latFractions := flag.String("latency-fractions", "", "comma-separated offered loads of the latency measurement, as fractions of the measured maximum (default 0.5,0.1)")
+	brokerCompaction := flag.Duration("broker-compaction-every", 0, "keep the embedded broker's periodic compaction pass at this interval (blocks its event loop; default: off, explicit passes between measurements)")
 	flag.Parse()
 
 	o := bench.Quick()
@@ -67,6 +68,7 @@ func run() error {
 	if *partitions > 0 {
 		o.Partitions = int32(*partitions)
 	}
+	o.BrokerCompaction = *brokerCompaction
 	if *latDuration > 0 {
 		o.LatencyDuration = *latDuration
 	}

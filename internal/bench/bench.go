@@ -60,6 +60,18 @@ type Options struct {
 	// throughput phase (the embedded broker and the producer run in the same
 	// process and show up in it too).
 	CPUProfile io.Writer
+	// BrokerCompaction is how often the embedded broker compacts its
+	// compacted topics on its own. kfake does it on its single event loop,
+	// blocking every request for the whole pass (measured: see
+	// BENCHMARKS.md), where Kafka's log cleaner runs beside request
+	// handling; so by default (0) the bench turns the periodic pass off and
+	// compacts explicitly, timed, before each latency load and before the
+	// restart measurements. A positive value keeps kfake's periodic pass at
+	// that interval (the behaviour of `kcqrs broker`, 30s), to measure it.
+	BrokerCompaction time.Duration
+	// compact runs one compaction pass of the embedded broker (nil
+	// otherwise, or when its periodic pass is on).
+	compact func()
 }
 
 // Quick is the CI smoke configuration: every measurement, small sizes.
@@ -139,9 +151,12 @@ type Results struct {
 	RawALO    float64 // raw at-least-once pass-through, commands/s
 	Goka      float64 // commands/s; 0 when skipped
 	Latency   []latencyResult
-	Restart   *restartResult
-	Rounds    []roundResult
-	Took      time.Duration
+	// Compactions are the embedded broker's explicit compaction passes
+	// before each latency load (each blocked its event loop that long).
+	Compactions []time.Duration
+	Restart     *restartResult
+	Rounds      []roundResult
+	Took        time.Duration
 }
 
 // roundResult is one round's throughputs, commands/s.
@@ -175,13 +190,20 @@ func Run(ctx context.Context, o Options, progress io.Writer) (*Results, error) {
 		fmt.Fprintf(progress, "%s "+format+"\n", append([]any{time.Now().Format("15:04:05")}, args...)...)
 	}
 	if len(o.Brokers) == 0 {
-		c, err := embedded.Start(embedded.Options{})
+		every := o.BrokerCompaction
+		if every <= 0 {
+			every = 24 * time.Hour
+		}
+		c, err := embedded.Start(embedded.Options{CompactionIntervalMs: int(every / time.Millisecond)})
 		if err != nil {
 			return nil, err
 		}
 		defer c.Close()
 		o.Brokers = c.ListenAddrs()
 		res.Embedded = true
+		if o.BrokerCompaction <= 0 {
+			o.compact = c.Compact
+		}
 	}
 	if o.WorkDir == "" {
 		dir, err := os.MkdirTemp("", "kcqrs-bench-")
@@ -259,6 +281,12 @@ func Run(ctx context.Context, o Options, progress io.Writer) (*Results, error) {
 		if !o.skip("latency") && first {
 			for i, f := range o.LatencyFractions {
 				rate := rd.Processor * f
+				if o.compact != nil {
+					t := time.Now()
+					o.compact()
+					res.Compactions = append(res.Compactions, time.Since(t))
+					logf("broker: compaction pass took %v (its event loop answered nothing meanwhile)", time.Since(t))
+				}
 				logf("latency: %.0f commands/s offered for %v", rate, o.LatencyDuration)
 				lr, err := measureLatency(ctx, &o, w, stages, ptopics.Commands, ptopics.Replies, fmt.Sprintf("lat%d", i), rate, o.LatencyDuration)
 				if err != nil {
@@ -424,6 +452,13 @@ func (r *Results) WriteTable(out io.Writer) error {
 			fmt.Sprintf("p99 = %.2fx commit interval", float64(l.p99)/float64(o.CommitInterval)), latencyTarget(l.fraction))
 		row(fmt.Sprintf("latency stages at %.0f%% of max: p50/p99/median of the slowest 1%% (%d of %d commands joined with the processor's stages)", l.fraction*100, l.stages.joined, l.answered),
 			l.stages.String()+"; "+l.stalls, fmt.Sprintf("p99.9 = %.2fx commit interval", float64(l.p999)/float64(o.CommitInterval)), "p99.9 <= 4x commit interval")
+	}
+	if len(r.Compactions) > 0 {
+		var v []string
+		for _, d := range r.Compactions {
+			v = append(v, ms(d))
+		}
+		row("embedded broker compaction pass before each latency load (kfake compacts on its only event loop, answering nothing meanwhile; its periodic pass is off during the loads)", strings.Join(v, ", "), "", "(info)")
 	}
 	if rr := r.Restart; rr != nil {
 		rate := func(n int, s float64) string {
