@@ -59,7 +59,7 @@ type Client struct {
 	consume *kgo.Client
 	reply   *schemas.Codec
 	mu      sync.Mutex
-	waiters map[string]chan reply
+	waiters map[string]*waiter // async.go
 	done    chan struct{}
 	// Correlation ids are this client's random prefix and a counter:
 	// unique among the clients sharing a reply topic without a
@@ -67,12 +67,6 @@ type Client struct {
 	// cost in kcqrs-bench's latency phase).
 	corrPrefix string
 	corrSeq    atomic.Uint64
-}
-
-type reply struct {
-	r      wire.Reply
-	err    error
-	polled time.Time // the reply consumer's poll returned it
 }
 
 // Trace is when one command passed the client's stages, for a latency
@@ -115,7 +109,10 @@ func New(ctx context.Context, cfg Config) (*Client, error) {
 		return nil, fmt.Errorf("client: %w", err)
 	}
 	base := append([]kgo.Opt{kgo.SeedBrokers(cfg.Brokers...)}, cfg.ClientOpts...)
-	prod, err := kgo.NewClient(base...)
+	// No linger: a command goes out at once (franz-go lingers 10 ms by
+	// default, which ProduceSync skips but SendAsync would wait out; records
+	// still batch while a request is in flight). ClientOpts may set one.
+	prod, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(cfg.Brokers...), kgo.ProducerLinger(0)}, cfg.ClientOpts...)...)
 	if err != nil {
 		return nil, fmt.Errorf("client: %w", err)
 	}
@@ -142,7 +139,7 @@ func New(ctx context.Context, cfg Config) (*Client, error) {
 		prod.Close()
 		return nil, fmt.Errorf("client: %w", err)
 	}
-	c := &Client{cfg: cfg, produce: prod, consume: cons, reply: codec, waiters: map[string]chan reply{}, done: make(chan struct{}), corrPrefix: NewID() + "-"}
+	c := &Client{cfg: cfg, produce: prod, consume: cons, reply: codec, waiters: map[string]*waiter{}, done: make(chan struct{}), corrPrefix: NewID() + "-"}
 	go c.readReplies()
 	return c, nil
 }
@@ -166,19 +163,23 @@ func (c *Client) readReplies() {
 				}
 			}
 			c.mu.Lock()
-			ch := c.waiters[corr]
+			w := c.waiters[corr]
 			delete(c.waiters, corr)
 			c.mu.Unlock()
-			if ch == nil {
+			if w == nil {
 				return // someone else's reply, or one we stopped waiting for
 			}
-			rep := reply{polled: polled}
+			var rep wire.Reply
+			var err error
 			if ct == wire.ContentTypeJSON {
-				rep.err = c.reply.DecodeJSON(r.Value, &rep.r)
+				err = c.reply.DecodeJSON(r.Value, &rep)
 			} else {
-				rep.err = c.reply.Decode(r.Value, &rep.r)
+				err = c.reply.Decode(r.Value, &rep)
 			}
-			ch <- rep
+			if err != nil {
+				err = fmt.Errorf("client: decode reply: %w", err)
+			}
+			w.finish(rep, polled, err)
 		})
 	}
 }
@@ -200,43 +201,15 @@ func (c *Client) Send(ctx context.Context, cmd Command) (wire.Reply, error) {
 // SendTrace is Send that also says when the command passed each of the
 // client's stages (the fields it did not reach are zero).
 func (c *Client) SendTrace(ctx context.Context, cmd Command) (wire.Reply, Trace, error) {
-	var tr Trace
-	if cmd.ID == "" {
-		cmd.ID = NewID()
+	type result struct {
+		rep wire.Reply
+		tr  Trace
+		err error
 	}
-	rec, corr, err := c.record(cmd)
-	if err != nil {
-		return wire.Reply{}, tr, err
-	}
-	ch := make(chan reply, 1)
-	c.mu.Lock()
-	if c.waiters == nil {
-		c.mu.Unlock()
-		return wire.Reply{}, tr, ErrClosed
-	}
-	c.waiters[corr] = ch
-	c.mu.Unlock()
-	defer func() {
-		c.mu.Lock()
-		delete(c.waiters, corr)
-		c.mu.Unlock()
-	}()
-	if err := c.produce.ProduceSync(ctx, rec).FirstErr(); err != nil {
-		return wire.Reply{}, tr, fmt.Errorf("client: send %s: %w", cmd.Type, err)
-	}
-	tr.Partition, tr.Offset, tr.Sent = rec.Partition, rec.Offset, time.Now()
-	select {
-	case rep := <-ch:
-		tr.Polled, tr.Received = rep.polled, time.Now()
-		if rep.err != nil {
-			return wire.Reply{}, tr, fmt.Errorf("client: decode reply: %w", rep.err)
-		}
-		return rep.r, tr, nil
-	case <-ctx.Done():
-		return wire.Reply{}, tr, fmt.Errorf("client: waiting for the reply to %s (command id %s): %w", cmd.Type, cmd.ID, ctx.Err())
-	case <-c.done:
-		return wire.Reply{}, tr, ErrClosed
-	}
+	ch := make(chan result, 1)
+	c.SendAsync(ctx, cmd, func(rep wire.Reply, tr Trace, err error) { ch <- result{rep, tr, err} })
+	r := <-ch
+	return r.rep, r.tr, r.err
 }
 
 // record builds the Kafka record for cmd and returns its correlation id.
@@ -276,8 +249,12 @@ func (c *Client) record(cmd Command) (*kgo.Record, string, error) {
 // return ErrClosed.
 func (c *Client) Close() {
 	c.mu.Lock()
+	pending := c.waiters
 	c.waiters = nil
 	c.mu.Unlock()
+	for _, w := range pending {
+		w.finish(wire.Reply{}, time.Time{}, ErrClosed)
+	}
 	c.produce.Close()
 	c.consume.Close()
 	<-c.done

@@ -288,16 +288,20 @@ func Run(ctx context.Context, o Options, progress io.Writer) (*Results, error) {
 					logf("broker: compaction pass took %v (its event loop answered nothing meanwhile)", time.Since(t))
 				}
 				logf("latency: %.0f commands/s offered for %v", rate, o.LatencyDuration)
+				before := proc.Stats()
 				lr, err := measureLatency(ctx, &o, w, stages, ptopics.Commands, ptopics.Replies, fmt.Sprintf("lat%d", i), rate, o.LatencyDuration)
 				if err != nil {
 					_ = proc.stop()
 					return nil, fmt.Errorf("latency: %w", err)
 				}
 				lr.fraction = f
+				after := proc.Stats()
+				lr.txns, lr.txnCommands = after.Transactions-before.Transactions, after.Commands-before.Commands
 				res.Latency = append(res.Latency, lr)
 				logf("latency: p50 %v p99 %v p99.9 %v", lr.p50, lr.p99, lr.p999)
 				logf("latency stages (p50/p99/median of the slowest 1%%): %v", lr.stages)
 				logf("latency: %s", lr.stalls)
+				logf("latency: the processor ran %d transactions, %.0f commands each on average", lr.txns, float64(lr.txnCommands)/float64(max(lr.txns, 1)))
 			}
 		}
 		if err := proc.stop(); err != nil {
@@ -451,7 +455,7 @@ func (r *Results) WriteTable(out io.Writer) error {
 			fmt.Sprintf("p50 %s, p99 %s, p99.9 %s", ms(l.p50), ms(l.p99), ms(l.p999)),
 			fmt.Sprintf("p99 = %.2fx commit interval", float64(l.p99)/float64(o.CommitInterval)), latencyTarget(l.fraction))
 		row(fmt.Sprintf("latency stages at %.0f%% of max: p50/p99/median of the slowest 1%% (%d of %d commands joined with the processor's stages)", l.fraction*100, l.stages.joined, l.answered),
-			l.stages.String()+"; "+l.stalls, fmt.Sprintf("p99.9 = %.2fx commit interval", float64(l.p999)/float64(o.CommitInterval)), "p99.9 <= 4x commit interval")
+			l.stages.String()+"; "+l.stalls+fmt.Sprintf("; the processor ran %d transactions of %.0f commands on average", l.txns, float64(l.txnCommands)/float64(max(l.txns, 1))), fmt.Sprintf("p99.9 = %.2fx commit interval", float64(l.p999)/float64(o.CommitInterval)), "p99.9 <= 4x commit interval")
 	}
 	if len(r.Compactions) > 0 {
 		var v []string

@@ -22,6 +22,8 @@ type latencyResult struct {
 	p50, p99, p999 time.Duration
 	stages         stageBreakdown // stages.go
 	stalls         string         // stages.go's stallWatch
+	// transactions the processor ran during the load, and their commands
+	txns, txnCommands int64
 }
 
 // replyTimeout is how long one command may wait for its reply before it
@@ -74,12 +76,14 @@ func measureLatency(ctx context.Context, o *Options, w *workload, rec *stageReco
 			time.Sleep(wait)
 		}
 		wg.Add(1)
-		go func(i int, at time.Time) {
+		// SendAsync: no goroutine per command in flight, so a backlog of
+		// replies does not turn into a pile of goroutine stacks that the
+		// process (the broker and processor too) then has to scan.
+		cl.SendAsync(sctx, client.Command{
+			AggregateType: "account", AggregateID: accountID(i % w.accounts), Type: "Deposit",
+			ID: fmt.Sprintf("%s-lat-%d", run, i), Avro: w.deposit,
+		}, func(rep wire.Reply, tr client.Trace, err error) {
 			defer wg.Done()
-			rep, tr, err := cl.SendTrace(sctx, client.Command{
-				AggregateType: "account", AggregateID: accountID(i % w.accounts), Type: "Deposit",
-				ID: fmt.Sprintf("%s-lat-%d", run, i), Avro: w.deposit,
-			})
 			took := time.Since(at)
 			mu.Lock()
 			defer mu.Unlock()
@@ -98,7 +102,7 @@ func measureLatency(ctx context.Context, o *Options, w *workload, rec *stageReco
 				latencies = append(latencies, took)
 				traces = append(traces, timedTrace{at, tr})
 			}
-		}(i, at)
+		})
 	}
 	wg.Wait()
 	res.took = time.Since(start)
