@@ -61,6 +61,7 @@ type Metrics struct {
 	isolated      *prometheus.CounterVec
 	backoffs      prometheus.Counter
 	consecAborts  prometheus.Gauge
+	stages        *prometheus.HistogramVec // stages.go
 
 	mu       sync.Mutex
 	pending  []pendingReply
@@ -148,6 +149,8 @@ func NewMetrics(o MetricsOptions) *Metrics {
 	for _, c := range []string{topology.CodeBadReplyAddress, topology.CodeOutputTooLarge} {
 		m.isolated.WithLabelValues(c)
 	}
+	m.stages = newStageHistogram()
+	o.Registerer.MustRegister(m.stages)
 	o.Registerer.MustRegister(m.commands, m.latency, m.batchSize, m.commitSeconds, m.transactions,
 		m.deadLetters, m.lag, m.restoreLeft, m.dropped, m.isolated, m.backoffs, m.consecAborts, &scrapeCollector{o: o})
 	return m

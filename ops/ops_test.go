@@ -122,9 +122,10 @@ func gather(t *testing.T, reg *prometheus.Registry) map[string]float64 {
 			for _, l := range m.GetLabel() {
 				labels = append(labels, l.GetName()+`="`+l.GetValue()+`"`)
 			}
-			key := mf.GetName()
+			key, lk := mf.GetName(), ""
 			if len(labels) > 0 {
-				key += "{" + strings.Join(labels, ",") + "}"
+				lk = "{" + strings.Join(labels, ",") + "}"
+				key += lk
 			}
 			switch mf.GetType() {
 			case dto.MetricType_COUNTER:
@@ -132,8 +133,8 @@ func gather(t *testing.T, reg *prometheus.Registry) map[string]float64 {
 			case dto.MetricType_GAUGE:
 				out[key] = m.GetGauge().GetValue()
 			case dto.MetricType_HISTOGRAM:
-				out[mf.GetName()+"_count"] = float64(m.GetHistogram().GetSampleCount())
-				out[mf.GetName()+"_sum"] = m.GetHistogram().GetSampleSum()
+				out[mf.GetName()+"_count"+lk] = float64(m.GetHistogram().GetSampleCount())
+				out[mf.GetName()+"_sum"+lk] = m.GetHistogram().GetSampleSum()
 			}
 		}
 	}
@@ -187,6 +188,37 @@ func TestStateRebuildsMetric(t *testing.T) {
 	for _, want := range []string{"kcqrs_state_rebuilds_total 3", "kcqrs_hanging_transactions_total 2"} {
 		if !strings.Contains(body, want) {
 			t.Fatalf("/metrics lacks %q:\n%s", want, body)
+		}
+	}
+}
+
+// TestStageHistograms: each committed command's stages land in
+// kcqrs_command_stage_seconds by stage, as the differences of its times; a
+// producer clock ahead of the processor's counts as zero, not negative.
+func TestStageHistograms(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	m := ops.NewMetrics(ops.MetricsOptions{Registerer: reg})
+	var obs topology.Observer = m
+	so, ok := obs.(topology.StageObserver)
+	if !ok {
+		t.Fatal("ops.Metrics is not a topology.StageObserver")
+	}
+	t0 := time.Unix(1000, 0)
+	so.CommandStages([]topology.CommandStages{
+		{Partition: 0, Offset: 1, Produced: t0, Fetched: t0.Add(2 * time.Second), Decided: t0.Add(2500 * time.Millisecond), Committed: t0.Add(4 * time.Second)},
+		{Partition: 1, Offset: 7, Produced: t0.Add(time.Second), Fetched: t0, Decided: t0.Add(time.Second), Committed: t0.Add(2 * time.Second)},
+	})
+	got := gather(t, reg)
+	for series, want := range map[string]float64{
+		`kcqrs_command_stage_seconds_count{stage="fetch"}`:  2,
+		`kcqrs_command_stage_seconds_sum{stage="fetch"}`:    2,
+		`kcqrs_command_stage_seconds_count{stage="decide"}`: 2,
+		`kcqrs_command_stage_seconds_sum{stage="decide"}`:   1.5,
+		`kcqrs_command_stage_seconds_count{stage="commit"}`: 2,
+		`kcqrs_command_stage_seconds_sum{stage="commit"}`:   2.5,
+	} {
+		if got[series] != want {
+			t.Errorf("%s = %v, want %v", series, got[series], want)
 		}
 	}
 }

@@ -28,7 +28,9 @@ type Processor struct {
 	admCl *kgo.Client
 	adm   *kadm.Client
 	sess  *kgo.GroupTransactSession
-	cache *snapshots.Cache
+	// polledAt is when the run loop's last poll returned (stages.go).
+	polledAt time.Time
+	cache    *snapshots.Cache
 	// states holds decoded committed aggregates between transactions.
 	states *stateCache
 

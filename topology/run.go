@@ -136,7 +136,9 @@ func (p *Processor) poll(ctx context.Context, max int) kgo.Fetches {
 	}
 	pctx, cancel := context.WithTimeout(ctx, wait)
 	defer cancel()
-	return p.sess.PollRecords(pctx, max)
+	f := p.sess.PollRecords(pctx, max)
+	p.polledAt = time.Now()
+	return f
 }
 
 const (

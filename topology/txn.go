@@ -35,12 +35,13 @@ func (p *Processor) runTxn(ctx context.Context, first kgo.Fetches) (bool, error)
 		return false, fmt.Errorf("topology: begin transaction: %w", err)
 	}
 	limit := p.batchLimit()
-	b := &batch{}
+	b := &batch{stages: p.newStageClock()}
 	deadline := time.Now().Add(p.cfg.CommitInterval)
 	n := p.processFetches(ctx, b, first)
 	for n < limit && p.sess.Client().BufferedFetchRecords() > 0 && time.Now().Before(deadline) && ctx.Err() == nil {
 		pctx, cancel := context.WithDeadline(ctx, deadline)
 		more := p.sess.PollRecords(pctx, limit-n)
+		p.polledAt = time.Now()
 		cancel()
 		n += p.processFetches(ctx, b, p.deferUnready(ctx, more, false))
 	}
@@ -72,6 +73,7 @@ func (p *Processor) runTxn(ctx context.Context, first kgo.Fetches) (bool, error)
 	endCtx, cancelEnd := context.WithTimeout(context.WithoutCancel(ctx), p.cfg.TransactionTimeout)
 	defer cancelEnd()
 	committed, err := p.sess.End(endCtx, try)
+	endDone := time.Now()
 	defer p.afterEndHook(b, &committed)
 	if committed && b.failed() != nil {
 		// franz-go refuses to commit a transaction in which a record failed,
@@ -91,6 +93,9 @@ func (p *Processor) runTxn(ctx context.Context, first kgo.Fetches) (bool, error)
 	}
 	p.mu.Unlock()
 	p.noteOutcome(b, n, committed)
+	if committed {
+		b.stages.committed(endDone)
+	}
 	if !committed {
 		// Not committed is not "aborted": the broker may have applied the
 		// commit (EndTxn answered with an error, or a response lost). Every
@@ -158,6 +163,9 @@ type batch struct {
 	// first and last record of the batch, for isolating a suspect
 	// record (isolate.go).
 	records []*kgo.Record
+	// stages of its commands, for a StageObserver (stages.go); nil when
+	// nobody observes them.
+	stages *stageClock
 }
 
 func (b *batch) fail(err error) {
@@ -215,6 +223,7 @@ func (p *Processor) processFetches(_ context.Context, b *batch, fetches kgo.Fetc
 				continue
 			}
 			p.handle(b, ps, r)
+			b.stages.decided(r, p.polledAt)
 			n++
 		}
 	})

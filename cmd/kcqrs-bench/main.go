@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"strconv"
 	"strings"
 	"syscall"
 
@@ -45,6 +46,9 @@ func run() error {
 	verbose := flag.Bool("v", false, "show the processors' warnings")
 	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile of the processor's timed throughput phase to this file")
 	projProfile := flag.String("projector-cpuprofile", "", "write a CPU profile of the first round's projector catch-up to this file")
+	latDuration := flag.Duration("latency-duration", 0, "how long each latency load runs (quick 3s, full 20s)")
+	latFractions := flag.String("latency-fractions", "", "comma-separated offered loads of the latency measurement, as fractions of the measured maximum (default 0.5,0.1)")
+	brokerCompaction := flag.Duration("broker-compaction-every", 0, "keep the embedded broker's periodic compaction pass at this interval (blocks its event loop; default: off, explicit passes between measurements)")
 	flag.Parse()
 
 	o := bench.Quick()
@@ -64,6 +68,20 @@ func run() error {
 	set(&o.RestartAggregates, *restartAggs)
 	if *partitions > 0 {
 		o.Partitions = int32(*partitions)
+	}
+	o.BrokerCompaction = *brokerCompaction
+	if *latDuration > 0 {
+		o.LatencyDuration = *latDuration
+	}
+	if *latFractions != "" {
+		for _, f := range strings.Split(*latFractions, ",") {
+			v, err := strconv.ParseFloat(strings.TrimSpace(f), 64)
+			if err != nil || v <= 0 {
+				fmt.Fprintf(os.Stderr, "kcqrs-bench: --latency-fractions: %q is not a positive number\n", f)
+				os.Exit(2)
+			}
+			o.LatencyFractions = append(o.LatencyFractions, v)
+		}
 	}
 	if *skip != "" {
 		o.Skip = strings.Split(*skip, ",")

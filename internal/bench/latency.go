@@ -20,6 +20,10 @@ type latencyResult struct {
 	timedOut       int // no reply within replyTimeout
 	sent, answered int
 	p50, p99, p999 time.Duration
+	stages         stageBreakdown // stages.go
+	stalls         string         // stages.go's stallWatch
+	// transactions the processor ran during the load, and their commands
+	txns, txnCommands int64
 }
 
 // replyTimeout is how long one command may wait for its reply before it
@@ -40,7 +44,7 @@ func percentile(sorted []time.Duration, q float64) time.Duration {
 // rate (open loop: each command is timed from its scheduled send time, so
 // a stall counts against the stall and is not hidden by a slower sender)
 // for d, and returns the latency distribution of the replies.
-func measureLatency(ctx context.Context, o *Options, w *workload, commandTopic, replyTopic, run string, rate float64, d time.Duration) (latencyResult, error) {
+func measureLatency(ctx context.Context, o *Options, w *workload, rec *stageRecorder, commandTopic, replyTopic, run string, rate float64, d time.Duration) (latencyResult, error) {
 	res := latencyResult{rate: rate}
 	cl, err := client.New(ctx, client.Config{Brokers: o.Brokers, CommandTopic: commandTopic, ReplyTopic: replyTopic, ClientOpts: o.ClientOpts})
 	if err != nil {
@@ -50,26 +54,36 @@ func measureLatency(ctx context.Context, o *Options, w *workload, commandTopic, 
 	var (
 		mu        sync.Mutex
 		latencies []time.Duration
+		traces    []timedTrace
 		firstErr  error
 		wg        sync.WaitGroup
 	)
+	rec.start()
+	defer rec.stop()
 	interval := time.Duration(float64(time.Second) / rate)
 	start := time.Now()
 	n := int(d.Seconds() * rate)
+	// One deadline for every command (the last one's), not a timer per
+	// command: the load generator shares the processor's CPU, and a
+	// context per command was a fifth of its cost. A reply later than
+	// replyTimeout after its schedule still counts as unanswered.
+	sctx, cancel := context.WithDeadline(ctx, start.Add(d+replyTimeout))
+	defer cancel()
+	stalls := watchStalls(start)
 	for i := 0; i < n; i++ {
 		at := start.Add(time.Duration(i) * interval)
 		if wait := time.Until(at); wait > 0 {
 			time.Sleep(wait)
 		}
 		wg.Add(1)
-		go func(i int, at time.Time) {
+		// SendAsync: no goroutine per command in flight, so a backlog of
+		// replies does not turn into a pile of goroutine stacks that the
+		// process (the broker and processor too) then has to scan.
+		cl.SendAsync(sctx, client.Command{
+			AggregateType: "account", AggregateID: accountID(i % w.accounts), Type: "Deposit",
+			ID: fmt.Sprintf("%s-lat-%d", run, i), Avro: w.deposit,
+		}, func(rep wire.Reply, tr client.Trace, err error) {
 			defer wg.Done()
-			sctx, cancel := context.WithTimeout(ctx, replyTimeout)
-			defer cancel()
-			rep, err := cl.Send(sctx, client.Command{
-				AggregateType: "account", AggregateID: accountID(i % w.accounts), Type: "Deposit",
-				ID: fmt.Sprintf("%s-lat-%d", run, i), Avro: w.deposit,
-			})
 			took := time.Since(at)
 			mu.Lock()
 			defer mu.Unlock()
@@ -77,7 +91,7 @@ func measureLatency(ctx context.Context, o *Options, w *workload, commandTopic, 
 				err = fmt.Errorf("reply %s %s", rep.Status, rep.Message)
 			}
 			switch {
-			case errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil:
+			case err == nil && took > replyTimeout, errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil:
 				// Overload, not failure: counted as unanswered in time.
 				res.timedOut++
 			case err != nil:
@@ -86,16 +100,33 @@ func measureLatency(ctx context.Context, o *Options, w *workload, commandTopic, 
 				}
 			default:
 				latencies = append(latencies, took)
+				traces = append(traces, timedTrace{at, tr})
 			}
-		}(i, at)
+		})
 	}
 	wg.Wait()
 	res.took = time.Since(start)
+	stalls.stop()
+	res.stalls = stalls.String()
 	res.sent, res.answered = n, len(latencies)
 	if firstErr != nil {
 		return res, firstErr
 	}
+	var samples []sample
+	for _, t := range traces {
+		ps, ok := rec.get(t.tr.Partition, t.tr.Offset)
+		if s, ok := newSample(start, t.at, t.tr, ps, ok); ok {
+			samples = append(samples, s)
+		}
+	}
+	res.stages = breakdown(samples)
 	slices.Sort(latencies)
 	res.p50, res.p99, res.p999 = percentile(latencies, 0.50), percentile(latencies, 0.99), percentile(latencies, 0.999)
 	return res, nil
+}
+
+// timedTrace is an answered command's schedule and client trace.
+type timedTrace struct {
+	at time.Time
+	tr client.Trace
 }
