@@ -208,8 +208,7 @@ func TestReplyTopicDeletedAfterUseBlocksNothing(t *testing.T) {
 	if s := w.Stats(); s.RepliesDropped < 1 {
 		t.Fatalf("stats %+v: want the dropped reply counted", s)
 	}
-	versions, _ := eventsOf(t, h)
-	contiguous(t, versions)
+	wantContiguous(t, h)
 }
 
 // Every answer without effect on an aggregate that never existed leaves no

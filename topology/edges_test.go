@@ -504,8 +504,7 @@ func TestTransientReplyTopicMetadataIsRetried(t *testing.T) {
 	if s := w.Stats(); s.RepliesDropped != 0 {
 		t.Fatalf("stats %+v: a reply was dropped for a transient error", s)
 	}
-	versions, _ := eventsOf(t, h)
-	contiguous(t, versions)
+	wantContiguous(t, h)
 }
 
 // A 600 KB key (an aggregate id) is repeated in the event's key and envelope:
