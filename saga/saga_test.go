@@ -102,6 +102,19 @@ func accepted(t *testing.T, rep wire.Reply) {
 	}
 }
 
+// openAccounts opens ann with deposit, and bob; with closedCid, opens cid
+// and closes it. Every command must be accepted.
+func openAccounts(t *testing.T, h *topologytest.Harness, deposit int64, closedCid bool) {
+	t.Helper()
+	accepted(t, send(t, h, "ann", "OpenAccount", `{"owner":"Ann","currency":"EUR"}`))
+	accepted(t, send(t, h, "ann", "Deposit", fmt.Sprintf(`{"amount":%d}`, deposit)))
+	accepted(t, send(t, h, "bob", "OpenAccount", `{"owner":"Bob","currency":"EUR"}`))
+	if closedCid {
+		accepted(t, send(t, h, "cid", "OpenAccount", `{"owner":"Cid","currency":"EUR"}`))
+		accepted(t, send(t, h, "cid", "CloseAccount", `{}`))
+	}
+}
+
 // accounts returns the latest committed state of every account.
 func accounts(t *testing.T, h *topologytest.Harness) map[string]account.Account {
 	t.Helper()
@@ -118,8 +131,23 @@ func accounts(t *testing.T, h *topologytest.Harness) map[string]account.Account 
 	return out
 }
 
-// settled waits until no account has a pending transfer and returns them.
+// settled waits until no account has a pending transfer and done holds,
+// and returns the accounts.
 func settled(t *testing.T, h *topologytest.Harness, done func(map[string]account.Account) bool) map[string]account.Account {
+	t.Helper()
+	return waitSettled(t, h, nil, done)
+}
+
+// waitMoney waits as settled does, and fails at once if money appears or
+// vanishes: the sum of the balances differs from want while no transfer is
+// pending.
+func waitMoney(t *testing.T, h *topologytest.Harness, want int64, done func(map[string]account.Account) bool) map[string]account.Account {
+	t.Helper()
+	return waitSettled(t, h, &want, done)
+}
+
+// waitSettled is settled, and waitMoney when want is not nil.
+func waitSettled(t *testing.T, h *topologytest.Harness, want *int64, done func(map[string]account.Account) bool) map[string]account.Account {
 	t.Helper()
 	deadline := time.Now().Add(90 * time.Second)
 	for {
@@ -127,6 +155,11 @@ func settled(t *testing.T, h *topologytest.Harness, done func(map[string]account
 		pending := 0
 		for _, a := range accs {
 			pending += len(a.Pending)
+		}
+		// In flight, a credited amount is also pending on its source:
+		// the sum holds only when nothing is.
+		if got := total(accs); want != nil && pending == 0 && got != *want {
+			t.Fatalf("money not conserved: %d, want %d: %+v", got, *want, accs)
 		}
 		if pending == 0 && done(accs) {
 			return accs
@@ -195,11 +228,7 @@ func TestTransferCompletesOrIsRefunded(t *testing.T) {
 	h := newHarness(t)
 	h.StartProcessor("w0", "")
 	startSaga(t, h, "s0")
-	accepted(t, send(t, h, "ann", "OpenAccount", `{"owner":"Ann","currency":"EUR"}`))
-	accepted(t, send(t, h, "ann", "Deposit", `{"amount":100}`))
-	accepted(t, send(t, h, "bob", "OpenAccount", `{"owner":"Bob","currency":"EUR"}`))
-	accepted(t, send(t, h, "cid", "OpenAccount", `{"owner":"Cid","currency":"EUR"}`))
-	accepted(t, send(t, h, "cid", "CloseAccount", `{}`))
+	openAccounts(t, h, 100, true)
 
 	accepted(t, send(t, h, "ann", "DebitForTransfer", `{"transferId":"t1","to":"bob","amount":30}`))
 	accepted(t, send(t, h, "ann", "DebitForTransfer", `{"transferId":"t2","to":"cid","amount":20}`))    // closed
@@ -404,11 +433,7 @@ func TestReplayedHistoryMovesNoMoney(t *testing.T) {
 	h := newHarness(t)
 	h.StartProcessor("w0", "", func(c *topology.Config) { c.DedupeWindow = 1 })
 	first := startSaga(t, h, "s0")
-	accepted(t, send(t, h, "ann", "OpenAccount", `{"owner":"Ann","currency":"EUR"}`))
-	accepted(t, send(t, h, "ann", "Deposit", `{"amount":100}`))
-	accepted(t, send(t, h, "bob", "OpenAccount", `{"owner":"Bob","currency":"EUR"}`))
-	accepted(t, send(t, h, "cid", "OpenAccount", `{"owner":"Cid","currency":"EUR"}`))
-	accepted(t, send(t, h, "cid", "CloseAccount", `{}`))
+	openAccounts(t, h, 100, true)
 	accepted(t, send(t, h, "ann", "DebitForTransfer", `{"transferId":"t1","to":"bob","amount":30}`))
 	accepted(t, send(t, h, "ann", "DebitForTransfer", `{"transferId":"t2","to":"cid","amount":20}`))
 	settled(t, h, func(a map[string]account.Account) bool { return a["bob"].Balance == 30 && a["ann"].Balance == 70 })

@@ -45,32 +45,6 @@ func produce(t *testing.T, h *topologytest.Harness, recs ...*kgo.Record) {
 	}
 }
 
-// waitMoney waits until done(accounts) holds and no transfer is pending, or
-// money appears or vanishes (then it fails at once).
-func waitMoney(t *testing.T, h *topologytest.Harness, want int64, done func(map[string]account.Account) bool) map[string]account.Account {
-	t.Helper()
-	deadline := time.Now().Add(90 * time.Second)
-	for {
-		accs := accounts(t, h)
-		pending := 0
-		for _, a := range accs {
-			pending += len(a.Pending)
-		}
-		// In flight, a credited amount is also pending on its source:
-		// the sum holds only when nothing is.
-		if got := total(accs); pending == 0 && got != want {
-			t.Fatalf("money not conserved: %d, want %d: %+v", got, want, accs)
-		}
-		if pending == 0 && done(accs) {
-			return accs
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("transfers never settled: %d pending: %+v", pending, accs)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-}
-
 // Scenario 1: a client forges a reply on the saga's reply topic (an invalid
 // command of its own, answered there, with the correlation id of a credit
 // leg). The saga must not take it for the credit's answer and refund while
@@ -79,9 +53,7 @@ func TestForgedReplyCreatesNoMoney(t *testing.T) {
 	t.Parallel()
 	h := newHarness(t)
 	h.StartProcessor("w0", "")
-	accepted(t, send(t, h, "ann", "OpenAccount", `{"owner":"Ann","currency":"EUR"}`))
-	accepted(t, send(t, h, "ann", "Deposit", `{"amount":100}`))
-	accepted(t, send(t, h, "bob", "OpenAccount", `{"owner":"Bob","currency":"EUR"}`))
+	openAccounts(t, h, 100, false)
 	accepted(t, send(t, h, "ann", "DebitForTransfer", `{"transferId":"t9","to":"bob","amount":50}`)) // ann@3
 	// Before the saga runs: the forged "credit refused" is on its reply
 	// topic first.
@@ -119,11 +91,7 @@ func TestReusedTransferIDAndReplayCreateNoMoney(t *testing.T) {
 	h := newHarness(t)
 	h.StartProcessor("w0", "", func(c *topology.Config) { c.DedupeWindow = 1 })
 	first := startSaga(t, h, "s0")
-	accepted(t, send(t, h, "ann", "OpenAccount", `{"owner":"Ann","currency":"EUR"}`))
-	accepted(t, send(t, h, "ann", "Deposit", `{"amount":101}`))
-	accepted(t, send(t, h, "bob", "OpenAccount", `{"owner":"Bob","currency":"EUR"}`))
-	accepted(t, send(t, h, "cid", "OpenAccount", `{"owner":"Cid","currency":"EUR"}`))
-	accepted(t, send(t, h, "cid", "CloseAccount", `{}`))
+	openAccounts(t, h, 101, true)
 	accepted(t, send(t, h, "ann", "DebitForTransfer", `{"transferId":"t2","to":"cid","amount":50}`))
 	waitMoney(t, h, 101, func(a map[string]account.Account) bool { return a["ann"].Balance == 101 })
 	if err := first.stop(); err != nil {
@@ -180,6 +148,23 @@ func TestRefusedThenOpenedReplayPaysNothing(t *testing.T) {
 	}
 	if c, r := transferEvents(t, h); c != 0 || r != 1 {
 		t.Fatalf("%d completed and %d refunded transfers, want 0 and 1", c, r)
+	}
+}
+
+// loseCommandsOf deletes every record of the commands topic's partition of
+// the aggregate id: commands the processor has not read are lost.
+func loseCommandsOf(t *testing.T, h *topologytest.Harness, id string) {
+	t.Helper()
+	p := topology.PartitionFor([]byte(id), partitions)
+	ends, err := h.Admin().ListEndOffsets(context.Background(), "commands")
+	if err != nil {
+		t.Fatal(err)
+	}
+	end, _ := ends.Lookup("commands", p)
+	var del kadm.Offsets
+	del.Add(kadm.Offset{Topic: "commands", Partition: p, At: end.Offset})
+	if resp, err := h.Admin().DeleteRecords(context.Background(), del); err != nil || resp.Error() != nil {
+		t.Fatalf("delete records: %v %v", err, resp.Error())
 	}
 }
 
@@ -260,9 +245,7 @@ func TestLostCreditIsRedriven(t *testing.T) {
 	h := newHarness(t)
 	dir := t.TempDir()
 	proc := h.StartProcessor("w0", dir)
-	accepted(t, send(t, h, "ann", "OpenAccount", `{"owner":"Ann","currency":"EUR"}`))
-	accepted(t, send(t, h, "ann", "Deposit", `{"amount":100}`))
-	accepted(t, send(t, h, "bob", "OpenAccount", `{"owner":"Bob","currency":"EUR"}`))
+	openAccounts(t, h, 100, false)
 	accepted(t, send(t, h, "ann", "DebitForTransfer", `{"transferId":"t1","to":"bob","amount":50}`))
 	if err := proc.Stop(); err != nil {
 		t.Fatal(err)
@@ -270,17 +253,7 @@ func TestLostCreditIsRedriven(t *testing.T) {
 	sg := startSagaWith(t, h, saga.Config{InstanceID: "s0", RedriveAfter: 2 * time.Second})
 	waitFor(t, "the saga's credit", func() bool { return sg.Stats().Debits == 1 })
 	// Lose it: the processor never reads it.
-	p := topology.PartitionFor([]byte("bob"), partitions)
-	ends, err := h.Admin().ListEndOffsets(context.Background(), "commands")
-	if err != nil {
-		t.Fatal(err)
-	}
-	end, _ := ends.Lookup("commands", p)
-	var del kadm.Offsets
-	del.Add(kadm.Offset{Topic: "commands", Partition: p, At: end.Offset})
-	if resp, err := h.Admin().DeleteRecords(context.Background(), del); err != nil || resp.Error() != nil {
-		t.Fatalf("delete records: %v %v", err, resp.Error())
-	}
+	loseCommandsOf(t, h, "bob")
 	h.StartProcessor("w0", dir)
 	waitMoney(t, h, 100, func(a map[string]account.Account) bool { return a["bob"].Balance == 50 })
 	if st := sg.Stats(); st.Redriven < 1 {
@@ -299,9 +272,7 @@ func TestLostOffsetsStopTheSaga(t *testing.T) {
 	h := newHarness(t)
 	h.StartProcessor("w0", "")
 	first := startSaga(t, h, "s0")
-	accepted(t, send(t, h, "ann", "OpenAccount", `{"owner":"Ann","currency":"EUR"}`))
-	accepted(t, send(t, h, "ann", "Deposit", `{"amount":100}`))
-	accepted(t, send(t, h, "bob", "OpenAccount", `{"owner":"Bob","currency":"EUR"}`))
+	openAccounts(t, h, 100, false)
 	accepted(t, send(t, h, "ann", "DebitForTransfer", `{"transferId":"t1","to":"bob","amount":10}`))
 	waitMoney(t, h, 100, func(a map[string]account.Account) bool { return a["bob"].Balance == 10 })
 	if err := first.stop(); err != nil {
@@ -354,9 +325,7 @@ func TestRestartedSagaRedrivesOlderTransfers(t *testing.T) {
 	h := newHarness(t)
 	dir := t.TempDir()
 	proc := h.StartProcessor("w0", dir)
-	accepted(t, send(t, h, "ann", "OpenAccount", `{"owner":"Ann","currency":"EUR"}`))
-	accepted(t, send(t, h, "ann", "Deposit", `{"amount":100}`))
-	accepted(t, send(t, h, "bob", "OpenAccount", `{"owner":"Bob","currency":"EUR"}`))
+	openAccounts(t, h, 100, false)
 	accepted(t, send(t, h, "ann", "DebitForTransfer", `{"transferId":"t1","to":"bob","amount":50}`))
 	if err := proc.Stop(); err != nil {
 		t.Fatal(err)
@@ -366,17 +335,7 @@ func TestRestartedSagaRedrivesOlderTransfers(t *testing.T) {
 	if err := first.stop(); err != nil {
 		t.Fatal(err)
 	}
-	p := topology.PartitionFor([]byte("bob"), partitions)
-	ends, err := h.Admin().ListEndOffsets(context.Background(), "commands")
-	if err != nil {
-		t.Fatal(err)
-	}
-	end, _ := ends.Lookup("commands", p)
-	var del kadm.Offsets
-	del.Add(kadm.Offset{Topic: "commands", Partition: p, At: end.Offset})
-	if resp, err := h.Admin().DeleteRecords(context.Background(), del); err != nil || resp.Error() != nil {
-		t.Fatalf("delete records: %v %v", err, resp.Error())
-	}
+	loseCommandsOf(t, h, "bob")
 	next := startSagaWith(t, h, saga.Config{InstanceID: "s1", RedriveAfter: 2 * time.Second})
 	h.StartProcessor("w0", dir)
 	waitMoney(t, h, 100, func(a map[string]account.Account) bool { return a["bob"].Balance == 50 })

@@ -9,25 +9,12 @@ import (
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kerr"
-	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/kcqrs/kcqrs/topology"
 	"github.com/kcqrs/kcqrs/wire"
 )
-
-// pollUntil polls cond until it holds or the deadline passes.
-func pollUntil(t *testing.T, what string, d time.Duration, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
 
 // An EndTxn the broker applies but answers with an error leaves the commit
 // unconfirmed: franz-go's End reports "not committed" and the batch comes
@@ -36,46 +23,9 @@ func pollUntil(t *testing.T, what string, d time.Duration, cond func() bool) {
 // a second event at the same version.
 func TestUnconfirmedCommitCatchesUpBeforeReuse(t *testing.T) {
 	t.Parallel()
-	h := newHarness(t)
-	h.RequireEmbedded()
-	w := h.StartProcessor("w0", "")
-	wantStatus(t, h.Send(cmd("account", "u", "OpenAccount", `{"owner":"O","currency":"USD"}`)), wire.StatusAccepted, 1)
-
-	fwd, err := kgo.NewClient(kgo.SeedBrokers(h.Brokers...))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer fwd.Close()
-	var forwarding, hits atomic.Int32
-	h.Cluster.ControlKey(int16(kmsg.EndTxn), func(req kmsg.Request) (kmsg.Response, error, bool) {
-		if forwarding.Load() == 1 {
-			return nil, nil, false // the forwarded copy: let the broker apply it
-		}
-		end := req.(*kmsg.EndTxnRequest)
-		if !end.Commit {
-			return nil, nil, false
-		}
-		hits.Add(1)
-		forwarding.Store(1)
-		var ferr error
-		h.Cluster.SleepControl(func() {
-			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-			defer cancel()
-			cp := *end
-			resp, err := cp.RequestWith(ctx, fwd)
-			if err == nil {
-				err = kerr.ErrorForCode(resp.ErrorCode)
-			}
-			ferr = err
-		})
-		forwarding.Store(0)
-		if ferr != nil {
-			t.Errorf("forwarding EndTxn: %v", ferr)
-		}
-		resp := end.ResponseKind().(*kmsg.EndTxnResponse)
-		resp.ErrorCode = kerr.UnknownServerError.Code
-		return resp, nil, true
-	})
+	h, w := embeddedWorker(t)
+	openAccountID(t, h, "u")
+	hits := unconfirmCommits(t, h, false, nil) // every commit
 	dep := cmd("account", "u", "Deposit", `{"amount":5}`)
 	dep.ID = "u-dep"
 	wantStatus(t, h.Send(dep), wire.StatusAccepted, 2)
@@ -88,8 +38,7 @@ func TestUnconfirmedCommitCatchesUpBeforeReuse(t *testing.T) {
 		return s.Unconfirmed > 0 && s.Duplicates > 0
 	})
 	wantStatus(t, h.Send(cmd("account", "u", "Deposit", `{"amount":1}`)), wire.StatusAccepted, 3)
-	versions, _ := eventsOf(t, h)
-	contiguous(t, versions)
+	versions := wantContiguous(t, h)
 	if got := versions["account/u"]; len(got) != 3 {
 		t.Fatalf("versions of u %v, want [1 2 3]", got)
 	}
@@ -101,39 +50,22 @@ func TestUnconfirmedCommitCatchesUpBeforeReuse(t *testing.T) {
 // offset anyway, not wait for records it will never be handed.
 func TestRestoreEndsPastAbortedRecordsBelowTheStableOffset(t *testing.T) {
 	t.Parallel()
-	h := newHarness(t)
-	h.RequireEmbedded()
-	w := h.StartProcessor("w0", "")
-	wantStatus(t, h.Send(cmd("account", "rz", "OpenAccount", `{"owner":"O","currency":"USD"}`)), wire.StatusAccepted, 1)
+	h, w := embeddedWorker(t)
+	openAccountID(t, h, "rz")
 	if err := w.Stop(); err != nil {
 		t.Fatal(err)
 	}
 	p := topology.PartitionFor([]byte("rz"), partitions)
-	changelog := h.Topic("snapshots-changelog")
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	txnClient := func(id string) *kgo.Client {
-		cl, err := kgo.NewClient(kgo.SeedBrokers(h.Brokers...), kgo.TransactionalID(id),
-			kgo.RecordPartitioner(kgo.ManualPartitioner()), kgo.TransactionTimeout(60*time.Second))
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(cl.Close)
-		return cl
-	}
-	zombie, owner := txnClient("zombie"), txnClient("open-owner")
+	zombie, owner := txnClient(t, h, "zombie"), txnClient(t, h, "open-owner")
 	for _, c := range []*kgo.Client{zombie, owner} {
 		if err := c.BeginTransaction(); err != nil {
 			t.Fatal(err)
 		}
 	}
-	junk := func(cl *kgo.Client, key string) {
-		if err := cl.ProduceSync(ctx, &kgo.Record{Topic: changelog, Partition: p, Key: []byte(key), Value: []byte("not a snapshot")}).FirstErr(); err != nil {
-			t.Fatal(err)
-		}
-	}
-	junk(zombie, "account/zombie")
-	junk(owner, "account/open")
+	produceJunk(ctx, t, h, zombie, p, "account/zombie")
+	produceJunk(ctx, t, h, owner, p, "account/open")
 	if err := zombie.EndTransaction(ctx, kgo.TryAbort); err != nil {
 		t.Fatal(err)
 	}
@@ -145,7 +77,7 @@ func TestRestoreEndsPastAbortedRecordsBelowTheStableOffset(t *testing.T) {
 	for i := range 16 {
 		id := fmt.Sprintf("other%d", i)
 		if topology.PartitionFor([]byte(id), partitions) != p {
-			wantStatus(t, h.Send(cmd("account", id, "OpenAccount", `{"owner":"O","currency":"USD"}`)), wire.StatusAccepted, 1)
+			openAccountID(t, h, id)
 			break
 		}
 	}
@@ -153,8 +85,7 @@ func TestRestoreEndsPastAbortedRecordsBelowTheStableOffset(t *testing.T) {
 	if err := owner.EndTransaction(ctx, kgo.TryAbort); err != nil {
 		t.Fatal(err)
 	}
-	versions, _ := eventsOf(t, h)
-	contiguous(t, versions)
+	wantContiguous(t, h)
 }
 
 // Consecutive aborts back off (no hot loop), and a command whose output the
@@ -162,45 +93,23 @@ func TestRestoreEndsPastAbortedRecordsBelowTheStableOffset(t *testing.T) {
 // and dead-lettered alone, while every other command goes on.
 func TestDeterministicProduceFailureIsIsolated(t *testing.T) {
 	t.Parallel()
-	h := newHarness(t)
-	h.RequireEmbedded()
-	w := h.StartProcessor("w0", "")
-	wantStatus(t, h.Send(cmd("account", "iso", "OpenAccount", `{"owner":"O","currency":"USD"}`)), wire.StatusAccepted, 1)
+	h, w := embeddedWorker(t)
+	openAccountID(t, h, "iso")
 	p := topology.PartitionFor([]byte("iso"), partitions)
-	var other string
-	for i := range 64 {
-		id := fmt.Sprintf("ok%d", i)
-		if topology.PartitionFor([]byte(id), partitions) != p {
-			other = id
-			break
-		}
-	}
-	wantStatus(t, h.Send(cmd("account", other, "OpenAccount", `{"owner":"O","currency":"USD"}`)), wire.StatusAccepted, 1)
+	other := otherPartitionID("ok", "iso")
+	openAccountID(t, h, other)
 
 	// Every event produced to the aggregate's partition is refused as too
 	// large: the deposit can never be written.
-	fh := h.Cluster.Fault(kfake.Fault{Keys: []kmsg.Key{kmsg.Produce}, Topic: h.Topic("events"), Partitions: []int32{p}, Err: kerr.MessageTooLarge, Count: -1})
-	cl := h.Client()
-	type result struct {
-		rep wire.Reply
-		err error
-	}
-	res := make(chan result, 1)
-	go func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-		defer cancel()
-		rep, err := cl.Send(ctx, cmd("account", "iso", "Deposit", `{"amount":5}`))
-		res <- result{rep, err}
-	}()
+	fh := h.Cluster.Fault(refuseProduce(h, "events", kerr.MessageTooLarge, -1, p))
+	res := sendAsync(h, cmd("account", "iso", "Deposit", `{"amount":5}`), 60*time.Second)
 	// Other partitions keep answering meanwhile.
 	wantStatus(t, h.Send(cmd("account", other, "Deposit", `{"amount":1}`)), wire.StatusAccepted, 2)
 	r := <-res
 	if r.err != nil {
 		t.Fatal(r.err)
 	}
-	if r.rep.Status != wire.StatusInternalError || r.rep.Code != topology.CodeOutputRefused {
-		t.Fatalf("refused command answered %+v, want INTERNAL_ERROR %s", r.rep, topology.CodeOutputRefused)
-	}
+	wantOutputRefused(t, r.rep)
 	fh.Remove()
 	// Stats count after the commit, which may be just after the reply shows.
 	pollUntil(t, "the isolated dead letter to be counted", 30*time.Second, func() bool { return w.Stats().IsolatedDeadLetters == 1 })
@@ -221,8 +130,7 @@ func TestDeterministicProduceFailureIsIsolated(t *testing.T) {
 	if !found {
 		t.Fatal("the refused command is not in the dead-letter topic")
 	}
-	versions, _ := eventsOf(t, h)
-	contiguous(t, versions)
+	wantContiguous(t, h)
 }
 
 // When not even the dead letter can be written, the command's copy loses
@@ -230,30 +138,23 @@ func TestDeterministicProduceFailureIsIsolated(t *testing.T) {
 // a loop, and the other partitions go on.
 func TestRefusedDeadLetterEndsInASkip(t *testing.T) {
 	t.Parallel()
-	h := newHarness(t)
-	h.RequireEmbedded()
-	w := h.StartProcessor("w0", "")
-	wantStatus(t, h.Send(cmd("account", "iso", "OpenAccount", `{"owner":"O","currency":"USD"}`)), wire.StatusAccepted, 1)
+	h, w := embeddedWorker(t)
+	openAccountID(t, h, "iso")
 	p := topology.PartitionFor([]byte("iso"), partitions)
 	fh := h.Cluster.Fault(
-		kfake.Fault{Keys: []kmsg.Key{kmsg.Produce}, Topic: h.Topic("events"), Partitions: []int32{p}, Err: kerr.MessageTooLarge, Count: -1},
-		kfake.Fault{Keys: []kmsg.Key{kmsg.Produce}, Topic: h.Topic("commands-dlq"), Err: kerr.MessageTooLarge, Count: -1},
-		kfake.Fault{Keys: []kmsg.Key{kmsg.Produce}, Topic: h.Topic("command_reply"), Err: kerr.MessageTooLarge, Count: -1},
+		refuseProduce(h, "events", kerr.MessageTooLarge, -1, p),
+		refuseProduce(h, "commands-dlq", kerr.MessageTooLarge, -1),
+		refuseProduce(h, "command_reply", kerr.MessageTooLarge, -1),
 	)
-	go func() {
-		// No reply can be written: this Send only times out.
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		_, _ = h.Client().Send(ctx, cmd("account", "iso", "Deposit", `{"amount":5}`))
-	}()
+	// No reply can be written: this Send only times out.
+	sendAsync(h, cmd("account", "iso", "Deposit", `{"amount":5}`), 5*time.Second)
 	pollUntil(t, "the refused command to be skipped", 60*time.Second, func() bool { return w.Stats().IsolatedDeadLetters == 1 })
 	fh.Remove()
 	if s := w.Stats(); s.Aborted > 12 {
 		t.Fatalf("%d aborted transactions for one refused command: a hot loop", s.Aborted)
 	}
 	wantStatus(t, h.Send(cmd("account", "iso", "Deposit", `{"amount":2}`)), wire.StatusAccepted, 2)
-	versions, _ := eventsOf(t, h)
-	contiguous(t, versions)
+	wantContiguous(t, h)
 }
 
 // A store write that fails after the commit leaves the store behind Kafka:
@@ -272,7 +173,7 @@ func TestFailedStoreWriteIsCaughtUp(t *testing.T) {
 			return nil
 		})
 	})
-	wantStatus(t, h.Send(cmd("account", "sw", "OpenAccount", `{"owner":"O","currency":"USD"}`)), wire.StatusAccepted, 1)
+	openAccountID(t, h, "sw")
 	fail.Store(true)
 	wantStatus(t, h.Send(cmd("account", "sw", "Deposit", `{"amount":1}`)), wire.StatusAccepted, 2)
 	// The store is written just after the commit the reply shows.
@@ -289,10 +190,8 @@ func TestFailedStoreWriteIsCaughtUp(t *testing.T) {
 // checkpoint is another log: the store notices by the topic id and rebuilds.
 func TestRecreatedChangelogPastCheckpointIsRebuilt(t *testing.T) {
 	t.Parallel()
-	h := newHarness(t)
-	h.RequireEmbedded()
-	w := h.StartProcessor("w0", "")
-	wantStatus(t, h.Send(cmd("account", "rc", "OpenAccount", `{"owner":"O","currency":"USD"}`)), wire.StatusAccepted, 1)
+	h, w := embeddedWorker(t)
+	openAccountID(t, h, "rc")
 	if err := w.Stop(); err != nil {
 		t.Fatal(err)
 	}
@@ -318,7 +217,7 @@ func TestRecreatedChangelogPastCheckpointIsRebuilt(t *testing.T) {
 	again := h.StartProcessor("w0", w.StateDir)
 	// The old store knows rc at version 1; the recreated changelog does
 	// not: after a rebuild the aggregate starts over.
-	wantStatus(t, h.Send(cmd("account", "rc", "OpenAccount", `{"owner":"O","currency":"USD"}`)), wire.StatusAccepted, 1)
+	openAccountID(t, h, "rc")
 	for _, rep := range again.Restores() {
 		if rep.Partition == p && rep.Rebuilt {
 			return
@@ -362,51 +261,23 @@ func idleOwnership(t *testing.T, mutate ...func(*topology.Config)) {
 // is not fenced, and the other partitions keep answering meanwhile.
 func TestSlowRestoreRunsOutsideTheTransaction(t *testing.T) {
 	t.Parallel()
-	h := newHarness(t)
-	h.RequireEmbedded()
-	w := h.StartProcessor("w0", "")
-	ids := map[int32]string{}
-	for i := 0; len(ids) < partitions; i++ {
-		id := fmt.Sprintf("s%d", i)
-		if q := topology.PartitionFor([]byte(id), partitions); ids[q] == "" {
-			ids[q] = id
-			wantStatus(t, h.Send(cmd("account", id, "OpenAccount", `{"owner":"O","currency":"USD"}`)), wire.StatusAccepted, 1)
-		}
-	}
+	h, w := embeddedWorker(t)
+	ids := openPerPartition(t, h, "s")
 	if err := w.Stop(); err != nil {
 		t.Fatal(err)
 	}
 	const slow = int32(0)
-	changelog := h.Topic("snapshots-changelog")
-	id := h.Cluster.TopicInfo(changelog).TopicID
 	var delayed atomic.Int32
-	h.Cluster.ControlKey(int16(kmsg.Fetch), func(req kmsg.Request) (kmsg.Response, error, bool) {
-		for _, rt := range req.(*kmsg.FetchRequest).Topics {
-			if rt.Topic != changelog && rt.TopicID != id {
-				continue
-			}
-			for _, rp := range rt.Partitions {
-				if rp.Partition == slow && delayed.CompareAndSwap(0, 1) {
-					// Past the 10s transaction timeout.
-					h.Cluster.SleepControl(func() { time.Sleep(12 * time.Second) })
-				}
+	delayChangelogFetch(h, func(rt kmsg.FetchRequestTopic) time.Duration {
+		for _, rp := range rt.Partitions {
+			if rp.Partition == slow && delayed.CompareAndSwap(0, 1) {
+				return 12 * time.Second // past the 10s transaction timeout
 			}
 		}
-		h.Cluster.KeepControl()
-		return nil, nil, false
+		return 0
 	})
 	again := h.StartProcessor("w0", "") // a fresh state directory: every store is restored
-	type result struct {
-		rep wire.Reply
-		err error
-	}
-	res := make(chan result, 1)
-	go func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-		defer cancel()
-		rep, err := h.Client().Send(ctx, cmd("account", ids[slow], "Deposit", `{"amount":1}`))
-		res <- result{rep, err}
-	}()
+	res := sendAsync(h, cmd("account", ids[slow], "Deposit", `{"amount":1}`), 60*time.Second)
 	pollUntil(t, "the slow fetch to be delayed", 30*time.Second, func() bool { return delayed.Load() == 1 })
 	for q := int32(1); q < partitions; q++ {
 		wantStatus(t, h.Send(cmd("account", ids[q], "Deposit", `{"amount":1}`)), wire.StatusAccepted, 2)
@@ -425,6 +296,5 @@ func TestSlowRestoreRunsOutsideTheTransaction(t *testing.T) {
 		t.Fatalf("worker ended: %v", again.Err())
 	}
 	wantStatus(t, h.Send(cmd("account", ids[slow], "Deposit", `{"amount":1}`)), wire.StatusAccepted, 3)
-	versions, _ := eventsOf(t, h)
-	contiguous(t, versions)
+	wantContiguous(t, h)
 }

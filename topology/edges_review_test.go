@@ -14,10 +14,8 @@ import (
 	"github.com/kcqrs/kcqrs/aggregates"
 	"github.com/kcqrs/kcqrs/aggregates/account"
 	"github.com/kcqrs/kcqrs/client"
-	"github.com/kcqrs/kcqrs/internal/examples"
 	"github.com/kcqrs/kcqrs/schemas"
 	"github.com/kcqrs/kcqrs/topology"
-	"github.com/kcqrs/kcqrs/topology/topologytest"
 	"github.com/kcqrs/kcqrs/wire"
 )
 
@@ -87,18 +85,7 @@ var idempotent = aggregates.Type[account.Account]{
 // trace, like a rejection at version 0.
 func TestEventlessAcceptOnUnknownAggregatePersistsNothing(t *testing.T) {
 	t.Parallel()
-	reg, err := examples.Registry()
-	if err != nil {
-		t.Fatal(err)
-	}
-	set, err := schemas.LoadAccount()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := reg.Register(idempotent, set); err != nil {
-		t.Fatal(err)
-	}
-	h := topologytest.New(t, reg, partitions)
+	h := harnessWith(t, idempotent)
 	h.StartProcessor("w0", "")
 	wantStatus(t, h.Send(cmd("account", "real", "OpenAccount", `{"owner":"O","currency":"EUR"}`)), wire.StatusAccepted, 1)
 	_, _, before := latestSnapshots(t, h)
@@ -190,10 +177,7 @@ func TestReplyTopicDeletedAfterUseBlocksNothing(t *testing.T) {
 	}
 	w := h.StartProcessor("w0", "", func(c *topology.Config) { c.ReplyTopics = []string{"gone-replies"} })
 	wantStatus(t, h.Send(cmd("account", "gr", "OpenAccount", `{"owner":"O","currency":"EUR"}`)), wire.StatusAccepted, 1)
-	other := "gr-other"
-	for topology.PartitionFor([]byte(other), partitions) == topology.PartitionFor([]byte("gr"), partitions) {
-		other += "x"
-	}
+	other := otherPartitionID("gr-other", "gr")
 	wantStatus(t, h.Send(cmd("account", other, "OpenAccount", `{"owner":"O","currency":"EUR"}`)), wire.StatusAccepted, 1)
 	part := topology.PartitionFor([]byte("gr"), partitions)
 	rec := commandRecord("gr", part, "Deposit", `{"amount":1}`)
@@ -224,8 +208,7 @@ func TestReplyTopicDeletedAfterUseBlocksNothing(t *testing.T) {
 	if s := w.Stats(); s.RepliesDropped < 1 {
 		t.Fatalf("stats %+v: want the dropped reply counted", s)
 	}
-	versions, _ := eventsOf(t, h)
-	contiguous(t, versions)
+	wantContiguous(t, h)
 }
 
 // Every answer without effect on an aggregate that never existed leaves no
@@ -307,10 +290,7 @@ func TestOutputTopicWithASmallerMessageLimit(t *testing.T) {
 		}
 	}
 	w := h.StartProcessor("w0", "")
-	other := "mm-other"
-	for topology.PartitionFor([]byte(other), partitions) == topology.PartitionFor([]byte("mm"), partitions) {
-		other += "x"
-	}
+	other := otherPartitionID("mm-other", "mm")
 	wantStatus(t, h.Send(cmd("account", other, "OpenAccount", `{"owner":"O","currency":"EUR"}`)), wire.StatusAccepted, 1)
 	// Random (incompressible) bytes: the broker checks the compressed batch.
 	noise := make([]byte, 225_000)
@@ -319,9 +299,7 @@ func TestOutputTopicWithASmallerMessageLimit(t *testing.T) {
 	rec := commandRecord("mm", topology.PartitionFor([]byte("mm"), partitions), "OpenAccount", `{"owner":"`+owner+`","currency":"EUR"}`)
 	corr := withReply(rec, "", nil)
 	produceRaw(t, h, nil, rec)
-	sctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	defer cancel()
-	rep, err := h.Client().Send(sctx, cmd("account", other, "Deposit", `{"amount":7}`))
+	rep, err := sendWithin(h, cmd("account", other, "Deposit", `{"amount":7}`), 30*time.Second)
 	if err != nil {
 		t.Fatalf("a deposit on another partition got no reply: %v (stats %+v)", err, w.Stats())
 	}
@@ -352,10 +330,7 @@ func TestRefusedOutputIsolatesItsCommandAfterOneAbort(t *testing.T) {
 		t.Fatal(err)
 	}
 	w := h.StartProcessor("w0", "", func(c *topology.Config) { c.ReplyTopics = []string{"tiny-replies"} })
-	other := "ti-other"
-	for topology.PartitionFor([]byte(other), partitions) == topology.PartitionFor([]byte("ti"), partitions) {
-		other += "x"
-	}
+	other := otherPartitionID("ti-other", "ti")
 	wantStatus(t, h.Send(cmd("account", other, "OpenAccount", `{"owner":"O","currency":"EUR"}`)), wire.StatusAccepted, 1)
 	wantStatus(t, h.Send(cmd("account", "ti", "OpenAccount", `{"owner":"O","currency":"EUR"}`)), wire.StatusAccepted, 1)
 	noise := make([]byte, 6000)
@@ -366,9 +341,7 @@ func TestRefusedOutputIsolatesItsCommandAfterOneAbort(t *testing.T) {
 		kgo.RecordHeader{Key: wire.HeaderCorrelationID, Value: []byte(corr)},
 		kgo.RecordHeader{Key: wire.HeaderReplyTopic, Value: []byte("tiny-replies")})
 	produceRaw(t, h, nil, rec)
-	sctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	defer cancel()
-	rep, err := h.Client().Send(sctx, cmd("account", other, "Deposit", `{"amount":7}`))
+	rep, err := sendWithin(h, cmd("account", other, "Deposit", `{"amount":7}`), 30*time.Second)
 	if err != nil {
 		t.Fatalf("a deposit on another partition got no reply: %v (stats %+v)", err, w.Stats())
 	}

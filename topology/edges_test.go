@@ -18,7 +18,6 @@ import (
 	"github.com/kcqrs/kcqrs/aggregates/account"
 	"github.com/kcqrs/kcqrs/client"
 	"github.com/kcqrs/kcqrs/internal/examples"
-	"github.com/kcqrs/kcqrs/schemas"
 	"github.com/kcqrs/kcqrs/topology"
 	"github.com/kcqrs/kcqrs/topology/topologytest"
 	"github.com/kcqrs/kcqrs/wire"
@@ -237,10 +236,7 @@ func TestAmplifyingRejectionIsCappedAndBlocksNothing(t *testing.T) {
 	t.Parallel()
 	h := newHarness(t)
 	w := h.StartProcessor("w0", "")
-	other := "dep-other"
-	for topology.PartitionFor([]byte(other), partitions) == topology.PartitionFor([]byte("huge"), partitions) {
-		other += "x"
-	}
+	other := otherPartitionID("dep-other", "huge")
 	wantStatus(t, h.Send(cmd("account", other, "OpenAccount", `{"owner":"O","currency":"EUR"}`)), wire.StatusAccepted, 1)
 	_, _, changelogBefore := latestSnapshots(t, h)
 
@@ -277,10 +273,7 @@ func TestCompressedHugeCommandIsDeadLetteredWithAPointer(t *testing.T) {
 	t.Parallel()
 	h := newHarness(t)
 	h.StartProcessor("w0", "")
-	other := "zo"
-	for topology.PartitionFor([]byte(other), partitions) == topology.PartitionFor([]byte("zz"), partitions) {
-		other += "x"
-	}
+	other := otherPartitionID("zo", "zz")
 	wantStatus(t, h.Send(cmd("account", other, "OpenAccount", `{"owner":"O","currency":"EUR"}`)), wire.StatusAccepted, 1)
 	part := topology.PartitionFor([]byte("zz"), partitions)
 	rec := commandRecord("zz", part, "Deposit", `{"amount":1, "pad":"`+strings.Repeat("a", 2<<20)+`"}`)
@@ -335,18 +328,7 @@ var amplifier = aggregates.Type[account.Account]{
 // contiguous, and other partitions flow.
 func TestOversizedEventsAndSnapshotsIsolateTheCommand(t *testing.T) {
 	t.Parallel()
-	reg, err := examples.Registry()
-	if err != nil {
-		t.Fatal(err)
-	}
-	set, err := schemas.LoadAccount()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := reg.Register(amplifier, set); err != nil {
-		t.Fatal(err)
-	}
-	h := topologytest.New(t, reg, partitions)
+	h := harnessWith(t, amplifier)
 	h.StartProcessor("w0", "")
 	send := func(id, typ, json string) wire.Reply {
 		t.Helper()
@@ -522,8 +504,7 @@ func TestTransientReplyTopicMetadataIsRetried(t *testing.T) {
 	if s := w.Stats(); s.RepliesDropped != 0 {
 		t.Fatalf("stats %+v: a reply was dropped for a transient error", s)
 	}
-	versions, _ := eventsOf(t, h)
-	contiguous(t, versions)
+	wantContiguous(t, h)
 }
 
 // A 600 KB key (an aggregate id) is repeated in the event's key and envelope:

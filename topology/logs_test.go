@@ -1,42 +1,24 @@
 package topology_test
 
 import (
-	"bytes"
 	"encoding/json"
 	"log/slog"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/kcqrs/kcqrs/client"
 	"github.com/kcqrs/kcqrs/topology"
+	"github.com/kcqrs/kcqrs/topology/topologytest"
 	"github.com/kcqrs/kcqrs/wire"
 )
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 // TestCommandLogLinesCarryTheirCoordinates: a line about a command names its
 // partition, offset and command id, so an operator can find the record.
 func TestCommandLogLinesCarryTheirCoordinates(t *testing.T) {
 	t.Parallel()
 	h := newHarness(t)
-	var out syncBuffer
+	var out topologytest.SyncBuffer
 	h.StartProcessor("w0", "", func(c *topology.Config) {
 		c.Logger = slog.New(slog.NewJSONHandler(&out, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	})

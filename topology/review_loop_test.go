@@ -9,11 +9,9 @@ import (
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kerr"
-	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
-	"github.com/kcqrs/kcqrs/client"
 	"github.com/kcqrs/kcqrs/topology"
 	"github.com/kcqrs/kcqrs/wire"
 )
@@ -23,25 +21,19 @@ import (
 // must not be skipped without its answer.
 func TestIsolatedCommandAnsweredWhenOnlyTheDeadLetterIsRefused(t *testing.T) {
 	t.Parallel()
-	h := newHarness(t)
-	h.RequireEmbedded()
-	h.StartProcessor("w0", "")
-	wantStatus(t, h.Send(cmd("account", "iso", "OpenAccount", `{"owner":"O","currency":"USD"}`)), wire.StatusAccepted, 1)
+	h, _ := embeddedWorker(t)
+	openAccountID(t, h, "iso")
 	p := topology.PartitionFor([]byte("iso"), partitions)
 	fh := h.Cluster.Fault(
-		kfake.Fault{Keys: []kmsg.Key{kmsg.Produce}, Topic: h.Topic("events"), Partitions: []int32{p}, Err: kerr.MessageTooLarge, Count: -1},
-		kfake.Fault{Keys: []kmsg.Key{kmsg.Produce}, Topic: h.Topic("commands-dlq"), Err: kerr.MessageTooLarge, Count: -1},
+		refuseProduce(h, "events", kerr.MessageTooLarge, -1, p),
+		refuseProduce(h, "commands-dlq", kerr.MessageTooLarge, -1),
 	)
 	defer fh.Remove()
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
-	rep, err := h.Client().Send(ctx, cmd("account", "iso", "Deposit", `{"amount":5}`))
+	rep, err := sendWithin(h, cmd("account", "iso", "Deposit", `{"amount":5}`), 20*time.Second)
 	if err != nil {
 		t.Fatalf("the refused command was never answered although its reply could be written: %v", err)
 	}
-	if rep.Status != wire.StatusInternalError || rep.Code != topology.CodeOutputRefused {
-		t.Fatalf("refused command answered %+v, want INTERNAL_ERROR %s", rep, topology.CodeOutputRefused)
-	}
+	wantOutputRefused(t, rep)
 }
 
 // A command whose events are refused deterministically, and whose reply
@@ -49,20 +41,14 @@ func TestIsolatedCommandAnsweredWhenOnlyTheDeadLetterIsRefused(t *testing.T) {
 // it must not be skipped without a trace.
 func TestIsolatedCommandDeadLetteredWhenOnlyTheReplyIsRefused(t *testing.T) {
 	t.Parallel()
-	h := newHarness(t)
-	h.RequireEmbedded()
-	w := h.StartProcessor("w0", "")
-	wantStatus(t, h.Send(cmd("account", "iso", "OpenAccount", `{"owner":"O","currency":"USD"}`)), wire.StatusAccepted, 1)
+	h, w := embeddedWorker(t)
+	openAccountID(t, h, "iso")
 	p := topology.PartitionFor([]byte("iso"), partitions)
 	fh := h.Cluster.Fault(
-		kfake.Fault{Keys: []kmsg.Key{kmsg.Produce}, Topic: h.Topic("events"), Partitions: []int32{p}, Err: kerr.MessageTooLarge, Count: -1},
-		kfake.Fault{Keys: []kmsg.Key{kmsg.Produce}, Topic: h.Topic("command_reply"), Err: kerr.MessageTooLarge, Count: -1},
+		refuseProduce(h, "events", kerr.MessageTooLarge, -1, p),
+		refuseProduce(h, "command_reply", kerr.MessageTooLarge, -1),
 	)
-	go func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		_, _ = h.Client().Send(ctx, cmd("account", "iso", "Deposit", `{"amount":5}`))
-	}()
+	sendAsync(h, cmd("account", "iso", "Deposit", `{"amount":5}`), 5*time.Second) // its reply cannot be written
 	pollUntil(t, "the refused command to be settled", 30*time.Second, func() bool { return w.Stats().IsolatedDeadLetters == 1 })
 	fh.Remove()
 	var found bool
@@ -75,8 +61,7 @@ func TestIsolatedCommandDeadLetteredWhenOnlyTheReplyIsRefused(t *testing.T) {
 		t.Fatal("the refused command is neither answered nor in the dead-letter topic: lost without a trace")
 	}
 	wantStatus(t, h.Send(cmd("account", "iso", "Deposit", `{"amount":2}`)), wire.StatusAccepted, 2)
-	versions, _ := eventsOf(t, h)
-	contiguous(t, versions)
+	wantContiguous(t, h)
 }
 
 // A TxnOffsetCommit that fails with an error franz-go does not treat as
@@ -85,10 +70,8 @@ func TestIsolatedCommandDeadLetteredWhenOnlyTheReplyIsRefused(t *testing.T) {
 // (the batch comes again), not stop.
 func TestTxnOffsetCommitFailureDoesNotStopTheWorker(t *testing.T) {
 	t.Parallel()
-	h := newHarness(t)
-	h.RequireEmbedded()
-	w := h.StartProcessor("w0", "")
-	wantStatus(t, h.Send(cmd("account", "oc", "OpenAccount", `{"owner":"O","currency":"USD"}`)), wire.StatusAccepted, 1)
+	h, w := embeddedWorker(t)
+	openAccountID(t, h, "oc")
 	var hits atomic.Int32
 	h.Cluster.ControlKey(int16(kmsg.TxnOffsetCommit), func(req kmsg.Request) (kmsg.Response, error, bool) {
 		if !hits.CompareAndSwap(0, 1) {
@@ -109,9 +92,7 @@ func TestTxnOffsetCommitFailureDoesNotStopTheWorker(t *testing.T) {
 		}
 		return resp, nil, true
 	})
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
-	rep, err := h.Client().Send(ctx, cmd("account", "oc", "Deposit", `{"amount":5}`))
+	rep, err := sendWithin(h, cmd("account", "oc", "Deposit", `{"amount":5}`), 20*time.Second)
 	if hits.Load() == 0 {
 		t.Fatal("the TxnOffsetCommit control never ran")
 	}
@@ -123,8 +104,7 @@ func TestTxnOffsetCommitFailureDoesNotStopTheWorker(t *testing.T) {
 	}
 	wantStatus(t, rep, wire.StatusAccepted, 2)
 	wantStatus(t, h.Send(cmd("account", "oc", "Deposit", `{"amount":1}`)), wire.StatusAccepted, 3)
-	versions, _ := eventsOf(t, h)
-	contiguous(t, versions)
+	wantContiguous(t, h)
 }
 
 // An EndTxn commit answered with an error the broker did NOT apply: the
@@ -139,7 +119,7 @@ func TestEndTxnErrorNotAppliedLosesNothing(t *testing.T) {
 		c.TransactionTimeout = 7 * time.Second
 		c.SessionTimeout = 6 * time.Second
 	})
-	wantStatus(t, h.Send(cmd("account", "na", "OpenAccount", `{"owner":"O","currency":"USD"}`)), wire.StatusAccepted, 1)
+	openAccountID(t, h, "na")
 	var hits atomic.Int32
 	h.Cluster.ControlKey(int16(kmsg.EndTxn), func(req kmsg.Request) (kmsg.Response, error, bool) {
 		end := req.(*kmsg.EndTxnRequest)
@@ -152,9 +132,7 @@ func TestEndTxnErrorNotAppliedLosesNothing(t *testing.T) {
 	})
 	dep := cmd("account", "na", "Deposit", `{"amount":5}`)
 	dep.ID = "na-dep"
-	ctx, cancel := context.WithTimeout(context.Background(), 25*time.Second)
-	defer cancel()
-	rep, err := h.Client().Send(ctx, dep)
+	rep, err := sendWithin(h, dep, 25*time.Second)
 	if err != nil {
 		t.Fatalf("no answer (worker err %v): %v", w.Err(), err)
 	}
@@ -168,8 +146,7 @@ func TestEndTxnErrorNotAppliedLosesNothing(t *testing.T) {
 	if werr := w.Err(); werr != nil {
 		t.Fatalf("worker stopped: %v", werr)
 	}
-	versions, _ := eventsOf(t, h)
-	contiguous(t, versions)
+	wantContiguous(t, h)
 }
 
 // A foreign producer's transaction left open on a changelog partition pins
@@ -179,26 +156,12 @@ func TestEndTxnErrorNotAppliedLosesNothing(t *testing.T) {
 // (a second event at a version that exists).
 func TestRestoreWithOpenForeignTxnDoesNotMissLaterCommits(t *testing.T) {
 	t.Parallel()
-	h := newHarness(t)
-	h.RequireEmbedded()
-	w := h.StartProcessor("w0", "")
-	wantStatus(t, h.Send(cmd("account", "ft", "OpenAccount", `{"owner":"O","currency":"USD"}`)), wire.StatusAccepted, 1)
+	h, w := embeddedWorker(t)
+	openAccountID(t, h, "ft")
 	p := topology.PartitionFor([]byte("ft"), partitions)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	foreign, err := kgo.NewClient(kgo.SeedBrokers(h.Brokers...), kgo.TransactionalID("foreign"),
-		kgo.RecordPartitioner(kgo.ManualPartitioner()), kgo.TransactionTimeout(60*time.Second))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer foreign.Close()
-	if err := foreign.BeginTransaction(); err != nil {
-		t.Fatal(err)
-	}
-	if err := foreign.ProduceSync(ctx, &kgo.Record{Topic: h.Topic("snapshots-changelog"), Partition: p, Key: []byte("account/foreign"), Value: []byte("junk")}).FirstErr(); err != nil {
-		t.Fatal(err)
-	}
-	defer func() { _ = foreign.EndTransaction(context.Background(), kgo.TryAbort) }()
+	foreign := openForeignTxn(ctx, t, h, "foreign", p)
 	// The owner commits past the open transaction.
 	wantStatus(t, h.Send(cmd("account", "ft", "Deposit", `{"amount":1}`)), wire.StatusAccepted, 2)
 	if err := w.Stop(); err != nil {
@@ -206,18 +169,7 @@ func TestRestoreWithOpenForeignTxnDoesNotMissLaterCommits(t *testing.T) {
 	}
 	// A worker with a fresh state directory restores the partition.
 	w1 := h.StartProcessor("w1", "")
-	type result struct {
-		rep wire.Reply
-		err error
-	}
-	res := make(chan result, 1)
-	go func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 8*time.Second)
-		defer cancel()
-		rep, err := h.Client().Send(ctx, cmd("account", "ft", "Deposit", `{"amount":1}`))
-		res <- result{rep, err}
-	}()
-	r := <-res
+	r := <-sendAsync(h, cmd("account", "ft", "Deposit", `{"amount":1}`), 8*time.Second)
 	if r.err != nil {
 		t.Fatalf("the partition did not answer while a foreign transaction stays open: %v", r.err)
 	}
@@ -227,48 +179,29 @@ func TestRestoreWithOpenForeignTxnDoesNotMissLaterCommits(t *testing.T) {
 	wantStatus(t, r.rep, wire.StatusAccepted, 3)
 	_ = foreign.EndTransaction(ctx, kgo.TryAbort)
 	_ = w1
-	versions, _ := eventsOf(t, h)
-	contiguous(t, versions)
+	wantContiguous(t, h)
 }
 
 // Two commands refused deterministically, on two partitions, in one batch:
 // each is isolated, answered and dead-lettered, and the rest goes on.
 func TestTwoPoisonRecordsOnTwoPartitions(t *testing.T) {
 	t.Parallel()
-	h := newHarness(t)
-	h.RequireEmbedded()
-	w := h.StartProcessor("w0", "", func(c *topology.Config) { c.CommitInterval = 300 * time.Millisecond })
-	ids := map[int32]string{}
-	for i := 0; len(ids) < 3; i++ {
-		id := fmt.Sprintf("tp%d", i)
-		if q := topology.PartitionFor([]byte(id), partitions); ids[q] == "" {
-			ids[q] = id
-			wantStatus(t, h.Send(cmd("account", id, "OpenAccount", `{"owner":"O","currency":"USD"}`)), wire.StatusAccepted, 1)
-		}
-	}
-	var parts []int32
-	for q := range ids {
-		parts = append(parts, q)
+	h, w := embeddedWorker(t, func(c *topology.Config) { c.CommitInterval = 300 * time.Millisecond })
+	ids := idsPerPartition("tp")
+	parts := []int32{0, 1, 2}
+	for _, q := range parts {
+		openAccountID(t, h, ids[q])
 	}
 	bad, good := parts[:2], parts[2]
-	fh := h.Cluster.Fault(kfake.Fault{Keys: []kmsg.Key{kmsg.Produce}, Topic: h.Topic("events"), Partitions: bad, Err: kerr.MessageTooLarge, Count: -1})
+	fh := h.Cluster.Fault(refuseProduce(h, "events", kerr.MessageTooLarge, -1, bad...))
 	defer fh.Remove()
-	type result struct {
-		rep wire.Reply
-		err error
-	}
-	res := make(chan result, 3)
+	var res []<-chan sendResult
 	for _, q := range parts {
-		go func(id string) {
-			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-			defer cancel()
-			rep, err := h.Client().Send(ctx, cmd("account", id, "Deposit", `{"amount":5}`))
-			res <- result{rep, err}
-		}(ids[q])
+		res = append(res, sendAsync(h, cmd("account", ids[q], "Deposit", `{"amount":5}`), 30*time.Second))
 	}
 	var refused, accepted int
-	for range parts {
-		r := <-res
+	for _, rc := range res {
+		r := <-rc
 		if r.err != nil {
 			t.Fatalf("a command was not answered: %v (stats %+v)", r.err, w.Stats())
 		}
@@ -289,8 +222,7 @@ func TestTwoPoisonRecordsOnTwoPartitions(t *testing.T) {
 	for _, q := range bad {
 		wantStatus(t, h.Send(cmd("account", ids[q], "Deposit", `{"amount":2}`)), wire.StatusAccepted, 2)
 	}
-	versions, _ := eventsOf(t, h)
-	contiguous(t, versions)
+	wantContiguous(t, h)
 }
 
 // A batch that keeps aborting for a transient reason enters isolation; once
@@ -298,9 +230,7 @@ func TestTwoPoisonRecordsOnTwoPartitions(t *testing.T) {
 // (commands are batched again: no more records re-run alone).
 func TestIsolationEndsWhenTheFailureWasTransient(t *testing.T) {
 	t.Parallel()
-	h := newHarness(t)
-	h.RequireEmbedded()
-	w := h.StartProcessor("w0", "", func(c *topology.Config) { c.CommitInterval = 300 * time.Millisecond })
+	h, w := embeddedWorker(t, func(c *topology.Config) { c.CommitInterval = 300 * time.Millisecond })
 	p := topology.PartitionFor([]byte("tr0"), partitions)
 	ids := []string{"tr0"}
 	for i := 1; len(ids) < 3; i++ {
@@ -309,25 +239,21 @@ func TestIsolationEndsWhenTheFailureWasTransient(t *testing.T) {
 		}
 	}
 	for _, id := range ids {
-		wantStatus(t, h.Send(cmd("account", id, "OpenAccount", `{"owner":"O","currency":"USD"}`)), wire.StatusAccepted, 1)
+		openAccountID(t, h, id)
 	}
 	// Not in the deterministic list: treated as transient.
-	h.Cluster.Fault(kfake.Fault{Keys: []kmsg.Key{kmsg.Produce}, Topic: h.Topic("events"), Partitions: []int32{p}, Err: kerr.PolicyViolation, Count: 5})
-	errs := make(chan error, len(ids))
+	h.Cluster.Fault(refuseProduce(h, "events", kerr.PolicyViolation, 5, p))
+	var res []<-chan sendResult
 	for _, id := range ids {
-		go func(id string) {
-			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-			defer cancel()
-			rep, err := h.Client().Send(ctx, cmd("account", id, "Deposit", `{"amount":5}`))
-			if err == nil && (rep.Status != wire.StatusAccepted || rep.Version != 2) {
-				err = fmt.Errorf("deposit to %s answered %+v", id, rep)
-			}
-			errs <- err
-		}(id)
+		res = append(res, sendAsync(h, cmd("account", id, "Deposit", `{"amount":5}`), 20*time.Second))
 	}
-	for range ids {
-		if err := <-errs; err != nil {
-			t.Fatal(err)
+	for i, rc := range res {
+		r := <-rc
+		if r.err != nil {
+			t.Fatal(r.err)
+		}
+		if r.rep.Status != wire.StatusAccepted || r.rep.Version != 2 {
+			t.Fatalf("deposit to %s answered %+v", ids[i], r.rep)
 		}
 	}
 	pollUntil(t, "the deposits' commit to be counted", 10*time.Second, func() bool { return w.Stats().ConsecutiveAborts == 0 })
@@ -341,8 +267,7 @@ func TestIsolationEndsWhenTheFailureWasTransient(t *testing.T) {
 	if s := w.Stats(); s.Isolated != before || s.IsolatedDeadLetters != 0 {
 		t.Fatalf("still isolating after the failure went away: %+v (isolated before %d)", s, before)
 	}
-	versions, _ := eventsOf(t, h)
-	contiguous(t, versions)
+	wantContiguous(t, h)
 }
 
 // A foreign transaction left open on a changelog partition pins its stable
@@ -351,31 +276,15 @@ func TestIsolationEndsWhenTheFailureWasTransient(t *testing.T) {
 // marker), so the partition must not wait for the foreign transaction.
 func TestSuspectPartitionDoesNotWaitForAForeignOpenTxn(t *testing.T) {
 	t.Parallel()
-	h := newHarness(t)
-	h.RequireEmbedded()
-	w := h.StartProcessor("w0", "")
-	wantStatus(t, h.Send(cmd("account", "sf", "OpenAccount", `{"owner":"O","currency":"USD"}`)), wire.StatusAccepted, 1)
+	h, w := embeddedWorker(t)
+	openAccountID(t, h, "sf")
 	p := topology.PartitionFor([]byte("sf"), partitions)
-	foreign, err := kgo.NewClient(kgo.SeedBrokers(h.Brokers...), kgo.TransactionalID("foreign-sf"),
-		kgo.RecordPartitioner(kgo.ManualPartitioner()), kgo.TransactionTimeout(60*time.Second))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer foreign.Close()
-	if err := foreign.BeginTransaction(); err != nil {
-		t.Fatal(err)
-	}
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	if err := foreign.ProduceSync(ctx, &kgo.Record{Topic: h.Topic("snapshots-changelog"), Partition: p, Key: []byte("account/foreign"), Value: []byte("junk")}).FirstErr(); err != nil {
-		t.Fatal(err)
-	}
-	defer func() { _ = foreign.EndTransaction(context.Background(), kgo.TryAbort) }()
+	foreign := openForeignTxn(ctx, t, h, "foreign-sf", p)
 	// One transient refusal: the batch aborts once, its partition is suspect.
-	h.Cluster.Fault(kfake.Fault{Keys: []kmsg.Key{kmsg.Produce}, Topic: h.Topic("events"), Partitions: []int32{p}, Err: kerr.PolicyViolation, Count: 1})
-	sctx, scancel := context.WithTimeout(context.Background(), 15*time.Second)
-	defer scancel()
-	rep, err := h.Client().Send(sctx, cmd("account", "sf", "Deposit", `{"amount":5}`))
+	h.Cluster.Fault(refuseProduce(h, "events", kerr.PolicyViolation, 1, p))
+	rep, err := sendWithin(h, cmd("account", "sf", "Deposit", `{"amount":5}`), 15*time.Second)
 	if err != nil {
 		t.Fatalf("the partition stays blocked while a foreign transaction is open on its changelog (stats %+v): %v", w.Stats(), err)
 	}
@@ -385,8 +294,7 @@ func TestSuspectPartitionDoesNotWaitForAForeignOpenTxn(t *testing.T) {
 	}
 	wantStatus(t, h.Send(cmd("account", "sf", "Deposit", `{"amount":1}`)), wire.StatusAccepted, 3)
 	_ = foreign.EndTransaction(ctx, kgo.TryAbort)
-	versions, _ := eventsOf(t, h)
-	contiguous(t, versions)
+	wantContiguous(t, h)
 }
 
 // An EndTxn the broker applies but answers with an error, for a batch on
@@ -394,77 +302,28 @@ func TestSuspectPartitionDoesNotWaitForAForeignOpenTxn(t *testing.T) {
 // command is answered, every effect happens once.
 func TestUnconfirmedCommitOnSeveralPartitions(t *testing.T) {
 	t.Parallel()
-	h := newHarness(t)
-	h.RequireEmbedded()
-	w := h.StartProcessor("w0", "", func(c *topology.Config) { c.CommitInterval = 300 * time.Millisecond })
-	ids := map[int32]string{}
-	for i := 0; len(ids) < 3; i++ {
-		id := fmt.Sprintf("um%d", i)
-		if q := topology.PartitionFor([]byte(id), partitions); ids[q] == "" {
-			ids[q] = id
-		}
-	}
-	var parts []int32
-	for q := range ids {
-		parts = append(parts, q)
-	}
+	h, w := embeddedWorker(t, func(c *topology.Config) { c.CommitInterval = 300 * time.Millisecond })
+	ids := idsPerPartition("um")
+	parts := []int32{0, 1, 2}
 	for _, q := range parts[:2] {
-		wantStatus(t, h.Send(cmd("account", ids[q], "OpenAccount", `{"owner":"O","currency":"USD"}`)), wire.StatusAccepted, 1)
+		openAccountID(t, h, ids[q])
 	}
-	fwd, err := kgo.NewClient(kgo.SeedBrokers(h.Brokers...))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer fwd.Close()
-	var forwarding, hits atomic.Int32
-	h.Cluster.ControlKey(int16(kmsg.EndTxn), func(req kmsg.Request) (kmsg.Response, error, bool) {
-		if forwarding.Load() == 1 {
-			return nil, nil, false
-		}
-		end := req.(*kmsg.EndTxnRequest)
-		if !end.Commit || hits.Load() > 0 {
-			return nil, nil, false
-		}
-		hits.Add(1)
-		forwarding.Store(1)
-		h.Cluster.SleepControl(func() {
-			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-			defer cancel()
-			cp := *end
-			if resp, err := cp.RequestWith(ctx, fwd); err != nil || resp.ErrorCode != 0 {
-				t.Errorf("forwarding EndTxn: %v %v", err, resp)
-			}
-		})
-		forwarding.Store(0)
-		resp := end.ResponseKind().(*kmsg.EndTxnResponse)
-		resp.ErrorCode = kerr.UnknownServerError.Code
-		return resp, nil, true
-	})
-	type result struct {
-		id  string
-		rep wire.Reply
-		err error
-	}
-	res := make(chan result, 3)
+	hits := unconfirmCommits(t, h, true, nil)
+	var res []<-chan sendResult
 	for i, q := range parts {
 		c := cmd("account", ids[q], "Deposit", `{"amount":5}`)
 		if i == 2 {
 			c = cmd("account", ids[q], "Withdraw", `{"amount":5}`) // never opened: rejected, no snapshot
 		}
 		c.ID = "um-" + ids[q]
-		go func(id string, c client.Command) {
-			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-			defer cancel()
-			rep, err := h.Client().Send(ctx, c)
-			res <- result{id, rep, err}
-		}(ids[q], c)
+		res = append(res, sendAsync(h, c, 20*time.Second))
 	}
-	for range parts {
-		r := <-res
+	for i, rc := range res {
+		r, id := <-rc, ids[parts[i]]
 		if r.err != nil {
-			t.Fatalf("%s not answered: %v (stats %+v)", r.id, r.err, w.Stats())
+			t.Fatalf("%s not answered: %v (stats %+v)", id, r.err, w.Stats())
 		}
-		if r.id != ids[parts[2]] {
+		if i != 2 {
 			wantStatus(t, r.rep, wire.StatusAccepted, 2)
 		} else if r.rep.Status != wire.StatusRejected {
 			t.Fatalf("withdraw from a missing account answered %+v", r.rep)
@@ -476,8 +335,7 @@ func TestUnconfirmedCommitOnSeveralPartitions(t *testing.T) {
 	for _, q := range parts[:2] {
 		wantStatus(t, h.Send(cmd("account", ids[q], "Deposit", `{"amount":1}`)), wire.StatusAccepted, 3)
 	}
-	versions, _ := eventsOf(t, h)
-	contiguous(t, versions)
+	wantContiguous(t, h)
 }
 
 // An EndTxn the broker applies but answers with an error, followed at once
@@ -485,53 +343,13 @@ func TestUnconfirmedCommitOnSeveralPartitions(t *testing.T) {
 // version twice, every command answered.
 func TestUnconfirmedCommitThenRebalanceAwayAndBack(t *testing.T) {
 	t.Parallel()
-	h := newHarness(t)
-	h.RequireEmbedded()
-	w0 := h.StartProcessor("w0", "")
-	wantStatus(t, h.Send(cmd("account", "ur", "OpenAccount", `{"owner":"O","currency":"USD"}`)), wire.StatusAccepted, 1)
-	fwd, err := kgo.NewClient(kgo.SeedBrokers(h.Brokers...))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer fwd.Close()
-	var forwarding, hits atomic.Int32
+	h, w0 := embeddedWorker(t)
+	openAccountID(t, h, "ur")
 	uncertain := make(chan struct{})
-	h.Cluster.ControlKey(int16(kmsg.EndTxn), func(req kmsg.Request) (kmsg.Response, error, bool) {
-		if forwarding.Load() == 1 {
-			return nil, nil, false
-		}
-		end := req.(*kmsg.EndTxnRequest)
-		if !end.Commit || hits.Load() > 0 {
-			return nil, nil, false
-		}
-		hits.Add(1)
-		forwarding.Store(1)
-		h.Cluster.SleepControl(func() {
-			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-			defer cancel()
-			cp := *end
-			if resp, err := cp.RequestWith(ctx, fwd); err != nil || resp.ErrorCode != 0 {
-				t.Errorf("forwarding EndTxn: %v %v", err, resp)
-			}
-		})
-		forwarding.Store(0)
-		close(uncertain)
-		resp := end.ResponseKind().(*kmsg.EndTxnResponse)
-		resp.ErrorCode = kerr.UnknownServerError.Code
-		return resp, nil, true
-	})
+	unconfirmCommits(t, h, true, func() { close(uncertain) })
 	dep := cmd("account", "ur", "Deposit", `{"amount":5}`)
 	dep.ID = "ur-dep"
-	res := make(chan error, 1)
-	go func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 40*time.Second)
-		defer cancel()
-		rep, err := h.Client().Send(ctx, dep)
-		if err == nil && (rep.Status != wire.StatusAccepted || rep.Version != 2) {
-			err = fmt.Errorf("deposit answered %+v", rep)
-		}
-		res <- err
-	}()
+	res := sendAsync(h, dep, 40*time.Second)
 	<-uncertain
 	w1 := h.StartProcessor("w1", "")
 	pollUntil(t, "w1 to take partitions", 30*time.Second, func() bool { return len(w1.Assigned()) > 0 })
@@ -539,15 +357,18 @@ func TestUnconfirmedCommitThenRebalanceAwayAndBack(t *testing.T) {
 		t.Fatal(err)
 	}
 	pollUntil(t, "w0 to own every partition again", 30*time.Second, func() bool { return len(w0.Assigned()) == partitions })
-	if err := <-res; err != nil {
-		t.Fatal(err)
+	r := <-res
+	if r.err != nil {
+		t.Fatal(r.err)
+	}
+	if r.rep.Status != wire.StatusAccepted || r.rep.Version != 2 {
+		t.Fatalf("deposit answered %+v", r.rep)
 	}
 	wantStatus(t, h.Send(cmd("account", "ur", "Deposit", `{"amount":1}`)), wire.StatusAccepted, 3)
 	if w0.Err() != nil {
 		t.Fatal(w0.Err())
 	}
-	versions, _ := eventsOf(t, h)
-	contiguous(t, versions)
+	wantContiguous(t, h)
 }
 
 // A restore that is still running when a rebalance takes its partition away
@@ -555,34 +376,17 @@ func TestUnconfirmedCommitThenRebalanceAwayAndBack(t *testing.T) {
 // older than the changelog is used by anyone, every command is answered.
 func TestRestoreInterruptedByARebalance(t *testing.T) {
 	t.Parallel()
-	h := newHarness(t)
-	h.RequireEmbedded()
-	w := h.StartProcessor("w0", "")
-	ids := map[int32]string{}
-	for i := 0; len(ids) < partitions; i++ {
-		id := fmt.Sprintf("ri%d", i)
-		if q := topology.PartitionFor([]byte(id), partitions); ids[q] == "" {
-			ids[q] = id
-			wantStatus(t, h.Send(cmd("account", id, "OpenAccount", `{"owner":"O","currency":"USD"}`)), wire.StatusAccepted, 1)
-		}
-	}
+	h, w := embeddedWorker(t)
+	ids := openPerPartition(t, h, "ri")
 	if err := w.Stop(); err != nil {
 		t.Fatal(err)
 	}
-	changelog := h.Topic("snapshots-changelog")
-	id := h.Cluster.TopicInfo(changelog).TopicID
 	var delayed atomic.Int32
-	h.Cluster.ControlKey(int16(kmsg.Fetch), func(req kmsg.Request) (kmsg.Response, error, bool) {
-		h.Cluster.KeepControl()
-		for _, rt := range req.(*kmsg.FetchRequest).Topics {
-			if rt.Topic != changelog && rt.TopicID != id {
-				continue
-			}
-			if delayed.CompareAndSwap(0, 1) {
-				h.Cluster.SleepControl(func() { time.Sleep(3 * time.Second) })
-			}
+	delayChangelogFetch(h, func(kmsg.FetchRequestTopic) time.Duration {
+		if delayed.CompareAndSwap(0, 1) {
+			return 3 * time.Second
 		}
-		return nil, nil, false
+		return 0
 	})
 	a := h.StartProcessor("a", "")
 	pollUntil(t, "the slow restore to start", 30*time.Second, func() bool { return delayed.Load() == 1 })
@@ -599,8 +403,7 @@ func TestRestoreInterruptedByARebalance(t *testing.T) {
 	if a.Err() != nil {
 		t.Fatal(a.Err())
 	}
-	versions, _ := eventsOf(t, h)
-	contiguous(t, versions)
+	wantContiguous(t, h)
 }
 
 // Commands deferred (their partitions rewound and paused while the stores
@@ -608,34 +411,17 @@ func TestRestoreInterruptedByARebalance(t *testing.T) {
 // answered once, none is skipped, none takes effect twice.
 func TestDeferredRecordsAcrossARebalance(t *testing.T) {
 	t.Parallel()
-	h := newHarness(t)
-	h.RequireEmbedded()
-	w := h.StartProcessor("w0", "")
-	ids := map[int32]string{}
-	for i := 0; len(ids) < partitions; i++ {
-		id := fmt.Sprintf("dr%d", i)
-		if q := topology.PartitionFor([]byte(id), partitions); ids[q] == "" {
-			ids[q] = id
-			wantStatus(t, h.Send(cmd("account", id, "OpenAccount", `{"owner":"O","currency":"USD"}`)), wire.StatusAccepted, 1)
-		}
-	}
+	h, w := embeddedWorker(t)
+	ids := openPerPartition(t, h, "dr")
 	if err := w.Stop(); err != nil {
 		t.Fatal(err)
 	}
-	changelog := h.Topic("snapshots-changelog")
-	id := h.Cluster.TopicInfo(changelog).TopicID
 	var delayed atomic.Int32
-	h.Cluster.ControlKey(int16(kmsg.Fetch), func(req kmsg.Request) (kmsg.Response, error, bool) {
-		h.Cluster.KeepControl()
-		for _, rt := range req.(*kmsg.FetchRequest).Topics {
-			if rt.Topic != changelog && rt.TopicID != id {
-				continue
-			}
-			if delayed.Add(1) <= 2 {
-				h.Cluster.SleepControl(func() { time.Sleep(2 * time.Second) })
-			}
+	delayChangelogFetch(h, func(kmsg.FetchRequestTopic) time.Duration {
+		if delayed.Add(1) <= 2 {
+			return 2 * time.Second
 		}
-		return nil, nil, false
+		return 0
 	})
 	a := h.StartProcessor("a", "")
 	pollUntil(t, "the slow restore to start", 30*time.Second, func() bool { return delayed.Load() >= 1 })
@@ -666,8 +452,7 @@ func TestDeferredRecordsAcrossARebalance(t *testing.T) {
 	if a.Err() != nil {
 		t.Fatal(a.Err())
 	}
-	versions, _ := eventsOf(t, h)
-	contiguous(t, versions)
+	versions := wantContiguous(t, h)
 	for q := range int32(partitions) {
 		if got := versions["account/"+ids[q]]; len(got) != 4 {
 			t.Fatalf("%s: versions %v, want 1..4", ids[q], got)
@@ -691,13 +476,12 @@ func TestIdleSuspectPartitionBecomesReadyAgain(t *testing.T) {
 			return nil
 		})
 	})
-	wantStatus(t, h.Send(cmd("account", "is", "OpenAccount", `{"owner":"O","currency":"USD"}`)), wire.StatusAccepted, 1)
+	openAccountID(t, h, "is")
 	pollUntil(t, "the worker to be ready", 30*time.Second, w.Ready)
 	fail.Store(true)
 	wantStatus(t, h.Send(cmd("account", "is", "Deposit", `{"amount":1}`)), wire.StatusAccepted, 2)
 	pollUntil(t, "the failing store write", 30*time.Second, func() bool { return !fail.Load() })
 	pollUntil(t, "the idle worker to be ready again", 10*time.Second, w.Ready)
 	wantStatus(t, h.Send(cmd("account", "is", "Deposit", `{"amount":1}`)), wire.StatusAccepted, 3)
-	versions, _ := eventsOf(t, h)
-	contiguous(t, versions)
+	wantContiguous(t, h)
 }

@@ -17,8 +17,6 @@ import (
 
 	"github.com/kcqrs/kcqrs/aggregates"
 	"github.com/kcqrs/kcqrs/aggregates/account"
-	"github.com/kcqrs/kcqrs/internal/examples"
-	"github.com/kcqrs/kcqrs/schemas"
 	"github.com/kcqrs/kcqrs/topology"
 	"github.com/kcqrs/kcqrs/topology/topologytest"
 	"github.com/kcqrs/kcqrs/wire"
@@ -168,18 +166,7 @@ var panicky = aggregates.Type[account.Account]{
 
 func TestHandlerPanicIsInternalErrorAndDeadLettered(t *testing.T) {
 	t.Parallel()
-	reg, err := examples.Registry()
-	if err != nil {
-		t.Fatal(err)
-	}
-	set, err := schemas.LoadAccount()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := reg.Register(panicky, set); err != nil {
-		t.Fatal(err)
-	}
-	h := topologytest.New(t, reg, partitions)
+	h := harnessWith(t, panicky)
 	w := h.StartProcessor("w0", "")
 	wantStatus(t, h.Send(cmd("panicky", "p", "OpenAccount", `{"owner":"O","currency":"USD"}`)), wire.StatusAccepted, 1)
 	wantStatus(t, h.Send(cmd("panicky", "p", "Deposit", `{"amount":20}`)), wire.StatusAccepted, 2)

@@ -127,14 +127,9 @@ func TestSecureBroker(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var cl *client.Client
-	for cl == nil {
-		if cl, err = client.New(ctx, client.Config{Brokers: cli.Brokers, ClientOpts: cliOpts[1:]}); err != nil {
-			if ctx.Err() != nil {
-				t.Fatal(err)
-			}
-			time.Sleep(100 * time.Millisecond)
-		}
+	cl, err := topologytest.WaitClient(ctx, client.Config{Brokers: cli.Brokers, ClientOpts: cliOpts[1:]})
+	if err != nil {
+		t.Fatal(err)
 	}
 	defer cl.Close()
 	send := func(id, typ, data string) {
@@ -153,17 +148,11 @@ func TestSecureBroker(t *testing.T) {
 		t.Fatal(err)
 	}
 	for {
-		recs, err := topologytest.ReadCommitted(ctx, admin.Brokers, "events", adminOpts[1:]...)
+		types, err := topologytest.EventTypes(ctx, admin.Brokers, "events", adminOpts[1:]...)
 		if err != nil {
 			t.Fatal(err)
 		}
-		completed := false
-		for _, r := range recs {
-			for _, h := range r.Headers {
-				completed = completed || (h.Key == wire.HeaderEventType && string(h.Value) == "TransferCompleted")
-			}
-		}
-		if completed {
+		if types["TransferCompleted"] {
 			return
 		}
 		select {

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"io"
 	"net"
@@ -9,7 +8,6 @@ import (
 	"os"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -18,25 +16,8 @@ import (
 	"github.com/kcqrs/kcqrs/config"
 	"github.com/kcqrs/kcqrs/embedded"
 	"github.com/kcqrs/kcqrs/internal/examples"
+	"github.com/kcqrs/kcqrs/topology/topologytest"
 )
-
-// syncBuffer is a log sink safe for the projector's goroutines.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 func body(url string) (int, string) {
 	resp, err := http.Get(url)
@@ -87,7 +68,7 @@ func TestProjectorSaysWhyItCannotConnect(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			var logs syncBuffer
+			var logs topologytest.SyncBuffer
 			ctx, cancel := context.WithCancel(context.Background())
 			addrc := make(chan string, 1)
 			done := make(chan error, 1)

@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -12,24 +11,8 @@ import (
 
 	"github.com/kcqrs/kcqrs/embedded"
 	"github.com/kcqrs/kcqrs/internal/examples"
+	"github.com/kcqrs/kcqrs/topology/topologytest"
 )
-
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
 
 // TestStartLogNamesTheServedVersions: the start log says which versions
 // the query API serves (its own by default), not versions=[].
@@ -57,7 +40,7 @@ func TestStartLogNamesTheServedVersions(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var logs lockedBuffer
+	var logs topologytest.SyncBuffer
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- run(ctx, st, reg, &logs, nil) }()

@@ -12,53 +12,78 @@ import (
 	"github.com/kcqrs/kcqrs/internal/logread"
 )
 
+// txnLog is a one-broker kfake cluster with a one-partition topic "log",
+// closed when the test ends.
+type txnLog struct {
+	t     *testing.T
+	seeds []string
+}
+
+func newTxnLog(t *testing.T) txnLog {
+	t.Helper()
+	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(1, "log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.Close)
+	return txnLog{t, c.ListenAddrs()}
+}
+
+// txn is a transactional producer to "log", id, with a transaction begun.
+func (l txnLog) txn(id string) *kgo.Client {
+	l.t.Helper()
+	cl, err := kgo.NewClient(kgo.SeedBrokers(l.seeds...), kgo.TransactionalID(id), kgo.DefaultProduceTopic("log"))
+	if err != nil {
+		l.t.Fatal(err)
+	}
+	l.t.Cleanup(cl.Close)
+	if err := cl.BeginTransaction(); err != nil {
+		l.t.Fatal(err)
+	}
+	return cl
+}
+
+// client is a plain client of the cluster, closed when the test ends.
+func (l txnLog) client() *kgo.Client {
+	l.t.Helper()
+	cl, err := kgo.NewClient(kgo.SeedBrokers(l.seeds...))
+	if err != nil {
+		l.t.Fatal(err)
+	}
+	l.t.Cleanup(cl.Close)
+	return cl
+}
+
+// produce writes the value v with cl, failing the test on an error.
+func (l txnLog) produce(ctx context.Context, cl *kgo.Client, v string) {
+	l.t.Helper()
+	if err := cl.ProduceSync(ctx, &kgo.Record{Value: []byte(v)}).FirstErr(); err != nil {
+		l.t.Fatal(err)
+	}
+}
+
 // Records of an aborted transaction below the last stable offset, its abort
 // marker above it (another transaction open in between): Read ends at the
 // stable offset, handing over only the committed records.
 func TestReadEndsPastAbortedRecordsBelowTheStableOffset(t *testing.T) {
 	t.Parallel()
-	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(1, "log"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
+	lg := newTxnLog(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	seeds := c.ListenAddrs()
-	newTxn := func(id string) *kgo.Client {
-		cl, err := kgo.NewClient(kgo.SeedBrokers(seeds...), kgo.TransactionalID(id), kgo.DefaultProduceTopic("log"))
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(cl.Close)
-		if err := cl.BeginTransaction(); err != nil {
-			t.Fatal(err)
-		}
-		return cl
-	}
-	produce := func(cl *kgo.Client, v string) {
-		if err := cl.ProduceSync(ctx, &kgo.Record{Value: []byte(v)}).FirstErr(); err != nil {
-			t.Fatal(err)
-		}
-	}
-	committed := newTxn("committed")
-	produce(committed, "a")
+	committed := lg.txn("committed")
+	lg.produce(ctx, committed, "a")
 	if err := committed.EndTransaction(ctx, kgo.TryCommit); err != nil {
 		t.Fatal(err)
 	}
-	zombie, open := newTxn("zombie"), newTxn("open")
-	produce(zombie, "aborted")
-	produce(open, "open")
+	zombie, open := lg.txn("zombie"), lg.txn("open")
+	lg.produce(ctx, zombie, "aborted")
+	lg.produce(ctx, open, "open")
 	if err := zombie.EndTransaction(ctx, kgo.TryAbort); err != nil {
 		t.Fatal(err)
 	}
 	defer func() { _ = open.EndTransaction(context.Background(), kgo.TryAbort) }()
 
-	cl, err := kgo.NewClient(kgo.SeedBrokers(seeds...))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cl.Close()
+	cl := lg.client()
 	stable, err := kadm.NewClient(cl).ListCommittedOffsets(ctx, "log")
 	if err != nil {
 		t.Fatal(err)
@@ -81,41 +106,17 @@ func TestReadEndsPastAbortedRecordsBelowTheStableOffset(t *testing.T) {
 // with KeepControl hands over the markers that tell each producer's outcome.
 func TestReadUncommittedHandsOverRecordsAndMarkers(t *testing.T) {
 	t.Parallel()
-	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(1, "log"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
+	lg := newTxnLog(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	seeds := c.ListenAddrs()
-	newTxn := func(id string) *kgo.Client {
-		cl, err := kgo.NewClient(kgo.SeedBrokers(seeds...), kgo.TransactionalID(id), kgo.DefaultProduceTopic("log"))
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(cl.Close)
-		if err := cl.BeginTransaction(); err != nil {
-			t.Fatal(err)
-		}
-		return cl
-	}
-	open, later := newTxn("open"), newTxn("later")
-	if err := open.ProduceSync(ctx, &kgo.Record{Value: []byte("open")}).FirstErr(); err != nil {
-		t.Fatal(err)
-	}
+	open, later := lg.txn("open"), lg.txn("later")
+	lg.produce(ctx, open, "open")
 	defer func() { _ = open.EndTransaction(context.Background(), kgo.TryAbort) }()
-	if err := later.ProduceSync(ctx, &kgo.Record{Value: []byte("later")}).FirstErr(); err != nil {
-		t.Fatal(err)
-	}
+	lg.produce(ctx, later, "later")
 	if err := later.EndTransaction(ctx, kgo.TryCommit); err != nil {
 		t.Fatal(err)
 	}
-	cl, err := kgo.NewClient(kgo.SeedBrokers(seeds...))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cl.Close()
+	cl := lg.client()
 	ends, err := kadm.NewClient(cl).ListEndOffsets(ctx, "log")
 	if err != nil {
 		t.Fatal(err)

@@ -1,0 +1,50 @@
+package topologytest
+
+import (
+	"context"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/kcqrs/kcqrs/client"
+	"github.com/kcqrs/kcqrs/wire"
+)
+
+// WaitClient returns a request/reply client for cfg, trying again every
+// 100ms until ctx ends: a client started beside a worker may find the
+// topics not created yet, or (on a secured broker) its ACLs not yet in
+// force. The error is the last attempt's, once ctx has ended.
+func WaitClient(ctx context.Context, cfg client.Config) (*client.Client, error) {
+	for {
+		cl, err := client.New(ctx, cfg)
+		if err == nil {
+			return cl, nil
+		}
+		if ctx.Err() != nil {
+			return nil, err
+		}
+		select {
+		case <-ctx.Done():
+			return nil, err
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+// EventTypes reads the committed records of topic (ReadCommitted) and
+// returns the event types (header wire.HeaderEventType) among them.
+func EventTypes(ctx context.Context, brokers []string, topic string, opts ...kgo.Opt) (map[string]bool, error) {
+	recs, err := ReadCommitted(ctx, brokers, topic, opts...)
+	if err != nil {
+		return nil, err
+	}
+	types := map[string]bool{}
+	for _, r := range recs {
+		for _, h := range r.Headers {
+			if h.Key == wire.HeaderEventType {
+				types[string(h.Value)] = true
+			}
+		}
+	}
+	return types, nil
+}
