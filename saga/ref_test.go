@@ -85,7 +85,7 @@ func TestCollector(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s, err := New(Config{Brokers: []string{"127.0.0.1:1"}, InstanceID: "x"}, reg)
+	s, err := New(Config{Brokers: []string{"127.0.0.1:1"}, InstanceID: "x", SigningKey: []byte("k")}, reg)
 	if err != nil {
 		t.Fatal(err)
 	}
