@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/binary"
 	"encoding/hex"
+	"slices"
 	"testing"
 	"time"
 
@@ -127,8 +128,16 @@ func TestForgedCreditCreatesNoMoney(t *testing.T) {
 		// The real leg's command id, on bob, before the saga sends it.
 		creditRecord(t, realID, "bob", account.CreditForTransfer{TransferID: "t1", From: "ann", DebitVersion: 3, Amount: 30, Seq: 1}, nil),
 	}
+	// Avro names its command by its schema: no kcqrs_command_type header.
+	noType := creditRecord(t, "forged-no-type", "eve", account.CreditForTransfer{TransferID: "x4", From: "ann", DebitVersion: 9, Amount: 1000, Seq: 4}, nil)
+	noType.Headers = slices.DeleteFunc(noType.Headers, func(h kgo.RecordHeader) bool { return h.Key == wire.HeaderCommandType })
+	forged = append(forged, noType)
 	produce(t, h, forged...)
-	reps := repliesTo(t, h, "forged-unsigned", "forged-wrong-key", "g1-credit", "g1-credit-bob", realID)
+	// And in JSON, through the client.
+	if rep := send(t, h, "eve", "CreditForTransfer", `{"transferId":"x3","from":"ann","debitVersion":9,"amount":1000,"seq":3}`); rep.Status != wire.StatusInvalid || rep.Code != "unsigned_command" {
+		t.Errorf("forged JSON credit answered %+v, want INVALID unsigned_command", rep)
+	}
+	reps := repliesTo(t, h, "forged-unsigned", "forged-wrong-key", "g1-credit", "g1-credit-bob", realID, "forged-no-type")
 	for id, rep := range reps {
 		if rep.Status != wire.StatusInvalid || rep.Code != "unsigned_command" {
 			t.Errorf("forged credit %s answered %+v, want INVALID unsigned_command", id, rep)
@@ -142,7 +151,7 @@ func TestForgedCreditCreatesNoMoney(t *testing.T) {
 			}
 		}
 	}
-	for _, id := range []string{"forged-unsigned", "forged-wrong-key", "g1-credit", "g1-credit-bob", realID} {
+	for _, id := range []string{"forged-unsigned", "forged-wrong-key", "g1-credit", "g1-credit-bob", realID, "forged-no-type"} {
 		if !dead[id] {
 			t.Errorf("forged credit %s not dead-lettered", id)
 		}
