@@ -150,7 +150,7 @@ func newWorkloadRegistry(t *testing.T) *topology.Registry {
 // broker, so that its group is there to be seen.
 func (w *workload) startSaga(t *testing.T) {
 	t.Helper()
-	sg, err := saga.New(saga.Config{Brokers: w.h.Brokers, InstanceID: "saga-0", Logger: w.h.Base.Logger}, w.h.Registry)
+	sg, err := saga.New(saga.Config{Brokers: w.h.Brokers, InstanceID: "saga-0", SigningKey: []byte("console-test-key"), Logger: w.h.Base.Logger}, w.h.Registry)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -192,13 +192,15 @@ func (s *Saga) command(st step, partitions int32) (*kgo.Record, error) {
 	if err != nil {
 		return nil, fmt.Errorf("saga: encode %s: %w", st.cmd.CommandType(), err)
 	}
+	id, typ := st.ref.CommandID(), st.cmd.CommandType()
 	return &kgo.Record{
 		Topic:     s.cfg.Commands,
 		Partition: topology.PartitionFor([]byte(st.to), partitions),
 		Key:       []byte(st.to),
 		Value:     val,
 		Headers: []kgo.RecordHeader{
-			{Key: wire.HeaderCommandID, Value: []byte(st.ref.CommandID())},
+			{Key: wire.HeaderSignature, Value: topology.SignCommand(s.cfg.SigningKey, id, account.Name, st.to, typ, val)},
+			{Key: wire.HeaderCommandID, Value: []byte(id)},
 			{Key: wire.HeaderCommandType, Value: []byte(st.cmd.CommandType())},
 			{Key: wire.HeaderAggregateType, Value: []byte(account.Name)},
 			{Key: wire.HeaderContentType, Value: []byte(wire.ContentTypeAvro)},

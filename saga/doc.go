@@ -83,13 +83,18 @@
 // again; the aborted copies are never read by the processor
 // (read_committed).
 //
+// # Proof of origin
+//
+// A target cannot check the debit a CreditForTransfer names (another
+// aggregate, maybe another writer), so a client writing a leg to the command
+// topic itself could create money. The legs are therefore restricted
+// commands (InternalCommands, set as topology.Config.InternalCommands of
+// the processors): the saga signs each (kcqrs_signature, Config.SigningKey,
+// topology.SignCommand) and the processor refuses any leg without a valid
+// signature, before its dedupe window is read, as INVALID unsigned_command.
+//
 // # Limits
 //
-//   - A client that writes a CreditForTransfer to the command topic itself
-//     can still create money: the target cannot check the debit it names
-//     (another aggregate, maybe another writer). Legs need a proof of origin
-//     the processor checks (a topic only the saga may write, by ACL, or a
-//     signature); until then, deny clients write access to the saga's legs.
 //   - The credit mark relies on the saga sending one source's credits to one
 //     target in the order of their debits (it does: one events partition,
 //     in order, in transactions). A credit dead-lettered or lost while a

@@ -70,6 +70,10 @@ func TestConfigRejectsSessionTimeoutAboveTransactionTimeout(t *testing.T) {
 		t.Fatal(err)
 	}
 	base := Config{Brokers: []string{"127.0.0.1:1"}, InstanceID: "w0"}
+	if _, err := New(base, reg); err == nil || !strings.Contains(err.Error(), "no signing key") {
+		t.Fatalf("got %v without a signing key, want an error naming it", err)
+	}
+	base.SigningKey = []byte("k")
 	if _, err := New(base, reg); err != nil {
 		t.Fatalf("defaults refused: %v", err)
 	}
@@ -85,7 +89,7 @@ func TestCollector(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s, err := New(Config{Brokers: []string{"127.0.0.1:1"}, InstanceID: "x"}, reg)
+	s, err := New(Config{Brokers: []string{"127.0.0.1:1"}, InstanceID: "x", SigningKey: []byte("k")}, reg)
 	if err != nil {
 		t.Fatal(err)
 	}

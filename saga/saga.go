@@ -70,6 +70,20 @@ type Config struct {
 	Logger *slog.Logger
 	// ClientOpts are extra franz-go options (TLS, SASL, ...).
 	ClientOpts []kgo.Opt
+	// SigningKey signs every leg the saga sends (kcqrs_signature,
+	// topology.SignCommand): the processors refuse a leg without a valid
+	// signature (topology.Config.InternalCommands, InternalCommands), so a
+	// client cannot credit an account by writing a leg itself. The same
+	// secret as the processors' CommandSigningKey. Required.
+	SigningKey []byte
+}
+
+// InternalCommands are the saga's legs, which only it may send: the value
+// of topology.Config.InternalCommands of the processors it drives.
+func InternalCommands() map[string][]string {
+	return map[string][]string{account.Name: {
+		account.CreditForTransfer{}.CommandType(), account.CompleteTransfer{}.CommandType(), account.RefundTransfer{}.CommandType(),
+	}}
 }
 
 // Defaults of Config.
@@ -122,6 +136,9 @@ func (c *Config) Validate() error {
 	}
 	if c.MaxBatch < 1 {
 		errs = append(errs, fmt.Errorf("max batch %d < 1", c.MaxBatch))
+	}
+	if len(c.SigningKey) == 0 {
+		errs = append(errs, errors.New("no signing key (the processors refuse unsigned transfer legs)"))
 	}
 	if c.TransactionTimeout < time.Second {
 		errs = append(errs, fmt.Errorf("transaction timeout %v < 1s", c.TransactionTimeout))

@@ -33,8 +33,14 @@ func newHarness(t *testing.T) *topologytest.Harness {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return topologytest.New(t, reg, partitions)
+	h := topologytest.New(t, reg, partitions)
+	// The processors refuse the saga's legs unless signed with this key.
+	h.Base.InternalCommands, h.Base.CommandSigningKey = saga.InternalCommands(), signingKey
+	return h
 }
+
+// signingKey signs the legs of every saga of the tests.
+var signingKey = []byte("saga-test-signing-key")
 
 // runningSaga is a saga started by a test.
 type runningSaga struct {
@@ -72,6 +78,9 @@ func startSagaWith(t *testing.T, h *topologytest.Harness, cfg saga.Config) *runn
 		out = os.Stderr
 	}
 	cfg.Brokers, cfg.MaxBatch = h.Brokers, 50
+	if cfg.SigningKey == nil {
+		cfg.SigningKey = signingKey
+	}
 	cfg.Logger = slog.New(slog.NewTextHandler(out, nil)).With("instance", instance)
 	s, err := saga.New(cfg, h.Registry)
 	if err != nil {

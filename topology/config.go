@@ -94,6 +94,16 @@ type Config struct {
 	// aggregate remembers. A retried command older than that is new again.
 	// Default 32.
 	DedupeWindow int
+	// InternalCommands lists, per aggregate type, the command types only a
+	// trusted sender may send (the transfer saga's legs): each must carry
+	// a kcqrs_signature made with CommandSigningKey (SignCommand), checked
+	// before anything else reads the aggregate; one without a valid
+	// signature is answered INVALID unsigned_command and dead-lettered.
+	InternalCommands map[string][]string
+	// CommandSigningKey is the secret of the signatures of InternalCommands,
+	// shared by every worker and saga of the deployment. Without it every
+	// internal command is refused.
+	CommandSigningKey []byte
 	// MaxCommandBytes bounds a command record (key, value and headers, as
 	// franz-go sizes a record); larger ones are answered INVALID too_large
 	// and dead-lettered. Default 900 KiB: a command's dead-letter copy must

@@ -14,8 +14,8 @@ import (
 )
 
 // handle runs one command through the pipeline: parse, check the reply
-// address, route, load, dedupe, deadline, expected version, decide, evolve,
-// emit. Every outcome produces exactly one reply (when a reply address can
+// address, route, decode, check a restricted command's signature, load,
+// dedupe, deadline, expected version, decide, evolve, emit. Every outcome produces exactly one reply (when a reply address can
 // be read and the reply topic exists) inside the open transaction; input the
 // processor cannot handle is also dead-lettered. Every output is built and
 // sized before any is produced (output.go): a command whose outputs cannot
@@ -51,6 +51,11 @@ func (p *Processor) handle(b *batch, ps *partitionState, r *kgo.Record) {
 		return
 	}
 	cmd, err := bt.decodeCommand(&meta, r.Value)
+	if err == nil {
+		// After decoding (an Avro command may name its type by its schema
+		// alone), before the dedupe window is read (signing.go).
+		err = p.checkSignature(r, &meta, cmd.CommandType())
+	}
 	if err != nil {
 		p.reject(b, r, &meta, base, err)
 		return

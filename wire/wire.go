@@ -25,6 +25,11 @@ const (
 	HeaderReplyTopic = "kafka_replyTopic"
 	// HeaderReplyPartition is an optional 4-byte big-endian partition for the reply.
 	HeaderReplyPartition = "kafka_replyPartition"
+	// HeaderSignature proves that a restricted command (a transfer leg)
+	// comes from the trusted sender (the saga): lowercase hex HMAC-SHA256,
+	// keyed with the deployment's signing key, of the length-prefixed command
+	// id, aggregate type, key, command type and value (topology.SignCommand).
+	HeaderSignature = "kcqrs_signature"
 
 	// Headers on events and replies.
 	HeaderEventType = "kcqrs_event_type"

@@ -161,6 +161,14 @@ func startBroker(bc *brokerConfig) (*kfake.Cluster, []string, error) {
 	if !bc.tls && bc.sasl == "" {
 		return c, nil, nil
 	}
+	// The processors' shared secret of the transfer legs' signatures
+	// (required on an authenticating Kafka): generated once, like the
+	// passwords.
+	legKey, err := loadOrMakeSecret(filepath.Join(bc.dataDir, "transfer-signing-key"))
+	if err != nil {
+		c.Close()
+		return nil, nil, err
+	}
 	var files []string
 	for _, u := range brokerUsers {
 		k := config.Kafka{Brokers: c.ListenAddrs()}
@@ -178,7 +186,11 @@ func startBroker(bc *brokerConfig) (*kfake.Cluster, []string, error) {
 			prefix += "PROJECTOR_"
 		}
 		f := filepath.Join(bc.dataDir, u+".env")
-		if err := os.WriteFile(f, []byte(envFile(k, prefix)), 0o600); err != nil {
+		env := envFile(k, prefix)
+		if u == "kcqrs-processor" {
+			env += prefix + "TRANSFER_SIGNING_KEY=" + legKey + "\n"
+		}
+		if err := os.WriteFile(f, []byte(env), 0o600); err != nil {
 			c.Close()
 			return nil, nil, fmt.Errorf("broker: %w", err)
 		}
@@ -239,6 +251,25 @@ func abs(f string) string {
 
 // loadOrMakePasswords keeps one random password per user in file, so that
 // a restarted broker keeps its users' passwords.
+// loadOrMakeSecret returns the secret kept in file, writing a random one
+// there first if there is none.
+func loadOrMakeSecret(file string) (string, error) {
+	if b, err := os.ReadFile(file); err == nil && len(strings.TrimSpace(string(b))) > 0 {
+		return strings.TrimSpace(string(b)), nil
+	}
+	r := make([]byte, 32)
+	if _, err := rand.Read(r); err != nil {
+		return "", err
+	}
+	if err := os.MkdirAll(filepath.Dir(file), 0o700); err != nil {
+		return "", fmt.Errorf("broker: %w", err)
+	}
+	if err := os.WriteFile(file, []byte(hex.EncodeToString(r)+"\n"), 0o600); err != nil {
+		return "", fmt.Errorf("broker: %w", err)
+	}
+	return hex.EncodeToString(r), nil
+}
+
 func loadOrMakePasswords(file string) (map[string]string, error) {
 	out := map[string]string{}
 	if b, err := os.ReadFile(file); err == nil {

@@ -22,11 +22,12 @@ func startWorkers(t *testing.T, transfers bool) *topologytest.Harness {
 		t.Fatal(err)
 	}
 	h := topologytest.New(t, reg, 2)
+	h.Base.InternalCommands, h.Base.CommandSigningKey = saga.InternalCommands(), []byte("cli-test-key")
 	h.StartProcessor("w0", "")
 	h.Client() // the topics exist
 	t.Setenv("KCQRS_BROKERS", strings.Join(h.Brokers, ","))
 	if transfers {
-		sg, err := saga.New(saga.Config{Brokers: h.Brokers, InstanceID: "w0", Logger: h.Base.Logger}, reg)
+		sg, err := saga.New(saga.Config{Brokers: h.Brokers, InstanceID: "w0", SigningKey: h.Base.CommandSigningKey, Logger: h.Base.Logger}, reg)
 		if err != nil {
 			t.Fatal(err)
 		}

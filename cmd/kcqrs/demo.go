@@ -67,6 +67,10 @@ func runDemo(args []string) error {
 		// The saga below reads its replies there (a reply topic must be
 		// allow-listed).
 		ReplyTopics: []string{"transfer-replies"},
+		// Only the saga below may send transfer legs (signed with the
+		// demo's key: its broker authenticates nobody, see
+		// docs/transfers.md).
+		InternalCommands: saga.InternalCommands(), CommandSigningKey: demoSigningKey,
 	}, reg)
 	if err != nil {
 		return err
@@ -96,7 +100,7 @@ func runDemo(args []string) error {
 	}()
 
 	// The transfer saga, so that `kcqrs transfer` completes against the demo.
-	tr, err := saga.New(saga.Config{Brokers: brokers, InstanceID: "demo-0", Logger: slog.New(slog.NewTextHandler(logOut, nil))}, reg)
+	tr, err := saga.New(saga.Config{Brokers: brokers, InstanceID: "demo-0", SigningKey: demoSigningKey, Logger: slog.New(slog.NewTextHandler(logOut, nil))}, reg)
 	if err != nil {
 		return err
 	}
@@ -222,3 +226,8 @@ func truncate(s string, n int) string {
 	}
 	return s[:n] + "..."
 }
+
+// demoSigningKey signs the demo saga's transfer legs. A constant: the demo's
+// broker authenticates nobody (any client may write any topic), and a demo
+// restarted on its data directory must still accept the legs it sent before.
+var demoSigningKey = []byte("kcqrs-demo-transfer-signing-key")

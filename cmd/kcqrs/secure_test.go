@@ -102,11 +102,12 @@ func TestSecureBroker(t *testing.T) {
 	if f := reflect.ValueOf(&pcfg).Elem().FieldByName("ReplyTopics"); f.IsValid() {
 		f.Set(reflect.ValueOf([]string{"transfer-replies"}))
 	}
+	pcfg.InternalCommands, pcfg.CommandSigningKey = saga.InternalCommands(), []byte("secure-test-key")
 	p, err := topology.New(pcfg, reg)
 	if err != nil {
 		t.Fatal(err)
 	}
-	sg, err := saga.New(saga.Config{Brokers: proc.Brokers, InstanceID: "demo-0", Logger: log, ClientOpts: procOpts[1:]}, reg)
+	sg, err := saga.New(saga.Config{Brokers: proc.Brokers, InstanceID: "demo-0", SigningKey: []byte("secure-test-key"), Logger: log, ClientOpts: procOpts[1:]}, reg)
 	if err != nil {
 		t.Fatal(err)
 	}

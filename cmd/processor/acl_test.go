@@ -43,7 +43,7 @@ func securedRun(t *testing.T, perms []topology.Permission) (brokers []string, ad
 	brokers = c.ListenAddrs()
 	st, _, err := load([]string{"--brokers", strings.Join(brokers, ","), "--state-dir", t.TempDir(), "--instance-id", "w0",
 		"--partitions", "2", "--http-addr", "127.0.0.1:0"},
-		env("KCQRS_SASL_MECHANISM", config.SASLScramSHA256, "KCQRS_SASL_USER", "worker", "KCQRS_SASL_PASSWORD", "worker-secret"), false)
+		env("KCQRS_SASL_MECHANISM", config.SASLScramSHA256, "KCQRS_SASL_USER", "worker", "KCQRS_SASL_PASSWORD", "worker-secret", "KCQRS_TRANSFER_SIGNING_KEY", "legs-secret"), false)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -34,7 +34,7 @@ func TestWrongPasswordIsNamed(t *testing.T) {
 		t.Run(tt.mechanism, func(t *testing.T) {
 			t.Parallel()
 			st, _, err := load([]string{"--brokers", strings.Join(c.ListenAddrs(), ","), "--state-dir", t.TempDir(), "--instance-id", "w0",
-				"--http-addr", "127.0.0.1:0"}, env("KCQRS_SASL_MECHANISM", tt.mechanism, "KCQRS_SASL_USER", "worker", "KCQRS_SASL_PASSWORD", tt.password), false)
+				"--http-addr", "127.0.0.1:0"}, env("KCQRS_SASL_MECHANISM", tt.mechanism, "KCQRS_SASL_USER", "worker", "KCQRS_SASL_PASSWORD", tt.password, "KCQRS_TRANSFER_SIGNING_KEY", "legs-secret"), false)
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -57,6 +57,8 @@ type settings struct {
 	memoryLimit int64
 
 	transferRedrive time.Duration // saga.Config.RedriveAfter
+	signingKey      string        // topology.Config.CommandSigningKey, saga.Config.SigningKey
+	derivedKey      bool          // signingKey was derived (signing.go)
 }
 
 // bind declares every setting, with the topology's defaults.
@@ -107,6 +109,7 @@ func bind(s *config.Set, st *settings, describe bool) {
 	s.String(&st.cfg.GroupProtocol, "group-protocol", d.GroupProtocol, "consumer group protocol: classic, or consumer (KIP-848, Kafka 4.0+)")
 	s.Bool(&st.transfers, "transfers", true, "also run the transfer saga (group kcqrs-transfers, reply topic transfer-replies)")
 	s.Duration(&st.transferRedrive, "transfer-redrive-after", saga.DefaultRedriveAfter, "the saga sends a transfer's credit again (same command id) when it has been pending this long")
+	s.Secret(&st.signingKey, "transfer-signing-key", "secret signing the saga's transfer legs (HMAC-SHA256), the same on every worker: a leg without its signature is refused, so no client can credit an account itself. Required with --transfers when Kafka authenticates clients (SASL or a TLS client certificate); without authentication a key derived from --group is used, with a warning (prefer the environment variable to the flag)")
 
 	s.Group("Operations")
 	s.String(&st.httpAddr, "http-addr", ops.DefaultAddr, "listen address of /metrics, /healthz, /readyz (loopback by default; :8080 for all interfaces)")
@@ -143,6 +146,7 @@ func load(args []string, lookup func(string) (string, bool), describe bool) (*se
 	} else {
 		st.cfg.InternalTopics = append(st.cfg.InternalTopics, sagaReplies)
 	}
+	errs = append(errs, signingKey(st))
 	st.cfg.Partitions = int32(st.partitions)
 	st.cfg.ReplicationFactor = int16(st.replication)
 	if st.replication == 0 || st.replication < -1 || st.replication > 1<<14 {
@@ -214,6 +218,12 @@ func run(ctx context.Context, st *settings, reg *topology.Registry, logOut io.Wr
 		return err
 	}
 	st.cfg.Logger = log
+	switch {
+	case st.derivedKey:
+		log.Warn("no --transfer-signing-key: transfer legs are signed with a key derived from the group name, which anyone can compute; acceptable only on a Kafka where any client may write any topic (set the key on every worker to stop forged legs)")
+	case len(st.cfg.CommandSigningKey) == 0:
+		log.Warn("no --transfer-signing-key: this worker refuses every transfer leg (unsigned_command); set the deployment's key if any worker runs --transfers")
+	}
 	opts, err := st.kafka.Opts()
 	if err != nil {
 		return err
@@ -291,7 +301,7 @@ func run(ctx context.Context, st *settings, reg *topology.Registry, logOut io.Wr
 	sg, err := saga.New(saga.Config{
 		Brokers: st.cfg.Brokers, InstanceID: st.cfg.InstanceID, Events: st.cfg.Topics.Events, Commands: st.cfg.Topics.Commands,
 		TransactionTimeout: st.cfg.TransactionTimeout, SessionTimeout: st.cfg.SessionTimeout, RebalanceTimeout: st.cfg.RebalanceTimeout,
-		Logger: log, ClientOpts: st.cfg.ClientOpts, RedriveAfter: st.transferRedrive,
+		Logger: log, ClientOpts: st.cfg.ClientOpts, RedriveAfter: st.transferRedrive, SigningKey: st.cfg.CommandSigningKey,
 	}, reg)
 	if err != nil {
 		return err

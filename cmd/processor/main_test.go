@@ -54,8 +54,11 @@ func TestLoad(t *testing.T) {
 			}
 		}},
 		{name: "environment and flags", args: []string{"--max-batch", "7", "--brokers", "k1:9092,k2:9092"},
-			env: env("KCQRS_COMMIT_INTERVAL", "250ms", "KCQRS_MAX_BATCH", "3", "KCQRS_FETCH_MAX_BYTES", "8MiB", "KCQRS_MEMORY_LIMIT", "250MiB", "KCQRS_INSTANCE_ID", "w-7", "KCQRS_SASL_MECHANISM", "SCRAM-SHA-512", "KCQRS_SASL_USER", "u", "KCQRS_SASL_PASSWORD", "p"),
+			env: env("KCQRS_COMMIT_INTERVAL", "250ms", "KCQRS_MAX_BATCH", "3", "KCQRS_FETCH_MAX_BYTES", "8MiB", "KCQRS_MEMORY_LIMIT", "250MiB", "KCQRS_INSTANCE_ID", "w-7", "KCQRS_SASL_MECHANISM", "SCRAM-SHA-512", "KCQRS_SASL_USER", "u", "KCQRS_SASL_PASSWORD", "p", "KCQRS_TRANSFER_SIGNING_KEY", "legs"),
 			check: func(t *testing.T, st *settings) {
+				if string(st.cfg.CommandSigningKey) != "legs" || st.derivedKey || len(st.cfg.InternalCommands["account"]) != 3 {
+					t.Fatalf("signing key %q (derived %v), internal commands %v", st.cfg.CommandSigningKey, st.derivedKey, st.cfg.InternalCommands)
+				}
 				if st.cfg.CommitInterval != 250*time.Millisecond || st.cfg.MaxBatch != 7 || st.cfg.InstanceID != "w-7" ||
 					strings.Join(st.cfg.Brokers, ",") != "k1:9092,k2:9092" || st.kafka.SASLPassword != "p" ||
 					st.cfg.FetchMaxBytes != 8<<20 || st.memoryLimit != 250<<20 || st.cfg.FetchMaxPartitionBytes != topology.Defaults().FetchMaxPartitionBytes {
@@ -69,6 +72,30 @@ func TestLoad(t *testing.T) {
 				"--replication-factor 0", `--log-format "yaml"`, `KCQRS_DEDUPE_WINDOW="many"`, `--sasl-mechanism "GSSAPI"`,
 				`"nohost" is not host:port`, `topic "commands" is both`, "max command bytes -1 < 1", "cache bytes -5 < 0",
 				"fetch max bytes -1 not in", "fetch max partition bytes 3221225472 not in", "--memory-limit -1 < 0"}},
+		{name: "transfers on an authenticating Kafka need the signing key", env: env("KCQRS_SASL_MECHANISM", "PLAIN", "KCQRS_SASL_USER", "u", "KCQRS_SASL_PASSWORD", "p"),
+			wants: []string{"--transfer-signing-key (or KCQRS_TRANSFER_SIGNING_KEY) is required with --transfers"}},
+		{name: "no signing key and no saga: every leg refused", args: []string{"--transfers=false"}, env: env("KCQRS_SASL_MECHANISM", "PLAIN", "KCQRS_SASL_USER", "u", "KCQRS_SASL_PASSWORD", "p"),
+			check: func(t *testing.T, st *settings) {
+				if len(st.cfg.CommandSigningKey) != 0 || len(st.cfg.InternalCommands["account"]) != 3 {
+					t.Fatalf("signing key %q, internal commands %v", st.cfg.CommandSigningKey, st.cfg.InternalCommands)
+				}
+			}},
+		{name: "without authentication the key is derived from the group", env: env("KCQRS_INSTANCE_ID", "w-1"), check: func(t *testing.T, st *settings) {
+			other, _, err := load([]string{"--instance-id", "w-2", "--transfers=false"}, env(), false)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !st.derivedKey || len(st.cfg.CommandSigningKey) == 0 || string(st.cfg.CommandSigningKey) != string(other.cfg.CommandSigningKey) {
+				t.Fatalf("derived keys %x and %x: want the same on every worker of the group", st.cfg.CommandSigningKey, other.cfg.CommandSigningKey)
+			}
+			third, _, err := load([]string{"--group", "another"}, env(), false)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if string(third.cfg.CommandSigningKey) == string(st.cfg.CommandSigningKey) {
+				t.Fatal("another group derived the same key")
+			}
+		}},
 		{name: "stray argument", args: []string{"run"}, env: env(), wants: []string{`unexpected arguments ["run"]`}},
 		{name: "reply topics", env: env("KCQRS_REPLY_TOPICS", "replies-*,my-replies"), check: func(t *testing.T, st *settings) {
 			if got := strings.Join(st.cfg.ReplyTopics, ","); got != "replies-*,my-replies,transfer-replies" {

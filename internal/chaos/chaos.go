@@ -633,6 +633,9 @@ func (w *worker) start() error {
 		"--standby-interval", "500ms",
 		"--http-addr", "127.0.0.1:0",
 	)
+	// Every worker (processor and saga) of the run shares the key of the
+	// transfer legs' signatures, as a deployment must.
+	cmd.Env = append(os.Environ(), "KCQRS_TRANSFER_SIGNING_KEY=chaos-transfer-legs")
 	for _, d := range []struct {
 		flag string
 		v    time.Duration

@@ -30,6 +30,9 @@ var maxCommandBytes = topology.Defaults().MaxCommandBytes
 type hostileKind struct {
 	name string
 	zstd bool
+	// key, when set, is the aggregate the command is for instead of the
+	// n-th never-opened one.
+	key  string
 	make func(r *run, id string) (typ, body, replyTopic string, replyPartition int32)
 }
 
@@ -58,6 +61,12 @@ func padded(n int) string {
 }
 
 var hostileKinds = []hostileKind{
+	// A transfer leg written by a client, to a workload account: without the
+	// saga's signature it must be refused (INVALID unsigned_command), or
+	// the money check finds the million it would create.
+	{name: "forged transfer credit", key: "acct-000", make: func(r *run, id string) (string, string, string, int32) {
+		return "CreditForTransfer", `{"transferId":"` + id + `","from":"acct-001","debitVersion":1000000,"amount":1000000,"seq":1000000}`, "", -1
+	}},
 	{name: "reply to the changelog", make: forged("snapshots-changelog", true)},
 	{name: "reply to events", make: forged("events", true)},
 	{name: "reply to commands", make: forged("commands", true)},
@@ -127,7 +136,11 @@ func (r *run) hostile(ctx context.Context) {
 		if replyPartition >= 0 {
 			headers = append(headers, kgo.RecordHeader{Key: wire.HeaderReplyPartition, Value: binary.BigEndian.AppendUint32(nil, uint32(replyPartition))})
 		}
-		rec := &kgo.Record{Topic: "commands", Key: []byte(id), Value: []byte(body), Headers: headers}
+		key := id
+		if k.key != "" {
+			key = k.key
+		}
+		rec := &kgo.Record{Topic: "commands", Key: []byte(key), Value: []byte(body), Headers: headers}
 		cl := plain
 		if k.zstd {
 			cl = zstd
