@@ -53,11 +53,15 @@
 //   - Re-drive: each worker tracks the transfers debited on its partitions
 //     (the source's debit and its completion or refund are on the same
 //     partition; the ones debited before its committed offset are read back
-//     when it gets the partition) and sends the credit again, with the same
-//     command id, when one has been pending RedriveAfter (default 1m): a
-//     credit lost before the processor read it (retention, deleted records)
-//     is then handled; one that arrived is deduplicated or refused as
-//     decided already.
+//     when it gets the partition) and sends the leg it waits for again,
+//     with the same command id, when one has been pending RedriveAfter
+//     (default 1m): the credit while the worker saw no decision of the
+//     target, the completion once it saw TransferCredited, the refund once
+//     it saw TransferCreditRefused. A leg lost before the processor read it
+//     (retention, deleted records, dead-lettered) is then handled; one that
+//     arrived is deduplicated, or refused with no effect (a credit as
+//     decided already, a completion or refund of a transfer no longer
+//     pending as unknown_transfer): no second movement of money.
 //     Stats.Pending and OldestPending (and the Prometheus gauges of
 //     Collector) show what waits; `kcqrs transfers` lists the pending
 //     transfers from the events topic with their state.
@@ -101,11 +105,14 @@
 //     later credit of the same source to the same target was decided is
 //     then refused as already_credited when re-driven: that transfer stays
 //     pending (listed, and in the pending gauges) for an operator.
-//   - A re-drive sends the credit only. If a completion or refund command
-//     is lost (deleted from the command topic before it was read), the
-//     re-driven credit is refused as decided, and the transfer stays pending
-//     and listed, with its state (credited or refused) telling the operator
-//     which leg to send.
+//   - A worker learns the target's decision from the events partitions it
+//     owns. With several workers, a target on a partition of another worker
+//     than its source's leaves the source's worker without the decision: if
+//     the completion or refund is then lost, the re-driven credit is refused
+//     as decided, and the transfer stays pending and listed, with its state
+//     (credited or refused) telling the operator which leg is missing. One
+//     worker (or source and target on partitions of the same worker) always
+//     re-drives the missing leg.
 //   - A worker that gets a partition reads it back from its start to the
 //     committed offset to find the transfers still pending there (so a
 //     restarted or new worker re-drives them too): one read of the

@@ -94,6 +94,10 @@ type pendingTransfer struct {
 	partition int32
 	since     time.Time // the debit's timestamp
 	next      time.Time // when to re-drive it
+	// decided is the completion or refund the target's decision calls for,
+	// once this worker saw it: what a re-drive sends instead of the credit
+	// (which the target would refuse as decided already).
+	decided *step
 }
 
 // transferEvents are the account events the saga reacts to; one of them it
@@ -135,14 +139,15 @@ func (s *Saga) react(r *kgo.Record, b *batchStats) ([]step, error) {
 		case account.TransferCredited:
 			// The target took the money: end the transfer on its source.
 			b.Completed++
-			ref := Ref{Source: e.From, Version: e.DebitVersion, Seq: e.Seq, TransferID: e.TransferID, Target: env.AggregateID, Amount: e.Amount, Leg: LegComplete}
-			out = append(out, step{ref: ref, to: e.From, cmd: account.CompleteTransfer{TransferID: e.TransferID, Seq: e.Seq}})
+			st := completeStep(e.From, env.AggregateID, e)
+			s.decide(st)
+			out = append(out, st)
 		case account.TransferCreditRefused:
 			// The target recorded that it cannot take it: give it back.
 			b.Refunded++
-			ref := Ref{Source: e.From, Version: e.DebitVersion, Seq: e.Seq, TransferID: e.TransferID, Target: env.AggregateID, Amount: e.Amount, Leg: LegRefund}
-			reason := e.Code + ": " + e.Reason
-			out = append(out, step{ref: ref, to: e.From, cmd: account.RefundTransfer{TransferID: e.TransferID, Reason: reason, Seq: e.Seq}})
+			st := refundStep(env.AggregateID, e)
+			s.decide(st)
+			out = append(out, st)
 		case account.TransferCompleted:
 			s.untrack(pendingKey{env.AggregateID, e.Seq, e.TransferID}, r.Partition)
 		case account.TransferRefunded:
@@ -155,6 +160,40 @@ func (s *Saga) react(r *kgo.Record, b *batchStats) ([]step, error) {
 func creditStep(ref Ref, k pendingKey) step {
 	return step{ref: ref, to: ref.Target, key: k, cmd: account.CreditForTransfer{
 		TransferID: ref.TransferID, From: ref.Source, DebitVersion: ref.Version, Amount: ref.Amount, Seq: ref.Seq}}
+}
+
+// completeStep is the completion a credit calls for; its command id is
+// the same whenever it is sent (reaction, re-drive, replay).
+func completeStep(source, target string, e account.TransferCredited) step {
+	ref := Ref{Source: source, Version: e.DebitVersion, Seq: e.Seq, TransferID: e.TransferID, Target: target, Amount: e.Amount, Leg: LegComplete}
+	return step{ref: ref, to: source, key: pendingKey{source, e.Seq, e.TransferID},
+		cmd: account.CompleteTransfer{TransferID: e.TransferID, Seq: e.Seq}}
+}
+
+// refundStep is the refund a refusal by target calls for.
+func refundStep(target string, e account.TransferCreditRefused) step {
+	ref := Ref{Source: e.From, Version: e.DebitVersion, Seq: e.Seq, TransferID: e.TransferID, Target: target, Amount: e.Amount, Leg: LegRefund}
+	return step{ref: ref, to: e.From, key: pendingKey{e.From, e.Seq, e.TransferID},
+		cmd: account.RefundTransfer{TransferID: e.TransferID, Reason: e.Code + ": " + e.Reason, Seq: e.Seq}}
+}
+
+// decide records the target's decision on the transfer this worker tracks
+// (when it owns the source's partition), so that a re-drive sends the leg
+// the transfer now waits for. While a partition is read back, the
+// transfer may not be tracked yet: the decision is kept for the rebuild.
+func (s *Saga) decide(st step) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if p := s.pending[st.key]; p != nil {
+		if p.decided == nil {
+			p.decided = &st
+			p.next = s.now().Add(s.cfg.RedriveAfter)
+		}
+		return
+	}
+	if len(s.rebuilds) > 0 {
+		s.decided[st.key] = st
+	}
 }
 
 // track remembers a debited transfer until its end is seen.
@@ -176,16 +215,21 @@ func (s *Saga) track(k pendingKey, ref Ref, r *kgo.Record) {
 func (s *Saga) untrack(k pendingKey, partition int32) {
 	s.mu.Lock()
 	delete(s.pending, k)
+	delete(s.decided, k)
 	if r := s.rebuilds[partition]; r != nil {
 		r.ended[k] = true
 	}
 	s.mu.Unlock()
 }
 
-// due returns the credits to send again: transfers pending longer than
-// RedriveAfter since their last drive. The credit keeps its command id: the
+// due returns the legs to send again: transfers pending longer than
+// RedriveAfter since their last drive get the leg they wait for, with its
+// command id. Undecided (as far as this worker saw): the credit; the
 // target deduplicates it, or refuses it as decided already, if the first
 // one arrived; if it never did (lost, or dead-lettered), this one decides.
+// Credited or refused: the completion or refund; the source deduplicates
+// it, or (beyond the dedupe window) refuses it as unknown_transfer once the
+// transfer ended, with no effect; if it never arrived, this one ends it.
 func (s *Saga) due() []step {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -196,8 +240,12 @@ func (s *Saga) due() []step {
 			continue
 		}
 		p.next = now.Add(s.cfg.RedriveAfter)
-		s.log.Warn("transfer pending too long: credit sent again", "source", k.source, "seq", k.seq, "transfer", k.id, "target", p.ref.Target, "age", now.Sub(p.since))
-		out = append(out, creditStep(p.ref, k))
+		st := creditStep(p.ref, k)
+		if p.decided != nil {
+			st = *p.decided
+		}
+		s.log.Warn("transfer pending too long: leg sent again", "leg", st.ref.Leg, "source", k.source, "seq", k.seq, "transfer", k.id, "target", p.ref.Target, "age", now.Sub(p.since))
+		out = append(out, st)
 	}
 	return out
 }

@@ -49,6 +49,9 @@ func (s *Saga) rebuild(ctx context.Context, base []kgo.Opt, p int32, r *rebuildi
 		if s.rebuilds[p] == r {
 			delete(s.rebuilds, p)
 		}
+		if len(s.rebuilds) == 0 {
+			clear(s.decided)
+		}
 		s.mu.Unlock()
 	}()
 	adm, err := kgo.NewClient(base...)
@@ -77,6 +80,8 @@ func (s *Saga) rebuild(ctx context.Context, base []kgo.Opt, p int32, r *rebuildi
 	}
 	defer cl.Close()
 	found := map[pendingKey]*pendingTransfer{}
+	// The decisions read back: the target's partition may be this one.
+	decided := map[pendingKey]step{}
 	for done := false; !done; {
 		rctx, cancel := context.WithTimeout(ctx, time.Minute)
 		fs := cl.PollFetches(rctx)
@@ -105,6 +110,12 @@ func (s *Saga) rebuild(ctx context.Context, base []kgo.Opt, p int32, r *rebuildi
 				case account.TransferDebited:
 					ref := Ref{Source: env.AggregateID, Version: env.Version, Seq: e.Seq, TransferID: e.TransferID, Target: e.To, Amount: e.Amount, Leg: LegCredit}
 					found[pendingKey{env.AggregateID, e.Seq, e.TransferID}] = &pendingTransfer{ref: ref, partition: p, since: rec.Timestamp}
+				case account.TransferCredited:
+					st := completeStep(e.From, env.AggregateID, e)
+					decided[st.key] = st
+				case account.TransferCreditRefused:
+					st := refundStep(env.AggregateID, e)
+					decided[st.key] = st
 				case account.TransferCompleted:
 					delete(found, pendingKey{env.AggregateID, e.Seq, e.TransferID})
 				case account.TransferRefunded:
@@ -119,9 +130,21 @@ func (s *Saga) rebuild(ctx context.Context, base []kgo.Opt, p int32, r *rebuildi
 		return nil // revoked meanwhile
 	}
 	now := s.now()
+	for k, st := range decided {
+		if t := s.pending[k]; t != nil && t.decided == nil {
+			t.decided = &st
+		} else if found[k] == nil && len(s.rebuilds) > 1 {
+			s.decided[k] = st // maybe a transfer another rebuild finds
+		}
+	}
 	for k, t := range found {
 		if r.ended[k] || s.pending[k] != nil {
 			continue
+		}
+		if st, ok := decided[k]; ok {
+			t.decided = &st
+		} else if st, ok := s.decided[k]; ok {
+			t.decided = &st
 		}
 		// Due at once if it already waited long enough.
 		t.next = t.since.Add(s.cfg.RedriveAfter)

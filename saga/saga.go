@@ -47,9 +47,11 @@ type Config struct {
 	// transactional id is Group + "-" + InstanceID). Required.
 	InstanceID string
 	// RedriveAfter is how long a transfer may stay pending (debited, not
-	// completed or refunded) before the saga sends its credit again, with
-	// the same command id (deduplicated, or refused as decided already, if
-	// it arrived), and again after each further RedriveAfter. Default 1m.
+	// completed or refunded) before the saga sends the leg it waits for
+	// again (its credit, or once the target decided, its completion or
+	// refund), with the same command id (deduplicated, or refused without
+	// effect, if it arrived), and again after each further RedriveAfter.
+	// Default 1m.
 	RedriveAfter time.Duration
 	// TransactionTimeout is the broker-side timeout of an open transaction.
 	// Default 10s.
@@ -175,8 +177,8 @@ type Stats struct {
 	// commands sent (one per TransferCredited or TransferCreditRefused
 	// event seen).
 	Completed, Refunded int64
-	// Redriven counts credits sent again for transfers pending longer than
-	// RedriveAfter.
+	// Redriven counts legs (credit, completion or refund) sent again for
+	// transfers pending longer than RedriveAfter.
 	Redriven int64
 	// DecodeErrors counts transfer events the saga could not decode; each
 	// stopped its partition (logged as an error) until a retry decoded it.
@@ -206,6 +208,9 @@ type Saga struct {
 	pending  map[pendingKey]*pendingTransfer
 	stalled  map[int32]*stall
 	rebuilds map[int32]*rebuilding
+	// decided holds decisions seen while partitions are read back, for
+	// transfers not tracked yet (see decide); emptied when no rebuild runs.
+	decided map[pendingKey]step
 }
 
 // New validates cfg and returns a saga; Run starts it. reg must serve the
@@ -224,7 +229,7 @@ func New(cfg Config, reg *topology.Registry) (*Saga, error) {
 	}
 	s := &Saga{
 		cfg: cfg, reg: reg, log: cfg.Logger.With("saga", cfg.InstanceID), codec: map[string]*schemas.Codec{}, now: time.Now,
-		pending: map[pendingKey]*pendingTransfer{}, stalled: map[int32]*stall{}, rebuilds: map[int32]*rebuilding{},
+		pending: map[pendingKey]*pendingTransfer{}, stalled: map[int32]*stall{}, rebuilds: map[int32]*rebuilding{}, decided: map[pendingKey]step{},
 	}
 	for _, c := range []aggregates.Command{account.CreditForTransfer{}, account.CompleteTransfer{}, account.RefundTransfer{}} {
 		codec, err := set.Codec(c.CommandType())

@@ -36,6 +36,7 @@ func main() {
 	flag.DurationVar(&o.GroupSessionTimeout, "group-session-timeout", 0, "with -group-protocol consumer: the groups' consumer.session.timeout.ms (the broker's 45s by default)")
 	flag.StringVar(&o.Mode, "mode", "kills", "kills: the exactly-once crash test; crashloop: a SIGKILL every 5-10 s, the workers' default timeouts, and the longest time without progress")
 	flag.BoolVar(&o.Hostile, "hostile", false, "interleave hostile commands (forged reply topics, huge and compressed commands, amplifying rejections) and check the internal topics hold only the topology's records")
+	flag.BoolVar(&o.NoSagaReplays, "no-saga-replays", false, "do not replay the saga (by default, from time to time, a saga in a new group replays the events from their start for a few seconds)")
 	flag.IntVar(&o.Standbys, "standbys", 1, "warm standbys per partition")
 	flag.StringVar(&o.Dir, "dir", "", "working directory (kept); default a temporary one, removed after a passing run")
 	flag.StringVar(&o.ProcessorBin, "processor", "", "processor binary (default: go build ./cmd/processor)")

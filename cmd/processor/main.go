@@ -108,7 +108,7 @@ func bind(s *config.Set, st *settings, describe bool) {
 
 	s.String(&st.cfg.GroupProtocol, "group-protocol", d.GroupProtocol, "consumer group protocol: classic, or consumer (KIP-848, Kafka 4.0+)")
 	s.Bool(&st.transfers, "transfers", true, "also run the transfer saga (group kcqrs-transfers, reply topic transfer-replies)")
-	s.Duration(&st.transferRedrive, "transfer-redrive-after", saga.DefaultRedriveAfter, "the saga sends a transfer's credit again (same command id) when it has been pending this long")
+	s.Duration(&st.transferRedrive, "transfer-redrive-after", saga.DefaultRedriveAfter, "the saga sends the leg a transfer waits for (credit, completion or refund) again, with the same command id, when it has been pending this long")
 	s.Secret(&st.signingKey, "transfer-signing-key", "secret signing the saga's transfer legs (HMAC-SHA256), the same on every worker: a leg without its signature is refused, so no client can credit an account itself. Required with --transfers when Kafka authenticates clients (SASL or a TLS client certificate); without authentication a key derived from --group is used, with a warning (prefer the environment variable to the flag)")
 
 	s.Group("Operations")

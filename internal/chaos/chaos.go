@@ -108,6 +108,12 @@ type Options struct {
 	// rejections that amplify their input; the check then also verifies
 	// that no internal topic holds a record the topology did not write.
 	Hostile bool
+	// NoSagaReplays turns off the saga replays (replay.go): by default,
+	// from time to time during the workload, a saga in a new group is
+	// resumed at the start of the events topic, runs a few seconds beside
+	// the workers' sagas and stops; its legs must all be deduplicated or
+	// refused without effect.
+	NoSagaReplays bool
 	// Standbys per partition. (1)
 	Standbys int
 	// Dir holds the broker's data, the workers' state and logs; "" is a
@@ -201,6 +207,10 @@ type Summary struct {
 	// internal topic that the topology did not write.
 	Hostile int64
 	Foreign int
+	// SagaReplays run during the workload, and the transfer events
+	// (debits, credits, refusals) they reacted to.
+	SagaReplays  int
+	SagaReplayed int64
 	// GroupMaxUnstable and GroupMaxMembers: per worker group (crash-loop
 	// mode), the longest time out of the Stable state and the most members.
 	GroupMaxUnstable map[string]time.Duration
@@ -209,11 +219,11 @@ type Summary struct {
 
 // String is the one-line summary.
 func (s Summary) String() string {
-	return fmt.Sprintf("chaos seed=%d: commands=%d (accepted %d, rejected %d, retries %d, resends %d) transfers=%d (completed %d, refunded %d) kills=%d terms=%d pauses=%d crashes=%d faults=%d rebalances=%d events=%d replies=%d stores=%d failover median=%v max=%v (restarted at once: median %v max %v) max command latency %v, longest no progress %v (partition %d), hostile %d, foreign records %d: duplicates found: %d, lost: %d, violations: %d, took %v",
+	return fmt.Sprintf("chaos seed=%d: commands=%d (accepted %d, rejected %d, retries %d, resends %d) transfers=%d (completed %d, refunded %d) kills=%d terms=%d pauses=%d crashes=%d faults=%d rebalances=%d events=%d replies=%d stores=%d failover median=%v max=%v (restarted at once: median %v max %v) max command latency %v, longest no progress %v (partition %d), hostile %d, foreign records %d, saga replays %d (%d events replayed): duplicates found: %d, lost: %d, violations: %d, took %v",
 		s.Seed, s.Commands, s.Accepted, s.Rejected, s.Retries, s.Resends, s.Transfers, s.Completed, s.Refunded,
 		s.Kills, s.Terms, s.Pauses, s.Crashes, s.Faults, s.Rebalances, s.Events, s.Replies, s.StoresChecked, s.MedianFailover.Round(time.Millisecond), s.Max.Round(time.Millisecond),
 		s.MedianRestartFailover.Round(time.Millisecond), maxOf(s.RestartFailovers).Round(time.Millisecond), s.MaxCommandLatency.Round(time.Millisecond),
-		s.MaxNoProgress.Round(time.Millisecond), s.NoProgressPartition, s.Hostile, s.Foreign,
+		s.MaxNoProgress.Round(time.Millisecond), s.NoProgressPartition, s.Hostile, s.Foreign, s.SagaReplays, s.SagaReplayed,
 		s.DuplicatesFound, s.Lost, len(s.Violations), s.Elapsed.Round(time.Second)) + s.groups()
 }
 
@@ -406,6 +416,10 @@ func (r *run) run(ctx context.Context) error {
 		r.noteTopics(ctx)
 		load.Add(1)
 		go func() { defer load.Done(); r.hostile(loadCtx) }()
+	}
+	if !r.o.NoSagaReplays && r.o.TransferPercent > 0 {
+		load.Add(1)
+		go func() { defer load.Done(); r.sagaReplays(loadCtx) }()
 	}
 	if r.o.Mode == "crashloop" {
 		watchCtx, stopWatch := context.WithCancel(ctx)
@@ -635,7 +649,7 @@ func (w *worker) start() error {
 	)
 	// Every worker (processor and saga) of the run shares the key of the
 	// transfer legs' signatures, as a deployment must.
-	cmd.Env = append(os.Environ(), "KCQRS_TRANSFER_SIGNING_KEY=chaos-transfer-legs")
+	cmd.Env = append(os.Environ(), "KCQRS_TRANSFER_SIGNING_KEY="+signingKey)
 	for _, d := range []struct {
 		flag string
 		v    time.Duration
