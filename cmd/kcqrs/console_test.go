@@ -32,7 +32,13 @@ func TestConsoleCommand(t *testing.T) {
 		}
 		base := "http://" + srv.Addr().String()
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		// The workers join their group in the background: poll until the
+		// group is described (or the deadline passes, and the test fails).
 		code, body, err := get(ctx, base+"/groups")
+		for ctx.Err() == nil && (err != nil || code != http.StatusOK || !strings.Contains(body, "kcqrs-processor")) {
+			time.Sleep(100 * time.Millisecond)
+			code, body, err = get(ctx, base+"/groups")
+		}
 		if err != nil || code != http.StatusOK || !strings.Contains(body, "kcqrs-processor") {
 			t.Errorf("GET /groups: %d %v\n%s", code, err, body)
 		}
