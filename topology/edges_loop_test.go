@@ -157,6 +157,41 @@ func TestRefusedDeadLetterEndsInASkip(t *testing.T) {
 	wantContiguous(t, h)
 }
 
+// When the dead letter with its value is refused too, the isolated command
+// is parked without its value: a pointer to its offset, marked as such
+// (kcqrs_dlq_value_omitted), as every value-less dead letter is.
+func TestRefusedDeadLetterValueBecomesAPointer(t *testing.T) {
+	t.Parallel()
+	h, w := embeddedWorker(t)
+	openAccountID(t, h, "ptr")
+	p := topology.PartitionFor([]byte("ptr"), partitions)
+	fh := h.Cluster.Fault(
+		refuseProduce(h, "events", kerr.MessageTooLarge, -1, p),
+		refuseProduce(h, "commands-dlq", kerr.MessageTooLarge, 1),
+	)
+	r, err := sendWithin(h, cmd("account", "ptr", "Deposit", `{"amount":5}`), 60*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantOutputRefused(t, r)
+	fh.Remove()
+	pollUntil(t, "the isolated dead letter to be counted", 30*time.Second, func() bool { return w.Stats().IsolatedDeadLetters == 1 })
+	var found bool
+	for _, d := range h.ReadTopic("commands-dlq") {
+		if string(d.Key) != "ptr" {
+			continue
+		}
+		found = true
+		if d.Value != nil || header(d, wire.HeaderDLQValueOmitted) == "" || header(d, wire.HeaderDLQOffset) == "" || header(d, wire.HeaderDLQError) == "" {
+			t.Fatalf("dead letter %v: want no value, kcqrs_dlq_value_omitted, the original offset and the error", d)
+		}
+	}
+	if !found {
+		t.Fatal("the refused command is not in the dead-letter topic")
+	}
+	wantContiguous(t, h)
+}
+
 // A store write that fails after the commit leaves the store behind Kafka:
 // the partition is suspect and caught up from the changelog before its next
 // use, so no version is lost or repeated.

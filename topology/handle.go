@@ -402,6 +402,13 @@ func (p *Processor) dropReply(r *kgo.Record, meta *commandMeta, why string) {
 // record keeps the headers and the pointer (topic, partition, offset) but
 // not the value; if even that is too large, only the pointer and the error.
 func (p *Processor) deadLetter(b *batch, r *kgo.Record, cause error) {
+	p.produceDeadLetter(b, r, cause, true)
+}
+
+// produceDeadLetter copies r to the dead-letter topic with the error and
+// where it came from; without its value (a pointer, marked
+// kcqrs_dlq_value_omitted) when keepValue is false or the copy would not fit.
+func (p *Processor) produceDeadLetter(b *batch, r *kgo.Record, cause error, keepValue bool) {
 	n, err := p.topics.partitions(p.cfg.Topics.DeadLetters)
 	if err != nil {
 		b.fail(fmt.Errorf("dead-letter topic: %w", err))
@@ -422,14 +429,14 @@ func (p *Processor) deadLetter(b *batch, r *kgo.Record, cause error) {
 		Value:     r.Value,
 		Headers:   append(append([]kgo.RecordHeader(nil), r.Headers...), ours...),
 	}
-	if !p.fits(dl) {
+	if !keepValue || !p.fits(dl) {
 		omitted := kgo.RecordHeader{Key: wire.HeaderDLQValueOmitted, Value: itoa(int64(recordBytes(r)))}
 		dl.Value = nil
 		dl.Headers = append(dl.Headers, omitted)
 		if !p.fits(dl) {
 			dl.Key, dl.Headers = nil, append(ours, omitted)
 		}
-		p.log.Warn("dead letter too large: written without its value, with a pointer to the command", "partition", r.Partition, "offset", r.Offset, "bytes", recordBytes(r))
+		p.log.Warn("dead letter written without its value, with a pointer to the command", "partition", r.Partition, "offset", r.Offset, "bytes", recordBytes(r))
 	}
 	p.produce(b, dl, nil)
 }

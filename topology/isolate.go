@@ -234,8 +234,8 @@ func (p *Processor) isolatedPoison(b *batch, ps *partitionState, r *kgo.Record) 
 	meta, _ := parseCommandMeta(r, p.cfg.Topics.Replies)
 	rep := wire.Reply{CommandID: meta.commandID, AggregateType: meta.aggregateType, AggregateID: meta.aggregateID,
 		Status: wire.StatusInternalError, Code: CodeOutputRefused,
-		Message: truncate("the broker refused an output of this command: "+cause.Error(), 512)}
-	if meta.reply.topic != p.cfg.Topics.Replies && ownTopic(p.cfg.Topics, meta.reply.topic) {
+		Message: capString("the broker refused an output of this command: "+cause.Error(), 512)}
+	if p.cfg.replyTopicRefusal(meta.reply.topic) != "" {
 		meta.reply.topic, meta.reply.partition = p.cfg.Topics.Replies, -1
 	}
 	// Answer on the default reply topic when the refused output may be the
@@ -253,42 +253,9 @@ func (p *Processor) isolatedPoison(b *batch, ps *partitionState, r *kgo.Record) 
 		p.log.Error("command answered but not dead-lettered: the broker refused its dead letter", "partition", r.Partition, "offset", r.Offset, "command", meta.commandID, "err", cause)
 		return true
 	}
-	n, err := p.topics.partitions(p.cfg.Topics.DeadLetters)
-	if err != nil {
-		b.fail(fmt.Errorf("dead-letter topic: %w", err))
-		return true
-	}
-	headers := append([]kgo.RecordHeader(nil), r.Headers...)
-	headers = append(headers,
-		kgo.RecordHeader{Key: wire.HeaderDLQError, Value: []byte(truncate(cause.Error(), 1024))},
-		kgo.RecordHeader{Key: wire.HeaderDLQTopic, Value: []byte(r.Topic)},
-		kgo.RecordHeader{Key: wire.HeaderDLQPartition, Value: []byte(strconv.Itoa(int(r.Partition)))},
-		kgo.RecordHeader{Key: wire.HeaderDLQOffset, Value: itoa(r.Offset)},
-	)
-	b.deadLetters++
-	p.cfg.Observer.DeadLettered(r.Partition)
-	dl := &kgo.Record{Topic: p.cfg.Topics.DeadLetters, Partition: PartitionFor(r.Key, n), Key: r.Key, Headers: headers}
-	if rf.deadLetters == 0 && (pe == nil || pe.topic != p.cfg.Topics.DeadLetters) {
-		dl.Value = r.Value
-	} // else no value: the original stays at topic/partition/offset
-	p.produce(b, dl, nil)
+	// The value goes along unless it (or the dead letter itself) was what
+	// the broker refused: then the original stays at topic/partition/offset.
+	p.produceDeadLetter(b, r, cause, rf.deadLetters == 0 && (pe == nil || pe.topic != p.cfg.Topics.DeadLetters))
 	p.log.Warn("command dead-lettered alone: an output was refused deterministically", "partition", r.Partition, "offset", r.Offset, "command", meta.commandID, "err", cause)
 	return true
-}
-
-// ownTopic reports whether topic is one of the topology's own topics or an
-// internal one; a reply must never go there.
-func ownTopic(t Topics, topic string) bool {
-	switch topic {
-	case t.Commands, t.Events, t.Changelog, t.DeadLetters:
-		return true
-	}
-	return len(topic) >= 2 && topic[:2] == "__"
-}
-
-func truncate(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	return s[:n] + "..."
 }
