@@ -43,7 +43,9 @@ func (p *Processor) runTxn(ctx context.Context, first kgo.Fetches) (bool, error)
 		more := p.sess.PollRecords(pctx, limit-n)
 		p.polledAt = time.Now()
 		cancel()
-		n += p.processFetches(ctx, b, p.deferUnready(ctx, more, false))
+		more = p.deferUnready(ctx, more, false)
+		p.prefetchReplyTopics(more) // inside the transaction: bounded per lookup
+		n += p.processFetches(ctx, b, more)
 	}
 	p.flushSnapshots(b)
 	if h := p.cfg.hooks; h != nil && h.beforeEnd != nil {
@@ -204,7 +206,6 @@ func (p *Processor) produce(b *batch, r *kgo.Record, done func(*kgo.Record)) {
 // processFetches handles the records of ready partitions (deferUnready has
 // taken the others out).
 func (p *Processor) processFetches(_ context.Context, b *batch, fetches kgo.Fetches) int {
-	p.prefetchReplyTopics(fetches) // a no-op for topics known already
 	n := 0
 	fetches.EachPartition(func(fp kgo.FetchTopicPartition) {
 		if len(fp.Records) == 0 {
