@@ -64,6 +64,9 @@ func (p *Processor) handle(b *batch, ps *partitionState, r *kgo.Record) {
 	if err != nil && p.deferForRebuild(b, ps, r, err) {
 		return // rebuilt outside the transaction, then handled again
 	}
+	if err != nil && p.deferUnreadable(ps, r, err) {
+		return // its partition waits for a build that reads it (unreadable.go)
+	}
 	if err != nil {
 		// A snapshot we cannot read: fail the batch rather than act on a
 		// wrong state. It is retried; the error is logged loudly.

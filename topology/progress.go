@@ -44,7 +44,8 @@ type PartitionState struct {
 
 // Ready reports whether the worker is running, has joined its group, and
 // every partition it owns has a caught-up store. A worker restoring a
-// partition is not ready.
+// partition is not ready, nor one holding a partition back because of data
+// it cannot read (Unreadable).
 func (p *Processor) Ready() bool {
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -53,7 +54,7 @@ func (p *Processor) Ready() bool {
 	}
 	for part := range p.assigned {
 		ps := p.progress[part]
-		if ps == nil || !ps.Ready {
+		if ps == nil || !ps.Ready || p.unreadable[part] != nil {
 			return false
 		}
 	}
