@@ -267,6 +267,12 @@ func run(ctx context.Context, st *settings, reg *topology.Registry, logOut io.Wr
 			}
 			return proc.Stats()
 		},
+		Unreadable: func() []topology.Unreadable {
+			if proc == nil {
+				return nil
+			}
+			return proc.Unreadable()
+		},
 		StoreDirs: func() map[int32]string {
 			dirs := map[int32]string{}
 			for _, p := range assigned() {
@@ -280,7 +286,15 @@ func run(ctx context.Context, st *settings, reg *topology.Registry, logOut io.Wr
 	if err != nil {
 		return err
 	}
-	srv, err := ops.Start(ops.Options{Addr: st.httpAddr, Gatherer: promReg, Ready: ops.ReadyFunc(ready), Pprof: st.pprof, Logger: log})
+	// Problem: partitions held back by data this build cannot read (a
+	// rollback) are named by /readyz and /healthz.
+	problem := func() string {
+		if proc == nil {
+			return ""
+		}
+		return proc.Problem()
+	}
+	srv, err := ops.Start(ops.Options{Addr: st.httpAddr, Gatherer: promReg, Ready: ops.ReadyFunc(ready), Problem: problem, Pprof: st.pprof, Logger: log})
 	if err != nil {
 		return err
 	}
