@@ -220,7 +220,20 @@ func (p *Processor) deferForRebuild(b *batch, ps *partitionState, r *kgo.Record,
 func (p *Processor) rebuildDeferred(ps *partitionState) error {
 	for len(ps.rebuild) > 0 {
 		nr := ps.rebuild[0]
+		// A state written by a newer build: learning its schema (schema
+		// topic) makes the snapshot readable, no rebuild needed.
+		if fps := unknownFingerprints(nr.se, nil, nil); len(fps) > 0 && p.learnSchemas(fps) > 0 {
+			if val, ok, err := ps.store.Get([]byte(nr.se.Key)); err == nil && ok {
+				if _, err := p.reg.decodeSnapshot(nr.se.Key, val); err == nil {
+					ps.rebuild = ps.rebuild[1:]
+					continue
+				}
+			}
+		}
 		a, err := p.rebuildState(ps, nr.bt, nr.se)
+		if fps := unknownFingerprints(err, nil, nil); err != nil && len(fps) > 0 && p.learnSchemas(fps) > 0 {
+			a, err = p.rebuildState(ps, nr.bt, nr.se) // events of a newer build, now readable
+		}
 		if err != nil {
 			return err
 		}

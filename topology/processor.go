@@ -69,6 +69,8 @@ type Processor struct {
 	unreadable map[int32]*Unreadable
 
 	tail *tailer // warms assigned partitions, tails standbys (standby.go)
+
+	schemaBook schemaBook // the schema topic as read (schematopic.go)
 }
 
 // partState is the life cycle of an owned partition in the run loop (Kafka

@@ -147,9 +147,15 @@ const (
 	unreadableRetryMax  = time.Minute
 )
 
+// unreadableRetry is the wait after the attempts-th check: none after the
+// first (it may learn the schemas from the schema topic at once), then
+// unreadableRetryBase doubled per check.
 func unreadableRetry(attempts int) time.Duration {
+	if attempts <= 1 {
+		return 0
+	}
 	d := unreadableRetryBase
-	for i := 1; i < attempts && d < unreadableRetryMax; i++ {
+	for i := 2; i < attempts && d < unreadableRetryMax; i++ {
 		d *= 2
 	}
 	return min(d, unreadableRetryMax)
@@ -234,6 +240,8 @@ func (p *Processor) recheckUnreadable(ps *partitionState) bool {
 	if u == nil {
 		return true
 	}
+	// A newer build may have published the schemas it lacks.
+	p.learnSchemas(u.Fingerprints)
 	val, ok, err := ps.store.Get([]byte(u.Key))
 	if err == nil && ok {
 		_, err = p.reg.decodeSnapshot(u.Key, val)
