@@ -25,6 +25,8 @@ func idOn(prefix string, part int32) string {
 	}
 }
 
+type accountnextDeposit = accountnext.MoneyDeposited
+
 // nextSet is the next release's account schemas.
 func nextSet() (*schemas.Set, error) {
 	fsys, err := accountnext.Schemas()

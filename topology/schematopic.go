@@ -198,6 +198,16 @@ func (p *Processor) readSchemaTopic(ctx context.Context, topic string) error {
 	return nil
 }
 
+// Learned returns the writer schemas of newer builds this registry learned
+// (from the schema topic), in no particular order.
+func (r *Registry) Learned() []*schemas.Codec {
+	var out []*schemas.Codec
+	for _, set := range r.sets {
+		out = append(out, set.Learned()...)
+	}
+	return out
+}
+
 // knows reports whether some schema of the registry (learned ones
 // included) has fingerprint fp.
 func (r *Registry) knows(fp uint64) bool {
