@@ -36,15 +36,19 @@ func (l *learned) get(fp uint64) (*Codec, bool) {
 
 // Learn adds a writer schema (a record schema's JSON text) whose data the
 // set's current schema of the same record reads by resolution: a newer
-// version written by a newer build. It returns the learned codec; a schema
-// the set already has is returned as it is. It refuses, naming why, a
-// schema whose record is not a current record of the set (ErrNotInSet) and
-// one the current schema cannot read (not forward compatible). Safe for
-// concurrent use.
-func (s *Set) Learn(text []byte) (*Codec, error) {
+// version written by a newer build. fp is the fingerprint the data named;
+// the text must have it (a record of a schema topic under the wrong key is
+// refused). It returns the learned codec; a schema the set already has is
+// returned as it is. It refuses, naming why, a schema whose record is not a
+// current record of the set (ErrNotInSet) and one the current schema cannot
+// read (not forward compatible). Safe for concurrent use.
+func (s *Set) Learn(fp uint64, text []byte) (*Codec, error) {
 	c, err := newCodec("learned", text)
 	if err != nil {
 		return nil, err
+	}
+	if c.fp != fp {
+		return nil, fmt.Errorf("schemas: the schema offered for fingerprint %#016x has fingerprint %#016x", fp, c.fp)
 	}
 	if have, ok := s.byFP[c.fp]; ok {
 		return have, nil

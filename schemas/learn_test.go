@@ -36,18 +36,21 @@ func TestLearnNewerWriterSchema(t *testing.T) {
 		{recordNamed("F", `{"name":"a","type":"long"}`), "not a current record of this set: t.F"},
 		{recordNamed("E", `{"name":"a","type":"string"}`), "cannot be read by the current schema (not forward compatible)"},
 	} {
-		if _, err := old.Learn([]byte(bad.text)); err == nil || !strings.Contains(err.Error(), bad.want) {
+		if _, err := old.Learn(fingerprintOf(t, bad.text), []byte(bad.text)); err == nil || !strings.Contains(err.Error(), bad.want) {
 			t.Errorf("Learn(%s): %v, want %q", bad.text, err, bad.want)
 		}
+	}
+	if _, err := old.Learn(nc.Fingerprint()+1, []byte(nc.Source())); err == nil || !strings.Contains(err.Error(), "has fingerprint") {
+		t.Errorf("Learn under the wrong fingerprint: %v", err)
 	}
 	if l := old.Learned(); len(l) != 0 {
 		t.Fatalf("learned %v from refused schemas", l)
 	}
-	c, err := old.Learn([]byte(nc.Source()))
+	c, err := old.Learn(nc.Fingerprint(), []byte(nc.Source()))
 	if err != nil || c.Fingerprint() != nc.Fingerprint() {
 		t.Fatalf("Learn: %v, %v", c, err)
 	}
-	if again, err := old.Learn([]byte(nc.Source())); err != nil || again != c {
+	if again, err := old.Learn(nc.Fingerprint(), []byte(nc.Source())); err != nil || again != c {
 		t.Fatalf("Learn again: %v, %v", again, err)
 	}
 	if w, ok := old.ByFingerprint(nc.Fingerprint()); !ok || w != c {
@@ -60,4 +63,13 @@ func TestLearnNewerWriterSchema(t *testing.T) {
 	if known := old.Known(); len(known) != 1 {
 		t.Fatalf("Known lists learned schemas: %v", known)
 	}
+}
+
+func fingerprintOf(t *testing.T, text string) uint64 {
+	t.Helper()
+	c, err := newCodec("t", []byte(text))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c.Fingerprint()
 }

@@ -144,7 +144,7 @@ func (p *Processor) learnSchemas(fps []uint64) int {
 			p.log.Warn("writer schema not in the schema topic: the data stays unreadable (a newer build that does not publish its schemas, or a foreign writer)", "fingerprint", fmt.Sprintf("%#016x", fp), "topic", topic)
 			continue
 		}
-		c, err := p.reg.learn(text)
+		c, err := p.reg.learn(fp, text)
 		if err != nil {
 			p.log.Error("a newer build's schema cannot be read by this build (the change was not forward compatible; see make schemas-check COMPAT=full)", "fingerprint", fmt.Sprintf("%#016x", fp), "err", err)
 			continue
@@ -220,14 +220,14 @@ func (r *Registry) knows(fp uint64) bool {
 }
 
 // learn learns a writer schema into the set holding its record.
-func (r *Registry) learn(text []byte) (*schemas.Codec, error) {
+func (r *Registry) learn(fp uint64, text []byte) (*schemas.Codec, error) {
 	for _, set := range r.sets {
-		c, err := set.Learn(text)
+		c, err := set.Learn(fp, text)
 		if errors.Is(err, schemas.ErrNotInSet) {
 			continue
 		}
 		return c, err
 	}
-	_, err := r.envelopes.Learn(text) // for its error naming the record
+	_, err := r.envelopes.Learn(fp, text) // for its error naming the record
 	return nil, err
 }

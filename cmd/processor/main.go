@@ -82,6 +82,7 @@ func bind(s *config.Set, st *settings, describe bool) {
 	s.List(&st.cfg.ReplyTopics, "reply-topics", nil, "other topics a command may name as its reply topic (kafka_replyTopic): names, or prefixes ending in * (replies-*); with --transfers the saga's transfer-replies is added")
 	s.List(&st.cfg.InternalTopics, "internal-topics", []string{"kcqrs-proj-*", "kcqrs-transfers-*"}, "topics no reply may go to, whatever --reply-topics says (the topology's own and __* always; the projectors' and the saga's state by default); without --transfers transfer-replies is added")
 	s.String(&st.cfg.Topics.DeadLetters, "dlq-topic", d.Topics.DeadLetters, "dead-letter topic")
+	s.String(&st.cfg.SchemaTopic, "schema-topic", d.SchemaTopic, "compacted topic where workers publish their schemas and an older build learns a newer one's (rollbacks; docs/schemas.md); - disables it")
 	s.Int(&st.partitions, "partitions", int(d.Partitions), "partition count of topics created at start (existing ones keep theirs)")
 	s.Int(&st.replication, "replication-factor", int(d.ReplicationFactor), "replication factor of topics created at start (-1: the broker's default)")
 
