@@ -128,3 +128,21 @@ func (u *Upcasting) decodeLearned(w *Codec, data []byte) ([]Record, error) {
 	fields, _ := out.(map[string]any)
 	return []Record{{Name: cur.short, Version: cur.version, Fields: fields}}, nil
 }
+
+// Learn is Set.Learn for the upcasting's set, refusing a record that has
+// upcasters: a version outside history/ has no place in their chain, so
+// resolving it straight to the current schema could skip a step that
+// changes meaning. A record without upcasters is read that way whatever its
+// version, as if its file were in history/.
+func (u *Upcasting) Learn(fp uint64, text []byte) (*Codec, error) {
+	c, err := newCodec("learned", text)
+	if err != nil {
+		return nil, err
+	}
+	if len(u.ups[c.name]) > 0 {
+		if _, known := u.set.byFP[c.fp]; !known {
+			return nil, fmt.Errorf("schemas: %s (fingerprint %#016x) has upcasters; a version outside history/ is not learned", c.name, c.fp)
+		}
+	}
+	return u.set.Learn(fp, text)
+}

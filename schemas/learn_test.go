@@ -73,3 +73,31 @@ func fingerprintOf(t *testing.T, text string) uint64 {
 	}
 	return c.Fingerprint()
 }
+
+// TestLearnRefusesRecordsWithUpcasters: a version outside history/ has no
+// place in an upcaster chain, so a record with upcasters learns nothing;
+// one without learns through its Upcasting.
+func TestLearnRefusesRecordsWithUpcasters(t *testing.T) {
+	s := loadMap(t, map[string]string{
+		"d/E.avsc":            recordNamed("E", `{"name":"a","type":"long"},{"name":"c","type":"long","default":0}`),
+		"d/history/E.v1.avsc": recordNamed("E", `{"name":"a","type":"long"}`),
+		"d/G.avsc":            recordNamed("G", `{"name":"a","type":"long"}`),
+	})
+	u, err := s.Upcasting(Upcaster{Name: "E", Version: 1, Up: func(r Record) ([]Record, error) {
+		return []Record{{Name: "E", Version: 2, Fields: map[string]any{"a": r.Fields["a"], "c": r.Fields["a"]}}}, nil
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	newerE := recordNamed("E", `{"name":"a","type":"long"},{"name":"c","type":"long","default":0},{"name":"d","type":"string","default":""}`)
+	if _, err := u.Learn(fingerprintOf(t, newerE), []byte(newerE)); err == nil || !strings.Contains(err.Error(), "has upcasters") {
+		t.Fatalf("Learn for a record with upcasters: %v", err)
+	}
+	newerG := recordNamed("G", `{"name":"a","type":"long"},{"name":"d","type":"string","default":""}`)
+	if _, err := u.Learn(fingerprintOf(t, newerG), []byte(newerG)); err != nil {
+		t.Fatalf("Learn for a record without upcasters: %v", err)
+	}
+	if n := len(s.Learned()); n != 1 {
+		t.Fatalf("learned %d schemas, want 1", n)
+	}
+}

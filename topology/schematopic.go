@@ -221,13 +221,12 @@ func (r *Registry) knows(fp uint64) bool {
 
 // learn learns a writer schema into the set holding its record.
 func (r *Registry) learn(fp uint64, text []byte) (*schemas.Codec, error) {
-	for _, set := range r.sets {
-		c, err := set.Learn(fp, text)
+	for _, name := range r.AggregateTypes() {
+		c, err := r.types[name].upcast.Learn(fp, text)
 		if errors.Is(err, schemas.ErrNotInSet) {
 			continue
 		}
 		return c, err
 	}
-	_, err := r.envelopes.Learn(fp, text) // for its error naming the record
-	return nil, err
+	return r.envelopes.Learn(fp, text)
 }
