@@ -68,7 +68,11 @@ func (p *Processor) PartitionStates() []PartitionState {
 	defer p.mu.Unlock()
 	out := make([]PartitionState, 0, len(p.progress))
 	for _, ps := range p.progress {
-		out = append(out, *ps)
+		st := *ps
+		if st.Role == RoleActive && p.unreadable[st.Partition] != nil {
+			st.Ready = false // held back by data it cannot read (unreadable.go)
+		}
+		out = append(out, st)
 	}
 	slices.SortFunc(out, func(a, b PartitionState) int { return int(a.Partition - b.Partition) })
 	return out

@@ -166,16 +166,44 @@ func TestRollbackStopsOnlyUnreadablePartitions(t *testing.T) {
 	if st := old.Stats(); st.Aborted != 0 || st.UnreadableDeferrals < 4 || old.Ready() {
 		t.Fatalf("while checking again: aborted %d, unreadable deferrals %d, ready %v", st.Aborted, st.UnreadableDeferrals, old.Ready())
 	}
+	for _, ps := range old.PartitionStates() {
+		if ps.Role == topology.RoleActive && ps.Ready != (ps.Partition != 0 && ps.Partition != 3) {
+			t.Fatalf("partition states %+v: 0 and 3 must be reported not ready, the others ready", old.PartitionStates())
+		}
+	}
+
+	// The schemas appear in the schema topic later (published by hand
+	// here): the next check learns them, the waiting command is processed
+	// by the old build, and only the garbled partition stays held back.
+	for _, c := range []*schemas.Codec{nextState, nextDeposit} {
+		if err := prod.ProduceSync(context.Background(), &kgo.Record{Topic: topology.DefaultSchemaTopic, Partition: 0,
+			Key: []byte(fmt.Sprintf("%016x", c.Fingerprint())), Value: []byte(c.Source())}).FirstErr(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitReply(t, "the waiting command, once its schemas can be learned", blocked, wire.StatusAccepted, 3)
+	eventually(t, "only the garbled partition held back", func() bool {
+		us := old.Unreadable()
+		return len(us) == 1 && us[0].Partition == 3
+	})
+	for _, ps := range old.PartitionStates() {
+		if ps.Role == topology.RoleActive && ps.Ready != (ps.Partition != 3) {
+			t.Fatalf("partition states %+v: only 3 must be reported not ready", old.PartitionStates())
+		}
+	}
+	if st := old.Stats(); st.Aborted != 0 || old.Ready() {
+		t.Fatalf("after learning: aborted %d, ready %v", st.Aborted, old.Ready())
+	}
 	if err := old.Stop(); err != nil {
 		t.Fatal(err)
 	}
 
-	// Roll forward: the next release reads what waited.
+	// Roll forward: the next release reads what the old build wrote.
 	h.Registry = regNext
 	h.StartProcessor("w1", dir)
-	waitReply(t, "the waiting command, after the roll forward", blocked, wire.StatusAccepted, 3)
+	wantStatus(t, h.Send(cmd("account", unknown, "Deposit", `{"amount":1}`)), wire.StatusAccepted, 4)
 	versions, _ := eventsOf(t, h)
-	for id, want := range map[string][]int64{stateOnly: {1, 2}, unknown: {1, 2, 3}, fresh: {1, 2, 3}, garbled: {1}} {
+	for id, want := range map[string][]int64{stateOnly: {1, 2}, unknown: {1, 2, 3, 4}, fresh: {1, 2, 3}, garbled: {1}} {
 		if got := versions["account/"+id]; fmt.Sprint(got) != fmt.Sprint(want) {
 			t.Errorf("events of %s: versions %v, want %v", id, got, want)
 		}

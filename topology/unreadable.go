@@ -209,9 +209,6 @@ func (p *Processor) markUnreadable(ps *partitionState, offset int64, key string,
 	wait := unreadableRetry(u.Attempts)
 	u.NextTry = now.Add(wait)
 	p.stats.UnreadableDeferrals++
-	if pr := p.progress[ps.p]; pr != nil && pr.Role == RoleActive {
-		pr.Ready = false
-	}
 	attempts := u.Attempts
 	p.mu.Unlock()
 	p.log.Error("partition holds data this build cannot read: its commands wait (other partitions go on); roll forward to a build that reads it",
