@@ -64,11 +64,7 @@ func unknownFingerprints(err error, value []byte, known func(uint64) bool) []uin
 		if err == nil {
 			return
 		}
-		var ue *schemas.UnknownSchemaError
-		if u, ok := err.(*schemas.UnknownSchemaError); ok {
-			ue = u
-		}
-		if ue != nil && !slices.Contains(fps, ue.Fingerprint) {
+		if ue, ok := err.(*schemas.UnknownSchemaError); ok && !slices.Contains(fps, ue.Fingerprint) {
 			fps = append(fps, ue.Fingerprint)
 		}
 		switch x := err.(type) {
