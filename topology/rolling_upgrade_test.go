@@ -99,8 +99,9 @@ func (l *load) end() map[string]int64 {
 
 // TestRollingUpgradeAndRollback: two workers of the previous build are
 // upgraded one after the other to the next release (a fully compatible
-// change: fields added with defaults) while commands flow; then one is
-// rolled back to the previous build. Commands keep being answered
+// change: fields added with defaults) while commands flow, the upgraded one
+// going down once midway (the old one inherits partitions the next release
+// wrote to); then one is rolled back to the previous build. Commands keep being answered
 // throughout, each exactly once, versions stay contiguous, and the rolled
 // back worker reads what the next release wrote (it learns the newer
 // writer schemas from the schema topic): no partition is held back, no
@@ -118,6 +119,11 @@ func TestRollingUpgradeAndRollback(t *testing.T) {
 
 	restart := func(w **topologytest.Running, id, dir string, reg *topology.Registry, other *topologytest.Running) {
 		t.Helper()
+		for _, x := range []*topologytest.Running{*w, other} {
+			if st := x.Stats(); len(x.Unreadable()) != 0 || st.StateRebuilds != 0 || st.UnreadableDeferrals != 0 {
+				t.Fatalf("before restarting %s: unreadable %+v, stats %+v: every worker must read both releases' data, not rebuild or hold it back", id, x.Unreadable(), st)
+			}
+		}
 		if err := (*w).Stop(); err != nil {
 			t.Fatal(err)
 		}
@@ -129,6 +135,10 @@ func TestRollingUpgradeAndRollback(t *testing.T) {
 		l.progress("commands after "+id+" came back", 16)
 	}
 	// The rolling upgrade: one worker at a time, each waited for.
+	restart(&w1, "w1", dir1, regNext, w2)
+	// Mid-upgrade, the upgraded worker goes down (a crash, a node drain):
+	// the old one inherits the partitions the next release wrote to, and
+	// keeps answering them.
 	restart(&w1, "w1", dir1, regNext, w2)
 	restart(&w2, "w2", dir2, regNext, w1)
 	l.progress("commands on the next release", 16)
