@@ -111,7 +111,7 @@ func (c *Client) SendAsync(ctx context.Context, cmd Command, done func(wire.Repl
 		w.ack(r, err)
 		if err != nil {
 			forget()
-			w.finish(wire.Reply{}, time.Time{}, fmt.Errorf("client: send %s: %w", cmd.Type, err))
+			w.finish(wire.Reply{}, time.Time{}, fmt.Errorf("client: send %s to topic %q: %w", cmd.Type, r.Topic, err))
 		}
 	})
 }

@@ -125,7 +125,7 @@ func New(ctx context.Context, cfg Config) (*Client, error) {
 	}
 	if err != nil {
 		prod.Close()
-		return nil, fmt.Errorf("client: reply topic end offsets: %w", err)
+		return nil, fmt.Errorf("client: reply topic %q end offsets: %w", cfg.ReplyTopic, err)
 	}
 	start := map[int32]kgo.Offset{}
 	for p, o := range ends[cfg.ReplyTopic] {

@@ -1,6 +1,7 @@
 package ops
 
 import (
+	"fmt"
 	"io/fs"
 	"path/filepath"
 	"strconv"
@@ -41,6 +42,9 @@ type MetricsOptions struct {
 	Stats func() topology.Stats
 	// Now is the clock for the command-to-reply latency. Default time.Now.
 	Now func() time.Time
+	// Unreadable, when set, is asked at every scrape for the partitions held
+	// back by data the worker cannot read (Processor.Unreadable).
+	Unreadable func() []topology.Unreadable
 }
 
 // Metrics records a processor's work as Prometheus metrics. Work done in a
@@ -244,6 +248,10 @@ var (
 		"Aggregates whose snapshot state could not be read with the current schemas and was rebuilt from the events topic.", nil, nil)
 	descHanging = prometheus.NewDesc("kcqrs_hanging_transactions_total",
 		"Command partitions found blocked by a transaction open longer than the hanging-transaction threshold.", nil, nil)
+	descUnreadable = prometheus.NewDesc("kcqrs_partition_unreadable",
+		"1 per owned partition held back by data this build cannot read, and per writer schema fingerprint it lacks (\"\" when the data is not a fingerprint problem); its commands wait.", []string{"partition", "fingerprint"}, nil)
+	descUnreadableDeferrals = prometheus.NewDesc("kcqrs_unreadable_deferrals_total",
+		"Times a partition was held back, or kept back after a check, because it holds data this build cannot read.", nil, nil)
 )
 
 func (c *scrapeCollector) Describe(ch chan<- *prometheus.Desc) {
@@ -253,6 +261,8 @@ func (c *scrapeCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- descStoreBytes
 	ch <- descStateRebuilds
 	ch <- descHanging
+	ch <- descUnreadable
+	ch <- descUnreadableDeferrals
 }
 
 func (c *scrapeCollector) Collect(ch chan<- prometheus.Metric) {
@@ -278,6 +288,18 @@ func (c *scrapeCollector) Collect(ch chan<- prometheus.Metric) {
 		st := c.o.Stats()
 		ch <- prometheus.MustNewConstMetric(descStateRebuilds, prometheus.CounterValue, float64(st.StateRebuilds))
 		ch <- prometheus.MustNewConstMetric(descHanging, prometheus.CounterValue, float64(st.HangingTransactions))
+		ch <- prometheus.MustNewConstMetric(descUnreadableDeferrals, prometheus.CounterValue, float64(st.UnreadableDeferrals))
+	}
+	if c.o.Unreadable != nil {
+		for _, u := range c.o.Unreadable() {
+			p := strconv.Itoa(int(u.Partition))
+			if len(u.Fingerprints) == 0 {
+				ch <- prometheus.MustNewConstMetric(descUnreadable, prometheus.GaugeValue, 1, p, "")
+			}
+			for _, fp := range u.Fingerprints {
+				ch <- prometheus.MustNewConstMetric(descUnreadable, prometheus.GaugeValue, 1, p, fmt.Sprintf("%#016x", fp))
+			}
+		}
 	}
 	if c.o.StoreDirs != nil {
 		for part, dir := range c.o.StoreDirs() {

@@ -192,6 +192,26 @@ func TestStateRebuildsMetric(t *testing.T) {
 	}
 }
 
+// TestUnreadableMetrics: partitions held back by data the worker cannot
+// read are exported with the schema fingerprints it lacks.
+func TestUnreadableMetrics(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	ops.NewMetrics(ops.MetricsOptions{Registerer: reg,
+		Stats: func() topology.Stats { return topology.Stats{UnreadableDeferrals: 5} },
+		Unreadable: func() []topology.Unreadable {
+			return []topology.Unreadable{{Partition: 0, Fingerprints: []uint64{0x203c9776b6de7062, 1}}, {Partition: 3}}
+		}})
+	_, body := get(t, ops.Handler(ops.Options{Gatherer: reg}), "/metrics")
+	for _, want := range []string{"kcqrs_unreadable_deferrals_total 5",
+		`kcqrs_partition_unreadable{fingerprint="0x203c9776b6de7062",partition="0"} 1`,
+		`kcqrs_partition_unreadable{fingerprint="0x0000000000000001",partition="0"} 1`,
+		`kcqrs_partition_unreadable{fingerprint="",partition="3"} 1`} {
+		if !strings.Contains(body, want) {
+			t.Fatalf("/metrics lacks %q:\n%s", want, body)
+		}
+	}
+}
+
 // TestStageHistograms: each committed command's stages land in
 // kcqrs_command_stage_seconds by stage, as the differences of its times; a
 // producer clock ahead of the processor's counts as zero, not negative.

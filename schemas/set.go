@@ -12,7 +12,8 @@ import (
 )
 
 // Set is a collection of top-level record schemas, found by name or by
-// fingerprint. It is immutable and safe for concurrent use.
+// fingerprint. It is immutable but for the writer schemas it learns (Learn),
+// and safe for concurrent use.
 type Set struct {
 	codecs  []*Codec // sorted by full name
 	byName  map[string]*Codec
@@ -24,6 +25,9 @@ type Set struct {
 	// defs holds every named type defined in any file of the set, nested ones
 	// included, to check that a type defined in two files is the same.
 	defs map[string]definition
+	// learned are writer schemas of newer builds (Learn): the one part of
+	// a set that changes after Load.
+	learned learned
 }
 
 type definition struct {
@@ -232,8 +236,10 @@ func (s *Set) Codec(name string) (*Codec, error) {
 
 // ByFingerprint returns the codec whose schema has fingerprint fp.
 func (s *Set) ByFingerprint(fp uint64) (*Codec, bool) {
-	c, ok := s.byFP[fp]
-	return c, ok
+	if c, ok := s.byFP[fp]; ok {
+		return c, true
+	}
+	return s.learned.get(fp)
 }
 
 // Names returns the full names of the set's records, sorted.

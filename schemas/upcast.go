@@ -111,6 +111,9 @@ func (u *Upcasting) Decode(data []byte) ([]Record, error) {
 	}
 	w, ok := u.set.byFP[fp]
 	if !ok {
+		if lw, ok := u.set.learned.get(fp); ok {
+			return u.decodeLearned(lw, data) // a newer build's (learn.go)
+		}
 		return nil, &UnknownSchemaError{Fingerprint: fp}
 	}
 	native, err := w.DecodeNative(data)

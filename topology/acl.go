@@ -171,6 +171,14 @@ func ProcessorPermissions(cfg Config) []Permission {
 		p.ToCreate = true
 		perms = append(perms, p)
 	}
+	if st := cfg.schemaTopic(); st != "" {
+		create := topicPerm(kmsg.ACLOperationCreate, st, "create the schema topic")
+		create.ToCreate = true
+		perms = append(perms,
+			topicPerm(kmsg.ACLOperationWrite, st, "publish this build's schemas (older builds learn them in a rollback)"),
+			topicPerm(kmsg.ACLOperationRead, st, "learn a newer build's schemas (rollbacks)"),
+			create)
+	}
 	return append(perms,
 		Permission{Operation: kmsg.ACLOperationRead, ResourceType: kmsg.ACLResourceTypeGroup, Resource: cfg.Group, Why: "join the consumer group, commit offsets"},
 		Permission{Operation: kmsg.ACLOperationWrite, ResourceType: kmsg.ACLResourceTypeTransactionalId, Resource: cfg.Group + "-" + cfg.InstanceID, Why: "transactions"},

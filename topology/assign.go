@@ -61,6 +61,7 @@ func (p *Processor) closeRevoked() {
 			gone = append(gone, ps)
 			delete(p.parts, part)
 			delete(p.active, part)
+			delete(p.unreadable, part)
 		}
 	}
 	p.mu.Unlock()

@@ -215,6 +215,13 @@ type Config struct {
 	// inside a transaction; a lookup that fails transiently is retried in
 	// the background with backoff and its batch is retried. Default 500ms.
 	ReplyLookupTimeout time.Duration
+	// SchemaTopic is the compacted topic where every worker publishes the
+	// schemas it knows (current and released versions, by fingerprint) and
+	// where an older worker learns the newer schemas of data it meets (a
+	// rollback, or a rolling upgrade): data of a forward compatible change
+	// is then read by resolution (schematopic.go). Default "kcqrs-schemas";
+	// "-" disables publishing and learning.
+	SchemaTopic string
 
 	// hooks are test-only interception points (export_test.go).
 	hooks *testHooks
@@ -271,6 +278,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.BrokerMaxMessageBytes == 0 {
 		c.BrokerMaxMessageBytes = DefaultBrokerMaxMessageBytes
+	}
+	if c.SchemaTopic == "" {
+		c.SchemaTopic = DefaultSchemaTopic
 	}
 	if c.ReplyTopicCacheSize == 0 {
 		c.ReplyTopicCacheSize = 1000

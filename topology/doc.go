@@ -68,6 +68,11 @@
 //	assign.go   assignment, revocation, reconciling with the group's assignment
 //	standby.go  the tailer: eager catch-up of newly assigned partitions, standbys
 //	handle.go   one command: parse, route, dedupe, decide, evolve, reply
+//	unreadable.go  a partition holding data this build cannot read: held
+//	            back alone (no abort), checked again with a backoff, named
+//	            by Unreadable and Problem (/readyz)
+//	schematopic.go the schema topic: publishing this build's schemas,
+//	            learning a newer build's (rollbacks, rolling upgrades)
 //
 // Each owned partition is restoring, running, suspect or revoked
 // (processor.go, partState); only a running partition's records enter a

@@ -64,9 +64,13 @@ func (p *Processor) handle(b *batch, ps *partitionState, r *kgo.Record) {
 	if err != nil && p.deferForRebuild(b, ps, r, err) {
 		return // rebuilt outside the transaction, then handled again
 	}
+	if err != nil && p.deferUnreadable(ps, r, err) {
+		return // its partition waits for a build that reads it (unreadable.go)
+	}
 	if err != nil {
-		// A snapshot we cannot read: fail the batch rather than act on a
-		// wrong state. It is retried; the error is logged loudly.
+		// The store could not be read (data it holds but this build
+		// cannot decode was deferred above): fail the batch rather than
+		// act on a wrong state. It is retried; the error is logged loudly.
 		b.fail(fmt.Errorf("load %s/%s: %w", meta.aggregateType, meta.aggregateID, err))
 		p.log.Error("cannot load aggregate", "partition", r.Partition, "offset", r.Offset, "command", meta.commandID, "type", meta.aggregateType, "id", meta.aggregateID, "err", err)
 		return

@@ -98,10 +98,12 @@ func (p *Processor) load(ps *partitionState, bt *boundType, id string) (*aggStat
 				return nil, &needsRebuild{se: se, bt: bt}
 			}
 			if err != nil {
-				return nil, err
+				// Deterministic: retrying the transaction cannot help.
+				// The partition waits, the others go on (unreadable.go).
+				return nil, p.unreadableSnapshot(ps.p, key, val, err)
 			}
 			if a.bt != bt {
-				return nil, fmt.Errorf("snapshot %q belongs to aggregate type %q", key, a.bt.handler.AggregateType())
+				return nil, &UnreadableError{Partition: ps.p, Key: key, Err: fmt.Errorf("snapshot %q belongs to aggregate type %q", key, a.bt.handler.AggregateType())}
 			}
 		} else {
 			a = &aggState{key: key, id: id, bt: bt, state: bt.handler.InitialState()}
@@ -166,7 +168,8 @@ func (p *Processor) rebuildState(ps *partitionState, bt *boundType, se *StateSch
 	}
 	state, version, err := p.reg.ReplayState(se.AggregateType, se.AggregateID, values)
 	if err != nil {
-		return nil, fmt.Errorf("%w; rebuild: %v", se, err)
+		// Both wrapped: the schemas it lacks are named (unreadable.go).
+		return nil, fmt.Errorf("%w; rebuild: %w", se, err)
 	}
 	if version != se.Version {
 		return nil, fmt.Errorf("%w; rebuild: the events topic has the aggregate at version %d", se, version)
@@ -217,7 +220,20 @@ func (p *Processor) deferForRebuild(b *batch, ps *partitionState, r *kgo.Record,
 func (p *Processor) rebuildDeferred(ps *partitionState) error {
 	for len(ps.rebuild) > 0 {
 		nr := ps.rebuild[0]
+		// A state written by a newer build: learning its schema (schema
+		// topic) makes the snapshot readable, no rebuild needed.
+		if fps := unknownFingerprints(nr.se, nil, nil); len(fps) > 0 && p.learnSchemas(fps) > 0 {
+			if val, ok, err := ps.store.Get([]byte(nr.se.Key)); err == nil && ok {
+				if _, err := p.reg.decodeSnapshot(nr.se.Key, val); err == nil {
+					ps.rebuild = ps.rebuild[1:]
+					continue
+				}
+			}
+		}
 		a, err := p.rebuildState(ps, nr.bt, nr.se)
+		if fps := unknownFingerprints(err, nil, nil); err != nil && len(fps) > 0 && p.learnSchemas(fps) > 0 {
+			a, err = p.rebuildState(ps, nr.bt, nr.se) // events of a newer build, now readable
+		}
 		if err != nil {
 			return err
 		}

@@ -64,8 +64,13 @@ type Processor struct {
 	active   map[int32]bool // partitions whose store the run loop holds
 	progress map[int32]*PartitionState
 	hanging  map[int32]*hangingTxn
+	// unreadable: owned partitions held back by data this build cannot
+	// read (unreadable.go); nil until the first.
+	unreadable map[int32]*Unreadable
 
 	tail *tailer // warms assigned partitions, tails standbys (standby.go)
+
+	schemaBook schemaBook // the schema topic as read (schematopic.go)
 }
 
 // partState is the life cycle of an owned partition in the run loop (Kafka
@@ -170,6 +175,10 @@ type Stats struct {
 	// Deferred counts fetched record runs of partitions whose store was
 	// not ready: rewound and paused until the store was caught up.
 	Deferred int64
+	// UnreadableDeferrals counts the times a partition was held back (or,
+	// after a check, kept back) because it holds data this build cannot
+	// read (unreadable.go); Processor.Unreadable lists them.
+	UnreadableDeferrals int64
 	// OwnershipCorrections counts partitions dropped because the group's
 	// assignment no longer gives them to this worker although no revoke
 	// callback said so (assign.go).

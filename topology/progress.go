@@ -44,7 +44,8 @@ type PartitionState struct {
 
 // Ready reports whether the worker is running, has joined its group, and
 // every partition it owns has a caught-up store. A worker restoring a
-// partition is not ready.
+// partition is not ready, nor one holding a partition back because of data
+// it cannot read (Unreadable).
 func (p *Processor) Ready() bool {
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -53,7 +54,7 @@ func (p *Processor) Ready() bool {
 	}
 	for part := range p.assigned {
 		ps := p.progress[part]
-		if ps == nil || !ps.Ready {
+		if ps == nil || !ps.Ready || p.unreadable[part] != nil {
 			return false
 		}
 	}
@@ -67,7 +68,11 @@ func (p *Processor) PartitionStates() []PartitionState {
 	defer p.mu.Unlock()
 	out := make([]PartitionState, 0, len(p.progress))
 	for _, ps := range p.progress {
-		out = append(out, *ps)
+		st := *ps
+		if st.Role == RoleActive && p.unreadable[st.Partition] != nil {
+			st.Ready = false // held back by data it cannot read (unreadable.go)
+		}
+		out = append(out, st)
 	}
 	slices.SortFunc(out, func(a, b PartitionState) int { return int(a.Partition - b.Partition) })
 	return out

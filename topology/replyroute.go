@@ -108,6 +108,9 @@ func (c *Config) protectedTopics() []topicPattern {
 		{name: c.Topics.Commands}, {name: c.Topics.Events}, {name: c.Topics.Changelog}, {name: c.Topics.DeadLetters},
 		{name: "__", prefix: true},
 	}
+	if st := c.schemaTopic(); st != "" {
+		out = append(out, topicPattern{name: st}) // schematopic.go
+	}
 	for _, s := range c.InternalTopics {
 		out = append(out, parseTopicPattern(s))
 	}

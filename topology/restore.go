@@ -131,11 +131,21 @@ func (p *Processor) resumeReady(ctx context.Context) {
 				continue // the tailer is still catching it up
 			}
 		}
+		if ps != nil && p.unreadableWaiting(part) {
+			continue // unreadable data, not due for a check (unreadable.go)
+		}
 		if ps != nil && len(ps.rebuild) > 0 {
 			if err := p.rebuildDeferred(ps); err != nil {
+				if uerr := unreadableRebuild(part, ps.rebuild[0].se.Key, err); uerr != err {
+					p.markUnreadable(ps, ps.stopAt, ps.rebuild[0].se.Key, uerr)
+					continue
+				}
 				p.log.Error("rebuilding aggregate state from the events topic; will retry", "partition", part, "err", err)
 				continue
 			}
+		}
+		if ps != nil && !p.recheckUnreadable(ps) {
+			continue
 		}
 		if ps != nil {
 			ps.stopAt = -1

@@ -28,6 +28,10 @@ func (p *Processor) Run(ctx context.Context) (err error) {
 		return err
 	}
 	p.topics = newTopicCache(p.admCl)
+	if err := p.publishSchemas(ctx); err != nil {
+		// Not fatal for this build: an older one could not learn them.
+		p.log.Warn("schemas not published: an older build meeting this build's data will not read it", "err", err)
+	}
 
 	p.cache = snapshots.NewCache(p.cfg.CacheBytes)
 	defer p.cache.Unref()

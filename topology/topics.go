@@ -280,6 +280,9 @@ func (c *Config) prepareTopics(ctx context.Context, cl *kgo.Client) (int32, erro
 	if err != nil {
 		return 0, err
 	}
+	if err := c.ensureSchemaTopic(ctx, cl); err != nil {
+		return 0, err
+	}
 	// Again, now that every topic exists: a broker may not report the
 	// operations allowed on a topic that does not exist yet.
 	if err := CheckPermissions(ctx, cl, *c); err != nil {

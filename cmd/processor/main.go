@@ -82,6 +82,7 @@ func bind(s *config.Set, st *settings, describe bool) {
 	s.List(&st.cfg.ReplyTopics, "reply-topics", nil, "other topics a command may name as its reply topic (kafka_replyTopic): names, or prefixes ending in * (replies-*); with --transfers the saga's transfer-replies is added")
 	s.List(&st.cfg.InternalTopics, "internal-topics", []string{"kcqrs-proj-*", "kcqrs-transfers-*"}, "topics no reply may go to, whatever --reply-topics says (the topology's own and __* always; the projectors' and the saga's state by default); without --transfers transfer-replies is added")
 	s.String(&st.cfg.Topics.DeadLetters, "dlq-topic", d.Topics.DeadLetters, "dead-letter topic")
+	s.String(&st.cfg.SchemaTopic, "schema-topic", d.SchemaTopic, "compacted topic where workers publish their schemas and an older build learns a newer one's (rollbacks; docs/schemas.md); - disables it")
 	s.Int(&st.partitions, "partitions", int(d.Partitions), "partition count of topics created at start (existing ones keep theirs)")
 	s.Int(&st.replication, "replication-factor", int(d.ReplicationFactor), "replication factor of topics created at start (-1: the broker's default)")
 
@@ -267,6 +268,12 @@ func run(ctx context.Context, st *settings, reg *topology.Registry, logOut io.Wr
 			}
 			return proc.Stats()
 		},
+		Unreadable: func() []topology.Unreadable {
+			if proc == nil {
+				return nil
+			}
+			return proc.Unreadable()
+		},
 		StoreDirs: func() map[int32]string {
 			dirs := map[int32]string{}
 			for _, p := range assigned() {
@@ -280,7 +287,15 @@ func run(ctx context.Context, st *settings, reg *topology.Registry, logOut io.Wr
 	if err != nil {
 		return err
 	}
-	srv, err := ops.Start(ops.Options{Addr: st.httpAddr, Gatherer: promReg, Ready: ops.ReadyFunc(ready), Pprof: st.pprof, Logger: log})
+	// Problem: partitions held back by data this build cannot read (a
+	// rollback) are named by /readyz and /healthz.
+	problem := func() string {
+		if proc == nil {
+			return ""
+		}
+		return proc.Problem()
+	}
+	srv, err := ops.Start(ops.Options{Addr: st.httpAddr, Gatherer: promReg, Ready: ops.ReadyFunc(ready), Problem: problem, Pprof: st.pprof, Logger: log})
 	if err != nil {
 		return err
 	}

@@ -241,21 +241,36 @@ func run(ctx context.Context, st *settings, reg *topology.Registry, logOut io.Wr
 
 // projectorChecks are the permissions of topology.ProjectorPermissions the
 // start-up check can ask about, made concrete for this version: Read on the
-// events topic and on each group (the prefixed topic permissions concern
-// topics goka creates later, which the brokers cannot describe yet).
+// events topic, on each group, and the prefixed topic permissions on each
+// topic of the version (tables, intermediate and dead-letter topics), by
+// name: the brokers report the operations allowed on a topic that does not
+// exist yet to a principal that may describe it. Create is only needed
+// while a topic is missing, and goka asks for it: not checked here.
 func projectorChecks(st *settings) []topology.Permission {
 	var need []topology.Permission
+	names := st.proj.Names
+	topics := append(names.Tables(), names.Intermediate()...)
+	for _, g := range names.Groups() {
+		topics = append(topics, string(projection.DeadLetters(g)))
+	}
 	for _, p := range topology.ProjectorPermissions(st.proj.EventsTopic, st.proj.Names.Prefix+"-") {
 		if !p.Prefixed {
 			need = append(need, p)
 			continue
 		}
-		if p.ResourceType == kmsg.ACLResourceTypeGroup {
-			for _, g := range st.proj.Names.Groups() {
-				q := p
-				q.Prefixed, q.Resource = false, string(g)
-				need = append(need, q)
+		var concrete []string
+		switch {
+		case p.ResourceType == kmsg.ACLResourceTypeGroup:
+			for _, g := range names.Groups() {
+				concrete = append(concrete, string(g))
 			}
+		case p.ResourceType == kmsg.ACLResourceTypeTopic && p.Operation != kmsg.ACLOperationCreate:
+			concrete = topics
+		}
+		for _, name := range concrete {
+			q := p
+			q.Prefixed, q.Resource = false, name
+			need = append(need, q)
 		}
 	}
 	return need
