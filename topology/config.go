@@ -215,6 +215,11 @@ type Config struct {
 	// inside a transaction; a lookup that fails transiently is retried in
 	// the background with backoff and its batch is retried. Default 500ms.
 	ReplyLookupTimeout time.Duration
+	// History, when set, is where the schema-change rebuild of an
+	// aggregate whose snapshot state is unreadable reads its events (only
+	// that aggregate's; package history). Nil, or an answer that does not
+	// reach the snapshot's version: the rebuild scans the partition.
+	History HistorySource
 
 	// hooks are test-only interception points (export_test.go).
 	hooks *testHooks

@@ -127,6 +127,17 @@ func (p *Processor) rebuildState(ps *partitionState, bt *boundType, se *StateSch
 	p.log.Warn("snapshot state unreadable; rebuilding it from the events topic", "key", se.Key, "version", se.Version, "err", se.Err)
 	ctx, cancel := context.WithTimeout(context.Background(), rebuildTimeout)
 	defer cancel()
+	if p.cfg.History != nil {
+		state, n, ok, why := p.rebuildFromHistory(ctx, ps, se)
+		if ok {
+			p.log.Info("snapshot state rebuilt from the aggregate's history", "key", se.Key, "version", se.Version, "events", n)
+			p.mu.Lock()
+			p.stats.StateRebuilds++
+			p.mu.Unlock()
+			return &aggState{key: se.Key, id: se.AggregateID, bt: bt, version: se.Version, state: state, recent: se.recent, dirty: true}, nil
+		}
+		p.log.Warn("rebuild from the aggregate's history failed; scanning the partition", "key", se.Key, "err", why)
+	}
 	topic := p.cfg.Topics.Events
 	starts, err := p.adm.ListStartOffsets(ctx, topic)
 	if err != nil {
