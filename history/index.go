@@ -322,7 +322,7 @@ func (x *Index) Dump(fn func(aggType, id string, p Pointer)) error {
 // a fatal error still ends the process, as Pebble's default does.
 type quietLogger struct{}
 
-func (quietLogger) Infof(string, ...any)  {}
+func (quietLogger) Infof(string, ...any) {}
 func (quietLogger) Errorf(format string, args ...any) {
 	slog.Error(fmt.Sprintf("history: pebble: "+format, args...))
 }
