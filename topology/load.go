@@ -117,8 +117,10 @@ func (p *Processor) load(ps *partitionState, bt *boundType, id string) (*aggStat
 
 // rebuildState replays one aggregate's events from partition ps.p of the
 // events topic when its snapshot's state cannot be read with the current
-// schemas (a state schema change without history or upcaster). It reads the
-// whole partition up to its last stable offset, so it is slow, but it runs
+// schemas (a state schema change without history or upcaster). With
+// Config.History it reads only that aggregate's events (history.go);
+// without one, or when that does not give exactly the snapshot's version,
+// it reads the whole partition up to its last stable offset: slow, but it runs
 // once per such aggregate: the rebuilt state is marked dirty and written back
 // as a current-schema snapshot with the batch. A replay that does not end at
 // the snapshot's version is an error: acting on a state that differs from
