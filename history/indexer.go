@@ -121,9 +121,25 @@ func (ix *Indexer) Run(ctx context.Context) error {
 	}
 	defer cl.Close()
 	adm := kadm.NewClient(cl)
-	parts, err := ix.prepare(ctx, adm)
-	if err != nil {
-		return err
+	var parts []int32
+	for warned := false; ; {
+		// The topic may not exist yet (the processor creates it when it
+		// starts): wait for it.
+		if parts, err = ix.prepare(ctx, adm); err == nil {
+			break
+		}
+		if ctx.Err() != nil {
+			return nil
+		}
+		if !warned {
+			ix.log.Info("history indexer: waiting for the events topic", "topic", ix.cfg.Topic, "err", err)
+			warned = true
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(500 * time.Millisecond):
+		}
 	}
 	for {
 		n, err := ix.round(ctx, cl, adm, parts)

@@ -3,6 +3,8 @@ package topology
 import (
 	"context"
 	"fmt"
+
+	"github.com/kcqrs/kcqrs/aggregates"
 )
 
 // HistorySource reads one aggregate's events without scanning a partition
@@ -31,4 +33,29 @@ func (p *Processor) rebuildFromHistory(ctx context.Context, ps *partitionState, 
 		return nil, 0, false, fmt.Errorf("the history has the aggregate at version %d", version)
 	}
 	return state, len(vals), true, nil
+}
+
+// EventJSON returns an event value (as DecodeEvents gives it) of the given
+// aggregate type in Avro's JSON encoding of its current schema: how the
+// history endpoints show payloads.
+func (r *Registry) EventJSON(aggregateType string, e aggregates.Event) ([]byte, error) {
+	bt := r.types[aggregateType]
+	if bt == nil {
+		return nil, fmt.Errorf("topology: unknown aggregate type %q", aggregateType)
+	}
+	msg := bt.events[e.EventType()]
+	if msg == nil {
+		return nil, fmt.Errorf("topology: event type %q is not listed in aggregate type %q", e.EventType(), aggregateType)
+	}
+	return msg.codec.EncodeJSON(e)
+}
+
+// StateJSON returns a state value of the given aggregate type in Avro's
+// JSON encoding of its current schema.
+func (r *Registry) StateJSON(aggregateType string, state any) ([]byte, error) {
+	bt := r.types[aggregateType]
+	if bt == nil {
+		return nil, fmt.Errorf("topology: unknown aggregate type %q", aggregateType)
+	}
+	return bt.state.EncodeJSON(state)
 }

@@ -20,6 +20,7 @@ import (
 	"github.com/kcqrs/kcqrs/client"
 	"github.com/kcqrs/kcqrs/console"
 	"github.com/kcqrs/kcqrs/embedded"
+	"github.com/kcqrs/kcqrs/history"
 	"github.com/kcqrs/kcqrs/internal/examples"
 	"github.com/kcqrs/kcqrs/saga"
 	"github.com/kcqrs/kcqrs/topology"
@@ -57,7 +58,16 @@ func runDemo(args []string) error {
 		logOut = os.Stderr
 	}
 	endpoints := newDemoOps()
+	// The history index of the events topic (docs/history.md): kcqrs
+	// history and the /v1/ endpoints on --ops-addr read through it.
+	hist, err := history.StartService(history.ServiceConfig{StateDir: filepath.Join(*dir, "state"), ClientOpts: []kgo.Opt{kgo.SeedBrokers(brokers...)},
+		Registry: reg, Logger: slog.New(slog.NewTextHandler(logOut, nil))})
+	if err != nil {
+		return err
+	}
+	defer hist.Close()
 	proc, err := topology.New(topology.Config{
+		History:    hist.Reader(),
 		Observer:   endpoints.Observer(),
 		Brokers:    brokers,
 		InstanceID: "demo-0",
@@ -75,7 +85,7 @@ func runDemo(args []string) error {
 	if err != nil {
 		return err
 	}
-	srv, err := endpoints.start(*opsAddr, proc, slog.New(slog.NewTextHandler(logOut, nil)))
+	srv, err := endpoints.start(*opsAddr, proc, slog.New(slog.NewTextHandler(logOut, nil)), hist.Handler())
 	if err != nil {
 		return err
 	}
