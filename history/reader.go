@@ -66,6 +66,9 @@ func NewReader(cfg ReaderConfig) (*Reader, error) {
 	return &Reader{cfg: cfg, desc: map[int32]logread.Partition{}}, nil
 }
 
+// Index returns the index the reader looks offsets up in.
+func (r *Reader) Index() *Index { return r.cfg.Index }
+
 // Event is one event of an aggregate's history, as committed in Kafka.
 type Event struct {
 	wire.Event
