@@ -181,3 +181,5 @@ func describe(evs []history.Event) string {
 	}
 	return s + " ]"
 }
+
+func history0() history.At { return history.At{} }
