@@ -49,7 +49,7 @@ type Options struct {
 	// full 3.
 	Rounds int
 	// Skip names measurements to leave out: "goka", "latency", "restart",
-	// "projector".
+	// "projector", "history".
 	Skip []string
 	// WorkDir holds state directories; default a temporary directory.
 	WorkDir string
