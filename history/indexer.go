@@ -226,6 +226,13 @@ func (ix *Indexer) round(ctx context.Context, cl *kgo.Client, adm *kadm.Client, 
 			from = 0
 		}
 		if from >= lso.Offset {
+			if !ok {
+				// An empty partition is indexed too: readers of its
+				// aggregates must not wait for a first event.
+				if _, err := ix.cfg.Index.Apply(p, nil, lso.Offset); err != nil {
+					return total, err
+				}
+			}
 			continue
 		}
 		n, err := ix.readRange(ctx, cl, adm, p, from, lso.Offset)
