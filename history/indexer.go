@@ -5,12 +5,13 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"sort"
 	"sync"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/kcqrs/kcqrs/internal/logread"
 )
@@ -89,24 +90,47 @@ func (ix *Indexer) Stats() IndexerStats {
 	return ix.stats
 }
 
-// partitions returns the partitions to index and the topic's id.
-func partitionsOf(ctx context.Context, adm *kadm.Client, topic string, want []int32) ([]int32, [16]byte, error) {
-	var id [16]byte
-	md, err := adm.Metadata(ctx, topic)
+// partitionsOf returns the partitions to index and the topic's id.
+func partitionsOf(ctx context.Context, cl *kgo.Client, topic string, want []int32) ([]int32, [16]byte, error) {
+	id, n, err := topicMeta(ctx, cl, topic)
 	if err != nil {
-		return nil, id, fmt.Errorf("history: metadata of %s: %w", topic, err)
+		return nil, id, err
 	}
-	td, ok := md.Topics[topic]
-	if !ok || td.Err != nil {
-		return nil, id, fmt.Errorf("history: topic %s: %v", topic, td.Err)
-	}
-	id = td.ID
 	if want != nil {
 		return want, id, nil
 	}
-	parts := td.Partitions.Numbers()
-	sort.Slice(parts, func(i, j int) bool { return parts[i] < parts[j] })
+	parts := make([]int32, n)
+	for i := range parts {
+		parts[i] = int32(i)
+	}
 	return parts, id, nil
+}
+
+// topicMeta asks a broker for the topic's id and partition count. A raw
+// request, not kadm's Metadata: that one is answered from the client's
+// cache, which keeps "unknown topic" for a while after the topic is created.
+func topicMeta(ctx context.Context, cl *kgo.Client, topic string) ([16]byte, int32, error) {
+	req := kmsg.NewPtrMetadataRequest()
+	t := kmsg.NewMetadataRequestTopic()
+	t.Topic = kmsg.StringPtr(topic)
+	req.Topics = append(req.Topics, t)
+	resp, err := req.RequestWith(ctx, cl)
+	if err != nil {
+		return [16]byte{}, 0, fmt.Errorf("history: metadata of %s: %w", topic, err)
+	}
+	for _, rt := range resp.Topics {
+		if rt.Topic == nil || *rt.Topic != topic {
+			continue
+		}
+		if err := kerr.ErrorForCode(rt.ErrorCode); err != nil {
+			return [16]byte{}, 0, fmt.Errorf("history: topic %s: %w", topic, err)
+		}
+		if len(rt.Partitions) == 0 {
+			return [16]byte{}, 0, fmt.Errorf("history: topic %s has no partitions yet", topic)
+		}
+		return rt.TopicID, int32(len(rt.Partitions)), nil
+	}
+	return [16]byte{}, 0, fmt.Errorf("history: topic %s: %w", topic, kerr.UnknownTopicOrPartition)
 }
 
 // Run indexes until ctx ends (it returns nil then) or an error that
@@ -125,7 +149,7 @@ func (ix *Indexer) Run(ctx context.Context) error {
 	for warned := false; ; {
 		// The topic may not exist yet (the processor creates it when it
 		// starts): wait for it.
-		if parts, err = ix.prepare(ctx, adm); err == nil {
+		if parts, err = ix.prepare(ctx, cl); err == nil {
 			break
 		}
 		if ctx.Err() != nil {
@@ -169,7 +193,7 @@ func (ix *Indexer) CatchUp(ctx context.Context) error {
 	}
 	defer cl.Close()
 	adm := kadm.NewClient(cl)
-	parts, err := ix.prepare(ctx, adm)
+	parts, err := ix.prepare(ctx, cl)
 	if err != nil {
 		return err
 	}
@@ -179,8 +203,8 @@ func (ix *Indexer) CatchUp(ctx context.Context) error {
 
 // prepare resolves the partitions and resets an index built from another
 // incarnation of the topic.
-func (ix *Indexer) prepare(ctx context.Context, adm *kadm.Client) ([]int32, error) {
-	parts, topicID, err := partitionsOf(ctx, adm, ix.cfg.Topic, ix.cfg.Partitions)
+func (ix *Indexer) prepare(ctx context.Context, cl *kgo.Client) ([]int32, error) {
+	parts, topicID, err := partitionsOf(ctx, cl, ix.cfg.Topic, ix.cfg.Partitions)
 	if err != nil {
 		return nil, err
 	}

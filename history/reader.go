@@ -8,7 +8,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/kcqrs/kcqrs/internal/logread"
@@ -90,15 +89,11 @@ func (r *Reader) partitionOf(ctx context.Context, id string) (int32, error) {
 	n := r.parts
 	r.mu.Unlock()
 	if n == 0 {
-		md, err := kadm.NewClient(r.cfg.Client).Metadata(ctx, r.cfg.Topic)
+		_, parts, err := topicMeta(ctx, r.cfg.Client, r.cfg.Topic)
 		if err != nil {
-			return 0, fmt.Errorf("history: metadata of %s: %w", r.cfg.Topic, err)
+			return 0, err
 		}
-		td, ok := md.Topics[r.cfg.Topic]
-		if !ok || td.Err != nil || len(td.Partitions) == 0 {
-			return 0, fmt.Errorf("history: topic %s unavailable: %v", r.cfg.Topic, td.Err)
-		}
-		n = int32(len(td.Partitions))
+		n = parts
 		r.mu.Lock()
 		r.parts = n
 		r.mu.Unlock()

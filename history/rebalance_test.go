@@ -107,3 +107,20 @@ func TestForgedEventsAreLeftOut(t *testing.T) {
 		t.Fatalf("a's latest state after the forgeries: version %d, %v", st.Version, err)
 	}
 }
+
+// TestIndexerStartsBeforeTheTopic: a processor starts its indexer before
+// it creates the topics; the indexer must begin once the events topic
+// exists. (kadm's cached metadata once kept it waiting about 5 s more,
+// long enough for the demo's history to be answered 503; this test passed
+// then too, only slower.)
+func TestIndexerStartsBeforeTheTopic(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, 2)
+	e.openIndex(t.TempDir())
+	time.Sleep(100 * time.Millisecond) // the indexer's first look finds no topic
+	e.h.StartProcessor("p1", "")
+	e.send(cmd("account", "late", "OpenAccount", `{"owner":"O","currency":"EUR"}`), wire.StatusAccepted)
+	want := e.scan()
+	e.indexed(want)
+	e.sameHistory(context.Background(), want)
+}

@@ -194,6 +194,7 @@ func runDemo(args []string) error {
 	fmt.Printf("\nprocessor (this run): %d commands in %d transactions, %d events, %d snapshots, %d dead letters, %d duplicates\n",
 		st.Commands, st.Transactions, st.Events, st.Snapshots, st.DeadLetters, st.Duplicates)
 	printReadModel(ctx, proj, acc, accVersion)
+	printHistory(ctx, hist.Reader(), srv.Addr().String(), acc)
 	if *exit {
 		return nil
 	}
@@ -205,8 +206,9 @@ serving on %s until Ctrl-C. Try, in another terminal:
   curl http://%s/v1/owners/Alice/accounts
   curl http://%s/metrics
   go run ./cmd/kcqrs groups
+  go run ./cmd/kcqrs history account %s --at-version 2
   open http://%s/aggregate?type=account&id=%s (the web console)
-`, brokers[0], acc, acc, proj.Addr(), acc, accVersion+1, proj.Addr(), srv.Addr(), cons.Addr(), acc)
+`, brokers[0], acc, acc, proj.Addr(), acc, accVersion+1, proj.Addr(), srv.Addr(), acc, cons.Addr(), acc)
 	select {
 	case <-ctx.Done():
 	case err := <-procDone:
