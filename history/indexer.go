@@ -28,8 +28,10 @@ type IndexerConfig struct {
 	ClientOpts []kgo.Opt
 	// Partitions to index. Nil: every partition of Topic.
 	Partitions []int32
-	// Interval is how long the indexer waits when it found nothing new.
-	// Default 50ms.
+	// Interval is how long the indexer waits after a round that found
+	// less than a backlog. Longer means fewer, larger reads (less CPU
+	// taken from the processor) and a longer unindexed tail for readers
+	// to scan. Default 100ms.
 	Interval time.Duration
 	// Logger. Default slog.Default().
 	Logger *slog.Logger
@@ -78,7 +80,7 @@ func NewIndexer(cfg IndexerConfig) (*Indexer, error) {
 		cfg.Logger = slog.Default()
 	}
 	if cfg.Interval <= 0 {
-		cfg.Interval = 50 * time.Millisecond
+		cfg.Interval = 100 * time.Millisecond
 	}
 	return &Indexer{cfg: cfg, log: cfg.Logger, changed: make(chan struct{})}, nil
 }
@@ -137,7 +139,7 @@ func topicMeta(ctx context.Context, cl *kgo.Client, topic string) ([16]byte, int
 // retrying cannot fix. Each round reads every covered partition from its
 // checkpoint to its last stable offset (internal/logread: the end is the
 // fetch position, so the checkpoint moves past transaction markers and
-// aborted batches too), then waits Interval when nothing was new.
+// aborted batches too), then waits Interval unless it found a backlog.
 func (ix *Indexer) Run(ctx context.Context) error {
 	cl, err := kgo.NewClient(ix.cfg.ClientOpts...)
 	if err != nil {
@@ -173,8 +175,8 @@ func (ix *Indexer) Run(ctx context.Context) error {
 		if err != nil {
 			ix.log.Warn("history indexer: round failed; retrying", "err", err)
 		}
-		if n > 0 && err == nil {
-			continue
+		if n >= applyEvery && err == nil {
+			continue // a backlog: read on at once
 		}
 		select {
 		case <-ctx.Done():
