@@ -270,6 +270,11 @@ func (r *Reader) fetchRun(ctx context.Context, part int32, d logread.Partition, 
 				return fmt.Errorf("history: %w", err)
 			}
 			tries++
+			select {
+			case <-ctx.Done():
+				return fmt.Errorf("history: %w", ctx.Err())
+			case <-time.After(time.Duration(tries) * 50 * time.Millisecond):
+			}
 			if d, err = r.describe(ctx, part, true); err != nil && tries >= 5 {
 				return err
 			}
