@@ -68,6 +68,8 @@
 //	assign.go   assignment, revocation, reconciling with the group's assignment
 //	standby.go  the tailer: eager catch-up of newly assigned partitions, standbys
 //	handle.go   one command: parse, route, dedupe, decide, evolve, reply
+//	history.go  Config.History: the rebuild reads one aggregate's events
+//	            through an index (package history), not a partition scan
 //
 // Each owned partition is restoring, running, suspect or revoked
 // (processor.go, partState); only a running partition's records enter a
