@@ -150,9 +150,11 @@ func (r *Reader) History(ctx context.Context, aggType, id string, from, to int64
 		return nil, err
 	}
 	want := make([]int64, 0, len(ptrs))
+	claimed := make(map[int64]int64, len(ptrs)) // offset -> the version its headers claim
 	for _, p := range ptrs {
 		if p.Partition == part && p.Offset < cp {
 			want = append(want, p.Offset)
+			claimed[p.Offset] = p.Version
 		}
 	}
 	recs, err := r.fetchOffsets(ctx, part, want)
@@ -160,19 +162,32 @@ func (r *Reader) History(ctx context.Context, aggType, id string, from, to int64
 		return nil, err
 	}
 	var out []Event
+	// The tail gets the same test as an indexed record: key, headers and
+	// envelope must all name this aggregate and the same version (the
+	// index holds only records with such headers).
 	keep := func(rec *kgo.Record) error {
 		if string(rec.Key) != id {
 			return nil
 		}
+		hType, hVersion, ok := eventHeaders(rec)
+		if !ok || hType != aggType {
+			return nil
+		}
 		ev, ok := r.decode(rec, aggType, id)
-		if ok && ev.Version >= from && (to <= 0 || ev.Version <= to) {
+		if ok && ev.Version == hVersion && ev.Version >= from && (to <= 0 || ev.Version <= to) {
 			out = append(out, ev)
 		}
 		return nil
 	}
 	for _, o := range want {
-		if rec := recs[o]; rec != nil {
-			_ = keep(rec)
+		rec := recs[o]
+		if rec == nil || string(rec.Key) != id {
+			continue
+		}
+		// The envelope must say what the headers claimed: a record whose
+		// headers lie about its version is not this aggregate's event.
+		if ev, ok := r.decode(rec, aggType, id); ok && ev.Version == claimed[o] {
+			out = append(out, ev)
 		}
 	}
 	// The tail the index has not read yet.
