@@ -50,5 +50,6 @@
 //
 // Files: index.go (Pebble layout, Apply, Lookup, Reset), indexer.go (the
 // tailer), reader.go (History, scattered fetches), state.go (StateAt,
-// the topology.HistorySource), http.go (the endpoints).
+// the topology.HistorySource), http.go (the endpoints), service.go (all
+// of it as the processor and the demo run it).
 package history
