@@ -49,6 +49,9 @@ type Options struct {
 	Problem func() string
 	// Logger gets serve errors. Default slog.Default().
 	Logger *slog.Logger
+	// API, when set, serves every path under /v1/ (the history endpoints
+	// of package history, say).
+	API http.Handler
 }
 
 // Handler returns the endpoints' handler.
@@ -81,6 +84,9 @@ func Handler(o Options) http.Handler {
 		}
 		fmt.Fprintln(w, "ready")
 	})
+	if o.API != nil {
+		mux.Handle("/v1/", o.API)
+	}
 	if o.Pprof {
 		mux.HandleFunc("/debug/pprof/", pprof.Index)
 		mux.HandleFunc("/debug/pprof/cmdline", cmdline)

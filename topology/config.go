@@ -222,6 +222,11 @@ type Config struct {
 	// is then read by resolution (schematopic.go). Default "kcqrs-schemas";
 	// "-" disables publishing and learning.
 	SchemaTopic string
+	// History, when set, is where the schema-change rebuild of an
+	// aggregate whose snapshot state is unreadable reads its events (only
+	// that aggregate's; package history). Nil, or an answer that does not
+	// reach the snapshot's version: the rebuild scans the partition.
+	History HistorySource
 
 	// hooks are test-only interception points (export_test.go).
 	hooks *testHooks

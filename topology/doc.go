@@ -73,6 +73,8 @@
 //	            by Unreadable and Problem (/readyz)
 //	schematopic.go the schema topic: publishing this build's schemas,
 //	            learning a newer build's (rollbacks, rolling upgrades)
+//	history.go  Config.History: the rebuild reads one aggregate's events
+//	            through an index (package history), not a partition scan
 //
 // Each owned partition is restoring, running, suspect or revoked
 // (processor.go, partState); only a running partition's records enter a

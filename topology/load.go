@@ -119,8 +119,10 @@ func (p *Processor) load(ps *partitionState, bt *boundType, id string) (*aggStat
 
 // rebuildState replays one aggregate's events from partition ps.p of the
 // events topic when its snapshot's state cannot be read with the current
-// schemas (a state schema change without history or upcaster). It reads the
-// whole partition up to its last stable offset, so it is slow, but it runs
+// schemas (a state schema change without history or upcaster). With
+// Config.History it reads only that aggregate's events (history.go);
+// without one, or when that does not give exactly the snapshot's version,
+// it reads the whole partition up to its last stable offset: slow, but it runs
 // once per such aggregate: the rebuilt state is marked dirty and written back
 // as a current-schema snapshot with the batch. A replay that does not end at
 // the snapshot's version is an error: acting on a state that differs from
@@ -129,6 +131,17 @@ func (p *Processor) rebuildState(ps *partitionState, bt *boundType, se *StateSch
 	p.log.Warn("snapshot state unreadable; rebuilding it from the events topic", "key", se.Key, "version", se.Version, "err", se.Err)
 	ctx, cancel := context.WithTimeout(context.Background(), rebuildTimeout)
 	defer cancel()
+	if p.cfg.History != nil {
+		state, n, ok, why := p.rebuildFromHistory(ctx, ps, se)
+		if ok {
+			p.log.Info("snapshot state rebuilt from the aggregate's history", "key", se.Key, "version", se.Version, "events", n)
+			p.mu.Lock()
+			p.stats.StateRebuilds++
+			p.mu.Unlock()
+			return &aggState{key: se.Key, id: se.AggregateID, bt: bt, version: se.Version, state: state, recent: se.recent, dirty: true}, nil
+		}
+		p.log.Warn("rebuild from the aggregate's history failed; scanning the partition", "key", se.Key, "err", why)
+	}
 	topic := p.cfg.Topics.Events
 	starts, err := p.adm.ListStartOffsets(ctx, topic)
 	if err != nil {

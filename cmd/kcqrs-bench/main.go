@@ -41,13 +41,14 @@ func run() error {
 	accounts := flag.Int("accounts", 0, "aggregates of the throughput workload (quick 1000, full 10000)")
 	commands := flag.Int("commands", 0, "timed commands per contender (quick 20000, full 200000)")
 	restartAggs := flag.Int("restart-aggregates", 0, "aggregates of the restart/restore/memory store (quick 20000, full 1000000)")
-	skip := flag.String("skip", "", "comma-separated measurements to leave out: goka, latency, restart, projector")
+	skip := flag.String("skip", "", "comma-separated measurements to leave out: goka, latency, restart, projector, history")
 	out := flag.String("out", "", "also write the table to this file")
 	verbose := flag.Bool("v", false, "show the processors' warnings")
 	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile of the processor's timed throughput phase to this file")
 	projProfile := flag.String("projector-cpuprofile", "", "write a CPU profile of the first round's projector catch-up to this file")
 	latDuration := flag.Duration("latency-duration", 0, "how long each latency load runs (quick 3s, full 20s)")
 	latFractions := flag.String("latency-fractions", "", "comma-separated offered loads of the latency measurement, as fractions of the measured maximum (default 0.5,0.1)")
+	historyEvents := flag.Int("history-events", 0, "events in the partition of the history measurement (quick 100000, full 1000000)")
 	brokerCompaction := flag.Duration("broker-compaction-every", 0, "keep the embedded broker's periodic compaction pass at this interval (blocks its event loop; default: off, explicit passes between measurements)")
 	flag.Parse()
 
@@ -66,6 +67,7 @@ func run() error {
 	set(&o.Accounts, *accounts)
 	set(&o.Commands, *commands)
 	set(&o.RestartAggregates, *restartAggs)
+	set(&o.HistoryEvents, *historyEvents)
 	if *partitions > 0 {
 		o.Partitions = int32(*partitions)
 	}

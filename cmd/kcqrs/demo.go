@@ -20,6 +20,7 @@ import (
 	"github.com/kcqrs/kcqrs/client"
 	"github.com/kcqrs/kcqrs/console"
 	"github.com/kcqrs/kcqrs/embedded"
+	"github.com/kcqrs/kcqrs/history"
 	"github.com/kcqrs/kcqrs/internal/examples"
 	"github.com/kcqrs/kcqrs/saga"
 	"github.com/kcqrs/kcqrs/topology"
@@ -57,7 +58,16 @@ func runDemo(args []string) error {
 		logOut = os.Stderr
 	}
 	endpoints := newDemoOps()
+	// The history index of the events topic (docs/history.md): kcqrs
+	// history and the /v1/ endpoints on --ops-addr read through it.
+	hist, err := history.StartService(history.ServiceConfig{StateDir: filepath.Join(*dir, "state"), ClientOpts: []kgo.Opt{kgo.SeedBrokers(brokers...)},
+		Registry: reg, Logger: slog.New(slog.NewTextHandler(logOut, nil))})
+	if err != nil {
+		return err
+	}
+	defer hist.Close()
 	proc, err := topology.New(topology.Config{
+		History:    hist.Reader(),
 		Observer:   endpoints.Observer(),
 		Brokers:    brokers,
 		InstanceID: "demo-0",
@@ -75,7 +85,7 @@ func runDemo(args []string) error {
 	if err != nil {
 		return err
 	}
-	srv, err := endpoints.start(*opsAddr, proc, slog.New(slog.NewTextHandler(logOut, nil)))
+	srv, err := endpoints.start(*opsAddr, proc, slog.New(slog.NewTextHandler(logOut, nil)), hist.Handler())
 	if err != nil {
 		return err
 	}
@@ -184,6 +194,7 @@ func runDemo(args []string) error {
 	fmt.Printf("\nprocessor (this run): %d commands in %d transactions, %d events, %d snapshots, %d dead letters, %d duplicates\n",
 		st.Commands, st.Transactions, st.Events, st.Snapshots, st.DeadLetters, st.Duplicates)
 	printReadModel(ctx, proj, acc, accVersion)
+	printHistory(ctx, hist.Reader(), srv.Addr().String(), acc)
 	if *exit {
 		return nil
 	}
@@ -195,8 +206,9 @@ serving on %s until Ctrl-C. Try, in another terminal:
   curl http://%s/v1/owners/Alice/accounts
   curl http://%s/metrics
   go run ./cmd/kcqrs groups
+  go run ./cmd/kcqrs history account %s --at-version 2
   open http://%s/aggregate?type=account&id=%s (the web console)
-`, brokers[0], acc, acc, proj.Addr(), acc, accVersion+1, proj.Addr(), srv.Addr(), cons.Addr(), acc)
+`, brokers[0], acc, acc, proj.Addr(), acc, accVersion+1, proj.Addr(), srv.Addr(), acc, cons.Addr(), acc)
 	select {
 	case <-ctx.Done():
 	case err := <-procDone:

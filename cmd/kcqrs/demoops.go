@@ -2,6 +2,7 @@ package main
 
 import (
 	"log/slog"
+	"net/http"
 	"sync/atomic"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -42,8 +43,12 @@ func newDemoOps() *demoOps {
 // Observer is the processor's observer (topology.Config.Observer).
 func (d *demoOps) Observer() topology.Observer { return d.metrics }
 
-// start serves the endpoints of proc on addr.
-func (d *demoOps) start(addr string, proc *topology.Processor, log *slog.Logger) (*ops.Server, error) {
+// start serves the endpoints of proc on addr (and api, if set, under /v1/).
+func (d *demoOps) start(addr string, proc *topology.Processor, log *slog.Logger, api ...http.Handler) (*ops.Server, error) {
 	d.proc.Store(proc)
-	return ops.Start(ops.Options{Addr: addr, Gatherer: d.reg, Ready: ops.ReadyFunc(proc.Ready), Logger: log})
+	o := ops.Options{Addr: addr, Gatherer: d.reg, Ready: ops.ReadyFunc(proc.Ready), Logger: log}
+	if len(api) > 0 {
+		o.API = api[0]
+	}
+	return ops.Start(o)
 }

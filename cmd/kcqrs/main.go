@@ -8,6 +8,7 @@
 //	kcqrs groups  list consumer groups with their lag; reset / rebuild: replay the read models
 //	kcqrs dlq     list, show and re-drive dead letters
 //	kcqrs console serve the web console (topology, workers, groups, dead letters, aggregates)
+//	kcqrs history one aggregate's events, or its state at a version or time; reindex
 package main
 
 import (
@@ -37,6 +38,8 @@ commands:
           the topology, the workers and the partitions they own, consumer
           groups with their lag, dead letters (re-drive with
           --allow-redrive) and an aggregate inspector
+  history one aggregate's events, or its state at --at-version/--at-time,
+          from a processor's history index; 'history reindex' rebuilds it
 
 Run 'kcqrs <command> -h' for the flags of a command. Every command but demo
 and broker takes the processor's connection settings (--brokers, --tls-*,
@@ -71,6 +74,8 @@ func main() {
 		err = runDLQ(os.Args[2:])
 	case "console":
 		err = runConsole(os.Args[2:])
+	case "history":
+		err = runHistory(os.Args[2:])
 	case "-h", "--help", "help":
 		fmt.Print(usage)
 		return

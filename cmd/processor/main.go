@@ -59,6 +59,7 @@ type settings struct {
 	transferRedrive time.Duration // saga.Config.RedriveAfter
 	signingKey      string        // topology.Config.CommandSigningKey, saga.Config.SigningKey
 	derivedKey      bool          // signingKey was derived (signing.go)
+	history         bool          // history.go
 }
 
 // bind declares every setting, with the topology's defaults.
@@ -115,6 +116,7 @@ func bind(s *config.Set, st *settings, describe bool) {
 	s.Group("Operations")
 	s.String(&st.httpAddr, "http-addr", ops.DefaultAddr, "listen address of /metrics, /healthz, /readyz (loopback by default; :8080 for all interfaces)")
 	s.Bool(&st.pprof, "pprof", false, "also serve net/http/pprof under /debug/pprof/")
+	s.Bool(&st.history, "history", true, "keep an index of the events topic (under --state-dir) and serve one aggregate's history on --http-addr: GET /v1/streams/{type}/{id}, GET /v1/aggregates/{type}/{id}?at_version=N|at_time=T (docs/history.md)")
 	st.log.Bind(s)
 	if describe {
 		s.Group("Describe")
@@ -283,6 +285,11 @@ func run(ctx context.Context, st *settings, reg *topology.Registry, logOut io.Wr
 		},
 	})
 	st.cfg.Observer = metrics
+	api, closeHistory, err := startHistory(st, reg, log)
+	if err != nil {
+		return err
+	}
+	defer closeHistory()
 	proc, err = topology.New(st.cfg, reg)
 	if err != nil {
 		return err
@@ -295,7 +302,7 @@ func run(ctx context.Context, st *settings, reg *topology.Registry, logOut io.Wr
 		}
 		return proc.Problem()
 	}
-	srv, err := ops.Start(ops.Options{Addr: st.httpAddr, Gatherer: promReg, Ready: ops.ReadyFunc(ready), Problem: problem, Pprof: st.pprof, Logger: log})
+	srv, err := ops.Start(ops.Options{Addr: st.httpAddr, Gatherer: promReg, Ready: ops.ReadyFunc(ready), Problem: problem, Pprof: st.pprof, Logger: log, API: api})
 	if err != nil {
 		return err
 	}

@@ -49,7 +49,7 @@ type Options struct {
 	// full 3.
 	Rounds int
 	// Skip names measurements to leave out: "goka", "latency", "restart",
-	// "projector".
+	// "projector", "history".
 	Skip []string
 	// WorkDir holds state directories; default a temporary directory.
 	WorkDir string
@@ -73,6 +73,9 @@ type Options struct {
 	// restart measurements. A positive value keeps kfake's periodic pass at
 	// that interval (the behaviour of `kcqrs broker`, 30s), to measure it.
 	BrokerCompaction time.Duration
+	// HistoryEvents is the size of the events partition of the history
+	// measurement (issue 16). Quick 100000, full 1000000.
+	HistoryEvents int
 	// compact runs one compaction pass of the embedded broker (nil
 	// otherwise, or when its periodic pass is on).
 	compact func()
@@ -80,12 +83,12 @@ type Options struct {
 
 // Quick is the CI smoke configuration: every measurement, small sizes.
 func Quick() Options {
-	return Options{Partitions: 4, Accounts: 1000, Commands: 20000, RestartAggregates: 20000, LatencyDuration: 3 * time.Second, Rounds: 1}
+	return Options{Partitions: 4, Accounts: 1000, Commands: 20000, RestartAggregates: 20000, LatencyDuration: 3 * time.Second, Rounds: 1, HistoryEvents: 100000}
 }
 
 // Full is the configuration behind BENCHMARKS.md.
 func Full() Options {
-	return Options{Partitions: 8, Accounts: 10000, Commands: 200000, RestartAggregates: 1000000, LatencyDuration: 20 * time.Second, Rounds: 3}
+	return Options{Partitions: 8, Accounts: 10000, Commands: 200000, RestartAggregates: 1000000, LatencyDuration: 20 * time.Second, Rounds: 3, HistoryEvents: 1000000}
 }
 
 func (o *Options) setDefaults() {
@@ -104,6 +107,9 @@ func (o *Options) setDefaults() {
 	}
 	if o.Rounds == 0 {
 		o.Rounds = q.Rounds
+	}
+	if o.HistoryEvents == 0 {
+		o.HistoryEvents = q.HistoryEvents
 	}
 	if o.MaxBatch == 0 {
 		o.MaxBatch = 1000
@@ -159,6 +165,7 @@ type Results struct {
 	// before each latency load (each blocked its event loop that long).
 	Compactions []time.Duration
 	Restart     *restartResult
+	History     *historyResult
 	Rounds      []roundResult
 	Took        time.Duration
 }
@@ -392,6 +399,15 @@ func Run(ctx context.Context, o Options, progress io.Writer) (*Results, error) {
 	res.RawALO = median(res.Rounds, func(r roundResult) float64 { return r.RawALO })
 	res.Goka = median(res.Rounds, func(r roundResult) float64 { return r.Goka })
 
+	// One aggregate's history (history.go).
+	if !o.skip("history") {
+		hr, err := runHistory(ctx, &o, admCl, adm, w, prod, logf)
+		if err != nil {
+			return nil, fmt.Errorf("history: %w", err)
+		}
+		res.History = &hr
+	}
+
 	// 4. Restarts, restore and memory, in child processes.
 	if !o.skip("restart") {
 		logf("restart: populating a store of %d aggregates in a child process", o.RestartAggregates)
@@ -493,6 +509,9 @@ func (r *Results) WriteTable(out io.Writer) error {
 			v = append(v, ms(d))
 		}
 		row("embedded broker compaction pass before each latency load (kfake compacts on its only event loop, answering nothing meanwhile; its periodic pass is off during the loads)", strings.Join(v, ", "), "", "(info)")
+	}
+	if r.History != nil {
+		r.historyRows(row)
 	}
 	if rr := r.Restart; rr != nil {
 		rate := func(n int, s float64) string {

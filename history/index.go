@@ -1,0 +1,334 @@
+package history
+
+import (
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"sync"
+
+	"github.com/cockroachdb/pebble/v2"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/kcqrs/kcqrs/wire"
+)
+
+// Errors of this package start with "history: ".
+var (
+	// ErrClosed is returned by every operation on a closed index.
+	ErrClosed = errors.New("history: index closed")
+	// ErrNotIndexed is returned by a reader for a partition the index does
+	// not cover (it never recorded a checkpoint for it).
+	ErrNotIndexed = errors.New("history: partition not indexed")
+)
+
+// Key layout. The first byte says what a key is:
+//
+//	0x00 'c' partition(4, BE)                  -> next offset to index (8, BE)
+//	0x00 't'                                   -> the events topic's id (16)
+//	0x01 uvarint(len type) type uvarint(len id) id version(8, BE) offset(8, BE)
+//	                                           -> partition(4, BE) timestamp ms(8, BE)
+//
+// Length prefixes make (type, id) pairs prefix-free (ids are Kafka keys: any
+// bytes), and the big-endian version sorts an aggregate's entries in
+// version order. The offset in the key keeps two records that claim the
+// same version (a forged record, say) apart instead of letting the later
+// overwrite the earlier: the reader checks each against its envelope.
+const (
+	metaPrefix  = 0x00
+	entryPrefix = 0x01
+)
+
+var topicIDKey = []byte{metaPrefix, 't'}
+
+func checkpointKey(part int32) []byte {
+	return binary.BigEndian.AppendUint32([]byte{metaPrefix, 'c'}, uint32(part))
+}
+
+func streamPrefix(aggType, id string) []byte {
+	k := make([]byte, 0, 1+2*binary.MaxVarintLen64+len(aggType)+len(id)+16)
+	k = append(k, entryPrefix)
+	k = binary.AppendUvarint(k, uint64(len(aggType)))
+	k = append(k, aggType...)
+	k = binary.AppendUvarint(k, uint64(len(id)))
+	k = append(k, id...)
+	return k
+}
+
+// Pointer is where one event of an aggregate is in the events topic.
+type Pointer struct {
+	Version   int64
+	Partition int32
+	Offset    int64
+	// TimestampMillis is the record's timestamp (produce time).
+	TimestampMillis int64
+}
+
+// Index maps (aggregate type, aggregate id, version) to the partition and
+// offset of the event in the events topic, with, in the same Pebble batch,
+// the next offset to index of every partition it covers. It is derived from
+// the events topic only: Apply is idempotent, so re-reading any part of the
+// topic (after a crash between a Pebble write and the next read) changes
+// nothing, and the index can always be thrown away and rebuilt (Reset).
+//
+// Methods are safe for concurrent use; Apply calls must not race with each
+// other for the same partition (one indexer per index).
+type Index struct {
+	mu     sync.RWMutex
+	db     *pebble.DB
+	closed bool
+}
+
+// Open opens (or creates) the index in dir. Pebble locks the directory: a
+// second process opening it fails.
+func Open(dir string) (*Index, error) {
+	// A larger memtable than Pebble's 4 MiB default: index entries arrive in
+	// the order of the events topic, not of their keys, and fewer flushes
+	// mean fewer compactions competing with the processor for the CPU.
+	db, err := pebble.Open(dir, &pebble.Options{FormatMajorVersion: pebble.FormatNewest, Logger: quietLogger{}, MemTableSize: 32 << 20})
+	if err != nil {
+		return nil, fmt.Errorf("history: open index %s: %w", dir, err)
+	}
+	return &Index{db: db}, nil
+}
+
+// Close closes the index.
+func (x *Index) Close() error {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	if x.closed {
+		return ErrClosed
+	}
+	x.closed = true
+	return x.db.Close()
+}
+
+func (x *Index) get(key []byte) ([]byte, bool, error) {
+	v, c, err := x.db.Get(key)
+	if errors.Is(err, pebble.ErrNotFound) {
+		return nil, false, nil
+	}
+	if err != nil {
+		return nil, false, fmt.Errorf("history: %w", err)
+	}
+	out := bytes.Clone(v)
+	_ = c.Close()
+	return out, true, nil
+}
+
+// Checkpoint returns the next offset of partition part the index has not
+// read, and ok=false when the index never recorded one for it.
+func (x *Index) Checkpoint(part int32) (next int64, ok bool, err error) {
+	x.mu.RLock()
+	defer x.mu.RUnlock()
+	if x.closed {
+		return 0, false, ErrClosed
+	}
+	v, ok, err := x.get(checkpointKey(part))
+	if err != nil || !ok {
+		return 0, false, err
+	}
+	if len(v) != 8 {
+		return 0, false, fmt.Errorf("history: checkpoint of partition %d is %d bytes", part, len(v))
+	}
+	return int64(binary.BigEndian.Uint64(v)), true, nil
+}
+
+// TopicID returns the events topic id the index was built from (zero when
+// none was recorded).
+func (x *Index) TopicID() ([16]byte, error) {
+	var id [16]byte
+	x.mu.RLock()
+	defer x.mu.RUnlock()
+	if x.closed {
+		return id, ErrClosed
+	}
+	v, ok, err := x.get(topicIDKey)
+	if err == nil && ok && len(v) == 16 {
+		copy(id[:], v)
+	}
+	return id, err
+}
+
+// Stats counts what one Apply did.
+type Stats struct {
+	// Indexed is the number of event records written to the index.
+	Indexed int
+	// Skipped is the number of records without a readable aggregate type,
+	// key or version header (not written by a kcqrs processor): they are
+	// not in any aggregate's history.
+	Skipped int
+}
+
+// Apply indexes records of partition part (in offset order) and moves the
+// partition's checkpoint to next, in one atomic Pebble batch. A checkpoint
+// below the stored one is left as it is (a re-read after a crash).
+func (x *Index) Apply(part int32, recs []*kgo.Record, next int64) (Stats, error) {
+	var st Stats
+	x.mu.RLock()
+	defer x.mu.RUnlock()
+	if x.closed {
+		return st, ErrClosed
+	}
+	b := x.db.NewBatch()
+	defer b.Close()
+	var val [12]byte
+	for _, r := range recs {
+		aggType, version, ok := eventHeaders(r)
+		if !ok || len(r.Key) == 0 {
+			st.Skipped++
+			continue
+		}
+		k := streamPrefix(aggType, string(r.Key))
+		k = binary.BigEndian.AppendUint64(k, uint64(version))
+		k = binary.BigEndian.AppendUint64(k, uint64(r.Offset))
+		binary.BigEndian.PutUint32(val[:4], uint32(r.Partition))
+		binary.BigEndian.PutUint64(val[4:], uint64(r.Timestamp.UnixMilli()))
+		if err := b.Set(k, val[:], nil); err != nil {
+			return st, fmt.Errorf("history: %w", err)
+		}
+		st.Indexed++
+	}
+	cur, ok, err := x.get(checkpointKey(part))
+	if err != nil {
+		return st, err
+	}
+	if !ok || len(cur) != 8 || int64(binary.BigEndian.Uint64(cur)) < next {
+		if err := b.Set(checkpointKey(part), binary.BigEndian.AppendUint64(nil, uint64(next)), nil); err != nil {
+			return st, fmt.Errorf("history: %w", err)
+		}
+	}
+	// NoSync: a write lost to a machine crash is read again from the
+	// events topic (the checkpoint is lost with it).
+	if err := b.Commit(pebble.NoSync); err != nil {
+		return st, fmt.Errorf("history: %w", err)
+	}
+	return st, nil
+}
+
+// eventHeaders reads the aggregate type and version headers a kcqrs
+// processor puts on every event (handle.go). The last header of a name
+// wins, as everywhere in kcqrs.
+func eventHeaders(r *kgo.Record) (aggType string, version int64, ok bool) {
+	var haveType, haveVersion bool
+	for _, h := range r.Headers {
+		switch h.Key {
+		case wire.HeaderAggregateType:
+			aggType, haveType = string(h.Value), len(h.Value) > 0
+		case wire.HeaderVersion:
+			v, err := strconv.ParseInt(string(h.Value), 10, 64)
+			version, haveVersion = v, err == nil && v > 0
+		}
+	}
+	return aggType, version, haveType && haveVersion
+}
+
+// Lookup returns the pointers of the aggregate's events with versions in
+// [from, to] (to <= 0: no upper bound), in version order.
+func (x *Index) Lookup(aggType, id string, from, to int64) ([]Pointer, error) {
+	x.mu.RLock()
+	defer x.mu.RUnlock()
+	if x.closed {
+		return nil, ErrClosed
+	}
+	prefix := streamPrefix(aggType, id)
+	lower := binary.BigEndian.AppendUint64(bytes.Clone(prefix), uint64(max(from, 0)))
+	upper := bytes.Clone(prefix)
+	if to > 0 {
+		upper = binary.BigEndian.AppendUint64(upper, uint64(to)+1)
+	} else {
+		upper = binary.BigEndian.AppendUint64(upper, ^uint64(0))
+	}
+	it, err := x.db.NewIter(&pebble.IterOptions{LowerBound: lower, UpperBound: upper})
+	if err != nil {
+		return nil, fmt.Errorf("history: %w", err)
+	}
+	defer it.Close()
+	var out []Pointer
+	for it.First(); it.Valid(); it.Next() {
+		k, v := it.Key()[len(prefix):], it.Value()
+		if len(k) != 16 || len(v) != 12 {
+			return nil, fmt.Errorf("history: malformed index entry for %s %q", aggType, id)
+		}
+		out = append(out, Pointer{
+			Version:         int64(binary.BigEndian.Uint64(k[:8])),
+			Offset:          int64(binary.BigEndian.Uint64(k[8:])),
+			Partition:       int32(binary.BigEndian.Uint32(v[:4])),
+			TimestampMillis: int64(binary.BigEndian.Uint64(v[4:])),
+		})
+	}
+	return out, it.Error()
+}
+
+// Reset deletes every entry and checkpoint and records the events topic's
+// id, atomically: the next indexer run reads the topic from its start.
+func (x *Index) Reset(topicID [16]byte) error {
+	x.mu.RLock()
+	defer x.mu.RUnlock()
+	if x.closed {
+		return ErrClosed
+	}
+	b := x.db.NewBatch()
+	defer b.Close()
+	if err := b.DeleteRange([]byte{metaPrefix}, []byte{entryPrefix + 1}, nil); err != nil {
+		return fmt.Errorf("history: %w", err)
+	}
+	if err := b.Set(topicIDKey, topicID[:], nil); err != nil {
+		return fmt.Errorf("history: %w", err)
+	}
+	if err := b.Commit(pebble.Sync); err != nil {
+		return fmt.Errorf("history: %w", err)
+	}
+	return nil
+}
+
+// Dump calls fn for every entry, in key order (tests compare a live index
+// with a rebuilt one).
+func (x *Index) Dump(fn func(aggType, id string, p Pointer)) error {
+	x.mu.RLock()
+	defer x.mu.RUnlock()
+	if x.closed {
+		return ErrClosed
+	}
+	it, err := x.db.NewIter(&pebble.IterOptions{LowerBound: []byte{entryPrefix}, UpperBound: []byte{entryPrefix + 1}})
+	if err != nil {
+		return fmt.Errorf("history: %w", err)
+	}
+	defer it.Close()
+	for it.First(); it.Valid(); it.Next() {
+		k, v := it.Key()[1:], it.Value()
+		tl, n := binary.Uvarint(k)
+		if n <= 0 || uint64(len(k)-n) < tl {
+			return fmt.Errorf("history: malformed key")
+		}
+		aggType := string(k[n : n+int(tl)])
+		k = k[n+int(tl):]
+		il, n := binary.Uvarint(k)
+		if n <= 0 || uint64(len(k)-n) < il+16 || len(v) != 12 {
+			return fmt.Errorf("history: malformed key")
+		}
+		id := string(k[n : n+int(il)])
+		k = k[n+int(il):]
+		fn(aggType, id, Pointer{
+			Version:         int64(binary.BigEndian.Uint64(k[:8])),
+			Offset:          int64(binary.BigEndian.Uint64(k[8:])),
+			Partition:       int32(binary.BigEndian.Uint32(v[:4])),
+			TimestampMillis: int64(binary.BigEndian.Uint64(v[4:])),
+		})
+	}
+	return it.Error()
+}
+
+// quietLogger keeps Pebble's informational lines out of the process's log;
+// a fatal error still ends the process, as Pebble's default does.
+type quietLogger struct{}
+
+func (quietLogger) Infof(string, ...any) {}
+func (quietLogger) Errorf(format string, args ...any) {
+	slog.Error(fmt.Sprintf("history: pebble: "+format, args...))
+}
+func (quietLogger) Fatalf(format string, args ...any) {
+	panic(fmt.Sprintf("history: pebble: "+format, args...))
+}

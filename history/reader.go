@@ -1,0 +1,313 @@
+package history
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/kcqrs/kcqrs/internal/logread"
+	"github.com/kcqrs/kcqrs/topology"
+	"github.com/kcqrs/kcqrs/wire"
+)
+
+// ReaderConfig configures a Reader.
+type ReaderConfig struct {
+	// Index to look offsets up in. Required.
+	Index *Index
+	// Client issues the fetches (any client of the cluster; the reader
+	// never consumes with it). Required.
+	Client *kgo.Client
+	// Registry decodes the event envelopes and folds states. Required.
+	Registry *topology.Registry
+	// Topic is the events topic. Default "events".
+	Topic string
+	// Concurrency is the number of fetches in flight for one History
+	// call reading scattered offsets. Default 8.
+	Concurrency int
+}
+
+// Reader answers History and StateAt from an Index and the events topic.
+// It is safe for concurrent use.
+type Reader struct {
+	cfg ReaderConfig
+
+	mu    sync.Mutex
+	parts int32 // partition count of the topic, once known
+	desc  map[int32]logread.Partition
+}
+
+// NewReader validates cfg.
+func NewReader(cfg ReaderConfig) (*Reader, error) {
+	var errs []error
+	if cfg.Index == nil {
+		errs = append(errs, errors.New("history: ReaderConfig.Index is required"))
+	}
+	if cfg.Client == nil {
+		errs = append(errs, errors.New("history: ReaderConfig.Client is required"))
+	}
+	if cfg.Registry == nil {
+		errs = append(errs, errors.New("history: ReaderConfig.Registry is required"))
+	}
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+	if cfg.Topic == "" {
+		cfg.Topic = "events"
+	}
+	if cfg.Concurrency <= 0 {
+		cfg.Concurrency = 8
+	}
+	return &Reader{cfg: cfg, desc: map[int32]logread.Partition{}}, nil
+}
+
+// Index returns the index the reader looks offsets up in.
+func (r *Reader) Index() *Index { return r.cfg.Index }
+
+// Event is one event of an aggregate's history, as committed in Kafka.
+type Event struct {
+	wire.Event
+	Partition int32
+	Offset    int64
+	// Value is the record's value, as written (for Registry.DecodeEvents
+	// and Registry.ReplayState).
+	Value []byte
+}
+
+// Time is when the processor accepted the command that caused the event.
+func (e *Event) Time() time.Time { return time.UnixMilli(e.TimestampMillis).UTC() }
+
+// partitionOf returns the events partition of aggregate id: the partition
+// of its commands (murmur2, as the processor routes them), which is where
+// the processor writes its events.
+func (r *Reader) partitionOf(ctx context.Context, id string) (int32, error) {
+	r.mu.Lock()
+	n := r.parts
+	r.mu.Unlock()
+	if n == 0 {
+		_, parts, err := topicMeta(ctx, r.cfg.Client, r.cfg.Topic)
+		if err != nil {
+			return 0, err
+		}
+		n = parts
+		r.mu.Lock()
+		r.parts = n
+		r.mu.Unlock()
+	}
+	return topology.PartitionFor([]byte(id), n), nil
+}
+
+func (r *Reader) describe(ctx context.Context, part int32, fresh bool) (logread.Partition, error) {
+	r.mu.Lock()
+	d, ok := r.desc[part]
+	r.mu.Unlock()
+	if ok && !fresh {
+		return d, nil
+	}
+	d, err := logread.Describe(ctx, r.cfg.Client, r.cfg.Topic, part)
+	if err != nil {
+		return d, err
+	}
+	r.mu.Lock()
+	r.desc[part] = d
+	r.mu.Unlock()
+	return d, nil
+}
+
+// History returns the committed events of one aggregate with versions in
+// [from, to] (from <= 1: from its first; to <= 0: up to its latest), in
+// version order. Versions below the index's checkpoint are read at their
+// indexed offsets (Concurrency fetches in flight); the part of the
+// partition the index has not read yet (from its checkpoint to the last
+// stable offset) is scanned, so the answer is complete even while the
+// indexer lags: it is exactly what a read_committed scan of the partition
+// would find. Records whose envelope is not the aggregate's event at the
+// version the index says (forged headers) are left out.
+func (r *Reader) History(ctx context.Context, aggType, id string, from, to int64) ([]Event, error) {
+	if from < 1 {
+		from = 1
+	}
+	if to > 0 && to < from {
+		return nil, nil
+	}
+	part, err := r.partitionOf(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	cp, ok, err := r.cfg.Index.Checkpoint(part)
+	if err != nil {
+		return nil, err
+	}
+	if !ok {
+		return nil, fmt.Errorf("%w: %s[%d]", ErrNotIndexed, r.cfg.Topic, part)
+	}
+	ptrs, err := r.cfg.Index.Lookup(aggType, id, from, to)
+	if err != nil {
+		return nil, err
+	}
+	want := make([]int64, 0, len(ptrs))
+	claimed := make(map[int64]int64, len(ptrs)) // offset -> the version its headers claim
+	for _, p := range ptrs {
+		if p.Partition == part && p.Offset < cp {
+			want = append(want, p.Offset)
+			claimed[p.Offset] = p.Version
+		}
+	}
+	recs, err := r.fetchOffsets(ctx, part, want)
+	if err != nil {
+		return nil, err
+	}
+	var out []Event
+	// The tail gets the same test as an indexed record: key, headers and
+	// envelope must all name this aggregate and the same version (the
+	// index holds only records with such headers).
+	keep := func(rec *kgo.Record) error {
+		if string(rec.Key) != id {
+			return nil
+		}
+		hType, hVersion, ok := eventHeaders(rec)
+		if !ok || hType != aggType {
+			return nil
+		}
+		ev, ok := r.decode(rec, aggType, id)
+		if ok && ev.Version == hVersion && ev.Version >= from && (to <= 0 || ev.Version <= to) {
+			out = append(out, ev)
+		}
+		return nil
+	}
+	for _, o := range want {
+		rec := recs[o]
+		if rec == nil || string(rec.Key) != id {
+			continue
+		}
+		// The envelope must say what the headers claimed: a record whose
+		// headers lie about its version is not this aggregate's event.
+		if ev, ok := r.decode(rec, aggType, id); ok && ev.Version == claimed[o] {
+			out = append(out, ev)
+		}
+	}
+	// The tail the index has not read yet.
+	if to <= 0 || len(out) == 0 || out[len(out)-1].Version < to {
+		if err := r.scanTail(ctx, part, cp, keep); err != nil {
+			return nil, err
+		}
+	}
+	sort.SliceStable(out, func(i, j int) bool {
+		if out[i].Version != out[j].Version {
+			return out[i].Version < out[j].Version
+		}
+		return out[i].Offset < out[j].Offset
+	})
+	return out, nil
+}
+
+// decode reads rec's envelope and reports whether it is an event of
+// (aggType, id).
+func (r *Reader) decode(rec *kgo.Record, aggType, id string) (Event, bool) {
+	env, _, err := r.cfg.Registry.DecodeEvents(rec.Value)
+	if err != nil || env.AggregateType != aggType || env.AggregateID != id {
+		return Event{}, false
+	}
+	return Event{Event: env, Partition: rec.Partition, Offset: rec.Offset, Value: rec.Value}, true
+}
+
+// scanTail hands fn every committed record of part from cp to the last
+// stable offset (read when the first fetch answers).
+func (r *Reader) scanTail(ctx context.Context, part int32, cp int64, fn func(*kgo.Record) error) error {
+	d, err := r.describe(ctx, part, false)
+	if err != nil {
+		return err
+	}
+	f, err := logread.FetchAt(ctx, r.cfg.Client, r.cfg.Topic, part, d, cp, 1<<20)
+	if err != nil {
+		return fmt.Errorf("history: %w", err)
+	}
+	for _, rec := range f.Records {
+		if rec.Offset < f.LastStable {
+			_ = fn(rec)
+		}
+	}
+	if f.Next >= f.LastStable {
+		return nil
+	}
+	_, err = logread.Read(ctx, r.cfg.Client, r.cfg.Topic, part, f.Next, f.LastStable, logread.Options{}, fn)
+	return err
+}
+
+// fetchOffsets returns the records at offsets (ascending) of part. The
+// offsets are cut into Concurrency runs fetched at the same time; one fetch
+// returns at least the whole batch holding its offset, so every offset of
+// the run that batch also holds costs nothing more.
+func (r *Reader) fetchOffsets(ctx context.Context, part int32, offsets []int64) (map[int64]*kgo.Record, error) {
+	out := make(map[int64]*kgo.Record, len(offsets))
+	if len(offsets) == 0 {
+		return out, nil
+	}
+	d, err := r.describe(ctx, part, false)
+	if err != nil {
+		return nil, err
+	}
+	conc := min(r.cfg.Concurrency, len(offsets))
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	errs := make([]error, conc)
+	for w := range conc {
+		lo, hi := w*len(offsets)/conc, (w+1)*len(offsets)/conc
+		run := offsets[lo:hi]
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs[w] = r.fetchRun(ctx, part, d, run, func(rec *kgo.Record) {
+				mu.Lock()
+				out[rec.Offset] = rec
+				mu.Unlock()
+			})
+		}()
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// fetchRun fetches the offsets of one run in order, one batch per fetch.
+func (r *Reader) fetchRun(ctx context.Context, part int32, d logread.Partition, run []int64, found func(*kgo.Record)) error {
+	tries := 0
+	for i := 0; i < len(run); {
+		f, err := logread.FetchAt(ctx, r.cfg.Client, r.cfg.Topic, part, d, run[i], 1)
+		if err != nil {
+			if ctx.Err() != nil || tries >= 5 {
+				return fmt.Errorf("history: %w", err)
+			}
+			tries++
+			select {
+			case <-ctx.Done():
+				return fmt.Errorf("history: %w", ctx.Err())
+			case <-time.After(time.Duration(tries) * 50 * time.Millisecond):
+			}
+			if d, err = r.describe(ctx, part, true); err != nil && tries >= 5 {
+				return err
+			}
+			continue
+		}
+		tries = 0
+		if f.Next <= run[i] {
+			return fmt.Errorf("history: %s[%d] offset %d is not readable (last stable %d)", r.cfg.Topic, part, run[i], f.LastStable)
+		}
+		j := 0
+		for ; i < len(run) && run[i] < f.Next; i++ {
+			for j < len(f.Records) && f.Records[j].Offset < run[i] {
+				j++
+			}
+			if j < len(f.Records) && f.Records[j].Offset == run[i] {
+				found(f.Records[j])
+			}
+		}
+	}
+	return nil
+}
