@@ -94,7 +94,7 @@ func TestSchemaRebuildReadsOnlyItsAggregate(t *testing.T) {
 	h.Registry = reg3
 	small := func(c *topology.Config) { c.FetchMaxPartitionBytes = 1 }
 
-	p3 := h.StartProcessor("v2-history", "", small, func(c *topology.Config) { c.History = reader })
+	p3 := h.StartProcessor("v2-history", "", small, func(c *topology.Config) { c.History = reader; c.SchemaTopic = "-" })
 	wantStatus(t, h.Send(cmd("account", "a2", "Withdraw", `{"amount":2}`)), wire.StatusAccepted, 3)
 	if n := p3.Stats().StateRebuilds; n != 1 {
 		t.Fatalf("StateRebuilds = %d, want 1", n)
@@ -104,7 +104,7 @@ func TestSchemaRebuildReadsOnlyItsAggregate(t *testing.T) {
 	}
 	withIndex := fetches.Swap(0)
 
-	p4 := h.StartProcessor("v2-scan", "", small)
+	p4 := h.StartProcessor("v2-scan", "", small, func(c *topology.Config) { c.SchemaTopic = "-" })
 	wantStatus(t, h.Send(cmd("account", a3, "Withdraw", `{"amount":2}`)), wire.StatusAccepted, 3)
 	if n := p4.Stats().StateRebuilds; n != 1 {
 		t.Fatalf("StateRebuilds = %d, want 1", n)
