@@ -138,11 +138,21 @@ func (p *Processor) runSession(ctx context.Context) (err error) {
 		kgo.OnPartitionsAssigned(p.onAssigned),
 		kgo.OnPartitionsRevoked(p.onRevoked),
 		kgo.OnPartitionsLost(p.onRevoked),
+		// No rebalance runs between a poll and the next AllowRebalance:
+		// deferUnready rewinds partitions with SetOffsets, which must not
+		// race a revoke (the rewind could land on a partition already
+		// handed to another worker, or on this worker's next assignment
+		// of it, whose offsets come from the group: a stale rewind there
+		// would re-run commands another owner committed). Every poll is
+		// followed by deferUnready and AllowRebalance before anything
+		// slow, so rebalances wait for microseconds, never for a
+		// transaction (restore.go).
+		kgo.BlockRebalanceOnPoll(),
 	)...), p.cfg.SessionClientOpts...)...)
 	if err != nil {
 		return fmt.Errorf("topology: transact session: %w", err)
 	}
-	defer p.sess.Close() // leaves the group
+	defer p.sess.CloseAllowingRebalance() // leaves the group
 	p.log.Info("processor started", "group", p.cfg.Group, "commands", p.cfg.Topics.Commands, "partitions", p.partitions)
 
 	bgCtx, stopBg := context.WithCancel(ctx)
@@ -183,6 +193,7 @@ func (p *Processor) runSession(ctx context.Context) (err error) {
 			p.log.Warn("fetch error", "topic", t, "partition", part, "err", err)
 		})
 		if fetches.NumRecords() == 0 {
+			p.sess.AllowRebalance()
 			continue
 		}
 		ran, committed, err := p.runBatch(ctx, fetches)

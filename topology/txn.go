@@ -19,6 +19,7 @@ import (
 // whether a transaction ran and whether it committed.
 func (p *Processor) runBatch(ctx context.Context, first kgo.Fetches) (ran, committed bool, err error) {
 	first = p.deferUnready(ctx, first, true)
+	p.sess.AllowRebalance() // the rewinds are set (run.go: BlockRebalanceOnPoll)
 	if first.NumRecords() == 0 {
 		return false, false, nil
 	}
@@ -26,6 +27,7 @@ func (p *Processor) runBatch(ctx context.Context, first kgo.Fetches) (ran, commi
 	// records polled into an open transaction may still need a lookup, and
 	// each one is bounded by Config.ReplyLookupTimeout.
 	p.prefetchReplyTopics(first)
+	p.prepareSchemas(ctx, first, false)
 	committed, err = p.runTxn(ctx, first)
 	return true, committed, err
 }
@@ -49,7 +51,9 @@ func (p *Processor) runTxn(ctx context.Context, first kgo.Fetches) (bool, error)
 		p.polledAt = time.Now()
 		cancel()
 		more = p.deferUnready(ctx, more, false)
+		p.sess.AllowRebalance() // a revoke from here on aborts the transaction
 		p.prefetchReplyTopics(more) // inside the transaction: bounded per lookup
+		p.prepareSchemas(ctx, more, true)
 		n += p.processFetches(ctx, b, more)
 	}
 	p.flushSnapshots(b)
