@@ -51,7 +51,7 @@ func (p *Processor) runTxn(ctx context.Context, first kgo.Fetches) (bool, error)
 		p.polledAt = time.Now()
 		cancel()
 		more = p.deferUnready(ctx, more, false)
-		p.sess.AllowRebalance() // a revoke from here on aborts the transaction
+		p.sess.AllowRebalance()     // a revoke from here on aborts the transaction
 		p.prefetchReplyTopics(more) // inside the transaction: bounded per lookup
 		p.prepareSchemas(ctx, more, true)
 		n += p.processFetches(ctx, b, more)
