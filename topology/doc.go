@@ -56,7 +56,8 @@
 // Where things live (the seams of Kafka Streams' StreamThread, TaskManager,
 // StreamTask and StoreChangelogReader):
 //
-//	run.go      the run loop: poll, one transaction per batch, abort backoff
+//	run.go      the run loop: poll, one transaction per batch, abort backoff;
+//	            a session recreated when the producer cannot begin again
 //	txn.go      the transaction: Begin, handle, snapshots, End, and what an
 //	            unconfirmed End means (suspect partitions); post-commit store write
 //	isolate.go  batches that abort twice for the same reason: one command per
@@ -68,6 +69,7 @@
 //	assign.go   assignment, revocation, reconciling with the group's assignment
 //	standby.go  the tailer: eager catch-up of newly assigned partitions, standbys
 //	handle.go   one command: parse, route, dedupe, decide, evolve, reply
+//	schemaprep.go  schema-registry lookups made before Begin
 //
 // Each owned partition is restoring, running, suspect or revoked
 // (processor.go, partState); only a running partition's records enter a
