@@ -39,9 +39,13 @@ func (p *Processor) Run(ctx context.Context) (err error) {
 		defer p.leaveStatic()
 	}
 	for recreated := 0; ; recreated++ {
+		began := time.Now()
 		err := p.runSession(ctx)
 		if !errors.Is(err, errRecreateSession) {
 			return err
+		}
+		if time.Since(began) > time.Minute {
+			recreated = 0 // a session that lasted: not a loop
 		}
 		// The transactional producer is unusable but not fenced: a new
 		// session (a new client with the same transactional id) aborts
