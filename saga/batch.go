@@ -205,7 +205,6 @@ func (s *Saga) command(st step, partitions int32) (*kgo.Record, error) {
 			{Key: wire.HeaderAggregateType, Value: []byte(account.Name)},
 			{Key: wire.HeaderContentType, Value: []byte(wire.ContentTypeAvro)},
 			{Key: wire.HeaderCorrelationID, Value: st.ref.encode()},
-			{Key: wire.HeaderReplyTopic, Value: []byte(s.cfg.Replies)},
 		},
 	}, nil
 }

@@ -45,8 +45,11 @@
 // so a replay paid an account opened after it. Driven by events, a forged or
 // duplicated reply changes nothing (the saga never reads one), and a replay
 // from any earlier offset re-sends only commands the aggregates refuse: no
-// second movement of money. The saga's commands still name a reply topic
-// (default transfer-replies) so people and audits can read the answers.
+// second movement of money. The saga's commands name no reply topic: the
+// processor answers them on its default reply topic, where people and
+// audits can read the answers by command id (transfer:...). The reply topic
+// earlier versions named (RetiredReplyTopic, transfer-replies) is internal:
+// a command naming it is refused, so no forged "reply" is written there.
 //
 // # Liveness
 //

@@ -29,12 +29,6 @@ type Config struct {
 	Events string
 	// Commands is the processor's command topic. Default "commands".
 	Commands string
-	// Replies is the reply topic named on the saga's commands: the
-	// processor answers them there. The saga never reads it (it is driven
-	// by events alone, see the package doc); the replies are for people
-	// and audits. It is created (with the command topic's partition count)
-	// when missing. Default "transfer-replies".
-	Replies string
 	// Group is the saga's consumer group. Default "kcqrs-transfers".
 	Group string
 	// StateTopic is a compacted topic that records, per group, that the
@@ -80,6 +74,14 @@ type Config struct {
 	SigningKey []byte
 }
 
+// RetiredReplyTopic is the reply topic earlier versions named on the legs
+// ("transfer-replies"). The legs name none now: the processor answers them
+// on its default reply topic, and a reply topic that a saga once owned is
+// internal (topology.Config.InternalTopics), so a command naming it is
+// refused (INVALID bad_reply_address) and nothing can be written where an
+// older saga or an audit could take it for the answer to a leg.
+const RetiredReplyTopic = "transfer-replies"
+
 // InternalCommands are the saga's legs, which only it may send: the value
 // of topology.Config.InternalCommands of the processors it drives.
 func InternalCommands() map[string][]string {
@@ -102,7 +104,6 @@ func (c *Config) setDefaults() {
 	}
 	def(&c.Events, "events")
 	def(&c.Commands, "commands")
-	def(&c.Replies, "transfer-replies")
 	def(&c.Group, "kcqrs-transfers")
 	def(&c.StateTopic, DefaultStateTopic)
 	// The processor's defaults, for the same reasons (see topology.Config).
@@ -155,11 +156,11 @@ func (c *Config) Validate() error {
 		errs = append(errs, fmt.Errorf("redrive after %v < 100ms", c.RedriveAfter))
 	}
 	topics := map[string]bool{}
-	for _, tp := range []string{c.Events, c.Commands, c.Replies, c.StateTopic} {
+	for _, tp := range []string{c.Events, c.Commands, c.StateTopic} {
 		topics[tp] = true
 	}
-	if len(topics) != 4 {
-		errs = append(errs, fmt.Errorf("topics must differ: events %q, commands %q, replies %q, state %q", c.Events, c.Commands, c.Replies, c.StateTopic))
+	if len(topics) != 3 {
+		errs = append(errs, fmt.Errorf("topics must differ: events %q, commands %q, state %q", c.Events, c.Commands, c.StateTopic))
 	}
 	if len(errs) == 0 {
 		return nil
@@ -255,11 +256,10 @@ func (s *Saga) Stats() Stats {
 	return st
 }
 
-// Permissions are the ACLs the saga needs (with the one its processor
-// needs to answer it).
+// Permissions are the ACLs the saga needs.
 func (s *Saga) Permissions() []topology.Permission {
 	c := s.cfg
-	return topology.SagaPermissions(topology.SagaNames{Events: c.Events, Commands: c.Commands, Replies: c.Replies, State: c.StateTopic, Group: c.Group, InstanceID: c.InstanceID})
+	return topology.SagaPermissions(topology.SagaNames{Events: c.Events, Commands: c.Commands, State: c.StateTopic, Group: c.Group, InstanceID: c.InstanceID})
 }
 
 // Run processes events until ctx is canceled (then it returns nil) or a
@@ -348,17 +348,14 @@ func (s *Saga) Run(ctx context.Context) error {
 	}
 }
 
-// ensureTopics waits for the processor's topics and creates the reply and
-// state topics.
+// ensureTopics waits for the processor's topics and creates the state
+// topic.
 func (s *Saga) ensureTopics(ctx context.Context, adm *kadm.Client) (int32, error) {
 	for {
 		ends, err := adm.ListEndOffsets(ctx, s.cfg.Commands, s.cfg.Events)
 		if err == nil {
 			n, m := int32(len(ends[s.cfg.Commands])), int32(len(ends[s.cfg.Events]))
 			if n > 0 && m > 0 && ends.Error() == nil {
-				if err := createTopic(ctx, adm, n, nil, s.cfg.Replies, s.Permissions()...); err != nil {
-					return 0, err
-				}
 				compacted := map[string]*string{"cleanup.policy": kadm.StringPtr("compact")}
 				if err := createTopic(ctx, adm, 1, compacted, s.cfg.StateTopic, s.Permissions()...); err != nil {
 					return 0, err

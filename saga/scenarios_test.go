@@ -45,9 +45,9 @@ func produce(t *testing.T, h *topologytest.Harness, recs ...*kgo.Record) {
 	}
 }
 
-// Scenario 1: a client forges a reply on the saga's reply topic (an invalid
-// command of its own, answered there, with the correlation id of a credit
-// leg). The saga must not take it for the credit's answer and refund while
+// Scenario 1: a client forges a reply on the saga's (retired) reply topic
+// (an invalid command of its own naming it, with the correlation id of a
+// credit leg): refused as a reply address, answered on the default topic. The saga must not take it for the credit's answer and refund while
 // the real credit pays the target.
 func TestForgedReplyCreatesNoMoney(t *testing.T) {
 	t.Parallel()
@@ -80,6 +80,46 @@ func TestForgedReplyCreatesNoMoney(t *testing.T) {
 	}
 	if c, r := transferEvents(t, h); c != 1 || r != 0 {
 		t.Fatalf("%d completed and %d refunded transfers, want 1 and 0", c, r)
+	}
+	// The forged address is refused: the forgery is answered INVALID
+	// bad_reply_address on the default reply topic, and nothing at all is
+	// written to the saga's retired reply topic (internal), where an older
+	// saga or an audit could take it for the answer to a leg. The legs are
+	// answered on the default reply topic.
+	if recs := h.ReadTopic(saga.RetiredReplyTopic); len(recs) > 0 {
+		t.Fatalf("%d record(s) written to %s, an internal topic: %q", len(recs), saga.RetiredReplyTopic, recs[0].Value)
+	}
+	var forgedRep, legRep *wire.Reply
+	deadline := time.Now().Add(60 * time.Second)
+	for forgedRep == nil || legRep == nil {
+		if time.Now().After(deadline) {
+			t.Fatalf("replies on command_reply: forged %+v, credit leg %+v", forgedRep, legRep)
+		}
+		time.Sleep(100 * time.Millisecond)
+		for _, r := range h.ReadTopic("command_reply") {
+			var ct string
+			for _, hd := range r.Headers {
+				if hd.Key == wire.HeaderContentType {
+					ct = string(hd.Value)
+				}
+			}
+			rep, err := h.Registry.DecodeReply(r.Value, ct)
+			if err != nil {
+				continue
+			}
+			switch rep.CommandID {
+			case "forged-1":
+				forgedRep = &rep
+			case `transfer:"ann":3:credit`:
+				legRep = &rep
+			}
+		}
+	}
+	if forgedRep.Status != wire.StatusInvalid || forgedRep.Code != topology.CodeBadReplyAddress {
+		t.Fatalf("forged reply address answered %s %s (%s), want INVALID %s", forgedRep.Status, forgedRep.Code, forgedRep.Message, topology.CodeBadReplyAddress)
+	}
+	if legRep.Status != wire.StatusAccepted {
+		t.Fatalf("credit leg answered %+v, want ACCEPTED", legRep)
 	}
 }
 

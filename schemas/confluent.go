@@ -117,3 +117,32 @@ func (c *Confluent) ToSingleObject(ctx context.Context, data []byte) ([]byte, er
 	out := make([]byte, 0, HeaderLen+len(body))
 	return append(append(out, h[:]...), body...), nil
 }
+
+// Register makes sure the schemas with these fingerprints have ids,
+// registering them under their record name where needed, so that
+// FromSingleObject needs no registry call for them afterwards.
+func (c *Confluent) Register(ctx context.Context, fps ...uint64) error {
+	for _, fp := range fps {
+		if _, err := c.id(ctx, fp); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Known reports whether the schema of data (either format) is known
+// without a registry call: always for the single-object encoding, and for
+// the Confluent wire format once its id was looked up.
+func (c *Confluent) Known(data []byte) bool {
+	if !IsConfluent(data) {
+		return true
+	}
+	id, _, err := c.header.DecodeID(data)
+	if err != nil {
+		return true // not a schema id: decoding reports it, without a lookup
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	_, ok := c.fpByID[id]
+	return ok
+}

@@ -150,7 +150,7 @@ func RequiredPermissions(cfg Config) []Permission { return ProcessorPermissions(
 
 // ProcessorPermissions lists the ACLs a worker with cfg needs. Besides them
 // it needs Write on every other reply topic its commands name (the transfer
-// saga's: SagaPermissions includes it).
+// saga's legs name none: they are answered on Topics.Replies).
 func ProcessorPermissions(cfg Config) []Permission {
 	cfg.setDefaults()
 	t := cfg.Topics
@@ -188,17 +188,16 @@ func ProcessorPermissions(cfg Config) []Permission {
 // SagaNames are the names the transfer saga uses (package saga's Config,
 // defaulted).
 type SagaNames struct {
-	Events, Commands, Replies, State, Group, InstanceID string
+	Events, Commands, State, Group, InstanceID string
 }
 
-// SagaPermissions lists the ACLs the transfer saga needs, and the one its
-// processor needs to answer it (Write on the saga's reply topic).
+// SagaPermissions lists the ACLs the transfer saga needs (its legs are
+// answered on the processor's default reply topic, which the processor may
+// already write).
 func SagaPermissions(n SagaNames) []Permission {
 	return []Permission{
 		topicPerm(kmsg.ACLOperationRead, n.Events, "saga: read debits"),
 		topicPerm(kmsg.ACLOperationWrite, n.Commands, "saga: send credits, completions and refunds"),
-		topicPerm(kmsg.ACLOperationWrite, n.Replies, "processor: answer the saga's commands"),
-		topicPerm(kmsg.ACLOperationCreate, n.Replies, "saga: create its reply topic (asked at every start)"),
 		topicPerm(kmsg.ACLOperationRead, n.State, "saga: read its state topic (the group's first start)"),
 		topicPerm(kmsg.ACLOperationWrite, n.State, "saga: record the group's first start"),
 		topicPerm(kmsg.ACLOperationCreate, n.State, "saga: create its state topic (asked at every start)"),

@@ -13,7 +13,7 @@ import (
 // granting them.
 func aclDocs() map[string]string {
 	proc := topology.ProcessorPermissions(topology.Config{InstanceID: "<instance-id>"})
-	saga := topology.SagaPermissions(topology.SagaNames{Events: "events", Commands: "commands", Replies: "transfer-replies", State: "kcqrs-transfers-state", Group: "kcqrs-transfers", InstanceID: "<instance-id>"})
+	saga := topology.SagaPermissions(topology.SagaNames{Events: "events", Commands: "commands", State: "kcqrs-transfers-state", Group: "kcqrs-transfers", InstanceID: "<instance-id>"})
 	proj := topology.ProjectorPermissions("events", "kcqrs-proj-")
 	cli := topology.CLIPermissions(topology.Config{}, "kcqrs-proj-")
 	var cmds strings.Builder

@@ -7,6 +7,7 @@ import (
 	"math"
 	"time"
 
+	"github.com/cockroachdb/pebble/v2/vfs"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/sr"
 )
@@ -244,6 +245,10 @@ type testHooks struct {
 	// storeApply runs before a committed batch is written to a
 	// partition's store; an error stands for a failed write.
 	storeApply func(partition int32) error
+	// storeFS and storeMemTable open the stores on another file system
+	// (Pebble's vfs/errorfs) with another memtable size.
+	storeFS       vfs.FS
+	storeMemTable uint64
 }
 
 func (c *Config) setDefaults() {

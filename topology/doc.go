@@ -56,7 +56,8 @@
 // Where things live (the seams of Kafka Streams' StreamThread, TaskManager,
 // StreamTask and StoreChangelogReader):
 //
-//	run.go      the run loop: poll, one transaction per batch, abort backoff
+//	run.go      the run loop: poll, one transaction per batch, abort backoff;
+//	            a session recreated when the producer cannot begin again
 //	txn.go      the transaction: Begin, handle, snapshots, End, and what an
 //	            unconfirmed End means (suspect partitions); post-commit store write
 //	isolate.go  batches that abort twice for the same reason: one command per
@@ -75,6 +76,7 @@
 //	            learning a newer build's (rollbacks, rolling upgrades)
 //	history.go  Config.History: the rebuild reads one aggregate's events
 //	            through an index (package history), not a partition scan
+//	schemaprep.go  schema-registry lookups made before Begin
 //
 // Each owned partition is restoring, running, suspect or revoked
 // (processor.go, partState); only a running partition's records enter a

@@ -1,5 +1,7 @@
 package topology
 
+import "github.com/cockroachdb/pebble/v2/vfs"
+
 // FreezeBeforeEnd makes the processor call f after producing a batch and
 // before ending its transaction (f may block: the worker is then frozen
 // mid-batch, its open transaction with it).
@@ -26,4 +28,13 @@ func FailStoreWrite(c *Config, f func(partition int32) error) {
 		c.hooks = &testHooks{}
 	}
 	c.hooks.storeApply = f
+}
+
+// StoreFS makes the processor open its stores on fs with the given memtable
+// size (0: the default).
+func StoreFS(c *Config, fs vfs.FS, memTableSize uint64) {
+	if c.hooks == nil {
+		c.hooks = &testHooks{}
+	}
+	c.hooks.storeFS, c.hooks.storeMemTable = fs, memTableSize
 }

@@ -66,7 +66,11 @@ func (p *Processor) partition(ctx context.Context, part int32) (*partitionState,
 
 func (p *Processor) openStore(part int32) (*snapshots.Store, error) {
 	dir := snapshots.PartitionDir(p.cfg.StateDir, p.cfg.Topics.Changelog, part)
-	return snapshots.Open(dir, snapshots.Options{Cache: p.cache})
+	o := snapshots.Options{Cache: p.cache}
+	if h := p.cfg.hooks; h != nil {
+		o.FS, o.MemTableSize = h.storeFS, h.storeMemTable
+	}
+	return snapshots.Open(dir, o)
 }
 
 // load returns the aggregate's state: from this batch, else from the store,

@@ -57,6 +57,9 @@ type Processor struct {
 	// by a commit): one seen again starts isolation (isolate.go).
 	abortReasons map[string]bool
 	isolate      *isolation
+	// endFailed: the last End returned an error (not a fence); the retry
+	// backs off (run loop only).
+	endFailed bool
 
 	// Guarded by mu: readiness and restore progress (progress.go).
 	running  bool
@@ -160,6 +163,10 @@ type Stats struct {
 	// transaction that did not commit makes its partitions suspect: they
 	// are caught up from the changelog before their next use.
 	Unconfirmed int64
+	// SessionsRecreated counts transactional sessions replaced because the
+	// producer could not begin again after an End error that was not a
+	// fence (run.go).
+	SessionsRecreated int64
 	// ConsecutiveAborts is the current run of transactions that did not
 	// commit; Backoffs counts the waits it caused and BackoffTime their
 	// total (run.go).

@@ -460,9 +460,12 @@ func TestFailedTransactionIsRetriedExactlyOnce(t *testing.T) {
 	}
 }
 
-// When the broker keeps failing EndTxn, the worker gives up with an error
-// and applies nothing to its store; a restarted worker with the same instance
-// id aborts the open transaction and handles the command again, exactly once.
+// When the broker keeps failing EndTxn (INVALID_TXN_STATE, not a fence),
+// the worker applies nothing and makes nothing visible, but does not stop:
+// it backs off and recreates its transactional session (a new producer with
+// the same transactional id aborts the open transaction), again and again.
+// Once the broker recovers the command is handled exactly once; a restarted
+// worker with the same instance id goes on from there.
 func TestEndTxnFailureThenRestart(t *testing.T) {
 	t.Parallel()
 	h := newHarness(t)
@@ -484,13 +487,9 @@ func TestEndTxnFailureThenRestart(t *testing.T) {
 		rep, err := cl.Send(ctx, cmd("account", "y", "Deposit", `{"amount":9}`))
 		res <- result{rep, err}
 	}()
-	select {
-	case <-w.Done():
-	case <-time.After(60 * time.Second):
-		t.Fatal("processor kept running while every EndTxn failed")
-	}
-	if w.Err() == nil {
-		t.Fatal("processor ended without an error after EndTxn failed")
+	pollUntil(t, "the session to be recreated twice", 60*time.Second, func() bool { return w.Stats().SessionsRecreated >= 2 })
+	if err := w.Err(); err != nil {
+		t.Fatalf("processor stopped while EndTxn failed: %v", err)
 	}
 	select {
 	case r := <-res:
@@ -498,12 +497,15 @@ func TestEndTxnFailureThenRestart(t *testing.T) {
 	default:
 	}
 	fh.Remove()
-	h.StartProcessor("w0", dir)
 	r := <-res
 	if r.err != nil {
 		t.Fatal(r.err)
 	}
 	wantStatus(t, r.rep, wire.StatusAccepted, 2)
+	if err := w.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	h.StartProcessor("w0", dir)
 	wantStatus(t, h.Send(cmd("account", "y", "Deposit", `{"amount":1}`)), wire.StatusAccepted, 3)
 	versions, _ := eventsOf(t, h)
 	contiguous(t, versions)

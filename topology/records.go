@@ -320,7 +320,9 @@ func (bt *boundType) decodeCommand(m *commandMeta, value []byte) (aggregates.Com
 		}
 		return msg.command(ptr)
 	}
-	value, err := bt.reg.unframe(value)
+	// Inside the transaction: the id was looked up before Begin
+	// (schemaprep.go) unless the command came with a later poll.
+	value, err := bt.reg.unframeWithin(value, schemaRegistryTxnTimeout)
 	if err != nil {
 		return nil, &invalidError{CodeUndecodable, err}
 	}
@@ -570,18 +572,20 @@ func (r *Registry) encodeEvent(a *aggState, version int64, commandID string, ts 
 	return r.frame(out)
 }
 
-// schemaRegistryTimeout bounds one schema registry call (a schema's first
-// use only: ids are cached).
+// schemaRegistryTimeout bounds one schema registry call outside a
+// transaction (a schema's first use only: ids are cached).
 const schemaRegistryTimeout = 10 * time.Second
 
 // frame turns a single-object encoded envelope into the configured wire
 // format. The payload inside an event envelope stays single-object encoded:
-// it is bytes to the envelope's schema.
+// it is bytes to the envelope's schema. It runs inside the transaction, after
+// prepareSchemas registered the envelopes (schemaprep.go): a registry call
+// here is an unexpected miss, bounded by schemaRegistryTxnTimeout.
 func (r *Registry) frame(data []byte) ([]byte, error) {
 	if r.confluent == nil {
 		return data, nil
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), schemaRegistryTimeout)
+	ctx, cancel := context.WithTimeout(context.Background(), schemaRegistryTxnTimeout)
 	defer cancel()
 	return r.confluent.FromSingleObject(ctx, data)
 }
@@ -590,10 +594,15 @@ func (r *Registry) frame(data []byte) ([]byte, error) {
 // encoding when a schema registry is configured; other values pass as they
 // are.
 func (r *Registry) unframe(data []byte) ([]byte, error) {
+	return r.unframeWithin(data, schemaRegistryTimeout)
+}
+
+// unframeWithin is unframe with a bound on the registry call.
+func (r *Registry) unframeWithin(data []byte, within time.Duration) ([]byte, error) {
 	if r.confluent == nil || !schemas.IsConfluent(data) {
 		return data, nil
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), schemaRegistryTimeout)
+	ctx, cancel := context.WithTimeout(context.Background(), within)
 	defer cancel()
 	return r.confluent.ToSingleObject(ctx, data)
 }

@@ -82,7 +82,10 @@ func (p *Processor) deferUnready(ctx context.Context, fetches kgo.Fetches, befor
 // deferPartitions pauses partitions and rewinds each to the given offset,
 // or to where an earlier deferral rewound it if that is lower: records
 // handed out after a rewind must never move it forward (they would be
-// skipped).
+// skipped). It runs between a poll and AllowRebalance (the session blocks
+// rebalances on poll, run.go), so no revoke or assignment can run between
+// the records being handed out and SetOffsets: the rewind applies to the
+// assignment the records came from.
 func (p *Processor) deferPartitions(rewind map[int32]kgo.EpochOffset) []int32 {
 	topic := p.cfg.Topics.Commands
 	parts := make([]int32, 0, len(rewind))

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/kcqrs/kcqrs/snapshots"
@@ -35,15 +36,87 @@ func (p *Processor) Run(ctx context.Context) (err error) {
 
 	p.cache = snapshots.NewCache(p.cfg.CacheBytes)
 	defer p.cache.Unref()
-	defer p.closeStores()
-
-	var static []kgo.Opt
 	if p.cfg.StaticMembership {
-		static = append(static, kgo.InstanceID(p.cfg.InstanceID))
 		// franz-go does not leave the group for a static member on Close;
 		// a stopping worker leaves explicitly (after Close, deferred
 		// first) so its partitions move at once.
 		defer p.leaveStatic()
+	}
+	for recreated := 0; ; recreated++ {
+		began := time.Now()
+		err := p.runSession(ctx)
+		if !errors.Is(err, errRecreateSession) {
+			return err
+		}
+		if time.Since(began) > time.Minute {
+			recreated = 0 // a session that lasted: not a loop
+		}
+		// The transactional producer is unusable but not fenced: a new
+		// session (a new client with the same transactional id) aborts
+		// whatever our old one left open, and the stores are caught up
+		// from the changelog again, as after a restart.
+		wait := min(abortBackoffBase<<min(recreated, 6), abortBackoffMax)
+		p.log.Warn("recreating the transactional session", "err", err, "wait", wait)
+		p.mu.Lock()
+		p.stats.SessionsRecreated++
+		p.mu.Unlock()
+		p.resetSession()
+		t := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return nil
+		case <-t.C:
+		}
+	}
+}
+
+// errRecreateSession ends a session whose transactional producer cannot
+// begin again for a reason other than a fence (fencedError).
+var errRecreateSession = errors.New("topology: the transactional producer needs a new session")
+
+// fencedError reports whether err from Begin or End means that this worker
+// must stop: another producer took its transactional id (a zombie must
+// never write again), or it is not allowed to use it. Every other error
+// leaves the outcome of the transaction unknown: the batch's partitions are
+// suspect and caught up, and the worker goes on (in a new session if the
+// producer cannot begin again).
+func fencedError(err error) bool {
+	return errors.Is(err, kerr.ProducerFenced) ||
+		errors.Is(err, kerr.TransactionalIDAuthorizationFailed) ||
+		errors.Is(err, kerr.ClusterAuthorizationFailed) ||
+		errors.Is(err, kerr.TransactionCoordinatorFenced) ||
+		errors.Is(err, kgo.ErrClientClosed)
+}
+
+// resetSession forgets what the run loop knew of the last session: its
+// assignment, stores and caches (closed by runSession), deferred partitions
+// and abort history. Counters stay.
+func (p *Processor) resetSession() {
+	p.mu.Lock()
+	clear(p.assigned)
+	for part, ps := range p.progress {
+		if ps.Role == RoleActive {
+			delete(p.progress, part)
+		}
+	}
+	clear(p.active)
+	clear(p.hanging)
+	p.joined = false
+	p.tail = newTailer(p) // the old one stopped with the session
+	p.mu.Unlock()
+	clear(p.deferred)
+	p.aborts, p.lastAbort, p.abortReasons, p.isolate = 0, "", nil, nil
+	p.states = newStateCache(p.cfg.StateCacheEntries)
+}
+
+// runSession runs one transactional session: from joining the group to
+// ctx's end, an error, or errRecreateSession.
+func (p *Processor) runSession(ctx context.Context) (err error) {
+	defer p.closeStores()
+	var static []kgo.Opt
+	if p.cfg.StaticMembership {
+		static = append(static, kgo.InstanceID(p.cfg.InstanceID))
 	}
 	if p.cfg.GroupProtocol == GroupProtocolConsumer {
 		// KIP-848: franz-go opts in with the server-side balancer (the
@@ -73,11 +146,21 @@ func (p *Processor) Run(ctx context.Context) (err error) {
 		kgo.OnPartitionsAssigned(p.onAssigned),
 		kgo.OnPartitionsRevoked(p.onRevoked),
 		kgo.OnPartitionsLost(p.onRevoked),
+		// No rebalance runs between a poll and the next AllowRebalance:
+		// deferUnready rewinds partitions with SetOffsets, which must not
+		// race a revoke (the rewind could land on a partition already
+		// handed to another worker, or on this worker's next assignment
+		// of it, whose offsets come from the group: a stale rewind there
+		// would re-run commands another owner committed). Every poll is
+		// followed by deferUnready and AllowRebalance before anything
+		// slow, so rebalances wait for microseconds, never for a
+		// transaction (restore.go).
+		kgo.BlockRebalanceOnPoll(),
 	)...), p.cfg.SessionClientOpts...)...)
 	if err != nil {
 		return fmt.Errorf("topology: transact session: %w", err)
 	}
-	defer p.sess.Close() // leaves the group
+	defer p.sess.CloseAllowingRebalance() // leaves the group
 	p.log.Info("processor started", "group", p.cfg.Group, "commands", p.cfg.Topics.Commands, "partitions", p.partitions)
 
 	bgCtx, stopBg := context.WithCancel(ctx)
@@ -118,6 +201,7 @@ func (p *Processor) Run(ctx context.Context) (err error) {
 			p.log.Warn("fetch error", "topic", t, "partition", part, "err", err)
 		})
 		if fetches.NumRecords() == 0 {
+			p.sess.AllowRebalance()
 			continue
 		}
 		ran, committed, err := p.runBatch(ctx, fetches)
@@ -193,6 +277,11 @@ func (p *Processor) afterBatch(ctx context.Context, committed bool) {
 	}
 	p.aborts++
 	wait := abortBackoff(p.aborts)
+	if p.endFailed {
+		// An End that failed is retried after a backoff at once.
+		wait = max(wait, abortBackoffBase)
+		p.endFailed = false
+	}
 	p.mu.Lock()
 	p.stats.ConsecutiveAborts = int64(p.aborts)
 	if wait > 0 {

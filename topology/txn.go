@@ -19,6 +19,7 @@ import (
 // whether a transaction ran and whether it committed.
 func (p *Processor) runBatch(ctx context.Context, first kgo.Fetches) (ran, committed bool, err error) {
 	first = p.deferUnready(ctx, first, true)
+	p.sess.AllowRebalance() // the rewinds are set (run.go: BlockRebalanceOnPoll)
 	if first.NumRecords() == 0 {
 		return false, false, nil
 	}
@@ -26,13 +27,19 @@ func (p *Processor) runBatch(ctx context.Context, first kgo.Fetches) (ran, commi
 	// records polled into an open transaction may still need a lookup, and
 	// each one is bounded by Config.ReplyLookupTimeout.
 	p.prefetchReplyTopics(first)
+	p.prepareSchemas(ctx, first, false)
 	committed, err = p.runTxn(ctx, first)
 	return true, committed, err
 }
 
 func (p *Processor) runTxn(ctx context.Context, first kgo.Fetches) (bool, error) {
 	if err := p.sess.Begin(); err != nil {
-		return false, fmt.Errorf("topology: begin transaction: %w", err)
+		if fencedError(err) {
+			return false, fmt.Errorf("topology: begin transaction: %w", err)
+		}
+		// franz-go refuses to begin once an End failed the producer id
+		// with an error it cannot recover from (INVALID_TXN_STATE, say).
+		return false, fmt.Errorf("%w: begin transaction: %w", errRecreateSession, err)
 	}
 	limit := p.batchLimit()
 	b := &batch{stages: p.newStageClock()}
@@ -44,7 +51,9 @@ func (p *Processor) runTxn(ctx context.Context, first kgo.Fetches) (bool, error)
 		p.polledAt = time.Now()
 		cancel()
 		more = p.deferUnready(ctx, more, false)
+		p.sess.AllowRebalance()     // a revoke from here on aborts the transaction
 		p.prefetchReplyTopics(more) // inside the transaction: bounded per lookup
+		p.prepareSchemas(ctx, more, true)
 		n += p.processFetches(ctx, b, more)
 	}
 	p.flushSnapshots(b)
@@ -104,16 +113,25 @@ func (p *Processor) runTxn(ctx context.Context, first kgo.Fetches) (bool, error)
 		// partition of the batch is suspect until caught up from the
 		// changelog, which then holds whatever Kafka decided.
 		p.suspectBatch(b)
-		if err != nil && !kerr.IsRetriable(err) {
+		if err != nil && fencedError(err) {
 			return false, fmt.Errorf("topology: end transaction: %w", err)
 		}
 		if err != nil {
-			// A retriable error (a TxnOffsetCommit or EndTxn that timed
-			// out, say): franz-go aborted what it could and rewound the
-			// session to the committed offsets, so the batch comes
-			// again like after any abort. A producer left unusable
-			// fails the next Begin, which stops the worker.
-			p.log.Warn("transaction not committed: end failed with a retriable error; the batch will be consumed again", "err", err, "records", n)
+			// Any other error (retriable or not: a TxnOffsetCommit or
+			// EndTxn that timed out, INVALID_TXN_STATE, an expired
+			// context): franz-go aborted what it could and rewound the
+			// session to the committed offsets, so the batch comes again
+			// like after any abort, after a backoff (endFailed). A
+			// producer left unusable fails the next Begin, which
+			// recreates the session (run.go).
+			p.endFailed = true
+			p.log.Warn("transaction not committed: end failed; the batch will be consumed again", "err", err, "retriable", kerr.IsRetriable(err), "records", n)
+			// franz-go keeps the failed transaction for a TryAbort retry,
+			// which heals the producer when its id can be reloaded (an
+			// unconfirmed outcome); otherwise Begin fails next.
+			if aerr := p.sess.Client().EndTransaction(endCtx, kgo.TryAbort); aerr != nil {
+				p.log.Warn("abort after a failed end", "err", aerr)
+			}
 			return false, nil
 		}
 		p.log.Info("transaction not committed; the batch will be consumed again", "records", n, "partitions", b.partitions, "reason", b.failed())

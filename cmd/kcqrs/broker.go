@@ -206,7 +206,7 @@ func userPermissions(user string) []topology.Permission {
 	switch user {
 	case "kcqrs-processor":
 		perms = topology.ProcessorPermissions(topology.Config{InstanceID: "x"})
-		perms = append(perms, topology.SagaPermissions(topology.SagaNames{Events: "events", Commands: "commands", Replies: "transfer-replies", State: "kcqrs-transfers-state", Group: "kcqrs-transfers", InstanceID: "x"})...)
+		perms = append(perms, topology.SagaPermissions(topology.SagaNames{Events: "events", Commands: "commands", State: "kcqrs-transfers-state", Group: "kcqrs-transfers", InstanceID: "x"})...)
 	case "kcqrs-projector":
 		perms = topology.ProjectorPermissions("events", "kcqrs-proj-")
 	case "kcqrs-cli":

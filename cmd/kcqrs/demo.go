@@ -74,9 +74,9 @@ func runDemo(args []string) error {
 		StateDir:   filepath.Join(*dir, "state"),
 		Partitions: 4,
 		Logger:     slog.New(slog.NewTextHandler(logOut, nil)),
-		// The saga below reads its replies there (a reply topic must be
-		// allow-listed).
-		ReplyTopics: []string{"transfer-replies"},
+		// The saga's retired reply topic is internal (its legs are
+		// answered on the default reply topic).
+		InternalTopics: []string{saga.RetiredReplyTopic},
 		// Only the saga below may send transfer legs (signed with the
 		// demo's key: its broker authenticates nobody, see
 		// docs/transfers.md).

@@ -7,7 +7,6 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
-	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -96,12 +95,6 @@ func TestSecureBroker(t *testing.T) {
 	}
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	pcfg := topology.Config{Brokers: proc.Brokers, InstanceID: "demo-0", StateDir: t.TempDir(), Partitions: 4, Logger: log, ClientOpts: procOpts[1:]}
-	// The saga's reply topic must be allowed where the processor has an
-	// allow-list of reply topics (Config.ReplyTopics, as the demo sets it);
-	// set by name so this test builds with and without that field.
-	if f := reflect.ValueOf(&pcfg).Elem().FieldByName("ReplyTopics"); f.IsValid() {
-		f.Set(reflect.ValueOf([]string{"transfer-replies"}))
-	}
 	pcfg.InternalCommands, pcfg.CommandSigningKey = saga.InternalCommands(), []byte("secure-test-key")
 	p, err := topology.New(pcfg, reg)
 	if err != nil {

@@ -24,7 +24,7 @@ import (
 // with its transfer saga (the default).
 func processorAndSagaPermissions() []topology.Permission {
 	p := topology.ProcessorPermissions(topology.Config{InstanceID: "w0"})
-	return append(p, topology.SagaPermissions(topology.SagaNames{Events: "events", Commands: "commands", Replies: "transfer-replies", State: "kcqrs-transfers-state", Group: "kcqrs-transfers", InstanceID: "w0"})...)
+	return append(p, topology.SagaPermissions(topology.SagaNames{Events: "events", Commands: "commands", State: "kcqrs-transfers-state", Group: "kcqrs-transfers", InstanceID: "w0"})...)
 }
 
 // securedRun starts a broker with SASL and ACLs where the user "worker" has

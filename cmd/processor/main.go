@@ -80,8 +80,8 @@ func bind(s *config.Set, st *settings, describe bool) {
 	s.String(&st.cfg.Topics.Events, "events-topic", d.Topics.Events, "event topic (infinite retention)")
 	s.String(&st.cfg.Topics.Changelog, "changelog-topic", d.Topics.Changelog, "snapshot changelog topic (compacted)")
 	s.String(&st.cfg.Topics.Replies, "reply-topic", d.Topics.Replies, "default reply topic, for commands that name none")
-	s.List(&st.cfg.ReplyTopics, "reply-topics", nil, "other topics a command may name as its reply topic (kafka_replyTopic): names, or prefixes ending in * (replies-*); with --transfers the saga's transfer-replies is added")
-	s.List(&st.cfg.InternalTopics, "internal-topics", []string{"kcqrs-proj-*", "kcqrs-transfers-*"}, "topics no reply may go to, whatever --reply-topics says (the topology's own and __* always; the projectors' and the saga's state by default); without --transfers transfer-replies is added")
+	s.List(&st.cfg.ReplyTopics, "reply-topics", nil, "other topics a command may name as its reply topic (kafka_replyTopic): names, or prefixes ending in * (replies-*)")
+	s.List(&st.cfg.InternalTopics, "internal-topics", []string{"kcqrs-proj-*", "kcqrs-transfers-*", saga.RetiredReplyTopic}, "topics no reply may go to, whatever --reply-topics says (the topology's own and __* always; the projectors', the saga's state and its retired reply topic by default)")
 	s.String(&st.cfg.Topics.DeadLetters, "dlq-topic", d.Topics.DeadLetters, "dead-letter topic")
 	s.String(&st.cfg.SchemaTopic, "schema-topic", d.SchemaTopic, "compacted topic where workers publish their schemas and an older build learns a newer one's (rollbacks; docs/schemas.md); - disables it")
 	s.Int(&st.partitions, "partitions", int(d.Partitions), "partition count of topics created at start (existing ones keep theirs)")
@@ -109,7 +109,7 @@ func bind(s *config.Set, st *settings, describe bool) {
 	s.String(&st.cfg.Compression, "compression", d.Compression, "codec of everything the processor writes: none, gzip, snappy, lz4 or zstd (none and gzip are read by every client, kafkajs included; see docs/wire-contract.md)")
 
 	s.String(&st.cfg.GroupProtocol, "group-protocol", d.GroupProtocol, "consumer group protocol: classic, or consumer (KIP-848, Kafka 4.0+)")
-	s.Bool(&st.transfers, "transfers", true, "also run the transfer saga (group kcqrs-transfers, reply topic transfer-replies)")
+	s.Bool(&st.transfers, "transfers", true, "also run the transfer saga (group kcqrs-transfers; its legs are answered on --reply-topic)")
 	s.Duration(&st.transferRedrive, "transfer-redrive-after", saga.DefaultRedriveAfter, "the saga sends the leg a transfer waits for (credit, completion or refund) again, with the same command id, when it has been pending this long")
 	s.Secret(&st.signingKey, "transfer-signing-key", "secret signing the saga's transfer legs (HMAC-SHA256), the same on every worker: a leg without its signature is refused, so no client can credit an account itself. Required with --transfers when Kafka authenticates clients (SASL or a TLS client certificate); without authentication a key derived from --group is used, with a warning (prefer the environment variable to the flag)")
 
@@ -142,13 +142,6 @@ func load(args []string, lookup func(string) (string, bool), describe bool) (*se
 		st.cfg.InstanceID = hostname()
 	}
 	st.cfg.Brokers = st.kafka.Brokers
-	// The saga's reply topic is written by this processor only when the
-	// saga runs here (it reads its replies there); otherwise it is refused.
-	if st.transfers {
-		st.cfg.ReplyTopics = append(st.cfg.ReplyTopics, sagaReplies)
-	} else {
-		st.cfg.InternalTopics = append(st.cfg.InternalTopics, sagaReplies)
-	}
 	errs = append(errs, signingKey(st))
 	st.cfg.Partitions = int32(st.partitions)
 	st.cfg.ReplicationFactor = int16(st.replication)
@@ -167,9 +160,6 @@ func load(args []string, lookup func(string) (string, bool), describe bool) (*se
 	}
 	return st, s, errors.Join(errs...)
 }
-
-// sagaReplies is the transfer saga's reply topic (saga.Config.Replies).
-const sagaReplies = "transfer-replies"
 
 func main() {
 	args := os.Args[1:]

@@ -98,16 +98,20 @@ func TestLoad(t *testing.T) {
 		}},
 		{name: "stray argument", args: []string{"run"}, env: env(), wants: []string{`unexpected arguments ["run"]`}},
 		{name: "reply topics", env: env("KCQRS_REPLY_TOPICS", "replies-*,my-replies"), check: func(t *testing.T, st *settings) {
-			if got := strings.Join(st.cfg.ReplyTopics, ","); got != "replies-*,my-replies,transfer-replies" {
-				t.Fatalf("reply topics %q: want the configured ones and the saga's", got)
+			if got := strings.Join(st.cfg.ReplyTopics, ","); got != "replies-*,my-replies" {
+				t.Fatalf("reply topics %q: want the configured ones", got)
 			}
-			if got := strings.Join(st.cfg.InternalTopics, ","); got != "kcqrs-proj-*,kcqrs-transfers-*" {
+			if got := strings.Join(st.cfg.InternalTopics, ","); got != "kcqrs-proj-*,kcqrs-transfers-*,transfer-replies" {
 				t.Fatalf("internal topics %q", got)
 			}
 		}},
 		{name: "unsafe reply topics", args: []string{"--reply-topics", "snapshots-*,__consumer_offsets"}, env: env(),
 			wants: []string{`reply topic "snapshots-*" would allow "snapshots-changelog"`, `reply topic "__consumer_offsets" would allow "__*"`}},
-		{name: "the saga's reply topic without the saga", args: []string{"--transfers=false", "--reply-topics", "transfer-replies"}, env: env(),
+		// The saga's legs are answered on the default reply topic; the topic
+		// they once named is internal, with or without the saga.
+		{name: "the saga's retired reply topic", args: []string{"--reply-topics", "transfer-replies"}, env: env(),
+			wants: []string{`reply topic "transfer-replies" would allow "transfer-replies"`}},
+		{name: "the saga's retired reply topic without the saga", args: []string{"--transfers=false", "--reply-topics", "transfer-replies"}, env: env(),
 			wants: []string{`reply topic "transfer-replies" would allow "transfer-replies"`}},
 		{name: "command larger than a record", args: []string{"--max-record-bytes", "800000"}, env: env(),
 			wants: []string{"max command bytes 921600 does not leave 16384 bytes below the record limit 800000"}},

@@ -7,7 +7,6 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
-	"slices"
 	"strings"
 
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -32,7 +31,8 @@ func header(r *kgo.Record, key string) string {
 // forgedPrefix starts the command ids of the forged replies a workload may
 // send: invalid commands that name the saga's reply topic and copy the
 // correlation id of a real transfer leg. They are dead-lettered and
-// answered INVALID on transfer-replies, and must change nothing.
+// answered INVALID bad_reply_address on command_reply (the saga's retired
+// reply topic is internal), and must change nothing.
 const forgedPrefix = "forged-"
 
 // check reads every topic read_committed and verifies the run's invariants.
@@ -56,11 +56,6 @@ func (r *run) check(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	// The saga's commands are answered on its own reply topic.
-	sagaReplies, err := read("transfer-replies")
-	if err != nil {
-		return err
-	}
 	events, err := read("events")
 	if err != nil {
 		return err
@@ -81,11 +76,11 @@ func (r *run) check(ctx context.Context) error {
 	if wrong > 0 {
 		r.violate("%d commands dead-lettered (the workload sends only valid ones, hostile ones with ids %s* and forged ones with ids %s*)", wrong, hostilePrefix, forgedPrefix)
 	}
-	r.sum.Replies, r.sum.Events = len(replies)+len(sagaReplies), len(events)
+	r.sum.Replies, r.sum.Events = len(replies), len(events)
 
 	// Every command record has exactly one reply (by correlation id).
 	replyCount := map[string]int{}
-	for _, rec := range append(slices.Clone(replies), sagaReplies...) {
+	for _, rec := range replies {
 		replyCount[header(rec, wire.HeaderCorrelationID)]++
 	}
 	// The driver's clients use a new correlation id per attempt: one
@@ -129,10 +124,11 @@ func (r *run) check(ctx context.Context) error {
 	// always finds its transfer pending the first time. A leg sent again
 	// (re-driven, replayed) is deduplicated (the same answer) or, beyond
 	// the dedupe window, refused without effect: already_credited for a
-	// credit, unknown_transfer for a completion or refund. Replies to
-	// other command ids on this topic answer clients that named it.
+	// credit, unknown_transfer for a completion or refund. The legs name
+	// no reply topic: they are answered on command_reply, with the
+	// clients' commands (skipped here).
 	sagaOutcomes := map[string]wire.Reply{}
-	for _, rec := range sagaReplies {
+	for _, rec := range replies {
 		rep, err := reg.DecodeReply(rec.Value, header(rec, wire.HeaderContentType))
 		if err != nil {
 			r.violate("saga reply %d/%d: %v", rec.Partition, rec.Offset, err)

@@ -52,8 +52,8 @@ func TestCheckHostileFindsForeignRecords(t *testing.T) {
 	recs := []*kgo.Record{
 		// Clean: a command of the saga and its reply, a dead-lettered
 		// hostile command, a hostile command's reply on command_reply.
-		{Topic: "commands", Value: []byte("{}"), Headers: h(wire.HeaderCommandID, "t1:credit", wire.HeaderCommandType, "CreditForTransfer", wire.HeaderCorrelationID, "saga-1", wire.HeaderReplyTopic, "transfer-replies")},
-		{Topic: "transfer-replies", Value: []byte("{}"), Headers: h(wire.HeaderCorrelationID, "saga-1")},
+		{Topic: "commands", Value: []byte("{}"), Headers: h(wire.HeaderCommandID, "t1:credit", wire.HeaderCommandType, "CreditForTransfer", wire.HeaderCorrelationID, "saga-1")},
+		{Topic: "command_reply", Value: []byte("{}"), Headers: h(wire.HeaderCorrelationID, "saga-1")},
 		{Topic: "commands-dlq", Value: []byte("{}"), Headers: h(wire.HeaderCommandID, "hostile-1", wire.HeaderDLQError, "too large", wire.HeaderCorrelationID, "corr-hostile-1")},
 		{Topic: "command_reply", Value: []byte("{}"), Headers: reply},
 		// Foreign, one of each kind.
@@ -61,8 +61,9 @@ func TestCheckHostileFindsForeignRecords(t *testing.T) {
 		{Topic: "snapshots-changelog", Key: []byte("account/v"), Value: []byte("not a snapshot"), Headers: reply},
 		{Topic: "commands", Value: []byte("{}"), Headers: reply},
 		{Topic: "commands-dlq", Value: []byte("{}"), Headers: h(wire.HeaderCommandID, "c0-1", wire.HeaderDLQError, "?")},
-		{Topic: "transfer-replies", Value: []byte("{}"), Headers: h(wire.HeaderCorrelationID, "corr-hostile-2")}, // allowed: an allow-listed reply topic
-		{Topic: "transfer-replies", Value: []byte("{}"), Headers: h(wire.HeaderCorrelationID, "nobody")},
+		// The saga's retired reply topic is internal: nothing may be there,
+		// not even the reply to a hostile command.
+		{Topic: "transfer-replies", Value: []byte("{}"), Headers: h(wire.HeaderCorrelationID, "corr-hostile-2")},
 		{Topic: "forged-reply-topic", Value: []byte("{}"), Headers: reply},
 	}
 	if err := cl.ProduceSync(ctx, recs...).FirstErr(); err != nil {

@@ -66,9 +66,9 @@ func (r *run) sagaReplay(ctx context.Context, reg *topology.Registry, out io.Wri
 	}
 	sg, err := saga.New(saga.Config{
 		Brokers: r.brokers, Group: group, InstanceID: "replay",
-		// The workers' reply topic and key: the processors verify the
-		// replayed legs' signatures as the workers'.
-		Replies: "transfer-replies", SigningKey: []byte(signingKey),
+		// The workers' key: the processors verify the replayed legs'
+		// signatures as the workers'.
+		SigningKey:     []byte(signingKey),
 		SessionTimeout: r.o.SessionTimeout, RebalanceTimeout: r.o.RebalanceTimeout, TransactionTimeout: r.o.TransactionTimeout,
 		Logger: slog.New(slog.NewTextHandler(out, nil)).With("replay", n),
 	}, reg)

@@ -51,8 +51,8 @@ type Harness struct {
 	// clients use them and so does Base.
 	ClientOpts []kgo.Opt
 	// Base is the config every processor starts from (Brokers, Partitions,
-	// a quiet logger, and ReplyTopics allowing "transfer-replies", the
-	// reply topic of package saga, so that saga tests can run on it);
+	// a quiet logger, and InternalTopics refusing "transfer-replies", the
+	// reply topic package saga once named, as the processor binary does);
 	// StartProcessor fills InstanceID and StateDir.
 	Base     topology.Config
 	Registry *topology.Registry
@@ -103,7 +103,7 @@ func NewWithOptions(t testing.TB, reg *topology.Registry, o Options) *Harness {
 		Base: topology.Config{
 			Partitions:     o.Partitions,
 			CommitInterval: 50 * time.Millisecond,
-			ReplyTopics:    []string{"transfer-replies"},
+			InternalTopics: []string{"transfer-replies"},
 			Logger:         slog.New(slog.NewTextHandler(logOut, &slog.HandlerOptions{Level: slog.LevelDebug})),
 		},
 	}
