@@ -1,0 +1,356 @@
+package bench
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/kcqrs/kcqrs/client"
+	"github.com/kcqrs/kcqrs/topology"
+	"github.com/kcqrs/kcqrs/wire"
+)
+
+// Liveness (issue 12 §7): two processor processes (static members, the
+// processor binary's defaults) under a steady load; each round SIGKILLs one
+// and restarts it at once, then SIGKILLs one and leaves it dead, and times
+// from the SIGKILL until every partition answered a probe. The targets:
+// every partition answers within 3 s of a restart of the same instance, and
+// within the session timeout + 2 s when the worker stays dead.
+
+// livenessSample is one SIGKILL: the time until every partition answered,
+// and when the worker that took the partitions (the restarted one, or the
+// survivor) reported each step, all measured from the SIGKILL (0: not
+// reported).
+type livenessSample struct {
+	total time.Duration
+	// started: the restarted process runs (restart only).
+	started time.Duration
+	// assigned: the new owner holds the killed worker's partitions.
+	assigned time.Duration
+	// restored: the new owner's last store of them caught up.
+	restored time.Duration
+	// committed: the new owner's first commit after the assignment.
+	committed time.Duration
+}
+
+func (s livenessSample) String() string {
+	f := func(d time.Duration) string {
+		if d == 0 {
+			return "-"
+		}
+		return fmt.Sprintf("%.2f", d.Seconds())
+	}
+	return fmt.Sprintf("%.2f s (started %s, assigned %s, restored %s, first commit %s)", s.total.Seconds(), f(s.started), f(s.assigned), f(s.restored), f(s.committed))
+}
+
+// livenessResult holds every round's samples.
+type livenessResult struct {
+	session       time.Duration // the workers' session timeout
+	restart, dead []livenessSample
+}
+
+// watchedChild is a child whose messages are kept with their arrival.
+type watchedChild struct {
+	*child
+	mu   sync.Mutex
+	msgs []childMsg
+	done chan struct{}
+}
+
+func watchChild(c *child) *watchedChild {
+	w := &watchedChild{child: c, done: make(chan struct{})}
+	go func() {
+		defer close(w.done)
+		for m := range c.msgs {
+			w.mu.Lock()
+			w.msgs = append(w.msgs, m)
+			w.mu.Unlock()
+		}
+	}()
+	return w
+}
+
+func (w *watchedChild) kill() {
+	w.child.kill()
+	<-w.done
+}
+
+// steps fills s from the child's reports after since: when it started,
+// when its assignment first covered parts, when its last store of parts
+// caught up, and its first commit after that assignment.
+func (w *watchedChild) steps(s *livenessSample, since time.Time, parts []int32) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	after := func(t time.Time) time.Duration { return t.Sub(since) }
+	want := map[int32]bool{}
+	for _, p := range parts {
+		want[p] = true
+	}
+	var assignedAt time.Time
+	restored := map[int32]bool{}
+	for _, m := range w.msgs {
+		if m.At.Before(since) {
+			continue
+		}
+		switch m.Event {
+		case "started":
+			s.started = after(m.At)
+		case "assigned":
+			if assignedAt.IsZero() && covers(m.Parts, parts) {
+				assignedAt = m.At
+				s.assigned = after(m.At)
+			}
+		case "restored":
+			if m.Restore != nil && want[m.Restore.Partition] && !restored[m.Restore.Partition] {
+				restored[m.Restore.Partition] = true
+				s.restored = max(s.restored, after(m.At))
+			}
+		case "committed":
+			if !assignedAt.IsZero() && s.committed == 0 && !m.At.Before(assignedAt) {
+				s.committed = after(m.At)
+			}
+		}
+	}
+}
+
+// assignment is the child's latest reported assignment.
+func (w *watchedChild) assignment() []int32 {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for i := len(w.msgs) - 1; i >= 0; i-- {
+		if w.msgs[i].Event == "assigned" {
+			return w.msgs[i].Parts
+		}
+	}
+	return nil
+}
+
+func covers(have, want []int32) bool {
+	for _, p := range want {
+		if !slices.Contains(have, p) {
+			return false
+		}
+	}
+	return true
+}
+
+// runLiveness runs o.LivenessRounds rounds of a restart and a dead worker.
+func runLiveness(ctx context.Context, o *Options, adm *kadm.Client, prod *kgo.Client, logf func(string, ...any)) (livenessResult, error) {
+	res := livenessResult{session: topology.Defaults().SessionTimeout}
+	prefix := o.Prefix + "live-"
+	topics := topicsFor(prefix)
+	group := prefix + "processor"
+	const accounts = 200
+	w, err := newWorkload(accounts)
+	if err != nil {
+		return res, err
+	}
+	ids := []string{"live-0", "live-1"}
+	spawn := func(id string) (*watchedChild, error) {
+		dir := filepath.Join(o.WorkDir, "liveness-"+id)
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			return nil, err
+		}
+		c, err := spawnChild(o, prefix, dir, id, "--static")
+		if err != nil {
+			return nil, err
+		}
+		return watchChild(c), nil
+	}
+	workers := map[string]*watchedChild{}
+	defer func() {
+		for _, c := range workers {
+			c.kill()
+		}
+	}()
+	for _, id := range ids {
+		if workers[id], err = spawn(id); err != nil {
+			return res, err
+		}
+	}
+	if err := topicReady(ctx, adm, topics.Commands); err != nil {
+		return res, err
+	}
+	if err := produceAll(ctx, prod, accounts, w.opens(topics.Commands, "live")); err != nil {
+		return res, err
+	}
+	if err := waitFor(ctx, o.Timeout, "the workers to open the accounts", func() (bool, error) {
+		committed, end, err := sumOffsets(ctx, adm, group, topics.Commands)
+		return err == nil && committed >= end && end >= accounts, nil
+	}); err != nil {
+		return res, err
+	}
+	cl, err := client.New(ctx, client.Config{Brokers: o.Brokers, CommandTopic: topics.Commands, ReplyTopic: topics.Replies, ClientOpts: o.ClientOpts})
+	if err != nil {
+		return res, err
+	}
+	defer cl.Close()
+	covered := map[int32]string{}
+	for i := 0; i < accounts && int32(len(covered)) < o.Partitions; i++ {
+		p := topology.PartitionFor([]byte(accountID(i)), o.Partitions)
+		if _, ok := covered[p]; !ok {
+			covered[p] = accountID(i)
+		}
+	}
+	var probes atomic.Int64
+	// probe sends one Deposit to every partition and returns when the last
+	// one was answered.
+	probe := func() error {
+		n := probes.Add(1)
+		errs := make(chan error, len(covered))
+		for p, id := range covered {
+			go func() {
+				sctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+				defer cancel()
+				rep, err := cl.Send(sctx, client.Command{AggregateType: "account", AggregateID: id, Type: "Deposit", ID: fmt.Sprintf("live-probe-%d-%d", n, p), Avro: w.deposit})
+				if err == nil && rep.Status != wire.StatusAccepted {
+					err = fmt.Errorf("probe of %s: %s %s", id, rep.Status, rep.Message)
+				}
+				errs <- err
+			}()
+		}
+		var first error
+		for range covered {
+			if err := <-errs; err != nil && first == nil {
+				first = err
+			}
+		}
+		return first
+	}
+	// settled waits until both workers hold partitions and answer.
+	settled := func() error {
+		if err := waitFor(ctx, 2*time.Minute, "both workers to hold partitions", func() (bool, error) {
+			g, err := adm.DescribeGroups(ctx, group)
+			if err != nil {
+				return false, nil
+			}
+			d := g[group]
+			return d.State == "Stable" && len(d.Members) == len(ids) && len(workers[ids[0]].assignment()) > 0 && len(workers[ids[1]].assignment()) > 0, nil
+		}); err != nil {
+			return err
+		}
+		return probe()
+	}
+
+	// The steady load: deposits at about 300/s, so that a SIGKILL finds a
+	// transaction open, as it would in production.
+	lctx, stopLoad := context.WithCancel(ctx)
+	defer stopLoad()
+	go func() {
+		tick := time.NewTicker(10 * time.Millisecond)
+		defer tick.Stop()
+		rec := w.deposits(topics.Commands, "live-load")
+		for i := 0; ; i += 3 {
+			select {
+			case <-lctx.Done():
+				return
+			case <-tick.C:
+			}
+			for j := range 3 {
+				prod.Produce(lctx, rec(i+j), nil)
+			}
+		}
+	}()
+
+	for round := 0; round < o.LivenessRounds; round++ {
+		for _, dead := range []bool{false, true} {
+			if err := settled(); err != nil {
+				return res, fmt.Errorf("round %d: %w", round+1, err)
+			}
+			time.Sleep(time.Second) // let transactions of the load be open
+			victimID := ids[round%2]
+			if dead {
+				victimID = ids[(round+1)%2]
+			}
+			otherID := ids[0]
+			if otherID == victimID {
+				otherID = ids[1]
+			}
+			victim := workers[victimID]
+			parts := victim.assignment()
+			began := time.Now()
+			victim.kill()
+			delete(workers, victimID)
+			if !dead {
+				if workers[victimID], err = spawn(victimID); err != nil {
+					return res, err
+				}
+			}
+			if err := probe(); err != nil {
+				return res, fmt.Errorf("round %d: %w", round+1, err)
+			}
+			s := livenessSample{total: time.Since(began)}
+			if dead {
+				workers[otherID].steps(&s, began, parts)
+				res.dead = append(res.dead, s)
+				logf("liveness round %d: %s left dead (partitions %v): every partition answered after %s", round+1, victimID, parts, s)
+				if workers[victimID], err = spawn(victimID); err != nil {
+					return res, err
+				}
+			} else {
+				workers[victimID].steps(&s, began, parts)
+				res.restart = append(res.restart, s)
+				logf("liveness round %d: %s restarted at once (partitions %v): every partition answered after %s", round+1, victimID, parts, s)
+			}
+		}
+	}
+	return res, nil
+}
+
+// durations of the samples' totals, sorted.
+func totals(ss []livenessSample) []time.Duration {
+	out := make([]time.Duration, 0, len(ss))
+	for _, s := range ss {
+		out = append(out, s.total)
+	}
+	slices.Sort(out)
+	return out
+}
+
+// livenessRows are the table rows of a liveness result.
+func (l *livenessResult) rows(row func(...string)) {
+	for _, x := range []struct {
+		name    string
+		samples []livenessSample
+		target  time.Duration
+	}{
+		{"SIGKILL + immediate restart of the same instance", l.restart, 3 * time.Second},
+		{fmt.Sprintf("SIGKILL, worker left dead (session timeout %v)", l.session), l.dead, l.session + 2*time.Second},
+	} {
+		if len(x.samples) == 0 {
+			continue
+		}
+		t := totals(x.samples)
+		worst := x.samples[0]
+		for _, s := range x.samples {
+			if s.total > worst.total {
+				worst = s
+			}
+		}
+		var each []string
+		for _, d := range t {
+			each = append(each, fmt.Sprintf("%.2f", d.Seconds()))
+		}
+		med := t[len(t)/2]
+		if len(t)%2 == 0 {
+			med = (t[len(t)/2-1] + t[len(t)/2]) / 2
+		}
+		met := "met"
+		if t[len(t)-1] > x.target {
+			met = "missed"
+		}
+		row(fmt.Sprintf("liveness: %s, until every partition answered (%d rounds)", x.name, len(t)),
+			fmt.Sprintf("median %.2f s, worst %.2f s [%s s]; worst: %s", med.Seconds(), t[len(t)-1].Seconds(), strings.Join(each, ", "), worst),
+			fmt.Sprintf("worst = %.2fx target (%s)", float64(t[len(t)-1])/float64(x.target), met),
+			fmt.Sprintf("every round <= %v", x.target))
+	}
+}
