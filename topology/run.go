@@ -46,6 +46,10 @@ func (p *Processor) Run(ctx context.Context) (err error) {
 		// cooperative sticky balancer maps to the broker's "uniform").
 		static = append(static, kgo.ServerSideBalancer())
 	}
+	// Abort what a previous incarnation left open before joining (fence.go).
+	if err := fencePrevious(ctx, p.admCl, p.cfg.Group+"-"+p.cfg.InstanceID, p.cfg.TransactionTimeout); err != nil {
+		p.log.Warn("could not fence the previous incarnation's transaction; its partitions may wait for the transaction timeout", "err", err)
+	}
 	p.sess, err = kgo.NewGroupTransactSession(append(p.clientOpts(append(static,
 		kgo.ConsumerGroup(p.cfg.Group),
 		kgo.ConsumeTopics(p.cfg.Topics.Commands),

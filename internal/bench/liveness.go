@@ -9,6 +9,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
@@ -40,6 +41,11 @@ type livenessSample struct {
 	restored time.Duration
 	// committed: the new owner's first commit after the assignment.
 	committed time.Duration
+	// leftOpen: the killed worker's transaction was still open after the
+	// SIGKILL (its records block read_committed readers until it ends);
+	// aborted: when the broker no longer had it open.
+	leftOpen bool
+	aborted  time.Duration
 }
 
 func (s livenessSample) String() string {
@@ -49,7 +55,11 @@ func (s livenessSample) String() string {
 		}
 		return fmt.Sprintf("%.2f", d.Seconds())
 	}
-	return fmt.Sprintf("%.2f s (started %s, assigned %s, restored %s, first commit %s)", s.total.Seconds(), f(s.started), f(s.assigned), f(s.restored), f(s.committed))
+	open := ""
+	if s.leftOpen {
+		open = ", transaction left open, aborted " + f(s.aborted)
+	}
+	return fmt.Sprintf("%.2f s (started %s, assigned %s, restored %s, first commit %s%s)", s.total.Seconds(), f(s.started), f(s.assigned), f(s.restored), f(s.committed), open)
 }
 
 // livenessResult holds every round's samples.
@@ -241,21 +251,22 @@ func runLiveness(ctx context.Context, o *Options, adm *kadm.Client, prod *kgo.Cl
 		return probe()
 	}
 
-	// The steady load: deposits at about 300/s, so that a SIGKILL finds a
-	// transaction open, as it would in production.
+	// The steady load: deposits at about 1000/s, so that a SIGKILL finds a
+	// transaction open (its records block read_committed readers of the
+	// partitions it wrote until it is aborted), as it would in production.
 	lctx, stopLoad := context.WithCancel(ctx)
 	defer stopLoad()
 	go func() {
 		tick := time.NewTicker(10 * time.Millisecond)
 		defer tick.Stop()
 		rec := w.deposits(topics.Commands, "live-load")
-		for i := 0; ; i += 3 {
+		for i := 0; ; i += 10 {
 			select {
 			case <-lctx.Done():
 				return
 			case <-tick.C:
 			}
-			for j := range 3 {
+			for j := range 10 {
 				prod.Produce(lctx, rec(i+j), nil)
 			}
 		}
@@ -277,6 +288,10 @@ func runLiveness(ctx context.Context, o *Options, adm *kadm.Client, prod *kgo.Cl
 			}
 			victim := workers[victimID]
 			parts := victim.assignment()
+			// The case that matters is a SIGKILL in the middle of a
+			// transaction: freeze the victim until it is caught with one
+			// open (or give up after a few seconds and kill it anyway).
+			leftOpen := freezeInTransaction(ctx, adm, victim, group+"-"+victimID)
 			began := time.Now()
 			victim.kill()
 			delete(workers, victimID)
@@ -285,10 +300,17 @@ func runLiveness(ctx context.Context, o *Options, adm *kadm.Client, prod *kgo.Cl
 					return res, err
 				}
 			}
+			var aborted atomic.Int64
+			if leftOpen {
+				wctx, stopWatch := context.WithCancel(ctx)
+				defer stopWatch()
+				go watchAbort(wctx, adm, group+"-"+victimID, began, &aborted)
+			}
 			if err := probe(); err != nil {
 				return res, fmt.Errorf("round %d: %w", round+1, err)
 			}
-			s := livenessSample{total: time.Since(began)}
+			s := livenessSample{total: time.Since(began), leftOpen: leftOpen, aborted: time.Duration(aborted.Load())}
+			time.Sleep(300 * time.Millisecond) // the children's reports of those moments are on their way
 			if dead {
 				workers[otherID].steps(&s, began, parts)
 				res.dead = append(res.dead, s)
@@ -352,5 +374,50 @@ func (l *livenessResult) rows(row func(...string)) {
 			fmt.Sprintf("median %.2f s, worst %.2f s [%s s]; worst: %s", med.Seconds(), t[len(t)-1].Seconds(), strings.Join(each, ", "), worst),
 			fmt.Sprintf("worst = %.2fx target (%s)", float64(t[len(t)-1])/float64(x.target), met),
 			fmt.Sprintf("every round <= %v", x.target))
+	}
+}
+
+// freezeInTransaction SIGSTOPs the child at random moments until its
+// transaction is open, and returns with the child stopped: true if it was
+// caught with a transaction open, false if it was not within 5 s.
+func freezeInTransaction(ctx context.Context, adm *kadm.Client, c *watchedChild, txnID string) bool {
+	deadline := time.Now().Add(5 * time.Second)
+	for i := 0; ; i++ {
+		_ = c.cmd.Process.Signal(syscall.SIGSTOP)
+		d, err := adm.DescribeTransactions(ctx, txnID)
+		if err == nil {
+			for _, t := range d {
+				if t.State == "Ongoing" {
+					return true
+				}
+			}
+		}
+		if time.Now().After(deadline) {
+			return false
+		}
+		_ = c.cmd.Process.Signal(syscall.SIGCONT)
+		time.Sleep(time.Duration(1+i%7) * time.Millisecond)
+	}
+}
+
+// watchAbort stores into at the time from began until the transaction of
+// txnID is no longer open, polling every 10 ms until ctx ends.
+func watchAbort(ctx context.Context, adm *kadm.Client, txnID string, began time.Time, at *atomic.Int64) {
+	for ctx.Err() == nil {
+		d, err := adm.DescribeTransactions(ctx, txnID)
+		if err == nil {
+			open := false
+			for _, t := range d {
+				open = open || t.State == "Ongoing"
+			}
+			if !open {
+				at.Store(int64(time.Since(began)))
+				return
+			}
+		}
+		select {
+		case <-ctx.Done():
+		case <-time.After(10 * time.Millisecond):
+		}
 	}
 }
