@@ -54,7 +54,7 @@ type Config struct {
 	// Default 1m.
 	RedriveAfter time.Duration
 	// TransactionTimeout is the broker-side timeout of an open transaction.
-	// Default 10s.
+	// Default: the processor's (topology.Config.TransactionTimeout, 9s).
 	TransactionTimeout time.Duration
 	// SessionTimeout is the saga group's session timeout: how long a saga
 	// worker that died keeps its partitions (and its transfers wait). It

@@ -3,6 +3,7 @@ package bench
 import (
 	"context"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
@@ -94,41 +95,52 @@ func (w *watchedChild) kill() {
 	<-w.done
 }
 
-// steps fills s from the child's reports after since: when it started,
-// when its assignment first covered parts, when its last store of parts
-// caught up, and its first commit after that assignment.
-func (w *watchedChild) steps(s *livenessSample, since time.Time, parts []int32) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
+// steps fills s from the reports of the workers that may have taken parts
+// after since: when one of them started, when the last of parts was
+// assigned to one of them, when the last of their stores caught up, and the
+// last of their first commits after taking them.
+func steps(ws []*watchedChild, s *livenessSample, since time.Time, parts []int32) {
 	after := func(t time.Time) time.Duration { return t.Sub(since) }
-	want := map[int32]bool{}
-	for _, p := range parts {
-		want[p] = true
-	}
-	var assignedAt time.Time
-	restored := map[int32]bool{}
-	for _, m := range w.msgs {
-		if m.At.Before(since) {
-			continue
+	for _, w := range ws {
+		w.mu.Lock()
+		var (
+			assignedAt time.Time
+			counted    bool
+		)
+		restored := map[int32]bool{}
+		for _, m := range w.msgs {
+			if m.At.Before(since) {
+				continue
+			}
+			switch m.Event {
+			case "started":
+				s.started = after(m.At)
+			case "assigned":
+				took := false
+				for _, p := range parts {
+					if slices.Contains(m.Parts, p) {
+						took = true
+					}
+				}
+				if took && assignedAt.IsZero() {
+					assignedAt = m.At
+				}
+				if took {
+					s.assigned = max(s.assigned, after(m.At))
+				}
+			case "restored":
+				if m.Restore != nil && slices.Contains(parts, m.Restore.Partition) && !restored[m.Restore.Partition] {
+					restored[m.Restore.Partition] = true
+					s.restored = max(s.restored, after(m.At))
+				}
+			case "committed":
+				if !counted && !assignedAt.IsZero() && !m.At.Before(assignedAt) {
+					counted = true // only the first commit after taking them
+					s.committed = max(s.committed, after(m.At))
+				}
+			}
 		}
-		switch m.Event {
-		case "started":
-			s.started = after(m.At)
-		case "assigned":
-			if assignedAt.IsZero() && covers(m.Parts, parts) {
-				assignedAt = m.At
-				s.assigned = after(m.At)
-			}
-		case "restored":
-			if m.Restore != nil && want[m.Restore.Partition] && !restored[m.Restore.Partition] {
-				restored[m.Restore.Partition] = true
-				s.restored = max(s.restored, after(m.At))
-			}
-		case "committed":
-			if !assignedAt.IsZero() && s.committed == 0 && !m.At.Before(assignedAt) {
-				s.committed = after(m.At)
-			}
-		}
+		w.mu.Unlock()
 	}
 }
 
@@ -144,14 +156,6 @@ func (w *watchedChild) assignment() []int32 {
 	return nil
 }
 
-func covers(have, want []int32) bool {
-	for _, p := range want {
-		if !slices.Contains(have, p) {
-			return false
-		}
-	}
-	return true
-}
 
 // runLiveness runs o.LivenessRounds rounds of a restart and a dead worker.
 func runLiveness(ctx context.Context, o *Options, adm *kadm.Client, prod *kgo.Client, logf func(string, ...any)) (livenessResult, error) {
@@ -164,7 +168,7 @@ func runLiveness(ctx context.Context, o *Options, adm *kadm.Client, prod *kgo.Cl
 	if err != nil {
 		return res, err
 	}
-	ids := []string{"live-0", "live-1"}
+	ids := []string{"live-0", "live-1", "live-2"} // as many as the chaos test's workers
 	spawn := func(id string) (*watchedChild, error) {
 		dir := filepath.Join(o.WorkDir, "liveness-"+id)
 		if err := os.MkdirAll(dir, 0o755); err != nil {
@@ -236,15 +240,24 @@ func runLiveness(ctx context.Context, o *Options, adm *kadm.Client, prod *kgo.Cl
 		}
 		return first
 	}
-	// settled waits until both workers hold partitions and answer.
+	// settled waits until every worker holds partitions and they answer.
 	settled := func() error {
-		if err := waitFor(ctx, 2*time.Minute, "both workers to hold partitions", func() (bool, error) {
+		if err := waitFor(ctx, 2*time.Minute, "every worker to hold partitions", func() (bool, error) {
+			time.Sleep(50 * time.Millisecond)
 			g, err := adm.DescribeGroups(ctx, group)
 			if err != nil {
 				return false, nil
 			}
 			d := g[group]
-			return d.State == "Stable" && len(d.Members) == len(ids) && len(workers[ids[0]].assignment()) > 0 && len(workers[ids[1]].assignment()) > 0, nil
+			if d.Err != nil || d.State != "Stable" || len(d.Members) != len(ids) {
+				return false, nil
+			}
+			for _, id := range ids {
+				if len(workers[id].assignment()) == 0 {
+					return false, nil
+				}
+			}
+			return true, nil
 		}); err != nil {
 			return err
 		}
@@ -278,13 +291,9 @@ func runLiveness(ctx context.Context, o *Options, adm *kadm.Client, prod *kgo.Cl
 				return res, fmt.Errorf("round %d: %w", round+1, err)
 			}
 			time.Sleep(time.Second) // let transactions of the load be open
-			victimID := ids[round%2]
+			victimID := ids[round%len(ids)]
 			if dead {
-				victimID = ids[(round+1)%2]
-			}
-			otherID := ids[0]
-			if otherID == victimID {
-				otherID = ids[1]
+				victimID = ids[(round+1)%len(ids)]
 			}
 			victim := workers[victimID]
 			parts := victim.assignment()
@@ -312,14 +321,14 @@ func runLiveness(ctx context.Context, o *Options, adm *kadm.Client, prod *kgo.Cl
 			s := livenessSample{total: time.Since(began), leftOpen: leftOpen, aborted: time.Duration(aborted.Load())}
 			time.Sleep(300 * time.Millisecond) // the children's reports of those moments are on their way
 			if dead {
-				workers[otherID].steps(&s, began, parts)
+				steps(slices.Collect(maps.Values(workers)), &s, began, parts)
 				res.dead = append(res.dead, s)
 				logf("liveness round %d: %s left dead (partitions %v): every partition answered after %s", round+1, victimID, parts, s)
 				if workers[victimID], err = spawn(victimID); err != nil {
 					return res, err
 				}
 			} else {
-				workers[victimID].steps(&s, began, parts)
+				steps([]*watchedChild{workers[victimID]}, &s, began, parts)
 				res.restart = append(res.restart, s)
 				logf("liveness round %d: %s restarted at once (partitions %v): every partition answered after %s", round+1, victimID, parts, s)
 			}
