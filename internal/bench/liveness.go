@@ -156,7 +156,6 @@ func (w *watchedChild) assignment() []int32 {
 	return nil
 }
 
-
 // runLiveness runs o.LivenessRounds rounds of a restart and a dead worker.
 func runLiveness(ctx context.Context, o *Options, adm *kadm.Client, prod *kgo.Client, logf func(string, ...any)) (livenessResult, error) {
 	res := livenessResult{session: topology.Defaults().SessionTimeout}
