@@ -46,7 +46,10 @@ type livenessSample struct {
 	// SIGKILL (its records block read_committed readers until it ends);
 	// aborted: when the broker no longer had it open.
 	leftOpen bool
-	aborted  time.Duration
+	// holdsReplies: that transaction had written to the reply topic
+	// (every partition it wrote there stays unreadable until it ends).
+	holdsReplies bool
+	aborted      time.Duration
 }
 
 func (s livenessSample) String() string {
@@ -59,6 +62,9 @@ func (s livenessSample) String() string {
 	open := ""
 	if s.leftOpen {
 		open = ", transaction left open, aborted " + f(s.aborted)
+		if !s.holdsReplies {
+			open += ", none of it on the reply topic"
+		}
 	}
 	return fmt.Sprintf("%.2f s (started %s, assigned %s, restored %s, first commit %s%s)", s.total.Seconds(), f(s.started), f(s.assigned), f(s.restored), f(s.committed), open)
 }
@@ -297,12 +303,22 @@ func runLiveness(ctx context.Context, o *Options, adm *kadm.Client, prod *kgo.Cl
 			victim := workers[victimID]
 			parts := victim.assignment()
 			// The case that matters is a SIGKILL in the middle of a
-			// transaction: freeze the victim until it is caught with one
-			// open (or give up after a few seconds and kill it anyway).
-			leftOpen := freezeInTransaction(ctx, adm, victim, group+"-"+victimID)
+			// transaction that wrote replies: freeze the victim until it
+			// is caught with one open (or give up after a few seconds and
+			// kill it anyway).
+			freezeInTransaction(ctx, adm, victim, group+"-"+victimID, topics.Replies)
 			began := time.Now()
 			victim.kill()
 			delete(workers, victimID)
+			leftOpen, holdsReplies := false, false
+			if d, err := adm.DescribeTransactions(ctx, group+"-"+victimID); err == nil {
+				for _, t := range d {
+					if t.State == "Ongoing" {
+						leftOpen = true
+						_, holdsReplies = t.Topics[topics.Replies]
+					}
+				}
+			}
 			if !dead {
 				if workers[victimID], err = spawn(victimID); err != nil {
 					return res, err
@@ -317,7 +333,7 @@ func runLiveness(ctx context.Context, o *Options, adm *kadm.Client, prod *kgo.Cl
 			if err := probe(); err != nil {
 				return res, fmt.Errorf("round %d: %w", round+1, err)
 			}
-			s := livenessSample{total: time.Since(began), leftOpen: leftOpen, aborted: time.Duration(aborted.Load())}
+			s := livenessSample{total: time.Since(began), leftOpen: leftOpen, holdsReplies: holdsReplies, aborted: time.Duration(aborted.Load())}
 			time.Sleep(300 * time.Millisecond) // the children's reports of those moments are on their way
 			if dead {
 				steps(slices.Collect(maps.Values(workers)), &s, began, parts)
@@ -386,16 +402,16 @@ func (l *livenessResult) rows(row func(...string)) {
 }
 
 // freezeInTransaction SIGSTOPs the child at random moments until its
-// transaction is open, and returns with the child stopped: true if it was
-// caught with a transaction open, false if it was not within 5 s.
-func freezeInTransaction(ctx context.Context, adm *kadm.Client, c *watchedChild, txnID string) bool {
+// transaction is open and has written to topic, and returns with the child
+// stopped: true if it was caught so, false if it was not within 5 s.
+func freezeInTransaction(ctx context.Context, adm *kadm.Client, c *watchedChild, txnID, topic string) bool {
 	deadline := time.Now().Add(5 * time.Second)
 	for i := 0; ; i++ {
 		_ = c.cmd.Process.Signal(syscall.SIGSTOP)
 		d, err := adm.DescribeTransactions(ctx, txnID)
 		if err == nil {
 			for _, t := range d {
-				if t.State == "Ongoing" {
+				if _, ok := t.Topics[topic]; ok && t.State == "Ongoing" {
 					return true
 				}
 			}
