@@ -2,6 +2,7 @@ package topology_test
 
 import (
 	"context"
+	"strings"
 	"testing"
 	"time"
 
@@ -10,6 +11,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
+	"github.com/kcqrs/kcqrs/internal/examples"
 	"github.com/kcqrs/kcqrs/topology"
 	"github.com/kcqrs/kcqrs/wire"
 )
@@ -110,4 +112,39 @@ func txnState(t *testing.T, adm *kadm.Client, id string) string {
 		t.Fatal(err)
 	}
 	return d[id].State
+}
+
+// The liveness defaults hold together: a worker left dead blocks readers
+// for the later of its session and its transaction timeout, so the
+// transaction timeout stays just above the session timeout; members learn of
+// a rebalance with their next heartbeat, at most a third of the session.
+// Settings that break those relations are refused.
+func TestLivenessTimeoutsDefaultsAndValidation(t *testing.T) {
+	t.Parallel()
+	reg, err := examples.Registry()
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := topology.Defaults()
+	if d.SessionTimeout >= d.TransactionTimeout || d.TransactionTimeout-d.SessionTimeout > 2*time.Second || 3*d.HeartbeatInterval > d.SessionTimeout {
+		t.Fatalf("defaults: session %v, transaction %v, heartbeat %v", d.SessionTimeout, d.TransactionTimeout, d.HeartbeatInterval)
+	}
+	base := topology.Config{Brokers: []string{"127.0.0.1:1"}, InstanceID: "w", StateDir: t.TempDir()}
+	for _, tt := range []struct {
+		name   string
+		mutate func(*topology.Config)
+		want   string
+	}{
+		{"session at the transaction timeout", func(c *topology.Config) { c.SessionTimeout = c.TransactionTimeout }, "must be below the transaction timeout"},
+		{"heartbeat over a third of the session", func(c *topology.Config) { c.HeartbeatInterval = 3 * time.Second }, "heartbeat interval 3s must be positive and at most a third of the session timeout 8s"},
+		{"negative heartbeat", func(c *topology.Config) { c.HeartbeatInterval = -time.Second }, "heartbeat interval -1s"},
+	} {
+		cfg := base
+		cfg.TransactionTimeout, cfg.SessionTimeout = 9*time.Second, 8*time.Second
+		tt.mutate(&cfg)
+		_, err := topology.New(cfg, reg)
+		if err == nil || !strings.Contains(err.Error(), tt.want) {
+			t.Errorf("%s: %v, want an error containing %q", tt.name, err, tt.want)
+		}
+	}
 }
