@@ -291,6 +291,11 @@ func (s *Saga) Run(ctx context.Context) error {
 		}
 		return err
 	}
+	// Abort what a previous incarnation left open before joining: its legs
+	// hold back the command partitions they went to (topology/fence.go).
+	if err := topology.FencePrevious(ctx, admCl, s.cfg.Group+"-"+s.cfg.InstanceID, s.cfg.TransactionTimeout); err != nil {
+		s.log.Warn("could not fence the previous incarnation's transaction", "err", err)
+	}
 	sess, err := kgo.NewGroupTransactSession(append(base,
 		kgo.ConsumerGroup(s.cfg.Group),
 		kgo.ConsumeTopics(s.cfg.Events),

@@ -28,7 +28,7 @@ import (
 // other workers' replies wait too.
 //
 // Kafka Streams calls initTransactions() when it creates a task's producer,
-// before it consumes. fencePrevious does the same before the session joins
+// before it consumes. FencePrevious does the same before the session joins
 // the group: an InitProducerID for the worker's transactional id, which bumps
 // the epoch and aborts whatever the previous incarnation left open. The
 // session's own producer initializes again at its first produce (one more
@@ -39,10 +39,13 @@ import (
 // Kafka) or is loading.
 const fenceRetryBackoff = 100 * time.Millisecond
 
-// fencePrevious aborts the transaction a previous incarnation of this worker
+// FencePrevious aborts the transaction a previous incarnation of this worker
 // (same transactional id) left open, retrying retriable answers until ctx
 // ends or the transaction timeout passes. cl is any client of the cluster.
-func fencePrevious(ctx context.Context, cl *kgo.Client, txnID string, txnTimeout time.Duration) error {
+// Every transactional loop calls it before its session joins its group: the
+// saga too, whose leftover legs hold back the command partitions they went
+// to, so that the processor could not read those either.
+func FencePrevious(ctx context.Context, cl *kgo.Client, txnID string, txnTimeout time.Duration) error {
 	ctx, cancel := context.WithTimeout(ctx, txnTimeout)
 	defer cancel()
 	for {

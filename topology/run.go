@@ -47,7 +47,7 @@ func (p *Processor) Run(ctx context.Context) (err error) {
 		static = append(static, kgo.ServerSideBalancer())
 	}
 	// Abort what a previous incarnation left open before joining (fence.go).
-	if err := fencePrevious(ctx, p.admCl, p.cfg.Group+"-"+p.cfg.InstanceID, p.cfg.TransactionTimeout); err != nil {
+	if err := FencePrevious(ctx, p.admCl, p.cfg.Group+"-"+p.cfg.InstanceID, p.cfg.TransactionTimeout); err != nil {
 		p.log.Warn("could not fence the previous incarnation's transaction; its partitions may wait for the transaction timeout", "err", err)
 	}
 	p.sess, err = kgo.NewGroupTransactSession(append(p.clientOpts(append(static,
