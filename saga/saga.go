@@ -48,7 +48,7 @@ type Config struct {
 	// Default 1m.
 	RedriveAfter time.Duration
 	// TransactionTimeout is the broker-side timeout of an open transaction.
-	// Default 10s.
+	// Default: the processor's (topology.Config.TransactionTimeout, 9s).
 	TransactionTimeout time.Duration
 	// SessionTimeout is the saga group's session timeout: how long a saga
 	// worker that died keeps its partitions (and its transfers wait). It
@@ -290,6 +290,11 @@ func (s *Saga) Run(ctx context.Context) error {
 			return nil
 		}
 		return err
+	}
+	// Abort what a previous incarnation left open before joining: its legs
+	// hold back the command partitions they went to (topology/fence.go).
+	if err := topology.FencePrevious(ctx, admCl, s.cfg.Group+"-"+s.cfg.InstanceID, s.cfg.TransactionTimeout); err != nil {
+		s.log.Warn("could not fence the previous incarnation's transaction", "err", err)
 	}
 	sess, err := kgo.NewGroupTransactSession(append(base,
 		kgo.ConsumerGroup(s.cfg.Group),

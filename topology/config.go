@@ -67,8 +67,12 @@ type Config struct {
 	// MaxBatch bounds the commands in one transaction. Default 1000.
 	MaxBatch int
 	// TransactionTimeout is the broker-side timeout of an open transaction;
-	// it bounds how long a crashed worker's transaction blocks readers.
-	// Default 10s.
+	// it bounds how long a crashed worker's transaction blocks readers (of
+	// the replies, events and changelog partitions it wrote to) when the
+	// worker is not restarted. Default 9s: one second above SessionTimeout,
+	// so that a worker left dead costs at most the session timeout plus
+	// about a second (the read_committed readers wait for the later of
+	// the two; measured in `make bench`, docs/operations.md).
 	TransactionTimeout time.Duration
 	// SessionTimeout is the group session timeout: how long a worker that
 	// died keeps its partitions. It must stay below TransactionTimeout:
@@ -84,6 +88,13 @@ type Config struct {
 	// dead member ends before the next one starts (README "Liveness under
 	// crashes").
 	RebalanceTimeout time.Duration
+	// HeartbeatInterval is how often a worker heartbeats to the group
+	// coordinator; under the classic protocol a member learns that a
+	// rebalance started (and must rejoin) only with its next heartbeat, so
+	// it bounds how long the other members keep a rebalance waiting.
+	// Default 1s (franz-go's and Kafka's own: 3s); it must stay below a
+	// third of SessionTimeout, Kafka's rule of thumb.
+	HeartbeatInterval time.Duration
 	// StaticMembership joins the group with InstanceID as its static
 	// member id (KIP-345): a worker restarted within SessionTimeout takes
 	// its old assignment back without a rebalance, so a crash costs only
@@ -269,13 +280,16 @@ func (c *Config) setDefaults() {
 		c.MaxBatch = 1000
 	}
 	if c.TransactionTimeout == 0 {
-		c.TransactionTimeout = 10 * time.Second
+		c.TransactionTimeout = 9 * time.Second
 	}
 	if c.SessionTimeout == 0 {
 		c.SessionTimeout = 8 * time.Second
 	}
 	if c.RebalanceTimeout == 0 {
 		c.RebalanceTimeout = 5 * time.Second
+	}
+	if c.HeartbeatInterval == 0 {
+		c.HeartbeatInterval = time.Second
 	}
 	if c.DedupeWindow == 0 {
 		c.DedupeWindow = 32
@@ -396,6 +410,9 @@ func (c *Config) Validate() error {
 	}
 	if c.SessionTimeout >= c.TransactionTimeout {
 		errs = append(errs, fmt.Errorf("session timeout %v must be below the transaction timeout %v (a commit waits for a rebalance, which waits for a dead member's session)", c.SessionTimeout, c.TransactionTimeout))
+	}
+	if c.HeartbeatInterval <= 0 || 3*c.HeartbeatInterval > c.SessionTimeout {
+		errs = append(errs, fmt.Errorf("heartbeat interval %v must be positive and at most a third of the session timeout %v", c.HeartbeatInterval, c.SessionTimeout))
 	}
 	if c.Standbys < 0 {
 		errs = append(errs, fmt.Errorf("standbys %d < 0", c.Standbys))

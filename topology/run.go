@@ -123,6 +123,10 @@ func (p *Processor) runSession(ctx context.Context) (err error) {
 		// cooperative sticky balancer maps to the broker's "uniform").
 		static = append(static, kgo.ServerSideBalancer())
 	}
+	// Abort what a previous incarnation left open before joining (fence.go).
+	if err := FencePrevious(ctx, p.admCl, p.cfg.Group+"-"+p.cfg.InstanceID, p.cfg.TransactionTimeout); err != nil {
+		p.log.Warn("could not fence the previous incarnation's transaction; its partitions may wait for the transaction timeout", "err", err)
+	}
 	p.sess, err = kgo.NewGroupTransactSession(append(p.clientOpts(append(static,
 		kgo.ConsumerGroup(p.cfg.Group),
 		kgo.ConsumeTopics(p.cfg.Topics.Commands),
@@ -136,6 +140,7 @@ func (p *Processor) runSession(ctx context.Context) (err error) {
 		kgo.Balancers(kgo.CooperativeStickyBalancer()),
 		kgo.SessionTimeout(p.cfg.SessionTimeout),
 		kgo.RebalanceTimeout(p.cfg.RebalanceTimeout),
+		kgo.HeartbeatInterval(p.cfg.HeartbeatInterval),
 		kgo.TransactionTimeout(p.cfg.TransactionTimeout),
 		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
 		kgo.RequireStableFetchOffsets(),

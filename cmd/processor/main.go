@@ -97,6 +97,7 @@ func bind(s *config.Set, st *settings, describe bool) {
 	s.Int(&st.cfg.BrokerMaxMessageBytes, "broker-max-message-bytes", d.BrokerMaxMessageBytes, "the brokers' (or output topics') max.message.bytes; outputs are checked against it too")
 	s.Duration(&st.cfg.SessionTimeout, "session-timeout", d.SessionTimeout, "group session timeout: how long a crashed worker keeps its partitions; below --transaction-timeout")
 	s.Duration(&st.cfg.RebalanceTimeout, "rebalance-timeout", d.RebalanceTimeout, "how long a rebalance waits for every member to rejoin")
+	s.Duration(&st.cfg.HeartbeatInterval, "heartbeat-interval", d.HeartbeatInterval, "how often a worker heartbeats to the group (a member learns of a rebalance at its next heartbeat); at most a third of --session-timeout")
 	s.Bool(&st.cfg.StaticMembership, "static", true, "static group membership with the instance id: a restarted worker gets its partitions back without a rebalance (--static=false: a new member at every start)")
 	s.Int(&st.cfg.Standbys, "standbys", d.Standbys, "warm standby copies of each partition's store kept by other workers")
 	s.Duration(&st.cfg.StandbyInterval, "standby-interval", d.StandbyInterval, "how often standby and not-yet-used stores catch up")

@@ -48,8 +48,12 @@ type Options struct {
 	// goka); the table reports medians and each round's ratios. Quick 1,
 	// full 3.
 	Rounds int
+	// LivenessRounds of the liveness measurement (liveness.go): each round
+	// SIGKILLs a worker and restarts it at once, then SIGKILLs one and
+	// leaves it dead. Quick 2, full 5.
+	LivenessRounds int
 	// Skip names measurements to leave out: "goka", "latency", "restart",
-	// "projector", "history".
+	// "projector", "history", "liveness".
 	Skip []string
 	// WorkDir holds state directories; default a temporary directory.
 	WorkDir string
@@ -83,12 +87,12 @@ type Options struct {
 
 // Quick is the CI smoke configuration: every measurement, small sizes.
 func Quick() Options {
-	return Options{Partitions: 4, Accounts: 1000, Commands: 20000, RestartAggregates: 20000, LatencyDuration: 3 * time.Second, Rounds: 1, HistoryEvents: 100000}
+	return Options{Partitions: 4, Accounts: 1000, Commands: 20000, RestartAggregates: 20000, LatencyDuration: 3 * time.Second, Rounds: 1, HistoryEvents: 100000, LivenessRounds: 2}
 }
 
 // Full is the configuration behind BENCHMARKS.md.
 func Full() Options {
-	return Options{Partitions: 8, Accounts: 10000, Commands: 200000, RestartAggregates: 1000000, LatencyDuration: 20 * time.Second, Rounds: 3, HistoryEvents: 1000000}
+	return Options{Partitions: 8, Accounts: 10000, Commands: 200000, RestartAggregates: 1000000, LatencyDuration: 20 * time.Second, Rounds: 3, HistoryEvents: 1000000, LivenessRounds: 5}
 }
 
 func (o *Options) setDefaults() {
@@ -110,6 +114,9 @@ func (o *Options) setDefaults() {
 	}
 	if o.HistoryEvents == 0 {
 		o.HistoryEvents = q.HistoryEvents
+	}
+	if o.LivenessRounds == 0 {
+		o.LivenessRounds = q.LivenessRounds
 	}
 	if o.MaxBatch == 0 {
 		o.MaxBatch = 1000
@@ -166,6 +173,7 @@ type Results struct {
 	Compactions []time.Duration
 	Restart     *restartResult
 	History     *historyResult
+	Liveness    *livenessResult
 	Rounds      []roundResult
 	Took        time.Duration
 }
@@ -418,6 +426,16 @@ func Run(ctx context.Context, o Options, progress io.Writer) (*Results, error) {
 		res.Restart = &rr
 		logf("restart: done")
 	}
+
+	// 5. Liveness: SIGKILLs of worker processes under load.
+	if !o.skip("liveness") {
+		logf("liveness: %d rounds of a SIGKILL with an immediate restart and a SIGKILL of a worker left dead", o.LivenessRounds)
+		lr, err := runLiveness(ctx, &o, adm, prod, logf)
+		if err != nil {
+			return nil, fmt.Errorf("liveness: %w", err)
+		}
+		res.Liveness = &lr
+	}
 	res.Took = time.Since(start)
 	return res, nil
 }
@@ -537,6 +555,9 @@ func (r *Results) WriteTable(out io.Writer) error {
 				fmt.Sprintf("%d of %d changelog records read, catch-up %.3f s, first reply from every partition %.2f s", x.run.records, rr.changelogRecords, x.run.restoreSeconds, x.run.firstReplies),
 				fmt.Sprintf("%.4f%% of changelog", 100*float64(x.run.records)/float64(max(rr.changelogRecords, 1))), "< 1% of changelog")
 		}
+	}
+	if r.Liveness != nil {
+		r.Liveness.rows(row)
 	}
 	_, err := io.WriteString(out, table.String())
 	return err

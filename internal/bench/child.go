@@ -35,6 +35,13 @@ type childMsg struct {
 	StopVmHWMKiB int64  `json:"stop_vmhwm_kib,omitempty"`
 	Commands     int64  `json:"commands,omitempty"`
 	Err          string `json:"err,omitempty"`
+	// Event is a moment of the liveness measurement: "started" (the
+	// process runs), "assigned" (its assignment changed to Parts),
+	// "committed" (the first transaction committed after that change),
+	// "restored" (a store caught up; Restore says which). At is when.
+	Event string    `json:"event,omitempty"`
+	Parts []int32   `json:"parts,omitempty"`
+	At    time.Time `json:"at,omitzero"`
 }
 
 // peakRSSKiB is the process's peak resident set (VmHWM), in KiB.
@@ -69,6 +76,7 @@ func RunChild(args []string) error {
 	instance := fs.String("instance", "bench-0", "instance id")
 	maxBatch := fs.Int("max-batch", 1000, "commands per transaction")
 	commitInterval := fs.Duration("commit-interval", 100*time.Millisecond, "commit interval")
+	static := fs.Bool("static", false, "static group membership (the processor binary's default)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -80,16 +88,18 @@ func RunChild(args []string) error {
 		}
 		o.ClientOpts = append(o.ClientOpts, kgo.FetchMaxBytes(int32(n)))
 	}
-	rp, err := startProcessor(o, topicsFor(*prefix), *prefix+"processor", *instance, *stateDir, nil)
-	if err != nil {
-		return err
-	}
 	enc := json.NewEncoder(os.Stdout)
 	var mu sync.Mutex
 	emit := func(m childMsg) {
 		mu.Lock()
 		defer mu.Unlock()
 		_ = enc.Encode(m)
+	}
+	emit(childMsg{Event: "started", At: time.Now()})
+	rp, err := startProcessor(o, topicsFor(*prefix), *prefix+"processor", *instance, *stateDir,
+		func(c *topology.Config) { c.StaticMembership = *static })
+	if err != nil {
+		return err
 	}
 	if path := os.Getenv("KCQRS_BENCH_HEAPPROFILE"); path != "" {
 		// Diagnosis of the peak RSS: Go's memory and a heap profile at each
@@ -115,6 +125,11 @@ func RunChild(args []string) error {
 	sig := make(chan os.Signal, 1)
 	signal.Notify(sig, syscall.SIGTERM, syscall.SIGINT)
 	seen := 0
+	var (
+		owned      []int32
+		txnsAt     int64
+		waitCommit bool
+	)
 	tick := time.NewTicker(5 * time.Millisecond)
 	defer tick.Stop()
 	for {
@@ -144,11 +159,21 @@ func RunChild(args []string) error {
 			emit(childMsg{Final: true, Err: err.Error()})
 			return err
 		case <-tick.C:
+			now := time.Now()
 			rs := rp.Restores()
 			for i := seen; i < len(rs); i++ {
-				emit(childMsg{Restore: &rs[i]})
+				emit(childMsg{Restore: &rs[i], Event: "restored", At: now})
 			}
 			seen = len(rs)
+			if parts := rp.Assigned(); !sameParts(parts, owned) {
+				owned = parts
+				emit(childMsg{Event: "assigned", Parts: parts, At: now})
+				txnsAt, waitCommit = rp.Stats().Transactions, true
+			}
+			if waitCommit && rp.Stats().Transactions > txnsAt {
+				waitCommit = false
+				emit(childMsg{Event: "committed", At: now})
+			}
 		}
 	}
 }
@@ -159,7 +184,7 @@ type child struct {
 	msgs chan childMsg
 }
 
-func spawnChild(o *Options, prefix, stateDir, instance string) (*child, error) {
+func spawnChild(o *Options, prefix, stateDir, instance string, extra ...string) (*child, error) {
 	exe, err := os.Executable()
 	if err != nil {
 		return nil, err
@@ -168,6 +193,7 @@ func spawnChild(o *Options, prefix, stateDir, instance string) (*child, error) {
 		"--brokers", strings.Join(o.Brokers, ","), "--prefix", prefix,
 		"--partitions", strconv.Itoa(int(o.Partitions)), "--state-dir", stateDir, "--instance", instance,
 		"--max-batch", strconv.Itoa(o.MaxBatch), "--commit-interval", o.CommitInterval.String())
+	cmd.Args = append(cmd.Args, extra...)
 	cmd.Stderr = o.logOut()
 	out, err := cmd.StdoutPipe()
 	if err != nil {
@@ -243,4 +269,21 @@ func (c *child) kill() {
 	for range c.msgs {
 	}
 	_ = c.cmd.Wait()
+}
+
+// sameParts reports whether a and b hold the same partitions, in any order.
+func sameParts(a, b []int32) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	seen := map[int32]bool{}
+	for _, p := range a {
+		seen[p] = true
+	}
+	for _, p := range b {
+		if !seen[p] {
+			return false
+		}
+	}
+	return true
 }
