@@ -2,6 +2,7 @@ package shred
 
 import (
 	"crypto/cipher"
+	"errors"
 	"fmt"
 	"sync"
 )
@@ -14,9 +15,15 @@ type Keyring struct {
 }
 
 type ringEntry struct {
-	key  DataKey
-	aead cipher.AEAD
+	key    DataKey
+	aead   cipher.AEAD
+	erased bool // the keys topic holds the subject's erasure marker
 }
+
+// ErrNoKey is a sealed value of a subject the keyring knows nothing of:
+// neither a key nor an erasure. It is an error, never "erased": the keys
+// may not be loaded yet, or were lost, and saying "erased" would hide that.
+var ErrNoKey = errors.New("shred: no key for the subject (keys not loaded?)")
 
 // NewKeyring returns an empty keyring.
 func NewKeyring() *Keyring { return &Keyring{keys: map[string]*ringEntry{}} }
@@ -33,8 +40,21 @@ func (r *Keyring) Put(subject string, k DataKey) error {
 	return nil
 }
 
-// Delete drops subject's key (its erasure, once applied).
+// Delete erases subject: its key is dropped (and its bytes cleared) and the
+// subject is remembered as erased, so its values open as Erased.
 func (r *Keyring) Delete(subject string) {
+	r.mu.Lock()
+	if e := r.keys[subject]; e != nil {
+		clear(e.key.Key[:])
+		e.aead = nil
+	}
+	r.keys[subject] = &ringEntry{erased: true}
+	r.mu.Unlock()
+}
+
+// Forget drops everything known of subject (a key or an erasure), as if it
+// had never been loaded: for state of a transaction that did not commit.
+func (r *Keyring) Forget(subject string) {
 	r.mu.Lock()
 	if e := r.keys[subject]; e != nil {
 		clear(e.key.Key[:])
@@ -43,15 +63,19 @@ func (r *Keyring) Delete(subject string) {
 	r.mu.Unlock()
 }
 
-// Has reports whether subject has a key.
+// Has reports whether subject has a key (not erased).
 func (r *Keyring) Has(subject string) bool {
-	r.mu.RLock()
-	_, ok := r.keys[subject]
-	r.mu.RUnlock()
-	return ok
+	e := r.entry(subject)
+	return e != nil && !e.erased
 }
 
-// Len is the number of keys held.
+// Erased reports whether subject was erased.
+func (r *Keyring) Erased(subject string) bool {
+	e := r.entry(subject)
+	return e != nil && e.erased
+}
+
+// Len is the number of subjects known (with a key or erased).
 func (r *Keyring) Len() int {
 	r.mu.RLock()
 	defer r.mu.RUnlock()
@@ -67,7 +91,7 @@ func (r *Keyring) entry(subject string) *ringEntry {
 
 // Lookup returns the keyring as a Lookup.
 func (r *Keyring) Lookup(subject string) (*DataKey, bool) {
-	if e := r.entry(subject); e != nil {
+	if e := r.entry(subject); e != nil && !e.erased {
 		k := e.key
 		return &k, true
 	}
@@ -77,13 +101,15 @@ func (r *Keyring) Lookup(subject string) (*DataKey, bool) {
 // Seal encrypts plaintext with subject's key; the subject must have one.
 func (r *Keyring) Seal(subject, plaintext string) (string, error) {
 	e := r.entry(subject)
-	if e == nil {
+	if e == nil || e.erased {
 		return "", fmt.Errorf("shred: seal: no key for %q", subject)
 	}
 	return sealWith(e.aead, subject, e.key.ID, plaintext)
 }
 
-// Open is the package's Open with this keyring's keys.
+// Open is the package's Open with this keyring's keys, except that a
+// subject the keyring knows nothing of is ErrNoKey: only an erasure it was
+// told of (Delete) gives Erased.
 func (r *Keyring) Open(subject, s string) (string, error) {
 	if !IsSealed(s) {
 		return s, nil
@@ -94,6 +120,9 @@ func (r *Keyring) Open(subject, s string) (string, error) {
 	}
 	e := r.entry(subject)
 	if e == nil {
+		return "", fmt.Errorf("%w: %q", ErrNoKey, subject)
+	}
+	if e.erased {
 		return Erased, ErrErased
 	}
 	if e.key.ID != id {

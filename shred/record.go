@@ -92,3 +92,14 @@ func cutPrefix(b []byte, p string) ([]byte, bool) {
 	}
 	return b[len(p):], true
 }
+
+// ErasedMarker is the keys-topic value of an erased subject. It replaces the
+// key record (compaction keeps only the latest value per key, so the wrapped
+// key is gone from the log once the partition is compacted) and, unlike a
+// tombstone, which compaction removes after delete.retention.ms, it stays:
+// every worker, now and after any restore, knows the subject is erased, and
+// "erased" is never inferred from a key that is merely missing.
+var ErasedMarker = []byte("kcqrs-erased1")
+
+// IsErasedMarker reports whether a keys-topic value is the erasure marker.
+func IsErasedMarker(v []byte) bool { return string(v) == string(ErasedMarker) }

@@ -9,6 +9,8 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/sr"
+
+	"github.com/kcqrs/kcqrs/shred"
 )
 
 // Topics names every topic of a topology. Zero fields get the defaults below.
@@ -23,6 +25,10 @@ type Topics struct {
 	Replies string
 	// DeadLetters receives commands that could not be handled. Default "commands-dlq".
 	DeadLetters string
+	// Keys is the compacted topic of the data keys of personal data
+	// (personal.go), co-partitioned with Commands. Default "kcqrs-keys" when
+	// Config.Personal is set, else none.
+	Keys string
 }
 
 func (t *Topics) setDefaults() {
@@ -45,6 +51,11 @@ type Config struct {
 	Brokers []string
 	// Topics names the topics; see Topics for defaults.
 	Topics Topics
+	// Personal, when set, is the master key that wraps the data keys of
+	// personal data: fields marked "kcqrs.personal" are then stored
+	// encrypted per aggregate and can be erased (docs/erasure.md). Default
+	// nil: marked fields are stored as they are.
+	Personal shred.KeyWrapper
 	// Group is the consumer group of the workers. Default "kcqrs-processor".
 	Group string
 	// InstanceID identifies this worker among the group's workers. It must be
@@ -236,6 +247,9 @@ type testHooks struct {
 
 func (c *Config) setDefaults() {
 	c.Topics.setDefaults()
+	if c.Personal != nil && c.Topics.Keys == "" {
+		c.Topics.Keys = "kcqrs-keys"
+	}
 	if c.Group == "" {
 		c.Group = "kcqrs-processor"
 	}

@@ -13,6 +13,8 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/sr"
 
+	"github.com/kcqrs/kcqrs/shred"
+
 	"github.com/kcqrs/kcqrs/snapshots"
 	"github.com/kcqrs/kcqrs/wire"
 )
@@ -201,6 +203,11 @@ func New(cfg Config, reg *Registry) (*Processor, error) {
 			return nil, fmt.Errorf("topology: schema registry: %w", err)
 		}
 		if err := reg.UseSchemaRegistry(cl); err != nil {
+			return nil, err
+		}
+	}
+	if cfg.Personal != nil && reg.shred == nil {
+		if err := reg.EnablePersonal(shred.NewKeyring()); err != nil {
 			return nil, err
 		}
 	}

@@ -28,6 +28,10 @@ func (p *Processor) Run(ctx context.Context) (err error) {
 		return err
 	}
 	p.topics = newTopicCache(p.admCl)
+	// Every key once, before joining: a wrong master key stops the start.
+	if err := p.loadKeys(ctx, -1); err != nil {
+		return err
+	}
 
 	p.cache = snapshots.NewCache(p.cfg.CacheBytes)
 	defer p.cache.Unref()

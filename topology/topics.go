@@ -27,7 +27,7 @@ func ptr(s string) *string { return &s }
 
 // Specs lists the topics of a config.
 func (t Topics) Specs() []TopicSpec {
-	return []TopicSpec{
+	specs := []TopicSpec{
 		{Name: t.Commands, Role: "commands", CoPartitioned: true},
 		{Name: t.Events, Role: "events", CoPartitioned: true, Configs: map[string]*string{
 			"retention.ms": ptr("-1"), "retention.bytes": ptr("-1"),
@@ -40,6 +40,12 @@ func (t Topics) Specs() []TopicSpec {
 			"retention.ms": ptr("-1"),
 		}},
 	}
+	if t.Keys != "" {
+		specs = append(specs, TopicSpec{Name: t.Keys, Role: "keys", CoPartitioned: true, Configs: map[string]*string{
+			"cleanup.policy": ptr("compact"),
+		}})
+	}
+	return specs
 }
 
 // PartitionMismatchError reports co-partitioned topics whose partition
