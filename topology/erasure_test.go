@@ -1,0 +1,333 @@
+package topology_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/base64"
+	"errors"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/kcqrs/kcqrs/aggregates/account"
+	"github.com/kcqrs/kcqrs/internal/examples"
+	"github.com/kcqrs/kcqrs/internal/logread"
+	"github.com/kcqrs/kcqrs/shred"
+	"github.com/kcqrs/kcqrs/topology"
+	"github.com/kcqrs/kcqrs/topology/topologytest"
+	"github.com/kcqrs/kcqrs/wire"
+)
+
+func masterKey(t *testing.T, b byte) *shred.MasterKey {
+	t.Helper()
+	m, err := shred.NewMasterKey(bytes.Repeat([]byte{b}, shred.KeyLen))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m
+}
+
+func withMaster(m shred.KeyWrapper) func(*topology.Config) {
+	return func(c *topology.Config) { c.Personal = m }
+}
+
+// eraseRecord is the erasure of account id as a raw command record.
+func eraseRecord(id string) *kgo.Record {
+	return &kgo.Record{
+		Topic:     "commands",
+		Partition: topology.PartitionFor([]byte(id), partitions),
+		Key:       []byte(id),
+		Headers: []kgo.RecordHeader{
+			{Key: wire.HeaderCommandType, Value: []byte(topology.EraseCommandType)},
+			{Key: wire.HeaderAggregateType, Value: []byte("account")},
+			{Key: wire.HeaderCommandID, Value: []byte("erase-" + id)},
+		},
+	}
+}
+
+// rawRecords reads every record of every topic read_uncommitted, from the
+// log start to the high watermark: committed and aborted alike.
+func rawRecords(t *testing.T, h *topologytest.Harness) map[string][]*kgo.Record {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	adm := h.Admin()
+	topics, err := adm.ListTopics(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string][]*kgo.Record{}
+	for _, topic := range topics.Names() {
+		starts, err := adm.ListStartOffsets(ctx, topic)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ends, err := adm.ListEndOffsets(ctx, topic)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cl, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(h.Brokers...)}, h.ClientOpts...)...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ends.Each(func(o kadm.ListedOffset) {
+			s, _ := starts.Lookup(topic, o.Partition)
+			_, err := logread.Read(ctx, cl, topic, o.Partition, s.Offset, o.Offset, logread.Options{Uncommitted: true}, func(r *kgo.Record) error {
+				out[topic] = append(out[topic], r)
+				return nil
+			})
+			if err != nil {
+				t.Fatalf("read %s[%d]: %v", topic, o.Partition, err)
+			}
+		})
+		cl.Close()
+	}
+	return out
+}
+
+// scanFor reports every place the needles appear: record keys, values and
+// headers of every topic, and every file under dirs.
+func scanFor(t *testing.T, h *topologytest.Harness, dirs []string, needles map[string][]byte) []string {
+	t.Helper()
+	var hits []string
+	check := func(where string, b []byte) {
+		for name, n := range needles {
+			if len(n) > 0 && bytes.Contains(b, n) {
+				hits = append(hits, name+" in "+where)
+			}
+		}
+	}
+	for topic, recs := range rawRecords(t, h) {
+		for _, r := range recs {
+			where := topic + "@" + strconv.Itoa(int(r.Partition)) + "/" + strconv.FormatInt(r.Offset, 10)
+			check(where+" key", r.Key)
+			check(where+" value", r.Value)
+			for _, hd := range r.Headers {
+				check(where+" header "+hd.Key, hd.Value)
+			}
+		}
+	}
+	for _, dir := range dirs {
+		err := filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
+			if err != nil || d.IsDir() {
+				return err
+			}
+			b, err := os.ReadFile(path)
+			if err != nil {
+				return err
+			}
+			check(path, b)
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	return hits
+}
+
+// TestErasureCanary is issue 17's canary: a canary in the owner field reads
+// back before erasure; after erasure and a compaction of the keys topic and
+// the changelog, neither the canary nor the subject's key material is in any
+// topic (committed or aborted records) or any Pebble store, while the
+// aggregate's events still fold to the right balance, its owner erased.
+func TestErasureCanary(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t)
+	h.RequireEmbedded()
+	mk := masterKey(t, 7)
+	w0 := h.StartProcessor("w0", "", withMaster(mk))
+
+	const canary = "CANARY-Zoë-8c41f2"
+	wantStatus(t, h.Send(cmd("account", "victim", "OpenAccount", `{"owner":"`+canary+`","currency":"EUR"}`)), wire.StatusAccepted, 1)
+	wantStatus(t, h.Send(cmd("account", "victim", "Deposit", `{"amount":1000}`)), wire.StatusAccepted, 2)
+	wantStatus(t, h.Send(cmd("account", "victim", "Withdraw", `{"amount":300}`)), wire.StatusAccepted, 3)
+	wantStatus(t, h.Send(cmd("account", "keeper", "OpenAccount", `{"owner":"Keeper Kim","currency":"EUR"}`)), wire.StatusAccepted, 1)
+
+	// At rest: ciphertext only, everywhere the processor writes.
+	dataKey, ok := h.Registry.Keyring().Lookup("account/victim")
+	if !ok {
+		t.Fatal("no data key for account/victim")
+	}
+	var wrapped []byte
+	for _, r := range h.ReadTopic("kcqrs-keys") {
+		if string(r.Key) == "account/victim" {
+			if wrapped != nil {
+				t.Fatal("two key records for account/victim: a key must be created once")
+			}
+			wrapped = bytes.Clone(r.Value)
+		}
+	}
+	if wrapped == nil {
+		t.Fatal("no key record for account/victim in kcqrs-keys")
+	}
+	needles := map[string][]byte{
+		"canary":             []byte(canary),
+		"data key":           dataKey.Key[:],
+		"data key (base64)":  []byte(base64.StdEncoding.EncodeToString(dataKey.Key[:])[:40]),
+		"wrapped key":        wrapped[len(wrapped)-40:],
+		"wrapped key record": wrapped,
+	}
+	// Only the commands topic (the client's own input) holds the canary.
+	for _, hit := range scanFor(t, h, []string{w0.StateDir}, map[string][]byte{"canary": []byte(canary)}) {
+		if !strings.HasPrefix(hit, "canary in commands@") {
+			t.Errorf("before erasure, plaintext outside the commands topic: %s", hit)
+		}
+	}
+	// Decodes normally.
+	_, states, _ := latestSnapshots(t, h)
+	if st := states["account/victim"].(account.Account); st.Owner != canary || st.Balance != 700 {
+		t.Fatalf("state before erasure: %+v", st)
+	}
+
+	wantStatus(t, rawSend(t, h, eraseRecord("victim")), wire.StatusAccepted, 3)
+	rep := h.Send(cmd("account", "victim", "Deposit", `{"amount":5}`))
+	if rep.Status != wire.StatusRejected || rep.Code != topology.CodeErased {
+		t.Fatalf("deposit on an erased account: %+v, want REJECTED %s", rep, topology.CodeErased)
+	}
+	wantStatus(t, h.Send(cmd("account", "keeper", "Deposit", `{"amount":5}`)), wire.StatusAccepted, 2)
+
+	// The operator's part (docs/erasure.md): the commands topic is deleted
+	// up to what the processor consumed (retention does this in time).
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	ends, err := h.Admin().ListEndOffsets(ctx, "commands")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ends.Each(func(o kadm.ListedOffset) {
+		if err := h.Cluster.DeleteRecords("commands", o.Partition, o.Offset); err != nil {
+			t.Fatal(err)
+		}
+	})
+	if err := w0.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	h.Cluster.Compact()
+
+	for _, hit := range scanFor(t, h, []string{w0.StateDir}, needles) {
+		t.Errorf("after erasure: %s", hit)
+	}
+
+	// The log still works: a fresh registry, without the data key, folds
+	// the victim's events to the right balance with the owner erased.
+	reg, err := examples.Registry()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ring := shred.NewKeyring()
+	for _, r := range h.ReadTopic("kcqrs-keys") {
+		switch {
+		case shred.IsErasedMarker(r.Value):
+			ring.Delete(string(r.Key))
+		case r.Value != nil:
+			k, err := shred.DecodeKeyRecord(mk, string(r.Key), r.Value)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := ring.Put(string(r.Key), k); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	if ring.Has("account/victim") || !ring.Erased("account/victim") || !ring.Has("account/keeper") {
+		t.Fatalf("keys topic after compaction: victim has key %v, erased %v; keeper has key %v",
+			ring.Has("account/victim"), ring.Erased("account/victim"), ring.Has("account/keeper"))
+	}
+	if err := reg.EnablePersonal(ring); err != nil {
+		t.Fatal(err)
+	}
+	var victim, keeper [][]byte
+	for _, r := range h.ReadTopic("events") {
+		env, _, err := reg.DecodeEvent(r.Value)
+		if err != nil {
+			t.Fatalf("event %d/%d after erasure: %v", r.Partition, r.Offset, err)
+		}
+		switch env.AggregateID {
+		case "victim":
+			victim = append(victim, r.Value)
+		case "keeper":
+			keeper = append(keeper, r.Value)
+		}
+	}
+	st, v, err := reg.ReplayState("account", "victim", victim)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a := st.(account.Account); v != 3 || a.Balance != 700 || a.Owner != shred.Erased || a.Currency != "EUR" {
+		t.Fatalf("victim folds to %+v at %d, want balance 700, owner %q, at 3", a, v, shred.Erased)
+	}
+	st, v, err = reg.ReplayState("account", "keeper", keeper)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a := st.(account.Account); v != 2 || a.Owner != "Keeper Kim" {
+		t.Fatalf("keeper folds to %+v at %d", a, v)
+	}
+
+	// A new worker (fresh registry and store) learns the erasure from the
+	// keys topic: the victim stays erased, the keeper readable.
+	h.Registry, err = examples.Registry()
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.StartProcessor("w1", "", withMaster(mk))
+	rep = h.Send(cmd("account", "victim", "Deposit", `{"amount":5}`))
+	if rep.Status != wire.StatusRejected || rep.Code != topology.CodeErased {
+		t.Fatalf("after a restart, deposit on the erased account: %+v", rep)
+	}
+	wantStatus(t, h.Send(cmd("account", "keeper", "Deposit", `{"amount":5}`)), wire.StatusAccepted, 3)
+	var keeperState any
+	for _, r := range h.ReadTopic("snapshots-changelog") {
+		if r.Value == nil {
+			if string(r.Key) != "account/victim" {
+				t.Fatalf("tombstone for %s", r.Key)
+			}
+			continue
+		}
+		s, st, err := h.Registry.DecodeSnapshot(r.Value)
+		if err != nil {
+			t.Fatalf("snapshot %s: %v", r.Key, err)
+		}
+		if s.AggregateID == "keeper" {
+			keeperState = st
+		}
+	}
+	if a := keeperState.(account.Account); a.Owner != "Keeper Kim" || a.Balance != 10 {
+		t.Fatalf("keeper after restart: %+v", a)
+	}
+}
+
+// TestWrongMasterKeyStopsTheStart: keys written under one master key and a
+// worker configured with another: Run fails with a WrongMasterKeyError
+// before it serves anything, never reading personal fields as "erased".
+func TestWrongMasterKeyStopsTheStart(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t)
+	w0 := h.StartProcessor("w0", "", withMaster(masterKey(t, 1)))
+	wantStatus(t, h.Send(cmd("account", "a1", "OpenAccount", `{"owner":"Ann","currency":"EUR"}`)), wire.StatusAccepted, 1)
+	if err := w0.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	var err error
+	if h.Registry, err = examples.Registry(); err != nil {
+		t.Fatal(err)
+	}
+	w1 := h.StartProcessor("w1", "", withMaster(masterKey(t, 2)))
+	select {
+	case <-w1.Done():
+	case <-time.After(60 * time.Second):
+		t.Fatal("a worker with the wrong master key kept running")
+	}
+	var wm *shred.WrongMasterKeyError
+	if !errors.As(w1.Err(), &wm) {
+		t.Fatalf("Run ended with %v, want a *shred.WrongMasterKeyError", w1.Err())
+	}
+}
