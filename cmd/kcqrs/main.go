@@ -37,6 +37,8 @@ commands:
           the topology, the workers and the partitions they own, consumer
           groups with their lag, dead letters (re-drive with
           --allow-redrive) and an aggregate inspector
+  erase   erase an aggregate's personal data: kcqrs erase <type> <id>
+          (plan first; --execute to act; docs/erasure.md)
 
 Run 'kcqrs <command> -h' for the flags of a command. Every command but demo
 and broker takes the processor's connection settings (--brokers, --tls-*,
@@ -71,6 +73,8 @@ func main() {
 		err = runDLQ(os.Args[2:])
 	case "console":
 		err = runConsole(os.Args[2:])
+	case "erase":
+		err = runErase(os.Args[2:])
 	case "-h", "--help", "help":
 		fmt.Print(usage)
 		return

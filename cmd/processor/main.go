@@ -59,6 +59,8 @@ type settings struct {
 	transferRedrive time.Duration // saga.Config.RedriveAfter
 	signingKey      string        // topology.Config.CommandSigningKey, saga.Config.SigningKey
 	derivedKey      bool          // signingKey was derived (signing.go)
+
+	masterKeyFile, masterKey string // topology.Config.Personal (personal.go)
 }
 
 // bind declares every setting, with the topology's defaults.
@@ -82,6 +84,7 @@ func bind(s *config.Set, st *settings, describe bool) {
 	s.List(&st.cfg.ReplyTopics, "reply-topics", nil, "other topics a command may name as its reply topic (kafka_replyTopic): names, or prefixes ending in * (replies-*); with --transfers the saga's transfer-replies is added")
 	s.List(&st.cfg.InternalTopics, "internal-topics", []string{"kcqrs-proj-*", "kcqrs-transfers-*"}, "topics no reply may go to, whatever --reply-topics says (the topology's own and __* always; the projectors' and the saga's state by default); without --transfers transfer-replies is added")
 	s.String(&st.cfg.Topics.DeadLetters, "dlq-topic", d.Topics.DeadLetters, "dead-letter topic")
+	bindPersonal(s, st)
 	s.Int(&st.partitions, "partitions", int(d.Partitions), "partition count of topics created at start (existing ones keep theirs)")
 	s.Int(&st.replication, "replication-factor", int(d.ReplicationFactor), "replication factor of topics created at start (-1: the broker's default)")
 
@@ -146,7 +149,7 @@ func load(args []string, lookup func(string) (string, bool), describe bool) (*se
 	} else {
 		st.cfg.InternalTopics = append(st.cfg.InternalTopics, sagaReplies)
 	}
-	errs = append(errs, signingKey(st))
+	errs = append(errs, signingKey(st), personalKey(st))
 	st.cfg.Partitions = int32(st.partitions)
 	st.cfg.ReplicationFactor = int16(st.replication)
 	if st.replication == 0 || st.replication < -1 || st.replication > 1<<14 {
