@@ -49,7 +49,7 @@ type Options struct {
 	// full 3.
 	Rounds int
 	// Skip names measurements to leave out: "goka", "latency", "restart",
-	// "projector".
+	// "projector", "personal".
 	Skip []string
 	// WorkDir holds state directories; default a temporary directory.
 	WorkDir string
@@ -167,6 +167,7 @@ type Results struct {
 type roundResult struct {
 	Processor, Ceiling, RawALO, Goka float64
 	CatchUp                          catchUpResult
+	Personal                         float64 // processor with personal data on (personal.go); 0 when skipped
 }
 
 // median of f over the rounds.
@@ -311,6 +312,12 @@ func Run(ctx context.Context, o Options, progress io.Writer) (*Results, error) {
 		}
 		if err := proc.stop(); err != nil {
 			return nil, fmt.Errorf("processor: %w", err)
+		}
+		if !o.skip("personal") {
+			if rd.Personal, err = measurePersonal(ctx, &o, w, prod, rp); err != nil {
+				return nil, err
+			}
+			logf("processor with personal data: %.0f commands/s (%.2fx the plain processor)", rd.Personal, rd.Personal/rd.Processor)
 		}
 		for _, t := range []struct {
 			topic   string
@@ -467,6 +474,12 @@ func (r *Results) WriteTable(out io.Writer) error {
 	if r.Goka > 0 {
 		row("goka peer (at-least-once, group table)", fmt.Sprintf("%.0f cmds/s [%s]", r.Goka, perRound(gk)), "", "")
 		row("peer ratio (processor / goka)", "", fmt.Sprintf("%s [%s]", ratio(r.Processor, r.Goka), ratios(proc, gk)), ">= 1.5")
+	}
+	if len(r.Rounds) > 0 && r.Rounds[0].Personal > 0 {
+		pers := func(rd roundResult) float64 { return rd.Personal }
+		mp := median(r.Rounds, pers)
+		row("processor throughput with personal data (owner sealed, a data key per account)", fmt.Sprintf("%.0f cmds/s [%s]", mp, perRound(pers)), "", "")
+		row("personal data ratio (with / without)", "", fmt.Sprintf("%s [%s]", ratio(mp, r.Processor), ratios(pers, proc)), ">= 0.9")
 	}
 	if len(r.Rounds) > 0 && r.Rounds[0].CatchUp.Events > 0 {
 		pj := func(rd roundResult) float64 { return rd.CatchUp.Projector }
