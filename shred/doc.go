@@ -12,7 +12,9 @@
 // instead. A wrapped key's record (EncodeKeyRecord) names the wrapper's ID,
 // so a key written under another master key is a *WrongMasterKeyError when
 // it is read, never a silently "erased" value. The records live in a
-// compacted keys topic, keyed by subject; a subject's erasure is a tombstone.
+// compacted keys topic, keyed by subject; a subject's erasure replaces its
+// key record with ErasedMarker (not a tombstone, which compaction would
+// remove after delete.retention.ms, and with it the fact of the erasure).
 //
 // # The envelope of an encrypted field
 //
@@ -25,7 +27,9 @@
 // copied to another subject does not decrypt. Seal writes it, Open reads it.
 // Text without the prefix is returned as it is: data written before the
 // field was marked. When the subject's key has been destroyed Open returns
-// the documented Erased value ("[erased]") and ErrErased.
+// the documented Erased value ("[erased]") and ErrErased; a Keyring says
+// Erased only for a subject it was told is erased (Delete), and ErrNoKey for
+// one it knows nothing of.
 //
 // # Keyring
 //

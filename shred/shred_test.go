@@ -215,3 +215,38 @@ func FuzzOpen(f *testing.F) {
 		}
 	})
 }
+
+// TestKeyringUnknownSubjectIsAnErrorNotErased: only an erasure the keyring
+// was told of reads as Erased; a subject it knows nothing of (keys not
+// loaded, or lost) is ErrNoKey, and Forget undoes a key or an erasure.
+func TestKeyringUnknownSubjectIsAnErrorNotErased(t *testing.T) {
+	r := testRing(t, "s")
+	sealed, err := r.Seal("s", "Ada")
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.Forget("s")
+	if got, err := r.Open("s", sealed); !errors.Is(err, ErrNoKey) || got == Erased {
+		t.Fatalf("unknown subject: %q, %v; want ErrNoKey", got, err)
+	}
+	if r.Has("s") || r.Erased("s") {
+		t.Fatal("Forget left something")
+	}
+	r.Delete("s")
+	if got, err := r.Open("s", sealed); !errors.Is(err, ErrErased) || got != Erased {
+		t.Fatalf("erased subject: %q, %v", got, err)
+	}
+	if !r.Erased("s") || r.Has("s") {
+		t.Fatal("Delete did not mark the subject erased")
+	}
+	if _, err := r.Seal("s", "x"); err == nil {
+		t.Fatal("sealed for an erased subject")
+	}
+	r.Forget("s")
+	if r.Erased("s") {
+		t.Fatal("Forget kept the erasure")
+	}
+	if !IsErasedMarker(ErasedMarker) || IsErasedMarker(nil) || IsErasedMarker([]byte("kcqrs-key1")) {
+		t.Fatal("IsErasedMarker")
+	}
+}
