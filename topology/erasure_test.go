@@ -187,7 +187,40 @@ func TestErasureCanary(t *testing.T) {
 		t.Fatalf("state before erasure: %+v", st)
 	}
 
+	// A reader without the processor (the query API) follows the keys
+	// topic: it opens the sealed owner as the projector stores it.
+	plainReg, err := examples.Registry()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var sealedOwner string
+	for _, r := range h.ReadTopic("events") {
+		if _, ev, err := plainReg.DecodeEvent(r.Value); err == nil {
+			if e, ok := ev.(account.AccountOpened); ok && strings.HasPrefix(string(r.Key), "victim") {
+				sealedOwner = e.Owner
+			}
+		}
+	}
+	if !shred.IsSealed(sealedOwner) {
+		t.Fatalf("without keys the victim's owner decodes as %q, want sealed text", sealedOwner)
+	}
+	followCtx, stopFollow := context.WithCancel(context.Background())
+	defer stopFollow()
+	followed := shred.NewKeyring()
+	loaded := make(chan struct{})
+	go func() {
+		_ = topology.FollowKeys(followCtx, append([]kgo.Opt{kgo.SeedBrokers(h.Brokers...)}, h.ClientOpts...), "kcqrs-keys", mk, followed, func() { close(loaded) })
+	}()
+	<-loaded
+	open := topology.PersonalOpener(followed)
+	if got := open("account", "victim", sealedOwner); got != canary {
+		t.Fatalf("the follower opens the owner as %q", got)
+	}
+
 	wantStatus(t, rawSend(t, h, eraseRecord("victim")), wire.StatusAccepted, 3)
+	pollUntil(t, "the follower to learn the erasure", 30*time.Second, func() bool {
+		return open("account", "victim", sealedOwner) == shred.Erased
+	})
 	rep := h.Send(cmd("account", "victim", "Deposit", `{"amount":5}`))
 	if rep.Status != wire.StatusRejected || rep.Code != topology.CodeErased {
 		t.Fatalf("deposit on an erased account: %+v, want REJECTED %s", rep, topology.CodeErased)
