@@ -250,3 +250,32 @@ func TestKeyringUnknownSubjectIsAnErrorNotErased(t *testing.T) {
 		t.Fatal("IsErasedMarker")
 	}
 }
+
+// TestKeyringConcurrentEraseWhileOpening: erasures while other goroutines
+// seal and open (the query API follows the keys topic while it serves) are
+// race-free and never panic; every answer is the plaintext or Erased.
+func TestKeyringConcurrentEraseWhileOpening(t *testing.T) {
+	r := testRing(t, "s")
+	sealed, _ := r.Seal("s", "Ada")
+	done := make(chan struct{})
+	for g := 0; g < 4; g++ {
+		go func() {
+			defer func() { done <- struct{}{} }()
+			for i := 0; i < 2000; i++ {
+				got, err := r.Open("s", sealed)
+				if err != nil && !errors.Is(err, ErrErased) || got != "Ada" && got != Erased {
+					t.Errorf("Open = %q, %v", got, err)
+					return
+				}
+				_, _ = r.Seal("s", "Ada")
+			}
+		}()
+	}
+	r.Delete("s")
+	for g := 0; g < 4; g++ {
+		<-done
+	}
+	if got, _ := r.Open("s", sealed); got != Erased {
+		t.Fatalf("after Delete: %q", got)
+	}
+}
