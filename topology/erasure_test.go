@@ -364,3 +364,90 @@ func TestWrongMasterKeyStopsTheStart(t *testing.T) {
 		t.Fatalf("Run ended with %v, want a *shred.WrongMasterKeyError", w1.Err())
 	}
 }
+
+// keyringFromTopic loads the keys topic into a fresh keyring, failing on a
+// subject with two key records (a key must be created exactly once).
+func keyringFromTopic(t *testing.T, h *topologytest.Harness, mk shred.KeyWrapper) *shred.Keyring {
+	t.Helper()
+	ring := shred.NewKeyring()
+	seen := map[string]bool{}
+	for _, r := range h.ReadTopic("kcqrs-keys") {
+		s := string(r.Key)
+		switch {
+		case shred.IsErasedMarker(r.Value):
+			ring.Delete(s)
+		case r.Value != nil:
+			if seen[s] {
+				t.Fatalf("a second key record for %s at %d/%d: a key must be created once", s, r.Partition, r.Offset)
+			}
+			seen[s] = true
+			k, err := shred.DecodeKeyRecord(mk, s, r.Value)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := ring.Put(s, k); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	return ring
+}
+
+// TestPersonalKeysUnderUnconfirmedCommits: every commit is applied by the
+// broker but answered with an error, so the worker forgets the keys its
+// batches created and reloads them from the keys topic before the next use.
+// Each subject still gets exactly one key, every event opens with it, and
+// an erasure in the same conditions holds.
+func TestPersonalKeysUnderUnconfirmedCommits(t *testing.T) {
+	t.Parallel()
+	mk := masterKey(t, 9)
+	h, _ := embeddedWorker(t, withMaster(mk))
+	unconfirmCommits(t, h, false, nil)
+	ids := []string{"u0", "u1", "u2", "u3", "u4", "u5"}
+	for _, id := range ids {
+		wantStatus(t, h.Send(cmd("account", id, "OpenAccount", `{"owner":"Owner of `+id+`","currency":"EUR"}`)), wire.StatusAccepted, 1)
+	}
+	for _, id := range ids {
+		wantStatus(t, h.Send(cmd("account", id, "Deposit", `{"amount":40}`)), wire.StatusAccepted, 2)
+	}
+	wantStatus(t, rawSend(t, h, eraseRecord("u2")), wire.StatusAccepted, 2)
+	rep := h.Send(cmd("account", "u2", "Deposit", `{"amount":1}`))
+	if rep.Code != topology.CodeErased {
+		t.Fatalf("deposit on the erased u2: %+v", rep)
+	}
+	wantStatus(t, h.Send(cmd("account", "u3", "Withdraw", `{"amount":15}`)), wire.StatusAccepted, 3)
+
+	ring := keyringFromTopic(t, h, mk)
+	reg, err := examples.Registry()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := reg.EnablePersonal(ring); err != nil {
+		t.Fatal(err)
+	}
+	values := map[string][][]byte{}
+	for _, r := range h.ReadTopic("events") {
+		env, _, err := reg.DecodeEvent(r.Value)
+		if err != nil {
+			t.Fatalf("event %d/%d: %v", r.Partition, r.Offset, err)
+		}
+		values[env.AggregateID] = append(values[env.AggregateID], r.Value)
+	}
+	for _, id := range ids {
+		st, v, err := reg.ReplayState("account", id, values[id])
+		if err != nil {
+			t.Fatal(err)
+		}
+		a := st.(account.Account)
+		wantOwner, wantBalance, wantVersion := "Owner of "+id, int64(40), int64(2)
+		switch id {
+		case "u2":
+			wantOwner = shred.Erased
+		case "u3":
+			wantBalance, wantVersion = 25, 3
+		}
+		if a.Owner != wantOwner || a.Balance != wantBalance || v != wantVersion {
+			t.Errorf("%s folds to owner %q balance %d at %d; want %q %d at %d", id, a.Owner, a.Balance, v, wantOwner, wantBalance, wantVersion)
+		}
+	}
+}

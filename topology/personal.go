@@ -260,6 +260,9 @@ func (p *Processor) handleErase(b *batch, ps *partitionState, r *kgo.Record, met
 		return
 	}
 	a, err := p.load(ps, bt, meta.aggregateID)
+	if err != nil && p.deferForRebuild(b, ps, r, err) {
+		return // rebuilt outside the transaction, then handled again
+	}
 	if err != nil {
 		b.fail(fmt.Errorf("erase %s/%s: %w", meta.aggregateType, meta.aggregateID, err))
 		return
