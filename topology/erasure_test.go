@@ -451,3 +451,45 @@ func TestPersonalKeysUnderUnconfirmedCommits(t *testing.T) {
 		}
 	}
 }
+
+// TestEraseSubjectAPI: the Go path sends the erasure; the aggregate is then
+// rejected "erased" and its owner reads "[erased]" in its events.
+func TestEraseSubjectAPI(t *testing.T) {
+	t.Parallel()
+	mk := masterKey(t, 4)
+	h := newHarness(t)
+	h.StartProcessor("w0", "", withMaster(mk))
+	wantStatus(t, h.Send(cmd("account", "api-1", "OpenAccount", `{"owner":"Api Anna","currency":"EUR"}`)), wire.StatusAccepted, 1)
+	prod, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(h.Brokers...)}, h.ClientOpts...)...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer prod.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if _, err := topology.EraseSubject(ctx, prod, h.Topics, "account", "api-1", "erase-api-1"); err != nil {
+		t.Fatal(err)
+	}
+	pollUntil(t, "the erasure to take effect", 30*time.Second, func() bool {
+		return h.Send(cmd("account", "api-1", "Deposit", `{"amount":1}`)).Code == topology.CodeErased
+	})
+	if _, err := topology.EraseSubject(ctx, prod, h.Topics, "account/x", "y", "z"); err == nil {
+		t.Fatal("an aggregate type with a slash was accepted")
+	}
+	reg, err := examples.Registry()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := reg.EnablePersonal(keyringFromTopic(t, h, mk)); err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range h.ReadTopic("events") {
+		_, ev, err := reg.DecodeEvent(r.Value)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if e, ok := ev.(account.AccountOpened); ok && e.Owner != shred.Erased {
+			t.Fatalf("owner after erasure: %q", e.Owner)
+		}
+	}
+}

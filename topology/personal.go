@@ -280,10 +280,12 @@ func (p *Processor) handleErase(b *batch, ps *partitionState, r *kgo.Record, met
 	p.reply(b, r, meta, rep)
 }
 
-// EraseSubject sends the erasure of one aggregate and waits for its reply:
-// cl is a producer client (any, not transactional); the reply is read from
-// replyTopic by the caller's own means, so this only sends. It returns the
-// record it produced.
+// EraseSubject sends the erasure of one aggregate (a command record of type
+// EraseCommandType) with cl, any producing client, and returns the record
+// once the broker has it. The processor answers on its default reply topic
+// under commandID; to wait for the answer instead, send client.Command{Type:
+// EraseCommandType, JSON: []byte("{}")} with a request/reply client, as
+// `kcqrs erase --execute` does.
 func EraseSubject(ctx context.Context, cl *kgo.Client, topics Topics, aggregateType, aggregateID, commandID string) (*kgo.Record, error) {
 	topics.setDefaults()
 	if aggregateType == "" || aggregateID == "" || strings.Contains(aggregateType, "/") {
