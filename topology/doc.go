@@ -68,6 +68,10 @@
 //	assign.go   assignment, revocation, reconciling with the group's assignment
 //	standby.go  the tailer: eager catch-up of newly assigned partitions, standbys
 //	handle.go   one command: parse, route, dedupe, decide, evolve, reply
+//	personal.go personal data: sealing marked fields (records.go calls it),
+//	            data keys in the transaction of a subject's first event, the
+//	            erasure command; personal_follow.go reads the keys topic for
+//	            readers that are not processors (docs/erasure.md)
 //
 // Each owned partition is restoring, running, suspect or revoked
 // (processor.go, partState); only a running partition's records enter a
