@@ -103,3 +103,28 @@ var ErasedMarker = []byte("kcqrs-erased1")
 
 // IsErasedMarker reports whether a keys-topic value is the erasure marker.
 func IsErasedMarker(v []byte) bool { return string(v) == string(ErasedMarker) }
+
+// eraseTokenText is what an erasure token seals.
+const eraseTokenText = "kcqrs-erase1"
+
+// EraseToken returns the value of an erasure command for subject: a short
+// text sealed by the master key with the subject as additional data. Only a
+// holder of the master key (or of the KMS behind w) can make one, so a client
+// that may merely send commands cannot erase anybody; a token names its
+// subject and erases no other.
+func EraseToken(w KeyWrapper, subject string) ([]byte, error) {
+	return w.Wrap("erase:"+subject, []byte(eraseTokenText))
+}
+
+// ErrBadEraseToken is an erasure command whose value is not an erasure token
+// of the configured master key for its subject.
+var ErrBadEraseToken = errors.New("shred: not an erasure token of this master key for this subject")
+
+// CheckEraseToken checks an erasure command's value (EraseToken).
+func CheckEraseToken(w KeyWrapper, subject string, token []byte) error {
+	got, err := w.Unwrap("erase:"+subject, token)
+	if err != nil || string(got) != eraseTokenText {
+		return ErrBadEraseToken
+	}
+	return nil
+}

@@ -279,3 +279,24 @@ func TestKeyringConcurrentEraseWhileOpening(t *testing.T) {
 		t.Fatalf("after Delete: %q", got)
 	}
 }
+
+// TestEraseToken: a token opens only with its master key and for its subject.
+func TestEraseToken(t *testing.T) {
+	m1, m2 := testMaster(t, 1), testMaster(t, 2)
+	tok, err := EraseToken(m1, "account/a1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := CheckEraseToken(m1, "account/a1", tok); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		w   KeyWrapper
+		s   string
+		tok []byte
+	}{{m2, "account/a1", tok}, {m1, "account/a2", tok}, {m1, "account/a1", nil}, {m1, "account/a1", []byte("{}")}, {m1, "account/a1", tok[:len(tok)-1]}} {
+		if err := CheckEraseToken(c.w, c.s, c.tok); !errors.Is(err, ErrBadEraseToken) {
+			t.Errorf("CheckEraseToken(%s, %q, %x) = %v", c.w.ID(), c.s, c.tok, err)
+		}
+	}
+}

@@ -38,12 +38,19 @@ func withMaster(m shred.KeyWrapper) func(*topology.Config) {
 	return func(c *topology.Config) { c.Personal = m }
 }
 
-// eraseRecord is the erasure of account id as a raw command record.
-func eraseRecord(id string) *kgo.Record {
+// eraseRecord is the erasure of account id as a raw command record, its
+// token made with master key w.
+func eraseRecord(t *testing.T, w shred.KeyWrapper, id string) *kgo.Record {
+	t.Helper()
+	token, err := shred.EraseToken(w, "account/"+id)
+	if err != nil {
+		t.Fatal(err)
+	}
 	return &kgo.Record{
 		Topic:     "commands",
 		Partition: topology.PartitionFor([]byte(id), partitions),
 		Key:       []byte(id),
+		Value:     token,
 		Headers: []kgo.RecordHeader{
 			{Key: wire.HeaderCommandType, Value: []byte(topology.EraseCommandType)},
 			{Key: wire.HeaderAggregateType, Value: []byte("account")},
@@ -217,7 +224,22 @@ func TestErasureCanary(t *testing.T) {
 		t.Fatalf("the follower opens the owner as %q", got)
 	}
 
-	wantStatus(t, rawSend(t, h, eraseRecord("victim")), wire.StatusAccepted, 3)
+	// Erasure needs the master key: a client that may only send commands
+	// (no token, a token of another master key, another subject's token)
+	// erases nothing.
+	forged := []*kgo.Record{eraseRecord(t, mk, "victim"), eraseRecord(t, masterKey(t, 8), "victim"), eraseRecord(t, mk, "victim")}
+	forged[0].Value = nil
+	otherToken, _ := shred.EraseToken(mk, "account/keeper")
+	forged[2].Value = otherToken
+	for i, rec := range forged {
+		rep := rawSend(t, h, rec)
+		if rep.Status != wire.StatusInvalid || rep.Code != topology.CodeEraseRefused {
+			t.Fatalf("forged erasure %d: %+v, want INVALID %s", i, rep, topology.CodeEraseRefused)
+		}
+	}
+	wantStatus(t, h.Send(cmd("account", "victim", "Deposit", `{"amount":0}`)), wire.StatusRejected, 3)
+
+	wantStatus(t, rawSend(t, h, eraseRecord(t, mk, "victim")), wire.StatusAccepted, 3)
 	pollUntil(t, "the follower to learn the erasure", 30*time.Second, func() bool {
 		return open("account", "victim", sealedOwner) == shred.Erased
 	})
@@ -410,7 +432,7 @@ func TestPersonalKeysUnderUnconfirmedCommits(t *testing.T) {
 	for _, id := range ids {
 		wantStatus(t, h.Send(cmd("account", id, "Deposit", `{"amount":40}`)), wire.StatusAccepted, 2)
 	}
-	wantStatus(t, rawSend(t, h, eraseRecord("u2")), wire.StatusAccepted, 2)
+	wantStatus(t, rawSend(t, h, eraseRecord(t, mk, "u2")), wire.StatusAccepted, 2)
 	rep := h.Send(cmd("account", "u2", "Deposit", `{"amount":1}`))
 	if rep.Code != topology.CodeErased {
 		t.Fatalf("deposit on the erased u2: %+v", rep)
@@ -467,13 +489,13 @@ func TestEraseSubjectAPI(t *testing.T) {
 	defer prod.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	if _, err := topology.EraseSubject(ctx, prod, h.Topics, "account", "api-1", "erase-api-1"); err != nil {
+	if _, err := topology.EraseSubject(ctx, prod, h.Topics, mk, "account", "api-1", "erase-api-1"); err != nil {
 		t.Fatal(err)
 	}
 	pollUntil(t, "the erasure to take effect", 30*time.Second, func() bool {
 		return h.Send(cmd("account", "api-1", "Deposit", `{"amount":1}`)).Code == topology.CodeErased
 	})
-	if _, err := topology.EraseSubject(ctx, prod, h.Topics, "account/x", "y", "z"); err == nil {
+	if _, err := topology.EraseSubject(ctx, prod, h.Topics, mk, "account/x", "y", "z"); err == nil {
 		t.Fatal("an aggregate type with a slash was accepted")
 	}
 	reg, err := examples.Registry()

@@ -29,8 +29,10 @@ import (
 // a partition whenever its store is caught up.
 
 // EraseCommandType is the command type (header kcqrs_command_type) of an
-// erasure: a command record with this type and an empty value erases the
-// aggregate its key names. Send it with EraseSubject or `kcqrs erase`.
+// erasure: a command record with this type erases the aggregate its key
+// names when its value is an erasure token of the processor's master key
+// (shred.EraseToken), so only a holder of the master key can erase. Send it
+// with EraseSubject or `kcqrs erase`.
 const EraseCommandType = "kcqrs.EraseSubject"
 
 const (
@@ -38,6 +40,11 @@ const (
 	// crypto-shredded, see docs/erasure.md); no command is accepted for it
 	// any more.
 	CodeErased = "erased"
+	// CodeEraseRefused (INVALID): an erasure (kcqrs_command_type
+	// kcqrs.EraseSubject) whose value is not an erasure token of the
+	// processor's master key for that aggregate, or sent to a processor
+	// without personal data; nothing is erased.
+	CodeEraseRefused = "erase_refused"
 )
 
 type shredding struct {
@@ -256,7 +263,11 @@ func applyKeyRecord(w shred.KeyWrapper, ring *shred.Keyring, r *kgo.Record) erro
 // and its snapshot is tombstoned; the store drops it when the batch commits.
 func (p *Processor) handleErase(b *batch, ps *partitionState, r *kgo.Record, meta *commandMeta, bt *boundType, base wire.Reply) {
 	if p.reg.shred == nil {
-		p.reject(b, r, meta, base, invalid(CodeUnknownCommand, "erasure needs personal data turned on (Config.Personal)"))
+		p.reject(b, r, meta, base, invalid(CodeEraseRefused, "this processor has no master key (Config.Personal): it stores no personal data to erase"))
+		return
+	}
+	if err := shred.CheckEraseToken(p.cfg.Personal, subjectOf(meta.aggregateType, meta.aggregateID), r.Value); err != nil {
+		p.reject(b, r, meta, base, invalid(CodeEraseRefused, "the value is not an erasure token of this processor's master key (%s) for %s", p.cfg.Personal.ID(), capText(subjectOf(meta.aggregateType, meta.aggregateID), 200)))
 		return
 	}
 	a, err := p.load(ps, bt, meta.aggregateID)
@@ -281,23 +292,29 @@ func (p *Processor) handleErase(b *batch, ps *partitionState, r *kgo.Record, met
 }
 
 // EraseSubject sends the erasure of one aggregate (a command record of type
-// EraseCommandType) with cl, any producing client, and returns the record
-// once the broker has it. The processor answers on its default reply topic
-// under commandID; to wait for the answer instead, send client.Command{Type:
-// EraseCommandType, JSON: []byte("{}")} with a request/reply client, as
-// `kcqrs erase --execute` does.
-func EraseSubject(ctx context.Context, cl *kgo.Client, topics Topics, aggregateType, aggregateID, commandID string) (*kgo.Record, error) {
+// EraseCommandType, its value an erasure token made with the master key w)
+// with cl, any producing client, and returns the record once the broker has
+// it. The processor answers on its default reply topic under commandID; to
+// wait for the answer instead, send client.Command{Type: EraseCommandType,
+// Avro: token} with a request/reply client, as `kcqrs erase --execute` does.
+func EraseSubject(ctx context.Context, cl *kgo.Client, topics Topics, w shred.KeyWrapper, aggregateType, aggregateID, commandID string) (*kgo.Record, error) {
 	topics.setDefaults()
 	if aggregateType == "" || aggregateID == "" || strings.Contains(aggregateType, "/") {
 		return nil, errors.New("topology: erase: need an aggregate type and id")
 	}
+	token, err := shred.EraseToken(w, subjectOf(aggregateType, aggregateID))
+	if err != nil {
+		return nil, fmt.Errorf("topology: erase: %w", err)
+	}
 	rec := &kgo.Record{
 		Topic: topics.Commands,
 		Key:   []byte(aggregateID),
+		Value: token,
 		Headers: []kgo.RecordHeader{
 			{Key: wire.HeaderCommandType, Value: []byte(EraseCommandType)},
 			{Key: wire.HeaderAggregateType, Value: []byte(aggregateType)},
 			{Key: wire.HeaderCommandID, Value: []byte(commandID)},
+			{Key: wire.HeaderContentType, Value: []byte(wire.ContentTypeAvro)},
 		},
 	}
 	if err := cl.ProduceSync(ctx, rec).FirstErr(); err != nil {

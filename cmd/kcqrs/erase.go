@@ -30,13 +30,14 @@ Without --execute it only shows what is there and what would be done.
 `+exitCodes)
 	var t replyTopics
 	t.bind(c)
-	var keysTopic, changelog, events, cmdID string
+	var keysTopic, changelog, events, cmdID, masterKeyFile string
 	var execute bool
 	d := topology.Defaults().Topics
 	c.String(&keysTopic, "keys-topic", "kcqrs-keys", "the keys topic of personal data")
 	c.String(&changelog, "changelog-topic", d.Changelog, "the snapshot changelog")
 	c.String(&events, "events-topic", d.Events, "the events topic")
 	c.String(&cmdID, "command-id", "", "command id of the erasure (reuse it to retry; default random)")
+	c.String(&masterKeyFile, "master-key-file", "", "the processor's master key, which --execute needs to make the erasure token (default: the KCQRS_MASTER_KEY variable)")
 	c.Bool(new(bool), "dry-run", true, "show the plan only (the default)")
 	c.Bool(&execute, "execute", false, "send the erasure")
 	// Two positional arguments first, then flags.
@@ -69,7 +70,17 @@ Without --execute it only shows what is there and what would be done.
 		fmt.Println("\nDry run: nothing was sent. Run again with --execute to erase " + subject + ".")
 		return nil
 	}
-	rep, err := c.sendOne(t, client.Command{AggregateType: aggType, AggregateID: id, Type: topology.EraseCommandType, ID: cmdID, JSON: []byte("{}")})
+	// Only a holder of the master key can erase: the command carries a
+	// token sealed with it (shred.EraseToken).
+	mk, err := shred.LoadMasterKey(masterKeyFile)
+	if err != nil {
+		return c.usageError(fmt.Errorf("--execute needs the processor's master key: %w", err))
+	}
+	token, err := shred.EraseToken(mk, subject)
+	if err != nil {
+		return err
+	}
+	rep, err := c.sendOne(t, client.Command{AggregateType: aggType, AggregateID: id, Type: topology.EraseCommandType, ID: cmdID, Avro: token})
 	if err != nil {
 		return err
 	}

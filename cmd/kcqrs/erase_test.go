@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"encoding/hex"
 	"strings"
 	"testing"
 
@@ -28,6 +29,7 @@ func TestEraseDryRunThenExecute(t *testing.T) {
 		t.Fatal(err)
 	}
 	h.StartProcessor("w0", "", func(c *topology.Config) { c.Personal = mk })
+	t.Setenv(shred.MasterKeyEnv, hex.EncodeToString(bytes.Repeat([]byte{3}, shred.KeyLen)))
 	t.Setenv("KCQRS_BROKERS", strings.Join(h.Brokers, ","))
 	open := client.Command{AggregateType: "account", AggregateID: "gdpr-1", Type: "OpenAccount", JSON: []byte(`{"owner":"Erin","currency":"EUR"}`)}
 	if rep := h.Send(open); rep.Status != wire.StatusAccepted {
@@ -44,6 +46,15 @@ func TestEraseDryRunThenExecute(t *testing.T) {
 		t.Fatalf("a dry run erased something: %+v", rep)
 	}
 
+	// Another master key: the processor refuses the token, nothing is erased.
+	t.Setenv(shred.MasterKeyEnv, hex.EncodeToString(bytes.Repeat([]byte{4}, shred.KeyLen)))
+	if out, code, _ := run(t, runErase, "account", "gdpr-1", "--execute"); code != exitInvalid || !strings.Contains(out, topology.CodeEraseRefused) {
+		t.Fatalf("execute with another master key: exit %d\n%s", code, out)
+	}
+	if rep := h.Send(dep); rep.Status != wire.StatusAccepted {
+		t.Fatalf("a refused erasure erased: %+v", rep)
+	}
+	t.Setenv(shred.MasterKeyEnv, hex.EncodeToString(bytes.Repeat([]byte{3}, shred.KeyLen)))
 	out, code, _ = run(t, runErase, "account", "gdpr-1", "--execute")
 	if code != exitOK || !strings.Contains(out, `"status": "ACCEPTED"`) {
 		t.Fatalf("execute: exit %d\n%s", code, out)
