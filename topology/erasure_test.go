@@ -4,8 +4,12 @@ import (
 	"bytes"
 	"context"
 	"encoding/base64"
+	"encoding/json"
 	"errors"
+	"io"
 	"io/fs"
+	"log/slog"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -19,6 +23,7 @@ import (
 	"github.com/kcqrs/kcqrs/aggregates/account"
 	"github.com/kcqrs/kcqrs/internal/examples"
 	"github.com/kcqrs/kcqrs/internal/logread"
+	"github.com/kcqrs/kcqrs/projection"
 	"github.com/kcqrs/kcqrs/shred"
 	"github.com/kcqrs/kcqrs/topology"
 	"github.com/kcqrs/kcqrs/topology/topologytest"
@@ -223,6 +228,37 @@ func TestErasureCanary(t *testing.T) {
 	if got := open("account", "victim", sealedOwner); got != canary {
 		t.Fatalf("the follower opens the owner as %q", got)
 	}
+	// The read models: the projector stores what it decodes without keys
+	// (sealed text); the query API opens it with the followed keys.
+	projDir := t.TempDir()
+	projCtx, stopProj := context.WithCancel(context.Background())
+	svc, err := projection.StartService(projCtx, projection.ServiceConfig{
+		Project: true, Addr: "127.0.0.1:0", OpenPersonal: open,
+		Projection: projection.Config{Brokers: h.Brokers, StateDir: projDir, Registry: plainReg,
+			Logger: slog.New(slog.NewTextHandler(io.Discard, nil))},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { stopProj(); _ = svc.Wait() }()
+	queryOwner := func() string {
+		var a projection.Account
+		resp, err := http.Get("http://" + svc.Addr() + "/v1/accounts/victim?min_version=3&wait=20s")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			t.Fatalf("query: %s", resp.Status)
+		}
+		if err := json.NewDecoder(resp.Body).Decode(&a); err != nil {
+			t.Fatal(err)
+		}
+		return a.Owner
+	}
+	if got := queryOwner(); got != canary {
+		t.Fatalf("read model owner before erasure: %q", got)
+	}
 
 	// Erasure needs the master key: a client that may only send commands
 	// (no token, a token of another master key, another subject's token)
@@ -243,6 +279,13 @@ func TestErasureCanary(t *testing.T) {
 	pollUntil(t, "the follower to learn the erasure", 30*time.Second, func() bool {
 		return open("account", "victim", sealedOwner) == shred.Erased
 	})
+	if got := queryOwner(); got != shred.Erased {
+		t.Fatalf("read model owner after erasure: %q", got)
+	}
+	stopProj()
+	if err := svc.Wait(); err != nil {
+		t.Fatal(err)
+	}
 	rep := h.Send(cmd("account", "victim", "Deposit", `{"amount":5}`))
 	if rep.Status != wire.StatusRejected || rep.Code != topology.CodeErased {
 		t.Fatalf("deposit on an erased account: %+v, want REJECTED %s", rep, topology.CodeErased)
@@ -267,7 +310,7 @@ func TestErasureCanary(t *testing.T) {
 	}
 	h.Cluster.Compact()
 
-	for _, hit := range scanFor(t, h, []string{w0.StateDir}, needles) {
+	for _, hit := range scanFor(t, h, []string{w0.StateDir, projDir}, needles) {
 		t.Errorf("after erasure: %s", hit)
 	}
 
