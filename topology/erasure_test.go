@@ -558,3 +558,51 @@ func TestEraseSubjectAPI(t *testing.T) {
 		}
 	}
 }
+
+// TestPersonalKeysFollowPartitionsAcrossWorkers: two workers (each with its
+// own registry and keyring, as separate processes have) share the
+// partitions; keys are created by both after both started. When w0 stops,
+// w1 takes its partitions and must load the keys w0 created since w1's start
+// (reloaded with the partition's store): every account then takes commands,
+// and an account w0 served is erased by w1.
+func TestPersonalKeysFollowPartitionsAcrossWorkers(t *testing.T) {
+	t.Parallel()
+	mk := masterKey(t, 5)
+	h := newHarness(t)
+	fresh := func() {
+		reg, err := examples.Registry()
+		if err != nil {
+			t.Fatal(err)
+		}
+		h.Registry = reg
+	}
+	fresh()
+	w0 := h.StartProcessor("w0", "", withMaster(mk))
+	fresh()
+	w1 := h.StartProcessor("w1", "", withMaster(mk))
+	pollUntil(t, "both workers to own partitions", 60*time.Second, func() bool {
+		return len(w0.Assigned()) > 0 && len(w1.Assigned()) > 0 && len(w0.Assigned())+len(w1.Assigned()) == partitions
+	})
+	ids := openPerPartition(t, h, "fp")
+	var onW0 string
+	for _, part := range w0.Assigned() {
+		onW0 = ids[part]
+	}
+	if err := w0.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	pollUntil(t, "w1 to own every partition", 60*time.Second, func() bool { return len(w1.Assigned()) == partitions })
+	for _, id := range ids {
+		wantStatus(t, h.Send(cmd("account", id, "Deposit", `{"amount":7}`)), wire.StatusAccepted, 2)
+	}
+	wantStatus(t, rawSend(t, h, eraseRecord(t, mk, onW0)), wire.StatusAccepted, 2)
+	if rep := h.Send(cmd("account", onW0, "Deposit", `{"amount":1}`)); rep.Code != topology.CodeErased {
+		t.Fatalf("deposit on the erased %s: %+v", onW0, rep)
+	}
+	ring := keyringFromTopic(t, h, mk)
+	for _, id := range ids {
+		if id != onW0 && !ring.Has("account/"+id) {
+			t.Errorf("no key for account/%s", id)
+		}
+	}
+}
