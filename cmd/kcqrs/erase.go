@@ -11,7 +11,9 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/kcqrs/kcqrs/aggregates/account"
 	"github.com/kcqrs/kcqrs/client"
+	"github.com/kcqrs/kcqrs/internal/examples"
 	"github.com/kcqrs/kcqrs/internal/logread"
 	"github.com/kcqrs/kcqrs/shred"
 	"github.com/kcqrs/kcqrs/topology"
@@ -127,6 +129,11 @@ func planErase(ctx context.Context, cl *kgo.Client, adm *kadm.Client, commands, 
 		return "", err
 	}
 	fmt.Fprintf(&b, "snapshot        %s\n", map[bool]string{true: fmt.Sprintf("present (%d bytes)", len(snap)), false: "none"}[hasSnap])
+	if hasSnap {
+		if warn := pendingTransfers(snap); warn != "" {
+			fmt.Fprintf(&b, "WARNING         %s\n", warn)
+		}
+	}
 	n := 0
 	if err := readKey(ctx, cl, adm, events, part, id, func([]byte) { n++ }); err != nil {
 		return "", err
@@ -162,4 +169,23 @@ func readKey(ctx context.Context, cl *kgo.Client, adm *kadm.Client, topic string
 		return nil
 	})
 	return err
+}
+
+// pendingTransfers warns about an account snapshot with transfers in flight:
+// the saga's legs to an erased account are rejected ("erased") and re-driven
+// without end, so such a transfer would stay pending (docs/erasure.md).
+func pendingTransfers(snap []byte) string {
+	reg, err := examples.Registry()
+	if err != nil {
+		return ""
+	}
+	_, st, err := reg.DecodeSnapshot(snap)
+	if err != nil {
+		return ""
+	}
+	a, ok := st.(account.Account)
+	if !ok || len(a.Pending) == 0 {
+		return ""
+	}
+	return fmt.Sprintf("%d outgoing transfer(s) in flight: erasing now leaves them pending (wait until `kcqrs transfers` no longer lists them)", len(a.Pending))
 }

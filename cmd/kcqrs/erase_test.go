@@ -66,6 +66,19 @@ func TestEraseDryRunThenExecute(t *testing.T) {
 	if code != exitOK || !strings.Contains(out, "already erased") || !strings.Contains(out, "snapshot        none") {
 		t.Fatalf("plan after erasure: exit %d\n%s", code, out)
 	}
+	// An account with an outgoing transfer in flight: the plan warns.
+	for _, c := range []client.Command{
+		{AggregateType: "account", AggregateID: "gdpr-2", Type: "OpenAccount", JSON: []byte(`{"owner":"Gus","currency":"EUR"}`)},
+		{AggregateType: "account", AggregateID: "gdpr-2", Type: "Deposit", JSON: []byte(`{"amount":50}`)},
+		{AggregateType: "account", AggregateID: "gdpr-2", Type: "DebitForTransfer", JSON: []byte(`{"transferId":"t1","to":"gdpr-3","amount":20}`)},
+	} {
+		if rep := h.Send(c); rep.Status != wire.StatusAccepted {
+			t.Fatalf("%s: %+v", c.Type, rep)
+		}
+	}
+	if out, code, _ := run(t, runErase, "account", "gdpr-2"); code != exitOK || !strings.Contains(out, "WARNING") || !strings.Contains(out, "1 outgoing transfer(s) in flight") {
+		t.Fatalf("plan with a transfer in flight: exit %d\n%s", code, out)
+	}
 	for _, args := range [][]string{{}, {"account"}, {"account", "x", "extra"}} {
 		if _, code, _ := run(t, runErase, args...); code != exitUsage {
 			t.Errorf("erase %q: exit %d, want %d", args, code, exitUsage)
