@@ -606,3 +606,28 @@ func TestPersonalKeysFollowPartitionsAcrossWorkers(t *testing.T) {
 		}
 	}
 }
+
+// TestKeysTopicMustBeCompacted: a keys topic deleted by retention would
+// destroy every data key; the config check refuses it like a changelog.
+func TestKeysTopicMustBeCompacted(t *testing.T) {
+	topics := topology.Defaults().Topics
+	topics.Keys = "kcqrs-keys"
+	configs := map[string]map[string]string{
+		"commands":            {"cleanup.policy": "delete"},
+		"events":              {"cleanup.policy": "delete", "retention.ms": "-1", "retention.bytes": "-1", "min.insync.replicas": "2"},
+		"snapshots-changelog": {"cleanup.policy": "compact", "min.insync.replicas": "2"},
+		"commands-dlq":        {"retention.ms": "-1"},
+		"kcqrs-keys":          {"cleanup.policy": "compact", "min.insync.replicas": "2"},
+	}
+	if _, err := topology.CheckTopicConfigs(topics, configs); err != nil {
+		t.Fatal(err)
+	}
+	for _, pol := range []string{"delete", "compact,delete"} {
+		configs["kcqrs-keys"]["cleanup.policy"] = pol
+		_, err := topology.CheckTopicConfigs(topics, configs)
+		var tce *topology.TopicConfigError
+		if !errors.As(err, &tce) || !strings.Contains(err.Error(), "kcqrs-keys") || !strings.Contains(err.Error(), "data keys") {
+			t.Fatalf("keys topic with cleanup.policy=%s: %v", pol, err)
+		}
+	}
+}
