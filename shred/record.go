@@ -113,8 +113,16 @@ const eraseTokenText = "kcqrs-erase1"
 // that may merely send commands cannot erase anybody; a token names its
 // subject and erases no other.
 func EraseToken(w KeyWrapper, subject string) ([]byte, error) {
-	return w.Wrap("erase:"+subject, []byte(eraseTokenText))
+	sealed, err := w.Wrap("erase:"+subject, []byte(eraseTokenText))
+	if err != nil {
+		return nil, err
+	}
+	// A fixed prefix: random bytes starting with '{' would look like JSON
+	// to the processor's content check.
+	return append([]byte(eraseTokenPrefix), sealed...), nil
 }
+
+const eraseTokenPrefix = "kcqrs-erase-token:"
 
 // ErrBadEraseToken is an erasure command whose value is not an erasure token
 // of the configured master key for its subject.
@@ -122,6 +130,10 @@ var ErrBadEraseToken = errors.New("shred: not an erasure token of this master ke
 
 // CheckEraseToken checks an erasure command's value (EraseToken).
 func CheckEraseToken(w KeyWrapper, subject string, token []byte) error {
+	token, ok := cutPrefix(token, eraseTokenPrefix)
+	if !ok {
+		return ErrBadEraseToken
+	}
 	got, err := w.Unwrap("erase:"+subject, token)
 	if err != nil || string(got) != eraseTokenText {
 		return ErrBadEraseToken

@@ -83,6 +83,21 @@ func (r *Registry) EnablePersonal(ring *shred.Keyring) error {
 	return nil
 }
 
+// withPersonal returns a copy of r sealing with ring (EnablePersonal on the
+// copy); r is unchanged. The bound types are shared: they hold no personal
+// state.
+func (r *Registry) withPersonal(ring *shred.Keyring) (*Registry, error) {
+	cp := *r
+	if err := cp.EnablePersonal(ring); err != nil {
+		return nil, err
+	}
+	return &cp, nil
+}
+
+// Keyring returns the processor's keyring of personal data (nil without
+// Config.Personal). Keys are secrets: for tests and diagnostics only.
+func (p *Processor) Keyring() *shred.Keyring { return p.reg.Keyring() }
+
 // Keyring returns the keyring of EnablePersonal, or nil.
 func (r *Registry) Keyring() *shred.Keyring {
 	if r.shred == nil {

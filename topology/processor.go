@@ -207,7 +207,11 @@ func New(cfg Config, reg *Registry) (*Processor, error) {
 		}
 	}
 	if cfg.Personal != nil && reg.shred == nil {
-		if err := reg.EnablePersonal(shred.NewKeyring()); err != nil {
+		// A copy: the caller's registry stays as it was, so another reader
+		// in the process sharing it (the transfer saga) is not made to
+		// open values with keys only this processor's partitions load.
+		var err error
+		if reg, err = reg.withPersonal(shred.NewKeyring()); err != nil {
 			return nil, err
 		}
 	}
