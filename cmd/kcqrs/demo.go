@@ -57,7 +57,9 @@ func runDemo(args []string) error {
 		logOut = os.Stderr
 	}
 	endpoints := newDemoOps()
+	mk := demoMasterKey() // personal data: the account owner is stored encrypted (demoerase.go)
 	proc, err := topology.New(topology.Config{
+		Personal:   mk,
 		Observer:   endpoints.Observer(),
 		Brokers:    brokers,
 		InstanceID: "demo-0",
@@ -118,7 +120,11 @@ func runDemo(args []string) error {
 		return err
 	}
 	defer cl.Close()
-	proj, err := startProjection(pctx, brokers, filepath.Join(*dir, "projector"), *httpAddr, logOut)
+	opener, err := followDemoKeys(pctx, brokers, mk, slog.New(slog.NewTextHandler(logOut, nil)))
+	if err != nil {
+		return err
+	}
+	proj, err := startProjection(pctx, brokers, filepath.Join(*dir, "projector"), *httpAddr, logOut, opener)
 	if err != nil {
 		return err
 	}
@@ -184,6 +190,7 @@ func runDemo(args []string) error {
 	fmt.Printf("\nprocessor (this run): %d commands in %d transactions, %d events, %d snapshots, %d dead letters, %d duplicates\n",
 		st.Commands, st.Transactions, st.Events, st.Snapshots, st.DeadLetters, st.Duplicates)
 	printReadModel(ctx, proj, acc, accVersion)
+	showErasure(ctx, cl, proj, brokers, mk, run)
 	if *exit {
 		return nil
 	}
@@ -192,11 +199,11 @@ serving on %s until Ctrl-C. Try, in another terminal:
   go run ./cmd/kcqrs send --id %s --type Deposit --data '{"amount": 4200}'
   go run ./cmd/kcqrs send --id %s --type Withdraw --data '{"amount": 1}' --expected-version 0
   curl 'http://%s/v1/accounts/%s?min_version=%d&wait=2s'
-  curl http://%s/v1/owners/Alice/accounts
+  KCQRS_MASTER_KEY=$(printf kcqrs-demo-master-key-32-bytes!! | base64) go run ./cmd/kcqrs erase account %s   # add --execute to erase
   curl http://%s/metrics
   go run ./cmd/kcqrs groups
   open http://%s/aggregate?type=account&id=%s (the web console)
-`, brokers[0], acc, acc, proj.Addr(), acc, accVersion+1, proj.Addr(), srv.Addr(), cons.Addr(), acc)
+`, brokers[0], acc, acc, proj.Addr(), acc, accVersion+1, acc, srv.Addr(), cons.Addr(), acc)
 	select {
 	case <-ctx.Done():
 	case err := <-procDone:
