@@ -15,6 +15,7 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/kcqrs/kcqrs/aggregates/account"
 	"github.com/kcqrs/kcqrs/internal/examples"
@@ -496,6 +497,28 @@ func TestKeysTopicMustBeCompacted(t *testing.T) {
 		var tce *topology.TopicConfigError
 		if !errors.As(err, &tce) || !strings.Contains(err.Error(), "kcqrs-keys") || !strings.Contains(err.Error(), "data keys") {
 			t.Fatalf("keys topic with cleanup.policy=%s: %v", pol, err)
+		}
+	}
+}
+
+// TestPersonalPermissions: with a master key, a worker also needs to read
+// and write the keys topic (and, as for every topic, create and describe it).
+func TestPersonalPermissions(t *testing.T) {
+	cfg := topology.Config{Personal: masterKey(t, 1), InstanceID: "w0"}
+	want := map[kmsg.ACLOperation]bool{kmsg.ACLOperationRead: false, kmsg.ACLOperationWrite: false, kmsg.ACLOperationDescribeConfigs: false, kmsg.ACLOperationCreate: false}
+	for _, p := range topology.ProcessorPermissions(cfg) {
+		if p.Resource == "kcqrs-keys" {
+			want[p.Operation] = true
+		}
+	}
+	for op, ok := range want {
+		if !ok {
+			t.Errorf("no %s permission on kcqrs-keys", op)
+		}
+	}
+	for _, p := range topology.ProcessorPermissions(topology.Config{InstanceID: "w0"}) {
+		if p.Resource == "kcqrs-keys" {
+			t.Fatalf("without a master key: %+v", p)
 		}
 	}
 }
