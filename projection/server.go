@@ -31,6 +31,9 @@ type ServerConfig struct {
 	CheckInterval time.Duration
 	// MaxWait caps the wait parameter of queries. Default 30s.
 	MaxWait time.Duration
+	// OpenPersonal, when set, opens a personal field's stored (sealed)
+	// value for a response (personal.go). Default nil: values as stored.
+	OpenPersonal func(aggregateType, aggregateID, value string) string
 }
 
 // Server answers read-model queries over HTTP/JSON from goka views. It is
@@ -255,7 +258,8 @@ func (s *Server) getAccount(w http.ResponseWriter, r *http.Request) {
 			have = a.Version
 		}
 		if err == nil && a != nil && have >= minVersion {
-			s.write(w, rm, http.StatusOK, a)
+			opened := s.openAccount(*a)
+			s.write(w, rm, http.StatusOK, &opened)
 			return
 		}
 		if err == nil && (time.Now().After(deadline) || r.Context().Err() != nil) {
@@ -321,6 +325,9 @@ func (s *Server) getOwner(w http.ResponseWriter, r *http.Request) {
 	}
 	if more {
 		resp.Next = accs[len(accs)-1].ID
+	}
+	for i := range resp.Accounts {
+		resp.Accounts[i] = s.openAccount(resp.Accounts[i])
 	}
 	s.write(w, rm, http.StatusOK, resp)
 }

@@ -25,6 +25,8 @@ type ServiceConfig struct {
 	Addr string
 	// NoHTTP runs no query server.
 	NoHTTP bool
+	// OpenPersonal is the server's ServerConfig.OpenPersonal.
+	OpenPersonal func(aggregateType, aggregateID, value string) string
 }
 
 // Service is a running projector and query server.
@@ -57,7 +59,7 @@ func StartService(ctx context.Context, cfg ServiceConfig) (*Service, error) {
 		runs = append(runs, p.Run)
 	}
 	if !cfg.NoHTTP {
-		srv, err := NewServer(ctx, ServerConfig{Projection: cfg.Projection, Versions: cfg.ServeVersions})
+		srv, err := NewServer(ctx, ServerConfig{Projection: cfg.Projection, Versions: cfg.ServeVersions, OpenPersonal: cfg.OpenPersonal})
 		if err != nil {
 			return nil, err
 		}

@@ -91,6 +91,9 @@ type avroField struct {
 	typ        *avroType
 	hasDefault bool
 	def        any // the default as decoded by encoding/json
+	// personal is the "kcqrs.personal" property (personal.go): the
+	// field holds personal data, stored encrypted per data subject.
+	personal bool
 }
 
 // describe names t the way error messages do: "long", "enum kcqrs.ReplyStatus",
@@ -286,6 +289,9 @@ func (p *schemaParser) parseNamed(typ string, m map[string]any, ns string) (*avr
 			af := &avroField{name: name, typ: ft, aliases: stringList(fm["aliases"])}
 			af.doc, _ = fm["doc"].(string)
 			af.def, af.hasDefault = fm["default"]
+			if af.personal, err = personalProp(fm); err != nil {
+				return nil, fmt.Errorf("record %s field %q: %w", full, name, err)
+			}
 			t.fields = append(t.fields, af)
 		}
 	case "enum":

@@ -180,6 +180,9 @@ func newCodec(file string, text []byte) (*Codec, error) {
 	if top.kind != kindRecord {
 		return nil, fmt.Errorf("schemas: %s: holds a %s; a schema file must hold one record", file, top.describe())
 	}
+	if err := checkPersonal(top); err != nil {
+		return nil, fmt.Errorf("schemas: %s: %w", file, err)
+	}
 	// The fingerprint is computed here from the specification's canonical
 	// form rather than taken from goavro, whose canonical form is wrong for a
 	// "namespace" attribute on a nested type or a primitive with a known

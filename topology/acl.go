@@ -163,6 +163,11 @@ func ProcessorPermissions(cfg Config) []Permission {
 		topicPerm(kmsg.ACLOperationWrite, t.Replies, "write replies"),
 		topicPerm(kmsg.ACLOperationWrite, t.DeadLetters, "write dead letters"),
 	}
+	if t.Keys != "" {
+		perms = append(perms,
+			topicPerm(kmsg.ACLOperationRead, t.Keys, "load the data keys of personal data"),
+			topicPerm(kmsg.ACLOperationWrite, t.Keys, "write data keys and erasure markers"))
+	}
 	for _, s := range t.Specs() {
 		perms = append(perms, topicPerm(kmsg.ACLOperationDescribeConfigs, s.Name, "verify topic configs"))
 	}

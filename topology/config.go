@@ -10,6 +10,8 @@ import (
 	"github.com/cockroachdb/pebble/v2/vfs"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/sr"
+
+	"github.com/kcqrs/kcqrs/shred"
 )
 
 // Topics names every topic of a topology. Zero fields get the defaults below.
@@ -24,6 +26,10 @@ type Topics struct {
 	Replies string
 	// DeadLetters receives commands that could not be handled. Default "commands-dlq".
 	DeadLetters string
+	// Keys is the compacted topic of the data keys of personal data
+	// (personal.go), co-partitioned with Commands. Default "kcqrs-keys" when
+	// Config.Personal is set, else none.
+	Keys string
 }
 
 func (t *Topics) setDefaults() {
@@ -46,6 +52,11 @@ type Config struct {
 	Brokers []string
 	// Topics names the topics; see Topics for defaults.
 	Topics Topics
+	// Personal, when set, is the master key that wraps the data keys of
+	// personal data: fields marked "kcqrs.personal" are then stored
+	// encrypted per aggregate and can be erased (docs/erasure.md). Default
+	// nil: marked fields are stored as they are.
+	Personal shred.KeyWrapper
 	// Group is the consumer group of the workers. Default "kcqrs-processor".
 	Group string
 	// InstanceID identifies this worker among the group's workers. It must be
@@ -262,8 +273,15 @@ type testHooks struct {
 	storeMemTable uint64
 }
 
+// DefaultKeysTopic is the keys topic of personal data when Config.Personal
+// is set and Topics.Keys is not.
+const DefaultKeysTopic = "kcqrs-keys"
+
 func (c *Config) setDefaults() {
 	c.Topics.setDefaults()
+	if c.Personal != nil && c.Topics.Keys == "" {
+		c.Topics.Keys = DefaultKeysTopic
+	}
 	if c.Group == "" {
 		c.Group = "kcqrs-processor"
 	}

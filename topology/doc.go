@@ -77,6 +77,10 @@
 //	history.go  Config.History: the rebuild reads one aggregate's events
 //	            through an index (package history), not a partition scan
 //	schemaprep.go  schema-registry lookups made before Begin
+//	personal.go personal data: sealing marked fields (records.go calls it),
+//	            data keys in the transaction of a subject's first event, the
+//	            erasure command; personal_follow.go reads the keys topic for
+//	            readers that are not processors (docs/erasure.md)
 //
 // Each owned partition is restoring, running, suspect or revoked
 // (processor.go, partState); only a running partition's records enter a

@@ -50,6 +50,16 @@ func (p *Processor) handle(b *batch, ps *partitionState, r *kgo.Record) {
 		p.reject(b, r, &meta, base, invalid(CodeUnknownAggregate, "unknown aggregate type %q (known: %v)", meta.aggregateType, p.reg.AggregateTypes()))
 		return
 	}
+	if meta.commandType == EraseCommandType {
+		p.handleErase(b, ps, r, &meta, bt, base)
+		return
+	}
+	if p.reg.erased(meta.aggregateType, meta.aggregateID) {
+		base.Status, base.Code = wire.StatusRejected, CodeErased
+		base.Message = "the aggregate was erased"
+		p.reply(b, r, &meta, base)
+		return
+	}
 	cmd, err := bt.decodeCommand(&meta, r.Value)
 	if err == nil {
 		// After decoding (an Avro command may name its type by its schema
@@ -119,6 +129,12 @@ func (p *Processor) handle(b *batch, ps *partitionState, r *kgo.Record) {
 		p.remember(&next, meta.commandID, base)
 		p.commit(b, r, &meta, a, &next, nil, base)
 		return
+	}
+	if len(events) > 0 {
+		if err := p.ensureKey(b, ps.p, a); err != nil {
+			b.fail(fmt.Errorf("data key of %s: %w", a.key, err))
+			return
+		}
 	}
 	now := p.cfg.Now()
 	evRecs := make([]*kgo.Record, len(events))

@@ -49,6 +49,9 @@ func (p *Processor) partition(ctx context.Context, part int32) (*partitionState,
 	}
 	if !ps.ready(gen) {
 		p.states.dropPartition(part)
+		if err := p.loadKeys(ctx, part); err != nil {
+			return nil, err
+		}
 		rep, err := p.restoreTo(ctx, ps.p, ps.store, true, ps.mustReach)
 		if err != nil {
 			return nil, err

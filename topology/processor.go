@@ -13,6 +13,8 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/sr"
 
+	"github.com/kcqrs/kcqrs/shred"
+
 	"github.com/kcqrs/kcqrs/snapshots"
 	"github.com/kcqrs/kcqrs/wire"
 )
@@ -217,6 +219,15 @@ func New(cfg Config, reg *Registry) (*Processor, error) {
 			return nil, fmt.Errorf("topology: schema registry: %w", err)
 		}
 		if err := reg.UseSchemaRegistry(cl); err != nil {
+			return nil, err
+		}
+	}
+	if cfg.Personal != nil && reg.shred == nil {
+		// A copy: the caller's registry stays as it was, so another reader
+		// in the process sharing it (the transfer saga) is not made to
+		// open values with keys only this processor's partitions load.
+		var err error
+		if reg, err = reg.withPersonal(shred.NewKeyring()); err != nil {
 			return nil, err
 		}
 	}

@@ -372,6 +372,7 @@ type aggState struct {
 	// nil when not known (then the snapshot encodes recent afresh).
 	recentEnc [][]byte
 	dirty     bool
+	erased    bool   // erased in this batch: its snapshot is tombstoned (personal.go)
 	encoded   []byte // the snapshot as produced, once the batch ends
 	// snap is the encoded snapshot of this state, made (and sized) when
 	// the last command changed it; the batch's flush reuses it.
@@ -426,6 +427,9 @@ func (r *Registry) decodeSnapshot(key string, value []byte) (*aggState, error) {
 	state, err := bt.decodeState(s.State)
 	if err != nil {
 		return nil, &StateSchemaError{Key: key, AggregateType: s.AggregateType, AggregateID: s.AggregateID, Version: s.Version, Err: err, recent: s.Recent}
+	}
+	if state, err = r.openValue(subjectOf(s.AggregateType, s.AggregateID), state); err != nil {
+		return nil, fmt.Errorf("snapshot %q: %w", key, err)
 	}
 	return &aggState{key: key, id: s.AggregateID, bt: bt, version: s.Version, state: state, recent: s.Recent, recentEnc: items}, nil
 }
@@ -517,7 +521,11 @@ func (r *Registry) encodeSnapshot(a *aggState) ([]byte, error) {
 
 // encodeSnapshotFresh encodes a's snapshot, ignoring a.snap.
 func (r *Registry) encodeSnapshotFresh(a *aggState) ([]byte, error) {
-	state, err := a.bt.state.Encode(a.state)
+	sv, err := r.seal(a.key, a.state)
+	if err != nil {
+		return nil, fmt.Errorf("state of %q: %w", a.key, err)
+	}
+	state, err := a.bt.state.Encode(sv)
 	if err != nil {
 		return nil, fmt.Errorf("state of %q: %w", a.key, err)
 	}
@@ -556,7 +564,11 @@ func (r *Registry) encodeEvent(a *aggState, version int64, commandID string, ts 
 	if msg == nil {
 		return nil, fmt.Errorf("event type %q is not listed in aggregate type %q", e.EventType(), a.bt.handler.AggregateType())
 	}
-	payload, err := msg.codec.Encode(e)
+	sealed, err := r.seal(a.key, e)
+	if err != nil {
+		return nil, fmt.Errorf("event %s: %w", e.EventType(), err)
+	}
+	payload, err := msg.codec.Encode(sealed)
 	if err != nil {
 		return nil, fmt.Errorf("event %s: %w", e.EventType(), err)
 	}
@@ -643,6 +655,13 @@ func (r *Registry) DecodeEvents(value []byte) (wire.Event, []aggregates.Event, e
 	events, err := bt.decodeEvents(env.EventType, env.Payload)
 	if err != nil {
 		return env, nil, fmt.Errorf("topology: %w", err)
+	}
+	for i, e := range events {
+		opened, err := r.openValue(subjectOf(env.AggregateType, env.AggregateID), e)
+		if err != nil {
+			return env, nil, fmt.Errorf("topology: event %s of %s %q: %w", env.EventType, env.AggregateType, env.AggregateID, err)
+		}
+		events[i], _ = opened.(aggregates.Event)
 	}
 	return env, events, nil
 }

@@ -27,6 +27,8 @@ type Registry struct {
 	// confluent, when set, writes events and snapshots in the Confluent
 	// Schema Registry wire format (see UseSchemaRegistry).
 	confluent *schemas.Confluent
+	// shred seals personal fields (personal.go); nil: off.
+	shred *shredding
 }
 
 type boundType struct {

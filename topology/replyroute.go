@@ -111,6 +111,13 @@ func (c *Config) protectedTopics() []topicPattern {
 	if st := c.schemaTopic(); st != "" {
 		out = append(out, topicPattern{name: st}) // schematopic.go
 	}
+	// The keys topic of personal data (personal.go), whether or not this
+	// worker has a master key: a record forged there would be read as a
+	// data key by every worker that has one.
+	out = append(out, topicPattern{name: DefaultKeysTopic})
+	if c.Topics.Keys != "" && c.Topics.Keys != DefaultKeysTopic {
+		out = append(out, topicPattern{name: c.Topics.Keys})
+	}
 	for _, s := range c.InternalTopics {
 		out = append(out, parseTopicPattern(s))
 	}

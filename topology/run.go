@@ -33,6 +33,10 @@ func (p *Processor) Run(ctx context.Context) (err error) {
 		// Not fatal for this build: an older one could not learn them.
 		p.log.Warn("schemas not published: an older build meeting this build's data will not read it", "err", err)
 	}
+	// Every key once, before joining: a wrong master key stops the start.
+	if err := p.loadKeys(ctx, -1); err != nil {
+		return err
+	}
 
 	p.cache = snapshots.NewCache(p.cfg.CacheBytes)
 	defer p.cache.Unref()

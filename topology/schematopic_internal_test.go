@@ -23,3 +23,24 @@ func TestSchemaTopicIsNeverAReplyTopic(t *testing.T) {
 		t.Fatal("the schema topic is an allowed reply topic")
 	}
 }
+
+// TestKeysTopicIsNeverAReplyTopic: a forged reply in the keys topic would be
+// read as a data key by every worker at start (a wrong-key stop for all of
+// them), so the keys topic is protected whether or not this worker has a
+// master key: the default name always, a configured one too.
+func TestKeysTopicIsNeverAReplyTopic(t *testing.T) {
+	t.Parallel()
+	c := Config{Brokers: []string{"b:1"}, InstanceID: "i", StateDir: "d"}
+	c.setDefaults()
+	if why := c.replyTopicRefusal("kcqrs-keys"); why == "" {
+		t.Fatal("the default keys topic is an allowed reply topic without a master key")
+	}
+	c.Topics.Keys = "my-keys"
+	if why := c.replyTopicRefusal("my-keys"); why == "" {
+		t.Fatal("a configured keys topic is an allowed reply topic")
+	}
+	c.ReplyTopics = []string{"my-*"}
+	if err := c.Validate(); err == nil || !strings.Contains(err.Error(), "my-*") {
+		t.Fatalf("Validate of an allow-list covering the keys topic: %v", err)
+	}
+}

@@ -27,7 +27,7 @@ func ptr(s string) *string { return &s }
 
 // Specs lists the topics of a config.
 func (t Topics) Specs() []TopicSpec {
-	return []TopicSpec{
+	specs := []TopicSpec{
 		{Name: t.Commands, Role: "commands", CoPartitioned: true},
 		{Name: t.Events, Role: "events", CoPartitioned: true, Configs: map[string]*string{
 			"retention.ms": ptr("-1"), "retention.bytes": ptr("-1"),
@@ -40,6 +40,12 @@ func (t Topics) Specs() []TopicSpec {
 			"retention.ms": ptr("-1"),
 		}},
 	}
+	if t.Keys != "" {
+		specs = append(specs, TopicSpec{Name: t.Keys, Role: "keys", CoPartitioned: true, Configs: map[string]*string{
+			"cleanup.policy": ptr("compact"),
+		}})
+	}
+	return specs
 }
 
 // PartitionMismatchError reports co-partitioned topics whose partition
@@ -200,6 +206,11 @@ func CheckTopicConfigs(t Topics, configs map[string]map[string]string) (advice [
 			return false
 		}
 		switch s.Role {
+		case "keys":
+			if !has("compact") || has("delete") {
+				problems = append(problems, TopicConfigProblem{s.Role, s.Name, "cleanup.policy", strings.Join(pol, ","), "compact",
+					"deletion by retention would destroy the data keys: every subject's personal data would become unreadable (docs/erasure.md)"})
+			}
 		case "changelog":
 			if !has("compact") || has("delete") {
 				problems = append(problems, TopicConfigProblem{s.Role, s.Name, "cleanup.policy", strings.Join(pol, ","), "compact",
@@ -226,7 +237,7 @@ func CheckTopicConfigs(t Topics, configs map[string]map[string]string) (advice [
 					"compaction drops all but the last record of a key: earlier commands of an aggregate would be lost unread"})
 			}
 		}
-		if v := get(s.Name, "min.insync.replicas", "1"); v == "1" && (s.Role == "events" || s.Role == "changelog") {
+		if v := get(s.Name, "min.insync.replicas", "1"); v == "1" && (s.Role == "events" || s.Role == "changelog" || s.Role == "keys") {
 			advice = append(advice, fmt.Sprintf("%s topic %q has min.insync.replicas=1: an acknowledged write survives only on one broker; with replication factor 3 use min.insync.replicas=2", s.Role, s.Name))
 		}
 		if get(s.Name, "unclean.leader.election.enable", "false") == "true" {

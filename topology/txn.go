@@ -112,6 +112,7 @@ func (p *Processor) runTxn(ctx context.Context, first kgo.Fetches) (bool, error)
 		// commit (EndTxn answered with an error, or a response lost). Every
 		// partition of the batch is suspect until caught up from the
 		// changelog, which then holds whatever Kafka decided.
+		p.forgetBatchKeys(b)
 		p.suspectBatch(b)
 		if err != nil && fencedError(err) {
 			return false, fmt.Errorf("topology: end transaction: %w", err)
@@ -186,6 +187,9 @@ type batch struct {
 	// stages of its commands, for a StageObserver (stages.go); nil when
 	// nobody observes them.
 	stages *stageClock
+	// keys are the subjects whose data key was created or erased in the
+	// batch (personal.go): forgotten unless it commits.
+	keys []string
 }
 
 func (b *batch) fail(err error) {
@@ -256,7 +260,11 @@ func (p *Processor) flushSnapshots(b *batch) {
 			if !a.dirty {
 				continue
 			}
-			enc, err := p.reg.encodeSnapshot(a)
+			var enc []byte
+			var err error
+			if !a.erased {
+				enc, err = p.reg.encodeSnapshot(a)
+			}
 			if err != nil {
 				b.fail(fmt.Errorf("snapshot %q: %w", a.key, err))
 				continue
@@ -332,6 +340,8 @@ func (p *Processor) applyCommitted() {
 		for _, a := range ps.order {
 			if a.dirty && a.encoded != nil {
 				wb.Put([]byte(a.key), a.encoded)
+			} else if a.dirty && a.erased {
+				wb.Delete([]byte(a.key))
 			}
 		}
 		wb.SetCheckpoint(last + 1)

@@ -38,6 +38,7 @@ func main() {
 	flag.BoolVar(&o.Hostile, "hostile", false, "interleave hostile commands (forged reply topics, huge and compressed commands, amplifying rejections) and check the internal topics hold only the topology's records")
 	flag.BoolVar(&o.NoSagaReplays, "no-saga-replays", false, "do not replay the saga (by default, from time to time, a saga in a new group replays the events from their start for a few seconds)")
 	flag.IntVar(&o.Standbys, "standbys", 1, "warm standbys per partition")
+	flag.IntVar(&o.Erasures, "erasures", 0, "run the workers with a master key and erase this many accounts of their own during the workload; the check reads everything with the keys (docs/erasure.md)")
 	flag.StringVar(&o.Dir, "dir", "", "working directory (kept); default a temporary one, removed after a passing run")
 	flag.StringVar(&o.ProcessorBin, "processor", "", "processor binary (default: go build ./cmd/processor)")
 	quiet := flag.Bool("quiet", false, "print only the summary")

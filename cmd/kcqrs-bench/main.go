@@ -41,7 +41,7 @@ func run() error {
 	accounts := flag.Int("accounts", 0, "aggregates of the throughput workload (quick 1000, full 10000)")
 	commands := flag.Int("commands", 0, "timed commands per contender (quick 20000, full 200000)")
 	restartAggs := flag.Int("restart-aggregates", 0, "aggregates of the restart/restore/memory store (quick 20000, full 1000000)")
-	skip := flag.String("skip", "", "comma-separated measurements to leave out: goka, latency, restart, projector, history, liveness")
+	skip := flag.String("skip", "", "comma-separated measurements to leave out: goka, latency, restart, projector, history, liveness, personal")
 	livenessRounds := flag.Int("liveness-rounds", 0, "rounds of the liveness measurement, each a SIGKILL with an immediate restart and one of a worker left dead (quick 2, full 5)")
 	out := flag.String("out", "", "also write the table to this file")
 	verbose := flag.Bool("v", false, "show the processors' warnings")

@@ -66,8 +66,10 @@ func runDemo(args []string) error {
 		return err
 	}
 	defer hist.Close()
+	mk := demoMasterKey() // personal data: the account owner is stored encrypted (demoerase.go)
 	proc, err := topology.New(topology.Config{
 		History:    hist.Reader(),
+		Personal:   mk,
 		Observer:   endpoints.Observer(),
 		Brokers:    brokers,
 		InstanceID: "demo-0",
@@ -128,7 +130,11 @@ func runDemo(args []string) error {
 		return err
 	}
 	defer cl.Close()
-	proj, err := startProjection(pctx, brokers, filepath.Join(*dir, "projector"), *httpAddr, logOut)
+	opener, err := followDemoKeys(pctx, brokers, mk, slog.New(slog.NewTextHandler(logOut, nil)))
+	if err != nil {
+		return err
+	}
+	proj, err := startProjection(pctx, brokers, filepath.Join(*dir, "projector"), *httpAddr, logOut, opener)
 	if err != nil {
 		return err
 	}
@@ -195,6 +201,7 @@ func runDemo(args []string) error {
 		st.Commands, st.Transactions, st.Events, st.Snapshots, st.DeadLetters, st.Duplicates)
 	printReadModel(ctx, proj, acc, accVersion)
 	printHistory(ctx, hist.Reader(), srv.Addr().String(), acc)
+	showErasure(ctx, cl, proj, brokers, mk, run)
 	if *exit {
 		return nil
 	}
@@ -203,12 +210,12 @@ serving on %s until Ctrl-C. Try, in another terminal:
   go run ./cmd/kcqrs send --id %s --type Deposit --data '{"amount": 4200}'
   go run ./cmd/kcqrs send --id %s --type Withdraw --data '{"amount": 1}' --expected-version 0
   curl 'http://%s/v1/accounts/%s?min_version=%d&wait=2s'
-  curl http://%s/v1/owners/Alice/accounts
+  KCQRS_MASTER_KEY=$(printf kcqrs-demo-master-key-32-bytes!! | base64) go run ./cmd/kcqrs erase account %s   # add --execute to erase
   curl http://%s/metrics
   go run ./cmd/kcqrs groups
   go run ./cmd/kcqrs history account %s --at-version 2
   open http://%s/aggregate?type=account&id=%s (the web console)
-`, brokers[0], acc, acc, proj.Addr(), acc, accVersion+1, proj.Addr(), srv.Addr(), acc, cons.Addr(), acc)
+`, brokers[0], acc, acc, proj.Addr(), acc, accVersion+1, acc, srv.Addr(), acc, cons.Addr(), acc)
 	select {
 	case <-ctx.Done():
 	case err := <-procDone:

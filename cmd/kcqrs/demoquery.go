@@ -15,14 +15,15 @@ import (
 
 // startProjection runs the read models and their query API beside the
 // demo's processor.
-func startProjection(ctx context.Context, brokers []string, stateDir, addr string, logOut io.Writer) (*projection.Service, error) {
+func startProjection(ctx context.Context, brokers []string, stateDir, addr string, logOut io.Writer, openPersonal func(string, string, string) string) (*projection.Service, error) {
 	reg, err := examples.Registry()
 	if err != nil {
 		return nil, err
 	}
 	return projection.StartService(ctx, projection.ServiceConfig{
-		Project: true,
-		Addr:    addr,
+		Project:      true,
+		Addr:         addr,
+		OpenPersonal: openPersonal,
 		Projection: projection.Config{
 			Brokers: brokers, StateDir: stateDir, Registry: reg,
 			Logger: slog.New(slog.NewTextHandler(logOut, nil)),

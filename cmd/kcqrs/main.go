@@ -40,6 +40,8 @@ commands:
           --allow-redrive) and an aggregate inspector
   history one aggregate's events, or its state at --at-version/--at-time,
           from a processor's history index; 'history reindex' rebuilds it
+  erase   erase an aggregate's personal data: kcqrs erase <type> <id>
+          (plan first; --execute to act; docs/erasure.md)
 
 Run 'kcqrs <command> -h' for the flags of a command. Every command but demo
 and broker takes the processor's connection settings (--brokers, --tls-*,
@@ -76,6 +78,8 @@ func main() {
 		err = runConsole(os.Args[2:])
 	case "history":
 		err = runHistory(os.Args[2:])
+	case "erase":
+		err = runErase(os.Args[2:])
 	case "-h", "--help", "help":
 		fmt.Print(usage)
 		return

@@ -60,6 +60,8 @@ type settings struct {
 	signingKey      string        // topology.Config.CommandSigningKey, saga.Config.SigningKey
 	derivedKey      bool          // signingKey was derived (signing.go)
 	history         bool          // history.go
+
+	masterKeyFile, masterKey string // topology.Config.Personal (personal.go)
 }
 
 // bind declares every setting, with the topology's defaults.
@@ -84,6 +86,7 @@ func bind(s *config.Set, st *settings, describe bool) {
 	s.List(&st.cfg.InternalTopics, "internal-topics", []string{"kcqrs-proj-*", "kcqrs-transfers-*", saga.RetiredReplyTopic}, "topics no reply may go to, whatever --reply-topics says (the topology's own and __* always; the projectors', the saga's state and its retired reply topic by default)")
 	s.String(&st.cfg.Topics.DeadLetters, "dlq-topic", d.Topics.DeadLetters, "dead-letter topic")
 	s.String(&st.cfg.SchemaTopic, "schema-topic", d.SchemaTopic, "compacted topic where workers publish their schemas and an older build learns a newer one's (rollbacks; docs/schemas.md); - disables it")
+	bindPersonal(s, st)
 	s.Int(&st.partitions, "partitions", int(d.Partitions), "partition count of topics created at start (existing ones keep theirs)")
 	s.Int(&st.replication, "replication-factor", int(d.ReplicationFactor), "replication factor of topics created at start (-1: the broker's default)")
 
@@ -143,7 +146,7 @@ func load(args []string, lookup func(string) (string, bool), describe bool) (*se
 		st.cfg.InstanceID = hostname()
 	}
 	st.cfg.Brokers = st.kafka.Brokers
-	errs = append(errs, signingKey(st))
+	errs = append(errs, signingKey(st), personalKey(st))
 	st.cfg.Partitions = int32(st.partitions)
 	st.cfg.ReplicationFactor = int16(st.replication)
 	if st.replication == 0 || st.replication < -1 || st.replication > 1<<14 {

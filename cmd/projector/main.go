@@ -34,6 +34,7 @@ import (
 	"github.com/kcqrs/kcqrs/internal/examples"
 	"github.com/kcqrs/kcqrs/ops"
 	"github.com/kcqrs/kcqrs/projection"
+	"github.com/kcqrs/kcqrs/shred"
 	"github.com/kcqrs/kcqrs/topology"
 )
 
@@ -64,6 +65,9 @@ type settings struct {
 	progressInterval time.Duration
 
 	versions []int // parsed serveVersions
+
+	masterKeyFile, keysTopic string // personal.go
+	masterKey                *shred.MasterKey
 }
 
 func bind(s *config.Set, st *settings) {
@@ -83,6 +87,8 @@ func bind(s *config.Set, st *settings) {
 	s.String(&st.httpAddr, "http", "127.0.0.1:8088", "listen address of the read-only query API (loopback by default: it has no authentication)")
 	s.List(&st.serveVersions, "serve-versions", nil, "versions the query API answers from, oldest first; it switches to a newer one once caught up (default: --version)")
 	s.Bool(&st.noHTTP, "no-http", false, "build the read models only, serve no queries")
+	s.String(&st.masterKeyFile, "master-key-file", "", "master key of personal data (the processor's): the query API then opens fields marked kcqrs.personal, which the tables hold sealed, and shows [erased] for erased aggregates (docs/erasure.md)")
+	s.String(&st.keysTopic, "keys-topic", "kcqrs-keys", "the processor's keys topic of personal data")
 
 	s.Group("Operations")
 	s.String(&st.opsAddr, "ops-addr", DefaultOpsAddr, "listen address of /metrics, /healthz, /readyz (loopback by default; :8089 for all interfaces)")
@@ -136,6 +142,12 @@ func load(args []string, lookup func(string) (string, bool)) (*settings, *config
 			errs = append(errs, fmt.Errorf("--serve-versions: %d after %d: want ascending versions", n, st.versions[len(st.versions)-1]))
 		}
 		st.versions = append(st.versions, n)
+	}
+	if st.masterKeyFile != "" {
+		var err error
+		if st.masterKey, err = shred.LoadMasterKey(st.masterKeyFile); err != nil {
+			errs = append(errs, fmt.Errorf("--master-key-file: %w", err))
+		}
 	}
 	return st, s, errors.Join(errs...)
 }
@@ -218,6 +230,11 @@ func run(ctx context.Context, st *settings, reg *topology.Registry, logOut io.Wr
 
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	if st.masterKey != nil {
+		if cfg.OpenPersonal, err = followKeys(ctx, opts, st, log); err != nil {
+			return err
+		}
+	}
 	svc, err := projection.StartService(ctx, cfg)
 	if err != nil {
 		return err

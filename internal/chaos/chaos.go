@@ -114,6 +114,10 @@ type Options struct {
 	// the workers' sagas and stops; its legs must all be deduplicated or
 	// refused without effect.
 	NoSagaReplays bool
+	// Erasures, when > 0, runs the workers with a master key (personal
+	// data sealed) and erases that many accounts of their own during the
+	// workload (erasure.go). (0)
+	Erasures int
 	// Standbys per partition. (1)
 	Standbys int
 	// Dir holds the broker's data, the workers' state and logs; "" is a
@@ -190,6 +194,7 @@ type Summary struct {
 	// refunded, from the events.
 	Transfers, Completed, Refunded int
 	DuplicatesFound, Lost          int
+	Erased                         int // accounts erased (Options.Erasures)
 	Violations                     []string
 	// Failovers: SIGKILL of a worker left down to the first reply for one
 	// of its partitions (the survivors took over). RestartFailovers: the
@@ -224,7 +229,7 @@ func (s Summary) String() string {
 		s.Kills, s.Terms, s.Pauses, s.Crashes, s.Faults, s.Rebalances, s.Events, s.Replies, s.StoresChecked, s.MedianFailover.Round(time.Millisecond), s.Max.Round(time.Millisecond),
 		s.MedianRestartFailover.Round(time.Millisecond), maxOf(s.RestartFailovers).Round(time.Millisecond), s.MaxCommandLatency.Round(time.Millisecond),
 		s.MaxNoProgress.Round(time.Millisecond), s.NoProgressPartition, s.Hostile, s.Foreign, s.SagaReplays, s.SagaReplayed,
-		s.DuplicatesFound, s.Lost, len(s.Violations), s.Elapsed.Round(time.Second)) + s.groups()
+		s.DuplicatesFound, s.Lost, len(s.Violations), s.Elapsed.Round(time.Second)) + s.erasedNote() + s.groups()
 }
 
 func (s Summary) groups() string {
@@ -298,6 +303,7 @@ type run struct {
 	probes       int
 	prog         *progress
 	topicsBefore map[string]bool
+	erased       []string // accounts erased (erasure.go)
 }
 
 type outcome struct {
@@ -392,6 +398,10 @@ func (r *run) run(ctx context.Context) error {
 		r.send(ctx, cl, outcome{account: a, typ: "OpenAccount"}, "open-"+a)
 		r.send(ctx, cl, outcome{account: a, typ: "CloseAccount"}, "close-"+a)
 	}
+	var toErase []string
+	if r.o.Erasures > 0 {
+		toErase = r.erasables(ctx, cl)
+	}
 	r.logf("%d accounts open; workload, kills and faults start", len(accounts))
 	// Liveness counts from here: the group's first formation is not a
 	// stall of the workload.
@@ -416,6 +426,10 @@ func (r *run) run(ctx context.Context) error {
 		r.noteTopics(ctx)
 		load.Add(1)
 		go func() { defer load.Done(); r.hostile(loadCtx) }()
+	}
+	if len(toErase) > 0 {
+		load.Add(1)
+		go func() { defer load.Done(); r.erase(loadCtx, cl, toErase) }()
 	}
 	if !r.o.NoSagaReplays && r.o.TransferPercent > 0 {
 		load.Add(1)
@@ -650,6 +664,9 @@ func (w *worker) start() error {
 	// Every worker (processor and saga) of the run shares the key of the
 	// transfer legs' signatures, as a deployment must.
 	cmd.Env = append(os.Environ(), "KCQRS_TRANSFER_SIGNING_KEY="+signingKey)
+	if w.r.o.Erasures > 0 {
+		cmd.Env = append(cmd.Env, "KCQRS_MASTER_KEY="+chaosMasterKey)
+	}
 	for _, d := range []struct {
 		flag string
 		v    time.Duration
@@ -929,4 +946,11 @@ func maxOf(ds []time.Duration) time.Duration {
 		m = max(m, d)
 	}
 	return m
+}
+
+func (s Summary) erasedNote() string {
+	if s.Erased == 0 {
+		return ""
+	}
+	return fmt.Sprintf(", erased %d (owners [erased], balances intact, others readable)", s.Erased)
 }

@@ -13,6 +13,7 @@ import (
 
 	"github.com/kcqrs/kcqrs/aggregates/account"
 	"github.com/kcqrs/kcqrs/internal/examples"
+	"github.com/kcqrs/kcqrs/shred"
 	"github.com/kcqrs/kcqrs/snapshots"
 	"github.com/kcqrs/kcqrs/topology"
 	"github.com/kcqrs/kcqrs/topology/topologytest"
@@ -40,6 +41,16 @@ func (r *run) check(ctx context.Context) error {
 	reg, err := examples.Registry()
 	if err != nil {
 		return err
+	}
+	var ring *shred.Keyring
+	if r.o.Erasures > 0 {
+		// Owners are sealed: read everything with the keys (erasure.go).
+		if ring, err = r.keyring(ctx); err != nil {
+			return err
+		}
+		if err := reg.EnablePersonal(ring); err != nil {
+			return err
+		}
 	}
 	read := func(topic string) ([]*kgo.Record, error) {
 		recs, err := topologytest.ReadCommitted(ctx, r.brokers, topic)
@@ -274,6 +285,21 @@ func (r *run) check(ctx context.Context) error {
 	var total, inFlight int64
 	for key, a := range aggs {
 		v, ok := latest[key]
+		if ring != nil {
+			switch erased := ring.Erased(key); {
+			case erased && a.state.Owner != shred.Erased:
+				r.violate("%s was erased but its events fold to owner %q", key, a.state.Owner)
+			case !erased && a.state.Owner != "chaos" && a.state.Owner != "":
+				// "": never opened (a refused transfer's event only).
+				r.violate("%s: owner %q, want the one written (chaos)", key, a.state.Owner)
+			case erased && v != nil:
+				r.violate("%s was erased but its latest changelog record is a snapshot, not a tombstone", key)
+			}
+			if ring.Erased(key) {
+				total += a.state.Balance // its money is still in the fold
+				continue
+			}
+		}
 		if !ok {
 			r.sum.Lost++
 			r.violate("%s has events but no snapshot", key)
@@ -305,7 +331,7 @@ func (r *run) check(ctx context.Context) error {
 	// window of the commands it rejected (transfers to a never-opened
 	// account): at version 0, with the zero state.
 	for key, v := range latest {
-		if aggs[key] != nil {
+		if aggs[key] != nil || v == nil && ring != nil && ring.Erased(key) {
 			continue
 		}
 		snap, st, err := reg.DecodeSnapshot(v)
@@ -315,6 +341,17 @@ func (r *run) check(ctx context.Context) error {
 		}
 		if got, ok := st.(account.Account); snap.Version != 0 || !ok || !sameAccount(got, account.Account{}) {
 			r.violate("%s has no events but a snapshot at version %d with state %+v", key, snap.Version, st)
+		}
+	}
+	if ring != nil {
+		r.mu.Lock()
+		erased := r.erased
+		r.mu.Unlock()
+		r.sum.Erased = len(erased)
+		for _, id := range erased {
+			if !ring.Erased("account/" + id) {
+				r.violate("account/%s: erasure answered but no erasure marker in kcqrs-keys", id)
+			}
 		}
 	}
 	if total+inFlight != deposited-withdrawn {
