@@ -1,6 +1,7 @@
 package projection
 
 import (
+	"context"
 	"fmt"
 	"sync/atomic"
 	"testing"
@@ -22,6 +23,16 @@ func TestLostTableEmitRepaired(t *testing.T) {
 	e := newEnv(t)
 	cfg := e.config(t.TempDir(), 1)
 	table := TableOf(cfg.Names.withDefaults().AccountsGroup())
+	// The table's produces are told by name (sarama) or by topic id (the
+	// accounts group's franz-go writer, Produce v13+).
+	if _, err := EnsureTopics(context.Background(), cfg); err != nil {
+		t.Fatal(err)
+	}
+	td, err := e.adm.ListTopics(context.Background(), table)
+	if err != nil || td[table].Err != nil {
+		t.Fatalf("table topic: %v %v", err, td[table].Err)
+	}
+	tableID := td[table].ID
 	var refuse atomic.Bool
 	refuse.Store(true)
 	var refused atomic.Int64
@@ -30,7 +41,7 @@ func TestLostTableEmitRepaired(t *testing.T) {
 		pr := req.(*kmsg.ProduceRequest)
 		hit := false
 		for _, tp := range pr.Topics {
-			hit = hit || tp.Topic == table
+			hit = hit || tp.Topic == table || tp.TopicID == tableID
 		}
 		if !refuse.Load() || !hit {
 			return nil, nil, false
@@ -39,7 +50,7 @@ func TestLostTableEmitRepaired(t *testing.T) {
 		resp := pr.ResponseKind().(*kmsg.ProduceResponse)
 		for _, tp := range pr.Topics {
 			rt := kmsg.NewProduceResponseTopic()
-			rt.Topic = tp.Topic
+			rt.Topic, rt.TopicID = tp.Topic, tp.TopicID
 			for _, p := range tp.Partitions {
 				rp := kmsg.NewProduceResponseTopicPartition()
 				rp.Partition = p.Partition

@@ -1,0 +1,284 @@
+package projection
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+)
+
+// tableWriter is the accounts group's output path. goka's SetValue and Emit
+// write the store and produce one record at a time, through sarama's async
+// producer and a promise per record, and goka's success callback writes the
+// table offset to the store once per record: that was the projector's bound
+// (five produces and ten store writes per event, serialized on sarama's
+// producer). Instead, the accounts group's callback folds an event, puts the
+// new entry into a pending batch (which later reads of the same key see
+// first) and defers the event's commit (goka's Context.DeferCommit). A
+// flusher then, per batch: writes the batch's entries to each partition's
+// store in one Pebble batch, produces the table records, the owner-index
+// records and the latest currency counters of each partition (one record per
+// currency and partition per batch, not per event) with one franz-go client,
+// waits for every acknowledgement, stores each table partition's last
+// offset once, and only then releases the batch's commits, in order.
+//
+// The guarantees of goka's own path hold: the store is written before the
+// produces (as goka does), an event's offset is committed only after all of
+// its records were acknowledged, a failed produce fails the group (the
+// events since the last commit come again; the stale path re-sends the held
+// entry), and a table record's partition is its event's partition.
+type tableWriter struct {
+	cl       *kgo.Client
+	stores   *storeSet
+	table    string // the accounts table topic
+	byOwner  string
+	byCurr   string
+	parts    int32 // partitions of every topic of the version
+	maxBatch int   // events per flush before the flusher is woken early
+	interval time.Duration
+
+	written, forwarded *atomic.Int64
+
+	mu      sync.Mutex
+	space   *sync.Cond // signalled when a flush took the pending batch
+	pending map[int32]*pendingPart
+	n       int // events pending
+	kick    chan struct{}
+	closed  bool
+}
+
+// pendingPart is one partition's share of a batch.
+type pendingPart struct {
+	entries map[string]pendingEntry // store writes, by key
+	recs    []*kgo.Record           // table and owner-index records, in fold order
+	totals  map[string]CurrencyTotal
+	dones   []func(error)
+}
+
+type pendingEntry struct {
+	a   Account
+	raw []byte
+}
+
+func newTableWriter(cl *kgo.Client, stores *storeSet, n Names, parts int32, written, forwarded *atomic.Int64) *tableWriter {
+	w := &tableWriter{written: written, forwarded: forwarded,
+		cl: cl, stores: stores, table: TableOf(n.AccountsGroup()),
+		byOwner: string(n.ByOwnerTopic()), byCurr: string(n.ByCurrencyTopic()), parts: parts,
+		maxBatch: 2000, interval: 5 * time.Millisecond,
+		pending: map[int32]*pendingPart{}, kick: make(chan struct{}, 1),
+	}
+	w.space = sync.NewCond(&w.mu)
+	return w
+}
+
+// held returns the pending entry of key in partition p, if any: the store
+// does not have it yet.
+func (w *tableWriter) held(p int32, key string) (Account, bool) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if pp := w.pending[p]; pp != nil {
+		if e, ok := pp.entries[key]; ok {
+			return e.a, true
+		}
+	}
+	return Account{}, false
+}
+
+// partitionOf is the partition of key in every topic of the version: Kafka's
+// murmur2, as goka's hasher and sarama's partitioner compute it.
+func (w *tableWriter) partitionOf(key string) int32 {
+	h := Murmur2()
+	_, _ = h.Write([]byte(key))
+	return int32(h.Sum32() % uint32(w.parts))
+}
+
+// write is one event's output: the entry a for the table (written to the
+// store too when store is set; a stale event re-sends the held entry
+// without writing it), the owner-index entry when owner is set, the
+// currency counters tot (may be nil), and the event's deferred commit.
+func (w *tableWriter) write(p int32, key string, a Account, store, owner bool, tot *CurrencyTotal, done func(error)) error {
+	raw, err := jsonCodec[Account]{}.Encode(&a)
+	if err != nil {
+		return err
+	}
+	var ownerRec *kgo.Record
+	if owner && a.Owner != "" {
+		k := OwnerKey(a.Owner, a.ID)
+		v, err := jsonCodec[Account]{}.Encode(&Account{ID: a.ID, Owner: a.Owner, Version: a.Version})
+		if err != nil {
+			return err
+		}
+		ownerRec = &kgo.Record{Topic: w.byOwner, Partition: w.partitionOf(k), Key: []byte(k), Value: v}
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for w.n >= 4*w.maxBatch && !w.closed {
+		w.space.Wait() // bounds the memory held by pending batches
+	}
+	if w.closed {
+		return errors.New("projection: writer closed")
+	}
+	pp := w.pending[p]
+	if pp == nil {
+		pp = &pendingPart{entries: map[string]pendingEntry{}, totals: map[string]CurrencyTotal{}}
+		w.pending[p] = pp
+	}
+	if store {
+		pp.entries[key] = pendingEntry{a: a, raw: raw}
+	}
+	pp.recs = append(pp.recs, &kgo.Record{Topic: w.table, Partition: p, Key: []byte(key), Value: raw})
+	if ownerRec != nil {
+		pp.recs = append(pp.recs, ownerRec)
+	}
+	if tot != nil {
+		pp.totals[tot.Currency] = *tot
+	}
+	pp.dones = append(pp.dones, done)
+	w.n++
+	if w.n >= w.maxBatch {
+		select {
+		case w.kick <- struct{}{}:
+		default:
+		}
+	}
+	return nil
+}
+
+// run flushes until stop is closed, then flushes once more and fails what
+// could not be written.
+func (w *tableWriter) run(stop <-chan struct{}) {
+	t := time.NewTicker(w.interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-stop:
+			w.flush()
+			w.mu.Lock()
+			w.closed = true
+			left := w.pending
+			w.pending = map[int32]*pendingPart{}
+			w.n = 0
+			w.space.Broadcast()
+			w.mu.Unlock()
+			finish(left, errors.New("projection: writer stopped"))
+			return
+		case <-t.C:
+		case <-w.kick:
+		}
+		w.flush()
+	}
+}
+
+func finish(batch map[int32]*pendingPart, err error) {
+	for _, pp := range batch {
+		for _, d := range pp.dones {
+			d(err)
+		}
+	}
+}
+
+// flush writes the pending batch (see tableWriter).
+func (w *tableWriter) flush() {
+	w.mu.Lock()
+	if w.n == 0 {
+		w.mu.Unlock()
+		return
+	}
+	batch, events := w.pending, w.n
+	// The store writes happen under the lock: a reader that misses the
+	// pending batch must find the entry in the store.
+	var err error
+	for p, pp := range batch {
+		if len(pp.entries) == 0 {
+			continue
+		}
+		st := w.stores.get(w.table, p)
+		if st == nil {
+			err = fmt.Errorf("projection: no store for %s/%d", w.table, p)
+			break
+		}
+		if err = st.setEntries(pp.entries); err != nil {
+			break
+		}
+	}
+	w.pending = map[int32]*pendingPart{}
+	w.n = 0
+	w.space.Broadcast()
+	w.mu.Unlock()
+
+	var fwd int64
+	if err == nil {
+		fwd, err = w.produce(batch)
+	}
+	if err == nil {
+		w.written.Add(int64(events))
+		w.forwarded.Add(fwd)
+	}
+	finish(batch, err)
+}
+
+// produce sends a batch's records, waits for them and stores each table
+// partition's last offset. It returns the number of records sent to the
+// intermediate topics.
+func (w *tableWriter) produce(batch map[int32]*pendingPart) (int64, error) {
+	var (
+		wg    sync.WaitGroup
+		emu   sync.Mutex
+		first error
+		fwd   int64
+		last  = map[int32]int64{}
+	)
+	cb := func(r *kgo.Record, err error) {
+		emu.Lock()
+		if err != nil && first == nil {
+			first = fmt.Errorf("projection: produce to %s: %w", r.Topic, err)
+		}
+		if err == nil && r.Topic == w.table && r.Offset > last[r.Partition] {
+			last[r.Partition] = r.Offset
+		}
+		emu.Unlock()
+		wg.Done()
+	}
+	send := func(r *kgo.Record) {
+		wg.Add(1)
+		w.cl.Produce(context.Background(), r, cb)
+	}
+	for p, pp := range batch {
+		for _, r := range pp.recs {
+			if r.Topic != w.table {
+				fwd++
+			}
+			send(r)
+		}
+		for _, t := range pp.totals {
+			k := TotalKey(t.Currency, p)
+			v, err := jsonCodec[CurrencyTotal]{}.Encode(&t)
+			if err != nil {
+				return 0, err
+			}
+			fwd++
+			send(&kgo.Record{Topic: w.byCurr, Partition: w.partitionOf(k), Key: []byte(k), Value: v})
+		}
+	}
+	wg.Wait()
+	if first != nil {
+		return 0, first
+	}
+	// goka reads the table topic from this offset on when it recovers a
+	// partition: one store write per partition and batch instead of one per
+	// record.
+	for p, off := range last {
+		st := w.stores.get(w.table, p)
+		if st == nil {
+			return 0, fmt.Errorf("projection: no store for %s/%d", w.table, p)
+		}
+		if err := st.SetOffset(off); err != nil {
+			return 0, err
+		}
+	}
+	return fwd, nil
+}
