@@ -79,6 +79,8 @@ type Projector struct {
 	cfg    Config
 	c      counters
 	groups map[goka.Group]*groupCounters // fixed at New: read without a lock
+	// The group names, computed once (Names formats them on every call).
+	accountsGroup, ownersGroup, totalsGroup goka.Group
 
 	// accStores are the accounts group's stores, scanned by totals.
 	accStores *storeSet
@@ -101,6 +103,7 @@ func New(cfg Config) (*Projector, error) {
 	}
 	p := &Projector{cfg: cfg, groups: map[goka.Group]*groupCounters{}, accStores: &storeSet{}}
 	p.totals = newPartitionTotals(p.accStores, TableOf(cfg.Names.AccountsGroup()))
+	p.accountsGroup, p.ownersGroup, p.totalsGroup = cfg.Names.AccountsGroup(), cfg.Names.OwnersGroup(), cfg.Names.TotalsGroup()
 	for _, g := range cfg.Names.Groups() {
 		p.groups[g] = &groupCounters{}
 	}
@@ -246,7 +249,10 @@ func (p *Projector) processorOptions(g goka.Group) []goka.ProcessorOption {
 		// The counters of a partition are rebuilt from its store after
 		// every rebalance: another member may have changed it meanwhile.
 		stores = p.accStores
-		extra = append(extra, goka.WithRebalanceCallback(func(goka.Assignment) { p.totals.reset() }))
+		extra = append(extra, goka.WithRebalanceCallback(func(goka.Assignment) {
+			p.totals.reset()
+			p.w.forget()
+		}))
 	}
 	return append([]goka.ProcessorOption{
 		goka.WithClientID(string(g)),
@@ -300,7 +306,7 @@ func (p *Projector) deadLetter(ctx goka.Context, g goka.Group, raw []byte, reaso
 
 func (p *Projector) onEvent(ctx goka.Context, raw []byte) {
 	p.c.events.Add(1)
-	g := p.cfg.Names.AccountsGroup()
+	g := p.accountsGroup
 	env, ev, decErr := p.cfg.Registry.DecodeEvent(raw)
 	if env.AggregateType == "" {
 		p.deadLetter(ctx, g, raw, fmt.Sprintf("undecodable event: %v", decErr))
@@ -318,6 +324,7 @@ func (p *Projector) onEvent(ctx goka.Context, raw []byte) {
 		cur = a
 	} else if v, ok := ctx.Value().(*Account); ok && v != nil {
 		cur = *v
+		p.w.remember(ctx.Partition(), ctx.Key(), cur)
 	}
 	if decErr != nil {
 		ev = nil // folded as unhandled: its version is consumed, its effect is not
@@ -388,7 +395,7 @@ func decodeAccount(raw []byte) (Account, error) {
 }
 
 func (p *Projector) onOwner(ctx goka.Context, raw []byte) {
-	g := p.cfg.Names.OwnersGroup()
+	g := p.ownersGroup
 	a, err := decodeAccount(raw)
 	if err == nil && ctx.Key() != OwnerKey(a.Owner, a.ID) {
 		err = fmt.Errorf("projection: entry of owner %q, account %q under key %q", a.Owner, a.ID, ctx.Key())
@@ -412,7 +419,7 @@ func (p *Projector) onOwner(ctx goka.Context, raw []byte) {
 }
 
 func (p *Projector) onTotal(ctx goka.Context, raw []byte) {
-	g := p.cfg.Names.TotalsGroup()
+	g := p.totalsGroup
 	var upd CurrencyTotal
 	err := json.Unmarshal(raw, &upd)
 	if err == nil && (upd.Currency == "" || ctx.Key() != TotalKey(upd.Currency, upd.Partition)) {

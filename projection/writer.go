@@ -46,9 +46,18 @@ type tableWriter struct {
 	mu      sync.Mutex
 	space   *sync.Cond // signalled when a flush took the pending batch
 	pending map[int32]*pendingPart
-	n       int // events pending
-	kick    chan struct{}
-	closed  bool
+	// cache holds the entries last written or read, by partition and key,
+	// so that an account's next event neither reads the store nor decodes
+	// JSON. It is what the store holds (or the pending batch, which is
+	// written first), forgotten at every rebalance (a partition's store may
+	// have changed meanwhile: recovery from the table topic) and whole when
+	// it reaches cacheEntries (a bound, not an LRU: cheap, and a catch-up
+	// refills it at once).
+	cache  map[int32]map[string]Account
+	cached int
+	n      int // events pending
+	kick   chan struct{}
+	closed bool
 }
 
 // pendingPart is one partition's share of a batch.
@@ -68,15 +77,18 @@ func newTableWriter(cl *kgo.Client, stores *storeSet, n Names, parts int32, writ
 	w := &tableWriter{written: written, forwarded: forwarded,
 		cl: cl, stores: stores, table: TableOf(n.AccountsGroup()),
 		byOwner: string(n.ByOwnerTopic()), byCurr: string(n.ByCurrencyTopic()), parts: parts,
-		maxBatch: 2000, interval: 5 * time.Millisecond,
-		pending: map[int32]*pendingPart{}, kick: make(chan struct{}, 1),
+		maxBatch: dbgBatch, interval: 5 * time.Millisecond,
+		pending: map[int32]*pendingPart{}, kick: make(chan struct{}, 1), cache: map[int32]map[string]Account{},
 	}
 	w.space = sync.NewCond(&w.mu)
 	return w
 }
 
-// held returns the pending entry of key in partition p, if any: the store
-// does not have it yet.
+// cacheEntries bounds the writer's cache of entries.
+const cacheEntries = 100_000
+
+// held returns the entry of key in partition p from the pending batch (the
+// store does not have it yet) or the cache, if either has it.
 func (w *tableWriter) held(p int32, key string) (Account, bool) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
@@ -85,7 +97,37 @@ func (w *tableWriter) held(p int32, key string) (Account, bool) {
 			return e.a, true
 		}
 	}
-	return Account{}, false
+	a, ok := w.cache[p][key]
+	return a, ok
+}
+
+// remember caches the entry a of key in partition p, read from the store.
+func (w *tableWriter) remember(p int32, key string, a Account) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.cacheLocked(p, key, a)
+}
+
+func (w *tableWriter) cacheLocked(p int32, key string, a Account) {
+	if w.cached >= cacheEntries {
+		w.cache, w.cached = map[int32]map[string]Account{}, 0
+	}
+	m := w.cache[p]
+	if m == nil {
+		m = map[string]Account{}
+		w.cache[p] = m
+	}
+	if _, ok := m[key]; !ok {
+		w.cached++
+	}
+	m[key] = a
+}
+
+// forget empties the cache (at a rebalance).
+func (w *tableWriter) forget() {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.cache, w.cached = map[int32]map[string]Account{}, 0
 }
 
 // partitionOf is the partition of key in every topic of the version: Kafka's
@@ -116,7 +158,7 @@ func (w *tableWriter) write(p int32, key string, a Account, store, owner bool, t
 	}
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	for w.n >= 4*w.maxBatch && !w.closed {
+	for w.n >= dbgMul*w.maxBatch && !w.closed {
 		w.space.Wait() // bounds the memory held by pending batches
 	}
 	if w.closed {
@@ -129,6 +171,7 @@ func (w *tableWriter) write(p int32, key string, a Account, store, owner bool, t
 	}
 	if store {
 		pp.entries[key] = pendingEntry{a: a, raw: raw}
+		w.cacheLocked(p, key, a)
 	}
 	pp.recs = append(pp.recs, &kgo.Record{Topic: w.table, Partition: p, Key: []byte(key), Value: raw})
 	if ownerRec != nil {
