@@ -19,12 +19,14 @@ import (
 // producer). Instead, the accounts group's callback folds an event, puts the
 // new entry into a pending batch (which later reads of the same key see
 // first) and defers the event's commit (goka's Context.DeferCommit). A
-// flusher then, per batch: writes the batch's entries to each partition's
-// store in one Pebble batch, produces the table records, the owner-index
+// flusher then, per batch: encodes each account's last entry of the batch
+// once and writes them to each partition's store in one Pebble batch,
+// produces them (the table is compacted: an entry another event of the same
+// batch replaced would be dropped by compaction anyway), the owner-index
 // records and the latest currency counters of each partition (one record per
 // currency and partition per batch, not per event) with one franz-go client,
 // waits for every acknowledgement, stores each table partition's last
-// offset once, and only then releases the batch's commits, in order.
+// offset once, and only then releases the batch's commits.
 //
 // The guarantees of goka's own path hold: the store is written before the
 // produces (as goka does), an event's offset is committed only after all of
@@ -46,6 +48,9 @@ type tableWriter struct {
 	mu      sync.Mutex
 	space   *sync.Cond // signalled when a flush took the pending batch
 	pending map[int32]*pendingPart
+	// flushing is the batch being written to the stores (readers look
+	// there after pending).
+	flushing map[int32]*pendingPart
 	// cache holds the entries last written or read, by partition and key,
 	// so that an account's next event neither reads the store nor decodes
 	// JSON. It is what the store holds (or the pending batch, which is
@@ -62,22 +67,23 @@ type tableWriter struct {
 
 // pendingPart is one partition's share of a batch.
 type pendingPart struct {
-	entries map[string]pendingEntry // store writes, by key
-	recs    []*kgo.Record           // table and owner-index records, in fold order
-	totals  map[string]CurrencyTotal
+	entries map[string]*pendingEntry // each account's last entry of the batch
+	owners  []*kgo.Record            // owner-index records
+	totals  map[string]CurrencyTotal // each currency's last counters
 	dones   []func(error)
 }
 
 type pendingEntry struct {
-	a   Account
-	raw []byte
+	a     Account
+	store bool   // written to the store (not a stale event's re-send only)
+	raw   []byte // encoded at flush time
 }
 
 func newTableWriter(cl *kgo.Client, stores *storeSet, n Names, parts int32, written, forwarded *atomic.Int64) *tableWriter {
 	w := &tableWriter{written: written, forwarded: forwarded,
 		cl: cl, stores: stores, table: TableOf(n.AccountsGroup()),
 		byOwner: string(n.ByOwnerTopic()), byCurr: string(n.ByCurrencyTopic()), parts: parts,
-		maxBatch: dbgBatch, interval: 5 * time.Millisecond,
+		maxBatch: 5000, interval: 5 * time.Millisecond,
 		pending: map[int32]*pendingPart{}, kick: make(chan struct{}, 1), cache: map[int32]map[string]Account{},
 	}
 	w.space = sync.NewCond(&w.mu)
@@ -92,9 +98,11 @@ const cacheEntries = 100_000
 func (w *tableWriter) held(p int32, key string) (Account, bool) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	if pp := w.pending[p]; pp != nil {
-		if e, ok := pp.entries[key]; ok {
-			return e.a, true
+	for _, b := range []map[int32]*pendingPart{w.pending, w.flushing} {
+		if pp := b[p]; pp != nil {
+			if e, ok := pp.entries[key]; ok {
+				return e.a, true
+			}
 		}
 	}
 	a, ok := w.cache[p][key]
@@ -143,10 +151,6 @@ func (w *tableWriter) partitionOf(key string) int32 {
 // without writing it), the owner-index entry when owner is set, the
 // currency counters tot (may be nil), and the event's deferred commit.
 func (w *tableWriter) write(p int32, key string, a Account, store, owner bool, tot *CurrencyTotal, done func(error)) error {
-	raw, err := jsonCodec[Account]{}.Encode(&a)
-	if err != nil {
-		return err
-	}
 	var ownerRec *kgo.Record
 	if owner && a.Owner != "" {
 		k := OwnerKey(a.Owner, a.ID)
@@ -158,7 +162,7 @@ func (w *tableWriter) write(p int32, key string, a Account, store, owner bool, t
 	}
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	for w.n >= dbgMul*w.maxBatch && !w.closed {
+	for w.n >= 8*w.maxBatch && !w.closed {
 		w.space.Wait() // bounds the memory held by pending batches
 	}
 	if w.closed {
@@ -166,16 +170,20 @@ func (w *tableWriter) write(p int32, key string, a Account, store, owner bool, t
 	}
 	pp := w.pending[p]
 	if pp == nil {
-		pp = &pendingPart{entries: map[string]pendingEntry{}, totals: map[string]CurrencyTotal{}}
+		pp = &pendingPart{entries: map[string]*pendingEntry{}, totals: map[string]CurrencyTotal{}}
 		w.pending[p] = pp
 	}
+	e := pp.entries[key]
+	if e == nil {
+		e = &pendingEntry{}
+		pp.entries[key] = e
+	}
+	e.a, e.store = a, e.store || store
 	if store {
-		pp.entries[key] = pendingEntry{a: a, raw: raw}
 		w.cacheLocked(p, key, a)
 	}
-	pp.recs = append(pp.recs, &kgo.Record{Topic: w.table, Partition: p, Key: []byte(key), Value: raw})
 	if ownerRec != nil {
-		pp.recs = append(pp.recs, ownerRec)
+		pp.owners = append(pp.owners, ownerRec)
 	}
 	if tot != nil {
 		pp.totals[tot.Currency] = *tot
@@ -232,25 +240,30 @@ func (w *tableWriter) flush() {
 		return
 	}
 	batch, events := w.pending, w.n
-	// The store writes happen under the lock: a reader that misses the
-	// pending batch must find the entry in the store.
+	// Readers find the batch in flushing until the stores have it.
+	w.flushing, w.pending, w.n = batch, map[int32]*pendingPart{}, 0
+	w.space.Broadcast()
+	w.mu.Unlock()
 	var err error
 	for p, pp := range batch {
-		if len(pp.entries) == 0 {
-			continue
+		for _, e := range pp.entries {
+			if e.raw, err = (jsonCodec[Account]{}).Encode(&e.a); err != nil {
+				break
+			}
 		}
 		st := w.stores.get(w.table, p)
 		if st == nil {
 			err = fmt.Errorf("projection: no store for %s/%d", w.table, p)
-			break
 		}
-		if err = st.setEntries(pp.entries); err != nil {
+		if err == nil {
+			err = st.setEntries(pp.entries)
+		}
+		if err != nil {
 			break
 		}
 	}
-	w.pending = map[int32]*pendingPart{}
-	w.n = 0
-	w.space.Broadcast()
+	w.mu.Lock()
+	w.flushing = nil
 	w.mu.Unlock()
 
 	var fwd int64
@@ -291,10 +304,11 @@ func (w *tableWriter) produce(batch map[int32]*pendingPart) (int64, error) {
 		w.cl.Produce(context.Background(), r, cb)
 	}
 	for p, pp := range batch {
-		for _, r := range pp.recs {
-			if r.Topic != w.table {
-				fwd++
-			}
+		for k, e := range pp.entries {
+			send(&kgo.Record{Topic: w.table, Partition: p, Key: []byte(k), Value: e.raw})
+		}
+		for _, r := range pp.owners {
+			fwd++
 			send(r)
 		}
 		for _, t := range pp.totals {
