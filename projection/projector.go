@@ -158,6 +158,9 @@ func (p *Projector) Run(ctx context.Context) error {
 		kgo.ProducerBatchCompression(kgo.NoCompression()),
 		kgo.ProducerLinger(0),
 		kgo.MaxBufferedRecords(1<<20),
+		// A batch's events wait for its records: never forever (a stopping
+		// partition waits for them, and the writer outlives the groups).
+		kgo.RecordDeliveryTimeout(30*time.Second),
 	)...)
 	if err != nil {
 		return fmt.Errorf("projection: %w", err)
