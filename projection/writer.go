@@ -154,7 +154,7 @@ func (w *tableWriter) write(p int32, key string, a Account, store, owner bool, t
 	var ownerRec *kgo.Record
 	if owner && a.Owner != "" {
 		k := OwnerKey(a.Owner, a.ID)
-		v, err := jsonCodec[Account]{}.Encode(&Account{ID: a.ID, Owner: a.Owner, Version: a.Version})
+		v, err := encodeAccount(&Account{ID: a.ID, Owner: a.Owner, Version: a.Version})
 		if err != nil {
 			return err
 		}
@@ -247,7 +247,7 @@ func (w *tableWriter) flush() {
 	var err error
 	for p, pp := range batch {
 		for _, e := range pp.entries {
-			if e.raw, err = (jsonCodec[Account]{}).Encode(&e.a); err != nil {
+			if e.raw, err = encodeAccount(&e.a); err != nil {
 				break
 			}
 		}
