@@ -307,20 +307,32 @@ func (p *Projector) deadLetter(ctx goka.Context, g goka.Group, raw []byte, reaso
 	ctx.Emit(DeadLetters(g), ctx.Key(), raw, goka.WithCtxEmitHeaders(h))
 }
 
+// onEvent folds one event of the events topic. Every event's commit goes
+// through the writer, in order: sarama commits the highest offset marked in
+// a partition, so an event that writes nothing, committed at once, would
+// also commit the events before it whose writes are still pending
+// (TestCommitNeverOvertakesAWrite).
 func (p *Projector) onEvent(ctx goka.Context, raw []byte) {
+	if !p.fold(ctx, raw) {
+		p.pass(ctx)
+	}
+}
+
+// fold folds an event; false if it handed nothing to the writer.
+func (p *Projector) fold(ctx goka.Context, raw []byte) bool {
 	p.c.events.Add(1)
 	g := p.accountsGroup
 	env, ev, decErr := p.cfg.Registry.DecodeEvent(raw)
 	if env.AggregateType == "" {
 		p.deadLetter(ctx, g, raw, fmt.Sprintf("undecodable event: %v", decErr))
-		return
+		return false
 	}
 	if env.AggregateType != AccountAggregate {
-		return
+		return false
 	}
 	if env.AggregateID != ctx.Key() {
 		p.deadLetter(ctx, g, raw, fmt.Sprintf("event of aggregate %q under key %q", env.AggregateID, ctx.Key()))
-		return
+		return false
 	}
 	var cur Account
 	if a, ok := p.w.held(ctx.Partition(), ctx.Key()); ok {
@@ -344,10 +356,11 @@ func (p *Projector) onEvent(ctx goka.Context, raw []byte) {
 		// so re-sending the held entry (table and downstream) repairs
 		// exactly that; an entry at or below the version held changes
 		// nothing anywhere.
-		if cur.Version > 0 {
-			p.write(ctx, cur, false, true, p.totals.current(ctx, cur))
+		if cur.Version == 0 {
+			return false
 		}
-		return
+		p.write(ctx, cur, false, true, p.totals.current(ctx, cur))
+		return true
 	case AppliedAfterGap:
 		p.c.gaps.Add(1)
 		p.groups[g].gaps.Add(1)
@@ -366,6 +379,15 @@ func (p *Projector) onEvent(ctx goka.Context, raw []byte) {
 	p.groups[g].applied.Add(1)
 	tot := p.totals.fold(ctx, cur, next) // first: it may scan the store, which must not hold next yet
 	p.write(ctx, next, true, next.Owner != cur.Owner, tot)
+	return true
+}
+
+// pass hands the writer an event that writes nothing, for its commit only.
+func (p *Projector) pass(ctx goka.Context) {
+	done := ctx.DeferCommit()
+	if err := p.w.pass(ctx.Partition(), done); err != nil {
+		done(err)
+	}
 }
 
 // write hands an account entry to the writer: to the store (when store is

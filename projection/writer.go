@@ -168,11 +168,7 @@ func (w *tableWriter) write(p int32, key string, a Account, store, owner bool, t
 	if w.closed {
 		return errors.New("projection: writer closed")
 	}
-	pp := w.pending[p]
-	if pp == nil {
-		pp = &pendingPart{entries: map[string]*pendingEntry{}, totals: map[string]CurrencyTotal{}}
-		w.pending[p] = pp
-	}
+	pp := w.part(p)
 	e := pp.entries[key]
 	if e == nil {
 		e = &pendingEntry{}
@@ -197,6 +193,28 @@ func (w *tableWriter) write(p int32, key string, a Account, store, owner bool, t
 		}
 	}
 	return nil
+}
+
+// pass queues the commit of an event that writes nothing behind the pending
+// events of its partition.
+func (w *tableWriter) pass(p int32, done func(error)) error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.closed {
+		return errors.New("projection: writer closed")
+	}
+	w.part(p).dones = append(w.part(p).dones, done)
+	w.n++
+	return nil
+}
+
+func (w *tableWriter) part(p int32) *pendingPart {
+	pp := w.pending[p]
+	if pp == nil {
+		pp = &pendingPart{entries: map[string]*pendingEntry{}, totals: map[string]CurrencyTotal{}}
+		w.pending[p] = pp
+	}
+	return pp
 }
 
 // run flushes until stop is closed, then flushes once more and fails what
@@ -246,6 +264,9 @@ func (w *tableWriter) flush() {
 	w.mu.Unlock()
 	var err error
 	for p, pp := range batch {
+		if len(pp.entries) == 0 {
+			continue // commits only
+		}
 		for _, e := range pp.entries {
 			if e.raw, err = encodeAccount(&e.a); err != nil {
 				break
