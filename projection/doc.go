@@ -20,13 +20,21 @@
 //     kept by the accounts group (totals.go) and sent whole through
 //     <accounts>-by-currency.
 //
-// Every entry's size is independent of the number of accounts: goka writes
-// a whole entry per update, and one past ~1 MB stops the group.
+// Every entry's size is independent of the number of accounts: a whole
+// entry is written per update, and one past ~1 MB stops the group.
+//
+// The accounts group does not write through goka's SetValue and Emit (one
+// store write, one produce and one offset write per record): its handler
+// folds an event into a pending batch and defers the event's commit, and a
+// writer (writer.go) writes each batch's last entry per account to the store
+// in one Pebble batch, produces them with the owner-index records and one
+// counters record per currency and partition through a franz-go client, and
+// commits the batch's events once everything is acknowledged.
 //
 // goka is at-least-once: after a crash, records since the last commit come
 // again. Every read model is therefore idempotent by aggregate version: an
 // event at or below the version an entry holds changes nothing (and re-emits
-// the held entry to the table and downstream: goka writes its store before
+// the held entry to the table and downstream: the store is written before
 // those produces, so a failed one is repaired by the redelivery), the owner
 // entries keep their account's version, and counter updates carry the
 // events offset they follow. A version

@@ -165,6 +165,30 @@ func (s *PebbleStorage) set(key, value []byte, opts *pebble.WriteOptions) error 
 	return nil
 }
 
+// setEntries writes table entries in one Pebble batch (the accounts
+// group's batched writes; see tableWriter).
+func (s *PebbleStorage) setEntries(entries map[string]*pendingEntry) error {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if s.db == nil {
+		return ErrStorageClosed
+	}
+	b := s.db.NewBatch()
+	defer b.Close()
+	for k, e := range entries {
+		if !e.store {
+			continue
+		}
+		if err := b.Set(dataKey(k), e.raw, nil); err != nil {
+			return fmt.Errorf("projection: storage batch: %w", err)
+		}
+	}
+	if err := b.Commit(pebble.NoSync); err != nil {
+		return fmt.Errorf("projection: storage batch: %w", err)
+	}
+	return nil
+}
+
 // Has implements storage.Storage.
 func (s *PebbleStorage) Has(key string) (bool, error) {
 	v, err := s.get(dataKey(key))

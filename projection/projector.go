@@ -38,10 +38,18 @@ type Stats struct {
 	// Merged updates of the owner and currency tables; StaleMerges were
 	// redeliveries there.
 	Merged, StaleMerges int64
+	// Written are the accounts group's events (applied or stale) whose
+	// records the broker acknowledged; Forwarded the records sent with them
+	// to the intermediate topics (owner-index entries and currency counters,
+	// the latter once per currency, partition and batch). The downstream
+	// groups have merged everything sent when Merged+StaleMerges reaches
+	// Forwarded.
+	Written, Forwarded int64
 }
 
 type counters struct {
 	events, applied, stale, gaps, deadLetters, merged, staleMerges atomic.Int64
+	written, forwarded                                             atomic.Int64
 }
 
 // GroupStats counts what one group (one read model) did since the
@@ -71,12 +79,17 @@ type Projector struct {
 	cfg    Config
 	c      counters
 	groups map[goka.Group]*groupCounters // fixed at New: read without a lock
+	// The group names, computed once (Names formats them on every call).
+	accountsGroup, ownersGroup, totalsGroup goka.Group
 
 	// accStores are the accounts group's stores, scanned by totals.
 	accStores *storeSet
 	totals    *partitionTotals
 	// waitingForReset is set while Run waits for a reset of its version.
 	waitingForReset atomic.Bool
+
+	// w batches the accounts group's writes (writer.go); set by Run.
+	w *tableWriter
 
 	mu    sync.Mutex
 	procs []*goka.Processor
@@ -90,6 +103,7 @@ func New(cfg Config) (*Projector, error) {
 	}
 	p := &Projector{cfg: cfg, groups: map[goka.Group]*groupCounters{}, accStores: &storeSet{}}
 	p.totals = newPartitionTotals(p.accStores, TableOf(cfg.Names.AccountsGroup()))
+	p.accountsGroup, p.ownersGroup, p.totalsGroup = cfg.Names.AccountsGroup(), cfg.Names.OwnersGroup(), cfg.Names.TotalsGroup()
 	for _, g := range cfg.Names.Groups() {
 		p.groups[g] = &groupCounters{}
 	}
@@ -118,6 +132,7 @@ func (p *Projector) Stats() Stats {
 		Events: p.c.events.Load(), Applied: p.c.applied.Load(), Stale: p.c.stale.Load(),
 		Gaps: p.c.gaps.Load(), DeadLetters: p.c.deadLetters.Load(),
 		Merged: p.c.merged.Load(), StaleMerges: p.c.staleMerges.Load(),
+		Written: p.c.written.Load(), Forwarded: p.c.forwarded.Load(),
 	}
 }
 
@@ -134,16 +149,34 @@ func (p *Projector) Run(ctx context.Context) error {
 	}
 	defer reg.wait()
 	defer cancel()
-	if _, err := EnsureTopics(ctx, p.cfg); err != nil {
+	parts, err := EnsureTopics(ctx, p.cfg)
+	if err != nil {
 		return err
 	}
+	cl, err := kgo.NewClient(p.cfg.kgoOpts(
+		kgo.RecordPartitioner(kgo.ManualPartitioner()),
+		kgo.ProducerBatchCompression(kgo.NoCompression()),
+		kgo.ProducerLinger(0),
+		kgo.MaxBufferedRecords(1<<20),
+		// A batch's events wait for its records: never forever (a stopping
+		// partition waits for them, and the writer outlives the groups).
+		kgo.RecordDeliveryTimeout(30*time.Second),
+	)...)
+	if err != nil {
+		return fmt.Errorf("projection: %w", err)
+	}
+	defer cl.Close()
 	n := p.cfg.Names
+	p.w = newTableWriter(cl, p.accStores, n, parts, &p.c.written, &p.c.forwarded)
+	stopWriter, writerDone := make(chan struct{}), make(chan struct{})
+	go func() { p.w.run(stopWriter); close(writerDone) }()
+	// The writer outlives the groups: a stopping partition waits for the
+	// deferred commits of its pending events.
+	defer func() { close(stopWriter); <-writerDone }()
 	graphs := []*goka.GroupGraph{
 		goka.DefineGroup(n.AccountsGroup(),
 			goka.Input(goka.Stream(p.cfg.EventsTopic), rawCodec{}, p.guard(n.AccountsGroup(), p.onEvent)),
 			goka.Persist(jsonCodec[Account]{}),
-			goka.Output(n.ByOwnerTopic(), jsonCodec[Account]{}),
-			goka.Output(n.ByCurrencyTopic(), jsonCodec[CurrencyTotal]{}),
 			goka.Output(DeadLetters(n.AccountsGroup()), rawCodec{}),
 		),
 		goka.DefineGroup(n.OwnersGroup(),
@@ -219,7 +252,10 @@ func (p *Projector) processorOptions(g goka.Group) []goka.ProcessorOption {
 		// The counters of a partition are rebuilt from its store after
 		// every rebalance: another member may have changed it meanwhile.
 		stores = p.accStores
-		extra = append(extra, goka.WithRebalanceCallback(func(goka.Assignment) { p.totals.reset() }))
+		extra = append(extra, goka.WithRebalanceCallback(func(goka.Assignment) {
+			p.totals.reset()
+			p.w.forget()
+		}))
 	}
 	return append([]goka.ProcessorOption{
 		goka.WithClientID(string(g)),
@@ -271,24 +307,39 @@ func (p *Projector) deadLetter(ctx goka.Context, g goka.Group, raw []byte, reaso
 	ctx.Emit(DeadLetters(g), ctx.Key(), raw, goka.WithCtxEmitHeaders(h))
 }
 
+// onEvent folds one event of the events topic. Every event's commit goes
+// through the writer, in order: sarama commits the highest offset marked in
+// a partition, so an event that writes nothing, committed at once, would
+// also commit the events before it whose writes are still pending
+// (TestCommitNeverOvertakesAWrite).
 func (p *Projector) onEvent(ctx goka.Context, raw []byte) {
+	if !p.fold(ctx, raw) {
+		p.pass(ctx)
+	}
+}
+
+// fold folds an event; false if it handed nothing to the writer.
+func (p *Projector) fold(ctx goka.Context, raw []byte) bool {
 	p.c.events.Add(1)
-	g := p.cfg.Names.AccountsGroup()
+	g := p.accountsGroup
 	env, ev, decErr := p.cfg.Registry.DecodeEvent(raw)
 	if env.AggregateType == "" {
 		p.deadLetter(ctx, g, raw, fmt.Sprintf("undecodable event: %v", decErr))
-		return
+		return false
 	}
 	if env.AggregateType != AccountAggregate {
-		return
+		return false
 	}
 	if env.AggregateID != ctx.Key() {
 		p.deadLetter(ctx, g, raw, fmt.Sprintf("event of aggregate %q under key %q", env.AggregateID, ctx.Key()))
-		return
+		return false
 	}
 	var cur Account
-	if v, ok := ctx.Value().(*Account); ok && v != nil {
+	if a, ok := p.w.held(ctx.Partition(), ctx.Key()); ok {
+		cur = a
+	} else if v, ok := ctx.Value().(*Account); ok && v != nil {
 		cur = *v
+		p.w.remember(ctx.Partition(), ctx.Key(), cur)
 	}
 	if decErr != nil {
 		ev = nil // folded as unhandled: its version is consumed, its effect is not
@@ -298,18 +349,18 @@ func (p *Projector) onEvent(ctx goka.Context, raw []byte) {
 	case Stale:
 		p.c.stale.Add(1)
 		p.groups[g].stale.Add(1)
-		// goka writes the local store, then the table topic, then the
-		// intermediate topics, with separate, non-atomic produces: a failed
-		// emit or a crash may have kept the store update and lost the rest.
+		// The writer writes the local store, then the table topic and the
+		// intermediate topics, with non-atomic produces: a failed produce
+		// or a crash may have kept the store update and lost the rest.
 		// The events since the last commit come again and are stale here,
-		// so re-emitting the held entry (table and downstream) repairs
+		// so re-sending the held entry (table and downstream) repairs
 		// exactly that; an entry at or below the version held changes
 		// nothing anywhere.
-		if cur.Version > 0 {
-			ctx.SetValue(&cur)
+		if cur.Version == 0 {
+			return false
 		}
-		p.emitDownstream(ctx, cur, true, p.totals.current(ctx, cur))
-		return
+		p.write(ctx, cur, false, true, p.totals.current(ctx, cur))
+		return true
 	case AppliedAfterGap:
 		p.c.gaps.Add(1)
 		p.groups[g].gaps.Add(1)
@@ -327,24 +378,33 @@ func (p *Projector) onEvent(ctx goka.Context, raw []byte) {
 	p.c.applied.Add(1)
 	p.groups[g].applied.Add(1)
 	tot := p.totals.fold(ctx, cur, next) // first: it may scan the store, which must not hold next yet
-	ctx.SetValue(&next)
-	p.emitDownstream(ctx, next, next.Owner != cur.Owner, tot)
+	p.write(ctx, next, true, next.Owner != cur.Owner, tot)
+	return true
 }
 
-// emitDownstream sends the owner-index entry of an account to the owners
-// model (when its owner became known, or to repair: owner set), and its
+// pass hands the writer an event that writes nothing, for its commit only.
+func (p *Projector) pass(ctx goka.Context) {
+	done := ctx.DeferCommit()
+	if err := p.w.pass(ctx.Partition(), done); err != nil {
+		done(err)
+	}
+}
+
+// write hands an account entry to the writer: to the store (when store is
+// set) and the accounts table, its owner-index entry to the owners model
+// (when its owner became known, or to repair: owner set), and its
 // currency's counters in this partition (kept by totals) to the totals
 // model. The owner index holds only id, owner and version: an account's
 // owner never changes, so it is written once, not on every event, and a
-// listing reads the entries themselves from the accounts view.
-func (p *Projector) emitDownstream(ctx goka.Context, a Account, owner bool, tot *CurrencyTotal) {
-	if owner && a.Owner != "" {
-		ctx.Emit(p.cfg.Names.ByOwnerTopic(), OwnerKey(a.Owner, a.ID), &Account{ID: a.ID, Owner: a.Owner, Version: a.Version})
-	}
+// listing reads the entries themselves from the accounts view. The event is
+// committed once the writer has written all of it.
+func (p *Projector) write(ctx goka.Context, a Account, store, owner bool, tot *CurrencyTotal) {
 	if tot != nil {
-		upd := *tot
-		upd.Seq = ctx.Offset()
-		ctx.Emit(p.cfg.Names.ByCurrencyTopic(), TotalKey(tot.Currency, tot.Partition), &upd)
+		tot.Seq = ctx.Offset()
+	}
+	done := ctx.DeferCommit()
+	if err := p.w.write(ctx.Partition(), ctx.Key(), a, store, owner, tot, done); err != nil {
+		done(err) // fails the group: the event is not committed
 	}
 }
 
@@ -360,7 +420,7 @@ func decodeAccount(raw []byte) (Account, error) {
 }
 
 func (p *Projector) onOwner(ctx goka.Context, raw []byte) {
-	g := p.cfg.Names.OwnersGroup()
+	g := p.ownersGroup
 	a, err := decodeAccount(raw)
 	if err == nil && ctx.Key() != OwnerKey(a.Owner, a.ID) {
 		err = fmt.Errorf("projection: entry of owner %q, account %q under key %q", a.Owner, a.ID, ctx.Key())
@@ -384,7 +444,7 @@ func (p *Projector) onOwner(ctx goka.Context, raw []byte) {
 }
 
 func (p *Projector) onTotal(ctx goka.Context, raw []byte) {
-	g := p.cfg.Names.TotalsGroup()
+	g := p.totalsGroup
 	var upd CurrencyTotal
 	err := json.Unmarshal(raw, &upd)
 	if err == nil && (upd.Currency == "" || ctx.Key() != TotalKey(upd.Currency, upd.Partition)) {

@@ -1,6 +1,7 @@
 package projection
 
 import (
+	"context"
 	"fmt"
 	"sync/atomic"
 	"testing"
@@ -21,35 +22,7 @@ import (
 func TestLostTableEmitRepaired(t *testing.T) {
 	e := newEnv(t)
 	cfg := e.config(t.TempDir(), 1)
-	table := TableOf(cfg.Names.withDefaults().AccountsGroup())
-	var refuse atomic.Bool
-	refuse.Store(true)
-	var refused atomic.Int64
-	e.cluster.ControlKey(int16(kmsg.Produce), func(req kmsg.Request) (kmsg.Response, error, bool) {
-		e.cluster.KeepControl()
-		pr := req.(*kmsg.ProduceRequest)
-		hit := false
-		for _, tp := range pr.Topics {
-			hit = hit || tp.Topic == table
-		}
-		if !refuse.Load() || !hit {
-			return nil, nil, false
-		}
-		refused.Add(1)
-		resp := pr.ResponseKind().(*kmsg.ProduceResponse)
-		for _, tp := range pr.Topics {
-			rt := kmsg.NewProduceResponseTopic()
-			rt.Topic = tp.Topic
-			for _, p := range tp.Partitions {
-				rp := kmsg.NewProduceResponseTopicPartition()
-				rp.Partition = p.Partition
-				rp.ErrorCode = kerr.MessageTooLarge.Code // not retried by sarama
-				rt.Partitions = append(rt.Partitions, rp)
-			}
-			resp.Topics = append(resp.Topics, rt)
-		}
-		return resp, nil, true
-	})
+	refuse, refused := refuseTableProduces(t, e, cfg)
 	e.produce(rec("a1", e.encode("account", "a1", 1, "", account.AccountOpened{Owner: "alice", Currency: "EUR"})),
 		rec("a1", e.encode("account", "a1", 2, "", account.MoneyDeposited{Amount: 9, Balance: 9})))
 	started := time.Now()
@@ -82,4 +55,50 @@ func TestLostTableEmitRepaired(t *testing.T) {
 		return c1 == 200 && tot.Total == 9 && c2 == 200 && len(o.Accounts) == 1 && o.Accounts[0].Version == 2,
 			fmt.Sprintf("%d %+v %d %+v", c1, tot, c2, o)
 	})
+}
+
+// refuseTableProduces makes the broker refuse every produce to the version's
+// accounts table while refuse is set (it starts set), counting them.
+func refuseTableProduces(t *testing.T, e *env, cfg Config) (refuse *atomic.Bool, refused *atomic.Int64) {
+	t.Helper()
+	table := TableOf(cfg.Names.withDefaults().AccountsGroup())
+	// The table's produces are told by name (sarama) or by topic id (the
+	// accounts group's franz-go writer, Produce v13+).
+	if _, err := EnsureTopics(context.Background(), cfg); err != nil {
+		t.Fatal(err)
+	}
+	td, err := e.adm.ListTopics(context.Background(), table)
+	if err != nil || td[table].Err != nil {
+		t.Fatalf("table topic: %v %v", err, td[table].Err)
+	}
+	tableID := td[table].ID
+	refuse = new(atomic.Bool)
+	refuse.Store(true)
+	refused = new(atomic.Int64)
+	e.cluster.ControlKey(int16(kmsg.Produce), func(req kmsg.Request) (kmsg.Response, error, bool) {
+		e.cluster.KeepControl()
+		pr := req.(*kmsg.ProduceRequest)
+		hit := false
+		for _, tp := range pr.Topics {
+			hit = hit || tp.Topic == table || tp.TopicID == tableID
+		}
+		if !refuse.Load() || !hit {
+			return nil, nil, false
+		}
+		refused.Add(1)
+		resp := pr.ResponseKind().(*kmsg.ProduceResponse)
+		for _, tp := range pr.Topics {
+			rt := kmsg.NewProduceResponseTopic()
+			rt.Topic, rt.TopicID = tp.Topic, tp.TopicID
+			for _, p := range tp.Partitions {
+				rp := kmsg.NewProduceResponseTopicPartition()
+				rp.Partition = p.Partition
+				rp.ErrorCode = kerr.MessageTooLarge.Code // not retried by sarama
+				rt.Partitions = append(rt.Partitions, rp)
+			}
+			resp.Topics = append(resp.Topics, rt)
+		}
+		return resp, nil, true
+	})
+	return refuse, refused
 }

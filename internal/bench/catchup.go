@@ -169,11 +169,11 @@ func runCatchUp(ctx context.Context, o *Options, adm *kadm.Client, prod *kgo.Cli
 	}
 	start = time.Now()
 	if err := runUntil(ctx, o.Timeout, p.Run, func() bool {
-		// Every event read; the totals merged an update per applied event,
-		// the owners index an entry per account.
-		s, gs := p.Stats(), p.GroupStats()
-		tot, own := gs[string(p.Names().TotalsGroup())], gs[string(p.Names().OwnersGroup())]
-		return s.Events >= int64(len(recs)) && tot.Applied+tot.Stale >= s.Applied &&
+		// Every event read and written (its table record acknowledged),
+		// the downstream groups merged every record sent to them (currency
+		// counters once per batch), the owners index an entry per account.
+		s, own := p.Stats(), p.GroupStats()[string(p.Names().OwnersGroup())]
+		return s.Events >= int64(len(recs)) && s.Written >= s.Applied && s.Merged+s.StaleMerges >= s.Forwarded &&
 			own.Applied+own.Stale >= int64(min(o.Accounts, len(recs)))
 	}); err != nil {
 		return res, fmt.Errorf("projector: %w (%+v)", err, p.Stats())

@@ -1,0 +1,43 @@
+package projection
+
+import (
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/kcqrs/kcqrs/aggregates/account"
+)
+
+// TestCommitNeverOvertakesAWrite: the accounts group commits an event only
+// once its records are written (the writer defers the commit), and sarama
+// commits the highest offset marked in a partition. An event that writes
+// nothing (another aggregate's, a dead letter) right after one whose table
+// write fails must not be committed before it either: that commit would
+// cover the failed event, which would never come again, and the table (and
+// every view) would miss its entry for good although the store holds it.
+func TestCommitNeverOvertakesAWrite(t *testing.T) {
+	e := newEnv(t)
+	cfg := e.config(t.TempDir(), 1)
+	refuse, refused := refuseTableProduces(t, e, cfg)
+	e.produce(rec("a1", e.encode("account", "a1", 1, "", account.AccountOpened{Owner: "alice", Currency: "EUR"})),
+		rec("a1", e.encode("folder", "a1", 1, "FolderCreated", nil)), // same partition, passes by
+		rec("a1", []byte("not an event")))                            // same partition, dead-lettered
+	p := e.startProjector(cfg)
+	select {
+	case err := <-p.done:
+		p.done <- err
+		if err == nil {
+			t.Fatal("projector stopped without the produce error")
+		}
+	case <-time.After(90 * time.Second):
+		t.Fatalf("projector did not fail on the refused table produces (%d refused)", refused.Load())
+	}
+	refuse.Store(false)
+	p2 := e.startProjector(cfg)
+	s := e.startServer(t.TempDir(), 1)
+	eventually(t, "the view of the accounts table has a1", func() (bool, string) {
+		var a Account
+		code := getJSON(s.Handler(), "/v1/accounts/a1", &a)
+		return code == 200 && a.Version == 1, fmt.Sprintf("%d %+v; stats %+v", code, a, p2.Stats())
+	})
+}
