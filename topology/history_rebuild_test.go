@@ -28,6 +28,7 @@ import (
 func TestSchemaRebuildReadsOnlyItsAggregate(t *testing.T) {
 	t.Parallel()
 	h := newHarness(t)
+	h.RequireEmbedded() // counts fetches with a kfake control
 	p1 := h.StartProcessor("v1", "")
 	const others = 150
 	part := topology.PartitionFor([]byte("a2"), 4)
