@@ -191,7 +191,7 @@ const restoreWait = 5 * time.Second
 // to mustReach (the end of a transaction whose outcome is unknown).
 func (p *Processor) restoreTo(ctx context.Context, part int32, store *snapshots.Store, report bool, mustReach int64) (RestoreReport, error) {
 	start := time.Now()
-	rep := RestoreReport{Partition: part}
+	rep := RestoreReport{Partition: part, Start: start}
 	topic := p.cfg.Topics.Changelog
 	so, eo, lso, err := p.changelogOffsets(ctx, part)
 	if err != nil {

@@ -80,6 +80,17 @@ func RunChild(args []string) error {
 		}
 		o.ClientOpts = append(o.ClientOpts, kgo.FetchMaxBytes(int32(n)))
 	}
+	if path := os.Getenv("KCQRS_BENCH_CHILD_CPUPROFILE"); path != "" {
+		// Diagnosis: a CPU profile of each child, one file per process.
+		f, err := os.Create(fmt.Sprintf("%s.%d", path, os.Getpid()))
+		if err != nil {
+			return err
+		}
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return err
+		}
+		defer func() { pprof.StopCPUProfile(); _ = f.Close() }()
+	}
 	rp, err := startProcessor(o, topicsFor(*prefix), *prefix+"processor", *instance, *stateDir, nil)
 	if err != nil {
 		return err
