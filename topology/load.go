@@ -66,7 +66,12 @@ func (p *Processor) partition(ctx context.Context, part int32) (*partitionState,
 
 func (p *Processor) openStore(part int32) (*snapshots.Store, error) {
 	dir := snapshots.PartitionDir(p.cfg.StateDir, p.cfg.Topics.Changelog, part)
-	return snapshots.Open(dir, snapshots.Options{Cache: p.cache})
+	// Memtables are sized from the stores the worker holds now (owned
+	// partitions, and standbys): Config.MemTableBytes is for all of them.
+	p.mu.Lock()
+	stores := len(p.assigned) * (1 + p.cfg.Standbys)
+	p.mu.Unlock()
+	return snapshots.Open(dir, snapshots.Options{Cache: p.cache, MemTableSize: p.cfg.memTableSize(stores)})
 }
 
 // load returns the aggregate's state: from this batch, else from the store,

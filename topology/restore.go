@@ -327,43 +327,39 @@ func (p *Processor) changelogOffsets(ctx context.Context, part int32) (so, eo, l
 func (p *Processor) readChangelog(ctx context.Context, part int32, store *snapshots.Store, from, target int64) (int, error) {
 	prog := p.startProgress(part, from, target)
 	records := 0
-	// One batch per fetch: Reset keeps its buffer, so it stops growing
-	// (and copying itself) after the first fetches.
-	wb := store.NewBatch()
+	// Runs of restoreRunBytes: the loader ingests each as one sorted table
+	// (snapshots.Loader), so a large restore bypasses Pebble's log,
+	// memtables and flushes.
+	ld := store.NewLoader()
 	applied := from
 	flush := func(next int64) error {
 		if next <= applied {
 			return nil
 		}
-		wb.SetCheckpoint(next)
-		if err := store.Apply(wb); err != nil {
+		if err := ld.Flush(next); err != nil {
 			return err
 		}
-		wb.Reset()
 		applied = next
 		p.cfg.Observer.RestoreProgress(part, next, target)
 		prog.update(next, records)
 		return nil
 	}
-	pending := 0
 	// A client of its own: fetches on one connection are answered in
-	// order, so a slow partition would hold up every other restore.
+	// order, so a slow partition would hold up every other restore (one
+	// client for all partitions was tried: TestSlowRestoreRunsOutsideTheTransaction
+	// showed the stall). The partition's whole share of a fetch
+	// (FetchMaxBytes, not FetchMaxPartitionBytes): only this partition is
+	// in it.
 	cl, err := kgo.NewClient(p.clientOpts()...)
 	if err != nil {
 		return 0, err
 	}
 	defer cl.Close()
 	next, err := logread.Read(ctx, cl, p.cfg.Topics.Changelog, part, from, target,
-		logread.Options{MaxBytes: int32(p.cfg.FetchMaxBytes), PartitionMaxBytes: int32(p.cfg.FetchMaxPartitionBytes)}, func(r *kgo.Record) error {
-			if r.Value == nil {
-				wb.Delete(r.Key)
-			} else {
-				wb.Put(r.Key, r.Value)
-			}
+		logread.Options{MaxBytes: int32(p.cfg.FetchMaxBytes), PartitionMaxBytes: int32(p.cfg.FetchMaxBytes)}, func(r *kgo.Record) error {
+			ld.Put(r.Key, r.Value) // a nil value (tombstone) deletes
 			records++
-			pending++
-			if pending >= 4096 {
-				pending = 0
+			if ld.Size() >= restoreRunBytes {
 				return flush(r.Offset + 1)
 			}
 			return nil
@@ -377,6 +373,10 @@ func (p *Processor) readChangelog(ctx context.Context, part int32, store *snapsh
 	prog.done(records)
 	return records, nil
 }
+
+// restoreRunBytes is the size of one restore run (one ingested table, or
+// one batch): the memory a restoring partition holds besides its fetch.
+const restoreRunBytes = 8 << 20
 
 // readPastStable applies what was committed in [from, until) past the last
 // stable offset. A transaction left open on the changelog (by a producer

@@ -91,6 +91,9 @@ func RunChild(args []string) error {
 		}
 		defer func() { pprof.StopCPUProfile(); _ = f.Close() }()
 	}
+	// The worker binary's default soft memory limit (cmd/processor): the
+	// child stands for a worker process, so its RSS is the one with defaults.
+	topology.ApplySoftMemoryLimit(topology.Defaults())
 	rp, err := startProcessor(o, topicsFor(*prefix), *prefix+"processor", *instance, *stateDir, nil)
 	if err != nil {
 		return err
