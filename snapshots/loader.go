@@ -48,8 +48,17 @@ const ingestMin = 256 << 10
 // tableSeq numbers the temporary table files of a process.
 var tableSeq atomic.Uint64
 
-// NewLoader returns an empty Loader for the store.
-func (s *Store) NewLoader() *Loader { return &Loader{s: s} }
+// NewLoader returns an empty Loader for the store, with room for runs of
+// about runBytes of keys and values (0: grown as needed), so that a run is
+// not copied as its buffer grows.
+func (s *Store) NewLoader(runBytes int) *Loader {
+	l := &Loader{s: s}
+	if runBytes > 0 {
+		l.b.buf = make([]byte, 0, runBytes+runBytes/8)
+		l.b.ops = make([]batchOp, 0, runBytes/128)
+	}
+	return l
+}
 
 // Put sets key to value (nil deletes). Both are copied.
 func (l *Loader) Put(key, value []byte) { l.b.Put(key, value) }

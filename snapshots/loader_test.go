@@ -87,7 +87,7 @@ func TestLoaderKeepsChangelogOrder(t *testing.T) {
 		if err := s.Apply(&b); err != nil {
 			t.Fatal(err)
 		}
-		l := s.NewLoader()
+		l := s.NewLoader(0)
 		ingested := 0
 		for i := 200; i < len(log); i++ {
 			if log[i].value == nil {
@@ -162,7 +162,7 @@ func TestLoaderCrash(t *testing.T) {
 		log := randomLog(rng, 2000)
 		crashAt := rng.IntN(len(log))
 		var crashed *vfs.MemFS
-		l := s.NewLoader()
+		l := s.NewLoader(0)
 		for i, r := range log {
 			if r.value == nil {
 				l.Delete(r.key)
@@ -196,7 +196,7 @@ func TestLoaderCrash(t *testing.T) {
 			t.Fatalf("seed %d: checkpoint %d after a crash at record %d", seed, next, crashAt)
 		}
 		// Restore from the checkpoint, as the topology does.
-		l = s.NewLoader()
+		l = s.NewLoader(0)
 		for _, r := range log[next:] {
 			l.Put(r.key, r.value)
 		}
