@@ -127,15 +127,16 @@ type Config struct {
 	MemTableBytes int64
 	// FetchMaxBytes bounds the bytes one fetch response may carry, for
 	// every client of the processor (commands, changelog restore, standby
-	// tailing). Default 4 MiB, not franz-go's 50 MiB: while a worker consumes
-	// a backlog, each buffered fetch is held compressed and then
-	// decompressed into records, which made the resident memory of a worker
-	// with 1M aggregates several times its Go heap (BENCHMARKS.md). A batch
-	// of MaxBatch commands still fits in a few fetches. At most 2 GiB.
+	// tailing). Default 1 MiB, not franz-go's 50 MiB: while a worker consumes
+	// a backlog, each buffered fetch is held compressed and then decoded
+	// into records (with their headers, several times the bytes fetched):
+	// at 4 MiB, the fetches of a worker populating 1M aggregates were most
+	// of its live heap (BENCHMARKS.md, "Restore and memory by default"). A
+	// batch of MaxBatch commands still fits in one fetch. At most 2 GiB.
 	FetchMaxBytes int64
 	// FetchMaxPartitionBytes bounds the bytes of one partition in a fetch
-	// response. Default 1 MiB (franz-go's). A record larger than either
-	// bound is still returned, alone. At most 2 GiB.
+	// response. Default 256 KiB. A record larger than either bound is still
+	// returned, alone. At most 2 GiB.
 	FetchMaxPartitionBytes int64
 	// StateCacheEntries bounds how many decoded aggregates (committed state
 	// only) are kept between transactions, sparing a store read and a
@@ -301,10 +302,10 @@ func (c *Config) setDefaults() {
 		c.MemTableBytes = c.MemoryBudget / 8
 	}
 	if c.FetchMaxBytes == 0 {
-		c.FetchMaxBytes = 4 << 20
+		c.FetchMaxBytes = 1 << 20
 	}
 	if c.FetchMaxPartitionBytes == 0 {
-		c.FetchMaxPartitionBytes = 1 << 20
+		c.FetchMaxPartitionBytes = 256 << 10
 	}
 	if c.StateCacheEntries == 0 {
 		c.StateCacheEntries = 10000
