@@ -68,6 +68,7 @@
 //	assign.go   assignment, revocation, reconciling with the group's assignment
 //	standby.go  the tailer: eager catch-up of newly assigned partitions, standbys
 //	handle.go   one command: parse, route, dedupe, decide, evolve, reply
+//	memory.go   Config.MemoryBudget: block cache, memtables, soft memory limit
 //
 // Each owned partition is restoring, running, suspect or revoked
 // (processor.go, partState); only a running partition's records enter a
