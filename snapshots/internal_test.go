@@ -64,7 +64,7 @@ func TestCrashLeavesConsistentPrefix(t *testing.T) {
 			puts, filler = 5, 200
 		}
 		fs := vfs.NewCrashableMem()
-		s, err := Open("/store", Options{MemTableSize: 64 << 10, fs: fs})
+		s, err := Open("/store", Options{MemTableSize: 64 << 10, FS: fs})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -83,7 +83,7 @@ func TestCrashLeavesConsistentPrefix(t *testing.T) {
 			t.Fatal(err)
 		}
 
-		s, err = Open("/store", Options{fs: crashed})
+		s, err = Open("/store", Options{FS: crashed})
 		if err != nil {
 			t.Fatalf("seed %d: store does not reopen after a crash: %v", seed, err)
 		}

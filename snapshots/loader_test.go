@@ -155,7 +155,7 @@ func TestLoaderCrash(t *testing.T) {
 	for seed := range seeds {
 		rng := rand.New(rand.NewPCG(uint64(seed), 11))
 		fs := vfs.NewCrashableMem()
-		s, err := Open("/store", Options{MemTableSize: 256 << 10, fs: fs})
+		s, err := Open("/store", Options{MemTableSize: 256 << 10, FS: fs})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -181,7 +181,7 @@ func TestLoaderCrash(t *testing.T) {
 		if err := s.Close(); err != nil {
 			t.Fatal(err)
 		}
-		s, err = Open("/store", Options{fs: crashed})
+		s, err = Open("/store", Options{FS: crashed})
 		if err != nil {
 			t.Fatalf("seed %d: store does not reopen after a crash: %v", seed, err)
 		}

@@ -50,9 +50,10 @@ type Options struct {
 	// message is logged and the store panics.
 	Logger func(format string, args ...any)
 
-	// fs replaces the operating system's file system (tests only: crash
-	// simulation with vfs.NewCrashableMem).
-	fs vfs.FS
+	// FS replaces the operating system's file system. Tests only: crash
+	// simulation (vfs.NewCrashableMem) and fault injection (Pebble's
+	// vfs/errorfs). Default: the operating system's.
+	FS vfs.FS
 }
 
 // EnsureDefaults sets every zero field to its default.
@@ -87,7 +88,7 @@ func (o *Options) pebbleOptions() *pebble.Options {
 		CacheSize:    o.CacheSize,
 		MemTableSize: o.MemTableSize,
 		Logger:       logger{o.Logger},
-		FS:           o.fs,
+		FS:           o.FS,
 		// New stores get the newest stable on-disk format; existing ones
 		// are ratcheted up to it on open.
 		FormatMajorVersion: pebble.FormatNewest,

@@ -131,7 +131,7 @@ func Open(dir string, opts Options) (*Store, error) {
 		}
 		return nil, fmt.Errorf("snapshots: open %s: %w", dir, err)
 	}
-	fs := opts.fs
+	fs := opts.FS
 	if fs == nil {
 		fs = vfs.Default
 	}
