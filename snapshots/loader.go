@@ -8,6 +8,7 @@ import (
 	"fmt"
 	iofs "io/fs"
 	"slices"
+	"strings"
 	"sync/atomic"
 
 	"github.com/cockroachdb/pebble/v2"
@@ -47,6 +48,21 @@ const ingestMin = 256 << 10
 
 // tableSeq numbers the temporary table files of a process.
 var tableSeq atomic.Uint64
+
+// removeLoaderTables deletes table files a Loader left in dir when its
+// process died between writing and ingesting them (Pebble does not know
+// them, so nothing else would).
+func removeLoaderTables(fs vfs.FS, dir string) {
+	names, err := fs.List(dir)
+	if err != nil {
+		return
+	}
+	for _, n := range names {
+		if strings.HasPrefix(n, "restore-") && strings.HasSuffix(n, ".sst") {
+			_ = fs.Remove(fs.PathJoin(dir, n))
+		}
+	}
+}
 
 // NewLoader returns an empty Loader for the store, with room for runs of
 // about runBytes of keys and values (0: grown as needed), so that a run is

@@ -211,3 +211,29 @@ func TestLoaderCrash(t *testing.T) {
 		}
 	}
 }
+
+// A table file left by a process that died before ingesting it is removed
+// when the store is opened again.
+func TestOpenRemovesLeftoverLoaderTables(t *testing.T) {
+	dir := t.TempDir()
+	s, err := Open(dir, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	f, err := vfs.Default.Create(vfs.Default.PathJoin(dir, "restore-7.sst"), vfs.WriteCategoryUnspecified)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = f.Close()
+	s, err = Open(dir, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if left, _ := vfs.Default.List(dir); strings.Contains(strings.Join(left, " "), "restore-") {
+		t.Fatalf("leftover table not removed: %v", left)
+	}
+}

@@ -136,6 +136,7 @@ func Open(dir string, opts Options) (*Store, error) {
 		fs = vfs.Default
 	}
 	s := &Store{db: db, dir: dir, fs: fs, cache: opts.Cache}
+	removeLoaderTables(fs, dir)
 	s.gate.init()
 	if err := s.checkFormat(); err != nil {
 		_ = s.Close()
