@@ -27,6 +27,3 @@ func FailStoreWrite(c *Config, f func(partition int32) error) {
 	}
 	c.hooks.storeApply = f
 }
-
-// MemTableSize exposes Config.memTableSize to the tests.
-func MemTableSize(c Config, stores int) uint64 { return c.memTableSize(stores) }

@@ -72,14 +72,6 @@ func RunChild(args []string) error {
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	o := &Options{Brokers: strings.Split(*brokers, ","), Partitions: int32(*partitions), MaxBatch: *maxBatch, CommitInterval: *commitInterval, LogOut: os.Stderr}
-	if v := os.Getenv("KCQRS_BENCH_FETCH_MAX_BYTES"); v != "" {
-		n, err := strconv.Atoi(v)
-		if err != nil {
-			return err
-		}
-		o.ClientOpts = append(o.ClientOpts, kgo.FetchMaxBytes(int32(n)))
-	}
 	if path := os.Getenv("KCQRS_BENCH_CHILD_CPUPROFILE"); path != "" {
 		// Diagnosis: a CPU profile of each child, one file per process.
 		f, err := os.Create(fmt.Sprintf("%s.%d", path, os.Getpid()))
@@ -94,6 +86,14 @@ func RunChild(args []string) error {
 	// The worker binary's default soft memory limit (cmd/processor): the
 	// child stands for a worker process, so its RSS is the one with defaults.
 	topology.ApplySoftMemoryLimit(topology.Defaults())
+	o := &Options{Brokers: strings.Split(*brokers, ","), Partitions: int32(*partitions), MaxBatch: *maxBatch, CommitInterval: *commitInterval, LogOut: os.Stderr}
+	if v := os.Getenv("KCQRS_BENCH_FETCH_MAX_BYTES"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil {
+			return err
+		}
+		o.ClientOpts = append(o.ClientOpts, kgo.FetchMaxBytes(int32(n)))
+	}
 	rp, err := startProcessor(o, topicsFor(*prefix), *prefix+"processor", *instance, *stateDir, nil)
 	if err != nil {
 		return err
