@@ -43,6 +43,16 @@
 // checks this on simulated machine crashes that keep random parts of the
 // unsynced files.
 //
+// # Restoring fast
+//
+// A restore writes long stretches of the changelog. [Loader] collects them in
+// runs, sorts each run by key (the last record of a key wins) and ingests it
+// as one sorted table, without the write-ahead log, memtables and flushes
+// that Apply goes through; the checkpoint follows each run. A crash between a
+// run and its checkpoint leaves data past the checkpoint, never the other way
+// round, and reading the changelog again from the checkpoint gives the same
+// state (TestLoaderCrash).
+//
 // # When the store is ahead of the changelog
 //
 // If the changelog ends before the store's checkpoint (the topic was deleted

@@ -8,6 +8,7 @@ import (
 	"sync/atomic"
 
 	"github.com/cockroachdb/pebble/v2"
+	"github.com/cockroachdb/pebble/v2/vfs"
 )
 
 // Errors. Every error of this package starts with "snapshots: " and wraps its
@@ -96,6 +97,7 @@ const formatVersion = 1
 type Store struct {
 	db    *pebble.DB
 	dir   string
+	fs    vfs.FS
 	cache *Cache // shared cache to release on Close, or nil
 
 	gate gate
@@ -129,7 +131,12 @@ func Open(dir string, opts Options) (*Store, error) {
 		}
 		return nil, fmt.Errorf("snapshots: open %s: %w", dir, err)
 	}
-	s := &Store{db: db, dir: dir, cache: opts.Cache}
+	fs := opts.FS
+	if fs == nil {
+		fs = vfs.Default
+	}
+	s := &Store{db: db, dir: dir, fs: fs, cache: opts.Cache}
+	removeLoaderTables(fs, dir)
 	s.gate.init()
 	if err := s.checkFormat(); err != nil {
 		_ = s.Close()

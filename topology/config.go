@@ -133,19 +133,33 @@ type Config struct {
 	// fit below MaxRecordBytes (Validate refuses a value that does not
 	// leave 16 KiB for it).
 	MaxCommandBytes int
-	// CacheBytes is the Pebble block cache shared by all stores. Default 64 MiB.
+	// MemoryBudget is the memory one worker process is sized for, in bytes.
+	// Default DefaultMemoryBudget (256 MiB). The defaults of CacheBytes
+	// (1/8 of it), MemTableBytes (1/8) and the soft memory limit of the Go
+	// runtime (SoftMemoryLimit: the rest) come from it (memory.go,
+	// docs/operations.md "Memory").
+	MemoryBudget int64
+	// CacheBytes is the Pebble block cache shared by all stores. Default
+	// MemoryBudget/8 (32 MiB).
 	CacheBytes int64
+	// MemTableBytes bounds the memtables of all stores of the worker
+	// together: a store opened while the worker holds n stores gets a
+	// memtable of MemTableBytes/n, between 1 and 4 MiB (Pebble holds a
+	// second one while the first is flushed). Default MemoryBudget/8
+	// (32 MiB).
+	MemTableBytes int64
 	// FetchMaxBytes bounds the bytes one fetch response may carry, for
 	// every client of the processor (commands, changelog restore, standby
-	// tailing). Default 4 MiB, not franz-go's 50 MiB: while a worker consumes
-	// a backlog, each buffered fetch is held compressed and then
-	// decompressed into records, which made the resident memory of a worker
-	// with 1M aggregates several times its Go heap (BENCHMARKS.md). A batch
-	// of MaxBatch commands still fits in a few fetches. At most 2 GiB.
+	// tailing). Default 1 MiB, not franz-go's 50 MiB: while a worker consumes
+	// a backlog, each buffered fetch is held compressed and then decoded
+	// into records (with their headers, several times the bytes fetched):
+	// at 4 MiB, the fetches of a worker populating 1M aggregates were most
+	// of its live heap (BENCHMARKS.md, "Restore and memory by default"). A
+	// batch of MaxBatch commands still fits in one fetch. At most 2 GiB.
 	FetchMaxBytes int64
 	// FetchMaxPartitionBytes bounds the bytes of one partition in a fetch
-	// response. Default 1 MiB (franz-go's). A record larger than either
-	// bound is still returned, alone. At most 2 GiB.
+	// response. Default 256 KiB. A record larger than either bound is still
+	// returned, alone. At most 2 GiB.
 	FetchMaxPartitionBytes int64
 	// StateCacheEntries bounds how many decoded aggregates (committed state
 	// only) are kept between transactions, sparing a store read and a
@@ -330,14 +344,20 @@ func (c *Config) setDefaults() {
 	if c.ReplyLookupTimeout == 0 {
 		c.ReplyLookupTimeout = 500 * time.Millisecond
 	}
+	if c.MemoryBudget == 0 {
+		c.MemoryBudget = DefaultMemoryBudget
+	}
 	if c.CacheBytes == 0 {
-		c.CacheBytes = 64 << 20
+		c.CacheBytes = c.MemoryBudget / 8
+	}
+	if c.MemTableBytes == 0 {
+		c.MemTableBytes = c.MemoryBudget / 8
 	}
 	if c.FetchMaxBytes == 0 {
-		c.FetchMaxBytes = 4 << 20
+		c.FetchMaxBytes = 1 << 20
 	}
 	if c.FetchMaxPartitionBytes == 0 {
-		c.FetchMaxPartitionBytes = 1 << 20
+		c.FetchMaxPartitionBytes = 256 << 10
 	}
 	if c.StateCacheEntries == 0 {
 		c.StateCacheEntries = 10000
@@ -413,6 +433,9 @@ func (c *Config) Validate() error {
 	errs = append(errs, c.validateOutputs()...)
 	if c.CacheBytes < 0 {
 		errs = append(errs, fmt.Errorf("cache bytes %d < 0", c.CacheBytes))
+	}
+	if c.MemoryBudget < 0 || c.MemTableBytes < 0 {
+		errs = append(errs, fmt.Errorf("memory budget %d and memtable bytes %d must not be negative", c.MemoryBudget, c.MemTableBytes))
 	}
 	if _, ok := compressionCodecs[c.Compression]; !ok {
 		errs = append(errs, fmt.Errorf("compression %q: want none, gzip, snappy, lz4 or zstd", c.Compression))

@@ -64,6 +64,7 @@
 //	            transaction, a deterministically refused command dead-lettered alone
 //	restore.go  the restore phase: deferring (rewind, pause) partitions whose
 //	            store is not ready, catching up from the changelog, resuming
+//	memory.go   Config.MemoryBudget: block cache, memtables, soft memory limit
 //	load.go     taking a partition's store, loading aggregates, the
 //	            schema-change rebuild (deferred out of the transaction)
 //	assign.go   assignment, revocation, reconciling with the group's assignment

@@ -69,9 +69,17 @@ func (p *Processor) partition(ctx context.Context, part int32) (*partitionState,
 
 func (p *Processor) openStore(part int32) (*snapshots.Store, error) {
 	dir := snapshots.PartitionDir(p.cfg.StateDir, p.cfg.Topics.Changelog, part)
-	o := snapshots.Options{Cache: p.cache}
+	// Memtables are sized from the stores the worker holds now (owned
+	// partitions, and standbys): Config.MemTableBytes is for all of them.
+	p.mu.Lock()
+	stores := len(p.assigned) * (1 + p.cfg.Standbys)
+	p.mu.Unlock()
+	o := snapshots.Options{Cache: p.cache, MemTableSize: p.cfg.memTableSize(stores)}
 	if h := p.cfg.hooks; h != nil {
-		o.FS, o.MemTableSize = h.storeFS, h.storeMemTable
+		o.FS = h.storeFS
+		if h.storeMemTable > 0 {
+			o.MemTableSize = h.storeMemTable
+		}
 	}
 	return snapshots.Open(dir, o)
 }

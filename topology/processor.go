@@ -198,9 +198,10 @@ type Stats struct {
 // changelog.
 type RestoreReport struct {
 	Partition int32
-	From, To  int64 // changelog offsets read: [From, To)
-	Records   int   // snapshot records applied
-	Rebuilt   bool  // the store was ahead of the changelog and was wiped
+	From, To  int64     // changelog offsets read: [From, To)
+	Records   int       // snapshot records applied
+	Rebuilt   bool      // the store was ahead of the changelog and was wiped
+	Start     time.Time // when the catch-up began (restores of partitions overlap)
 	Duration  time.Duration
 }
 

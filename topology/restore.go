@@ -204,7 +204,7 @@ const restoreWait = 5 * time.Second
 // to mustReach (the end of a transaction whose outcome is unknown).
 func (p *Processor) restoreTo(ctx context.Context, part int32, store *snapshots.Store, report bool, mustReach int64) (RestoreReport, error) {
 	start := time.Now()
-	rep := RestoreReport{Partition: part}
+	rep := RestoreReport{Partition: part, Start: start}
 	topic := p.cfg.Topics.Changelog
 	so, eo, lso, err := p.changelogOffsets(ctx, part)
 	if err != nil {
@@ -340,27 +340,53 @@ func (p *Processor) changelogOffsets(ctx context.Context, part int32) (so, eo, l
 func (p *Processor) readChangelog(ctx context.Context, part int32, store *snapshots.Store, from, target int64) (int, error) {
 	prog := p.startProgress(part, from, target)
 	records := 0
-	// One batch per fetch: Reset keeps its buffer, so it stops growing
-	// (and copying itself) after the first fetches.
-	wb := store.NewBatch()
+	// Runs of restoreRunBytes: the loader ingests each as one sorted table
+	// (snapshots.Loader), so a large restore bypasses Pebble's log,
+	// memtables and flushes. A full run is written by a goroutine of its
+	// own while the next one is read (two loaders, used in turn; at most
+	// one run in flight, and runs written in changelog order).
+	cur, spare := store.NewLoader(restoreRunBytes), store.NewLoader(restoreRunBytes)
 	applied := from
-	flush := func(next int64) error {
+	written := make(chan error, 1)
+	inFlight := false
+	wait := func() error {
+		if !inFlight {
+			return nil
+		}
+		inFlight = false
+		return <-written
+	}
+	flush := func(next int64, async bool) error {
 		if next <= applied {
 			return nil
 		}
-		wb.SetCheckpoint(next)
-		if err := store.Apply(wb); err != nil {
+		if err := wait(); err != nil {
 			return err
 		}
-		wb.Reset()
+		ld, n := cur, records
+		cur, spare = spare, cur
 		applied = next
-		p.cfg.Observer.RestoreProgress(part, next, target)
-		prog.update(next, records)
+		write := func() error {
+			if err := ld.Flush(next); err != nil {
+				return err
+			}
+			p.cfg.Observer.RestoreProgress(part, next, target)
+			prog.update(next, n)
+			return nil
+		}
+		if !async {
+			return write()
+		}
+		inFlight = true
+		go func() { written <- write() }()
 		return nil
 	}
-	pending := 0
+	// Never return with a run still being written.
+	defer func() { _ = wait() }()
 	// A client of its own: fetches on one connection are answered in
-	// order, so a slow partition would hold up every other restore.
+	// order, so a slow partition would hold up every other restore (one
+	// client for all partitions was tried: TestSlowRestoreRunsOutsideTheTransaction
+	// showed the stall).
 	cl, err := kgo.NewClient(p.clientOpts()...)
 	if err != nil {
 		return 0, err
@@ -368,28 +394,30 @@ func (p *Processor) readChangelog(ctx context.Context, part int32, store *snapsh
 	defer cl.Close()
 	next, err := logread.Read(ctx, cl, p.cfg.Topics.Changelog, part, from, target,
 		logread.Options{MaxBytes: int32(p.cfg.FetchMaxBytes), PartitionMaxBytes: int32(p.cfg.FetchMaxPartitionBytes)}, func(r *kgo.Record) error {
-			if r.Value == nil {
-				wb.Delete(r.Key)
-			} else {
-				wb.Put(r.Key, r.Value)
-			}
+			cur.Put(r.Key, r.Value) // a nil value (tombstone) deletes
 			records++
-			pending++
-			if pending >= 4096 {
-				pending = 0
-				return flush(r.Offset + 1)
+			if cur.Size() >= restoreRunBytes {
+				return flush(r.Offset+1, true)
 			}
 			return nil
 		})
 	if err != nil {
 		return records, fmt.Errorf("reading changelog: %w", err)
 	}
-	if err := flush(min(next, target)); err != nil {
+	if err := flush(min(next, target), false); err != nil {
+		return records, err
+	}
+	if err := wait(); err != nil { // when the last run ended at next
 		return records, err
 	}
 	prog.done(records)
 	return records, nil
 }
+
+// restoreRunBytes is the size of one restore run (one ingested table, or
+// one batch). A restoring partition holds two (one read, one written)
+// besides its fetches.
+const restoreRunBytes = 4 << 20
 
 // readPastStable applies what was committed in [from, until) past the last
 // stable offset. A transaction left open on the changelog (by a producer

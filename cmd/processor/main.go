@@ -74,8 +74,9 @@ func bind(s *config.Set, st *settings, describe bool) {
 	s.String(&st.cfg.InstanceID, "instance-id", "", "stable id of this worker, unique among live ones; its transactional id is <group>-<instance-id> (default: the host name)")
 	s.String(&st.cfg.Group, "group", d.Group, "consumer group of the workers")
 	s.String(&st.cfg.StateDir, "state-dir", ".kcqrs/state", "directory of the Pebble snapshot stores (one per owned partition)")
-	s.Bytes(&st.cfg.CacheBytes, "cache-size", d.CacheBytes, "Pebble block cache shared by all stores")
-	s.Bytes(&st.memoryLimit, "memory-limit", 0, "soft limit of the process's memory, as Go's GOMEMLIMIT: the garbage collector works harder near it (0: GOMEMLIMIT or none; see BENCHMARKS.md for a worker with 1M aggregates)")
+	s.Bytes(&st.cfg.MemoryBudget, "memory-budget", d.MemoryBudget, "memory the worker is sized for: the block cache and the memtables get 1/8 each, the Go heap the rest (the default soft memory limit)")
+	s.Bytes(&st.cfg.CacheBytes, "cache-size", 0, "Pebble block cache shared by all stores (0: --memory-budget/8)")
+	s.Bytes(&st.memoryLimit, "memory-limit", 0, "soft limit of the Go runtime's memory, as GOMEMLIMIT: the garbage collector works harder near it (0: GOMEMLIMIT if set, else --memory-budget less the cache and memtables)")
 
 	s.Group("Topics")
 	s.String(&st.cfg.Topics.Commands, "commands-topic", d.Topics.Commands, "command topic (keyed by aggregate id)")
@@ -200,11 +201,14 @@ func main() {
 // applyMemoryLimit sets the runtime's soft memory limit from --memory-limit.
 // Most of a busy worker's resident memory is the garbage collector's headroom
 // over a live heap of 100-150 MiB, not data it needs (BENCHMARKS.md). Zero
-// leaves the runtime's own setting (GOMEMLIMIT) alone.
+// derives it from --memory-budget (topology.ApplySoftMemoryLimit), unless
+// GOMEMLIMIT or an earlier call set one.
 func applyMemoryLimit(st *settings) {
 	if st.memoryLimit > 0 {
 		debug.SetMemoryLimit(st.memoryLimit)
+		return
 	}
+	topology.ApplySoftMemoryLimit(st.cfg)
 }
 
 // run starts the HTTP endpoints and the worker and runs until ctx ends.

@@ -5,6 +5,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"math"
 	"net/http"
 	"os"
 	"os/exec"
@@ -473,6 +474,14 @@ func TestMemoryLimitIsApplied(t *testing.T) {
 	}
 	applyMemoryLimit(&settings{})
 	if got := debug.SetMemoryLimit(-1); got != 1<<50 {
-		t.Fatalf("zero changed the memory limit to %d", got)
+		t.Fatalf("zero changed a memory limit already set to %d", got)
+	}
+	// No limit set and no GOMEMLIMIT: zero derives it from the budget.
+	if _, env := os.LookupEnv("GOMEMLIMIT"); !env {
+		debug.SetMemoryLimit(math.MaxInt64)
+		applyMemoryLimit(&settings{cfg: topology.Config{MemoryBudget: 1 << 40}})
+		if got, want := debug.SetMemoryLimit(-1), int64(3<<38); got != want {
+			t.Fatalf("derived memory limit %d, want %d (budget less 1/8 cache and 1/8 memtables)", got, want)
+		}
 	}
 }

@@ -80,6 +80,20 @@ func RunChild(args []string) error {
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
+	if path := os.Getenv("KCQRS_BENCH_CHILD_CPUPROFILE"); path != "" {
+		// Diagnosis: a CPU profile of each child, one file per process.
+		f, err := os.Create(fmt.Sprintf("%s.%d", path, os.Getpid()))
+		if err != nil {
+			return err
+		}
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return err
+		}
+		defer func() { pprof.StopCPUProfile(); _ = f.Close() }()
+	}
+	// The worker binary's default soft memory limit (cmd/processor): the
+	// child stands for a worker process, so its RSS is the one with defaults.
+	topology.ApplySoftMemoryLimit(topology.Defaults())
 	o := &Options{Brokers: strings.Split(*brokers, ","), Partitions: int32(*partitions), MaxBatch: *maxBatch, CommitInterval: *commitInterval, LogOut: os.Stderr}
 	if v := os.Getenv("KCQRS_BENCH_FETCH_MAX_BYTES"); v != "" {
 		n, err := strconv.Atoi(v)

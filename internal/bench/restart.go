@@ -25,7 +25,8 @@ type restartResult struct {
 	changelogRecords int64
 	clean, killed    restartRun
 	coldRecords      int
-	coldSeconds      float64
+	coldSeconds      float64 // wall time, all partitions
+	coldSummed       float64 // per-partition durations added up
 	rawRecords       int
 	rawSeconds       float64
 }
@@ -34,8 +35,12 @@ type restartResult struct {
 // long their catch-up took, and the time from process start to the first
 // reply from every partition.
 type restartRun struct {
-	records        int
+	records int
+	// restoreSeconds is the wall time of the catch-ups, from the first
+	// one's start to the last one's end (partitions restore side by side);
+	// summedSeconds adds up each partition's own duration.
 	restoreSeconds float64
+	summedSeconds  float64
 	firstReplies   float64
 }
 
@@ -120,10 +125,18 @@ func restartOnce(ctx context.Context, o *Options, w *workload, prefix, stateDir,
 		c.kill()
 		return rr, err
 	}
+	var first, last time.Time
 	for _, r := range reps {
 		rr.records += r.Records
-		rr.restoreSeconds += r.Duration.Seconds()
+		rr.summedSeconds += r.Duration.Seconds()
+		if first.IsZero() || r.Start.Before(first) {
+			first = r.Start
+		}
+		if end := r.Start.Add(r.Duration); end.After(last) {
+			last = end
+		}
 	}
+	rr.restoreSeconds = last.Sub(first).Seconds()
 	if _, err := c.term(); err != nil {
 		return rr, err
 	}
@@ -223,7 +236,7 @@ func runRestart(ctx context.Context, o *Options, adm *kadm.Client, prod *kgo.Cli
 	if err != nil {
 		return res, fmt.Errorf("full restore: %w", err)
 	}
-	res.coldRecords, res.coldSeconds = coldRun.records, coldRun.restoreSeconds
+	res.coldRecords, res.coldSeconds, res.coldSummed = coldRun.records, coldRun.restoreSeconds, coldRun.summedSeconds
 	res.rawRecords, res.rawSeconds, err = rawConsume(ctx, o, adm, topics.Changelog)
 	return res, err
 }

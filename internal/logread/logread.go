@@ -81,6 +81,11 @@ func Describe(ctx context.Context, cl *kgo.Client, topic string, part int32) (Pa
 // offset order, and returns the fetch position it reached (>= until). A
 // record at or past until is not handed over. Retriable broker errors are
 // retried (with a short backoff) until ctx ends.
+//
+// The next fetch is on its way while fn works on the records of the last
+// one (one response ahead, so at most two are held), so a caller that
+// writes what it reads waits for neither the broker nor its own writes
+// alone.
 func Read(ctx context.Context, cl *kgo.Client, topic string, part int32, from, until int64, o Options, fn func(*kgo.Record) error) (int64, error) {
 	if o.MaxBytes <= 0 {
 		o.MaxBytes = 4 << 20
@@ -88,6 +93,76 @@ func Read(ctx context.Context, cl *kgo.Client, topic string, part int32, from, u
 	if o.PartitionMaxBytes <= 0 {
 		o.PartitionMaxBytes = o.MaxBytes
 	}
+	if from >= until {
+		return from, nil
+	}
+	fctx, cancel := context.WithCancel(ctx)
+	chunks := make(chan chunk, 1)
+	go fetchAhead(fctx, cl, topic, part, from, until, o, chunks)
+	// The fetcher ends (and closes chunks) once cancelled: wait for it,
+	// so that nothing uses cl after Read returns.
+	defer func() {
+		cancel()
+		for range chunks {
+		}
+	}()
+	pos := from
+	for c := range chunks {
+		if c.err != nil {
+			return pos, c.err
+		}
+		for _, r := range c.records {
+			if r.Offset < pos || r.Offset >= until {
+				continue
+			}
+			if err := fn(r); err != nil {
+				return pos, err
+			}
+		}
+		pos = c.next
+	}
+	if pos < until {
+		// The fetcher stopped without an error chunk: ctx ended.
+		err := ctx.Err()
+		if err == nil {
+			err = errors.New("fetcher stopped")
+		}
+		return pos, fmt.Errorf("logread: %s[%d] at %d of %d: %w", topic, part, pos, until, err)
+	}
+	return pos, nil
+}
+
+// chunk is the records of one fetch and the position after them, or the
+// error that ends the read.
+type chunk struct {
+	records []*kgo.Record
+	next    int64
+	err     error
+}
+
+// fetchAhead fetches [from, until) and sends each response's records to out,
+// ending with an error chunk or once until is reached; it closes out.
+func fetchAhead(ctx context.Context, cl *kgo.Client, topic string, part int32, from, until int64, o Options, out chan<- chunk) {
+	defer close(out)
+	send := func(c chunk) bool {
+		select {
+		case out <- c:
+			return true
+		case <-ctx.Done():
+			return false
+		}
+	}
+	next, err := fetchLoop(ctx, cl, topic, part, from, until, o, func(records []*kgo.Record, at int64) bool {
+		return send(chunk{records: records, next: at})
+	})
+	if err != nil {
+		send(chunk{next: next, err: err})
+	}
+}
+
+// fetchLoop issues the fetches of [from, until), handing each response's
+// records and the position after it to emit (which returns false to stop).
+func fetchLoop(ctx context.Context, cl *kgo.Client, topic string, part int32, from, until int64, o Options, emit func([]*kgo.Record, int64) bool) (int64, error) {
 	next := from
 	var desc Partition
 	known := false
@@ -186,14 +261,6 @@ func Read(ctx context.Context, cl *kgo.Client, topic string, part int32, from, u
 		if fp.Err != nil {
 			return next, fmt.Errorf("logread: decoding %s[%d] at %d: %w", topic, part, next, fp.Err)
 		}
-		for _, r := range fp.Records {
-			if r.Offset < next || r.Offset >= until {
-				continue
-			}
-			if err := fn(r); err != nil {
-				return next, err
-			}
-		}
 		if at <= next {
 			// Nothing stable past next yet: only possible while until is
 			// above the last stable offset (a caller waiting for a
@@ -206,6 +273,9 @@ func Read(ctx context.Context, cl *kgo.Client, topic string, part int32, from, u
 		}
 		backoff = 10 * time.Millisecond
 		next = at
+		if !emit(fp.Records, at) {
+			return next, nil // the reader stopped
+		}
 	}
 	return next, nil
 }

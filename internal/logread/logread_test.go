@@ -2,6 +2,8 @@ package logread_test
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"testing"
 	"time"
 
@@ -137,5 +139,51 @@ func TestReadUncommittedHandsOverRecordsAndMarkers(t *testing.T) {
 	}
 	if next < end.Offset || len(values) != 2 || values[0] != "open" || values[1] != "later" || markers != 1 {
 		t.Fatalf("read %v and %d markers up to %d (end %d), want [open later], one marker, the end reached", values, markers, next, end.Offset)
+	}
+}
+
+// A read that cannot reach until (it lies past the end of the log) ends
+// with ctx's error, never with a nil error short of until; one whose fn
+// fails stops at once with fn's error. Both return after their fetcher has
+// stopped (the race detector sees a fetch using a closed client otherwise).
+func TestReadEndsWithCtxOrFnError(t *testing.T) {
+	t.Parallel()
+	lg := newTxnLog(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	p, err := kgo.NewClient(kgo.SeedBrokers(lg.seeds...), kgo.DefaultProduceTopic("log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	for i := range 50 {
+		lg.produce(ctx, p, fmt.Sprint(i))
+	}
+
+	cl := lg.client()
+	short, cancelShort := context.WithTimeout(ctx, 700*time.Millisecond)
+	defer cancelShort()
+	n := 0
+	next, err := logread.Read(short, cl, "log", 0, 0, 1000, logread.Options{MaxBytes: 64}, func(*kgo.Record) error { n++; return nil })
+	if !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("read past the end: next %d, %d records, err %v; want the deadline's error", next, n, err)
+	}
+	if n != 50 || next != 50 {
+		t.Fatalf("read past the end handed %d records and reached %d, want 50 and 50", n, next)
+	}
+
+	boom := errors.New("boom")
+	cl2 := lg.client()
+	n = 0
+	_, err = logread.Read(ctx, cl2, "log", 0, 0, 50, logread.Options{MaxBytes: 64}, func(*kgo.Record) error {
+		n++
+		if n == 3 {
+			return boom
+		}
+		return nil
+	})
+	cl2.Close()
+	if !errors.Is(err, boom) || n != 3 {
+		t.Fatalf("fn failing at the third record: %d records, err %v", n, err)
 	}
 }
