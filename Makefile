@@ -103,9 +103,10 @@ console-test:
 	KCQRS_CONSOLE_BROWSER=require KCQRS_CONSOLE_SCREENSHOTS=$(CONSOLE_SHOTS) $(GO) test -count=1 -v -run '.' ./console/
 
 ## chaos-ci: the bounded chaos run of .ci/run (20 kills, about 2-4 minutes on 2 cores), in hostile mode: forged
-## reply topics and partitions, huge and compressed commands and amplifying rejections mixed into the workload
+## reply topics and partitions, huge and compressed commands and amplifying rejections mixed into the workload;
+## with a master key and three accounts erased during the run (docs/erasure.md)
 chaos-ci:
-	$(GO) run ./cmd/chaos -kills 20 -seed $(SEED) -quiet -hostile
+	$(GO) run ./cmd/chaos -kills 20 -seed $(SEED) -quiet -hostile -erasures 3
 
 ## chaos-crashloop: the liveness test: a SIGKILL of a random worker every 5-10 s (KILLS, default 20 here), the
 ## workers' default timeouts; reports the longest time any partition made no progress (docs/operations.md "Liveness under crashes")
