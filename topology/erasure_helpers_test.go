@@ -143,7 +143,7 @@ func keyringFromTopic(t *testing.T, h *topologytest.Harness, mk shred.KeyWrapper
 	t.Helper()
 	ring := shred.NewKeyring()
 	seen := map[string]bool{}
-	for _, r := range h.ReadTopic("kcqrs-keys") {
+	for _, r := range h.ReadTopic(h.Topic(topology.DefaultKeysTopic)) {
 		s := string(r.Key)
 		switch {
 		case shred.IsErasedMarker(r.Value):

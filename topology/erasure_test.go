@@ -52,7 +52,7 @@ func TestErasureCanary(t *testing.T) {
 		t.Fatal("no data key for account/victim")
 	}
 	var wrapped []byte
-	for _, r := range h.ReadTopic("kcqrs-keys") {
+	for _, r := range h.ReadTopic(h.Topic(topology.DefaultKeysTopic)) {
 		if string(r.Key) == "account/victim" {
 			if wrapped != nil {
 				t.Fatal("two key records for account/victim: a key must be created once")
@@ -118,7 +118,7 @@ func TestErasureCanary(t *testing.T) {
 	followed := shred.NewKeyring()
 	loaded := make(chan struct{})
 	go func() {
-		_ = topology.FollowKeys(followCtx, append([]kgo.Opt{kgo.SeedBrokers(h.Brokers...)}, h.ClientOpts...), "kcqrs-keys", mk, followed, func() { close(loaded) })
+		_ = topology.FollowKeys(followCtx, append([]kgo.Opt{kgo.SeedBrokers(h.Brokers...)}, h.ClientOpts...), h.Topic(topology.DefaultKeysTopic), mk, followed, func() { close(loaded) })
 	}()
 	<-loaded
 	open := topology.PersonalOpener(followed)
@@ -218,7 +218,7 @@ func TestErasureCanary(t *testing.T) {
 		t.Fatal(err)
 	}
 	ring := shred.NewKeyring()
-	for _, r := range h.ReadTopic("kcqrs-keys") {
+	for _, r := range h.ReadTopic(h.Topic(topology.DefaultKeysTopic)) {
 		switch {
 		case shred.IsErasedMarker(r.Value):
 			ring.Delete(string(r.Key))

@@ -186,6 +186,9 @@ func (h *Harness) Topic(name string) string {
 		return t.Replies
 	case d.DeadLetters:
 		return t.DeadLetters
+	case topology.DefaultKeysTopic, topology.DefaultSchemaTopic:
+		// Both are per cluster by default; on a shared one, per harness.
+		return strings.TrimSuffix(t.Commands, d.Commands) + name
 	}
 	return name
 }
@@ -212,6 +215,14 @@ func (h *Harness) StartProcessor(instanceID, stateDir string, mutate ...func(*to
 	cfg.Logger = cfg.Logger.With("instance", instanceID)
 	for _, m := range mutate {
 		m(&cfg)
+	}
+	if cfg.Personal != nil && cfg.Topics.Keys == "" {
+		// Each harness its own keys topic on a shared cluster: another
+		// test's keys (another master key) would stop this worker's start.
+		cfg.Topics.Keys = h.Topic(topology.DefaultKeysTopic)
+	}
+	if cfg.SchemaTopic == "" {
+		cfg.SchemaTopic = h.Topic(topology.DefaultSchemaTopic)
 	}
 	p, err := topology.New(cfg, h.Registry)
 	if err != nil {
