@@ -9,6 +9,8 @@ import (
 	"slices"
 	"strconv"
 	"time"
+
+	"github.com/kcqrs/kcqrs/shred"
 )
 
 // Limits of the stream endpoint.
@@ -85,7 +87,8 @@ func readErrorCode(err error) int {
 	switch {
 	case errors.Is(err, ErrNoSuchVersion):
 		return http.StatusNotFound
-	case errors.Is(err, ErrNotIndexed):
+	case errors.Is(err, ErrNotIndexed), errors.Is(err, shred.ErrNoKey):
+		// Not indexed yet, or the keys of personal data not loaded yet.
 		return http.StatusServiceUnavailable
 	}
 	return http.StatusInternalServerError
@@ -149,7 +152,7 @@ func (r *Reader) Page(ctx context.Context, typ, id string, from, limit int64) (S
 }
 
 func (r *Reader) streamEvent(e *Event) (StreamEvent, error) {
-	_, decoded, err := r.cfg.Registry.DecodeEvents(e.Value)
+	_, decoded, err := r.cfg.Open.DecodeEvents(e.Value)
 	if err != nil {
 		return StreamEvent{}, fmt.Errorf("history: %w", err)
 	}

@@ -29,6 +29,14 @@ type ReaderConfig struct {
 	// Concurrency is the number of fetches in flight for one History
 	// call reading scattered offsets. Default 8.
 	Concurrency int
+	// Open, when set, is the registry that decodes what the endpoints show
+	// and StateAt folds: one that opens personal fields
+	// (Registry.WithKeyring), so they read as the processor's state has
+	// them (plaintext, or shred.Erased after an erasure). Registry itself
+	// only checks envelopes (it needs no keys, so a key not loaded yet can
+	// never drop an event from a history). Nil: Registry (sealed fields
+	// are shown as their sealed text).
+	Open *topology.Registry
 }
 
 // Reader answers History and StateAt from an Index and the events topic.
@@ -61,6 +69,9 @@ func NewReader(cfg ReaderConfig) (*Reader, error) {
 	}
 	if cfg.Concurrency <= 0 {
 		cfg.Concurrency = 8
+	}
+	if cfg.Open == nil {
+		cfg.Open = cfg.Registry
 	}
 	return &Reader{cfg: cfg, desc: map[int32]logread.Partition{}}, nil
 }
