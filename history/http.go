@@ -87,6 +87,8 @@ func readErrorCode(err error) int {
 	switch {
 	case errors.Is(err, ErrNoSuchVersion):
 		return http.StatusNotFound
+	case errors.Is(err, ErrIncomplete):
+		return http.StatusGone
 	case errors.Is(err, ErrNotIndexed), errors.Is(err, shred.ErrNoKey):
 		// Not indexed yet, or the keys of personal data not loaded yet.
 		return http.StatusServiceUnavailable

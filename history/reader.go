@@ -15,6 +15,13 @@ import (
 	"github.com/kcqrs/kcqrs/wire"
 )
 
+// ErrIncomplete: the committed events of the aggregate in the topic do not
+// run from the version asked for without a gap or a duplicate (records
+// deleted by retention or DeleteRecords, or a forged record that copies an
+// event). The reader says so rather than answer a shorter or different
+// history.
+var ErrIncomplete = errors.New("history: the aggregate's events are incomplete in the events topic")
+
 // ReaderConfig configures a Reader.
 type ReaderConfig struct {
 	// Index to look offsets up in. Required.
@@ -213,6 +220,15 @@ func (r *Reader) History(ctx context.Context, aggType, id string, from, to int64
 		}
 		return out[i].Offset < out[j].Offset
 	})
+	// Versions run from, from+1, ... : an aggregate's first event is
+	// version 1 and each next one is one more, so anything else means a
+	// record is missing (deleted) or doubled (forged).
+	for i := range out {
+		if want := from + int64(i); out[i].Version != want {
+			return nil, fmt.Errorf("%w: %s %q: version %d where %d was expected (offset %d of partition %d)",
+				ErrIncomplete, aggType, id, out[i].Version, want, out[i].Offset, part)
+		}
+	}
 	return out, nil
 }
 
@@ -291,6 +307,11 @@ func (r *Reader) fetchRun(ctx context.Context, part int32, d logread.Partition, 
 	tries := 0
 	for i := 0; i < len(run); {
 		f, err := logread.FetchAt(ctx, r.cfg.Client, r.cfg.Topic, part, d, run[i], 1)
+		if errors.Is(err, logread.ErrOffsetOutOfRange) {
+			// The indexed record is no longer in the log (below its
+			// start: deleted by retention or DeleteRecords).
+			return fmt.Errorf("%w: %w", ErrIncomplete, err)
+		}
 		if err != nil {
 			if ctx.Err() != nil || tries >= 5 {
 				return fmt.Errorf("history: %w", err)
