@@ -96,6 +96,16 @@ func readErrorCode(err error) int {
 	return http.StatusInternalServerError
 }
 
+// writeReadError answers a failed read; a 503 (the index still being
+// built, the keys not loaded yet) says when to come back.
+func writeReadError(w http.ResponseWriter, err error) {
+	code := readErrorCode(err)
+	if code == http.StatusServiceUnavailable {
+		w.Header().Set("Retry-After", "1")
+	}
+	writeError(w, code, err)
+}
+
 func positiveParam(req *http.Request, name string, def int64) (int64, error) {
 	s := req.URL.Query().Get(name)
 	if s == "" {
@@ -125,7 +135,7 @@ func (r *Reader) serveStream(w http.ResponseWriter, req *http.Request) {
 	}
 	page, err := r.Page(req.Context(), typ, id, from, limit)
 	if err != nil {
-		writeError(w, readErrorCode(err), err)
+		writeReadError(w, err)
 		return
 	}
 	writeJSON(w, http.StatusOK, page)
@@ -204,7 +214,7 @@ func (r *Reader) serveState(w http.ResponseWriter, req *http.Request) {
 	}
 	view, err := r.View(req.Context(), typ, id, at)
 	if err != nil {
-		writeError(w, readErrorCode(err), err)
+		writeReadError(w, err)
 		return
 	}
 	if view.Version == 0 {
