@@ -168,6 +168,12 @@ func (ix *Indexer) Run(ctx context.Context) error {
 		}
 	}
 	for {
+		// Each round checks the topic again: one deleted and created
+		// again (another id) resets the index, and partitions added
+		// since are indexed too.
+		if p, perr := ix.prepare(ctx, cl); perr == nil {
+			parts = p
+		}
 		n, err := ix.round(ctx, cl, adm, parts)
 		if ctx.Err() != nil {
 			return nil

@@ -156,6 +156,9 @@ func (r *Reader) History(ctx context.Context, aggType, id string, from, to int64
 	if err != nil {
 		return nil, err
 	}
+	if _, err := r.sameTopic(ctx, part, false); err != nil {
+		return nil, err
+	}
 	cp, ok, err := r.cfg.Index.Checkpoint(part)
 	if err != nil {
 		return nil, err
@@ -232,6 +235,33 @@ func (r *Reader) History(ctx context.Context, aggType, id string, from, to int64
 	return out, nil
 }
 
+// sameTopic returns the partition's description and checks that the index
+// was built from this incarnation of the topic: the offsets of a deleted
+// and recreated topic point at other records, and its checkpoint past the
+// new topic's end would hide the new events. A mismatch is ErrNotIndexed
+// (503) until the indexer has noticed it and rebuilt the index. A cached
+// description is checked once more with a fresh one before it is believed
+// to differ.
+func (r *Reader) sameTopic(ctx context.Context, part int32, fresh bool) (logread.Partition, error) {
+	want, err := r.cfg.Index.TopicID()
+	if err != nil {
+		return logread.Partition{}, err
+	}
+	d, err := r.describe(ctx, part, fresh)
+	if err != nil {
+		return d, err
+	}
+	if d.TopicID != want && !fresh {
+		if d, err = r.describe(ctx, part, true); err != nil {
+			return d, err
+		}
+	}
+	if d.TopicID != want {
+		return d, fmt.Errorf("%w: the index of %s was built from another incarnation of the topic (deleted and created again?); it is being rebuilt", ErrNotIndexed, r.cfg.Topic)
+	}
+	return d, nil
+}
+
 // decode reads rec's envelope and reports whether it is an event of
 // (aggType, id).
 func (r *Reader) decode(rec *kgo.Record, aggType, id string) (Event, bool) {
@@ -251,6 +281,11 @@ func (r *Reader) scanTail(ctx context.Context, part int32, cp int64, fn func(*kg
 	}
 	f, err := logread.FetchAt(ctx, r.cfg.Client, r.cfg.Topic, part, d, cp, 1<<20)
 	if err != nil {
+		// A recreated topic (the index checked against a stale
+		// description) is told apart from a failed fetch.
+		if _, terr := r.sameTopic(ctx, part, true); terr != nil {
+			return terr
+		}
 		return fmt.Errorf("history: %w", err)
 	}
 	for _, rec := range f.Records {
@@ -309,7 +344,11 @@ func (r *Reader) fetchRun(ctx context.Context, part int32, d logread.Partition, 
 		f, err := logread.FetchAt(ctx, r.cfg.Client, r.cfg.Topic, part, d, run[i], 1)
 		if errors.Is(err, logread.ErrOffsetOutOfRange) {
 			// The indexed record is no longer in the log (below its
-			// start: deleted by retention or DeleteRecords).
+			// start: deleted by retention or DeleteRecords), unless the
+			// topic itself is another one now.
+			if _, terr := r.sameTopic(ctx, part, true); terr != nil {
+				return terr
+			}
 			return fmt.Errorf("%w: %w", ErrIncomplete, err)
 		}
 		if err != nil {
