@@ -6,10 +6,12 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"os"
 	"path/filepath"
 	"sync"
 	"time"
 
+	"github.com/cockroachdb/pebble/v2/vfs"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/kcqrs/kcqrs/shred"
@@ -92,7 +94,7 @@ func StartService(cfg ServiceConfig) (*Service, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	idx, err := Open(IndexDir(cfg.StateDir, cfg.Topic))
+	idx, err := openOrRebuild(IndexDir(cfg.StateDir, cfg.Topic), cfg.Logger)
 	if err != nil {
 		return nil, err
 	}
@@ -143,6 +145,32 @@ func StartService(cfg ServiceConfig) (*Service, error) {
 		s.done <- err
 	}()
 	return s, nil
+}
+
+// openOrRebuild opens the index in dir. The index is derived from the
+// events topic only, so one Pebble cannot open (a truncated manifest or
+// options file after a disk fault) is removed and started afresh: the
+// indexer rebuilds it. Only when no one holds its lock: a directory in use
+// by another process (two processors given one state directory) is an
+// error, and is left alone.
+func openOrRebuild(dir string, log *slog.Logger) (*Index, error) {
+	idx, err := Open(dir)
+	if err == nil {
+		return idx, nil
+	}
+	if m, _ := filepath.Glob(filepath.Join(dir, "MANIFEST-*")); len(m) == 0 {
+		return nil, err // not a Pebble directory (or unreadable): not ours to remove
+	}
+	lock, lerr := vfs.Default.Lock(filepath.Join(dir, "LOCK"))
+	if lerr != nil {
+		return nil, fmt.Errorf("%w (in use by another process?)", err)
+	}
+	_ = lock.Close()
+	log.Warn("history: the index cannot be opened; removing it to rebuild it from the events topic", "dir", dir, "err", err)
+	if rerr := os.RemoveAll(dir); rerr != nil {
+		return nil, errors.Join(err, rerr)
+	}
+	return Open(dir)
 }
 
 // Reader answers History and StateAt (and is the processor's
