@@ -211,6 +211,12 @@ func (r *Reader) serveState(w http.ResponseWriter, req *http.Request) {
 			writeError(w, http.StatusBadRequest, fmt.Errorf("at_time=%q: want RFC 3339 (2026-12-01T10:00:00Z)", s))
 			return
 		}
+		if at.Time.IsZero() {
+			// Go's zero time, which At reads as "latest": it is before
+			// every event.
+			writeError(w, http.StatusNotFound, fmt.Errorf("%s %q has no events at %s", typ, id, s))
+			return
+		}
 	}
 	view, err := r.View(req.Context(), typ, id, at)
 	if err != nil {
