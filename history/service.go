@@ -94,7 +94,7 @@ func StartService(cfg ServiceConfig) (*Service, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	idx, err := openOrRebuild(IndexDir(cfg.StateDir, cfg.Topic), cfg.Logger)
+	idx, err := OpenOrRebuild(IndexDir(cfg.StateDir, cfg.Topic), cfg.Logger)
 	if err != nil {
 		return nil, err
 	}
@@ -147,13 +147,14 @@ func StartService(cfg ServiceConfig) (*Service, error) {
 	return s, nil
 }
 
-// openOrRebuild opens the index in dir. The index is derived from the
+// OpenOrRebuild opens the index in dir (StartService, kcqrs history
+// reindex). The index is derived from the
 // events topic only, so one Pebble cannot open (a truncated manifest or
 // options file after a disk fault) is removed and started afresh: the
 // indexer rebuilds it. Only when no one holds its lock: a directory in use
 // by another process (two processors given one state directory) is an
 // error, and is left alone.
-func openOrRebuild(dir string, log *slog.Logger) (*Index, error) {
+func OpenOrRebuild(dir string, log *slog.Logger) (*Index, error) {
 	idx, err := Open(dir)
 	if err == nil {
 		return idx, nil
