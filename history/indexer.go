@@ -178,6 +178,9 @@ func (ix *Indexer) Run(ctx context.Context) error {
 		if ctx.Err() != nil {
 			return nil
 		}
+		if errors.Is(err, errReset) {
+			continue
+		}
 		if err != nil {
 			ix.log.Warn("history indexer: round failed; retrying", "err", err)
 		}
@@ -205,8 +208,11 @@ func (ix *Indexer) CatchUp(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	_, err = ix.round(ctx, cl, adm, parts)
-	return err
+	for {
+		if _, err = ix.round(ctx, cl, adm, parts); !errors.Is(err, errReset) {
+			return err
+		}
+	}
 }
 
 // prepare resolves the partitions and resets an index built from another
@@ -233,6 +239,9 @@ func (ix *Indexer) prepare(ctx context.Context, cl *kgo.Client) ([]int32, error)
 	return parts, nil
 }
 
+// errReset: a round reset the index; the next one reads from the start.
+var errReset = errors.New("history: index reset; reading again")
+
 // applyEvery bounds the records of one Pebble batch.
 const applyEvery = 4096
 
@@ -256,6 +265,23 @@ func (ix *Indexer) round(ctx context.Context, cl *kgo.Client, adm *kadm.Client, 
 		}
 		if !ok || from < 0 {
 			from = 0
+		}
+		if ok && from > lso.Offset {
+			// The checkpoint is past the end of the log the index was
+			// built from (same topic id): the log was truncated, or the
+			// index comes from a newer copy of it. Records written at
+			// offsets below the checkpoint would never be indexed, and
+			// entries at or past the end may point at other records
+			// now: start over.
+			ix.log.Warn("history index is past the end of the events topic (truncated log?); rebuilding it", "partition", p, "checkpoint", from, "last_stable", lso.Offset)
+			id, err := ix.cfg.Index.TopicID()
+			if err != nil {
+				return total, err
+			}
+			if err := ix.cfg.Index.Reset(id); err != nil {
+				return total, err
+			}
+			return total, errReset
 		}
 		if from >= lso.Offset {
 			if !ok {

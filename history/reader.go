@@ -286,6 +286,11 @@ func (r *Reader) scanTail(ctx context.Context, part int32, cp int64, fn func(*kg
 		if _, terr := r.sameTopic(ctx, part, true); terr != nil {
 			return terr
 		}
+		if errors.Is(err, logread.ErrOffsetOutOfRange) {
+			// The checkpoint is past the log's end (a truncated log):
+			// the indexer rebuilds the index.
+			return fmt.Errorf("%w: the index of %s[%d] is past the end of the log; it is being rebuilt: %w", ErrNotIndexed, r.cfg.Topic, part, err)
+		}
 		return fmt.Errorf("history: %w", err)
 	}
 	for _, rec := range f.Records {
