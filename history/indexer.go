@@ -226,6 +226,10 @@ func (ix *Indexer) prepare(ctx context.Context, cl *kgo.Client) ([]int32, error)
 	if err != nil {
 		return nil, err
 	}
+	if topicID == ([16]byte{}) && stored != ([16]byte{}) {
+		// A broker that did not say the topic's id: nothing to compare.
+		return parts, nil
+	}
 	if stored != topicID {
 		// A new index, or the events topic was recreated: its offsets
 		// mean nothing any more.

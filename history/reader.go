@@ -251,12 +251,12 @@ func (r *Reader) sameTopic(ctx context.Context, part int32, fresh bool) (logread
 	if err != nil {
 		return d, err
 	}
-	if d.TopicID != want && !fresh {
+	if d.TopicID != want && d.TopicID != ([16]byte{}) && !fresh {
 		if d, err = r.describe(ctx, part, true); err != nil {
 			return d, err
 		}
 	}
-	if d.TopicID != want {
+	if d.TopicID != want && d.TopicID != ([16]byte{}) {
 		return d, fmt.Errorf("%w: the index of %s was built from another incarnation of the topic (deleted and created again?); it is being rebuilt", ErrNotIndexed, r.cfg.Topic)
 	}
 	return d, nil
