@@ -96,6 +96,11 @@ func readErrorCode(err error) int {
 	return http.StatusInternalServerError
 }
 
+// bounded bounds the tail a request may scan (ReaderConfig.MaxTail).
+func (r *Reader) bounded(ctx context.Context) context.Context {
+	return context.WithValue(ctx, maxTailKey{}, r.cfg.MaxTail)
+}
+
 // writeReadError answers a failed read; a 503 (the index still being
 // built, the keys not loaded yet) says when to come back.
 func writeReadError(w http.ResponseWriter, err error) {
@@ -133,7 +138,7 @@ func (r *Reader) serveStream(w http.ResponseWriter, req *http.Request) {
 		writeError(w, http.StatusBadRequest, fmt.Errorf("limit: want 1..%d", MaxLimit))
 		return
 	}
-	page, err := r.Page(req.Context(), typ, id, from, limit)
+	page, err := r.Page(r.bounded(req.Context()), typ, id, from, limit)
 	if err != nil {
 		writeReadError(w, err)
 		return
@@ -218,7 +223,7 @@ func (r *Reader) serveState(w http.ResponseWriter, req *http.Request) {
 			return
 		}
 	}
-	view, err := r.View(req.Context(), typ, id, at)
+	view, err := r.View(r.bounded(req.Context()), typ, id, at)
 	if err != nil {
 		writeReadError(w, err)
 		return

@@ -44,7 +44,18 @@ type ReaderConfig struct {
 	// never drop an event from a history). Nil: Registry (sealed fields
 	// are shown as their sealed text).
 	Open *topology.Registry
+	// MaxTail bounds the unindexed tail (offsets past the index's
+	// checkpoint) one HTTP request may scan: beyond it the endpoints answer
+	// 503 with Retry-After while the indexer catches up, so that requests
+	// made while an index is built (a new worker, a reindex) cannot each
+	// scan most of a partition. History, StateAt and the schema-change
+	// rebuild are not bounded (they stay exact at any lag). Default
+	// 100000; negative: no bound.
+	MaxTail int64
 }
+
+// maxTailKey carries an HTTP request's bound on the tail scan.
+type maxTailKey struct{}
 
 // Reader answers History and StateAt from an Index and the events topic.
 // It is safe for concurrent use.
@@ -79,6 +90,9 @@ func NewReader(cfg ReaderConfig) (*Reader, error) {
 	}
 	if cfg.Open == nil {
 		cfg.Open = cfg.Registry
+	}
+	if cfg.MaxTail == 0 {
+		cfg.MaxTail = 100_000
 	}
 	return &Reader{cfg: cfg, desc: map[int32]logread.Partition{}}, nil
 }
@@ -248,8 +262,8 @@ func (r *Reader) sameTopic(ctx context.Context, part int32, fresh bool) (logread
 		return logread.Partition{}, err
 	}
 	d, err := r.describe(ctx, part, fresh)
-	if err != nil {
-		return d, err
+	if err != nil || want == ([16]byte{}) {
+		return d, err // an index that recorded no topic id: nothing to compare
 	}
 	if d.TopicID != want && d.TopicID != ([16]byte{}) && !fresh {
 		if d, err = r.describe(ctx, part, true); err != nil {
@@ -292,6 +306,9 @@ func (r *Reader) scanTail(ctx context.Context, part int32, cp int64, fn func(*kg
 			return fmt.Errorf("%w: the index of %s[%d] is past the end of the log; it is being rebuilt: %w", ErrNotIndexed, r.cfg.Topic, part, err)
 		}
 		return fmt.Errorf("history: %w", err)
+	}
+	if limit, ok := ctx.Value(maxTailKey{}).(int64); ok && limit >= 0 && f.LastStable-cp > limit {
+		return fmt.Errorf("%w: the index of %s[%d] is %d offsets behind (still being built?)", ErrNotIndexed, r.cfg.Topic, part, f.LastStable-cp)
 	}
 	for _, rec := range f.Records {
 		if rec.Offset < f.LastStable {
