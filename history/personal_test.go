@@ -93,4 +93,16 @@ func TestPersonalFieldsOpenedAndErased(t *testing.T) {
 		}
 		return a == shred.Erased && b == shred.Erased
 	})
+	// At an earlier version too: the erased value, the rest folded.
+	view, err := svc.Reader().View(ctx, "account", "pii-1", history.At{Version: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var st struct {
+		Owner   string
+		Balance int64
+	}
+	if err := json.Unmarshal(view.State, &st); err != nil || st.Owner != shred.Erased || st.Balance != 0 || view.Version != 1 {
+		t.Fatalf("state at version 1 after the erasure: %s (%v)", view.State, err)
+	}
 }
