@@ -2,8 +2,8 @@
 // version N or time T" without scanning a partition of the events topic.
 //
 // Design: a derived index, not a second copy. The index (Index, in Pebble)
-// maps (aggregate type, aggregate id, version, offset) to the partition and
-// record timestamp of each event, and keeps, in the same Pebble batch, the
+// maps (aggregate type, aggregate id, version, partition, offset) to the
+// partition and record timestamp of each event, and keeps, in the same Pebble batch, the
 // next offset it has not read of every partition (its checkpoint). An
 // Indexer maintains it by reading the events topic read_committed from the
 // checkpoints (internal/logread, which moves past transaction markers and

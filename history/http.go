@@ -9,6 +9,8 @@ import (
 	"slices"
 	"strconv"
 	"time"
+
+	"github.com/kcqrs/kcqrs/shred"
 )
 
 // Limits of the stream endpoint.
@@ -85,10 +87,28 @@ func readErrorCode(err error) int {
 	switch {
 	case errors.Is(err, ErrNoSuchVersion):
 		return http.StatusNotFound
-	case errors.Is(err, ErrNotIndexed):
+	case errors.Is(err, ErrIncomplete):
+		return http.StatusGone
+	case errors.Is(err, ErrNotIndexed), errors.Is(err, shred.ErrNoKey):
+		// Not indexed yet, or the keys of personal data not loaded yet.
 		return http.StatusServiceUnavailable
 	}
 	return http.StatusInternalServerError
+}
+
+// bounded bounds the tail a request may scan (ReaderConfig.MaxTail).
+func (r *Reader) bounded(ctx context.Context) context.Context {
+	return context.WithValue(ctx, maxTailKey{}, r.cfg.MaxTail)
+}
+
+// writeReadError answers a failed read; a 503 (the index still being
+// built, the keys not loaded yet) says when to come back.
+func writeReadError(w http.ResponseWriter, err error) {
+	code := readErrorCode(err)
+	if code == http.StatusServiceUnavailable {
+		w.Header().Set("Retry-After", "1")
+	}
+	writeError(w, code, err)
 }
 
 func positiveParam(req *http.Request, name string, def int64) (int64, error) {
@@ -118,9 +138,9 @@ func (r *Reader) serveStream(w http.ResponseWriter, req *http.Request) {
 		writeError(w, http.StatusBadRequest, fmt.Errorf("limit: want 1..%d", MaxLimit))
 		return
 	}
-	page, err := r.Page(req.Context(), typ, id, from, limit)
+	page, err := r.Page(r.bounded(req.Context()), typ, id, from, limit)
 	if err != nil {
-		writeError(w, readErrorCode(err), err)
+		writeReadError(w, err)
 		return
 	}
 	writeJSON(w, http.StatusOK, page)
@@ -149,7 +169,7 @@ func (r *Reader) Page(ctx context.Context, typ, id string, from, limit int64) (S
 }
 
 func (r *Reader) streamEvent(e *Event) (StreamEvent, error) {
-	_, decoded, err := r.cfg.Registry.DecodeEvents(e.Value)
+	_, decoded, err := r.cfg.Open.DecodeEvents(e.Value)
 	if err != nil {
 		return StreamEvent{}, fmt.Errorf("history: %w", err)
 	}
@@ -196,10 +216,16 @@ func (r *Reader) serveState(w http.ResponseWriter, req *http.Request) {
 			writeError(w, http.StatusBadRequest, fmt.Errorf("at_time=%q: want RFC 3339 (2026-12-01T10:00:00Z)", s))
 			return
 		}
+		if at.Time.IsZero() {
+			// Go's zero time, which At reads as "latest": it is before
+			// every event.
+			writeError(w, http.StatusNotFound, fmt.Errorf("%s %q has no events at %s", typ, id, s))
+			return
+		}
 	}
-	view, err := r.View(req.Context(), typ, id, at)
+	view, err := r.View(r.bounded(req.Context()), typ, id, at)
 	if err != nil {
-		writeError(w, readErrorCode(err), err)
+		writeReadError(w, err)
 		return
 	}
 	if view.Version == 0 {

@@ -28,20 +28,33 @@ var (
 //
 //	0x00 'c' partition(4, BE)                  -> next offset to index (8, BE)
 //	0x00 't'                                   -> the events topic's id (16)
-//	0x01 uvarint(len type) type uvarint(len id) id version(8, BE) offset(8, BE)
+//	0x00 'f'                                   -> layout version (1 byte, formatVersion)
+//	0x01 uvarint(len type) type uvarint(len id) id version(8, BE) partition(4, BE) offset(8, BE)
 //	                                           -> partition(4, BE) timestamp ms(8, BE)
 //
 // Length prefixes make (type, id) pairs prefix-free (ids are Kafka keys: any
 // bytes), and the big-endian version sorts an aggregate's entries in
-// version order. The offset in the key keeps two records that claim the
-// same version (a forged record, say) apart instead of letting the later
+// version order. The partition and offset in the key keep two records that
+// claim the same version (a forged record, say, even one in another
+// partition at the same offset) apart instead of letting the later
 // overwrite the earlier: the reader checks each against its envelope.
+// Layout 1 had no partition in the key; an index of another layout is
+// emptied when opened (it is rebuilt from the events topic).
 const (
 	metaPrefix  = 0x00
 	entryPrefix = 0x01
 )
 
-var topicIDKey = []byte{metaPrefix, 't'}
+var (
+	topicIDKey = []byte{metaPrefix, 't'}
+	formatKey  = []byte{metaPrefix, 'f'}
+)
+
+// formatVersion is the key layout written by this code.
+const formatVersion = 2
+
+// entryTail is the length of an entry key after its stream prefix.
+const entryTail = 8 + 4 + 8
 
 func checkpointKey(part int32) []byte {
 	return binary.BigEndian.AppendUint32([]byte{metaPrefix, 'c'}, uint32(part))
@@ -91,7 +104,36 @@ func Open(dir string) (*Index, error) {
 	if err != nil {
 		return nil, fmt.Errorf("history: open index %s: %w", dir, err)
 	}
-	return &Index{db: db}, nil
+	x := &Index{db: db}
+	if err := x.checkFormat(); err != nil {
+		_ = db.Close()
+		return nil, err
+	}
+	return x, nil
+}
+
+// checkFormat empties an index written with another key layout (the
+// indexer then reads the topic from its start) and records this one.
+func (x *Index) checkFormat() error {
+	v, ok, err := x.get(formatKey)
+	if err != nil {
+		return err
+	}
+	if ok && len(v) == 1 && v[0] == formatVersion {
+		return nil
+	}
+	b := x.db.NewBatch()
+	defer b.Close()
+	if err := b.DeleteRange([]byte{metaPrefix}, []byte{entryPrefix + 1}, nil); err != nil {
+		return fmt.Errorf("history: %w", err)
+	}
+	if err := b.Set(formatKey, []byte{formatVersion}, nil); err != nil {
+		return fmt.Errorf("history: %w", err)
+	}
+	if err := b.Commit(pebble.Sync); err != nil {
+		return fmt.Errorf("history: %w", err)
+	}
+	return nil
 }
 
 // Close closes the index.
@@ -183,6 +225,7 @@ func (x *Index) Apply(part int32, recs []*kgo.Record, next int64) (Stats, error)
 		}
 		k := streamPrefix(aggType, string(r.Key))
 		k = binary.BigEndian.AppendUint64(k, uint64(version))
+		k = binary.BigEndian.AppendUint32(k, uint32(r.Partition))
 		k = binary.BigEndian.AppendUint64(k, uint64(r.Offset))
 		binary.BigEndian.PutUint32(val[:4], uint32(r.Partition))
 		binary.BigEndian.PutUint64(val[4:], uint64(r.Timestamp.UnixMilli()))
@@ -249,12 +292,12 @@ func (x *Index) Lookup(aggType, id string, from, to int64) ([]Pointer, error) {
 	var out []Pointer
 	for it.First(); it.Valid(); it.Next() {
 		k, v := it.Key()[len(prefix):], it.Value()
-		if len(k) != 16 || len(v) != 12 {
+		if len(k) != entryTail || len(v) != 12 {
 			return nil, fmt.Errorf("history: malformed index entry for %s %q", aggType, id)
 		}
 		out = append(out, Pointer{
 			Version:         int64(binary.BigEndian.Uint64(k[:8])),
-			Offset:          int64(binary.BigEndian.Uint64(k[8:])),
+			Offset:          int64(binary.BigEndian.Uint64(k[12:])),
 			Partition:       int32(binary.BigEndian.Uint32(v[:4])),
 			TimestampMillis: int64(binary.BigEndian.Uint64(v[4:])),
 		})
@@ -276,6 +319,9 @@ func (x *Index) Reset(topicID [16]byte) error {
 		return fmt.Errorf("history: %w", err)
 	}
 	if err := b.Set(topicIDKey, topicID[:], nil); err != nil {
+		return fmt.Errorf("history: %w", err)
+	}
+	if err := b.Set(formatKey, []byte{formatVersion}, nil); err != nil {
 		return fmt.Errorf("history: %w", err)
 	}
 	if err := b.Commit(pebble.Sync); err != nil {
@@ -306,14 +352,14 @@ func (x *Index) Dump(fn func(aggType, id string, p Pointer)) error {
 		aggType := string(k[n : n+int(tl)])
 		k = k[n+int(tl):]
 		il, n := binary.Uvarint(k)
-		if n <= 0 || uint64(len(k)-n) < il+16 || len(v) != 12 {
+		if n <= 0 || uint64(len(k)-n) != il+entryTail || len(v) != 12 {
 			return fmt.Errorf("history: malformed key")
 		}
 		id := string(k[n : n+int(il)])
 		k = k[n+int(il):]
 		fn(aggType, id, Pointer{
 			Version:         int64(binary.BigEndian.Uint64(k[:8])),
-			Offset:          int64(binary.BigEndian.Uint64(k[8:])),
+			Offset:          int64(binary.BigEndian.Uint64(k[12:])),
 			Partition:       int32(binary.BigEndian.Uint32(v[:4])),
 			TimestampMillis: int64(binary.BigEndian.Uint64(v[4:])),
 		})

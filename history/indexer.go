@@ -168,9 +168,18 @@ func (ix *Indexer) Run(ctx context.Context) error {
 		}
 	}
 	for {
+		// Each round checks the topic again: one deleted and created
+		// again (another id) resets the index, and partitions added
+		// since are indexed too.
+		if p, perr := ix.prepare(ctx, cl); perr == nil {
+			parts = p
+		}
 		n, err := ix.round(ctx, cl, adm, parts)
 		if ctx.Err() != nil {
 			return nil
+		}
+		if errors.Is(err, errReset) {
+			continue
 		}
 		if err != nil {
 			ix.log.Warn("history indexer: round failed; retrying", "err", err)
@@ -199,8 +208,11 @@ func (ix *Indexer) CatchUp(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	_, err = ix.round(ctx, cl, adm, parts)
-	return err
+	for {
+		if _, err = ix.round(ctx, cl, adm, parts); !errors.Is(err, errReset) {
+			return err
+		}
+	}
 }
 
 // prepare resolves the partitions and resets an index built from another
@@ -214,6 +226,10 @@ func (ix *Indexer) prepare(ctx context.Context, cl *kgo.Client) ([]int32, error)
 	if err != nil {
 		return nil, err
 	}
+	if topicID == ([16]byte{}) && stored != ([16]byte{}) {
+		// A broker that did not say the topic's id: nothing to compare.
+		return parts, nil
+	}
 	if stored != topicID {
 		// A new index, or the events topic was recreated: its offsets
 		// mean nothing any more.
@@ -226,6 +242,9 @@ func (ix *Indexer) prepare(ctx context.Context, cl *kgo.Client) ([]int32, error)
 	}
 	return parts, nil
 }
+
+// errReset: a round reset the index; the next one reads from the start.
+var errReset = errors.New("history: index reset; reading again")
 
 // applyEvery bounds the records of one Pebble batch.
 const applyEvery = 4096
@@ -250,6 +269,23 @@ func (ix *Indexer) round(ctx context.Context, cl *kgo.Client, adm *kadm.Client, 
 		}
 		if !ok || from < 0 {
 			from = 0
+		}
+		if ok && from > lso.Offset {
+			// The checkpoint is past the end of the log the index was
+			// built from (same topic id): the log was truncated, or the
+			// index comes from a newer copy of it. Records written at
+			// offsets below the checkpoint would never be indexed, and
+			// entries at or past the end may point at other records
+			// now: start over.
+			ix.log.Warn("history index is past the end of the events topic (truncated log?); rebuilding it", "partition", p, "checkpoint", from, "last_stable", lso.Offset)
+			id, err := ix.cfg.Index.TopicID()
+			if err != nil {
+				return total, err
+			}
+			if err := ix.cfg.Index.Reset(id); err != nil {
+				return total, err
+			}
+			return total, errReset
 		}
 		if from >= lso.Offset {
 			if !ok {

@@ -15,6 +15,13 @@ import (
 	"github.com/kcqrs/kcqrs/wire"
 )
 
+// ErrIncomplete: the committed events of the aggregate in the topic do not
+// run from the version asked for without a gap or a duplicate (records
+// deleted by retention or DeleteRecords, or a forged record that copies an
+// event). The reader says so rather than answer a shorter or different
+// history.
+var ErrIncomplete = errors.New("history: the aggregate's events are incomplete in the events topic")
+
 // ReaderConfig configures a Reader.
 type ReaderConfig struct {
 	// Index to look offsets up in. Required.
@@ -29,7 +36,26 @@ type ReaderConfig struct {
 	// Concurrency is the number of fetches in flight for one History
 	// call reading scattered offsets. Default 8.
 	Concurrency int
+	// Open, when set, is the registry that decodes what the endpoints show
+	// and StateAt folds: one that opens personal fields
+	// (Registry.WithKeyring), so they read as the processor's state has
+	// them (plaintext, or shred.Erased after an erasure). Registry itself
+	// only checks envelopes (it needs no keys, so a key not loaded yet can
+	// never drop an event from a history). Nil: Registry (sealed fields
+	// are shown as their sealed text).
+	Open *topology.Registry
+	// MaxTail bounds the unindexed tail (offsets past the index's
+	// checkpoint) one HTTP request may scan: beyond it the endpoints answer
+	// 503 with Retry-After while the indexer catches up, so that requests
+	// made while an index is built (a new worker, a reindex) cannot each
+	// scan most of a partition. History, StateAt and the schema-change
+	// rebuild are not bounded (they stay exact at any lag). Default
+	// 100000; negative: no bound.
+	MaxTail int64
 }
+
+// maxTailKey carries an HTTP request's bound on the tail scan.
+type maxTailKey struct{}
 
 // Reader answers History and StateAt from an Index and the events topic.
 // It is safe for concurrent use.
@@ -61,6 +87,12 @@ func NewReader(cfg ReaderConfig) (*Reader, error) {
 	}
 	if cfg.Concurrency <= 0 {
 		cfg.Concurrency = 8
+	}
+	if cfg.Open == nil {
+		cfg.Open = cfg.Registry
+	}
+	if cfg.MaxTail == 0 {
+		cfg.MaxTail = 100_000
 	}
 	return &Reader{cfg: cfg, desc: map[int32]logread.Partition{}}, nil
 }
@@ -138,6 +170,9 @@ func (r *Reader) History(ctx context.Context, aggType, id string, from, to int64
 	if err != nil {
 		return nil, err
 	}
+	if _, err := r.sameTopic(ctx, part, false); err != nil {
+		return nil, err
+	}
 	cp, ok, err := r.cfg.Index.Checkpoint(part)
 	if err != nil {
 		return nil, err
@@ -202,7 +237,43 @@ func (r *Reader) History(ctx context.Context, aggType, id string, from, to int64
 		}
 		return out[i].Offset < out[j].Offset
 	})
+	// Versions run from, from+1, ... : an aggregate's first event is
+	// version 1 and each next one is one more, so anything else means a
+	// record is missing (deleted) or doubled (forged).
+	for i := range out {
+		if want := from + int64(i); out[i].Version != want {
+			return nil, fmt.Errorf("%w: %s %q: version %d where %d was expected (offset %d of partition %d)",
+				ErrIncomplete, aggType, id, out[i].Version, want, out[i].Offset, part)
+		}
+	}
 	return out, nil
+}
+
+// sameTopic returns the partition's description and checks that the index
+// was built from this incarnation of the topic: the offsets of a deleted
+// and recreated topic point at other records, and its checkpoint past the
+// new topic's end would hide the new events. A mismatch is ErrNotIndexed
+// (503) until the indexer has noticed it and rebuilt the index. A cached
+// description is checked once more with a fresh one before it is believed
+// to differ.
+func (r *Reader) sameTopic(ctx context.Context, part int32, fresh bool) (logread.Partition, error) {
+	want, err := r.cfg.Index.TopicID()
+	if err != nil {
+		return logread.Partition{}, err
+	}
+	d, err := r.describe(ctx, part, fresh)
+	if err != nil || want == ([16]byte{}) {
+		return d, err // an index that recorded no topic id: nothing to compare
+	}
+	if d.TopicID != want && d.TopicID != ([16]byte{}) && !fresh {
+		if d, err = r.describe(ctx, part, true); err != nil {
+			return d, err
+		}
+	}
+	if d.TopicID != want && d.TopicID != ([16]byte{}) {
+		return d, fmt.Errorf("%w: the index of %s was built from another incarnation of the topic (deleted and created again?); it is being rebuilt", ErrNotIndexed, r.cfg.Topic)
+	}
+	return d, nil
 }
 
 // decode reads rec's envelope and reports whether it is an event of
@@ -224,7 +295,20 @@ func (r *Reader) scanTail(ctx context.Context, part int32, cp int64, fn func(*kg
 	}
 	f, err := logread.FetchAt(ctx, r.cfg.Client, r.cfg.Topic, part, d, cp, 1<<20)
 	if err != nil {
+		// A recreated topic (the index checked against a stale
+		// description) is told apart from a failed fetch.
+		if _, terr := r.sameTopic(ctx, part, true); terr != nil {
+			return terr
+		}
+		if errors.Is(err, logread.ErrOffsetOutOfRange) {
+			// The checkpoint is past the log's end (a truncated log):
+			// the indexer rebuilds the index.
+			return fmt.Errorf("%w: the index of %s[%d] is past the end of the log; it is being rebuilt: %w", ErrNotIndexed, r.cfg.Topic, part, err)
+		}
 		return fmt.Errorf("history: %w", err)
+	}
+	if limit, ok := ctx.Value(maxTailKey{}).(int64); ok && limit >= 0 && f.LastStable-cp > limit {
+		return fmt.Errorf("%w: the index of %s[%d] is %d offsets behind (still being built?)", ErrNotIndexed, r.cfg.Topic, part, f.LastStable-cp)
 	}
 	for _, rec := range f.Records {
 		if rec.Offset < f.LastStable {
@@ -280,6 +364,15 @@ func (r *Reader) fetchRun(ctx context.Context, part int32, d logread.Partition, 
 	tries := 0
 	for i := 0; i < len(run); {
 		f, err := logread.FetchAt(ctx, r.cfg.Client, r.cfg.Topic, part, d, run[i], 1)
+		if errors.Is(err, logread.ErrOffsetOutOfRange) {
+			// The indexed record is no longer in the log (below its
+			// start: deleted by retention or DeleteRecords), unless the
+			// topic itself is another one now.
+			if _, terr := r.sameTopic(ctx, part, true); terr != nil {
+				return terr
+			}
+			return fmt.Errorf("%w: %w", ErrIncomplete, err)
+		}
 		if err != nil {
 			if ctx.Err() != nil || tries >= 5 {
 				return fmt.Errorf("history: %w", err)

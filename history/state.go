@@ -65,7 +65,7 @@ func (r *Reader) StateAt(ctx context.Context, aggType, id string, at At) (State,
 	for i := range evs {
 		values[i] = evs[i].Value
 	}
-	state, version, err := r.cfg.Registry.ReplayState(aggType, id, values)
+	state, version, err := r.cfg.Open.ReplayState(aggType, id, values)
 	if err != nil {
 		return State{}, fmt.Errorf("history: %w", err)
 	}

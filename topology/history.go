@@ -5,6 +5,7 @@ import (
 	"fmt"
 
 	"github.com/kcqrs/kcqrs/aggregates"
+	"github.com/kcqrs/kcqrs/shred"
 )
 
 // HistorySource reads one aggregate's events without scanning a partition
@@ -58,4 +59,13 @@ func (r *Registry) StateJSON(aggregateType string, state any) ([]byte, error) {
 		return nil, fmt.Errorf("topology: unknown aggregate type %q", aggregateType)
 	}
 	return bt.state.EncodeJSON(state)
+}
+
+// WithKeyring returns a copy of r that opens (and seals) personal fields
+// with the keys of ring; r is unchanged. A reader that is not a processor
+// (the history endpoints) decodes with it so that personal fields read as
+// the processor's own state has them: the plaintext, or shred.Erased once
+// the subject is erased.
+func (r *Registry) WithKeyring(ring *shred.Keyring) (*Registry, error) {
+	return r.withPersonal(ring)
 }

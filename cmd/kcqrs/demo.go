@@ -60,13 +60,13 @@ func runDemo(args []string) error {
 	endpoints := newDemoOps()
 	// The history index of the events topic (docs/history.md): kcqrs
 	// history and the /v1/ endpoints on --ops-addr read through it.
+	mk := demoMasterKey() // personal data: the account owner is stored encrypted (demoerase.go)
 	hist, err := history.StartService(history.ServiceConfig{StateDir: filepath.Join(*dir, "state"), ClientOpts: []kgo.Opt{kgo.SeedBrokers(brokers...)},
-		Registry: reg, Logger: slog.New(slog.NewTextHandler(logOut, nil))})
+		Registry: reg, Logger: slog.New(slog.NewTextHandler(logOut, nil)), Personal: mk})
 	if err != nil {
 		return err
 	}
 	defer hist.Close()
-	mk := demoMasterKey() // personal data: the account owner is stored encrypted (demoerase.go)
 	proc, err := topology.New(topology.Config{
 		History:    hist.Reader(),
 		Personal:   mk,

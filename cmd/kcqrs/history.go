@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/url"
 	"os"
@@ -193,7 +194,7 @@ func runReindex(args []string) error {
 	if err != nil {
 		return err
 	}
-	idx, err := history.Open(history.IndexDir(stateDir, topic))
+	idx, err := history.OpenOrRebuild(history.IndexDir(stateDir, topic), slog.Default()) // a damaged index is removed first
 	if err != nil {
 		return fmt.Errorf("%w (stop the processor using --state-dir %s first)", err, stateDir)
 	}

@@ -25,6 +25,8 @@ func startHistory(st *settings, reg *topology.Registry, log *slog.Logger) (http.
 		ClientOpts: append([]kgo.Opt{kgo.SeedBrokers(st.cfg.Brokers...)}, st.cfg.ClientOpts...),
 		Registry:   reg,
 		Logger:     log,
+		Personal:   st.cfg.Personal,
+		KeysTopic:  st.cfg.Topics.Keys,
 	})
 	if err != nil {
 		return nil, nil, err
