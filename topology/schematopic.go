@@ -183,15 +183,28 @@ func (p *Processor) readSchemaTopic(ctx context.Context, topic string) error {
 	}
 	from := max(start.Offset, b.readTo)
 	if from < end.Offset {
+		ignored := 0
 		_, err = logread.Read(ctx, p.admCl, topic, 0, from, end.Offset, logread.Options{}, func(r *kgo.Record) error {
 			fp, err := strconv.ParseUint(string(r.Key), 16, 64)
-			if err == nil && r.Value != nil {
-				b.texts[fp] = r.Value
+			if err != nil || r.Value == nil {
+				ignored++
+				return nil
 			}
+			// Only a text that has the key's fingerprint is kept: a forged
+			// or corrupt record written after the real one must not hide
+			// it (Learn would refuse it, and the partition would wait).
+			if got, ferr := schemas.TextFingerprint(r.Value); ferr != nil || got != fp {
+				ignored++
+				return nil
+			}
+			b.texts[fp] = r.Value
 			return nil
 		})
 		if err != nil {
 			return err
+		}
+		if ignored > 0 {
+			p.log.Warn("schema topic records ignored: not a schema, or not the schema of their key's fingerprint", "topic", topic, "records", ignored)
 		}
 	}
 	b.readTo = end.Offset
