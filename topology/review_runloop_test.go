@@ -6,7 +6,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/kcqrs/kcqrs/schemas"
 	"github.com/kcqrs/kcqrs/topology"
@@ -69,5 +72,58 @@ func TestSchemaTopicForgedRecordDoesNotShadowTheRealSchema(t *testing.T) {
 		sendAsync(h, cmd("account", unknown, "Deposit", `{"amount":5}`), 90*time.Second), wire.StatusAccepted, 3)
 	if us := old.Unreadable(); len(us) != 0 {
 		t.Fatalf("still held back: %+v", us)
+	}
+}
+
+// While a partition is held back by data this build cannot read, the
+// worker checks the schema topic for the schemas it lacks. If that topic
+// cannot be read (its leader is unavailable, say), the check must not stall
+// the run loop: the other partitions' commands keep being answered.
+func TestUnreachableSchemaTopicDoesNotStallOtherPartitions(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t)
+	h.RequireEmbedded()
+	regOld, regNext := h.Registry, nextRegistry(t)
+	dir := t.TempDir()
+	unknown := idOn("unreach", 0)
+	fresh := idOn("reach", 2)
+
+	h.Registry = regNext
+	next := h.StartProcessor("w1", dir, func(c *topology.Config) { c.SchemaTopic = "-" })
+	wantStatus(t, h.Send(cmd("account", unknown, "OpenAccount", `{"owner":"Bob","currency":"EUR"}`)), wire.StatusAccepted, 1)
+	wantStatus(t, h.Send(cmd("account", unknown, "Deposit", `{"amount":10}`)), wire.StatusAccepted, 2)
+	if err := next.Stop(); err != nil {
+		t.Fatal(err)
+	}
+
+	h.Registry = regOld
+	old := h.StartProcessor("w1", dir)
+	wantStatus(t, h.Send(cmd("account", fresh, "OpenAccount", `{"owner":"Dee","currency":"EUR"}`)), wire.StatusAccepted, 1)
+	// From now on the schema topic cannot be fetched.
+	td, err := h.Admin().ListTopics(context.Background(), topology.DefaultSchemaTopic)
+	if err != nil || td[topology.DefaultSchemaTopic].Err != nil {
+		t.Fatalf("schema topic: %v %v", err, td)
+	}
+	fault := h.Cluster.Fault(kfake.Fault{Keys: []kmsg.Key{kmsg.Fetch}, Topic: topology.DefaultSchemaTopic,
+		TopicID: td[topology.DefaultSchemaTopic].ID, Err: kerr.NotLeaderForPartition, Count: -1})
+	defer fault.Remove()
+	blocked := sendAsync(h, cmd("account", unknown, "Deposit", `{"amount":5}`), 3*time.Minute)
+	eventually(t, "the partition held back and checked again", func() bool {
+		us := old.Unreadable()
+		return len(us) == 1 && us[0].Attempts >= 2
+	})
+	// A schema-topic read is bounded by 30s; commands elsewhere are
+	// answered in well under a second when nothing stalls the loop.
+	for i := 0; i < 8; i++ {
+		rep, err := sendWithin(h, cmd("account", fresh, "Deposit", `{"amount":1}`), 10*time.Second)
+		if err != nil {
+			t.Fatalf("deposit %d on a readable partition while the schema topic is unreachable: %v (unreadable: %+v)", i, err, old.Unreadable())
+		}
+		wantStatus(t, rep, wire.StatusAccepted, int64(i+2))
+	}
+	select {
+	case s := <-blocked:
+		t.Fatalf("the command on unreadable data was answered: %+v %v", s.rep, s.err)
+	default:
 	}
 }
