@@ -2,7 +2,9 @@ package topology_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -125,5 +127,38 @@ func TestUnreachableSchemaTopicDoesNotStallOtherPartitions(t *testing.T) {
 	case s := <-blocked:
 		t.Fatalf("the command on unreadable data was answered: %+v %v", s.rep, s.err)
 	default:
+	}
+}
+
+// Two workers started with the same instance id share a transactional id:
+// the newer one fences the older, which must stop (a zombie never writes
+// again) with an error that names the instance id and says what to fix,
+// not a bare PRODUCER_FENCED.
+func TestDuplicateInstanceIDIsReportedClearly(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t)
+	w0 := h.StartProcessor("dup", "")
+	ids := openPerPartition(t, h, "dup-a")
+	w1 := h.StartProcessor("dup", "")
+	deadline := time.Now().Add(60 * time.Second)
+	for w0.Err() == nil && w1.Err() == nil && time.Now().Before(deadline) {
+		for _, id := range ids {
+			_, _ = sendWithin(h, cmd("account", id, "Deposit", `{"amount":1}`), 2*time.Second)
+		}
+	}
+	err := w0.Err()
+	if err == nil {
+		err = w1.Err()
+	}
+	if err == nil {
+		t.Fatal("two workers with the same instance id both still run after 60s")
+	}
+	if !errors.Is(err, kerr.ProducerFenced) && !errors.Is(err, kerr.TransactionCoordinatorFenced) {
+		t.Fatalf("the fenced worker stopped with %v, want a fence", err)
+	}
+	for _, want := range []string{`instance id "dup"`, "another worker"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("the fenced worker's error %q does not say %q", err, want)
+		}
 	}
 }
