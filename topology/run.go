@@ -23,6 +23,7 @@ func (p *Processor) Run(ctx context.Context) (err error) {
 		return fmt.Errorf("topology: admin client: %w", err)
 	}
 	defer p.admCl.Close()
+	defer p.startSchemaReads()() // before the admin client closes
 	p.adm = kadm.NewClient(p.admCl)
 	p.partitions, err = p.cfg.prepareTopics(ctx, p.admCl)
 	if err != nil {

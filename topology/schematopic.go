@@ -115,6 +115,8 @@ type schemaBook struct {
 	reading bool          // a read is in flight (refreshSchemaBook)
 	done    chan struct{} // closed when the read in flight ends
 	failed  bool          // the last read failed: do not wait for the next
+	// ctx ends the reads when Run returns (stopSchemaReads).
+	ctx context.Context
 	// gen counts the reads that added texts: a partition held back for
 	// schemas it lacks is checked again at once when it moves
 	// (unreadableWaiting).
@@ -193,6 +195,26 @@ func (p *Processor) startSchemaRead(topic string) <-chan struct{} {
 	return b.done
 }
 
+// startSchemaReads lets background reads of the schema topic run until the
+// returned function is called, which ends them and waits for the one in
+// flight (Run calls it before closing its admin client).
+func (p *Processor) startSchemaReads() (stop func()) {
+	b := &p.schemaBook
+	ctx, cancel := context.WithCancel(context.Background())
+	b.mu.Lock()
+	b.ctx = ctx
+	b.mu.Unlock()
+	return func() {
+		cancel()
+		b.mu.Lock()
+		done := b.done
+		b.mu.Unlock()
+		if done != nil {
+			<-done
+		}
+	}
+}
+
 // schemaTopicWait bounds the run loop's wait for a read of the schema topic
 // it started; the read goes on in the background.
 const schemaTopicWait = 2 * time.Second
@@ -203,9 +225,12 @@ func (p *Processor) refreshSchemaBook(topic string, done chan struct{}) {
 	defer close(done)
 	b := &p.schemaBook
 	b.mu.Lock()
-	from := b.readTo
+	from, parent := b.readTo, b.ctx
 	b.mu.Unlock()
-	ctx, cancel := context.WithTimeout(context.Background(), schemaTopicReadTimeout)
+	if parent == nil {
+		parent = context.Background()
+	}
+	ctx, cancel := context.WithTimeout(parent, schemaTopicReadTimeout)
 	defer cancel()
 	texts, to, err := p.readSchemaTopic(ctx, topic, from)
 	if err != nil {
