@@ -25,12 +25,16 @@ import (
 // one compacted partition. A worker that meets a snapshot or event whose
 // writer schema it lacks (an older build after a rollback, or an old worker
 // inheriting a partition a new one wrote to in a rolling upgrade) looks the
-// fingerprint up there, outside any transaction, and learns it
+// fingerprint up there, outside any transaction (the topic is read in the
+// background: the run loop waits for a read at most schemaTopicWait, so an
+// unreachable schema topic never stalls the other partitions), and learns it
 // (schemas.Set.Learn) if its current schema reads it, which forward (or
 // full) compatibility guarantees: `make schemas-check COMPAT=full`. Data of
 // a change that is not forward compatible stays unreadable, and its
-// partition waits (unreadable.go). Confluent's Schema Registry keeps its
-// schemas in a topic the same way.
+// partition waits (unreadable.go). A record whose text is not a schema with
+// its key's fingerprint is ignored, so a forged or corrupt record cannot
+// hide the real one. Confluent's Schema Registry keeps its schemas in a
+// topic the same way.
 
 // DefaultSchemaTopic is Config.SchemaTopic's default.
 const DefaultSchemaTopic = "kcqrs-schemas"
