@@ -146,3 +146,15 @@ func (u *Upcasting) Learn(fp uint64, text []byte) (*Codec, error) {
 	}
 	return u.set.Learn(fp, text)
 }
+
+// TextFingerprint returns the fingerprint of a schema's JSON text, or an
+// error if the text is not a schema this package reads. A reader of a schema
+// topic checks it against the record's key before keeping the text: a later
+// record under the same key with another text must not hide the real one.
+func TextFingerprint(text []byte) (uint64, error) {
+	c, err := newCodec("text", text)
+	if err != nil {
+		return 0, err
+	}
+	return c.fp, nil
+}

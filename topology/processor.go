@@ -76,6 +76,9 @@ type Processor struct {
 	tail *tailer // warms assigned partitions, tails standbys (standby.go)
 
 	schemaBook schemaBook // the schema topic as read (schematopic.go)
+	// checkGen is the schema book generation the current check of an
+	// unreadable partition learns from (resumeReady, unreadable.go).
+	checkGen int64
 }
 
 // partState is the life cycle of an owned partition in the run loop (Kafka

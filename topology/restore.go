@@ -137,6 +137,9 @@ func (p *Processor) resumeReady(ctx context.Context) {
 		if ps != nil && p.unreadableWaiting(part) {
 			continue // unreadable data, not due for a check (unreadable.go)
 		}
+		// What the checks below learn from comes from the schema book as
+		// of now: a read that adds texts after this wakes the partition.
+		p.checkGen = p.schemaBook.gen.Load()
 		if ps != nil && len(ps.rebuild) > 0 {
 			if err := p.rebuildDeferred(ps); err != nil {
 				if uerr := unreadableRebuild(part, ps.rebuild[0].se.Key, err); uerr != err {

@@ -23,6 +23,7 @@ func (p *Processor) Run(ctx context.Context) (err error) {
 		return fmt.Errorf("topology: admin client: %w", err)
 	}
 	defer p.admCl.Close()
+	defer p.startSchemaReads()() // before the admin client closes
 	p.adm = kadm.NewClient(p.admCl)
 	p.partitions, err = p.cfg.prepareTopics(ctx, p.admCl)
 	if err != nil {
@@ -91,6 +92,20 @@ func fencedError(err error) bool {
 		errors.Is(err, kerr.ClusterAuthorizationFailed) ||
 		errors.Is(err, kerr.TransactionCoordinatorFenced) ||
 		errors.Is(err, kgo.ErrClientClosed)
+}
+
+// fenced wraps an error that stops the worker (fencedError), saying what a
+// fence by a newer producer means: the usual cause is a second worker
+// started with the same instance id (and so the same transactional id),
+// which the operator must fix; restarting both would only make them fence
+// each other in turn.
+func (p *Processor) fenced(op string, err error) error {
+	txnID := p.cfg.Group + "-" + p.cfg.InstanceID
+	if errors.Is(err, kerr.ProducerFenced) || errors.Is(err, kerr.TransactionCoordinatorFenced) {
+		return fmt.Errorf("topology: %s: %w: a newer producer took transactional id %q: another worker is running with instance id %q "+
+			"(each worker needs its own; two that share one fence each other), or this worker was paused long enough to be replaced", op, err, txnID, p.cfg.InstanceID)
+	}
+	return fmt.Errorf("topology: %s (transactional id %q): %w", op, txnID, err)
 }
 
 // resetSession forgets what the run loop knew of the last session: its

@@ -35,7 +35,7 @@ func (p *Processor) runBatch(ctx context.Context, first kgo.Fetches) (ran, commi
 func (p *Processor) runTxn(ctx context.Context, first kgo.Fetches) (bool, error) {
 	if err := p.sess.Begin(); err != nil {
 		if fencedError(err) {
-			return false, fmt.Errorf("topology: begin transaction: %w", err)
+			return false, p.fenced("begin transaction", err)
 		}
 		// franz-go refuses to begin once an End failed the producer id
 		// with an error it cannot recover from (INVALID_TXN_STATE, say).
@@ -115,7 +115,7 @@ func (p *Processor) runTxn(ctx context.Context, first kgo.Fetches) (bool, error)
 		p.forgetBatchKeys(b)
 		p.suspectBatch(b)
 		if err != nil && fencedError(err) {
-			return false, fmt.Errorf("topology: end transaction: %w", err)
+			return false, p.fenced("end transaction", err)
 		}
 		if err != nil {
 			// Any other error (retriable or not: a TxnOffsetCommit or

@@ -100,6 +100,10 @@ type Unreadable struct {
 	Since    time.Time
 	Attempts int       // checks so far (the first included)
 	NextTry  time.Time // when it is checked again
+
+	// learnGen is the schema book's generation its last check saw: a read
+	// of the schema topic that found texts since then makes it due at once.
+	learnGen int64
 }
 
 // Unreadable returns the owned partitions held back by data this worker
@@ -202,6 +206,7 @@ func (p *Processor) markUnreadable(ps *partitionState, offset int64, key string,
 	}
 	u.Offset, u.Key, u.Fingerprints, u.Err = offset, key, fps, err
 	u.Attempts++
+	u.learnGen = p.checkGen
 	wait := unreadableRetry(u.Attempts)
 	u.NextTry = now.Add(wait)
 	p.stats.UnreadableDeferrals++
@@ -217,7 +222,7 @@ func (p *Processor) unreadableWaiting(part int32) bool {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	u := p.unreadable[part]
-	return u != nil && time.Now().Before(u.NextTry)
+	return u != nil && time.Now().Before(u.NextTry) && u.learnGen == p.schemaBook.gen.Load()
 }
 
 // recheckUnreadable checks again, outside any transaction, the aggregate
