@@ -327,20 +327,24 @@ func run(ctx context.Context, st *settings, reg *topology.Registry, logOut io.Wr
 		return err
 	}
 	promReg.MustRegister(sg.Collector())
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
 	sagaDone := make(chan error, 1)
 	go func() {
 		err := sg.Run(ctx)
 		if err != nil {
-			cancel() // a worker without its saga would debit transfers that never end
+			// A worker without its saga would debit transfers that never end.
+			cancel(fmt.Errorf("transfer saga: %w", err))
 		}
 		sagaDone <- err
 	}()
 	err = proc.Run(ctx)
-	cancel()
-	if serr := <-sagaDone; serr != nil && err == nil {
-		err = fmt.Errorf("transfer saga: %w", serr)
+	cancel(nil)
+	<-sagaDone
+	// When the saga stopped the worker, its error is the cause: the worker's
+	// own (often "context canceled" from a call it was making) is a symptom.
+	if cause := context.Cause(ctx); cause != nil && !errors.Is(cause, context.Canceled) {
+		err = cause
 	}
 	return stopped(log, err)
 }
