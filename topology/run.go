@@ -93,6 +93,10 @@ func fencedError(err error) bool {
 		errors.Is(err, kgo.ErrClientClosed)
 }
 
+// FencedError is fencedError for the saga, which classifies its own Begin
+// and End errors the same way.
+func FencedError(err error) bool { return fencedError(err) }
+
 // resetSession forgets what the run loop knew of the last session: its
 // assignment, stores and caches (closed by runSession), deferred partitions
 // and abort history. Counters stay.
