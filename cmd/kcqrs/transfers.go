@@ -4,10 +4,8 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
 	"os"
-	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -77,23 +75,31 @@ func runTransfers(args []string) (rerr error) {
 }
 
 func runTransfersResume(args []string) error {
-	fs := flag.NewFlagSet("transfers resume", flag.ExitOnError)
-	brokers := fs.String("brokers", "127.0.0.1:9092", "comma-separated seed brokers")
-	group := fs.String("group", "kcqrs-transfers", "the saga's consumer group")
-	events := fs.String("events-topic", "events", "the processor's events topic")
-	at := fs.String("at", "", "where to resume: start (replays every transfer event: safe, moves no money, takes time), end, or an RFC 3339 time")
-	all := fs.Bool("all", false, "move every partition, not only those without an offset (never forward past a committed offset without --forward)")
-	forward := fs.Bool("forward", false, "with --all, allow moving a partition forward (skipped transfers stay pending)")
-	dryRun := fs.Bool("dry-run", false, "print the offsets and change nothing")
-	_ = fs.Parse(args)
+	// The connection settings of every subcommand (TLS, SASL, KCQRS_*).
+	c := newCLI("transfers resume", "usage: kcqrs transfers resume --at <start|end|RFC 3339 time> [flags]\n\nSets the saga group's offsets after they were lost.")
+	var groupV, eventsV, atV string
+	var allV, forwardV, dryRunV bool
+	c.String(&groupV, "group", "kcqrs-transfers", "the saga's consumer group")
+	c.String(&eventsV, "events-topic", "events", "the processor's events topic")
+	c.String(&atV, "at", "", "where to resume: start (replays every transfer event: safe, moves no money, takes time), end, or an RFC 3339 time")
+	c.Bool(&allV, "all", false, "move every partition, not only those without an offset (never forward past a committed offset without --forward)")
+	c.Bool(&forwardV, "forward", false, "with --all, allow moving a partition forward (skipped transfers stay pending)")
+	c.Bool(&dryRunV, "dry-run", false, "print the offsets and change nothing")
+	if err := c.parse(args); err != nil {
+		return err
+	}
+	group, events, at, all, forward, dryRun := &groupV, &eventsV, &atV, &allV, &forwardV, &dryRunV
 	if *at == "" {
-		fs.Usage()
-		return errors.New("transfers resume: --at is required")
+		return c.usageError(errors.New("transfers resume: --at is required"))
+	}
+	opts, err := c.clientOpts()
+	if err != nil {
+		return err
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	offsets, err := saga.Resume(ctx, saga.ResumeOptions{
-		Brokers: strings.Split(*brokers, ","), Group: *group, Events: *events,
+		Brokers: c.kafka.Brokers, ClientOpts: opts, Group: *group, Events: *events,
 		At: *at, All: *all, Forward: *forward, DryRun: *dryRun,
 	})
 	if err != nil {
