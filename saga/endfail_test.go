@@ -66,6 +66,11 @@ func TestSagaGoesOnAfterNonFenceEndError(t *testing.T) {
 	if hits.Load() == 0 {
 		t.Fatal("the EndTxn control never ran")
 	}
+	// franz-go cannot begin again after this error: the session was
+	// recreated (the path a producer left unusable takes).
+	if n := s.Stats().SessionsRecreated; n < 1 {
+		t.Errorf("sessions recreated: %d, want at least 1", n)
+	}
 	if c, r := transferEvents(t, h); c != 1 || r != 0 {
 		t.Fatalf("%d completed and %d refunded transfers, want 1 and 0", c, r)
 	}
