@@ -6,6 +6,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/kcqrs/kcqrs/aggregates/account"
@@ -64,7 +65,12 @@ type poison struct {
 // without it from the next batch.
 func (s *Saga) runBatch(ctx context.Context, sess *kgo.GroupTransactSession, partitions int32, fetches kgo.Fetches, redrive []step) error {
 	if err := sess.Begin(); err != nil {
-		return fmt.Errorf("saga: begin transaction: %w", err)
+		if topology.FencedError(err) {
+			return fmt.Errorf("saga: begin transaction: %w", err)
+		}
+		// franz-go refuses to begin once an End failed the producer id
+		// with an error it cannot recover from (INVALID_TXN_STATE, say).
+		return fmt.Errorf("%w: begin transaction: %w", errRecreateSession, err)
 	}
 	b := &batchStats{}
 	send := func(st step) {
@@ -137,8 +143,26 @@ func (s *Saga) runBatch(ctx context.Context, sess *kgo.GroupTransactSession, par
 	if len(poisoned) > 0 {
 		s.stop(sess.Client(), poisoned)
 	}
-	if err != nil {
+	if err != nil && topology.FencedError(err) {
 		return fmt.Errorf("saga: end transaction: %w", err)
+	}
+	if err != nil {
+		// Any other error leaves the commit unknown, as in the processor
+		// (topology/txn.go). franz-go rewound the session to the committed
+		// offsets, so the events come again: the legs they cause have
+		// deterministic command ids (a leg the broker did commit is
+		// deduplicated by its target), and the saga's own state is derived
+		// from committed events only (track and untrack are idempotent), so
+		// nothing the batch touched needs undoing. The batch comes again
+		// after a backoff; a producer left unusable fails the next Begin,
+		// which recreates the session (Run).
+		s.endFailed = true
+		s.log.Warn("transaction not committed: end failed; the events will be consumed again", "err", err, "retriable", kerr.IsRetriable(err))
+		// franz-go keeps the failed transaction for a TryAbort retry,
+		// which heals the producer when it can; otherwise Begin fails next.
+		if aerr := sess.Client().EndTransaction(endCtx, kgo.TryAbort); aerr != nil {
+			s.log.Warn("abort after a failed end", "err", aerr)
+		}
 	}
 	return nil
 }

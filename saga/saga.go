@@ -194,6 +194,10 @@ type Stats struct {
 	OldestPending time.Duration
 	Transactions  int64
 	Aborted       int64
+	// SessionsRecreated counts transactional sessions replaced because the
+	// producer could not begin again after an End that failed without a
+	// fence (INVALID_TXN_STATE, say).
+	SessionsRecreated int64
 }
 
 // Saga is one worker of the transfer process manager.
@@ -212,6 +216,9 @@ type Saga struct {
 	// decided holds decisions seen while partitions are read back, for
 	// transfers not tracked yet (see decide); emptied when no rebuild runs.
 	decided map[pendingKey]step
+	// endFailed is set by runBatch when End failed without a fence: the
+	// run loop backs off before the next batch. Run loop only.
+	endFailed bool
 }
 
 // New validates cfg and returns a saga; Run starts it. reg must serve the
@@ -291,6 +298,46 @@ func (s *Saga) Run(ctx context.Context) error {
 		}
 		return err
 	}
+	for recreated := 0; ; recreated++ {
+		began := time.Now()
+		err := s.runSession(ctx, base, admCl, commandPartitions)
+		if !errors.Is(err, errRecreateSession) {
+			return err
+		}
+		if time.Since(began) > time.Minute {
+			recreated = 0 // a session that lasted: not a loop
+		}
+		// The transactional producer is unusable but not fenced: a new
+		// session (a new client with the same transactional id) aborts
+		// whatever the old one left open, and reads from the committed
+		// offsets again.
+		wait := min(endBackoffMin<<min(recreated, 6), endBackoffMax)
+		s.log.Warn("recreating the transactional session", "err", err, "wait", wait)
+		s.mu.Lock()
+		s.stats.SessionsRecreated++
+		s.mu.Unlock()
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(wait):
+		}
+	}
+}
+
+// errRecreateSession ends a session whose transactional producer cannot
+// begin again for a reason other than a fence (topology.FencedError).
+var errRecreateSession = errors.New("saga: the transactional producer needs a new session")
+
+// Backoff after an End that failed without a fence, and between recreated
+// sessions: doubles from endBackoffMin up to endBackoffMax.
+const (
+	endBackoffMin = 100 * time.Millisecond
+	endBackoffMax = 5 * time.Second
+)
+
+// runSession runs one transactional session: from joining the group to
+// ctx's end (nil), an error, or errRecreateSession.
+func (s *Saga) runSession(ctx context.Context, base []kgo.Opt, admCl *kgo.Client, commandPartitions int32) error {
 	// Abort what a previous incarnation left open before joining: its legs
 	// hold back the command partitions they went to (topology/fence.go).
 	if err := topology.FencePrevious(ctx, admCl, s.cfg.Group+"-"+s.cfg.InstanceID, s.cfg.TransactionTimeout); err != nil {
@@ -322,6 +369,7 @@ func (s *Saga) Run(ctx context.Context) error {
 	// Polls end at least this often, so that re-drives and stalled
 	// partitions are looked at while no event arrives.
 	tick := min(time.Second, s.cfg.RedriveAfter/2)
+	failedEnds := 0
 	for {
 		pollCtx, cancel := context.WithTimeout(ctx, tick)
 		fetches := sess.PollRecords(pollCtx, s.cfg.MaxBatch)
@@ -349,6 +397,18 @@ func (s *Saga) Run(ctx context.Context) error {
 		}
 		if err := s.runBatch(ctx, sess, commandPartitions, fetches, redrive); err != nil {
 			return err
+		}
+		if s.endFailed {
+			// Not in a hot loop: consecutive failed ends back off.
+			s.endFailed = false
+			failedEnds++
+			select {
+			case <-ctx.Done():
+				return nil
+			case <-time.After(min(endBackoffMin<<min(failedEnds-1, 6), endBackoffMax)):
+			}
+		} else {
+			failedEnds = 0
 		}
 	}
 }

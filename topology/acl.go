@@ -226,22 +226,30 @@ func ProjectorPermissions(events, prefix string) []Permission {
 	}
 }
 
-// CLIPermissions lists the ACLs of `kcqrs send` and `kcqrs transfer` (write
-// commands, read replies and, with --wait, events), of `kcqrs dlq` (read
-// dead letters) and of `kcqrs groups`, `reset` and `rebuild` (the
-// projector's groups and topics).
+// CLIPermissions lists the ACLs of every kcqrs subcommand that talks to
+// Kafka. Each Why starts with the subcommands that need the permission
+// ("send, transfer --wait: ..."; a variant such as "reset --execute" is
+// needed only with that flag), which the CLI names when a broker refuses
+// one (cmd/kcqrs/acl.go) and its test checks one by one.
 func CLIPermissions(cfg Config, projectorPrefix string) []Permission {
 	cfg.setDefaults()
+	keys := cfg.Topics.Keys
+	if keys == "" {
+		keys = DefaultKeysTopic
+	}
 	prefixed := func(p Permission) Permission { p.Prefixed = true; return p }
 	return []Permission{
-		topicPerm(kmsg.ACLOperationWrite, cfg.Topics.Commands, "send, transfer: send commands"),
-		topicPerm(kmsg.ACLOperationRead, cfg.Topics.Replies, "send, transfer: read replies"),
-		topicPerm(kmsg.ACLOperationRead, cfg.Topics.Events, "transfer --wait: follow the transfer; groups, rebuild: end offsets of events"),
-		topicPerm(kmsg.ACLOperationRead, cfg.Topics.DeadLetters, "dlq list, show, redrive: read dead letters"),
-		prefixed(Permission{Operation: kmsg.ACLOperationDescribe, ResourceType: kmsg.ACLResourceTypeGroup, Resource: projectorPrefix, Why: "groups, rebuild: list groups and their offsets"}),
-		prefixed(Permission{Operation: kmsg.ACLOperationDelete, ResourceType: kmsg.ACLResourceTypeGroup, Resource: projectorPrefix, Why: "reset: delete downstream groups"}),
-		prefixed(Permission{Operation: kmsg.ACLOperationRead, ResourceType: kmsg.ACLResourceTypeGroup, Resource: projectorPrefix, Why: "reset: commit new offsets"}),
-		prefixed(topicPerm(kmsg.ACLOperationDelete, projectorPrefix, "reset: delete tables and intermediate topics")),
+		topicPerm(kmsg.ACLOperationWrite, cfg.Topics.Commands, "send, transfer, dlq redrive --execute, erase: send commands (erase's dry run: its partitions)"),
+		topicPerm(kmsg.ACLOperationRead, cfg.Topics.Replies, "send, transfer, erase --execute: read replies"),
+		topicPerm(kmsg.ACLOperationRead, cfg.Topics.Events, "transfer --wait, transfers, groups, rebuild, erase: read events (follow a transfer, list pending ones, end offsets, count an aggregate's events)"),
+		topicPerm(kmsg.ACLOperationRead, cfg.Topics.DeadLetters, "dlq list, dlq show, dlq redrive: read dead letters"),
+		topicPerm(kmsg.ACLOperationRead, keys, "erase: read the aggregate's data key"),
+		topicPerm(kmsg.ACLOperationRead, cfg.Topics.Changelog, "erase: read the aggregate's snapshot"),
+		prefixed(Permission{Operation: kmsg.ACLOperationDescribe, ResourceType: kmsg.ACLResourceTypeGroup, Resource: projectorPrefix, Why: "groups, reset, rebuild: list groups and their offsets"}),
+		prefixed(topicPerm(kmsg.ACLOperationDescribe, projectorPrefix, "groups, reset, rebuild: end offsets of the read models' topics")),
+		prefixed(Permission{Operation: kmsg.ACLOperationDelete, ResourceType: kmsg.ACLResourceTypeGroup, Resource: projectorPrefix, Why: "reset --execute: delete downstream groups"}),
+		prefixed(Permission{Operation: kmsg.ACLOperationRead, ResourceType: kmsg.ACLResourceTypeGroup, Resource: projectorPrefix, Why: "reset --execute: commit new offsets"}),
+		prefixed(topicPerm(kmsg.ACLOperationDelete, projectorPrefix, "reset --execute: delete tables and intermediate topics")),
 	}
 }
 

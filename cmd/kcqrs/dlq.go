@@ -36,7 +36,16 @@ Choose dead letters with --at partition:offset[,...] and/or the filters
 --code, --command-type, --aggregate-type, --since; redrive needs a choice
 (or --all). Run 'kcqrs dlq <command> --help' for every flag.`
 
-func runDLQ(args []string) error {
+// dlqSub is the subcommand of dlq args name ("list", ...), for withGrants.
+func dlqSub(args []string) string {
+	if len(args) == 0 {
+		return ""
+	}
+	return args[0]
+}
+
+func runDLQ(args []string) (rerr error) {
+	defer func() { rerr = withGrants("dlq "+dlqSub(args), rerr) }()
 	if len(args) == 0 || strings.HasPrefix(args[0], "-") {
 		if len(args) > 0 && (args[0] == "-h" || args[0] == "--help") {
 			fmt.Println(dlqUsage)

@@ -21,7 +21,8 @@ import (
 
 // runErase plans (and with --execute sends) the erasure of one aggregate's
 // personal data: `kcqrs erase <type> <id>` (docs/erasure.md).
-func runErase(args []string) error {
+func runErase(args []string) (rerr error) {
+	defer func() { rerr = withGrants("erase", rerr) }()
 	c := newCLI("erase", `usage: kcqrs erase <aggregate type> <aggregate id> [--execute] [flags]
 
 Erases the personal data of one aggregate by crypto-shredding (docs/erasure.md):

@@ -18,7 +18,8 @@ import (
 // This file holds the replay tooling: groups (lag), reset and rebuild.
 
 // runGroups lists consumer groups with their lag per partition.
-func runGroups(args []string) error {
+func runGroups(args []string) (rerr error) {
+	defer func() { rerr = withGrants("groups", rerr) }()
 	fs := newCLI("groups", "usage: kcqrs groups [flags]\n\nLists consumer groups with their lag per partition.")
 	prefix := new(string)
 	fs.String(prefix, "prefix", "", "only groups whose name starts with this")
@@ -78,7 +79,8 @@ func runGroups(args []string) error {
 
 // runReset plans (and with --execute carries out) the reset of one version
 // of the read models.
-func runReset(args []string) error {
+func runReset(args []string) (rerr error) {
+	defer func() { rerr = withGrants("reset", rerr) }()
 	fs := newCLI("reset", "usage: kcqrs reset --to <where> [--execute] [flags]\n\nResets a version of the read models: shows the plan, and with --execute carries it out.")
 	var cfg projection.Config
 	fs.String(&cfg.Names.Prefix, "prefix", "kcqrs-proj", "prefix of the read models' groups and topics")
@@ -155,7 +157,8 @@ func runReset(args []string) error {
 
 // runRebuild follows a new version of the read models (started with
 // `projector --version N`) until it has caught up, with a progress bar.
-func runRebuild(args []string) error {
+func runRebuild(args []string) (rerr error) {
+	defer func() { rerr = withGrants("rebuild", rerr) }()
 	fs := newCLI("rebuild", "usage: kcqrs rebuild --version <new> [flags]\n\nFollows a new version of the read models until it has caught up.")
 	var n projection.Names
 	fs.String(&n.Prefix, "prefix", "kcqrs-proj", "prefix of the read models' groups and topics")
@@ -182,6 +185,9 @@ func runRebuild(args []string) error {
 	for {
 		ok, pr, err := projection.CaughtUp(ctx, cl, adm, n, *topic)
 		switch {
+		case err != nil && ctx.Err() == nil && authKind(err) >= 0:
+			// Waiting cannot help: the grant is missing.
+			return fmt.Errorf("rebuild: %w", err)
 		case err != nil && ctx.Err() == nil:
 			// Typically: its topics do not exist until its projector starts.
 			if err.Error() != lastErr {

@@ -29,7 +29,8 @@ func (t *replyTopics) bind(c *cli) {
 	c.Duration(&t.timeout, "timeout", 15*time.Second, "how long to wait for the reply")
 }
 
-func runSend(args []string) error {
+func runSend(args []string) (rerr error) {
+	defer func() { rerr = withGrants("send", rerr) }()
 	c := newCLI("send", `usage: kcqrs send --id <aggregate id> --type <command type> [--data <json>] [flags]
 
 Sends one command (its JSON form, content-type application/json) and prints

@@ -37,7 +37,9 @@ const (
 // runTransfer sends the first leg of a transfer. The rest is the saga's job;
 // the reply says whether the money left the source, and --wait follows the
 // transfer to its end.
-func runTransfer(args []string) error {
+func runTransfer(args []string) (rerr error) {
+	sub := "transfer"
+	defer func() { rerr = withGrants(sub, rerr) }()
 	c := newCLI("transfer", `usage: kcqrs transfer --from <account> --to <account> --amount <cents> [--wait] [flags]
 
 Sends DebitForTransfer to the source account and prints the reply as JSON.
@@ -64,6 +66,9 @@ transfer ends and prints its outcome (completed or refunded).
 	c.Bool(&wait, "wait", false, "wait (within --timeout) until the transfer completed or was refunded; exit 9 when refunded")
 	if err := c.parse(args); err != nil {
 		return err
+	}
+	if wait {
+		sub = "transfer --wait"
 	}
 	if from == "" || to == "" || amount <= 0 {
 		return c.usageError(errors.New("--from, --to and a positive --amount are required"))

@@ -4,10 +4,8 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
 	"os"
-	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -17,29 +15,36 @@ import (
 
 // runTransfers lists the transfers not ended yet (from the events topic),
 // or, with "resume", tells a saga group that lost its offsets where to go on.
-func runTransfers(args []string) error {
+func runTransfers(args []string) (rerr error) {
+	defer func() { rerr = withGrants("transfers", rerr) }()
 	if len(args) > 0 && args[0] == "resume" {
 		return runTransfersResume(args[1:])
 	}
-	fs := flag.NewFlagSet("transfers", flag.ExitOnError)
-	brokers := fs.String("brokers", "127.0.0.1:9092", "comma-separated seed brokers")
-	events := fs.String("events-topic", "events", "the processor's events topic")
-	olderThan := fs.Duration("older-than", 0, "list only transfers debited longer ago than this")
-	asJSON := fs.Bool("json", false, "print JSON lines instead of a table")
-	timeout := fs.Duration("timeout", time.Minute, "how long reading the events topic may take")
-	fs.Usage = func() {
-		fmt.Fprintln(fs.Output(), "usage: kcqrs transfers [flags]            list pending transfers (debited, not completed or refunded)")
-		fmt.Fprintln(fs.Output(), "       kcqrs transfers resume [flags]     set the saga group's offsets after they were lost")
-		fs.PrintDefaults()
+	// The connection settings of every subcommand (TLS, SASL, KCQRS_*).
+	c := newCLI("transfers", "usage: kcqrs transfers [flags]            list pending transfers (debited, not completed or refunded)\n"+
+		"       kcqrs transfers resume [flags]     set the saga group's offsets after they were lost")
+	var events string
+	var olderThan, timeout time.Duration
+	var jsonOut bool
+	c.String(&events, "events-topic", "events", "the processor's events topic")
+	c.Duration(&olderThan, "older-than", 0, "list only transfers debited longer ago than this")
+	c.Bool(&jsonOut, "json", false, "print JSON lines instead of a table")
+	c.Duration(&timeout, "timeout", time.Minute, "how long reading the events topic may take")
+	if err := c.parse(args); err != nil {
+		return err
 	}
-	_ = fs.Parse(args)
+	olderThanP, asJSON := &olderThan, &jsonOut
 	reg, err := examples.Registry()
 	if err != nil {
 		return err
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), *timeout)
+	opts, err := c.clientOpts()
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
-	list, err := saga.ListPending(ctx, strings.Split(*brokers, ","), nil, *events, reg)
+	list, err := saga.ListPending(ctx, c.kafka.Brokers, opts, events, reg)
 	if err != nil {
 		return err
 	}
@@ -51,7 +56,7 @@ func runTransfers(args []string) error {
 	n := 0
 	for _, p := range list {
 		age := now.Sub(p.Debited)
-		if age < *olderThan {
+		if age < *olderThanP {
 			continue
 		}
 		n++
@@ -70,23 +75,31 @@ func runTransfers(args []string) error {
 }
 
 func runTransfersResume(args []string) error {
-	fs := flag.NewFlagSet("transfers resume", flag.ExitOnError)
-	brokers := fs.String("brokers", "127.0.0.1:9092", "comma-separated seed brokers")
-	group := fs.String("group", "kcqrs-transfers", "the saga's consumer group")
-	events := fs.String("events-topic", "events", "the processor's events topic")
-	at := fs.String("at", "", "where to resume: start (replays every transfer event: safe, moves no money, takes time), end, or an RFC 3339 time")
-	all := fs.Bool("all", false, "move every partition, not only those without an offset (never forward past a committed offset without --forward)")
-	forward := fs.Bool("forward", false, "with --all, allow moving a partition forward (skipped transfers stay pending)")
-	dryRun := fs.Bool("dry-run", false, "print the offsets and change nothing")
-	_ = fs.Parse(args)
+	// The connection settings of every subcommand (TLS, SASL, KCQRS_*).
+	c := newCLI("transfers resume", "usage: kcqrs transfers resume --at <start|end|RFC 3339 time> [flags]\n\nSets the saga group's offsets after they were lost.")
+	var groupV, eventsV, atV string
+	var allV, forwardV, dryRunV bool
+	c.String(&groupV, "group", "kcqrs-transfers", "the saga's consumer group")
+	c.String(&eventsV, "events-topic", "events", "the processor's events topic")
+	c.String(&atV, "at", "", "where to resume: start (replays every transfer event: safe, moves no money, takes time), end, or an RFC 3339 time")
+	c.Bool(&allV, "all", false, "move every partition, not only those without an offset (never forward past a committed offset without --forward)")
+	c.Bool(&forwardV, "forward", false, "with --all, allow moving a partition forward (skipped transfers stay pending)")
+	c.Bool(&dryRunV, "dry-run", false, "print the offsets and change nothing")
+	if err := c.parse(args); err != nil {
+		return err
+	}
+	group, events, at, all, forward, dryRun := &groupV, &eventsV, &atV, &allV, &forwardV, &dryRunV
 	if *at == "" {
-		fs.Usage()
-		return errors.New("transfers resume: --at is required")
+		return c.usageError(errors.New("transfers resume: --at is required"))
+	}
+	opts, err := c.clientOpts()
+	if err != nil {
+		return err
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	offsets, err := saga.Resume(ctx, saga.ResumeOptions{
-		Brokers: strings.Split(*brokers, ","), Group: *group, Events: *events,
+		Brokers: c.kafka.Brokers, ClientOpts: opts, Group: *group, Events: *events,
 		At: *at, All: *all, Forward: *forward, DryRun: *dryRun,
 	})
 	if err != nil {

@@ -27,6 +27,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
@@ -222,7 +223,9 @@ func run(ctx context.Context, st *settings, reg *topology.Registry, logOut io.Wr
 	var aclCheck func(context.Context) error
 	if !st.queryOnly {
 		need := projectorChecks(st)
-		aclCheck = func(ctx context.Context) error { return topology.CheckPermissionSet(ctx, cl, need) }
+		aclCheck = func(ctx context.Context) error {
+			return topology.CheckPermissionSet(ctx, cl, onlyToCreate(ctx, cl, need))
+		}
 	}
 	if err := waitForKafka(ctx, &st.kafka, aclCheck, log, func(p string) { problem.Store(&p) }); err != nil {
 		return nil // stopped while waiting
@@ -262,7 +265,8 @@ func run(ctx context.Context, st *settings, reg *topology.Registry, logOut io.Wr
 // topic of the version (tables, intermediate and dead-letter topics), by
 // name: the brokers report the operations allowed on a topic that does not
 // exist yet to a principal that may describe it. Create is only needed
-// while a topic is missing, and goka asks for it: not checked here.
+// while a topic is missing (goka creates it): onlyToCreate keeps it for
+// those.
 func projectorChecks(st *settings) []topology.Permission {
 	var need []topology.Permission
 	names := st.proj.Names
@@ -281,7 +285,7 @@ func projectorChecks(st *settings) []topology.Permission {
 			for _, g := range names.Groups() {
 				concrete = append(concrete, string(g))
 			}
-		case p.ResourceType == kmsg.ACLResourceTypeTopic && p.Operation != kmsg.ACLOperationCreate:
+		case p.ResourceType == kmsg.ACLResourceTypeTopic:
 			concrete = topics
 		}
 		for _, name := range concrete {
@@ -291,6 +295,36 @@ func projectorChecks(st *settings) []topology.Permission {
 		}
 	}
 	return need
+}
+
+// onlyToCreate drops from need the Create permissions of topics that exist:
+// a missing Create then fails the start-up check, naming the grant, instead
+// of goka's topic creation (an exit naming no permission).
+func onlyToCreate(ctx context.Context, cl *kgo.Client, need []topology.Permission) []topology.Permission {
+	isCreate := func(p topology.Permission) bool {
+		return p.ResourceType == kmsg.ACLResourceTypeTopic && p.Operation == kmsg.ACLOperationCreate
+	}
+	var topics []string
+	for _, p := range need {
+		if isCreate(p) {
+			topics = append(topics, p.Resource)
+		}
+	}
+	if len(topics) == 0 {
+		return need
+	}
+	td, err := kadm.NewClient(cl).ListTopics(ctx, topics...)
+	if err != nil {
+		return need // unknown: the check asks for every one
+	}
+	var out []topology.Permission
+	for _, p := range need {
+		if d, ok := td[p.Resource]; isCreate(p) && ok && d.Err == nil {
+			continue // exists
+		}
+		out = append(out, p)
+	}
+	return out
 }
 
 // Backoff of waitForKafka between attempts: doubling from the first to the
