@@ -21,8 +21,8 @@ import (
 // while the kills go on, each followed by a deposit that must be REJECTED
 // "erased". The check then reads the events with the keys from the keys
 // topic: every erased account folds with its owner "[erased]" and its
-// balance intact, its snapshot is a tombstone; every other owner reads as
-// written.
+// balance intact, its snapshot is its fold (owner "[erased]" in plain, no
+// remembered reply); every other owner reads as written.
 
 // chaosMasterKey is the run's master key (hex), given to every worker.
 var chaosMasterKey = hex.EncodeToString(bytes.Repeat([]byte{0xc4}, shred.KeyLen))
