@@ -50,3 +50,47 @@ func TestGarbageKeyRecordIsSkipped(t *testing.T) {
 	}
 	wantStatus(t, rep, wire.StatusAccepted, 2)
 }
+
+// TestEraseOfUnreadableSnapshotWaitsAlone: an erasure of an aggregate whose
+// snapshot this build cannot read (a newer release's, a garbled one) takes
+// its partition out of the transaction and waits, as any command on it
+// does; it must not fail the batch again and again (aborting the work of
+// every other partition of the worker each time).
+func TestEraseOfUnreadableSnapshotWaitsAlone(t *testing.T) {
+	t.Parallel()
+	mk := masterKey(t, 6)
+	h := newHarness(t)
+	h.RequireEmbedded()
+	dir := t.TempDir()
+	garbled, fresh := idOn("garbled", 3), idOn("fresh", 2)
+	w0 := h.StartProcessor("w0", dir, withMaster(mk))
+	wantStatus(t, h.Send(cmd("account", garbled, "OpenAccount", `{"owner":"Gus","currency":"EUR"}`)), wire.StatusAccepted, 1)
+	if err := w0.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	cl, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(h.Brokers...), kgo.RecordPartitioner(kgo.ManualPartitioner())}, h.ClientOpts...)...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	bogus := append([]byte{0xC3, 0x01, 9, 9, 9, 9, 9, 9, 9, 9}, 0, 1, 2) // a schema no build knows
+	if err := cl.ProduceSync(ctx, &kgo.Record{Topic: h.Topic("snapshots-changelog"), Partition: 3, Key: []byte("account/" + garbled), Value: bogus}).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	if h.Registry, err = examples.Registry(); err != nil {
+		t.Fatal(err)
+	}
+	w1 := h.StartProcessor("w0", dir, withMaster(mk))
+	if err := cl.ProduceSync(ctx, eraseRecord(t, mk, garbled)).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "the partition of the unreadable snapshot to wait", func() bool { return !w1.Ready() })
+	for i := 0; i < 5; i++ {
+		wantStatus(t, h.Send(cmd("account", fresh, "Deposit", `{"amount":1}`)), wire.StatusRejected, 0)
+	}
+	if st := w1.Stats(); st.Aborted != 0 {
+		t.Fatalf("%d transactions aborted: the erasure failed the batch instead of waiting alone", st.Aborted)
+	}
+}

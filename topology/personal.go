@@ -301,6 +301,9 @@ func (p *Processor) handleErase(b *batch, ps *partitionState, r *kgo.Record, met
 	if err != nil && p.deferForRebuild(b, ps, r, err) {
 		return // rebuilt outside the transaction, then handled again
 	}
+	if err != nil && p.deferUnreadable(ps, r, err) {
+		return // its partition waits for a build that reads it, as for any command
+	}
 	if err != nil {
 		b.fail(fmt.Errorf("erase %s/%s: %w", meta.aggregateType, meta.aggregateID, err))
 		return
