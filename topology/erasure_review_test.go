@@ -8,6 +8,8 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/kcqrs/kcqrs/internal/examples"
+	"github.com/kcqrs/kcqrs/shred"
+	"github.com/kcqrs/kcqrs/topology"
 	"github.com/kcqrs/kcqrs/wire"
 )
 
@@ -92,5 +94,53 @@ func TestEraseOfUnreadableSnapshotWaitsAlone(t *testing.T) {
 	}
 	if st := w1.Stats(); st.Aborted != 0 {
 		t.Fatalf("%d transactions aborted: the erasure failed the batch instead of waiting alone", st.Aborted)
+	}
+}
+
+// TestKeyRecordAfterErasureIsIgnored: erasure is irreversible. A key record
+// for an erased subject that appears after its erasure marker (a client
+// that holds the master key and writes the keys topic by mistake, a mirror
+// of another cluster) must not revive the subject: a worker starting on
+// that topic still rejects it as erased.
+func TestKeyRecordAfterErasureIsIgnored(t *testing.T) {
+	t.Parallel()
+	mk := masterKey(t, 7)
+	h := newHarness(t)
+	w0 := h.StartProcessor("w0", "", withMaster(mk))
+	wantStatus(t, h.Send(cmd("account", "gone", "OpenAccount", `{"owner":"Gone Gail","currency":"EUR"}`)), wire.StatusAccepted, 1)
+	cl, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(h.Brokers...), kgo.RecordPartitioner(kgo.ManualPartitioner())}, h.ClientOpts...)...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := cl.ProduceSync(ctx, eraseRecord(t, mk, "gone")).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "the erasure", func() bool {
+		return h.Send(cmd("account", "gone", "Deposit", `{"amount":1}`)).Code == topology.CodeErased
+	})
+	if err := w0.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	k, err := shred.NewDataKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	v, err := shred.EncodeKeyRecord(mk, "account/gone", k)
+	if err != nil {
+		t.Fatal(err)
+	}
+	part := topology.PartitionFor([]byte("gone"), partitions)
+	if err := cl.ProduceSync(ctx, &kgo.Record{Topic: "kcqrs-keys", Partition: part, Key: []byte("account/gone"), Value: v}).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	if h.Registry, err = examples.Registry(); err != nil {
+		t.Fatal(err)
+	}
+	h.StartProcessor("w1", "", withMaster(mk))
+	if rep := h.Send(cmd("account", "gone", "Deposit", `{"amount":1}`)); rep.Code != topology.CodeErased {
+		t.Fatalf("after a key record following the erasure: %+v", rep)
 	}
 }

@@ -270,6 +270,12 @@ func applyKeyRecord(w shred.KeyWrapper, ring *shred.Keyring, r *kgo.Record, log 
 		ring.Forget(subject)
 	case shred.IsErasedMarker(r.Value):
 		ring.Delete(subject)
+	case ring.Erased(subject):
+		// Erasure is irreversible: a key record after the marker (a
+		// client with the master key writing here by mistake, a mirror of
+		// another cluster) must not revive the subject.
+		log.Error("keys topic: ignored a key record for a subject erased before it",
+			"topic", r.Topic, "partition", r.Partition, "offset", r.Offset, "subject", capText(subject, 200))
 	default:
 		k, err := shred.DecodeKeyRecord(w, subject, r.Value)
 		if errors.Is(err, shred.ErrBadKeyRecord) {
