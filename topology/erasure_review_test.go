@@ -7,6 +7,8 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/kcqrs/kcqrs/aggregates/account"
+	"github.com/kcqrs/kcqrs/client"
 	"github.com/kcqrs/kcqrs/internal/examples"
 	"github.com/kcqrs/kcqrs/shred"
 	"github.com/kcqrs/kcqrs/topology"
@@ -142,5 +144,80 @@ func TestKeyRecordAfterErasureIsIgnored(t *testing.T) {
 	h.StartProcessor("w1", "", withMaster(mk))
 	if rep := h.Send(cmd("account", "gone", "Deposit", `{"amount":1}`)); rep.Code != topology.CodeErased {
 		t.Fatalf("after a key record following the erasure: %+v", rep)
+	}
+}
+
+// TestEraseRacingCommands: deposits sent concurrently with the erasure (many
+// land in its batch): each is either accepted before it (a version at or
+// below the erasure's) or rejected erased, the erased snapshot holds exactly
+// the accepted money, a second erasure is accepted again without effect,
+// and an erasure of an aggregate that never existed keeps it from ever
+// being created.
+func TestEraseRacingCommands(t *testing.T) {
+	t.Parallel()
+	mk := masterKey(t, 8)
+	h := newHarness(t)
+	h.StartProcessor("w0", "", withMaster(mk))
+	wantStatus(t, h.Send(cmd("account", "race", "OpenAccount", `{"owner":"Race Rita","currency":"EUR"}`)), wire.StatusAccepted, 1)
+	token, err := shred.EraseToken(mk, "account/race")
+	if err != nil {
+		t.Fatal(err)
+	}
+	erase := client.Command{AggregateType: "account", AggregateID: "race", Type: topology.EraseCommandType, Avro: token}
+	var deps []<-chan sendResult
+	var er <-chan sendResult
+	for i := 0; i < 8; i++ {
+		if i == 4 {
+			er = sendAsync(h, erase, time.Minute)
+		}
+		deps = append(deps, sendAsync(h, cmd("account", "race", "Deposit", `{"amount":1}`), time.Minute))
+	}
+	e := <-er
+	if e.err != nil || e.rep.Status != wire.StatusAccepted {
+		t.Fatalf("erasure: %+v %v", e.rep, e.err)
+	}
+	var paid int64
+	for _, ch := range deps {
+		d := <-ch
+		switch {
+		case d.err != nil:
+			t.Fatal(d.err)
+		case d.rep.Status == wire.StatusAccepted && d.rep.Version <= e.rep.Version:
+			paid++
+		case d.rep.Status == wire.StatusRejected && d.rep.Code == topology.CodeErased:
+		default:
+			t.Fatalf("deposit racing the erasure (at version %d): %+v", e.rep.Version, d.rep)
+		}
+	}
+	if e.rep.Version != 1+paid {
+		t.Fatalf("erased at version %d after %d accepted deposits", e.rep.Version, paid)
+	}
+	if rep := h.Send(erase); rep.Status != wire.StatusAccepted || rep.Version != e.rep.Version {
+		t.Fatalf("second erasure: %+v", rep)
+	}
+	var found bool
+	for _, r := range h.ReadTopic("snapshots-changelog") {
+		if string(r.Key) != "account/race" {
+			continue
+		}
+		s, st, err := h.Registry.DecodeSnapshot(r.Value)
+		if err != nil {
+			t.Fatal(err)
+		}
+		a := st.(account.Account)
+		found = s.Version == e.rep.Version && a.Balance == paid && a.Owner == shred.Erased && len(s.Recent) == 0
+	}
+	if !found {
+		t.Fatal("the last snapshot of the erased account is not its fold without personal data")
+	}
+	never, err := shred.EraseToken(mk, "account/never")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep := h.Send(client.Command{AggregateType: "account", AggregateID: "never", Type: topology.EraseCommandType, Avro: never}); rep.Status != wire.StatusAccepted {
+		t.Fatalf("erasure of an aggregate that never existed: %+v", rep)
+	}
+	if rep := h.Send(cmd("account", "never", "OpenAccount", `{"owner":"Nev","currency":"EUR"}`)); rep.Code != topology.CodeErased {
+		t.Fatalf("opening an erased id: %+v", rep)
 	}
 }
