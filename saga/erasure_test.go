@@ -105,3 +105,48 @@ func TestTransfersOfErasedAccountsEnd(t *testing.T) {
 		t.Fatalf("after the replay: %d completed and %d refunded transfers, want 1 and 2", c, r)
 	}
 }
+
+// An account erased by an earlier release had its snapshot tombstoned: its
+// version is unknown to the processor. A leg to it must not write an event
+// at version 1 again (a duplicate version breaks every fold of its
+// history): it is rejected erased, as before, and the transfer waits for an
+// operator.
+func TestLegToErasedAccountWithoutSnapshotWritesNoDuplicateVersion(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t)
+	mk, err := shred.NewMasterKey(bytes.Repeat([]byte{9}, 32))
+	if err != nil {
+		t.Fatal(err)
+	}
+	withKey := func(c *topology.Config) { c.Personal = mk }
+	proc := h.StartProcessor("w0", t.TempDir(), withKey)
+	openAccounts(t, h, 100, false)
+	accepted(t, send(t, h, "ann", "DebitForTransfer", `{"transferId":"t1","to":"bob","amount":30}`))
+	eraseAccount(t, h, mk, "bob")
+	if err := proc.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	// The earlier release's erasure: a tombstone of the snapshot.
+	produce(t, h, &kgo.Record{Topic: "snapshots-changelog", Partition: topology.PartitionFor([]byte("bob"), partitions), Key: []byte("account/bob")})
+	h.StartProcessor("w1", t.TempDir(), withKey)
+	sg := startSagaWith(t, h, saga.Config{InstanceID: "s0", RedriveAfter: time.Hour})
+	waitFor(t, "the saga's credit", func() bool { return sg.Stats().Debits == 1 })
+	// Answered after the credit before it on bob's partition.
+	if rep := send(t, h, "bob", "Deposit", `{"amount":1}`); rep.Code != topology.CodeErased {
+		t.Fatalf("deposit on erased bob: %+v", rep)
+	}
+	seen := map[int64]bool{}
+	for _, r := range h.ReadTopic("events") {
+		env, _, err := h.Registry.DecodeEvent(r.Value)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if env.AggregateID != "bob" {
+			continue
+		}
+		if seen[env.Version] {
+			t.Fatalf("bob has two events at version %d", env.Version)
+		}
+		seen[env.Version] = true
+	}
+}

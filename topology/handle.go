@@ -93,6 +93,14 @@ func (p *Processor) handle(b *batch, ps *partitionState, r *kgo.Record) {
 		return
 	}
 	base.Version = a.version
+	if erased && a.version == 0 {
+		// No snapshot of the erased aggregate: erased before it existed,
+		// or by a release that tombstoned the snapshot. Its version is
+		// unknown here, and an event at version 1 could duplicate one in
+		// its history: rejected, as every command on it.
+		p.replyErased(b, r, &meta, base)
+		return
+	}
 
 	for i := len(a.recent) - 1; i >= 0; i-- {
 		if a.recent[i].CommandID == meta.commandID {
