@@ -293,7 +293,7 @@ func applyKeyRecord(w shred.KeyWrapper, ring *shred.Keyring, r *kgo.Record, log 
 
 // handleErase erases the aggregate a command record names: in the batch's
 // transaction, the erasure marker replaces its key record in the keys topic
-// and its snapshot is tombstoned; the store drops it when the batch commits.
+// and its snapshot is replaced by one without personal data (see below).
 func (p *Processor) handleErase(b *batch, ps *partitionState, r *kgo.Record, meta *commandMeta, bt *boundType, base wire.Reply) {
 	if p.reg.shred == nil {
 		p.reject(b, r, meta, base, invalid(CodeEraseRefused, "this processor has no master key (Config.Personal): it stores no personal data to erase"))
