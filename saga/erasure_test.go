@@ -9,29 +9,37 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/kcqrs/kcqrs/aggregates/account"
+	"github.com/kcqrs/kcqrs/client"
 	"github.com/kcqrs/kcqrs/saga"
 	"github.com/kcqrs/kcqrs/shred"
 	"github.com/kcqrs/kcqrs/topology"
 	"github.com/kcqrs/kcqrs/topology/topologytest"
+	"github.com/kcqrs/kcqrs/wire"
 )
 
-// eraseAccount erases account id (a valid erasure token of mk) and waits
-// until the processor rejects it as erased.
+// eraseAccount erases account id (a valid erasure token of mk), retrying
+// through injected broker faults until the processor answers it.
 func eraseAccount(t *testing.T, h *topologytest.Harness, mk shred.KeyWrapper, id string) {
 	t.Helper()
-	cl, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(h.Brokers...)}, h.ClientOpts...)...)
+	token, err := shred.EraseToken(mk, account.Name+"/"+id)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer cl.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	if _, err := topology.EraseSubject(ctx, cl, h.Topics, mk, account.Name, id, "erase-"+id); err != nil {
-		t.Fatal(err)
+	c := client.Command{ID: "erase-" + id, AggregateType: account.Name, AggregateID: id, Type: topology.EraseCommandType, Avro: token}
+	for attempt := 0; ; attempt++ {
+		ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+		rep, err := h.Client().Send(ctx, c)
+		cancel()
+		if err == nil {
+			if rep.Status != wire.StatusAccepted {
+				t.Fatalf("erasure of %s: %+v", id, rep)
+			}
+			return
+		}
+		if attempt == 8 {
+			t.Fatalf("erasure of %s: no reply: %v", id, err)
+		}
 	}
-	waitFor(t, "the erasure of "+id, func() bool {
-		return send(t, h, id, "Deposit", `{"amount":1}`).Code == topology.CodeErased
-	})
 }
 
 // Transfers to or from an account erased while they run end, with no money
