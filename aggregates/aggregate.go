@@ -17,6 +17,17 @@ type Event interface {
 	EventType() string
 }
 
+// RefusedWhenErased is implemented by a command a process manager may still
+// send to an aggregate after its personal data was erased (a transfer's
+// credit): the runtime records the event it returns instead of the events
+// Decide accepted, so that the process ends as it does for any refusal (a
+// transfer is refunded) instead of waiting forever. Decide still runs first:
+// its rejections (a credit decided already) stand.
+type RefusedWhenErased interface {
+	Command
+	RefusedWhenErased() Event
+}
+
 // Rejection is a business-rule refusal returned by Decide. The runtime turns it
 // into a "rejected" reply carrying Code (stable, machine readable) and Message
 // (for humans). Any other error from Decide is an internal error.

@@ -1,6 +1,7 @@
 package saga_test
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"math/rand/v2"
@@ -18,6 +19,7 @@ import (
 	"github.com/kcqrs/kcqrs/aggregates/account"
 	"github.com/kcqrs/kcqrs/client"
 	"github.com/kcqrs/kcqrs/saga"
+	"github.com/kcqrs/kcqrs/shred"
 	"github.com/kcqrs/kcqrs/topology"
 	"github.com/kcqrs/kcqrs/wire"
 )
@@ -28,7 +30,8 @@ import (
 // replays from random earlier offsets (with every command id out of the
 // dedupe window) and broker faults. After the run no money was created or
 // destroyed and every debit ended exactly once: credited and completed, or
-// refused and refunded. KCQRS_PROPERTY_SEED replays a seed; each run logs
+// refused and refunded, also for the accounts erased among them (owner
+// "[erased]", money kept). KCQRS_PROPERTY_SEED replays a seed; each run logs
 // its own.
 func TestTransfersProperty(t *testing.T) {
 	t.Parallel()
@@ -39,7 +42,11 @@ func TestTransfersProperty(t *testing.T) {
 	t.Logf("seed %d (KCQRS_PROPERTY_SEED=%d replays it)", seed, seed)
 	rng := rand.New(rand.NewPCG(seed, 13))
 	h := newHarness(t)
-	h.StartProcessor("w0", "", func(c *topology.Config) { c.DedupeWindow = 2 })
+	mk, err := shred.NewMasterKey(bytes.Repeat([]byte{11}, shred.KeyLen))
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.StartProcessor("w0", "", func(c *topology.Config) { c.DedupeWindow, c.Personal = 2, mk })
 
 	// The saga is restarted whenever it dies (an injected EndTxn failure
 	// ends Run) or is stopped for a replay.
@@ -97,8 +104,16 @@ func TestTransfersProperty(t *testing.T) {
 
 	var open []string
 	var money int64
-	for i := range 5 {
+	// erase-* are ordinary accounts (sources and targets) until one is
+	// erased, at a random moment, with its transfers in flight.
+	erased := map[string]bool{}
+	var erasable []string
+	for i := range 7 {
 		id := fmt.Sprintf("open-%d", i)
+		if i >= 5 {
+			id = fmt.Sprintf("erase-%d", i-5)
+			erasable = append(erasable, id)
+		}
 		open = append(open, id)
 		accepted(t, sendRetry(cmd(id, "OpenAccount", `{"owner":"O","currency":"EUR"}`)))
 		accepted(t, sendRetry(cmd(id, "Deposit", `{"amount":1000}`)))
@@ -192,6 +207,9 @@ func TestTransfersProperty(t *testing.T) {
 			})
 			// Push earlier saga command ids out of the dedupe windows.
 			for _, id := range open {
+				if erased[id] {
+					continue
+				}
 				accepted(t, sendRetry(cmd(id, "Deposit", `{"amount":1}`)))
 				money++
 			}
@@ -199,9 +217,17 @@ func TestTransfersProperty(t *testing.T) {
 			close(resume)
 		case op < 17:
 			h.Cluster.Fault(faults[rng.IntN(len(faults))])
+		case op == 19 && len(erasable) > 0: // an account is erased, maybe with transfers in flight
+			id := erasable[0]
+			erasable = erasable[1:]
+			eraseAccount(t, h, mk, id)
+			erased[id] = true
 		default:
 			marks = append(marks, time.Now())
 			id := open[rng.IntN(len(open))]
+			if erased[id] {
+				break
+			}
 			accepted(t, sendRetry(cmd(id, "Deposit", `{"amount":7}`)))
 			money += 7
 		}
@@ -223,5 +249,10 @@ func TestTransfersProperty(t *testing.T) {
 	if completed+refunded != debits {
 		t.Fatalf("%d debits accepted, %d ended (%d completed, %d refunded)", debits, completed+refunded, completed, refunded)
 	}
-	t.Logf("%d ops: %d debits (%d completed, %d refunded), %d duplicates, %d forged replies, %d replays", ops, debits, completed, refunded, duplicates, forged, replays)
+	for id := range erased {
+		if accs[id].Owner != shred.Erased {
+			t.Errorf("%s erased, its snapshot's owner is %q", id, accs[id].Owner)
+		}
+	}
+	t.Logf("%d ops: %d debits (%d completed, %d refunded), %d duplicates, %d forged replies, %d replays, %d erasures", ops, debits, completed, refunded, duplicates, forged, replays, len(erased))
 }

@@ -7,8 +7,11 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
+	"log/slog"
 	"os"
 	"strings"
 )
@@ -24,6 +27,20 @@ type DataKey struct {
 	ID  [KeyIDLen]byte
 	Key [KeyLen]byte
 }
+
+// redacted is how a data key prints: its id, never its key bytes.
+func (k DataKey) redacted() string { return fmt.Sprintf("shred.DataKey{ID:%x Key:redacted}", k.ID) }
+
+// Format prints the id only, for every verb: a key that reaches a log line
+// or an error message by mistake does not leak.
+func (k DataKey) Format(f fmt.State, _ rune) { _, _ = io.WriteString(f, k.redacted()) }
+
+// LogValue is the id only (log/slog).
+func (k DataKey) LogValue() slog.Value { return slog.StringValue(k.redacted()) }
+
+// MarshalJSON is the id only: a key is never serialized by accident (the
+// keys topic holds it wrapped by the master key, EncodeKeyRecord).
+func (k DataKey) MarshalJSON() ([]byte, error) { return json.Marshal(k.redacted()) }
 
 // NewDataKey returns a fresh random data key.
 func NewDataKey() (DataKey, error) {

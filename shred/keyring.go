@@ -111,7 +111,12 @@ func (r *Keyring) Lookup(subject string) (*DataKey, bool) {
 // Seal encrypts plaintext with subject's key; the subject must have one.
 func (r *Keyring) Seal(subject, plaintext string) (string, error) {
 	e := r.entry(subject)
-	if e == nil || e.erased {
+	if e != nil && e.erased {
+		// An erased subject's personal data is never stored again, in any
+		// form: what is written in its place is the erased value itself.
+		return Erased, nil
+	}
+	if e == nil {
 		return "", fmt.Errorf("shred: seal: no key for %q", subject)
 	}
 	if l := e.last.Load(); l != nil && l.plain == plaintext {

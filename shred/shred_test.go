@@ -66,7 +66,12 @@ func TestSealOpenRoundTripAndErasure(t *testing.T) {
 	if !errors.Is(err, ErrErased) || got != Erased {
 		t.Fatalf("after erasure Open = %q, %v; want %q, ErrErased", got, err, Erased)
 	}
-	if _, err := r.Seal("account/a1", "x"); err == nil {
+	// What is written for an erased subject is the erased value, never the
+	// plaintext.
+	if got, err := r.Seal("account/a1", "x"); err != nil || got != Erased {
+		t.Fatalf("Seal after erasure = %q, %v; want %q", got, err, Erased)
+	}
+	if _, err := r.Seal("account/never", "x"); err == nil {
 		t.Fatal("Seal without a key succeeded")
 	}
 }
@@ -239,8 +244,8 @@ func TestKeyringUnknownSubjectIsAnErrorNotErased(t *testing.T) {
 	if !r.Erased("s") || r.Has("s") {
 		t.Fatal("Delete did not mark the subject erased")
 	}
-	if _, err := r.Seal("s", "x"); err == nil {
-		t.Fatal("sealed for an erased subject")
+	if got, err := r.Seal("s", "x"); err != nil || got != Erased {
+		t.Fatalf("sealed for an erased subject: %q, %v", got, err)
 	}
 	r.Forget("s")
 	if r.Erased("s") {

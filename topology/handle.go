@@ -54,10 +54,13 @@ func (p *Processor) handle(b *batch, ps *partitionState, r *kgo.Record) {
 		p.handleErase(b, ps, r, &meta, bt, base)
 		return
 	}
-	if p.reg.erased(meta.aggregateType, meta.aggregateID) {
-		base.Status, base.Code = wire.StatusRejected, CodeErased
-		base.Message = "the aggregate was erased"
-		p.reply(b, r, &meta, base)
+	// An erased aggregate takes only the restricted (signed) commands of a
+	// process that started before the erasure (the transfer saga's legs),
+	// so that the process ends; the check below comes before the dedupe
+	// window for every other command.
+	erased := p.reg.erased(meta.aggregateType, meta.aggregateID)
+	if erased && (meta.commandType == "" || !p.cfg.restricted(meta.aggregateType, meta.commandType)) {
+		p.replyErased(b, r, &meta, base)
 		return
 	}
 	cmd, err := bt.decodeCommand(&meta, r.Value)
@@ -68,6 +71,10 @@ func (p *Processor) handle(b *batch, ps *partitionState, r *kgo.Record) {
 	}
 	if err != nil {
 		p.reject(b, r, &meta, base, err)
+		return
+	}
+	if erased && !p.cfg.restricted(meta.aggregateType, cmd.CommandType()) {
+		p.replyErased(b, r, &meta, base)
 		return
 	}
 	a, err := p.load(ps, bt, meta.aggregateID)
@@ -86,6 +93,14 @@ func (p *Processor) handle(b *batch, ps *partitionState, r *kgo.Record) {
 		return
 	}
 	base.Version = a.version
+	if erased && a.version == 0 {
+		// No snapshot of the erased aggregate: erased before it existed,
+		// or by a release that tombstoned the snapshot. Its version is
+		// unknown here, and an event at version 1 could duplicate one in
+		// its history: rejected, as every command on it.
+		p.replyErased(b, r, &meta, base)
+		return
+	}
 
 	for i := len(a.recent) - 1; i >= 0; i-- {
 		if a.recent[i].CommandID == meta.commandID {
@@ -111,6 +126,11 @@ func (p *Processor) handle(b *batch, ps *partitionState, r *kgo.Record) {
 	}
 
 	events, newState, err := decideAndEvolve(bt, a.state, cmd)
+	if rw, ok := cmd.(aggregates.RefusedWhenErased); ok && erased && err == nil && len(events) > 0 {
+		// Accepted by the domain, refused because the aggregate was erased
+		// (a credit to an erased account is refunded, never paid).
+		events, newState, err = refuseErased(bt, a.state, rw)
+	}
 	if err != nil {
 		rej, ok := aggregates.AsRejection(err)
 		if !ok {
@@ -285,6 +305,29 @@ func decideAndEvolve(bt *boundType, state any, cmd aggregates.Command) (events [
 		next = bt.handler.ApplyEvent(next, e)
 	}
 	return events, next, nil
+}
+
+// refuseErased is the refusal event of cmd on an erased aggregate, applied to
+// state.
+func refuseErased(bt *boundType, state any, cmd aggregates.RefusedWhenErased) (events []aggregates.Event, next any, err error) {
+	defer func() {
+		if v := recover(); v != nil {
+			events, next = nil, nil
+			err = &internalError{CodeHandlerPanic, fmt.Errorf("panic refusing %s on an erased aggregate: %v\n%s", cmd.CommandType(), v, debug.Stack())}
+		}
+	}()
+	ev := cmd.RefusedWhenErased()
+	if ev == nil {
+		return nil, nil, &internalError{CodeHandlerError, fmt.Errorf("%s: RefusedWhenErased returned a nil event", cmd.CommandType())}
+	}
+	return []aggregates.Event{ev}, bt.handler.ApplyEvent(state, ev), nil
+}
+
+// replyErased answers a command on an erased aggregate: REJECTED, erased.
+func (p *Processor) replyErased(b *batch, r *kgo.Record, meta *commandMeta, base wire.Reply) {
+	base.Status, base.Code = wire.StatusRejected, CodeErased
+	base.Message = "the aggregate was erased"
+	p.reply(b, r, meta, base)
 }
 
 // remember records a decided command for deduplication, keeping the window.

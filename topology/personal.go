@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"reflect"
 	"strings"
 
@@ -180,7 +181,7 @@ func (p *Processor) ensureKey(b *batch, part int32, a *aggState) error {
 		return nil
 	}
 	if s.ring.Erased(subject) {
-		return fmt.Errorf("%s was erased", subject)
+		return nil // sealed as shred.Erased: nothing personal is stored
 	}
 	k, err := shred.NewDataKey()
 	if err != nil {
@@ -246,7 +247,7 @@ func (p *Processor) loadKeys(ctx context.Context, part int32) error {
 			from = so.Offset
 		}
 		_, err := logread.Read(ctx, cl, topic, q, from, end.Offset, logread.Options{}, func(r *kgo.Record) error {
-			return applyKeyRecord(p.cfg.Personal, ring, r)
+			return applyKeyRecord(p.cfg.Personal, ring, r, p.log)
 		})
 		if err != nil {
 			return fmt.Errorf("topology: keys topic %s[%d]: %w", topic, q, err)
@@ -255,16 +256,33 @@ func (p *Processor) loadKeys(ctx context.Context, part int32) error {
 	return nil
 }
 
-// applyKeyRecord applies one keys-topic record to ring.
-func applyKeyRecord(w shred.KeyWrapper, ring *shred.Keyring, r *kgo.Record) error {
+// applyKeyRecord applies one keys-topic record to ring. A record that is not
+// a key record at all (only a misconfigured client writes one: ACLs keep
+// the others out) is logged and skipped: stopping on it would stop every
+// worker at start for one bad record, while skipping it loses nothing (a key
+// record before it stays; a subject without a key reads as an error
+// (shred.ErrNoKey), never as erased). A key record that does not open (a
+// wrong master key) is an error: it stops the start.
+func applyKeyRecord(w shred.KeyWrapper, ring *shred.Keyring, r *kgo.Record, log *slog.Logger) error {
 	subject := string(r.Key)
 	switch {
 	case r.Value == nil:
 		ring.Forget(subject)
 	case shred.IsErasedMarker(r.Value):
 		ring.Delete(subject)
+	case ring.Erased(subject):
+		// Erasure is irreversible: a key record after the marker (a
+		// client with the master key writing here by mistake, a mirror of
+		// another cluster) must not revive the subject.
+		log.Error("keys topic: ignored a key record for a subject erased before it",
+			"topic", r.Topic, "partition", r.Partition, "offset", r.Offset, "subject", capText(subject, 200))
 	default:
 		k, err := shred.DecodeKeyRecord(w, subject, r.Value)
+		if errors.Is(err, shred.ErrBadKeyRecord) {
+			log.Error("keys topic: skipped a record that is not a key record (who may write this topic?)",
+				"topic", r.Topic, "partition", r.Partition, "offset", r.Offset, "subject", capText(subject, 200), "bytes", len(r.Value))
+			return nil
+		}
 		if err != nil {
 			return err
 		}
@@ -275,7 +293,7 @@ func applyKeyRecord(w shred.KeyWrapper, ring *shred.Keyring, r *kgo.Record) erro
 
 // handleErase erases the aggregate a command record names: in the batch's
 // transaction, the erasure marker replaces its key record in the keys topic
-// and its snapshot is tombstoned; the store drops it when the batch commits.
+// and its snapshot is replaced by one without personal data (see below).
 func (p *Processor) handleErase(b *batch, ps *partitionState, r *kgo.Record, meta *commandMeta, bt *boundType, base wire.Reply) {
 	if p.reg.shred == nil {
 		p.reject(b, r, meta, base, invalid(CodeEraseRefused, "this processor has no master key (Config.Personal): it stores no personal data to erase"))
@@ -289,6 +307,9 @@ func (p *Processor) handleErase(b *batch, ps *partitionState, r *kgo.Record, met
 	if err != nil && p.deferForRebuild(b, ps, r, err) {
 		return // rebuilt outside the transaction, then handled again
 	}
+	if err != nil && p.deferUnreadable(ps, r, err) {
+		return // its partition waits for a build that reads it, as for any command
+	}
 	if err != nil {
 		b.fail(fmt.Errorf("erase %s/%s: %w", meta.aggregateType, meta.aggregateID, err))
 		return
@@ -297,8 +318,18 @@ func (p *Processor) handleErase(b *batch, ps *partitionState, r *kgo.Record, met
 	p.reg.shred.ring.Delete(subject)
 	b.keys = append(b.keys, subject)
 	p.produce(b, &kgo.Record{Topic: p.cfg.Topics.Keys, Partition: ps.p, Key: []byte(subject), Value: shred.ErasedMarker}, nil)
-	a.erased, a.dirty = true, true
-	a.state = bt.handler.InitialState()
+	// The snapshot is replaced by one without personal data: the state
+	// with its personal fields erased (sealing an erased subject yields
+	// shred.Erased), its version kept, and no remembered reply (a reply
+	// may quote input). The non-personal state (balance, pending transfers,
+	// credit marks) is what the events still fold to; the legs of a
+	// transfer that was running need it to end (docs/transfers.md).
+	st, err := p.reg.seal(subject, a.state)
+	if err != nil {
+		b.fail(fmt.Errorf("erase %s: %w", subject, err))
+		return
+	}
+	a.state, a.dirty = st, true
 	a.recent, a.recentEnc, a.snap = nil, nil, nil
 	rep := base
 	rep.Status, rep.Version = wire.StatusAccepted, a.version

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -47,7 +48,7 @@ func LoadKeys(ctx context.Context, opts []kgo.Opt, topic string, w shred.KeyWrap
 		next := from
 		if end.Offset > from {
 			next, err = logread.Read(ctx, cl, topic, part, from, end.Offset, logread.Options{}, func(r *kgo.Record) error {
-				return applyKeyRecord(w, ring, r)
+				return applyKeyRecord(w, ring, r, slog.Default())
 			})
 			if err != nil {
 				return nil, fmt.Errorf("topology: keys topic %s[%d]: %w", topic, part, err)
@@ -88,7 +89,7 @@ func FollowKeys(ctx context.Context, opts []kgo.Opt, topic string, w shred.KeyWr
 		}
 		var aerr error
 		fs.EachRecord(func(r *kgo.Record) {
-			if err := applyKeyRecord(w, ring, r); err != nil && aerr == nil {
+			if err := applyKeyRecord(w, ring, r, slog.Default()); err != nil && aerr == nil {
 				aerr = err
 			}
 		})

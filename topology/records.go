@@ -372,7 +372,6 @@ type aggState struct {
 	// nil when not known (then the snapshot encodes recent afresh).
 	recentEnc [][]byte
 	dirty     bool
-	erased    bool   // erased in this batch: its snapshot is tombstoned (personal.go)
 	encoded   []byte // the snapshot as produced, once the batch ends
 	// snap is the encoded snapshot of this state, made (and sized) when
 	// the last command changed it; the batch's flush reuses it.

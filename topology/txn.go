@@ -260,11 +260,7 @@ func (p *Processor) flushSnapshots(b *batch) {
 			if !a.dirty {
 				continue
 			}
-			var enc []byte
-			var err error
-			if !a.erased {
-				enc, err = p.reg.encodeSnapshot(a)
-			}
+			enc, err := p.reg.encodeSnapshot(a)
 			if err != nil {
 				b.fail(fmt.Errorf("snapshot %q: %w", a.key, err))
 				continue
@@ -340,8 +336,6 @@ func (p *Processor) applyCommitted() {
 		for _, a := range ps.order {
 			if a.dirty && a.encoded != nil {
 				wb.Put([]byte(a.key), a.encoded)
-			} else if a.dirty && a.erased {
-				wb.Delete([]byte(a.key))
 			}
 		}
 		wb.SetCheckpoint(last + 1)

@@ -71,6 +71,9 @@ const (
 	// CodePendingTransfers: closing an account with outgoing transfers that
 	// have not ended: their refunds need the account open.
 	CodePendingTransfers = "pending_transfers"
+	// CodeErased: the code of a TransferCreditRefused recorded because the
+	// target's personal data was erased (RefusedWhenErased).
+	CodeErased = "erased"
 )
 
 // Account is the state of one account.
@@ -247,6 +250,14 @@ func (DebitForTransfer) CommandType() string { return "DebitForTransfer" }
 
 // CommandType implements aggregates.Command.
 func (CreditForTransfer) CommandType() string { return "CreditForTransfer" }
+
+// RefusedWhenErased is the refusal a credit gets on an account whose
+// personal data was erased (aggregates.RefusedWhenErased): the source is
+// refunded, as for any refusal.
+func (c CreditForTransfer) RefusedWhenErased() aggregates.Event {
+	return TransferCreditRefused{TransferID: c.TransferID, From: c.From, DebitVersion: c.DebitVersion, Amount: c.Amount, Seq: c.Seq,
+		Code: CodeErased, Reason: "the account was erased"}
+}
 
 // CommandType implements aggregates.Command.
 func (CompleteTransfer) CommandType() string { return "CompleteTransfer" }

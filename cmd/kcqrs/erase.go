@@ -27,7 +27,9 @@ func runErase(args []string) (rerr error) {
 
 Erases the personal data of one aggregate by crypto-shredding (docs/erasure.md):
 the processor replaces its data key in the keys topic with an erasure marker,
-tombstones its snapshot and rejects every later command on it (code "erased").
+replaces its snapshot by one without personal data (version, balance and transfers
+kept, personal fields "[erased]") and rejects every later command on it (code
+"erased") except the legs of transfers that were running, so that they end.
 Without --execute it only shows what is there and what would be done.
 
 `+exitCodes)
@@ -140,7 +142,7 @@ func planErase(ctx context.Context, cl *kgo.Client, adm *kadm.Client, commands, 
 		return "", err
 	}
 	fmt.Fprintf(&b, "events          %d (kept: they still fold; their personal fields will read %q)\n", n, shred.Erased)
-	fmt.Fprintf(&b, "\n--execute will: replace the data key in %s[%d] with the erasure marker, tombstone the snapshot in %s[%d],\n"+
+	fmt.Fprintf(&b, "\n--execute will: replace the data key in %s[%d] with the erasure marker, replace the snapshot in %s[%d] by one without personal data,\n"+
 		"and make the processor reject every later command on %s (code %q). Not undoable.\n"+
 		"Compaction of %s removes the wrapped key from the log; see docs/erasure.md for the commands topic, dead letters and replies.\n",
 		keysTopic, part, changelog, part, subject, topology.CodeErased, keysTopic)
@@ -188,5 +190,5 @@ func pendingTransfers(snap []byte) string {
 	if !ok || len(a.Pending) == 0 {
 		return ""
 	}
-	return fmt.Sprintf("%d outgoing transfer(s) in flight: erasing now leaves them pending (wait until `kcqrs transfers` no longer lists them)", len(a.Pending))
+	return fmt.Sprintf("%d outgoing transfer(s) in flight: they still end after the erasure (a refund puts the money back on this erased account)", len(a.Pending))
 }

@@ -63,7 +63,7 @@ func TestEraseDryRunThenExecute(t *testing.T) {
 		t.Fatalf("after erasure: %+v", rep)
 	}
 	out, code, _ = run(t, runErase, "account", "gdpr-1")
-	if code != exitOK || !strings.Contains(out, "already erased") || !strings.Contains(out, "snapshot        none") {
+	if code != exitOK || !strings.Contains(out, "already erased") || !strings.Contains(out, "snapshot        present") {
 		t.Fatalf("plan after erasure: exit %d\n%s", code, out)
 	}
 	// An account with an outgoing transfer in flight: the plan warns.

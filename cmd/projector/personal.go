@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"sync/atomic"
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
@@ -13,22 +14,33 @@ import (
 
 // followKeys loads the keys topic and follows it in the background, and
 // returns the query API's opener of personal fields (docs/erasure.md). A
-// wrong master key fails the start.
+// wrong master key fails the start. If following stops later, erasures no
+// longer reach the keyring: the opener then fails closed (every sealed value
+// reads "[unreadable]") rather than go on showing the plaintext of subjects
+// erased since.
 func followKeys(ctx context.Context, opts []kgo.Opt, st *settings, log *slog.Logger) (func(string, string, string) string, error) {
 	ring := shred.NewKeyring()
 	loaded := make(chan struct{})
 	failed := make(chan error, 1)
+	var stopped atomic.Bool
 	go func() {
 		err := topology.FollowKeys(ctx, opts, st.keysTopic, st.masterKey, ring, func() { close(loaded) })
+		stopped.Store(true)
 		if err != nil && !errors.Is(err, context.Canceled) {
-			log.Error("following the keys topic stopped: new keys and erasures no longer reach the query API", "topic", st.keysTopic, "err", err)
+			log.Error("following the keys topic stopped: erasures no longer reach the query API, which shows personal fields as [unreadable] until a restart", "topic", st.keysTopic, "err", err)
 		}
 		failed <- err
 	}()
 	select {
 	case <-loaded:
 		log.Info("keys of personal data loaded", "topic", st.keysTopic, "subjects", ring.Len())
-		return topology.PersonalOpener(ring), nil
+		open := topology.PersonalOpener(ring)
+		return func(aggregateType, aggregateID, value string) string {
+			if stopped.Load() && shred.IsSealed(value) {
+				return "[unreadable]"
+			}
+			return open(aggregateType, aggregateID, value)
+		}, nil
 	case err := <-failed:
 		return nil, err
 	}

@@ -16,13 +16,13 @@ import (
 
 // Erasures (Options.Erasures > 0): the workers run with a master key, so the
 // owner of every account is sealed; accounts of their own (erasable-NNN,
-// never in a transfer: the saga's legs to an erased account are refused
-// without end) are opened, given a deposit, and erased one after another
+// never in a transfer: transfers of erased accounts end, tested in saga,
+// but the chaos check does not model them yet) are opened, given a deposit, and erased one after another
 // while the kills go on, each followed by a deposit that must be REJECTED
 // "erased". The check then reads the events with the keys from the keys
 // topic: every erased account folds with its owner "[erased]" and its
-// balance intact, its snapshot is a tombstone; every other owner reads as
-// written.
+// balance intact, its snapshot is its fold (owner "[erased]" in plain, no
+// remembered reply); every other owner reads as written.
 
 // chaosMasterKey is the run's master key (hex), given to every worker.
 var chaosMasterKey = hex.EncodeToString(bytes.Repeat([]byte{0xc4}, shred.KeyLen))
