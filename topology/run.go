@@ -107,6 +107,7 @@ func (p *Processor) fenced(op string, err error) error {
 	}
 	return fmt.Errorf("topology: %s (transactional id %q): %w", op, txnID, err)
 }
+
 // FencedError is fencedError for the saga, which classifies its own Begin
 // and End errors the same way.
 func FencedError(err error) bool { return fencedError(err) }
