@@ -34,6 +34,12 @@ func (w *waiter) ack(r *kgo.Record, err error) {
 	w.acked = true
 	if err == nil {
 		w.tr.Partition, w.tr.Offset, w.tr.Sent = r.Partition, r.Offset, time.Now()
+		if w.held != nil && w.tr.Polled.Before(w.tr.Sent) {
+			// The reply was polled before this callback ran: the broker
+			// had acknowledged the record by then (there is a reply), so
+			// the poll is the latest the acknowledgement can have been.
+			w.tr.Sent = w.tr.Polled
+		}
 	}
 	held, tr := w.held, w.tr
 	w.mu.Unlock()

@@ -76,7 +76,9 @@ type Trace struct {
 	// Partition and Offset of the command record.
 	Partition int32
 	Offset    int64
-	// Sent: the command record's produce was acknowledged.
+	// Sent: the command record's produce was acknowledged (when the reply
+	// was polled before the acknowledgement's callback ran, the poll's
+	// time: Sent <= Polled <= Received always holds).
 	Sent time.Time
 	// Polled: the reply consumer's poll returned the reply (it was
 	// fetched from the reply topic and decoded by franz-go).
