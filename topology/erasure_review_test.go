@@ -38,7 +38,7 @@ func TestGarbageKeyRecordIsSkipped(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	for _, v := range [][]byte{[]byte("garbage"), []byte("kcqrs-key1"), {}} {
-		if err := cl.ProduceSync(ctx, &kgo.Record{Topic: "kcqrs-keys", Partition: 0, Key: []byte("account/junk"), Value: v}).FirstErr(); err != nil {
+		if err := cl.ProduceSync(ctx, &kgo.Record{Topic: h.Topic(topology.DefaultKeysTopic), Partition: 0, Key: []byte("account/junk"), Value: v}).FirstErr(); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -87,7 +87,7 @@ func TestEraseOfUnreadableSnapshotWaitsAlone(t *testing.T) {
 		t.Fatal(err)
 	}
 	w1 := h.StartProcessor("w0", dir, withMaster(mk))
-	if err := cl.ProduceSync(ctx, eraseRecord(t, mk, garbled)).FirstErr(); err != nil {
+	if err := cl.ProduceSync(ctx, onTopic(eraseRecord(t, mk, garbled), h.Topic("commands"))).FirstErr(); err != nil {
 		t.Fatal(err)
 	}
 	eventually(t, "the partition of the unreadable snapshot to wait", func() bool { return !w1.Ready() })
@@ -117,7 +117,7 @@ func TestKeyRecordAfterErasureIsIgnored(t *testing.T) {
 	defer cl.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	if err := cl.ProduceSync(ctx, eraseRecord(t, mk, "gone")).FirstErr(); err != nil {
+	if err := cl.ProduceSync(ctx, onTopic(eraseRecord(t, mk, "gone"), h.Topic("commands"))).FirstErr(); err != nil {
 		t.Fatal(err)
 	}
 	eventually(t, "the erasure", func() bool {
@@ -135,7 +135,7 @@ func TestKeyRecordAfterErasureIsIgnored(t *testing.T) {
 		t.Fatal(err)
 	}
 	part := topology.PartitionFor([]byte("gone"), partitions)
-	if err := cl.ProduceSync(ctx, &kgo.Record{Topic: "kcqrs-keys", Partition: part, Key: []byte("account/gone"), Value: v}).FirstErr(); err != nil {
+	if err := cl.ProduceSync(ctx, &kgo.Record{Topic: h.Topic(topology.DefaultKeysTopic), Partition: part, Key: []byte("account/gone"), Value: v}).FirstErr(); err != nil {
 		t.Fatal(err)
 	}
 	if h.Registry, err = examples.Registry(); err != nil {
@@ -220,4 +220,10 @@ func TestEraseRacingCommands(t *testing.T) {
 	if rep := h.Send(cmd("account", "never", "OpenAccount", `{"owner":"Nev","currency":"EUR"}`)); rep.Code != topology.CodeErased {
 		t.Fatalf("opening an erased id: %+v", rep)
 	}
+}
+
+// onTopic puts r on topic (the harness's name for it on a shared cluster).
+func onTopic(r *kgo.Record, topic string) *kgo.Record {
+	r.Topic = topic
+	return r
 }
