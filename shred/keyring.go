@@ -13,6 +13,9 @@ import (
 type Keyring struct {
 	mu   sync.RWMutex
 	keys map[string]*ringEntry
+	// erasures counts Delete calls: a reader that must act on erasures
+	// (the projector drops owner-index entries) polls it.
+	erasures atomic.Uint64
 }
 
 type ringEntry struct {
@@ -60,7 +63,12 @@ func (r *Keyring) Delete(subject string) {
 	}
 	r.keys[subject] = &ringEntry{erased: true}
 	r.mu.Unlock()
+	r.erasures.Add(1)
 }
+
+// Erasures counts the erasures (Delete calls) so far: it changes whenever a
+// subject was erased since it was last read.
+func (r *Keyring) Erasures() uint64 { return r.erasures.Load() }
 
 // Forget drops everything known of subject (a key or an erasure), as if it
 // had never been loaded: for state of a transaction that did not commit.
