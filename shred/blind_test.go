@@ -47,3 +47,26 @@ func TestBlindIndex(t *testing.T) {
 		t.Fatalf("a wrapper without LookupKey: %v, want ErrNoLookupKey", err)
 	}
 }
+
+// BenchmarkKeyringSealOpenMiss is the cipher work of a personal value that
+// is not the subject's last one (a new account's owner, or a changed value):
+// a seal and an open that the keyring's last-pair cache cannot answer.
+func BenchmarkKeyringSealOpenMiss(b *testing.B) {
+	r := testRing(b, "account/acc-1")
+	vals := []string{"Bench Owner One", "Bench Owner Two"}
+	sealed := make([]string, 2)
+	for i, v := range vals {
+		sealed[i], _ = r.Seal("account/acc-1", v)
+	}
+	b.ReportAllocs()
+	i := 0
+	for b.Loop() {
+		i++
+		if _, err := r.Seal("account/acc-1", vals[i%2]); err != nil {
+			b.Fatal(err)
+		}
+		if _, err := r.Open("account/acc-1", sealed[i%2]); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

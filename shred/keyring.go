@@ -150,7 +150,7 @@ func (r *Keyring) Open(subject, s string) (string, error) {
 			return l.plain, nil
 		}
 	}
-	id, nonce, ct, err := parseEnvelope(s)
+	id, err := envelopeID(s)
 	if err != nil {
 		return "", err
 	}
@@ -163,10 +163,10 @@ func (r *Keyring) Open(subject, s string) (string, error) {
 	if e.key.ID != id {
 		return "", fmt.Errorf("%w: written with key %x, the subject's key is %x", ErrMalformed, id, e.key.ID)
 	}
-	pt, err := e.aead.Open(nil, nonce, ct, aad(subject, id))
+	pt, err := openWith(e.aead, subject, id, s)
 	if err != nil {
-		return "", fmt.Errorf("%w: %v", ErrMalformed, err)
+		return "", err
 	}
-	e.last.Store(&sealPair{plain: string(pt), sealed: s})
-	return string(pt), nil
+	e.last.Store(&sealPair{plain: pt, sealed: s})
+	return pt, nil
 }
