@@ -67,6 +67,11 @@ func (p *Projector) ownerName(a Account) (name string, ok bool, err error) {
 		return a.Owner, true, nil
 	}
 	subject := accountSubject(a.ID)
+	if ps.Keys.Erased(subject) {
+		// Also an owner stored in plain (written before the master key):
+		// an erased subject gets no entry.
+		return "", false, nil
+	}
 	wait := ps.KeyWait
 	if wait <= 0 {
 		wait = 30 * time.Second
