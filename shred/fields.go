@@ -57,7 +57,7 @@ func (f *Fields) SealPtr(r *Keyring, subject string, v any) (any, error) {
 	dst := f.copies.Get() // a pointer to f.typ
 	cp, _, err := f.sealInto(reflect.ValueOf(dst), r, subject, v)
 	if err != nil || !cp.IsValid() {
-		f.copies.Put(dst)
+		f.Release(dst) // cleared: it may hold a partly sealed copy
 		return v, err
 	}
 	return dst, nil
