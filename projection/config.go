@@ -112,6 +112,11 @@ type Config struct {
 	// Sarama, when set, adjusts every sarama config goka's consumers,
 	// producers and topic managers use (TLS and SASL: Net.TLS, Net.SASL).
 	Sarama func(*sarama.Config)
+	// Personal, when set, makes the owners index blind: keyed by an HMAC of
+	// the opened owner, so that owners sealed as personal data can be
+	// looked up (personal.go, docs/erasure.md). The query server uses it
+	// for lookups. Default nil: the index is keyed by the owner as stored.
+	Personal *Personal
 }
 
 // kgoOpts are the options of the package's franz-go clients.
@@ -149,6 +154,11 @@ func (c *Config) validate() error {
 	}
 	if c.Registry == nil {
 		errs = append(errs, errors.New("Registry is required"))
+	}
+	if c.Personal != nil {
+		if err := c.Personal.validate(); err != nil {
+			errs = append(errs, err)
+		}
 	}
 	if c.Names.Version < 0 {
 		errs = append(errs, errors.New("Names.Version must be positive"))

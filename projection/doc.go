@@ -14,7 +14,8 @@
 //     (owner, account), key OwnerKey, sent through the intermediate topic
 //     <accounts>-by-owner when an account's owner becomes known; an owner's
 //     accounts are a prefix scan of the view (OwnerPrefix), their entries
-//     read from the accounts view;
+//     read from the accounts view; with Config.Personal the owner in key and
+//     entry is its blind name, an HMAC (personal.go);
 //   - totals (<prefix>-totals-v<N>): fixed-size counters of money per
 //     currency and accounts-table partition (CurrencyTotal, key TotalKey),
 //     kept by the accounts group (totals.go) and sent whole through

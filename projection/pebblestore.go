@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"sync"
 
 	"github.com/cockroachdb/pebble/v2"
@@ -67,6 +69,30 @@ func (s *storeSet) get(topic string, partition int32) *PebbleStorage {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.m[storeKey(topic, partition)]
+}
+
+// partStore is one partition's store of a table.
+type partStore struct {
+	partition int32
+	store     *PebbleStorage
+}
+
+// all returns the stores of topic the builder made (closed ones included:
+// they answer ErrStorageClosed).
+func (s *storeSet) all(topic string) []partStore {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []partStore
+	for k, st := range s.m {
+		rest, ok := strings.CutPrefix(k, topic+".")
+		if !ok {
+			continue
+		}
+		if n, err := strconv.ParseInt(rest, 10, 32); err == nil {
+			out = append(out, partStore{partition: int32(n), store: st})
+		}
+	}
+	return out
 }
 
 func pebbleBuilder(dir string, cacheBytes int64, set *storeSet) storage.Builder {

@@ -84,7 +84,10 @@ type Projector struct {
 
 	// accStores are the accounts group's stores, scanned by totals.
 	accStores *storeSet
-	totals    *partitionTotals
+	// ownerStores are the owners group's stores, swept of erased
+	// accounts' entries (personal.go; only with Config.Personal).
+	ownerStores *storeSet
+	totals      *partitionTotals
 	// waitingForReset is set while Run waits for a reset of its version.
 	waitingForReset atomic.Bool
 
@@ -101,7 +104,7 @@ func New(cfg Config) (*Projector, error) {
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
-	p := &Projector{cfg: cfg, groups: map[goka.Group]*groupCounters{}, accStores: &storeSet{}}
+	p := &Projector{cfg: cfg, groups: map[goka.Group]*groupCounters{}, accStores: &storeSet{}, ownerStores: &storeSet{}}
 	p.totals = newPartitionTotals(p.accStores, TableOf(cfg.Names.AccountsGroup()))
 	p.accountsGroup, p.ownersGroup, p.totalsGroup = cfg.Names.AccountsGroup(), cfg.Names.OwnersGroup(), cfg.Names.TotalsGroup()
 	for _, g := range cfg.Names.Groups() {
@@ -173,6 +176,12 @@ func (p *Projector) Run(ctx context.Context) error {
 	// The writer outlives the groups: a stopping partition waits for the
 	// deferred commits of its pending events.
 	defer func() { close(stopWriter); <-writerDone }()
+	if p.cfg.Personal != nil {
+		sweepCtx, stopSweep := context.WithCancel(ctx)
+		sweepDone := make(chan struct{})
+		go func() { p.sweepErased(sweepCtx, cl); close(sweepDone) }()
+		defer func() { stopSweep(); <-sweepDone }()
+	}
 	graphs := []*goka.GroupGraph{
 		goka.DefineGroup(n.AccountsGroup(),
 			goka.Input(goka.Stream(p.cfg.EventsTopic), rawCodec{}, p.guard(n.AccountsGroup(), p.onEvent)),
@@ -256,6 +265,9 @@ func (p *Projector) processorOptions(g goka.Group) []goka.ProcessorOption {
 			p.totals.reset()
 			p.w.forget()
 		}))
+	}
+	if g == c.Names.OwnersGroup() && c.Personal != nil {
+		stores = p.ownerStores
 	}
 	return append([]goka.ProcessorOption{
 		goka.WithClientID(string(g)),
@@ -403,7 +415,18 @@ func (p *Projector) write(ctx goka.Context, a Account, store, owner bool, tot *C
 		tot.Seq = ctx.Offset()
 	}
 	done := ctx.DeferCommit()
-	if err := p.w.write(ctx.Partition(), ctx.Key(), a, store, owner, tot, done); err != nil {
+	var name string
+	if owner {
+		n, ok, err := p.ownerName(a)
+		if err != nil {
+			done(err) // fails the group: the keys are not being followed
+			return
+		}
+		if ok {
+			name = n
+		}
+	}
+	if err := p.w.write(ctx.Partition(), ctx.Key(), a, store, name, tot, done); err != nil {
 		done(err) // fails the group: the event is not committed
 	}
 }
@@ -430,6 +453,17 @@ func (p *Projector) onOwner(ctx goka.Context, raw []byte) {
 		return
 	}
 	held, _ := ctx.Value().(*Account)
+	if p.erasedEntry(a) {
+		// The blind name must not outlive the subject's key: an entry of an
+		// erased account is deleted (sent again by sweepErased) or, arriving
+		// after the erasure, never stored.
+		if held != nil {
+			ctx.Delete()
+		}
+		p.c.merged.Add(1)
+		p.groups[g].applied.Add(1)
+		return
+	}
 	if !MergeOwner(held, a) {
 		p.c.staleMerges.Add(1)
 		p.groups[g].stale.Add(1)

@@ -310,7 +310,7 @@ func (s *Server) getOwner(w http.ResponseWriter, r *http.Request) {
 	}
 	after := q.Get("after")
 	rm := s.Active()
-	accs, more, err := rm.Owner(owner, after, limit)
+	accs, last, more, err := s.ownerLookup(rm, owner, after, limit)
 	if err != nil {
 		s.write(w, rm, http.StatusServiceUnavailable, apiError{Error: err.Error(), Key: owner})
 		return
@@ -324,7 +324,7 @@ func (s *Server) getOwner(w http.ResponseWriter, r *http.Request) {
 		resp.Accounts = []Account{}
 	}
 	if more {
-		resp.Next = accs[len(accs)-1].ID
+		resp.Next = last
 	}
 	for i := range resp.Accounts {
 		resp.Accounts[i] = s.openAccount(resp.Accounts[i])

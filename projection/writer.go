@@ -148,13 +148,13 @@ func (w *tableWriter) partitionOf(key string) int32 {
 
 // write is one event's output: the entry a for the table (written to the
 // store too when store is set; a stale event re-sends the held entry
-// without writing it), the owner-index entry when owner is set, the
+// without writing it), the owner-index entry under ownerName when it is set, the
 // currency counters tot (may be nil), and the event's deferred commit.
-func (w *tableWriter) write(p int32, key string, a Account, store, owner bool, tot *CurrencyTotal, done func(error)) error {
+func (w *tableWriter) write(p int32, key string, a Account, store bool, ownerName string, tot *CurrencyTotal, done func(error)) error {
 	var ownerRec *kgo.Record
-	if owner && a.Owner != "" {
-		k := OwnerKey(a.Owner, a.ID)
-		v, err := encodeAccount(&Account{ID: a.ID, Owner: a.Owner, Version: a.Version})
+	if ownerName != "" {
+		k := OwnerKey(ownerName, a.ID)
+		v, err := encodeAccount(&Account{ID: a.ID, Owner: ownerName, Version: a.Version})
 		if err != nil {
 			return err
 		}

@@ -29,7 +29,10 @@ var ErrMalformed = errors.New("shred: malformed encrypted value")
 var b64 = base64.RawURLEncoding
 
 func aad(subject string, id [KeyIDLen]byte) []byte {
-	out := make([]byte, 0, len(Prefix)+len(subject)+1+KeyIDLen)
+	return appendAAD(make([]byte, 0, len(Prefix)+len(subject)+1+KeyIDLen), subject, id)
+}
+
+func appendAAD(out []byte, subject string, id [KeyIDLen]byte) []byte {
 	out = append(out, Prefix...)
 	out = append(out, subject...)
 	out = append(out, 0)
@@ -55,19 +58,27 @@ func Seal(subject string, k *DataKey, plaintext string) (string, error) {
 }
 
 func sealWith(aead cipher.AEAD, subject string, id [KeyIDLen]byte, plaintext string) (string, error) {
-	raw := make([]byte, KeyIDLen+nonceLen, KeyIDLen+nonceLen+len(plaintext)+aead.Overhead())
+	// One buffer for everything: the additional data, then the plaintext
+	// (sealed in place into the raw envelope: key id, nonce, ciphertext),
+	// then the text; only the final string is another allocation.
+	ad := len(Prefix) + len(subject) + 1 + KeyIDLen
+	n := KeyIDLen + nonceLen + len(plaintext) + aead.Overhead()
+	text := len(Prefix) + b64.EncodedLen(n)
+	buf := make([]byte, ad+n+text)
+	a := appendAAD(buf[:0], subject, id)
+	raw := buf[ad : ad+n]
 	copy(raw, id[:])
-	if _, err := rand.Read(raw[KeyIDLen:]); err != nil {
+	nonce := raw[KeyIDLen : KeyIDLen+nonceLen]
+	if _, err := rand.Read(nonce); err != nil {
 		return "", fmt.Errorf("shred: seal: %w", err)
 	}
-	raw = aead.Seal(raw, raw[KeyIDLen:], []byte(plaintext), aad(subject, id))
-	var sb strings.Builder
-	sb.Grow(len(Prefix) + b64.EncodedLen(len(raw)))
-	sb.WriteString(Prefix)
-	buf := make([]byte, b64.EncodedLen(len(raw)))
-	b64.Encode(buf, raw)
-	sb.Write(buf)
-	return sb.String(), nil
+	pt := raw[KeyIDLen+nonceLen : KeyIDLen+nonceLen+len(plaintext)]
+	copy(pt, plaintext)
+	aead.Seal(pt[:0], nonce, pt, a)
+	out := buf[ad+n:]
+	copy(out, Prefix)
+	b64.Encode(out[len(Prefix):], raw)
+	return string(out), nil
 }
 
 // IsSealed reports whether s is envelope text (it starts with Prefix).
@@ -105,6 +116,46 @@ func Open(subject string, lookup Lookup, s string) (string, error) {
 		return "", fmt.Errorf("%w: %v", ErrMalformed, err)
 	}
 	return string(pt), nil
+}
+
+// openWith decrypts envelope text s of subject, whose key id is id, with
+// aead: the additional data and the decoded envelope share one buffer, and
+// the plaintext is opened in place.
+func openWith(aead cipher.AEAD, subject string, id [KeyIDLen]byte, s string) (string, error) {
+	enc := s[len(Prefix):]
+	ad := len(Prefix) + len(subject) + 1 + KeyIDLen
+	buf := make([]byte, ad+b64.DecodedLen(len(enc)))
+	a := appendAAD(buf[:0], subject, id)
+	n, err := b64.Decode(buf[ad:], []byte(enc))
+	if err != nil {
+		return "", fmt.Errorf("%w: %v", ErrMalformed, err)
+	}
+	raw := buf[ad : ad+n]
+	if len(raw) < KeyIDLen+nonceLen+16 {
+		return "", fmt.Errorf("%w: %d bytes", ErrMalformed, len(raw))
+	}
+	ct := raw[KeyIDLen+nonceLen:]
+	pt, err := aead.Open(ct[:0], raw[KeyIDLen:KeyIDLen+nonceLen], ct, a)
+	if err != nil {
+		return "", fmt.Errorf("%w: %v", ErrMalformed, err)
+	}
+	return string(pt), nil
+}
+
+// envelopeID reads the key id of envelope text s (which has Prefix) without
+// decoding the rest: the first 12 characters hold it. The rest is checked
+// by openWith.
+func envelopeID(s string) (id [KeyIDLen]byte, err error) {
+	enc := s[len(Prefix):]
+	if len(enc) < b64.EncodedLen(KeyIDLen+nonceLen+16) {
+		return id, fmt.Errorf("%w: %d characters", ErrMalformed, len(enc))
+	}
+	var head [9]byte
+	if _, err := b64.Decode(head[:], []byte(enc[:12])); err != nil {
+		return id, fmt.Errorf("%w: %v", ErrMalformed, err)
+	}
+	copy(id[:], head[:])
+	return id, nil
 }
 
 // parseEnvelope splits envelope text into key id, nonce and ciphertext.

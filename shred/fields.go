@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"reflect"
+	"sync"
 
 	"github.com/kcqrs/kcqrs/schemas"
 )
@@ -14,6 +15,7 @@ import (
 type Fields struct {
 	typ    reflect.Type // the struct type
 	fields []schemas.PersonalField
+	copies sync.Pool // of pointers to typ, for SealPtr
 }
 
 // NewFields returns the sealer of struct type t (or a pointer to it), nil
@@ -25,28 +27,79 @@ func NewFields(t reflect.Type, fields []schemas.PersonalField) *Fields {
 	if t.Kind() == reflect.Pointer {
 		t = t.Elem()
 	}
-	return &Fields{typ: t, fields: fields}
+	f := &Fields{typ: t, fields: fields}
+	f.copies.New = func() any { return reflect.New(t).Interface() }
+	return f
 }
 
 // Seal returns a copy of v (a struct of the type, or a pointer to one) with
 // every personal field sealed for subject; v itself is not changed, since the
 // caller keeps it as a domain value. The copy has v's form (pointer or not).
 func (f *Fields) Seal(r *Keyring, subject string, v any) (any, error) {
+	cp, isPtr, err := f.sealCopy(r, subject, v)
+	if err != nil || !cp.IsValid() {
+		return v, err
+	}
+	if isPtr {
+		return cp.Interface(), nil
+	}
+	return cp.Elem().Interface(), nil
+}
+
+// SealPtr is Seal for an encoder that takes a struct or a pointer to one:
+// it returns a pointer to the sealed copy, taken from a pool; the caller
+// hands it back with Release once it has encoded it. It saves allocating
+// and boxing a copy per call.
+func (f *Fields) SealPtr(r *Keyring, subject string, v any) (any, error) {
 	if f == nil {
 		return v, nil
 	}
+	dst := f.copies.Get() // a pointer to f.typ
+	cp, _, err := f.sealInto(reflect.ValueOf(dst), r, subject, v)
+	if err != nil || !cp.IsValid() {
+		f.Release(dst) // cleared: it may hold a partly sealed copy
+		return v, err
+	}
+	return dst, nil
+}
+
+// Release returns a value of SealPtr to the pool, cleared (a pooled copy
+// holds no state, nor plaintext). Nothing for a nil f, or a value SealPtr
+// passed through.
+func (f *Fields) Release(sealed any) {
+	if f == nil {
+		return
+	}
+	rv := reflect.ValueOf(sealed)
+	if rv.Kind() != reflect.Pointer || rv.IsNil() || rv.Type().Elem() != f.typ {
+		return
+	}
+	rv.Elem().SetZero()
+	f.copies.Put(sealed)
+}
+
+// sealCopy returns a pointer to a sealed copy of v (invalid when there is
+// nothing to seal: f nil or v a nil pointer) and whether v was a pointer.
+func (f *Fields) sealCopy(r *Keyring, subject string, v any) (reflect.Value, bool, error) {
+	if f == nil {
+		return reflect.Value{}, false, nil
+	}
+	return f.sealInto(reflect.New(f.typ), r, subject, v)
+}
+
+// sealInto is sealCopy into cp, a pointer to f's type.
+func (f *Fields) sealInto(cp reflect.Value, r *Keyring, subject string, v any) (reflect.Value, bool, error) {
 	rv := reflect.ValueOf(v)
 	isPtr := rv.Kind() == reflect.Pointer
 	if isPtr {
 		if rv.IsNil() {
-			return v, nil
+			return reflect.Value{}, true, nil
 		}
 		rv = rv.Elem()
 	}
 	if rv.Type() != f.typ {
-		return nil, fmt.Errorf("shred: seal: %s is not %s", rv.Type(), f.typ)
+		return reflect.Value{}, false, fmt.Errorf("shred: seal: %s is not %s", rv.Type(), f.typ)
 	}
-	cp := reflect.New(f.typ)
 	cp.Elem().Set(rv)
 	for _, pf := range f.fields {
 		fv := cp.Elem().Field(pf.Index)
@@ -56,7 +109,7 @@ func (f *Fields) Seal(r *Keyring, subject string, v any) (any, error) {
 			}
 			s, err := r.Seal(subject, fv.Elem().String())
 			if err != nil {
-				return nil, err
+				return reflect.Value{}, false, err
 			}
 			p := reflect.New(fv.Type().Elem())
 			p.Elem().SetString(s)
@@ -65,14 +118,11 @@ func (f *Fields) Seal(r *Keyring, subject string, v any) (any, error) {
 		}
 		s, err := r.Seal(subject, fv.String())
 		if err != nil {
-			return nil, err
+			return reflect.Value{}, false, err
 		}
 		fv.SetString(s)
 	}
-	if isPtr {
-		return cp.Interface(), nil
-	}
-	return cp.Elem().Interface(), nil
+	return cp, isPtr, nil
 }
 
 // Open opens every personal field of the struct ptr points to, in place. A

@@ -3,6 +3,7 @@ package shred
 import (
 	"crypto/aes"
 	"crypto/cipher"
+	"crypto/hkdf"
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/base64"
@@ -70,6 +71,9 @@ type KeyWrapper interface {
 type MasterKey struct {
 	aead cipher.AEAD
 	id   string
+	// lookupPRK is the HKDF pseudorandom key of the lookup keys (blind.go),
+	// extracted at construction: the master key itself is not kept.
+	lookupPRK []byte
 }
 
 // NewMasterKey returns the wrapper of a 32-byte master key.
@@ -88,7 +92,11 @@ func NewMasterKey(key []byte) (*MasterKey, error) {
 	// The id is a hash of the key under a fixed label: it names the key
 	// without revealing it.
 	sum := sha256.Sum256(append([]byte("kcqrs master key id\x00"), key...))
-	return &MasterKey{aead: aead, id: "mk-" + hex.EncodeToString(sum[:6])}, nil
+	prk, err := hkdf.Extract(sha256.New, key, []byte("kcqrs lookup"))
+	if err != nil {
+		return nil, fmt.Errorf("shred: master key: %w", err)
+	}
+	return &MasterKey{aead: aead, id: "mk-" + hex.EncodeToString(sum[:6]), lookupPRK: prk}, nil
 }
 
 // ID implements KeyWrapper.

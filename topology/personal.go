@@ -128,6 +128,25 @@ func (r *Registry) seal(subject string, v any) (any, error) {
 	return f.Seal(r.shred.ring, subject, v)
 }
 
+// sealToEncode is seal for an encoder (schemas.Codec.Encode takes a struct
+// or a pointer): the sealed copy comes from a pool (shred.Fields.SealPtr);
+// call f.Release(sealed) once it is encoded (f may be nil).
+func (r *Registry) sealToEncode(subject string, v any) (sealed any, f *shred.Fields, err error) {
+	if r.shred == nil {
+		return v, nil, nil
+	}
+	t := reflect.TypeOf(v)
+	if t != nil && t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	f = r.shred.fields[t]
+	if f == nil {
+		return v, nil, nil
+	}
+	sealed, err = f.SealPtr(r.shred.ring, subject, v)
+	return sealed, f, err
+}
+
 // open opens the personal fields of the decoded value ptr points to.
 func (r *Registry) open(subject string, ptr reflect.Value) error {
 	if r.shred == nil {

@@ -423,41 +423,52 @@ func (r *Registry) decodeSnapshot(key string, value []byte) (*aggState, error) {
 	if bt == nil {
 		return nil, fmt.Errorf("snapshot %q: unknown aggregate type %q", key, s.AggregateType)
 	}
-	state, err := bt.decodeState(s.State)
+	ptr, err := bt.decodeStatePtr(s.State)
 	if err != nil {
 		return nil, &StateSchemaError{Key: key, AggregateType: s.AggregateType, AggregateID: s.AggregateID, Version: s.Version, Err: err, recent: s.Recent}
 	}
-	if state, err = r.openValue(subjectOf(s.AggregateType, s.AggregateID), state); err != nil {
+	// Opened in place, before the state is boxed: no copy of it.
+	if err := r.open(subjectOf(s.AggregateType, s.AggregateID), ptr); err != nil {
 		return nil, fmt.Errorf("snapshot %q: %w", key, err)
 	}
+	state := ptr.Elem().Interface()
 	return &aggState{key: key, id: s.AggregateID, bt: bt, version: s.Version, state: state, recent: s.Recent, recentEnc: items}, nil
 }
 
 // decodeState reads a state written with any known version of the state
 // schema: the current one directly, older ones by resolution and upcasters.
 func (bt *boundType) decodeState(data []byte) (any, error) {
+	ptr, err := bt.decodeStatePtr(data)
+	if err != nil {
+		return nil, err
+	}
+	return ptr.Elem().Interface(), nil
+}
+
+// decodeStatePtr is decodeState returning a pointer to the state.
+func (bt *boundType) decodeStatePtr(data []byte) (reflect.Value, error) {
 	ptr := reflect.New(bt.stateType)
 	if fp, err := schemas.Fingerprint(data); err == nil && fp == bt.state.Fingerprint() {
 		if err := bt.state.Decode(data, ptr.Interface()); err != nil {
-			return nil, err
+			return reflect.Value{}, err
 		}
-		return ptr.Elem().Interface(), nil
+		return ptr, nil
 	}
 	recs, err := bt.upcast.Decode(data)
 	if err != nil {
-		return nil, err
+		return reflect.Value{}, err
 	}
 	if len(recs) != 1 || recs[0].Name != bt.state.ShortName() {
 		names := make([]string, len(recs))
 		for i, rec := range recs {
 			names[i] = rec.Name
 		}
-		return nil, fmt.Errorf("state upcast to %v, want one %s", names, bt.state.ShortName())
+		return reflect.Value{}, fmt.Errorf("state upcast to %v, want one %s", names, bt.state.ShortName())
 	}
 	if err := bt.state.FromNative(recs[0].Fields, ptr.Interface()); err != nil {
-		return nil, err
+		return reflect.Value{}, err
 	}
-	return ptr.Elem().Interface(), nil
+	return ptr, nil
 }
 
 // decodeEvents reads an event payload written with any known version of the
@@ -520,11 +531,12 @@ func (r *Registry) encodeSnapshot(a *aggState) ([]byte, error) {
 
 // encodeSnapshotFresh encodes a's snapshot, ignoring a.snap.
 func (r *Registry) encodeSnapshotFresh(a *aggState) ([]byte, error) {
-	sv, err := r.seal(a.key, a.state)
+	sv, sealer, err := r.sealToEncode(a.key, a.state)
 	if err != nil {
 		return nil, fmt.Errorf("state of %q: %w", a.key, err)
 	}
 	state, err := a.bt.state.Encode(sv)
+	sealer.Release(sv)
 	if err != nil {
 		return nil, fmt.Errorf("state of %q: %w", a.key, err)
 	}
@@ -563,11 +575,12 @@ func (r *Registry) encodeEvent(a *aggState, version int64, commandID string, ts 
 	if msg == nil {
 		return nil, fmt.Errorf("event type %q is not listed in aggregate type %q", e.EventType(), a.bt.handler.AggregateType())
 	}
-	sealed, err := r.seal(a.key, e)
+	sealed, sealer, err := r.sealToEncode(a.key, e)
 	if err != nil {
 		return nil, fmt.Errorf("event %s: %w", e.EventType(), err)
 	}
 	payload, err := msg.codec.Encode(sealed)
+	sealer.Release(sealed)
 	if err != nil {
 		return nil, fmt.Errorf("event %s: %w", e.EventType(), err)
 	}

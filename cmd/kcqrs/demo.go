@@ -130,11 +130,11 @@ func runDemo(args []string) error {
 		return err
 	}
 	defer cl.Close()
-	opener, err := followDemoKeys(pctx, brokers, mk, slog.New(slog.NewTextHandler(logOut, nil)))
+	opener, personal, err := followDemoKeys(pctx, brokers, mk, slog.New(slog.NewTextHandler(logOut, nil)))
 	if err != nil {
 		return err
 	}
-	proj, err := startProjection(pctx, brokers, filepath.Join(*dir, "projector"), *httpAddr, logOut, opener)
+	proj, err := startProjection(pctx, brokers, filepath.Join(*dir, "projector"), *httpAddr, logOut, opener, personal)
 	if err != nil {
 		return err
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"net/url"
 	"strings"
 	"time"
 
@@ -31,9 +32,14 @@ func demoMasterKey() *shred.MasterKey {
 	return mk
 }
 
-// followDemoKeys follows the keys topic for the query API.
-func followDemoKeys(ctx context.Context, brokers []string, mk shred.KeyWrapper, log *slog.Logger) (func(string, string, string) string, error) {
+// followDemoKeys follows the keys topic for the query API and the blind
+// owners index of the projector.
+func followDemoKeys(ctx context.Context, brokers []string, mk shred.KeyWrapper, log *slog.Logger) (func(string, string, string) string, *projection.Personal, error) {
 	ring := shred.NewKeyring()
+	idx, err := shred.NewBlindIndex(mk, projection.OwnerIndexPurpose)
+	if err != nil {
+		return nil, nil, err
+	}
 	loaded, failed := make(chan struct{}), make(chan error, 1)
 	go func() {
 		err := topology.FollowKeys(ctx, []kgo.Opt{kgo.SeedBrokers(brokers...)}, "kcqrs-keys", mk, ring, func() { close(loaded) })
@@ -44,9 +50,9 @@ func followDemoKeys(ctx context.Context, brokers []string, mk shred.KeyWrapper, 
 	}()
 	select {
 	case <-loaded:
-		return topology.PersonalOpener(ring), nil
+		return topology.PersonalOpener(ring), &projection.Personal{Keys: ring, Owners: idx}, nil
 	case err := <-failed:
-		return nil, err
+		return nil, nil, err
 	}
 }
 
@@ -89,6 +95,24 @@ func showErasure(ctx context.Context, cl *client.Client, proj *projection.Servic
 		fmt.Printf("  GET %s -> %d %s\n", path, code, truncate(body, 110))
 	}
 	query(2)
+	// The owners index is blind (an HMAC of the owner): found by name
+	// although every table holds the owner sealed.
+	owners := "/v1/owners/" + url.PathEscape("Eve Example") + "/accounts"
+	listed := func() bool {
+		_, body, err := get(ctx, "http://"+proj.Addr()+owners)
+		return err == nil && strings.Contains(body, `"`+id+`"`)
+	}
+	showOwners := func() {
+		code, body, err := get(ctx, "http://"+proj.Addr()+owners)
+		if err != nil {
+			fmt.Printf("  GET %s: %v\n", owners, err)
+			return
+		}
+		fmt.Printf("  GET %s -> %d, %s listed: %v\n", owners, code, id, strings.Contains(body, `"`+id+`"`))
+	}
+	for wait := time.Now().Add(5 * time.Second); time.Now().Before(wait) && !listed(); time.Sleep(100 * time.Millisecond) {
+	}
+	showOwners()
 	token, err := shred.EraseToken(mk, "account/"+id)
 	if err != nil {
 		fmt.Printf("  erase: %v\n", err)
@@ -105,6 +129,9 @@ func showErasure(ctx context.Context, cl *client.Client, proj *projection.Servic
 		}
 	}
 	query(2)
+	for wait := time.Now().Add(5 * time.Second); time.Now().Before(wait) && listed(); time.Sleep(100 * time.Millisecond) {
+	}
+	showOwners()
 	state, version, err := replayDemoAccount(ctx, brokers, mk, id)
 	if err != nil {
 		fmt.Printf("  its events folded again: %v\n", err)

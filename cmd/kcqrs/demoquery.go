@@ -15,7 +15,7 @@ import (
 
 // startProjection runs the read models and their query API beside the
 // demo's processor.
-func startProjection(ctx context.Context, brokers []string, stateDir, addr string, logOut io.Writer, openPersonal func(string, string, string) string) (*projection.Service, error) {
+func startProjection(ctx context.Context, brokers []string, stateDir, addr string, logOut io.Writer, openPersonal func(string, string, string) string, personal *projection.Personal) (*projection.Service, error) {
 	reg, err := examples.Registry()
 	if err != nil {
 		return nil, err
@@ -25,7 +25,7 @@ func startProjection(ctx context.Context, brokers []string, stateDir, addr strin
 		Addr:         addr,
 		OpenPersonal: openPersonal,
 		Projection: projection.Config{
-			Brokers: brokers, StateDir: stateDir, Registry: reg,
+			Brokers: brokers, StateDir: stateDir, Registry: reg, Personal: personal,
 			Logger: slog.New(slog.NewTextHandler(logOut, nil)),
 		},
 	})

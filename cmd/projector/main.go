@@ -234,7 +234,7 @@ func run(ctx context.Context, st *settings, reg *topology.Registry, logOut io.Wr
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	if st.masterKey != nil {
-		if cfg.OpenPersonal, err = followKeys(ctx, opts, st, log); err != nil {
+		if cfg.OpenPersonal, cfg.Projection.Personal, err = followKeys(ctx, opts, st, log); err != nil {
 			return err
 		}
 	}

@@ -8,6 +8,7 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/kcqrs/kcqrs/projection"
 	"github.com/kcqrs/kcqrs/shred"
 	"github.com/kcqrs/kcqrs/topology"
 )
@@ -17,9 +18,17 @@ import (
 // wrong master key fails the start. If following stops later, erasures no
 // longer reach the keyring: the opener then fails closed (every sealed value
 // reads "[unreadable]") rather than go on showing the plaintext of subjects
-// erased since.
-func followKeys(ctx context.Context, opts []kgo.Opt, st *settings, log *slog.Logger) (func(string, string, string) string, error) {
+// erased since. It also returns the blind owners index over the keys
+// (projection.Personal), so that owners can be looked up although the
+// tables hold them sealed.
+func followKeys(ctx context.Context, opts []kgo.Opt, st *settings, log *slog.Logger) (func(string, string, string) string, *projection.Personal, error) {
 	ring := shred.NewKeyring()
+	var personal *projection.Personal
+	if idx, err := shred.NewBlindIndex(st.masterKey, projection.OwnerIndexPurpose); err == nil {
+		personal = &projection.Personal{Keys: ring, Owners: idx}
+	} else {
+		log.Warn("no blind owners index: owners of sealed accounts cannot be looked up", "err", err)
+	}
 	loaded := make(chan struct{})
 	failed := make(chan error, 1)
 	var stopped atomic.Bool
@@ -40,8 +49,8 @@ func followKeys(ctx context.Context, opts []kgo.Opt, st *settings, log *slog.Log
 				return "[unreadable]"
 			}
 			return open(aggregateType, aggregateID, value)
-		}, nil
+		}, personal, nil
 	case err := <-failed:
-		return nil, err
+		return nil, nil, err
 	}
 }

@@ -69,7 +69,7 @@ func TestStoppedKeyFollowerOpensNothing(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	open, err := followKeys(ctx, opts, &settings{keysTopic: "kcqrs-keys", masterKey: mk1}, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	open, _, err := followKeys(ctx, opts, &settings{keysTopic: "kcqrs-keys", masterKey: mk1}, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -182,7 +182,8 @@ type Results struct {
 type roundResult struct {
 	Processor, Ceiling, RawALO, Goka float64
 	CatchUp                          catchUpResult
-	Personal, PersonalPlain          float64 // processor with personal data on, and its plain pair (personal.go); 0 when skipped
+	Personal, PersonalPlain          float64   // processor with personal data on, and its plain pair (personal.go); 0 when skipped
+	PersonalRatios                   []float64 // each alternated pair's ratio (personal.go)
 }
 
 // median of f over the rounds.
@@ -329,10 +330,10 @@ func Run(ctx context.Context, o Options, progress io.Writer) (*Results, error) {
 			return nil, fmt.Errorf("processor: %w", err)
 		}
 		if !o.skip("personal") {
-			if rd.Personal, rd.PersonalPlain, err = measurePersonal(ctx, &o, w, prod, rp); err != nil {
+			if rd.Personal, rd.PersonalPlain, rd.PersonalRatios, err = measurePersonal(ctx, &o, w, prod, rp, logf); err != nil {
 				return nil, err
 			}
-			logf("processor with personal data: %.0f commands/s, its plain pair %.0f (%.2fx)", rd.Personal, rd.PersonalPlain, rd.Personal/rd.PersonalPlain)
+			logf("processor with personal data: %.0f commands/s, its plain pair %.0f (median of the pairs' ratios %.2fx)", rd.Personal, rd.PersonalPlain, medianOf(rd.PersonalRatios))
 		}
 		for _, t := range []struct {
 			topic   string
@@ -510,12 +511,7 @@ func (r *Results) WriteTable(out io.Writer) error {
 		row("peer ratio (processor / goka)", "", fmt.Sprintf("%s [%s]", ratio(r.Processor, r.Goka), ratios(proc, gk)), ">= 1.5")
 	}
 	if len(r.Rounds) > 0 && r.Rounds[0].Personal > 0 {
-		pers := func(rd roundResult) float64 { return rd.Personal }
-		plain := func(rd roundResult) float64 { return rd.PersonalPlain }
-		mp, mq := median(r.Rounds, pers), median(r.Rounds, plain)
-		row("processor throughput with personal data (owner sealed, a data key per account)", fmt.Sprintf("%.0f cmds/s [%s]", mp, perRound(pers)), "", "")
-		row("its pair: the same processor without a master key, measured right after", fmt.Sprintf("%.0f cmds/s [%s]", mq, perRound(plain)), "", "")
-		row("personal data ratio (with / without)", "", fmt.Sprintf("%s [%s]", ratio(mp, mq), ratios(pers, plain)), ">= 0.9")
+		r.personalRows(row, perRound)
 	}
 	if len(r.Rounds) > 0 && r.Rounds[0].CatchUp.Events > 0 {
 		pj := func(rd roundResult) float64 { return rd.CatchUp.Projector }
