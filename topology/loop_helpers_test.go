@@ -226,6 +226,32 @@ func unconfirmCommits(t *testing.T, h *topologytest.Harness, once bool, forwarde
 	return &hits
 }
 
+// failFirstEndTxnCommit makes the broker answer the next committing EndTxn
+// request with code without applying it (the transaction stays open until
+// it times out). kfake drops a control once it has handled a request, so
+// only that one is. It returns the count of requests so answered (0 or 1).
+func failFirstEndTxnCommit(h *topologytest.Harness, code *kerr.Error) *atomic.Int32 {
+	var hits atomic.Int32
+	h.Cluster.ControlKey(int16(kmsg.EndTxn), func(req kmsg.Request) (kmsg.Response, error, bool) {
+		end := req.(*kmsg.EndTxnRequest)
+		if !end.Commit {
+			return nil, nil, false
+		}
+		hits.Add(1)
+		resp := end.ResponseKind().(*kmsg.EndTxnResponse)
+		resp.ErrorCode = code.Code
+		return resp, nil, true
+	})
+	return &hits
+}
+
+// shortTransactions makes a worker's transactions time out after 7s (its
+// session after 6s), so that one left open on the broker ends soon.
+func shortTransactions(c *topology.Config) {
+	c.TransactionTimeout = 7 * time.Second
+	c.SessionTimeout = 6 * time.Second
+}
+
 // embeddedWorker is a harness on the embedded broker (its fault hooks are
 // used) with one worker, w0, started with a fresh state directory.
 func embeddedWorker(t *testing.T, mutate ...func(*topology.Config)) (*topologytest.Harness, *topologytest.Running) {

@@ -113,23 +113,9 @@ func TestTxnOffsetCommitFailureDoesNotStopTheWorker(t *testing.T) {
 // answered, and the worker must go on.
 func TestEndTxnErrorNotAppliedLosesNothing(t *testing.T) {
 	t.Parallel()
-	h := newHarness(t)
-	h.RequireEmbedded()
-	w := h.StartProcessor("w0", "", func(c *topology.Config) {
-		c.TransactionTimeout = 7 * time.Second
-		c.SessionTimeout = 6 * time.Second
-	})
+	h, w := embeddedWorker(t, shortTransactions)
 	openAccountID(t, h, "na")
-	var hits atomic.Int32
-	h.Cluster.ControlKey(int16(kmsg.EndTxn), func(req kmsg.Request) (kmsg.Response, error, bool) {
-		end := req.(*kmsg.EndTxnRequest)
-		if !end.Commit || !hits.CompareAndSwap(0, 1) {
-			return nil, nil, false
-		}
-		resp := end.ResponseKind().(*kmsg.EndTxnResponse)
-		resp.ErrorCode = kerr.UnknownServerError.Code
-		return resp, nil, true
-	})
+	hits := failFirstEndTxnCommit(h, kerr.UnknownServerError)
 	dep := cmd("account", "na", "Deposit", `{"amount":5}`)
 	dep.ID = "na-dep"
 	rep, err := sendWithin(h, dep, 25*time.Second)
