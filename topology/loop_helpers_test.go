@@ -2,6 +2,7 @@ package topology_test
 
 import (
 	"context"
+	"errors"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -259,6 +260,73 @@ func embeddedWorker(t *testing.T, mutate ...func(*topology.Config)) (*topologyte
 	h := newHarness(t)
 	h.RequireEmbedded()
 	return h, h.StartProcessor("w0", "", mutate...)
+}
+
+// workerWithAccount is embeddedWorker with the account id opened; p is
+// the partition of id.
+func workerWithAccount(t *testing.T, id string) (h *topologytest.Harness, w *topologytest.Running, p int32) {
+	t.Helper()
+	h, w = embeddedWorker(t)
+	openAccountID(t, h, id)
+	return h, w, topology.PartitionFor([]byte(id), partitions)
+}
+
+// failStoreWriteWhenSet makes the worker's store write fail once each
+// time fail is set (the write clears it): the failure comes after the
+// commit, so the store falls behind Kafka.
+func failStoreWriteWhenSet(fail *atomic.Bool) func(*topology.Config) {
+	return func(c *topology.Config) {
+		topology.FailStoreWrite(c, func(int32) error {
+			if fail.CompareAndSwap(true, false) {
+				return errors.New("injected write failure")
+			}
+			return nil
+		})
+	}
+}
+
+// deadLettersOf returns the records of the commands' dead-letter topic
+// with key.
+func deadLettersOf(h *topologytest.Harness, key string) []*kgo.Record {
+	var out []*kgo.Record
+	for _, d := range h.ReadTopic("commands-dlq") {
+		if string(d.Key) == key {
+			out = append(out, d)
+		}
+	}
+	return out
+}
+
+// stoppedPerPartition is a harness on the embedded broker where a worker
+// opened one account on each partition (openPerPartition) and stopped: the
+// next worker started with a fresh state directory restores every store.
+func stoppedPerPartition(t *testing.T, prefix string) (*topologytest.Harness, []string) {
+	t.Helper()
+	h, w := embeddedWorker(t)
+	ids := openPerPartition(t, h, prefix)
+	if err := w.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	return h, ids
+}
+
+// delayFirstChangelogFetches delays the first n topics of Fetch requests
+// naming the snapshots changelog by d each (delayChangelogFetch). It
+// returns the count so delayed (at most n).
+func delayFirstChangelogFetches(h *topologytest.Harness, n int32, d time.Duration) *atomic.Int32 {
+	var delayed atomic.Int32
+	delayChangelogFetch(h, func(kmsg.FetchRequestTopic) time.Duration {
+		for {
+			k := delayed.Load()
+			if k >= n {
+				return 0
+			}
+			if delayed.CompareAndSwap(k, k+1) {
+				return d
+			}
+		}
+	})
+	return &delayed
 }
 
 // wantOutputRefused fails the test unless rep is INTERNAL_ERROR
