@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"math"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -21,6 +20,7 @@ import (
 	"github.com/kcqrs/kcqrs/client"
 	"github.com/kcqrs/kcqrs/config"
 	"github.com/kcqrs/kcqrs/embedded"
+	"github.com/kcqrs/kcqrs/internal/binarytest"
 	"github.com/kcqrs/kcqrs/internal/examples"
 	"github.com/kcqrs/kcqrs/ops"
 	"github.com/kcqrs/kcqrs/topology"
@@ -29,13 +29,11 @@ import (
 
 var update = flag.Bool("update", false, "rewrite docs/operations.md's generated sections")
 
-func env(kv ...string) func(string) (string, bool) {
-	m := map[string]string{}
-	for i := 0; i < len(kv); i += 2 {
-		m[kv[i]] = kv[i+1]
-	}
-	return func(k string) (string, bool) { v, ok := m[k]; return v, ok }
-}
+// env, metric: see binarytest.
+var (
+	env    = binarytest.Env
+	metric = binarytest.Metric
+)
 
 // TestLoad: settings come from flags and the environment, and every
 // problem of a bad configuration is reported at once.
@@ -188,68 +186,54 @@ func TestREADMEGenerated(t *testing.T) {
 	}
 }
 
+// scrape is binarytest.Scrape.
 func scrape(t *testing.T, url string) (int, string) {
 	t.Helper()
-	resp, err := http.Get(url)
-	if err != nil {
-		return 0, err.Error()
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	return resp.StatusCode, string(b)
+	return binarytest.Scrape(url)
 }
 
-// metric returns the sum of the samples of a series whose name and labels
-// match the pattern.
-func metric(text, pattern string) (float64, bool) {
-	re := regexp.MustCompile(`(?m)^` + pattern + ` ([0-9.e+-]+)$`)
-	var sum float64
-	found := false
-	for _, m := range re.FindAllStringSubmatch(text, -1) {
-		v, err := strconv.ParseFloat(m[1], 64)
-		if err == nil {
-			sum += v
-			found = true
-		}
+// startWorker runs the binary with st (the examples' registry, logs
+// discarded) until the test ends: see binarytest.Start.
+func startWorker(t *testing.T, st *settings) *binarytest.Running {
+	t.Helper()
+	reg, err := examples.Registry()
+	if err != nil {
+		t.Fatal(err)
 	}
-	return sum, found
+	return binarytest.Start(t, func(ctx context.Context, started func(string)) error {
+		return run(ctx, st, reg, io.Discard, started)
+	})
+}
+
+// dialClient is a command client of brokers, retried until it connects or
+// ctx ends (the worker creates the topics as it starts), closed when the
+// test ends.
+func dialClient(ctx context.Context, t *testing.T, brokers []string) *client.Client {
+	t.Helper()
+	for {
+		cl, err := client.New(ctx, client.Config{Brokers: brokers})
+		if err == nil {
+			t.Cleanup(cl.Close)
+			return cl
+		}
+		if ctx.Err() != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
 }
 
 // TestMetricsAndHealth runs the binary's worker against the embedded
 // broker, sends commands, and scrapes the endpoints until the metrics show
 // the work and /readyz answers 200.
 func TestMetricsAndHealth(t *testing.T) {
-	c, err := embedded.Start(embedded.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
+	c := binarytest.Embedded(t, embedded.Options{})
 	st, _, err := load([]string{"--brokers", strings.Join(c.ListenAddrs(), ","), "--state-dir", t.TempDir(), "--instance-id", "m0",
 		"--partitions", "4", "--http-addr", "127.0.0.1:0", "--pprof", "--log-format", "json"}, env(), false)
 	if err != nil {
 		t.Fatal(err)
 	}
-	reg, err := examples.Registry()
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	addrc := make(chan string, 1)
-	done := make(chan error, 1)
-	go func() { done <- run(ctx, st, reg, io.Discard, func(a string) { addrc <- a }) }()
-	defer func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Error(err)
-		}
-	}()
-	var base string
-	select {
-	case a := <-addrc:
-		base = "http://" + a
-	case err := <-done:
-		t.Fatal(err)
-	}
+	base := startWorker(t, st).Base
 	if code, _ := scrape(t, base+"/healthz"); code != 200 {
 		t.Fatalf("/healthz: %d", code)
 	}
@@ -259,17 +243,7 @@ func TestMetricsAndHealth(t *testing.T) {
 
 	cctx, ccancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer ccancel()
-	var cl *client.Client
-	for cl == nil {
-		cl, err = client.New(cctx, client.Config{Brokers: st.cfg.Brokers})
-		if err != nil {
-			if cctx.Err() != nil {
-				t.Fatal(err)
-			}
-			time.Sleep(100 * time.Millisecond)
-		}
-	}
-	defer cl.Close()
+	cl := dialClient(cctx, t, st.cfg.Brokers)
 	const n = 12
 	for i := range n {
 		id := "m-" + strconv.Itoa(i)
