@@ -14,6 +14,7 @@ import (
 	"github.com/kcqrs/kcqrs/client"
 	"github.com/kcqrs/kcqrs/config"
 	"github.com/kcqrs/kcqrs/embedded"
+	"github.com/kcqrs/kcqrs/internal/binarytest"
 	"github.com/kcqrs/kcqrs/internal/examples"
 	"github.com/kcqrs/kcqrs/topology"
 	"github.com/kcqrs/kcqrs/topology/topologytest"
@@ -32,14 +33,10 @@ func processorAndSagaPermissions() []topology.Permission {
 // ends. It returns the admin's client options and the run's result.
 func securedRun(t *testing.T, perms []topology.Permission) (brokers []string, admin config.Kafka, done <-chan error) {
 	t.Helper()
-	c, err := embedded.Start(embedded.Options{Extra: []kfake.Opt{kfake.EnableSASL(),
+	c := binarytest.Embedded(t, embedded.Options{Extra: []kfake.Opt{kfake.EnableSASL(),
 		kfake.Superuser(config.SASLScramSHA256, "admin", "admin-secret"),
 		kfake.User(config.SASLScramSHA256, "worker", "worker-secret", topologytest.ACLs(perms)...),
 		kfake.EnableACLs()}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(c.Close)
 	brokers = c.ListenAddrs()
 	st, _, err := load([]string{"--brokers", strings.Join(brokers, ","), "--state-dir", t.TempDir(), "--instance-id", "w0",
 		"--partitions", "2", "--http-addr", "127.0.0.1:0"},

@@ -341,11 +341,7 @@ func TestSIGTERMLeavesNothingToRestore(t *testing.T) {
 	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
 		t.Fatalf("go build: %v\n%s", err, out)
 	}
-	c, err := embedded.Start(embedded.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(c.Close)
+	c := binarytest.Embedded(t, embedded.Options{})
 	brokers := c.ListenAddrs()
 	state := filepath.Join(dir, "state")
 

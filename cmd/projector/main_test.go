@@ -20,6 +20,7 @@ import (
 	"github.com/kcqrs/kcqrs/aggregates/account"
 	"github.com/kcqrs/kcqrs/config"
 	"github.com/kcqrs/kcqrs/embedded"
+	"github.com/kcqrs/kcqrs/internal/binarytest"
 	"github.com/kcqrs/kcqrs/internal/examples"
 	"github.com/kcqrs/kcqrs/schemas"
 	"github.com/kcqrs/kcqrs/wire"
@@ -27,13 +28,12 @@ import (
 
 var update = flag.Bool("update", false, "rewrite docs/operations.md's generated sections")
 
-func env(kv ...string) func(string) (string, bool) {
-	m := map[string]string{}
-	for i := 0; i < len(kv); i += 2 {
-		m[kv[i]] = kv[i+1]
-	}
-	return func(k string) (string, bool) { v, ok := m[k]; return v, ok }
-}
+// env, scrape, metric: see binarytest.
+var (
+	env    = binarytest.Env
+	scrape = binarytest.Scrape
+	metric = binarytest.Metric
+)
 
 // TestLoad: settings come from flags and KCQRS_PROJECTOR_ variables (not
 // the processor's KCQRS_ ones), and every problem is reported at once.
@@ -156,30 +156,6 @@ func TestDeploymentFiles(t *testing.T) {
 	if !strings.Contains(compose, "\n  projector:\n") {
 		t.Error("docker-compose.yml defines no projector service")
 	}
-}
-
-func scrape(url string) (int, string) {
-	resp, err := http.Get(url)
-	if err != nil {
-		return 0, err.Error()
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	return resp.StatusCode, string(b)
-}
-
-// metric returns the sum of the samples of the series matching pattern.
-func metric(text, pattern string) (float64, bool) {
-	re := regexp.MustCompile(`(?m)^` + pattern + ` ([0-9.e+-]+)$`)
-	var sum float64
-	found := false
-	for _, m := range re.FindAllStringSubmatch(text, -1) {
-		if v, err := strconv.ParseFloat(m[1], 64); err == nil {
-			sum += v
-			found = true
-		}
-	}
-	return sum, found
 }
 
 // TestMetricsAndHealth runs the binary's projector against the embedded
@@ -314,33 +290,19 @@ func TestMetricsAndHealth(t *testing.T) {
 // returns the base URL of its ops endpoints.
 func startProjector(t *testing.T, st *settings) string {
 	t.Helper()
+	return startProjectorLogging(t, st, io.Discard)
+}
+
+// startProjectorLogging is startProjector with its logs written to logs.
+func startProjectorLogging(t *testing.T, st *settings, logs io.Writer) string {
+	t.Helper()
 	reg, err := examples.Registry()
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	addrc := make(chan string, 1)
-	done := make(chan error, 1)
-	go func() { done <- run(ctx, st, reg, io.Discard, func(ops string) { addrc <- ops }) }()
-	select {
-	case a := <-addrc:
-		t.Cleanup(func() {
-			cancel()
-			select {
-			case err := <-done:
-				if err != nil {
-					t.Error(err)
-				}
-			case <-time.After(60 * time.Second):
-				t.Error("projector did not stop in 60s")
-			}
-		})
-		return "http://" + a
-	case err := <-done:
-		cancel()
-		t.Fatal(err)
-		return ""
-	}
+	return binarytest.Start(t, func(ctx context.Context, started func(string)) error {
+		return run(ctx, st, reg, logs, started)
+	}).Base
 }
 
 // TestReadyOnceBuilt: a query-only projector on a version nobody builds
