@@ -38,23 +38,17 @@ var (
 // TestLoad: settings come from flags and the environment, and every
 // problem of a bad configuration is reported at once.
 func TestLoad(t *testing.T) {
-	tests := []struct {
-		name  string
-		args  []string
-		env   func(string) (string, bool)
-		wants []string // error substrings; none: valid
-		check func(t *testing.T, st *settings)
-	}{
-		{name: "defaults", env: env(), check: func(t *testing.T, st *settings) {
+	tests := []binarytest.LoadCase[*settings]{
+		{Name: "defaults", Env: env(), Check: func(t *testing.T, st *settings) {
 			d := topology.Defaults()
 			if st.cfg.CommitInterval != d.CommitInterval || st.cfg.MaxBatch != d.MaxBatch || st.cfg.Partitions != d.Partitions ||
 				st.cfg.Group != d.Group || st.httpAddr != ops.DefaultAddr || st.cfg.InstanceID == "" {
 				t.Fatalf("defaults not applied: %+v", st.cfg)
 			}
 		}},
-		{name: "environment and flags", args: []string{"--max-batch", "7", "--brokers", "k1:9092,k2:9092"},
-			env: env("KCQRS_COMMIT_INTERVAL", "250ms", "KCQRS_MAX_BATCH", "3", "KCQRS_FETCH_MAX_BYTES", "8MiB", "KCQRS_MEMORY_LIMIT", "250MiB", "KCQRS_INSTANCE_ID", "w-7", "KCQRS_SASL_MECHANISM", "SCRAM-SHA-512", "KCQRS_SASL_USER", "u", "KCQRS_SASL_PASSWORD", "p", "KCQRS_TRANSFER_SIGNING_KEY", "legs"),
-			check: func(t *testing.T, st *settings) {
+		{Name: "environment and flags", Args: []string{"--max-batch", "7", "--brokers", "k1:9092,k2:9092"},
+			Env: env("KCQRS_COMMIT_INTERVAL", "250ms", "KCQRS_MAX_BATCH", "3", "KCQRS_FETCH_MAX_BYTES", "8MiB", "KCQRS_MEMORY_LIMIT", "250MiB", "KCQRS_INSTANCE_ID", "w-7", "KCQRS_SASL_MECHANISM", "SCRAM-SHA-512", "KCQRS_SASL_USER", "u", "KCQRS_SASL_PASSWORD", "p", "KCQRS_TRANSFER_SIGNING_KEY", "legs"),
+			Check: func(t *testing.T, st *settings) {
 				if string(st.cfg.CommandSigningKey) != "legs" || st.derivedKey || len(st.cfg.InternalCommands["account"]) != 3 {
 					t.Fatalf("signing key %q (derived %v), internal commands %v", st.cfg.CommandSigningKey, st.derivedKey, st.cfg.InternalCommands)
 				}
@@ -64,22 +58,22 @@ func TestLoad(t *testing.T) {
 					t.Fatalf("got %+v / %+v", st.cfg, st.kafka)
 				}
 			}},
-		{name: "everything wrong at once",
-			args: []string{"--commit-interval", "soon", "--max-batch", "0", "--transaction-timeout", "10ms", "--partitions", "0", "--replication-factor", "0", "--log-format", "yaml", "--events-topic", "commands", "--max-command-bytes", "-1", "--cache-size", "-5", "--fetch-max-bytes", "-1", "--fetch-max-partition-bytes", "3GiB", "--memory-limit", "-1"},
-			env:  env("KCQRS_DEDUPE_WINDOW", "many", "KCQRS_SASL_MECHANISM", "GSSAPI", "KCQRS_BROKERS", "nohost"),
-			wants: []string{`--commit-interval="soon"`, "max batch 0 < 1", "transaction timeout 10ms < 1s", "partitions 0 < 1",
+		{Name: "everything wrong at once",
+			Args: []string{"--commit-interval", "soon", "--max-batch", "0", "--transaction-timeout", "10ms", "--partitions", "0", "--replication-factor", "0", "--log-format", "yaml", "--events-topic", "commands", "--max-command-bytes", "-1", "--cache-size", "-5", "--fetch-max-bytes", "-1", "--fetch-max-partition-bytes", "3GiB", "--memory-limit", "-1"},
+			Env:  env("KCQRS_DEDUPE_WINDOW", "many", "KCQRS_SASL_MECHANISM", "GSSAPI", "KCQRS_BROKERS", "nohost"),
+			Wants: []string{`--commit-interval="soon"`, "max batch 0 < 1", "transaction timeout 10ms < 1s", "partitions 0 < 1",
 				"--replication-factor 0", `--log-format "yaml"`, `KCQRS_DEDUPE_WINDOW="many"`, `--sasl-mechanism "GSSAPI"`,
 				`"nohost" is not host:port`, `topic "commands" is both`, "max command bytes -1 < 1", "cache bytes -5 < 0",
 				"fetch max bytes -1 not in", "fetch max partition bytes 3221225472 not in", "--memory-limit -1 < 0"}},
-		{name: "transfers on an authenticating Kafka need the signing key", env: env("KCQRS_SASL_MECHANISM", "PLAIN", "KCQRS_SASL_USER", "u", "KCQRS_SASL_PASSWORD", "p"),
-			wants: []string{"--transfer-signing-key (or KCQRS_TRANSFER_SIGNING_KEY) is required with --transfers"}},
-		{name: "no signing key and no saga: every leg refused", args: []string{"--transfers=false"}, env: env("KCQRS_SASL_MECHANISM", "PLAIN", "KCQRS_SASL_USER", "u", "KCQRS_SASL_PASSWORD", "p"),
-			check: func(t *testing.T, st *settings) {
+		{Name: "transfers on an authenticating Kafka need the signing key", Env: env("KCQRS_SASL_MECHANISM", "PLAIN", "KCQRS_SASL_USER", "u", "KCQRS_SASL_PASSWORD", "p"),
+			Wants: []string{"--transfer-signing-key (or KCQRS_TRANSFER_SIGNING_KEY) is required with --transfers"}},
+		{Name: "no signing key and no saga: every leg refused", Args: []string{"--transfers=false"}, Env: env("KCQRS_SASL_MECHANISM", "PLAIN", "KCQRS_SASL_USER", "u", "KCQRS_SASL_PASSWORD", "p"),
+			Check: func(t *testing.T, st *settings) {
 				if len(st.cfg.CommandSigningKey) != 0 || len(st.cfg.InternalCommands["account"]) != 3 {
 					t.Fatalf("signing key %q, internal commands %v", st.cfg.CommandSigningKey, st.cfg.InternalCommands)
 				}
 			}},
-		{name: "without authentication the key is derived from the group", env: env("KCQRS_INSTANCE_ID", "w-1"), check: func(t *testing.T, st *settings) {
+		{Name: "without authentication the key is derived from the group", Env: env("KCQRS_INSTANCE_ID", "w-1"), Check: func(t *testing.T, st *settings) {
 			other, _, err := load([]string{"--instance-id", "w-2", "--transfers=false"}, env(), false)
 			if err != nil {
 				t.Fatal(err)
@@ -95,8 +89,8 @@ func TestLoad(t *testing.T) {
 				t.Fatal("another group derived the same key")
 			}
 		}},
-		{name: "stray argument", args: []string{"run"}, env: env(), wants: []string{`unexpected arguments ["run"]`}},
-		{name: "reply topics", env: env("KCQRS_REPLY_TOPICS", "replies-*,my-replies"), check: func(t *testing.T, st *settings) {
+		{Name: "stray argument", Args: []string{"run"}, Env: env(), Wants: []string{`unexpected arguments ["run"]`}},
+		{Name: "reply topics", Env: env("KCQRS_REPLY_TOPICS", "replies-*,my-replies"), Check: func(t *testing.T, st *settings) {
 			if got := strings.Join(st.cfg.ReplyTopics, ","); got != "replies-*,my-replies" {
 				t.Fatalf("reply topics %q: want the configured ones", got)
 			}
@@ -104,37 +98,21 @@ func TestLoad(t *testing.T) {
 				t.Fatalf("internal topics %q", got)
 			}
 		}},
-		{name: "unsafe reply topics", args: []string{"--reply-topics", "snapshots-*,__consumer_offsets"}, env: env(),
-			wants: []string{`reply topic "snapshots-*" would allow "snapshots-changelog"`, `reply topic "__consumer_offsets" would allow "__*"`}},
+		{Name: "unsafe reply topics", Args: []string{"--reply-topics", "snapshots-*,__consumer_offsets"}, Env: env(),
+			Wants: []string{`reply topic "snapshots-*" would allow "snapshots-changelog"`, `reply topic "__consumer_offsets" would allow "__*"`}},
 		// The saga's legs are answered on the default reply topic; the topic
 		// they once named is internal, with or without the saga.
-		{name: "the saga's retired reply topic", args: []string{"--reply-topics", "transfer-replies"}, env: env(),
-			wants: []string{`reply topic "transfer-replies" would allow "transfer-replies"`}},
-		{name: "the saga's retired reply topic without the saga", args: []string{"--transfers=false", "--reply-topics", "transfer-replies"}, env: env(),
-			wants: []string{`reply topic "transfer-replies" would allow "transfer-replies"`}},
-		{name: "command larger than a record", args: []string{"--max-record-bytes", "800000"}, env: env(),
-			wants: []string{"max command bytes 921600 does not leave 16384 bytes below the record limit 800000"}},
+		{Name: "the saga's retired reply topic", Args: []string{"--reply-topics", "transfer-replies"}, Env: env(),
+			Wants: []string{`reply topic "transfer-replies" would allow "transfer-replies"`}},
+		{Name: "the saga's retired reply topic without the saga", Args: []string{"--transfers=false", "--reply-topics", "transfer-replies"}, Env: env(),
+			Wants: []string{`reply topic "transfer-replies" would allow "transfer-replies"`}},
+		{Name: "command larger than a record", Args: []string{"--max-record-bytes", "800000"}, Env: env(),
+			Wants: []string{"max command bytes 921600 does not leave 16384 bytes below the record limit 800000"}},
 	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			st, _, err := load(tt.args, tt.env, false)
-			if len(tt.wants) == 0 {
-				if err != nil {
-					t.Fatal(err)
-				}
-				tt.check(t, st)
-				return
-			}
-			if err == nil {
-				t.Fatal("accepted")
-			}
-			for _, w := range tt.wants {
-				if !strings.Contains(err.Error(), w) {
-					t.Errorf("error lacks %q:\n%v", w, err)
-				}
-			}
-		})
-	}
+	binarytest.RunLoad(t, func(args []string, env func(string) (string, bool)) (*settings, error) {
+		st, _, err := load(args, env, false)
+		return st, err
+	}, tests)
 }
 
 // section returns the text of docs/operations.md between the two marker lines.

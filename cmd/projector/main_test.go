@@ -38,56 +38,34 @@ var (
 // TestLoad: settings come from flags and KCQRS_PROJECTOR_ variables (not
 // the processor's KCQRS_ ones), and every problem is reported at once.
 func TestLoad(t *testing.T) {
-	tests := []struct {
-		name  string
-		args  []string
-		env   func(string) (string, bool)
-		wants []string
-		check func(t *testing.T, st *settings)
-	}{
-		{name: "defaults", env: env("KCQRS_STATE_DIR", "/processor/state", "KCQRS_BROKERS", "nohost"), check: func(t *testing.T, st *settings) {
+	tests := []binarytest.LoadCase[*settings]{
+		{Name: "defaults", Env: env("KCQRS_STATE_DIR", "/processor/state", "KCQRS_BROKERS", "nohost"), Check: func(t *testing.T, st *settings) {
 			if st.proj.StateDir != ".kcqrs/projector" || st.opsAddr != DefaultOpsAddr || st.httpAddr != "127.0.0.1:8088" ||
 				st.proj.Names.Version != 1 || st.proj.SessionTimeout != 10*time.Second || len(st.versions) != 0 || st.queryOnly {
 				t.Fatalf("defaults not applied: %+v", st)
 			}
 		}},
-		{name: "environment and flags", args: []string{"--version", "3", "--brokers", "k1:9092,k2:9092"},
-			env: env("KCQRS_PROJECTOR_VERSION", "2", "KCQRS_PROJECTOR_SERVE_VERSIONS", "2,3", "KCQRS_PROJECTOR_OPS_ADDR", ":9100",
+		{Name: "environment and flags", Args: []string{"--version", "3", "--brokers", "k1:9092,k2:9092"},
+			Env: env("KCQRS_PROJECTOR_VERSION", "2", "KCQRS_PROJECTOR_SERVE_VERSIONS", "2,3", "KCQRS_PROJECTOR_OPS_ADDR", ":9100",
 				"KCQRS_PROJECTOR_SASL_MECHANISM", "PLAIN", "KCQRS_PROJECTOR_SASL_USER", "u", "KCQRS_PROJECTOR_SASL_PASSWORD", "p"),
-			check: func(t *testing.T, st *settings) {
+			Check: func(t *testing.T, st *settings) {
 				if st.proj.Names.Version != 3 || fmt.Sprint(st.versions) != "[2 3]" || st.opsAddr != ":9100" ||
 					strings.Join(st.proj.Brokers, ",") != "k1:9092,k2:9092" || st.kafka.SASLPassword != "p" {
 					t.Fatalf("got %+v", st)
 				}
 			}},
-		{name: "everything wrong at once",
-			args: []string{"--version", "0", "--serve-versions", "2,x,1", "--log-format", "yaml", "--session-timeout", "5ms", "--replication", "0",
+		{Name: "everything wrong at once",
+			Args: []string{"--version", "0", "--serve-versions", "2,x,1", "--log-format", "yaml", "--session-timeout", "5ms", "--replication", "0",
 				"--progress-interval", "1ms", "--query-only", "--no-http", "extra"},
-			env: env("KCQRS_PROJECTOR_SASL_MECHANISM", "GSSAPI", "KCQRS_PROJECTOR_BROKERS", "nohost", "KCQRS_PROJECTOR_PPROF", "maybe"),
-			wants: []string{"--version 0", `"x" is not a version`, "1 after 2", `--log-format "yaml"`, "--session-timeout 5ms",
+			Env: env("KCQRS_PROJECTOR_SASL_MECHANISM", "GSSAPI", "KCQRS_PROJECTOR_BROKERS", "nohost", "KCQRS_PROJECTOR_PPROF", "maybe"),
+			Wants: []string{"--version 0", `"x" is not a version`, "1 after 2", `--log-format "yaml"`, "--session-timeout 5ms",
 				"--replication 0", "--progress-interval 1ms", "--query-only and --no-http", `unexpected arguments ["extra"]`,
 				`--sasl-mechanism "GSSAPI"`, `"nohost" is not host:port`, `KCQRS_PROJECTOR_PPROF="maybe"`}},
 	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			st, _, err := load(tt.args, tt.env)
-			if len(tt.wants) == 0 {
-				if err != nil {
-					t.Fatal(err)
-				}
-				tt.check(t, st)
-				return
-			}
-			if err == nil {
-				t.Fatal("accepted")
-			}
-			for _, w := range tt.wants {
-				if !strings.Contains(err.Error(), w) {
-					t.Errorf("error lacks %q:\n%v", w, err)
-				}
-			}
-		})
-	}
+	binarytest.RunLoad(t, func(args []string, env func(string) (string, bool)) (*settings, error) {
+		st, _, err := load(args, env)
+		return st, err
+	}, tests)
 }
 
 // TestREADMEGenerated: docs/operations.md's projector configuration table is what

@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"regexp"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -22,6 +23,42 @@ func Env(kv ...string) func(string) (string, bool) {
 		m[kv[i]] = kv[i+1]
 	}
 	return func(k string) (string, bool) { v, ok := m[k]; return v, ok }
+}
+
+// LoadCase is one case of a binary's settings test (RunLoad).
+type LoadCase[S any] struct {
+	Name  string
+	Args  []string                    // the command line
+	Env   func(string) (string, bool) // the environment (Env)
+	Wants []string                    // substrings of the error; none: the settings are valid
+	Check func(t *testing.T, st S)    // looks at valid settings
+}
+
+// RunLoad runs each case as a subtest: load its Args and Env; with Wants,
+// loading must fail with an error containing each of them; without, it
+// must succeed and Check is called on the settings.
+func RunLoad[S any](t *testing.T, load func(args []string, env func(string) (string, bool)) (S, error), cases []LoadCase[S]) {
+	t.Helper()
+	for _, tt := range cases {
+		t.Run(tt.Name, func(t *testing.T) {
+			st, err := load(tt.Args, tt.Env)
+			if len(tt.Wants) == 0 {
+				if err != nil {
+					t.Fatal(err)
+				}
+				tt.Check(t, st)
+				return
+			}
+			if err == nil {
+				t.Fatal("accepted")
+			}
+			for _, w := range tt.Wants {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("error lacks %q:\n%v", w, err)
+				}
+			}
+		})
+	}
 }
 
 // Embedded starts the embedded broker with o, closed when the test ends
