@@ -121,6 +121,18 @@ func refuseProduce(h *topologytest.Harness, topic string, err *kerr.Error, count
 	return kfake.Fault{Keys: []kmsg.Key{kmsg.Produce}, Topic: h.Topic(topic), Partitions: partitions, Err: err, Count: count}
 }
 
+// manualProducer is a client of h's cluster (with h's client options, then
+// opts) that produces each record to the partition it names. The caller
+// closes it.
+func manualProducer(t *testing.T, h *topologytest.Harness, opts ...kgo.Opt) *kgo.Client {
+	t.Helper()
+	cl, err := kgo.NewClient(append(append([]kgo.Opt{kgo.SeedBrokers(h.Brokers...), kgo.RecordPartitioner(kgo.ManualPartitioner())}, h.ClientOpts...), opts...)...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cl
+}
+
 // txnClient is a transactional client with id (manual partitions), closed
 // when the test ends.
 func txnClient(t *testing.T, h *topologytest.Harness, id string) *kgo.Client {

@@ -532,10 +532,7 @@ func rawSendTo(t *testing.T, h *topologytest.Harness, rec *kgo.Record) (wire.Rep
 	)
 	rec.Topic = h.Topic(rec.Topic)
 	h.Client() // topics exist
-	prod, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(h.Brokers...), kgo.RecordPartitioner(kgo.ManualPartitioner())}, h.ClientOpts...)...)
-	if err != nil {
-		t.Fatal(err)
-	}
+	prod := manualProducer(t, h)
 	defer prod.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
