@@ -98,7 +98,7 @@ func TestDeterministicProduceFailureIsIsolated(t *testing.T) {
 
 	// Every event produced to the aggregate's partition is refused as too
 	// large: the deposit can never be written.
-	fh := h.Cluster.Fault(refuseProduce(h, "events", kerr.MessageTooLarge, -1, p))
+	fh := h.Cluster.Fault(tooLarge(h, "events", p))
 	res := sendAsync(h, cmd("account", "iso", "Deposit", `{"amount":5}`), 60*time.Second)
 	// Other partitions keep answering meanwhile.
 	wantStatus(t, h.Send(cmd("account", other, "Deposit", `{"amount":1}`)), wire.StatusAccepted, 2)
@@ -134,9 +134,9 @@ func TestRefusedDeadLetterEndsInASkip(t *testing.T) {
 	t.Parallel()
 	h, w, p := workerWithAccount(t, "iso")
 	fh := h.Cluster.Fault(
-		refuseProduce(h, "events", kerr.MessageTooLarge, -1, p),
-		refuseProduce(h, "commands-dlq", kerr.MessageTooLarge, -1),
-		refuseProduce(h, "command_reply", kerr.MessageTooLarge, -1),
+		tooLarge(h, "events", p),
+		tooLarge(h, "commands-dlq"),
+		tooLarge(h, "command_reply"),
 	)
 	// No reply can be written: this Send only times out.
 	sendAsync(h, cmd("account", "iso", "Deposit", `{"amount":5}`), 5*time.Second)
@@ -156,7 +156,7 @@ func TestRefusedDeadLetterValueBecomesAPointer(t *testing.T) {
 	t.Parallel()
 	h, w, p := workerWithAccount(t, "ptr")
 	fh := h.Cluster.Fault(
-		refuseProduce(h, "events", kerr.MessageTooLarge, -1, p),
+		tooLarge(h, "events", p),
 		refuseProduce(h, "commands-dlq", kerr.MessageTooLarge, 1),
 	)
 	r, err := sendWithin(h, cmd("account", "ptr", "Deposit", `{"amount":5}`), 60*time.Second)

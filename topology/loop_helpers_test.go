@@ -133,6 +133,13 @@ func manualProducer(t *testing.T, h *topologytest.Harness, opts ...kgo.Opt) *kgo
 	return cl
 }
 
+// tooLarge refuses every produce request to the topology's topic as too
+// large (refuseProduce until Remove), on the given partitions (none: all):
+// a deterministic refusal.
+func tooLarge(h *topologytest.Harness, topic string, partitions ...int32) kfake.Fault {
+	return refuseProduce(h, topic, kerr.MessageTooLarge, -1, partitions...)
+}
+
 // txnClient is a transactional client with id (manual partitions), closed
 // when the test ends.
 func txnClient(t *testing.T, h *topologytest.Harness, id string) *kgo.Client {

@@ -22,8 +22,8 @@ func TestIsolatedCommandAnsweredWhenOnlyTheDeadLetterIsRefused(t *testing.T) {
 	t.Parallel()
 	h, _, p := workerWithAccount(t, "iso")
 	fh := h.Cluster.Fault(
-		refuseProduce(h, "events", kerr.MessageTooLarge, -1, p),
-		refuseProduce(h, "commands-dlq", kerr.MessageTooLarge, -1),
+		tooLarge(h, "events", p),
+		tooLarge(h, "commands-dlq"),
 	)
 	defer fh.Remove()
 	rep, err := sendWithin(h, cmd("account", "iso", "Deposit", `{"amount":5}`), 20*time.Second)
@@ -40,8 +40,8 @@ func TestIsolatedCommandDeadLetteredWhenOnlyTheReplyIsRefused(t *testing.T) {
 	t.Parallel()
 	h, w, p := workerWithAccount(t, "iso")
 	fh := h.Cluster.Fault(
-		refuseProduce(h, "events", kerr.MessageTooLarge, -1, p),
-		refuseProduce(h, "command_reply", kerr.MessageTooLarge, -1),
+		tooLarge(h, "events", p),
+		tooLarge(h, "command_reply"),
 	)
 	sendAsync(h, cmd("account", "iso", "Deposit", `{"amount":5}`), 5*time.Second) // its reply cannot be written
 	pollUntil(t, "the refused command to be settled", 30*time.Second, func() bool { return w.Stats().IsolatedDeadLetters == 1 })
@@ -172,7 +172,7 @@ func TestTwoPoisonRecordsOnTwoPartitions(t *testing.T) {
 		openAccountID(t, h, ids[q])
 	}
 	bad, good := parts[:2], parts[2]
-	fh := h.Cluster.Fault(refuseProduce(h, "events", kerr.MessageTooLarge, -1, bad...))
+	fh := h.Cluster.Fault(tooLarge(h, "events", bad...))
 	defer fh.Remove()
 	var res []<-chan sendResult
 	for _, q := range parts {
