@@ -18,7 +18,6 @@ import (
 	"github.com/kcqrs/kcqrs/internal/examples"
 	"github.com/kcqrs/kcqrs/topology"
 	"github.com/kcqrs/kcqrs/topology/topologytest"
-	"github.com/kcqrs/kcqrs/wire"
 )
 
 // processorAndSagaPermissions are the documented permissions of worker w0
@@ -81,17 +80,9 @@ func TestProcessorWithExactlyItsACLs(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer cl.Close()
-	send := func(id, typ, data string) {
-		t.Helper()
-		rep, err := cl.Send(ctx, client.Command{AggregateType: "account", AggregateID: id, Type: typ, JSON: []byte(data)})
-		if err != nil || rep.Status != wire.StatusAccepted {
-			t.Fatalf("%s %s: %+v %v", typ, id, rep, err)
-		}
+	if err := topologytest.StartTransfer(ctx, cl); err != nil {
+		t.Fatal(err)
 	}
-	send("a", "OpenAccount", `{"owner":"A","currency":"EUR"}`)
-	send("a", "Deposit", `{"amount":100}`)
-	send("b", "OpenAccount", `{"owner":"B","currency":"EUR"}`)
-	send("a", "DebitForTransfer", `{"transferId":"t1","to":"b","amount":30}`)
 	for {
 		types, err := topologytest.EventTypes(ctx, brokers, "events", opts[1:]...)
 		if err != nil {

@@ -24,6 +24,7 @@ import (
 	"github.com/kcqrs/kcqrs/internal/examples"
 	"github.com/kcqrs/kcqrs/ops"
 	"github.com/kcqrs/kcqrs/topology"
+	"github.com/kcqrs/kcqrs/topology/topologytest"
 	"github.com/kcqrs/kcqrs/wire"
 )
 
@@ -183,22 +184,16 @@ func startWorker(t *testing.T, st *settings) *binarytest.Running {
 	})
 }
 
-// dialClient is a command client of brokers, retried until it connects or
-// ctx ends (the worker creates the topics as it starts), closed when the
-// test ends.
+// dialClient is a command client of brokers (topologytest.WaitClient:
+// the worker creates the topics as it starts), closed when the test ends.
 func dialClient(ctx context.Context, t *testing.T, brokers []string) *client.Client {
 	t.Helper()
-	for {
-		cl, err := client.New(ctx, client.Config{Brokers: brokers})
-		if err == nil {
-			t.Cleanup(cl.Close)
-			return cl
-		}
-		if ctx.Err() != nil {
-			t.Fatal(err)
-		}
-		time.Sleep(100 * time.Millisecond)
+	cl, err := topologytest.WaitClient(ctx, client.Config{Brokers: brokers})
+	if err != nil {
+		t.Fatal(err)
 	}
+	t.Cleanup(cl.Close)
+	return cl
 }
 
 // TestMetricsAndHealth runs the binary's worker against the embedded
