@@ -154,13 +154,5 @@ func (w *workload) startSaga(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- sg.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("saga: %v", err)
-		}
-	})
+	topologytest.RunUntilEnd(t, "saga", sg.Run)
 }

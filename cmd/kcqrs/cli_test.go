@@ -1,7 +1,6 @@
 package main
 
 import (
-	"context"
 	"encoding/json"
 	"strings"
 	"testing"
@@ -31,15 +30,7 @@ func startWorkers(t *testing.T, transfers bool) *topologytest.Harness {
 		if err != nil {
 			t.Fatal(err)
 		}
-		ctx, cancel := context.WithCancel(context.Background())
-		done := make(chan error, 1)
-		go func() { done <- sg.Run(ctx) }()
-		t.Cleanup(func() {
-			cancel()
-			if err := <-done; err != nil {
-				t.Errorf("saga: %v", err)
-			}
-		})
+		topologytest.RunUntilEnd(t, "saga", sg.Run)
 	}
 	return h
 }
