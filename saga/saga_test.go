@@ -485,3 +485,31 @@ func TestReplayedHistoryMovesNoMoney(t *testing.T) {
 		t.Fatalf("%d completed and %d refunded transfers, want 1 and 1", c, r)
 	}
 }
+
+// debitedWhileStopped is a harness where a processor (its state in dir)
+// opened the accounts (openAccounts, 100 for ann; cid with closedCid)
+// and accepted a debit of 50 from ann for target (transfer t1), then
+// stopped: the saga has a transfer to carry on, and no processor runs.
+func debitedWhileStopped(t *testing.T, target string, closedCid bool) (h *topologytest.Harness, dir string) {
+	t.Helper()
+	h = newHarness(t)
+	dir = t.TempDir()
+	proc := h.StartProcessor("w0", dir)
+	openAccounts(t, h, 100, closedCid)
+	accepted(t, send(t, h, "ann", "DebitForTransfer", `{"transferId":"t1","to":"`+target+`","amount":50}`))
+	if err := proc.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	return h, dir
+}
+
+// creditAndStop runs a saga (s0, no re-drive within the test) until it has
+// sent the credit of the one debit, then stops it.
+func creditAndStop(t *testing.T, h *topologytest.Harness) {
+	t.Helper()
+	first := startSagaWith(t, h, saga.Config{InstanceID: "s0", RedriveAfter: time.Hour})
+	waitFor(t, "the saga's credit", func() bool { return first.Stats().Debits == 1 })
+	if err := first.stop(); err != nil {
+		t.Fatal(err)
+	}
+}
