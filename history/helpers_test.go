@@ -15,7 +15,7 @@ import (
 
 	"github.com/kcqrs/kcqrs/client"
 	"github.com/kcqrs/kcqrs/history"
-	"github.com/kcqrs/kcqrs/internal/examples"
+	"github.com/kcqrs/kcqrs/internal/examples/examplestest"
 	"github.com/kcqrs/kcqrs/topology/topologytest"
 	"github.com/kcqrs/kcqrs/wire"
 )
@@ -33,11 +33,7 @@ type env struct {
 
 func newEnv(t *testing.T, partitions int32) *env {
 	t.Helper()
-	reg, err := examples.Registry()
-	if err != nil {
-		t.Fatal(err)
-	}
-	h := topologytest.New(t, reg, partitions)
+	h := examplestest.Harness(t, partitions)
 	return &env{t: t, h: h}
 }
 

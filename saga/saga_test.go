@@ -18,7 +18,7 @@ import (
 
 	"github.com/kcqrs/kcqrs/aggregates/account"
 	"github.com/kcqrs/kcqrs/client"
-	"github.com/kcqrs/kcqrs/internal/examples"
+	"github.com/kcqrs/kcqrs/internal/examples/examplestest"
 	"github.com/kcqrs/kcqrs/saga"
 	"github.com/kcqrs/kcqrs/topology"
 	"github.com/kcqrs/kcqrs/topology/topologytest"
@@ -29,11 +29,7 @@ const partitions = 4
 
 func newHarness(t *testing.T) *topologytest.Harness {
 	t.Helper()
-	reg, err := examples.Registry()
-	if err != nil {
-		t.Fatal(err)
-	}
-	h := topologytest.New(t, reg, partitions)
+	h := examplestest.Harness(t, partitions)
 	// The processors refuse the saga's legs unless signed with this key.
 	h.Base.InternalCommands, h.Base.CommandSigningKey = saga.InternalCommands(), signingKey
 	return h

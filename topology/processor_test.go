@@ -16,7 +16,7 @@ import (
 
 	"github.com/kcqrs/kcqrs/aggregates/account"
 	"github.com/kcqrs/kcqrs/client"
-	"github.com/kcqrs/kcqrs/internal/examples"
+	"github.com/kcqrs/kcqrs/internal/examples/examplestest"
 	"github.com/kcqrs/kcqrs/snapshots"
 	"github.com/kcqrs/kcqrs/topology"
 	"github.com/kcqrs/kcqrs/topology/topologytest"
@@ -27,11 +27,7 @@ const partitions = 4
 
 func newHarness(t *testing.T) *topologytest.Harness {
 	t.Helper()
-	reg, err := examples.Registry()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return topologytest.New(t, reg, partitions)
+	return examplestest.Harness(t, partitions)
 }
 
 func cmd(aggType, id, typ, json string) client.Command {
