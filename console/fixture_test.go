@@ -16,6 +16,7 @@ import (
 
 	"github.com/kcqrs/kcqrs/client"
 	"github.com/kcqrs/kcqrs/internal/examples"
+	"github.com/kcqrs/kcqrs/internal/examples/examplestest"
 	"github.com/kcqrs/kcqrs/ops"
 	"github.com/kcqrs/kcqrs/saga"
 	"github.com/kcqrs/kcqrs/topology"
@@ -40,11 +41,7 @@ func newWorkload(t *testing.T) *workload { return newWorkloadStandbys(t, 0) }
 // standby copies of each partition.
 func newWorkloadStandbys(t *testing.T, standbys int) *workload {
 	t.Helper()
-	reg, err := examples.Registry()
-	if err != nil {
-		t.Fatal(err)
-	}
-	w := &workload{h: topologytest.New(t, reg, 4), account: "acc-console-1", partitions: 4}
+	w := &workload{h: examplestest.Harness(t, 4), account: "acc-console-1", partitions: 4}
 	w.opsAddr = w.startWorker(t, "worker-a", standbys)
 
 	send := func(cmd client.Command, want wire.Status) {
@@ -154,13 +151,5 @@ func (w *workload) startSaga(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- sg.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("saga: %v", err)
-		}
-	})
+	topologytest.RunUntilEnd(t, "saga", sg.Run)
 }

@@ -2,7 +2,11 @@ package history_test
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
 	"reflect"
 	"testing"
 	"time"
@@ -11,7 +15,7 @@ import (
 
 	"github.com/kcqrs/kcqrs/client"
 	"github.com/kcqrs/kcqrs/history"
-	"github.com/kcqrs/kcqrs/internal/examples"
+	"github.com/kcqrs/kcqrs/internal/examples/examplestest"
 	"github.com/kcqrs/kcqrs/topology/topologytest"
 	"github.com/kcqrs/kcqrs/wire"
 )
@@ -29,12 +33,31 @@ type env struct {
 
 func newEnv(t *testing.T, partitions int32) *env {
 	t.Helper()
-	reg, err := examples.Registry()
-	if err != nil {
-		t.Fatal(err)
-	}
-	h := topologytest.New(t, reg, partitions)
+	h := examplestest.Harness(t, partitions)
 	return &env{t: t, h: h}
+}
+
+// jsonGetter serves r's endpoints until the test ends and returns a GET of
+// a path on them: the status and the body decoded as a JSON object. A
+// request that fails fails the test; with strict, so does a body that is
+// not JSON (without, the object is then nil).
+func jsonGetter(t *testing.T, r *history.Reader, strict bool) func(path string) (int, map[string]any) {
+	srv := httptest.NewServer(history.Handler(r))
+	t.Cleanup(srv.Close)
+	return func(path string) (int, map[string]any) {
+		t.Helper()
+		resp, err := http.Get(srv.URL + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		body, _ := io.ReadAll(resp.Body)
+		var obj map[string]any
+		if err := json.Unmarshal(body, &obj); err != nil && strict {
+			t.Fatalf("GET %s: %d, not JSON: %s", path, resp.StatusCode, body)
+		}
+		return resp.StatusCode, obj
+	}
 }
 
 func (e *env) clientOpts() []kgo.Opt {

@@ -1,14 +1,9 @@
 package history_test
 
 import (
-	"encoding/json"
-	"io"
-	"net/http"
-	"net/http/httptest"
 	"strings"
 	"testing"
 
-	"github.com/kcqrs/kcqrs/history"
 	"github.com/kcqrs/kcqrs/wire"
 )
 
@@ -25,20 +20,7 @@ func TestHostileParameters(t *testing.T) {
 	e.send(cmd("account", "h-1", "Deposit", `{"amount":1}`), wire.StatusAccepted)
 	e.openIndex(t.TempDir())
 	e.indexed(e.scan())
-	srv := httptest.NewServer(history.Handler(e.r))
-	defer srv.Close()
-	get := func(path string) (int, map[string]any) {
-		t.Helper()
-		resp, err := http.Get(srv.URL + path)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		body, _ := io.ReadAll(resp.Body)
-		var obj map[string]any
-		_ = json.Unmarshal(body, &obj)
-		return resp.StatusCode, obj
-	}
+	get := jsonGetter(t, e.r, false)
 	for path, want := range map[string]int{
 		"/v1/aggregates/account/h-1?at_time=0001-01-01T00:00:00Z":             404,
 		"/v1/aggregates/account/h-1?at_time=1970-01-01T00:00:00Z":             404,

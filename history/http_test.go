@@ -1,15 +1,10 @@
 package history_test
 
 import (
-	"encoding/json"
-	"io"
-	"net/http"
-	"net/http/httptest"
 	"net/url"
 	"strings"
 	"testing"
 
-	"github.com/kcqrs/kcqrs/history"
 	"github.com/kcqrs/kcqrs/wire"
 )
 
@@ -26,22 +21,7 @@ func TestEndpoints(t *testing.T) {
 		e.send(cmd("account", "a/b c", "Deposit", `{"amount":10}`), wire.StatusAccepted)
 	}
 	e.indexed(e.scan())
-	srv := httptest.NewServer(history.Handler(e.r))
-	defer srv.Close()
-	get := func(path string) (int, map[string]any) {
-		t.Helper()
-		resp, err := http.Get(srv.URL + path)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		body, _ := io.ReadAll(resp.Body)
-		var obj map[string]any
-		if err := json.Unmarshal(body, &obj); err != nil {
-			t.Fatalf("GET %s: %d, not JSON: %s", path, resp.StatusCode, body)
-		}
-		return resp.StatusCode, obj
-	}
+	get := jsonGetter(t, e.r, true)
 	id := url.PathEscape("a/b c")
 	code, page := get("/v1/streams/account/" + id + "?from_version=2&limit=2")
 	evs, _ := page["events"].([]any)

@@ -138,6 +138,31 @@ type running struct {
 	err    error
 }
 
+// builtV1 is a projector and a query server of read models version 1 on
+// one state directory, with the read models built (buildV1).
+type builtV1 struct {
+	dir        string
+	cfg        Config
+	p          *running
+	s          *Server
+	stopServer func()
+	f          folded // the fold of the events topic the models hold
+}
+
+// buildV1 starts a projector and a query server of version 1 on a new
+// state directory and waits until the read models hold the fold of the n
+// events of the topic.
+func (e *env) buildV1(t *testing.T, n int) builtV1 {
+	t.Helper()
+	b := builtV1{dir: t.TempDir()}
+	b.cfg = e.config(b.dir, 1)
+	b.p = e.startProjector(b.cfg)
+	b.s, b.stopServer = e.startStoppableServer(b.dir, 1)
+	b.f = foldTopic(t, e.brokers, n)
+	eventually(t, "read models built", func() (bool, string) { return b.f.matches(b.s.Handler()) })
+	return b
+}
+
 func (e *env) startProjector(cfg Config) *running {
 	e.t.Helper()
 	p, err := New(cfg)

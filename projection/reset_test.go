@@ -58,16 +58,11 @@ func snapshotState(t *testing.T, e *env, cfg Config) (map[string][]PartitionProg
 func TestResetRefusesWhileLiveDryRunExecuteRebuilds(t *testing.T) {
 	e := newEnv(t)
 	n, _ := e.workload(4, 20, 6, "acc-")
-	dir := t.TempDir()
-	cfg := e.config(dir, 1)
-	p := e.startProjector(cfg)
-	s, stopServer := e.startStoppableServer(dir, 1)
-	f := foldTopic(t, e.brokers, n)
-	eventually(t, "read models built", func() (bool, string) { return f.matches(s.Handler()) })
+	v1 := e.buildV1(t, n)
 	ctx := context.Background()
 
 	// Live: refused, nothing changed.
-	plan, err := PlanReset(ctx, e.adm, cfg, ResetTarget{Kind: ResetEarliest})
+	plan, err := PlanReset(ctx, e.adm, v1.cfg, ResetTarget{Kind: ResetEarliest})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -76,22 +71,22 @@ func TestResetRefusesWhileLiveDryRunExecuteRebuilds(t *testing.T) {
 	if err := ExecuteReset(ctx, e.adm, plan); !errors.As(err, &live) && !errors.As(err, &liveInst) {
 		t.Fatalf("reset of a live group: %v, want *LiveGroupError or *LiveInstanceError", err)
 	}
-	if ok, msg := f.matches(s.Handler()); !ok {
+	if ok, msg := v1.f.matches(v1.s.Handler()); !ok {
 		t.Fatalf("refused reset changed the read models: %s", msg)
 	}
 
-	if err := p.stop(); err != nil {
+	if err := v1.p.stop(); err != nil {
 		t.Fatal(err)
 	}
-	stopServer()
+	v1.stopServer()
 	eventually(t, "groups empty after the stop", func() (bool, string) {
-		err := CheckNotLive(ctx, e.adm, cfg.Names)
+		err := CheckNotLive(ctx, e.adm, v1.cfg.Names)
 		return err == nil, ""
 	})
 
 	// Dry run: the plan is computed, nothing changes.
-	groups, topics, dirs := snapshotState(t, e, cfg)
-	plan, err = PlanReset(ctx, e.adm, cfg, ResetTarget{Kind: ResetEarliest})
+	groups, topics, dirs := snapshotState(t, e, v1.cfg)
+	plan, err = PlanReset(ctx, e.adm, v1.cfg, ResetTarget{Kind: ResetEarliest})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -103,7 +98,7 @@ func TestResetRefusesWhileLiveDryRunExecuteRebuilds(t *testing.T) {
 			t.Fatalf("plan for partition %d: %+v", r.Partition, r)
 		}
 	}
-	g2, t2, d2 := snapshotState(t, e, cfg)
+	g2, t2, d2 := snapshotState(t, e, v1.cfg)
 	if !reflect.DeepEqual(groups, g2) || !reflect.DeepEqual(topics, t2) || !reflect.DeepEqual(dirs, d2) {
 		t.Fatal("a dry run changed something")
 	}
@@ -112,7 +107,7 @@ func TestResetRefusesWhileLiveDryRunExecuteRebuilds(t *testing.T) {
 	if err := ExecuteReset(ctx, e.adm, plan); err != nil {
 		t.Fatal(err)
 	}
-	pr, err := GroupProgress(ctx, e.adm, string(cfg.Names.AccountsGroup()), "events")
+	pr, err := GroupProgress(ctx, e.adm, string(v1.cfg.Names.AccountsGroup()), "events")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -132,20 +127,20 @@ func TestResetRefusesWhileLiveDryRunExecuteRebuilds(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer fresh.Close()
-	td, err := kadm.NewClient(fresh).ListTopics(ctx, cfg.Names.Tables()...)
+	td, err := kadm.NewClient(fresh).ListTopics(ctx, v1.cfg.Names.Tables()...)
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, name := range cfg.Names.Tables() {
+	for _, name := range v1.cfg.Names.Tables() {
 		if d, ok := td[name]; ok && d.Err == nil {
 			t.Fatalf("table topic %s survived the reset", name)
 		}
 	}
 
 	// Restart: the same read models again, rebuilt from the events.
-	p2 := e.startProjector(cfg)
-	s2 := e.startServer(dir, 1)
-	eventually(t, "read models rebuilt", func() (bool, string) { return f.matches(s2.Handler()) })
+	p2 := e.startProjector(v1.cfg)
+	s2 := e.startServer(v1.dir, 1)
+	eventually(t, "read models rebuilt", func() (bool, string) { return v1.f.matches(s2.Handler()) })
 	if st := p2.Stats(); st.Applied != int64(n-1) || st.Gaps != 0 {
 		t.Fatalf("rebuild stats %+v: want every account event applied once, no gaps", st)
 	}

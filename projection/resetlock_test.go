@@ -12,20 +12,15 @@ import (
 func TestResetSeesQueryServersAndHoldsLock(t *testing.T) {
 	e := newEnv(t)
 	n, _ := e.workload(6, 10, 3, "acc-")
-	dir := t.TempDir()
-	cfg := e.config(dir, 1)
-	p := e.startProjector(cfg)
-	s, stopServer := e.startStoppableServer(dir, 1)
-	f := foldTopic(t, e.brokers, n)
-	eventually(t, "read models built", func() (bool, string) { return f.matches(s.Handler()) })
-	if err := p.stop(); err != nil {
+	v1 := e.buildV1(t, n)
+	if err := v1.p.stop(); err != nil {
 		t.Fatal(err)
 	}
 	ctx := context.Background()
 	eventually(t, "groups empty after the projector stopped", func() (bool, string) {
-		return CheckNotLive(ctx, e.adm, cfg.Names) == nil, ""
+		return CheckNotLive(ctx, e.adm, v1.cfg.Names) == nil, ""
 	})
-	plan, err := PlanReset(ctx, e.adm, cfg, ResetTarget{Kind: ResetEarliest})
+	plan, err := PlanReset(ctx, e.adm, v1.cfg, ResetTarget{Kind: ResetEarliest})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -34,19 +29,19 @@ func TestResetSeesQueryServersAndHoldsLock(t *testing.T) {
 	if !errors.As(err, &live) || live.Registration.Kind != KindView {
 		t.Fatalf("reset under a running query server: %v, want *LiveInstanceError of a view", err)
 	}
-	if ok, msg := f.matches(s.Handler()); !ok {
+	if ok, msg := v1.f.matches(v1.s.Handler()); !ok {
 		t.Fatalf("refused reset changed the read models: %s", msg)
 	}
-	stopServer()
+	v1.stopServer()
 
 	// The lock: a projector starting meanwhile waits; a second reset is refused.
-	lock, err := LockForReset(ctx, cfg, HeartbeatTTL)
+	lock, err := LockForReset(ctx, v1.cfg, HeartbeatTTL)
 	if err != nil {
 		t.Fatal(err)
 	}
-	p2 := e.startProjector(cfg)
+	p2 := e.startProjector(v1.cfg)
 	eventually(t, "the projector waits for the reset", func() (bool, string) { return p2.WaitingForReset(), "" })
-	if _, err := LockForReset(ctx, cfg, HeartbeatTTL); !errors.As(err, &live) || live.Registration.Kind != KindResetLock {
+	if _, err := LockForReset(ctx, v1.cfg, HeartbeatTTL); !errors.As(err, &live) || live.Registration.Kind != KindResetLock {
 		t.Fatalf("second reset lock: %v, want *LiveInstanceError of the lock", err)
 	}
 	if st := p2.Stats(); st.Events != 0 {
@@ -55,10 +50,10 @@ func TestResetSeesQueryServersAndHoldsLock(t *testing.T) {
 	if err := lock.Release(ctx); err != nil {
 		t.Fatal(err)
 	}
-	s2 := e.startServer(dir, 1)
-	eventually(t, "read models after the lock was released", func() (bool, string) { return f.matches(s2.Handler()) })
+	s2 := e.startServer(v1.dir, 1)
+	eventually(t, "read models after the lock was released", func() (bool, string) { return v1.f.matches(s2.Handler()) })
 	// And the other way round: with both running, the lock is refused.
-	if _, err := LockForReset(ctx, cfg, HeartbeatTTL); !errors.As(err, &live) {
+	if _, err := LockForReset(ctx, v1.cfg, HeartbeatTTL); !errors.As(err, &live) {
 		t.Fatalf("reset lock under a running projector and server: %v", err)
 	}
 }
@@ -69,19 +64,14 @@ func TestResetSeesQueryServersAndHoldsLock(t *testing.T) {
 func TestPartialResetNeedsAllowanceAndUnknownVersion(t *testing.T) {
 	e := newEnv(t)
 	n, _ := e.workload(7, 6, 2, "acc-")
-	dir := t.TempDir()
-	cfg := e.config(dir, 1)
-	p := e.startProjector(cfg)
-	s, stopServer := e.startStoppableServer(dir, 1)
-	f := foldTopic(t, e.brokers, n)
-	eventually(t, "read models built", func() (bool, string) { return f.matches(s.Handler()) })
-	stopServer()
-	if err := p.stop(); err != nil {
+	v1 := e.buildV1(t, n)
+	v1.stopServer()
+	if err := v1.p.stop(); err != nil {
 		t.Fatal(err)
 	}
 	ctx := context.Background()
-	eventually(t, "groups empty", func() (bool, string) { return CheckNotLive(ctx, e.adm, cfg.Names) == nil, "" })
-	plan, err := PlanReset(ctx, e.adm, cfg, ResetTarget{Kind: ResetLatest})
+	eventually(t, "groups empty", func() (bool, string) { return CheckNotLive(ctx, e.adm, v1.cfg.Names) == nil, "" })
+	plan, err := PlanReset(ctx, e.adm, v1.cfg, ResetTarget{Kind: ResetLatest})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -94,7 +84,7 @@ func TestPartialResetNeedsAllowanceAndUnknownVersion(t *testing.T) {
 		t.Fatalf("reset to latest with the allowance: %v", err)
 	}
 
-	other := cfg
+	other := v1.cfg
 	other.Names.Version = 7
 	if _, err := PlanReset(ctx, e.adm, other, ResetTarget{Kind: ResetEarliest}); !errors.Is(err, ErrNoSuchVersion) {
 		t.Fatalf("plan for a version that never existed: %v, want ErrNoSuchVersion", err)

@@ -24,22 +24,11 @@ func TestLostRefundIsRedriven(t *testing.T) {
 }
 
 func testLostEndIsRedriven(t *testing.T, target string, decided func(map[string]account.Account) bool) {
-	h := newHarness(t)
-	dir := t.TempDir()
-	proc := h.StartProcessor("w0", dir)
-	openAccounts(t, h, 100, true)
-	accepted(t, send(t, h, "ann", "DebitForTransfer", `{"transferId":"t1","to":"`+target+`","amount":50}`))
-	if err := proc.Stop(); err != nil {
-		t.Fatal(err)
-	}
+	h, dir := debitedWhileStopped(t, target, true)
 	// The saga sends the credit while no processor runs, and stops.
-	first := startSagaWith(t, h, saga.Config{InstanceID: "s0", RedriveAfter: time.Hour})
-	waitFor(t, "the saga's credit", func() bool { return first.Stats().Debits == 1 })
-	if err := first.stop(); err != nil {
-		t.Fatal(err)
-	}
+	creditAndStop(t, h)
 	// The target decides while no saga runs.
-	proc = h.StartProcessor("w0", dir)
+	proc := h.StartProcessor("w0", dir)
 	waitFor(t, "the target's decision", func() bool { return decided(accounts(t, h)) })
 	if err := proc.Stop(); err != nil {
 		t.Fatal(err)

@@ -18,7 +18,7 @@ import (
 
 	"github.com/kcqrs/kcqrs/aggregates/account"
 	"github.com/kcqrs/kcqrs/client"
-	"github.com/kcqrs/kcqrs/internal/examples"
+	"github.com/kcqrs/kcqrs/internal/examples/examplestest"
 	"github.com/kcqrs/kcqrs/saga"
 	"github.com/kcqrs/kcqrs/topology"
 	"github.com/kcqrs/kcqrs/topology/topologytest"
@@ -29,11 +29,7 @@ const partitions = 4
 
 func newHarness(t *testing.T) *topologytest.Harness {
 	t.Helper()
-	reg, err := examples.Registry()
-	if err != nil {
-		t.Fatal(err)
-	}
-	h := topologytest.New(t, reg, partitions)
+	h := examplestest.Harness(t, partitions)
 	// The processors refuse the saga's legs unless signed with this key.
 	h.Base.InternalCommands, h.Base.CommandSigningKey = saga.InternalCommands(), signingKey
 	return h
@@ -483,5 +479,33 @@ func TestReplayedHistoryMovesNoMoney(t *testing.T) {
 	}
 	if c, r := transferEvents(t, h); c != 1 || r != 1 {
 		t.Fatalf("%d completed and %d refunded transfers, want 1 and 1", c, r)
+	}
+}
+
+// debitedWhileStopped is a harness where a processor (its state in dir)
+// opened the accounts (openAccounts, 100 for ann; cid with closedCid)
+// and accepted a debit of 50 from ann for target (transfer t1), then
+// stopped: the saga has a transfer to carry on, and no processor runs.
+func debitedWhileStopped(t *testing.T, target string, closedCid bool) (h *topologytest.Harness, dir string) {
+	t.Helper()
+	h = newHarness(t)
+	dir = t.TempDir()
+	proc := h.StartProcessor("w0", dir)
+	openAccounts(t, h, 100, closedCid)
+	accepted(t, send(t, h, "ann", "DebitForTransfer", `{"transferId":"t1","to":"`+target+`","amount":50}`))
+	if err := proc.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	return h, dir
+}
+
+// creditAndStop runs a saga (s0, no re-drive within the test) until it has
+// sent the credit of the one debit, then stops it.
+func creditAndStop(t *testing.T, h *topologytest.Harness) {
+	t.Helper()
+	first := startSagaWith(t, h, saga.Config{InstanceID: "s0", RedriveAfter: time.Hour})
+	waitFor(t, "the saga's credit", func() bool { return first.Stats().Debits == 1 })
+	if err := first.stop(); err != nil {
+		t.Fatal(err)
 	}
 }

@@ -282,14 +282,7 @@ func TestUndecodableDebitStopsItsPartition(t *testing.T) {
 // once the transfer has waited RedriveAfter.
 func TestLostCreditIsRedriven(t *testing.T) {
 	t.Parallel()
-	h := newHarness(t)
-	dir := t.TempDir()
-	proc := h.StartProcessor("w0", dir)
-	openAccounts(t, h, 100, false)
-	accepted(t, send(t, h, "ann", "DebitForTransfer", `{"transferId":"t1","to":"bob","amount":50}`))
-	if err := proc.Stop(); err != nil {
-		t.Fatal(err)
-	}
+	h, dir := debitedWhileStopped(t, "bob", false)
 	sg := startSagaWith(t, h, saga.Config{InstanceID: "s0", RedriveAfter: 2 * time.Second})
 	waitFor(t, "the saga's credit", func() bool { return sg.Stats().Debits == 1 })
 	// Lose it: the processor never reads it.
@@ -362,19 +355,8 @@ func TestLostOffsetsStopTheSaga(t *testing.T) {
 // owner ran is re-driven by the next one.
 func TestRestartedSagaRedrivesOlderTransfers(t *testing.T) {
 	t.Parallel()
-	h := newHarness(t)
-	dir := t.TempDir()
-	proc := h.StartProcessor("w0", dir)
-	openAccounts(t, h, 100, false)
-	accepted(t, send(t, h, "ann", "DebitForTransfer", `{"transferId":"t1","to":"bob","amount":50}`))
-	if err := proc.Stop(); err != nil {
-		t.Fatal(err)
-	}
-	first := startSagaWith(t, h, saga.Config{InstanceID: "s0", RedriveAfter: time.Hour})
-	waitFor(t, "the saga's credit", func() bool { return first.Stats().Debits == 1 })
-	if err := first.stop(); err != nil {
-		t.Fatal(err)
-	}
+	h, dir := debitedWhileStopped(t, "bob", false)
+	creditAndStop(t, h)
 	loseCommandsOf(t, h, "bob")
 	next := startSagaWith(t, h, saga.Config{InstanceID: "s1", RedriveAfter: 2 * time.Second})
 	h.StartProcessor("w0", dir)

@@ -79,21 +79,7 @@ func TestCrashLeavesConsistentPrefix(t *testing.T) {
 				crashed = fs.CrashClone(vfs.CrashCloneCfg{UnsyncedDataPercent: rng.IntN(101), RNG: rng})
 			}
 		}
-		if err := s.Close(); err != nil {
-			t.Fatal(err)
-		}
-
-		s, err = Open("/store", Options{FS: crashed})
-		if err != nil {
-			t.Fatalf("seed %d: store does not reopen after a crash: %v", seed, err)
-		}
-		next, ok, err := s.Checkpoint()
-		if err != nil {
-			t.Fatal(err)
-		}
-		if !ok {
-			next = 0
-		}
+		s, next := reopenAfterCrash(t, s, crashed, seed)
 		if next > int64(crashAt+1) {
 			t.Fatalf("seed %d: checkpoint %d after a crash after batch %d", seed, next, crashAt)
 		}
@@ -101,13 +87,7 @@ func TestCrashLeavesConsistentPrefix(t *testing.T) {
 			recovered++
 		}
 		want := replay(int(next), puts, filler)
-		got := map[string]string{}
-		if err := s.Scan(func(k, v []byte) error {
-			got[string(k)] = string(v)
-			return nil
-		}); err != nil {
-			t.Fatal(err)
-		}
+		got := contents(t, s)
 		if !maps.Equal(got, want) {
 			keys := slices.Sorted(maps.Keys(got))
 			t.Fatalf("seed %d: checkpoint %d, but the data is not that of batches [0, %d): last=%q, %d keys %q",

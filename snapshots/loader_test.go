@@ -63,6 +63,28 @@ func contents(t *testing.T, s *Store) map[string]string {
 	return got
 }
 
+// reopenAfterCrash closes s, opens the store the crashed file system
+// holds (one that does not open fails the test) and returns it with its
+// checkpoint (0 when it has none).
+func reopenAfterCrash(t *testing.T, s *Store, crashed *vfs.MemFS, seed int) (*Store, int64) {
+	t.Helper()
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	s, err := Open("/store", Options{FS: crashed})
+	if err != nil {
+		t.Fatalf("seed %d: store does not reopen after a crash: %v", seed, err)
+	}
+	next, ok, err := s.Checkpoint()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !ok {
+		next = 0
+	}
+	return s, next
+}
+
 // TestLoaderKeepsChangelogOrder: a Loader flushed at random points (runs
 // below and above the ingestion threshold, so both the batch and the
 // sorted-table path run, over a store that already has data) leaves the
@@ -178,20 +200,7 @@ func TestLoaderCrash(t *testing.T) {
 				crashed = fs.CrashClone(vfs.CrashCloneCfg{UnsyncedDataPercent: rng.IntN(101), RNG: rng})
 			}
 		}
-		if err := s.Close(); err != nil {
-			t.Fatal(err)
-		}
-		s, err = Open("/store", Options{FS: crashed})
-		if err != nil {
-			t.Fatalf("seed %d: store does not reopen after a crash: %v", seed, err)
-		}
-		next, ok, err := s.Checkpoint()
-		if err != nil {
-			t.Fatal(err)
-		}
-		if !ok {
-			next = 0
-		}
+		s, next := reopenAfterCrash(t, s, crashed, seed)
 		if next > int64(crashAt+1) {
 			t.Fatalf("seed %d: checkpoint %d after a crash at record %d", seed, next, crashAt)
 		}

@@ -2,7 +2,6 @@ package topology_test
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"sync/atomic"
 	"testing"
@@ -93,15 +92,13 @@ func TestRestoreEndsPastAbortedRecordsBelowTheStableOffset(t *testing.T) {
 // and dead-lettered alone, while every other command goes on.
 func TestDeterministicProduceFailureIsIsolated(t *testing.T) {
 	t.Parallel()
-	h, w := embeddedWorker(t)
-	openAccountID(t, h, "iso")
-	p := topology.PartitionFor([]byte("iso"), partitions)
+	h, w, p := workerWithAccount(t, "iso")
 	other := otherPartitionID("ok", "iso")
 	openAccountID(t, h, other)
 
 	// Every event produced to the aggregate's partition is refused as too
 	// large: the deposit can never be written.
-	fh := h.Cluster.Fault(refuseProduce(h, "events", kerr.MessageTooLarge, -1, p))
+	fh := h.Cluster.Fault(tooLarge(h, "events", p))
 	res := sendAsync(h, cmd("account", "iso", "Deposit", `{"amount":5}`), 60*time.Second)
 	// Other partitions keep answering meanwhile.
 	wantStatus(t, h.Send(cmd("account", other, "Deposit", `{"amount":1}`)), wire.StatusAccepted, 2)
@@ -118,16 +115,13 @@ func TestDeterministicProduceFailureIsIsolated(t *testing.T) {
 		t.Fatalf("%d aborted transactions for one refused command: a hot loop", s.Aborted)
 	}
 	wantStatus(t, h.Send(cmd("account", "iso", "Deposit", `{"amount":2}`)), wire.StatusAccepted, 2)
-	var found bool
-	for _, d := range h.ReadTopic("commands-dlq") {
-		if string(d.Key) == "iso" {
-			found = true
-			if string(d.Value) != `{"amount":5}` || header(d, wire.HeaderDLQOffset) == "" || header(d, wire.HeaderDLQError) == "" {
-				t.Fatalf("dead letter %v: want the value, the original offset and the error", d)
-			}
+	dls := deadLettersOf(h, "iso")
+	for _, d := range dls {
+		if string(d.Value) != `{"amount":5}` || header(d, wire.HeaderDLQOffset) == "" || header(d, wire.HeaderDLQError) == "" {
+			t.Fatalf("dead letter %v: want the value, the original offset and the error", d)
 		}
 	}
-	if !found {
+	if len(dls) == 0 {
 		t.Fatal("the refused command is not in the dead-letter topic")
 	}
 	wantContiguous(t, h)
@@ -138,13 +132,11 @@ func TestDeterministicProduceFailureIsIsolated(t *testing.T) {
 // a loop, and the other partitions go on.
 func TestRefusedDeadLetterEndsInASkip(t *testing.T) {
 	t.Parallel()
-	h, w := embeddedWorker(t)
-	openAccountID(t, h, "iso")
-	p := topology.PartitionFor([]byte("iso"), partitions)
+	h, w, p := workerWithAccount(t, "iso")
 	fh := h.Cluster.Fault(
-		refuseProduce(h, "events", kerr.MessageTooLarge, -1, p),
-		refuseProduce(h, "commands-dlq", kerr.MessageTooLarge, -1),
-		refuseProduce(h, "command_reply", kerr.MessageTooLarge, -1),
+		tooLarge(h, "events", p),
+		tooLarge(h, "commands-dlq"),
+		tooLarge(h, "command_reply"),
 	)
 	// No reply can be written: this Send only times out.
 	sendAsync(h, cmd("account", "iso", "Deposit", `{"amount":5}`), 5*time.Second)
@@ -162,11 +154,9 @@ func TestRefusedDeadLetterEndsInASkip(t *testing.T) {
 // (kcqrs_dlq_value_omitted), as every value-less dead letter is.
 func TestRefusedDeadLetterValueBecomesAPointer(t *testing.T) {
 	t.Parallel()
-	h, w := embeddedWorker(t)
-	openAccountID(t, h, "ptr")
-	p := topology.PartitionFor([]byte("ptr"), partitions)
+	h, w, p := workerWithAccount(t, "ptr")
 	fh := h.Cluster.Fault(
-		refuseProduce(h, "events", kerr.MessageTooLarge, -1, p),
+		tooLarge(h, "events", p),
 		refuseProduce(h, "commands-dlq", kerr.MessageTooLarge, 1),
 	)
 	r, err := sendWithin(h, cmd("account", "ptr", "Deposit", `{"amount":5}`), 60*time.Second)
@@ -176,17 +166,13 @@ func TestRefusedDeadLetterValueBecomesAPointer(t *testing.T) {
 	wantOutputRefused(t, r)
 	fh.Remove()
 	pollUntil(t, "the isolated dead letter to be counted", 30*time.Second, func() bool { return w.Stats().IsolatedDeadLetters == 1 })
-	var found bool
-	for _, d := range h.ReadTopic("commands-dlq") {
-		if string(d.Key) != "ptr" {
-			continue
-		}
-		found = true
+	dls := deadLettersOf(h, "ptr")
+	for _, d := range dls {
 		if d.Value != nil || header(d, wire.HeaderDLQValueOmitted) == "" || header(d, wire.HeaderDLQOffset) == "" || header(d, wire.HeaderDLQError) == "" {
 			t.Fatalf("dead letter %v: want no value, kcqrs_dlq_value_omitted, the original offset and the error", d)
 		}
 	}
-	if !found {
+	if len(dls) == 0 {
 		t.Fatal("the refused command is not in the dead-letter topic")
 	}
 	wantContiguous(t, h)
@@ -201,13 +187,7 @@ func TestFailedStoreWriteIsCaughtUp(t *testing.T) {
 	var fail atomic.Bool
 	w := h.StartProcessor("w0", "", func(c *topology.Config) {
 		c.StateCacheEntries = -1 // every load reads the store
-		topology.FailStoreWrite(c, func(int32) error {
-			if fail.CompareAndSwap(true, false) {
-				return errors.New("injected write failure")
-			}
-			return nil
-		})
-	})
+	}, failStoreWriteWhenSet(&fail))
 	openAccountID(t, h, "sw")
 	fail.Store(true)
 	wantStatus(t, h.Send(cmd("account", "sw", "Deposit", `{"amount":1}`)), wire.StatusAccepted, 2)
@@ -296,11 +276,7 @@ func idleOwnership(t *testing.T, mutate ...func(*topology.Config)) {
 // is not fenced, and the other partitions keep answering meanwhile.
 func TestSlowRestoreRunsOutsideTheTransaction(t *testing.T) {
 	t.Parallel()
-	h, w := embeddedWorker(t)
-	ids := openPerPartition(t, h, "s")
-	if err := w.Stop(); err != nil {
-		t.Fatal(err)
-	}
+	h, ids := stoppedPerPartition(t, "s")
 	const slow = int32(0)
 	var delayed atomic.Int32
 	delayChangelogFetch(h, func(rt kmsg.FetchRequestTopic) time.Duration {

@@ -12,7 +12,6 @@ import (
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kerr"
-	"github.com/twmb/franz-go/pkg/kmsg"
 	"github.com/twmb/franz-go/pkg/sr"
 	"github.com/twmb/franz-go/pkg/sr/srfake"
 
@@ -26,23 +25,9 @@ import (
 // and consumes the batch again; the command is applied exactly once.
 func TestNonRetriableEndErrorDoesNotStopTheWorker(t *testing.T) {
 	t.Parallel()
-	h := newHarness(t)
-	h.RequireEmbedded()
-	w := h.StartProcessor("w0", "", func(c *topology.Config) {
-		c.TransactionTimeout = 7 * time.Second
-		c.SessionTimeout = 6 * time.Second
-	})
+	h, w := embeddedWorker(t, shortTransactions)
 	openAccountID(t, h, "nr")
-	var hits atomic.Int32
-	h.Cluster.ControlKey(int16(kmsg.EndTxn), func(req kmsg.Request) (kmsg.Response, error, bool) {
-		end := req.(*kmsg.EndTxnRequest)
-		if !end.Commit || !hits.CompareAndSwap(0, 1) {
-			return nil, nil, false
-		}
-		resp := end.ResponseKind().(*kmsg.EndTxnResponse)
-		resp.ErrorCode = kerr.InvalidTxnState.Code
-		return resp, nil, true
-	})
+	hits := failFirstEndTxnCommit(h, kerr.InvalidTxnState)
 	dep := cmd("account", "nr", "Deposit", `{"amount":5}`)
 	dep.ID = "nr-dep"
 	rep, err := sendWithin(h, dep, 45*time.Second)
@@ -66,21 +51,9 @@ func TestNonRetriableEndErrorDoesNotStopTheWorker(t *testing.T) {
 // A fenced producer must stop: another worker owns the transactional id.
 func TestFencedEndStopsTheWorker(t *testing.T) {
 	t.Parallel()
-	h := newHarness(t)
-	h.RequireEmbedded()
-	w := h.StartProcessor("w0", "")
+	h, w := embeddedWorker(t)
 	openAccountID(t, h, "fe")
-	var hits atomic.Int32
-	h.Cluster.ControlKey(int16(kmsg.EndTxn), func(req kmsg.Request) (kmsg.Response, error, bool) {
-		end := req.(*kmsg.EndTxnRequest)
-		if !end.Commit {
-			return nil, nil, false
-		}
-		hits.Add(1)
-		resp := end.ResponseKind().(*kmsg.EndTxnResponse)
-		resp.ErrorCode = kerr.ProducerFenced.Code
-		return resp, nil, true
-	})
+	hits := failFirstEndTxnCommit(h, kerr.ProducerFenced)
 	res := sendAsync(h, cmd("account", "fe", "Deposit", `{"amount":5}`), 5*time.Second)
 	pollUntil(t, "the fenced worker to stop", 30*time.Second, func() bool { return w.Err() != nil })
 	if hits.Load() == 0 {
@@ -116,11 +89,7 @@ func TestSlowSchemaRegistryRunsOutsideTheTransaction(t *testing.T) {
 		proxy.ServeHTTP(w, r)
 	}))
 	t.Cleanup(slow.Close)
-	h := newHarness(t)
-	h.RequireEmbedded()
-	w := h.StartProcessor("w0", "", func(c *topology.Config) {
-		c.TransactionTimeout = 7 * time.Second
-		c.SessionTimeout = 6 * time.Second
+	h, w := embeddedWorker(t, shortTransactions, func(c *topology.Config) {
 		c.SchemaRegistryURLs = []string{slow.URL}
 		// The registry client's own timeout (5s by default) would end the
 		// slow call before the transaction times out.

@@ -5,7 +5,6 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/kcqrs/kcqrs/wire"
@@ -17,16 +16,7 @@ import (
 // client. Only the header the reply goes to (the last one) counts.
 func TestPrefetchLooksUpOnlyTheEffectiveReplyTopic(t *testing.T) {
 	t.Parallel()
-	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(2, "replies-last"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	cl, err := kgo.NewClient(kgo.SeedBrokers(c.ListenAddrs()...))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cl.Close()
+	cl := fakeClusterClient(t, "replies-last")
 	cfg := Config{Brokers: []string{"b:1"}, InstanceID: "i", StateDir: "d", ReplyTopics: []string{"replies-*"}}
 	cfg.setDefaults()
 	p := &Processor{cfg: cfg, topics: newTopicCache(cl)}

@@ -33,10 +33,7 @@ import (
 func produceRaw(t *testing.T, h *topologytest.Harness, opts []kgo.Opt, recs ...*kgo.Record) {
 	t.Helper()
 	h.Client() // the topics exist
-	cl, err := kgo.NewClient(append(append([]kgo.Opt{kgo.SeedBrokers(h.Brokers...), kgo.RecordPartitioner(kgo.ManualPartitioner())}, h.ClientOpts...), opts...)...)
-	if err != nil {
-		t.Fatal(err)
-	}
+	cl := manualProducer(t, h, opts...)
 	defer cl.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()

@@ -140,6 +140,10 @@ func (c *envelopeCodec) encodeReplyJSON(r *wire.Reply) ([]byte, bool) {
 	return append(buf, '}'), true
 }
 
+// goavroEscapes maps the ASCII runes goavro escapes with a backslash to
+// the letter after it.
+var goavroEscapes = [utf8.RuneSelf]byte{'"': '"', '\\': '\\', '/': '/', '\b': 'b', '\f': 'f', '\n': 'n', '\r': 'r', '\t': 't'}
+
 // appendGoavroJSONString is goavro's stringTextualFromNative (v2.15.0):
 // the escaping differs from encoding/json ('/' is escaped, non-ASCII and
 // non-printable runes become \u escapes with upper-case hex).
@@ -151,30 +155,8 @@ func appendGoavroJSONString(buf []byte, s string) []byte {
 	buf = append(buf, '"')
 	for _, r := range s {
 		if r < utf8.RuneSelf {
-			switch r {
-			case '"':
-				buf = append(buf, '\\', '"')
-				continue
-			case '\\':
-				buf = append(buf, '\\', '\\')
-				continue
-			case '/':
-				buf = append(buf, '\\', '/')
-				continue
-			case '\b':
-				buf = append(buf, '\\', 'b')
-				continue
-			case '\f':
-				buf = append(buf, '\\', 'f')
-				continue
-			case '\n':
-				buf = append(buf, '\\', 'n')
-				continue
-			case '\r':
-				buf = append(buf, '\\', 'r')
-				continue
-			case '\t':
-				buf = append(buf, '\\', 't')
+			if e := goavroEscapes[r]; e != 0 {
+				buf = append(buf, '\\', e)
 				continue
 			}
 			if unicode.IsPrint(r) {

@@ -35,16 +35,16 @@ func withMaster(m shred.KeyWrapper) func(*topology.Config) {
 	return func(c *topology.Config) { c.Personal = m }
 }
 
-// eraseRecord is the erasure of account id as a raw command record, its
-// token made with master key w.
-func eraseRecord(t *testing.T, w shred.KeyWrapper, id string) *kgo.Record {
+// eraseRecord is the erasure of account id as a raw command record on h's
+// commands topic, its token made with master key w.
+func eraseRecord(t *testing.T, h *topologytest.Harness, w shred.KeyWrapper, id string) *kgo.Record {
 	t.Helper()
 	token, err := shred.EraseToken(w, "account/"+id)
 	if err != nil {
 		t.Fatal(err)
 	}
 	return &kgo.Record{
-		Topic:     "commands",
+		Topic:     h.Topic("commands"),
 		Partition: topology.PartitionFor([]byte(id), partitions),
 		Key:       []byte(id),
 		Value:     token,

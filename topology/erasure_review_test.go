@@ -30,10 +30,7 @@ func TestGarbageKeyRecordIsSkipped(t *testing.T) {
 	if err := w0.Stop(); err != nil {
 		t.Fatal(err)
 	}
-	cl, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(h.Brokers...), kgo.RecordPartitioner(kgo.ManualPartitioner())}, h.ClientOpts...)...)
-	if err != nil {
-		t.Fatal(err)
-	}
+	cl := manualProducer(t, h)
 	defer cl.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
@@ -42,9 +39,11 @@ func TestGarbageKeyRecordIsSkipped(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if h.Registry, err = examples.Registry(); err != nil {
+	reg, err := examples.Registry()
+	if err != nil {
 		t.Fatal(err)
 	}
+	h.Registry = reg
 	w1 := h.StartProcessor("w1", "", withMaster(mk))
 	rep := h.Send(cmd("account", "g1", "Deposit", `{"amount":5}`))
 	select {
@@ -72,10 +71,7 @@ func TestEraseOfUnreadableSnapshotWaitsAlone(t *testing.T) {
 	if err := w0.Stop(); err != nil {
 		t.Fatal(err)
 	}
-	cl, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(h.Brokers...), kgo.RecordPartitioner(kgo.ManualPartitioner())}, h.ClientOpts...)...)
-	if err != nil {
-		t.Fatal(err)
-	}
+	cl := manualProducer(t, h)
 	defer cl.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
@@ -83,11 +79,13 @@ func TestEraseOfUnreadableSnapshotWaitsAlone(t *testing.T) {
 	if err := cl.ProduceSync(ctx, &kgo.Record{Topic: h.Topic("snapshots-changelog"), Partition: 3, Key: []byte("account/" + garbled), Value: bogus}).FirstErr(); err != nil {
 		t.Fatal(err)
 	}
-	if h.Registry, err = examples.Registry(); err != nil {
+	reg, err := examples.Registry()
+	if err != nil {
 		t.Fatal(err)
 	}
+	h.Registry = reg
 	w1 := h.StartProcessor("w0", dir, withMaster(mk))
-	if err := cl.ProduceSync(ctx, onTopic(eraseRecord(t, mk, garbled), h.Topic("commands"))).FirstErr(); err != nil {
+	if err := cl.ProduceSync(ctx, eraseRecord(t, h, mk, garbled)).FirstErr(); err != nil {
 		t.Fatal(err)
 	}
 	eventually(t, "the partition of the unreadable snapshot to wait", func() bool { return !w1.Ready() })
@@ -110,14 +108,11 @@ func TestKeyRecordAfterErasureIsIgnored(t *testing.T) {
 	h := newHarness(t)
 	w0 := h.StartProcessor("w0", "", withMaster(mk))
 	wantStatus(t, h.Send(cmd("account", "gone", "OpenAccount", `{"owner":"Gone Gail","currency":"EUR"}`)), wire.StatusAccepted, 1)
-	cl, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(h.Brokers...), kgo.RecordPartitioner(kgo.ManualPartitioner())}, h.ClientOpts...)...)
-	if err != nil {
-		t.Fatal(err)
-	}
+	cl := manualProducer(t, h)
 	defer cl.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	if err := cl.ProduceSync(ctx, onTopic(eraseRecord(t, mk, "gone"), h.Topic("commands"))).FirstErr(); err != nil {
+	if err := cl.ProduceSync(ctx, eraseRecord(t, h, mk, "gone")).FirstErr(); err != nil {
 		t.Fatal(err)
 	}
 	eventually(t, "the erasure", func() bool {
@@ -220,10 +215,4 @@ func TestEraseRacingCommands(t *testing.T) {
 	if rep := h.Send(cmd("account", "never", "OpenAccount", `{"owner":"Nev","currency":"EUR"}`)); rep.Code != topology.CodeErased {
 		t.Fatalf("opening an erased id: %+v", rep)
 	}
-}
-
-// onTopic puts r on topic (the harness's name for it on a shared cluster).
-func onTopic(r *kgo.Record, topic string) *kgo.Record {
-	r.Topic = topic
-	return r
 }

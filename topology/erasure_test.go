@@ -160,7 +160,7 @@ func TestErasureCanary(t *testing.T) {
 	// Erasure needs the master key: a client that may only send commands
 	// (no token, a token of another master key, another subject's token)
 	// erases nothing.
-	forged := []*kgo.Record{eraseRecord(t, mk, "victim"), eraseRecord(t, masterKey(t, 8), "victim"), eraseRecord(t, mk, "victim")}
+	forged := []*kgo.Record{eraseRecord(t, h, mk, "victim"), eraseRecord(t, h, masterKey(t, 8), "victim"), eraseRecord(t, h, mk, "victim")}
 	forged[0].Value = nil
 	otherToken, _ := shred.EraseToken(mk, "account/keeper")
 	forged[2].Value = otherToken
@@ -172,7 +172,7 @@ func TestErasureCanary(t *testing.T) {
 	}
 	wantStatus(t, h.Send(cmd("account", "victim", "Deposit", `{"amount":0}`)), wire.StatusRejected, 3)
 
-	wantStatus(t, rawSend(t, h, eraseRecord(t, mk, "victim")), wire.StatusAccepted, 3)
+	wantStatus(t, rawSend(t, h, eraseRecord(t, h, mk, "victim")), wire.StatusAccepted, 3)
 	pollUntil(t, "the follower to learn the erasure", 30*time.Second, func() bool {
 		return open("account", "victim", sealedOwner) == shred.Erased
 	})
@@ -344,7 +344,7 @@ func TestPersonalKeysUnderUnconfirmedCommits(t *testing.T) {
 	for _, id := range ids {
 		wantStatus(t, h.Send(cmd("account", id, "Deposit", `{"amount":40}`)), wire.StatusAccepted, 2)
 	}
-	wantStatus(t, rawSend(t, h, eraseRecord(t, mk, "u2")), wire.StatusAccepted, 2)
+	wantStatus(t, rawSend(t, h, eraseRecord(t, h, mk, "u2")), wire.StatusAccepted, 2)
 	rep := h.Send(cmd("account", "u2", "Deposit", `{"amount":1}`))
 	if rep.Code != topology.CodeErased {
 		t.Fatalf("deposit on the erased u2: %+v", rep)
@@ -464,7 +464,7 @@ func TestPersonalKeysFollowPartitionsAcrossWorkers(t *testing.T) {
 	for _, id := range ids {
 		wantStatus(t, h.Send(cmd("account", id, "Deposit", `{"amount":7}`)), wire.StatusAccepted, 2)
 	}
-	wantStatus(t, rawSend(t, h, eraseRecord(t, mk, onW0)), wire.StatusAccepted, 2)
+	wantStatus(t, rawSend(t, h, eraseRecord(t, h, mk, onW0)), wire.StatusAccepted, 2)
 	if rep := h.Send(cmd("account", onW0, "Deposit", `{"amount":1}`)); rep.Code != topology.CodeErased {
 		t.Fatalf("deposit on the erased %s: %+v", onW0, rep)
 	}

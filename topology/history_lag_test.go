@@ -4,9 +4,6 @@ import (
 	"context"
 	"sync/atomic"
 	"testing"
-	"time"
-
-	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/kcqrs/kcqrs/aggregates/account"
 	"github.com/kcqrs/kcqrs/history"
@@ -26,21 +23,7 @@ func TestSchemaRebuildWithAnIndexOneEventBehind(t *testing.T) {
 	wantStatus(t, h.Send(cmd("account", "lag", "OpenAccount", `{"owner":"Bob","currency":"USD"}`)), wire.StatusAccepted, 1)
 	wantStatus(t, h.Send(cmd("account", "lag", "Deposit", `{"amount":7}`)), wire.StatusAccepted, 2)
 
-	idx, err := history.Open(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer idx.Close()
-	opts := []kgo.Opt{kgo.SeedBrokers(h.Brokers...)}
-	ix, err := history.NewIndexer(history.IndexerConfig{Index: idx, Topic: h.Topic("events"), ClientOpts: opts})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	if err := ix.CatchUp(ctx); err != nil {
-		t.Fatal(err)
-	}
+	idx := indexEvents(t, h)
 	// One more event the index never sees.
 	wantStatus(t, h.Send(cmd("account", "lag", "Deposit", `{"amount":3}`)), wire.StatusAccepted, 3)
 	if err := p1.Stop(); err != nil {
@@ -49,15 +32,7 @@ func TestSchemaRebuildWithAnIndexOneEventBehind(t *testing.T) {
 	if ptrs, err := idx.Lookup("account", "lag", 1, 0); err != nil || len(ptrs) != 2 {
 		t.Fatalf("the index should hold versions 1 and 2 only: %v, %v", ptrs, err)
 	}
-	cl, err := kgo.NewClient(opts...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cl.Close()
-	reader, err := history.NewReader(history.ReaderConfig{Index: idx, Client: cl, Registry: h.Registry, Topic: h.Topic("events")})
-	if err != nil {
-		t.Fatal(err)
-	}
+	reader := historyReader(t, h, idx)
 	reg := lossyRegistryV2(t)
 	h.Registry = reg
 	src := &recordingSource{r: reader}

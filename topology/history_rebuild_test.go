@@ -15,6 +15,7 @@ import (
 	"github.com/kcqrs/kcqrs/aggregates/account"
 	"github.com/kcqrs/kcqrs/history"
 	"github.com/kcqrs/kcqrs/topology"
+	"github.com/kcqrs/kcqrs/topology/topologytest"
 	"github.com/kcqrs/kcqrs/wire"
 )
 
@@ -53,30 +54,7 @@ func TestSchemaRebuildReadsOnlyItsAggregate(t *testing.T) {
 
 	// Index the events topic, then stop the indexer: from here on, every
 	// fetch of the events topic is the rebuild's.
-	idx, err := history.Open(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer idx.Close()
-	opts := []kgo.Opt{kgo.SeedBrokers(h.Brokers...)}
-	ix, err := history.NewIndexer(history.IndexerConfig{Index: idx, Topic: h.Topic("events"), ClientOpts: opts})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	if err := ix.CatchUp(ctx); err != nil {
-		t.Fatal(err)
-	}
-	cl, err := kgo.NewClient(opts...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cl.Close()
-	reader, err := history.NewReader(history.ReaderConfig{Index: idx, Client: cl, Registry: h.Registry, Topic: h.Topic("events")})
-	if err != nil {
-		t.Fatal(err)
-	}
+	reader := historyReader(t, h, indexEvents(t, h))
 
 	var fetches atomic.Int64
 	events := h.Topic("events")
@@ -145,4 +123,42 @@ func lossyRegistryV2(t *testing.T) *topology.Registry {
 		t.Fatal(err)
 	}
 	return registryV2(t, lossy)
+}
+
+// indexEvents indexes h's events topic as far as it goes now (one
+// CatchUp; no indexer keeps running) into an index closed when the test
+// ends.
+func indexEvents(t *testing.T, h *topologytest.Harness) *history.Index {
+	t.Helper()
+	idx, err := history.Open(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = idx.Close() })
+	ix, err := history.NewIndexer(history.IndexerConfig{Index: idx, Topic: h.Topic("events"), ClientOpts: []kgo.Opt{kgo.SeedBrokers(h.Brokers...)}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if err := ix.CatchUp(ctx); err != nil {
+		t.Fatal(err)
+	}
+	return idx
+}
+
+// historyReader reads h's events through idx, decoding with h's registry
+// as it is now; its client is closed when the test ends.
+func historyReader(t *testing.T, h *topologytest.Harness, idx *history.Index) *history.Reader {
+	t.Helper()
+	cl, err := kgo.NewClient(kgo.SeedBrokers(h.Brokers...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(cl.Close)
+	reader, err := history.NewReader(history.ReaderConfig{Index: idx, Client: cl, Registry: h.Registry, Topic: h.Topic("events")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return reader
 }

@@ -2,6 +2,7 @@ package topology_test
 
 import (
 	"context"
+	"errors"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -120,6 +121,25 @@ func refuseProduce(h *topologytest.Harness, topic string, err *kerr.Error, count
 	return kfake.Fault{Keys: []kmsg.Key{kmsg.Produce}, Topic: h.Topic(topic), Partitions: partitions, Err: err, Count: count}
 }
 
+// manualProducer is a client of h's cluster (with h's client options, then
+// opts) that produces each record to the partition it names. The caller
+// closes it.
+func manualProducer(t *testing.T, h *topologytest.Harness, opts ...kgo.Opt) *kgo.Client {
+	t.Helper()
+	cl, err := kgo.NewClient(append(append([]kgo.Opt{kgo.SeedBrokers(h.Brokers...), kgo.RecordPartitioner(kgo.ManualPartitioner())}, h.ClientOpts...), opts...)...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cl
+}
+
+// tooLarge refuses every produce request to the topology's topic as too
+// large (refuseProduce until Remove), on the given partitions (none: all):
+// a deterministic refusal.
+func tooLarge(h *topologytest.Harness, topic string, partitions ...int32) kfake.Fault {
+	return refuseProduce(h, topic, kerr.MessageTooLarge, -1, partitions...)
+}
+
 // txnClient is a transactional client with id (manual partitions), closed
 // when the test ends.
 func txnClient(t *testing.T, h *topologytest.Harness, id string) *kgo.Client {
@@ -226,6 +246,32 @@ func unconfirmCommits(t *testing.T, h *topologytest.Harness, once bool, forwarde
 	return &hits
 }
 
+// failFirstEndTxnCommit makes the broker answer the next committing EndTxn
+// request with code without applying it (the transaction stays open until
+// it times out). kfake drops a control once it has handled a request, so
+// only that one is. It returns the count of requests so answered (0 or 1).
+func failFirstEndTxnCommit(h *topologytest.Harness, code *kerr.Error) *atomic.Int32 {
+	var hits atomic.Int32
+	h.Cluster.ControlKey(int16(kmsg.EndTxn), func(req kmsg.Request) (kmsg.Response, error, bool) {
+		end := req.(*kmsg.EndTxnRequest)
+		if !end.Commit {
+			return nil, nil, false
+		}
+		hits.Add(1)
+		resp := end.ResponseKind().(*kmsg.EndTxnResponse)
+		resp.ErrorCode = code.Code
+		return resp, nil, true
+	})
+	return &hits
+}
+
+// shortTransactions makes a worker's transactions time out after 7s (its
+// session after 6s), so that one left open on the broker ends soon.
+func shortTransactions(c *topology.Config) {
+	c.TransactionTimeout = 7 * time.Second
+	c.SessionTimeout = 6 * time.Second
+}
+
 // embeddedWorker is a harness on the embedded broker (its fault hooks are
 // used) with one worker, w0, started with a fresh state directory.
 func embeddedWorker(t *testing.T, mutate ...func(*topology.Config)) (*topologytest.Harness, *topologytest.Running) {
@@ -233,6 +279,73 @@ func embeddedWorker(t *testing.T, mutate ...func(*topology.Config)) (*topologyte
 	h := newHarness(t)
 	h.RequireEmbedded()
 	return h, h.StartProcessor("w0", "", mutate...)
+}
+
+// workerWithAccount is embeddedWorker with the account id opened; p is
+// the partition of id.
+func workerWithAccount(t *testing.T, id string) (h *topologytest.Harness, w *topologytest.Running, p int32) {
+	t.Helper()
+	h, w = embeddedWorker(t)
+	openAccountID(t, h, id)
+	return h, w, topology.PartitionFor([]byte(id), partitions)
+}
+
+// failStoreWriteWhenSet makes the worker's store write fail once each
+// time fail is set (the write clears it): the failure comes after the
+// commit, so the store falls behind Kafka.
+func failStoreWriteWhenSet(fail *atomic.Bool) func(*topology.Config) {
+	return func(c *topology.Config) {
+		topology.FailStoreWrite(c, func(int32) error {
+			if fail.CompareAndSwap(true, false) {
+				return errors.New("injected write failure")
+			}
+			return nil
+		})
+	}
+}
+
+// deadLettersOf returns the records of the commands' dead-letter topic
+// with key.
+func deadLettersOf(h *topologytest.Harness, key string) []*kgo.Record {
+	var out []*kgo.Record
+	for _, d := range h.ReadTopic("commands-dlq") {
+		if string(d.Key) == key {
+			out = append(out, d)
+		}
+	}
+	return out
+}
+
+// stoppedPerPartition is a harness on the embedded broker where a worker
+// opened one account on each partition (openPerPartition) and stopped: the
+// next worker started with a fresh state directory restores every store.
+func stoppedPerPartition(t *testing.T, prefix string) (*topologytest.Harness, []string) {
+	t.Helper()
+	h, w := embeddedWorker(t)
+	ids := openPerPartition(t, h, prefix)
+	if err := w.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	return h, ids
+}
+
+// delayFirstChangelogFetches delays the first n topics of Fetch requests
+// naming the snapshots changelog by d each (delayChangelogFetch). It
+// returns the count so delayed (at most n).
+func delayFirstChangelogFetches(h *topologytest.Harness, n int32, d time.Duration) *atomic.Int32 {
+	var delayed atomic.Int32
+	delayChangelogFetch(h, func(kmsg.FetchRequestTopic) time.Duration {
+		for {
+			k := delayed.Load()
+			if k >= n {
+				return 0
+			}
+			if delayed.CompareAndSwap(k, k+1) {
+				return d
+			}
+		}
+	})
+	return &delayed
 }
 
 // wantOutputRefused fails the test unless rep is INTERNAL_ERROR

@@ -90,16 +90,7 @@ func TestTopicPatterns(t *testing.T) {
 // The reply topic cache is bounded: a client naming many topics cannot grow it.
 func TestTopicCacheIsBounded(t *testing.T) {
 	t.Parallel()
-	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(2, "known"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	cl, err := kgo.NewClient(kgo.SeedBrokers(c.ListenAddrs()...))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cl.Close()
+	cl := fakeClusterClient(t, "known")
 	tc := newTopicCache(cl)
 	tc.configure(&Config{ReplyTopicCacheSize: 10, ReplyLookupTimeout: 2 * time.Second})
 	for i := range 50 {
@@ -145,4 +136,21 @@ func FuzzReplyTopicRefusal(f *testing.F) {
 			}
 		}
 	})
+}
+
+// fakeClusterClient is a client of a new one-broker kfake cluster that
+// holds the topics (two partitions each); both end with the test.
+func fakeClusterClient(t *testing.T, topics ...string) *kgo.Client {
+	t.Helper()
+	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(2, topics...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.Close)
+	cl, err := kgo.NewClient(kgo.SeedBrokers(c.ListenAddrs()...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(cl.Close)
+	return cl
 }

@@ -16,7 +16,7 @@ import (
 
 	"github.com/kcqrs/kcqrs/aggregates/account"
 	"github.com/kcqrs/kcqrs/client"
-	"github.com/kcqrs/kcqrs/internal/examples"
+	"github.com/kcqrs/kcqrs/internal/examples/examplestest"
 	"github.com/kcqrs/kcqrs/snapshots"
 	"github.com/kcqrs/kcqrs/topology"
 	"github.com/kcqrs/kcqrs/topology/topologytest"
@@ -27,11 +27,7 @@ const partitions = 4
 
 func newHarness(t *testing.T) *topologytest.Harness {
 	t.Helper()
-	reg, err := examples.Registry()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return topologytest.New(t, reg, partitions)
+	return examplestest.Harness(t, partitions)
 }
 
 func cmd(aggType, id, typ, json string) client.Command {
@@ -532,10 +528,7 @@ func rawSendTo(t *testing.T, h *topologytest.Harness, rec *kgo.Record) (wire.Rep
 	)
 	rec.Topic = h.Topic(rec.Topic)
 	h.Client() // topics exist
-	prod, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(h.Brokers...), kgo.RecordPartitioner(kgo.ManualPartitioner())}, h.ClientOpts...)...)
-	if err != nil {
-		t.Fatal(err)
-	}
+	prod := manualProducer(t, h)
 	defer prod.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()

@@ -2,7 +2,6 @@ package topology_test
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"sync/atomic"
 	"testing"
@@ -21,12 +20,10 @@ import (
 // must not be skipped without its answer.
 func TestIsolatedCommandAnsweredWhenOnlyTheDeadLetterIsRefused(t *testing.T) {
 	t.Parallel()
-	h, _ := embeddedWorker(t)
-	openAccountID(t, h, "iso")
-	p := topology.PartitionFor([]byte("iso"), partitions)
+	h, _, p := workerWithAccount(t, "iso")
 	fh := h.Cluster.Fault(
-		refuseProduce(h, "events", kerr.MessageTooLarge, -1, p),
-		refuseProduce(h, "commands-dlq", kerr.MessageTooLarge, -1),
+		tooLarge(h, "events", p),
+		tooLarge(h, "commands-dlq"),
 	)
 	defer fh.Remove()
 	rep, err := sendWithin(h, cmd("account", "iso", "Deposit", `{"amount":5}`), 20*time.Second)
@@ -41,19 +38,17 @@ func TestIsolatedCommandAnsweredWhenOnlyTheDeadLetterIsRefused(t *testing.T) {
 // it must not be skipped without a trace.
 func TestIsolatedCommandDeadLetteredWhenOnlyTheReplyIsRefused(t *testing.T) {
 	t.Parallel()
-	h, w := embeddedWorker(t)
-	openAccountID(t, h, "iso")
-	p := topology.PartitionFor([]byte("iso"), partitions)
+	h, w, p := workerWithAccount(t, "iso")
 	fh := h.Cluster.Fault(
-		refuseProduce(h, "events", kerr.MessageTooLarge, -1, p),
-		refuseProduce(h, "command_reply", kerr.MessageTooLarge, -1),
+		tooLarge(h, "events", p),
+		tooLarge(h, "command_reply"),
 	)
 	sendAsync(h, cmd("account", "iso", "Deposit", `{"amount":5}`), 5*time.Second) // its reply cannot be written
 	pollUntil(t, "the refused command to be settled", 30*time.Second, func() bool { return w.Stats().IsolatedDeadLetters == 1 })
 	fh.Remove()
 	var found bool
-	for _, d := range h.ReadTopic("commands-dlq") {
-		if string(d.Key) == "iso" && header(d, wire.HeaderDLQOffset) != "" {
+	for _, d := range deadLettersOf(h, "iso") {
+		if header(d, wire.HeaderDLQOffset) != "" {
 			found = true
 		}
 	}
@@ -113,23 +108,9 @@ func TestTxnOffsetCommitFailureDoesNotStopTheWorker(t *testing.T) {
 // answered, and the worker must go on.
 func TestEndTxnErrorNotAppliedLosesNothing(t *testing.T) {
 	t.Parallel()
-	h := newHarness(t)
-	h.RequireEmbedded()
-	w := h.StartProcessor("w0", "", func(c *topology.Config) {
-		c.TransactionTimeout = 7 * time.Second
-		c.SessionTimeout = 6 * time.Second
-	})
+	h, w := embeddedWorker(t, shortTransactions)
 	openAccountID(t, h, "na")
-	var hits atomic.Int32
-	h.Cluster.ControlKey(int16(kmsg.EndTxn), func(req kmsg.Request) (kmsg.Response, error, bool) {
-		end := req.(*kmsg.EndTxnRequest)
-		if !end.Commit || !hits.CompareAndSwap(0, 1) {
-			return nil, nil, false
-		}
-		resp := end.ResponseKind().(*kmsg.EndTxnResponse)
-		resp.ErrorCode = kerr.UnknownServerError.Code
-		return resp, nil, true
-	})
+	hits := failFirstEndTxnCommit(h, kerr.UnknownServerError)
 	dep := cmd("account", "na", "Deposit", `{"amount":5}`)
 	dep.ID = "na-dep"
 	rep, err := sendWithin(h, dep, 25*time.Second)
@@ -156,9 +137,7 @@ func TestEndTxnErrorNotAppliedLosesNothing(t *testing.T) {
 // (a second event at a version that exists).
 func TestRestoreWithOpenForeignTxnDoesNotMissLaterCommits(t *testing.T) {
 	t.Parallel()
-	h, w := embeddedWorker(t)
-	openAccountID(t, h, "ft")
-	p := topology.PartitionFor([]byte("ft"), partitions)
+	h, w, p := workerWithAccount(t, "ft")
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	foreign := openForeignTxn(ctx, t, h, "foreign", p)
@@ -193,7 +172,7 @@ func TestTwoPoisonRecordsOnTwoPartitions(t *testing.T) {
 		openAccountID(t, h, ids[q])
 	}
 	bad, good := parts[:2], parts[2]
-	fh := h.Cluster.Fault(refuseProduce(h, "events", kerr.MessageTooLarge, -1, bad...))
+	fh := h.Cluster.Fault(tooLarge(h, "events", bad...))
 	defer fh.Remove()
 	var res []<-chan sendResult
 	for _, q := range parts {
@@ -279,9 +258,7 @@ func TestIsolationEndsWhenTheFailureWasTransient(t *testing.T) {
 // marker), so the partition must not wait for the foreign transaction.
 func TestSuspectPartitionDoesNotWaitForAForeignOpenTxn(t *testing.T) {
 	t.Parallel()
-	h, w := embeddedWorker(t)
-	openAccountID(t, h, "sf")
-	p := topology.PartitionFor([]byte("sf"), partitions)
+	h, w, p := workerWithAccount(t, "sf")
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	foreign := openForeignTxn(ctx, t, h, "foreign-sf", p)
@@ -379,18 +356,8 @@ func TestUnconfirmedCommitThenRebalanceAwayAndBack(t *testing.T) {
 // older than the changelog is used by anyone, every command is answered.
 func TestRestoreInterruptedByARebalance(t *testing.T) {
 	t.Parallel()
-	h, w := embeddedWorker(t)
-	ids := openPerPartition(t, h, "ri")
-	if err := w.Stop(); err != nil {
-		t.Fatal(err)
-	}
-	var delayed atomic.Int32
-	delayChangelogFetch(h, func(kmsg.FetchRequestTopic) time.Duration {
-		if delayed.CompareAndSwap(0, 1) {
-			return 3 * time.Second
-		}
-		return 0
-	})
+	h, ids := stoppedPerPartition(t, "ri")
+	delayed := delayFirstChangelogFetches(h, 1, 3*time.Second)
 	a := h.StartProcessor("a", "")
 	pollUntil(t, "the slow restore to start", 30*time.Second, func() bool { return delayed.Load() == 1 })
 	b := h.StartProcessor("b", "")
@@ -414,18 +381,8 @@ func TestRestoreInterruptedByARebalance(t *testing.T) {
 // answered once, none is skipped, none takes effect twice.
 func TestDeferredRecordsAcrossARebalance(t *testing.T) {
 	t.Parallel()
-	h, w := embeddedWorker(t)
-	ids := openPerPartition(t, h, "dr")
-	if err := w.Stop(); err != nil {
-		t.Fatal(err)
-	}
-	var delayed atomic.Int32
-	delayChangelogFetch(h, func(kmsg.FetchRequestTopic) time.Duration {
-		if delayed.Add(1) <= 2 {
-			return 2 * time.Second
-		}
-		return 0
-	})
+	h, ids := stoppedPerPartition(t, "dr")
+	delayed := delayFirstChangelogFetches(h, 2, 2*time.Second)
 	a := h.StartProcessor("a", "")
 	pollUntil(t, "the slow restore to start", 30*time.Second, func() bool { return delayed.Load() >= 1 })
 	errs := make(chan error, 3*partitions)
@@ -471,14 +428,7 @@ func TestIdleSuspectPartitionBecomesReadyAgain(t *testing.T) {
 	t.Parallel()
 	h := newHarness(t)
 	var fail atomic.Bool
-	w := h.StartProcessor("w0", "", func(c *topology.Config) {
-		topology.FailStoreWrite(c, func(int32) error {
-			if fail.CompareAndSwap(true, false) {
-				return errors.New("injected write failure")
-			}
-			return nil
-		})
-	})
+	w := h.StartProcessor("w0", "", failStoreWriteWhenSet(&fail))
 	openAccountID(t, h, "is")
 	pollUntil(t, "the worker to be ready", 30*time.Second, w.Ready)
 	fail.Store(true)

@@ -44,10 +44,7 @@ func TestSchemaTopicForgedRecordDoesNotShadowTheRealSchema(t *testing.T) {
 	}
 	nextState, _ := set.Codec("Account")
 	nextDeposit, _ := set.Codec("MoneyDeposited")
-	prod, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(h.Brokers...), kgo.RecordPartitioner(kgo.ManualPartitioner())}, h.ClientOpts...)...)
-	if err != nil {
-		t.Fatal(err)
-	}
+	prod := manualProducer(t, h)
 	defer prod.Close()
 	put := func(key string, value []byte) {
 		t.Helper()

@@ -100,10 +100,7 @@ func TestRollbackStopsOnlyUnreadablePartitions(t *testing.T) {
 	// build knows (fingerprint 0x0909...).
 	bogusFP := uint64(0x0909090909090909)
 	bogus := append([]byte{0xC3, 0x01, 9, 9, 9, 9, 9, 9, 9, 9}, 0, 1, 2)
-	prod, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(h.Brokers...), kgo.RecordPartitioner(kgo.ManualPartitioner())}, h.ClientOpts...)...)
-	if err != nil {
-		t.Fatal(err)
-	}
+	prod := manualProducer(t, h)
 	defer prod.Close()
 	if err := prod.ProduceSync(context.Background(), &kgo.Record{Topic: h.Topic("snapshots-changelog"), Partition: 3,
 		Key: []byte("account/" + garbled), Value: bogus}).FirstErr(); err != nil {

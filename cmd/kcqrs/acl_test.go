@@ -70,15 +70,7 @@ func securedCLI(t *testing.T, perms []topology.Permission) *kadm.Client {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- sg.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("saga: %v", err)
-		}
-	})
+	topologytest.RunUntilEnd(t, "saga", sg.Run)
 
 	cl, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(h.Brokers...)}, adminOpts[1:]...)...)
 	if err != nil {
@@ -89,7 +81,7 @@ func securedCLI(t *testing.T, perms []topology.Permission) *kadm.Client {
 	catchUp(t, adm)
 	// The keys topic of personal data, as a processor with a master key
 	// makes it (co-partitioned with commands): erase reads it.
-	if _, err := adm.CreateTopic(ctx, 2, -1, map[string]*string{"cleanup.policy": kadm.StringPtr("compact")}, topology.DefaultKeysTopic); err != nil {
+	if _, err := adm.CreateTopic(context.Background(), 2, -1, map[string]*string{"cleanup.policy": kadm.StringPtr("compact")}, topology.DefaultKeysTopic); err != nil {
 		t.Fatal(err)
 	}
 	t.Setenv("KCQRS_BROKERS", strings.Join(h.Brokers, ","))

@@ -1,12 +1,11 @@
 package main
 
 import (
-	"context"
 	"encoding/json"
 	"strings"
 	"testing"
 
-	"github.com/kcqrs/kcqrs/internal/examples"
+	"github.com/kcqrs/kcqrs/internal/examples/examplestest"
 	"github.com/kcqrs/kcqrs/saga"
 	"github.com/kcqrs/kcqrs/topology/topologytest"
 	"github.com/kcqrs/kcqrs/wire"
@@ -17,29 +16,17 @@ import (
 // test get their connection from the environment, as the processor does.
 func startWorkers(t *testing.T, transfers bool) *topologytest.Harness {
 	t.Helper()
-	reg, err := examples.Registry()
-	if err != nil {
-		t.Fatal(err)
-	}
-	h := topologytest.New(t, reg, 2)
+	h := examplestest.Harness(t, 2)
 	h.Base.InternalCommands, h.Base.CommandSigningKey = saga.InternalCommands(), []byte("cli-test-key")
 	h.StartProcessor("w0", "")
 	h.Client() // the topics exist
 	t.Setenv("KCQRS_BROKERS", strings.Join(h.Brokers, ","))
 	if transfers {
-		sg, err := saga.New(saga.Config{Brokers: h.Brokers, InstanceID: "w0", SigningKey: h.Base.CommandSigningKey, Logger: h.Base.Logger}, reg)
+		sg, err := saga.New(saga.Config{Brokers: h.Brokers, InstanceID: "w0", SigningKey: h.Base.CommandSigningKey, Logger: h.Base.Logger}, h.Registry)
 		if err != nil {
 			t.Fatal(err)
 		}
-		ctx, cancel := context.WithCancel(context.Background())
-		done := make(chan error, 1)
-		go func() { done <- sg.Run(ctx) }()
-		t.Cleanup(func() {
-			cancel()
-			if err := <-done; err != nil {
-				t.Errorf("saga: %v", err)
-			}
-		})
+		topologytest.RunUntilEnd(t, "saga", sg.Run)
 	}
 	return h
 }

@@ -8,9 +8,8 @@ import (
 	"time"
 
 	"github.com/kcqrs/kcqrs/client"
-	"github.com/kcqrs/kcqrs/internal/examples"
+	"github.com/kcqrs/kcqrs/internal/examples/examplestest"
 	"github.com/kcqrs/kcqrs/topology"
-	"github.com/kcqrs/kcqrs/topology/topologytest"
 	"github.com/kcqrs/kcqrs/wire"
 )
 
@@ -18,11 +17,7 @@ import (
 // /metrics with the processor's metrics, /healthz and /readyz, as
 // cmd/processor does.
 func TestDemoServesOpsEndpoints(t *testing.T) {
-	reg, err := examples.Registry()
-	if err != nil {
-		t.Fatal(err)
-	}
-	h := topologytest.New(t, reg, 2)
+	h := examplestest.Harness(t, 2)
 	d := newDemoOps()
 	w := h.StartProcessor("w0", "", func(c *topology.Config) { c.Observer = d.Observer() })
 	srv, err := d.start("127.0.0.1:0", w.Processor, h.Base.Logger)

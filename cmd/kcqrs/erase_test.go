@@ -7,10 +7,9 @@ import (
 	"testing"
 
 	"github.com/kcqrs/kcqrs/client"
-	"github.com/kcqrs/kcqrs/internal/examples"
+	"github.com/kcqrs/kcqrs/internal/examples/examplestest"
 	"github.com/kcqrs/kcqrs/shred"
 	"github.com/kcqrs/kcqrs/topology"
-	"github.com/kcqrs/kcqrs/topology/topologytest"
 	"github.com/kcqrs/kcqrs/wire"
 )
 
@@ -19,11 +18,7 @@ import (
 // reply is ACCEPTED, later commands are REJECTED "erased", and a second plan
 // says the key is erased already. Bad arguments are usage errors.
 func TestEraseDryRunThenExecute(t *testing.T) {
-	reg, err := examples.Registry()
-	if err != nil {
-		t.Fatal(err)
-	}
-	h := topologytest.New(t, reg, 2)
+	h := examplestest.Harness(t, 2)
 	mk, err := shred.NewMasterKey(bytes.Repeat([]byte{3}, shred.KeyLen))
 	if err != nil {
 		t.Fatal(err)

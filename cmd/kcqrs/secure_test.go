@@ -17,7 +17,6 @@ import (
 	"github.com/kcqrs/kcqrs/saga"
 	"github.com/kcqrs/kcqrs/topology"
 	"github.com/kcqrs/kcqrs/topology/topologytest"
-	"github.com/kcqrs/kcqrs/wire"
 )
 
 // envKafka reads the connection settings of an env file the broker wrote,
@@ -126,17 +125,9 @@ func TestSecureBroker(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer cl.Close()
-	send := func(id, typ, data string) {
-		t.Helper()
-		rep, err := cl.Send(ctx, client.Command{AggregateType: "account", AggregateID: id, Type: typ, JSON: []byte(data)})
-		if err != nil || rep.Status != wire.StatusAccepted {
-			t.Fatalf("%s %s: %+v %v", typ, id, rep, err)
-		}
+	if err := topologytest.StartTransfer(ctx, cl); err != nil {
+		t.Fatal(err)
 	}
-	send("a", "OpenAccount", `{"owner":"A","currency":"EUR"}`)
-	send("a", "Deposit", `{"amount":100}`)
-	send("b", "OpenAccount", `{"owner":"B","currency":"EUR"}`)
-	send("a", "DebitForTransfer", `{"transferId":"t1","to":"b","amount":30}`)
 	adminOpts, err := admin.Opts()
 	if err != nil {
 		t.Fatal(err)

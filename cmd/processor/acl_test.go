@@ -14,10 +14,10 @@ import (
 	"github.com/kcqrs/kcqrs/client"
 	"github.com/kcqrs/kcqrs/config"
 	"github.com/kcqrs/kcqrs/embedded"
+	"github.com/kcqrs/kcqrs/internal/binarytest"
 	"github.com/kcqrs/kcqrs/internal/examples"
 	"github.com/kcqrs/kcqrs/topology"
 	"github.com/kcqrs/kcqrs/topology/topologytest"
-	"github.com/kcqrs/kcqrs/wire"
 )
 
 // processorAndSagaPermissions are the documented permissions of worker w0
@@ -32,14 +32,10 @@ func processorAndSagaPermissions() []topology.Permission {
 // ends. It returns the admin's client options and the run's result.
 func securedRun(t *testing.T, perms []topology.Permission) (brokers []string, admin config.Kafka, done <-chan error) {
 	t.Helper()
-	c, err := embedded.Start(embedded.Options{Extra: []kfake.Opt{kfake.EnableSASL(),
+	c := binarytest.Embedded(t, embedded.Options{Extra: []kfake.Opt{kfake.EnableSASL(),
 		kfake.Superuser(config.SASLScramSHA256, "admin", "admin-secret"),
 		kfake.User(config.SASLScramSHA256, "worker", "worker-secret", topologytest.ACLs(perms)...),
 		kfake.EnableACLs()}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(c.Close)
 	brokers = c.ListenAddrs()
 	st, _, err := load([]string{"--brokers", strings.Join(brokers, ","), "--state-dir", t.TempDir(), "--instance-id", "w0",
 		"--partitions", "2", "--http-addr", "127.0.0.1:0"},
@@ -84,17 +80,9 @@ func TestProcessorWithExactlyItsACLs(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer cl.Close()
-	send := func(id, typ, data string) {
-		t.Helper()
-		rep, err := cl.Send(ctx, client.Command{AggregateType: "account", AggregateID: id, Type: typ, JSON: []byte(data)})
-		if err != nil || rep.Status != wire.StatusAccepted {
-			t.Fatalf("%s %s: %+v %v", typ, id, rep, err)
-		}
+	if err := topologytest.StartTransfer(ctx, cl); err != nil {
+		t.Fatal(err)
 	}
-	send("a", "OpenAccount", `{"owner":"A","currency":"EUR"}`)
-	send("a", "Deposit", `{"amount":100}`)
-	send("b", "OpenAccount", `{"owner":"B","currency":"EUR"}`)
-	send("a", "DebitForTransfer", `{"transferId":"t1","to":"b","amount":30}`)
 	for {
 		types, err := topologytest.EventTypes(ctx, brokers, "events", opts[1:]...)
 		if err != nil {

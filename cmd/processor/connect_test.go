@@ -12,6 +12,7 @@ import (
 
 	"github.com/kcqrs/kcqrs/config"
 	"github.com/kcqrs/kcqrs/embedded"
+	"github.com/kcqrs/kcqrs/internal/binarytest"
 	"github.com/kcqrs/kcqrs/internal/examples"
 )
 
@@ -21,11 +22,7 @@ import (
 // `check permissions: EOF` half a minute later.
 func TestWrongPasswordIsNamed(t *testing.T) {
 	t.Parallel()
-	c, err := embedded.Start(embedded.Options{Extra: []kfake.Opt{kfake.EnableSASL(), kfake.Superuser(config.SASLScramSHA256, "worker", "right-secret")}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(c.Close)
+	c := binarytest.Embedded(t, embedded.Options{Extra: []kfake.Opt{kfake.EnableSASL(), kfake.Superuser(config.SASLScramSHA256, "worker", "right-secret")}})
 	for _, tt := range []struct{ mechanism, password string }{
 		{config.SASLScramSHA256, "hunter2"},
 		{config.SASLScramSHA512, "right-secret"},

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"math"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -21,42 +20,36 @@ import (
 	"github.com/kcqrs/kcqrs/client"
 	"github.com/kcqrs/kcqrs/config"
 	"github.com/kcqrs/kcqrs/embedded"
+	"github.com/kcqrs/kcqrs/internal/binarytest"
 	"github.com/kcqrs/kcqrs/internal/examples"
 	"github.com/kcqrs/kcqrs/ops"
 	"github.com/kcqrs/kcqrs/topology"
+	"github.com/kcqrs/kcqrs/topology/topologytest"
 	"github.com/kcqrs/kcqrs/wire"
 )
 
 var update = flag.Bool("update", false, "rewrite docs/operations.md's generated sections")
 
-func env(kv ...string) func(string) (string, bool) {
-	m := map[string]string{}
-	for i := 0; i < len(kv); i += 2 {
-		m[kv[i]] = kv[i+1]
-	}
-	return func(k string) (string, bool) { v, ok := m[k]; return v, ok }
-}
+// env, metric: see binarytest.
+var (
+	env    = binarytest.Env
+	metric = binarytest.Metric
+)
 
 // TestLoad: settings come from flags and the environment, and every
 // problem of a bad configuration is reported at once.
 func TestLoad(t *testing.T) {
-	tests := []struct {
-		name  string
-		args  []string
-		env   func(string) (string, bool)
-		wants []string // error substrings; none: valid
-		check func(t *testing.T, st *settings)
-	}{
-		{name: "defaults", env: env(), check: func(t *testing.T, st *settings) {
+	tests := []binarytest.LoadCase[*settings]{
+		{Name: "defaults", Env: env(), Check: func(t *testing.T, st *settings) {
 			d := topology.Defaults()
 			if st.cfg.CommitInterval != d.CommitInterval || st.cfg.MaxBatch != d.MaxBatch || st.cfg.Partitions != d.Partitions ||
 				st.cfg.Group != d.Group || st.httpAddr != ops.DefaultAddr || st.cfg.InstanceID == "" {
 				t.Fatalf("defaults not applied: %+v", st.cfg)
 			}
 		}},
-		{name: "environment and flags", args: []string{"--max-batch", "7", "--brokers", "k1:9092,k2:9092"},
-			env: env("KCQRS_COMMIT_INTERVAL", "250ms", "KCQRS_MAX_BATCH", "3", "KCQRS_FETCH_MAX_BYTES", "8MiB", "KCQRS_MEMORY_LIMIT", "250MiB", "KCQRS_INSTANCE_ID", "w-7", "KCQRS_SASL_MECHANISM", "SCRAM-SHA-512", "KCQRS_SASL_USER", "u", "KCQRS_SASL_PASSWORD", "p", "KCQRS_TRANSFER_SIGNING_KEY", "legs"),
-			check: func(t *testing.T, st *settings) {
+		{Name: "environment and flags", Args: []string{"--max-batch", "7", "--brokers", "k1:9092,k2:9092"},
+			Env: env("KCQRS_COMMIT_INTERVAL", "250ms", "KCQRS_MAX_BATCH", "3", "KCQRS_FETCH_MAX_BYTES", "8MiB", "KCQRS_MEMORY_LIMIT", "250MiB", "KCQRS_INSTANCE_ID", "w-7", "KCQRS_SASL_MECHANISM", "SCRAM-SHA-512", "KCQRS_SASL_USER", "u", "KCQRS_SASL_PASSWORD", "p", "KCQRS_TRANSFER_SIGNING_KEY", "legs"),
+			Check: func(t *testing.T, st *settings) {
 				if string(st.cfg.CommandSigningKey) != "legs" || st.derivedKey || len(st.cfg.InternalCommands["account"]) != 3 {
 					t.Fatalf("signing key %q (derived %v), internal commands %v", st.cfg.CommandSigningKey, st.derivedKey, st.cfg.InternalCommands)
 				}
@@ -66,22 +59,22 @@ func TestLoad(t *testing.T) {
 					t.Fatalf("got %+v / %+v", st.cfg, st.kafka)
 				}
 			}},
-		{name: "everything wrong at once",
-			args: []string{"--commit-interval", "soon", "--max-batch", "0", "--transaction-timeout", "10ms", "--partitions", "0", "--replication-factor", "0", "--log-format", "yaml", "--events-topic", "commands", "--max-command-bytes", "-1", "--cache-size", "-5", "--fetch-max-bytes", "-1", "--fetch-max-partition-bytes", "3GiB", "--memory-limit", "-1"},
-			env:  env("KCQRS_DEDUPE_WINDOW", "many", "KCQRS_SASL_MECHANISM", "GSSAPI", "KCQRS_BROKERS", "nohost"),
-			wants: []string{`--commit-interval="soon"`, "max batch 0 < 1", "transaction timeout 10ms < 1s", "partitions 0 < 1",
+		{Name: "everything wrong at once",
+			Args: []string{"--commit-interval", "soon", "--max-batch", "0", "--transaction-timeout", "10ms", "--partitions", "0", "--replication-factor", "0", "--log-format", "yaml", "--events-topic", "commands", "--max-command-bytes", "-1", "--cache-size", "-5", "--fetch-max-bytes", "-1", "--fetch-max-partition-bytes", "3GiB", "--memory-limit", "-1"},
+			Env:  env("KCQRS_DEDUPE_WINDOW", "many", "KCQRS_SASL_MECHANISM", "GSSAPI", "KCQRS_BROKERS", "nohost"),
+			Wants: []string{`--commit-interval="soon"`, "max batch 0 < 1", "transaction timeout 10ms < 1s", "partitions 0 < 1",
 				"--replication-factor 0", `--log-format "yaml"`, `KCQRS_DEDUPE_WINDOW="many"`, `--sasl-mechanism "GSSAPI"`,
 				`"nohost" is not host:port`, `topic "commands" is both`, "max command bytes -1 < 1", "cache bytes -5 < 0",
 				"fetch max bytes -1 not in", "fetch max partition bytes 3221225472 not in", "--memory-limit -1 < 0"}},
-		{name: "transfers on an authenticating Kafka need the signing key", env: env("KCQRS_SASL_MECHANISM", "PLAIN", "KCQRS_SASL_USER", "u", "KCQRS_SASL_PASSWORD", "p"),
-			wants: []string{"--transfer-signing-key (or KCQRS_TRANSFER_SIGNING_KEY) is required with --transfers"}},
-		{name: "no signing key and no saga: every leg refused", args: []string{"--transfers=false"}, env: env("KCQRS_SASL_MECHANISM", "PLAIN", "KCQRS_SASL_USER", "u", "KCQRS_SASL_PASSWORD", "p"),
-			check: func(t *testing.T, st *settings) {
+		{Name: "transfers on an authenticating Kafka need the signing key", Env: env("KCQRS_SASL_MECHANISM", "PLAIN", "KCQRS_SASL_USER", "u", "KCQRS_SASL_PASSWORD", "p"),
+			Wants: []string{"--transfer-signing-key (or KCQRS_TRANSFER_SIGNING_KEY) is required with --transfers"}},
+		{Name: "no signing key and no saga: every leg refused", Args: []string{"--transfers=false"}, Env: env("KCQRS_SASL_MECHANISM", "PLAIN", "KCQRS_SASL_USER", "u", "KCQRS_SASL_PASSWORD", "p"),
+			Check: func(t *testing.T, st *settings) {
 				if len(st.cfg.CommandSigningKey) != 0 || len(st.cfg.InternalCommands["account"]) != 3 {
 					t.Fatalf("signing key %q, internal commands %v", st.cfg.CommandSigningKey, st.cfg.InternalCommands)
 				}
 			}},
-		{name: "without authentication the key is derived from the group", env: env("KCQRS_INSTANCE_ID", "w-1"), check: func(t *testing.T, st *settings) {
+		{Name: "without authentication the key is derived from the group", Env: env("KCQRS_INSTANCE_ID", "w-1"), Check: func(t *testing.T, st *settings) {
 			other, _, err := load([]string{"--instance-id", "w-2", "--transfers=false"}, env(), false)
 			if err != nil {
 				t.Fatal(err)
@@ -97,8 +90,8 @@ func TestLoad(t *testing.T) {
 				t.Fatal("another group derived the same key")
 			}
 		}},
-		{name: "stray argument", args: []string{"run"}, env: env(), wants: []string{`unexpected arguments ["run"]`}},
-		{name: "reply topics", env: env("KCQRS_REPLY_TOPICS", "replies-*,my-replies"), check: func(t *testing.T, st *settings) {
+		{Name: "stray argument", Args: []string{"run"}, Env: env(), Wants: []string{`unexpected arguments ["run"]`}},
+		{Name: "reply topics", Env: env("KCQRS_REPLY_TOPICS", "replies-*,my-replies"), Check: func(t *testing.T, st *settings) {
 			if got := strings.Join(st.cfg.ReplyTopics, ","); got != "replies-*,my-replies" {
 				t.Fatalf("reply topics %q: want the configured ones", got)
 			}
@@ -106,37 +99,21 @@ func TestLoad(t *testing.T) {
 				t.Fatalf("internal topics %q", got)
 			}
 		}},
-		{name: "unsafe reply topics", args: []string{"--reply-topics", "snapshots-*,__consumer_offsets"}, env: env(),
-			wants: []string{`reply topic "snapshots-*" would allow "snapshots-changelog"`, `reply topic "__consumer_offsets" would allow "__*"`}},
+		{Name: "unsafe reply topics", Args: []string{"--reply-topics", "snapshots-*,__consumer_offsets"}, Env: env(),
+			Wants: []string{`reply topic "snapshots-*" would allow "snapshots-changelog"`, `reply topic "__consumer_offsets" would allow "__*"`}},
 		// The saga's legs are answered on the default reply topic; the topic
 		// they once named is internal, with or without the saga.
-		{name: "the saga's retired reply topic", args: []string{"--reply-topics", "transfer-replies"}, env: env(),
-			wants: []string{`reply topic "transfer-replies" would allow "transfer-replies"`}},
-		{name: "the saga's retired reply topic without the saga", args: []string{"--transfers=false", "--reply-topics", "transfer-replies"}, env: env(),
-			wants: []string{`reply topic "transfer-replies" would allow "transfer-replies"`}},
-		{name: "command larger than a record", args: []string{"--max-record-bytes", "800000"}, env: env(),
-			wants: []string{"max command bytes 921600 does not leave 16384 bytes below the record limit 800000"}},
+		{Name: "the saga's retired reply topic", Args: []string{"--reply-topics", "transfer-replies"}, Env: env(),
+			Wants: []string{`reply topic "transfer-replies" would allow "transfer-replies"`}},
+		{Name: "the saga's retired reply topic without the saga", Args: []string{"--transfers=false", "--reply-topics", "transfer-replies"}, Env: env(),
+			Wants: []string{`reply topic "transfer-replies" would allow "transfer-replies"`}},
+		{Name: "command larger than a record", Args: []string{"--max-record-bytes", "800000"}, Env: env(),
+			Wants: []string{"max command bytes 921600 does not leave 16384 bytes below the record limit 800000"}},
 	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			st, _, err := load(tt.args, tt.env, false)
-			if len(tt.wants) == 0 {
-				if err != nil {
-					t.Fatal(err)
-				}
-				tt.check(t, st)
-				return
-			}
-			if err == nil {
-				t.Fatal("accepted")
-			}
-			for _, w := range tt.wants {
-				if !strings.Contains(err.Error(), w) {
-					t.Errorf("error lacks %q:\n%v", w, err)
-				}
-			}
-		})
-	}
+	binarytest.RunLoad(t, func(args []string, env func(string) (string, bool)) (*settings, error) {
+		st, _, err := load(args, env, false)
+		return st, err
+	}, tests)
 }
 
 // section returns the text of docs/operations.md between the two marker lines.
@@ -188,68 +165,48 @@ func TestREADMEGenerated(t *testing.T) {
 	}
 }
 
+// scrape is binarytest.Scrape.
 func scrape(t *testing.T, url string) (int, string) {
 	t.Helper()
-	resp, err := http.Get(url)
-	if err != nil {
-		return 0, err.Error()
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	return resp.StatusCode, string(b)
+	return binarytest.Scrape(url)
 }
 
-// metric returns the sum of the samples of a series whose name and labels
-// match the pattern.
-func metric(text, pattern string) (float64, bool) {
-	re := regexp.MustCompile(`(?m)^` + pattern + ` ([0-9.e+-]+)$`)
-	var sum float64
-	found := false
-	for _, m := range re.FindAllStringSubmatch(text, -1) {
-		v, err := strconv.ParseFloat(m[1], 64)
-		if err == nil {
-			sum += v
-			found = true
-		}
+// startWorker runs the binary with st (the examples' registry, logs
+// discarded) until the test ends: see binarytest.Start.
+func startWorker(t *testing.T, st *settings) *binarytest.Running {
+	t.Helper()
+	reg, err := examples.Registry()
+	if err != nil {
+		t.Fatal(err)
 	}
-	return sum, found
+	return binarytest.Start(t, func(ctx context.Context, started func(string)) error {
+		return run(ctx, st, reg, io.Discard, started)
+	})
+}
+
+// dialClient is a command client of brokers (topologytest.WaitClient:
+// the worker creates the topics as it starts), closed when the test ends.
+func dialClient(ctx context.Context, t *testing.T, brokers []string) *client.Client {
+	t.Helper()
+	cl, err := topologytest.WaitClient(ctx, client.Config{Brokers: brokers})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(cl.Close)
+	return cl
 }
 
 // TestMetricsAndHealth runs the binary's worker against the embedded
 // broker, sends commands, and scrapes the endpoints until the metrics show
 // the work and /readyz answers 200.
 func TestMetricsAndHealth(t *testing.T) {
-	c, err := embedded.Start(embedded.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
+	c := binarytest.Embedded(t, embedded.Options{})
 	st, _, err := load([]string{"--brokers", strings.Join(c.ListenAddrs(), ","), "--state-dir", t.TempDir(), "--instance-id", "m0",
 		"--partitions", "4", "--http-addr", "127.0.0.1:0", "--pprof", "--log-format", "json"}, env(), false)
 	if err != nil {
 		t.Fatal(err)
 	}
-	reg, err := examples.Registry()
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	addrc := make(chan string, 1)
-	done := make(chan error, 1)
-	go func() { done <- run(ctx, st, reg, io.Discard, func(a string) { addrc <- a }) }()
-	defer func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Error(err)
-		}
-	}()
-	var base string
-	select {
-	case a := <-addrc:
-		base = "http://" + a
-	case err := <-done:
-		t.Fatal(err)
-	}
+	base := startWorker(t, st).Base
 	if code, _ := scrape(t, base+"/healthz"); code != 200 {
 		t.Fatalf("/healthz: %d", code)
 	}
@@ -259,17 +216,7 @@ func TestMetricsAndHealth(t *testing.T) {
 
 	cctx, ccancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer ccancel()
-	var cl *client.Client
-	for cl == nil {
-		cl, err = client.New(cctx, client.Config{Brokers: st.cfg.Brokers})
-		if err != nil {
-			if cctx.Err() != nil {
-				t.Fatal(err)
-			}
-			time.Sleep(100 * time.Millisecond)
-		}
-	}
-	defer cl.Close()
+	cl := dialClient(cctx, t, st.cfg.Brokers)
 	const n = 12
 	for i := range n {
 		id := "m-" + strconv.Itoa(i)
@@ -367,11 +314,7 @@ func TestSIGTERMLeavesNothingToRestore(t *testing.T) {
 	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
 		t.Fatalf("go build: %v\n%s", err, out)
 	}
-	c, err := embedded.Start(embedded.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(c.Close)
+	c := binarytest.Embedded(t, embedded.Options{})
 	brokers := c.ListenAddrs()
 	state := filepath.Join(dir, "state")
 

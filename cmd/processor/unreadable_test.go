@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"io"
 	"strconv"
 	"strings"
 	"testing"
@@ -13,7 +12,7 @@ import (
 
 	"github.com/kcqrs/kcqrs/client"
 	"github.com/kcqrs/kcqrs/embedded"
-	"github.com/kcqrs/kcqrs/internal/examples"
+	"github.com/kcqrs/kcqrs/internal/binarytest"
 	"github.com/kcqrs/kcqrs/topology"
 	"github.com/kcqrs/kcqrs/wire"
 )
@@ -25,11 +24,7 @@ import (
 // answering commands of its other partitions.
 func TestUnreadablePartitionOnReadyz(t *testing.T) {
 	t.Parallel()
-	c, err := embedded.Start(embedded.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
+	c := binarytest.Embedded(t, embedded.Options{})
 	const parts = 4
 	id := "unreadable-1"
 	part := topology.PartitionFor([]byte(id), parts)
@@ -54,37 +49,9 @@ func TestUnreadablePartitionOnReadyz(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	reg, err := examples.Registry()
-	if err != nil {
-		t.Fatal(err)
-	}
-	rctx, rcancel := context.WithCancel(context.Background())
-	addrc := make(chan string, 1)
-	done := make(chan error, 1)
-	go func() { done <- run(rctx, st, reg, io.Discard, func(a string) { addrc <- a }) }()
-	defer func() {
-		rcancel()
-		if err := <-done; err != nil {
-			t.Error(err)
-		}
-	}()
-	var base string
-	select {
-	case a := <-addrc:
-		base = "http://" + a
-	case err := <-done:
-		t.Fatal(err)
-	}
-	var cli *client.Client
-	for cli == nil {
-		if cli, err = client.New(ctx, client.Config{Brokers: st.cfg.Brokers}); err != nil {
-			if ctx.Err() != nil {
-				t.Fatal(err)
-			}
-			time.Sleep(100 * time.Millisecond)
-		}
-	}
-	defer cli.Close()
+	worker := startWorker(t, st)
+	base := worker.Base
+	cli := dialClient(ctx, t, st.cfg.Brokers)
 	go func() { // waits: its partition is held back
 		_, _ = cli.Send(ctx, client.Command{AggregateType: "account", AggregateID: id, Type: "Deposit", JSON: []byte(`{"amount":1}`)})
 	}()
@@ -107,8 +74,8 @@ func TestUnreadablePartitionOnReadyz(t *testing.T) {
 		select {
 		case <-ctx.Done():
 			t.Fatalf("/readyz %d %q; metrics have %q: %v", code, body, metricWant, strings.Contains(metrics, metricWant))
-		case err := <-done:
-			t.Fatalf("the worker stopped: %v", err)
+		case <-worker.Done():
+			t.Fatalf("the worker stopped: %v", worker.Err())
 		case <-time.After(100 * time.Millisecond):
 		}
 	}

@@ -16,6 +16,7 @@ import (
 	"github.com/kcqrs/kcqrs/aggregates/account"
 	"github.com/kcqrs/kcqrs/config"
 	"github.com/kcqrs/kcqrs/embedded"
+	"github.com/kcqrs/kcqrs/internal/binarytest"
 	"github.com/kcqrs/kcqrs/internal/examples"
 	"github.com/kcqrs/kcqrs/topology"
 	"github.com/kcqrs/kcqrs/topology/topologytest"
@@ -26,14 +27,10 @@ import (
 // user "proj" with exactly perms; it returns the ops endpoints' base URL.
 func securedProjector(t *testing.T, perms []topology.Permission, n int) string {
 	t.Helper()
-	c, err := embedded.Start(embedded.Options{Extra: []kfake.Opt{kfake.EnableSASL(),
+	c := binarytest.Embedded(t, embedded.Options{Extra: []kfake.Opt{kfake.EnableSASL(),
 		kfake.Superuser(config.SASLScramSHA256, "admin", "admin-secret"),
 		kfake.User(config.SASLScramSHA256, "proj", "proj-secret", topologytest.ACLs(perms)...),
 		kfake.EnableACLs()}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(c.Close)
 	admin := config.Kafka{Brokers: c.ListenAddrs(), SASLMechanism: config.SASLScramSHA256, SASLUser: "admin", SASLPassword: "admin-secret"}
 	opts, err := admin.Opts()
 	if err != nil {
@@ -82,8 +79,8 @@ func TestProjectorWithExactlyItsACLs(t *testing.T) {
 	base := securedProjector(t, projectorPermissions(), n)
 	deadline := time.Now().Add(90 * time.Second)
 	for {
-		code, _ := body(base + "/readyz")
-		_, text := body(base + "/metrics")
+		code, _ := scrape(base + "/readyz")
+		_, text := scrape(base + "/metrics")
 		// The accounts group folded every event; the totals group merged
 		// (one counters record per currency, partition and batch).
 		acc, aok := metric(text, `kcqrs_projector_records_total\{group="kcqrs-proj-accounts-v1",outcome="applied"\}`)
@@ -92,7 +89,7 @@ func TestProjectorWithExactlyItsACLs(t *testing.T) {
 			return
 		}
 		if time.Now().After(deadline) {
-			hc, hb := body(base + "/healthz")
+			hc, hb := scrape(base + "/healthz")
 			t.Fatalf("after 90s: /readyz %d, /healthz %d %q\n%s", code, hc, hb, text)
 		}
 		time.Sleep(100 * time.Millisecond)
@@ -121,8 +118,8 @@ func TestProjectorWithoutOneACL(t *testing.T) {
 			base := securedProjector(t, topologytest.Without(all, i), 1)
 			deadline := time.Now().Add(60 * time.Second)
 			for {
-				rc, rb := body(base + "/readyz")
-				hc, hb := body(base + "/healthz")
+				rc, rb := scrape(base + "/readyz")
+				hc, hb := scrape(base + "/healthz")
 				if rc == http.StatusServiceUnavailable && hc == http.StatusOK && strings.Contains(rb, want) && strings.Contains(hb, want) {
 					return
 				}

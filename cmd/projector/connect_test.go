@@ -1,8 +1,6 @@
 package main
 
 import (
-	"context"
-	"io"
 	"net"
 	"net/http"
 	"os"
@@ -15,19 +13,9 @@ import (
 
 	"github.com/kcqrs/kcqrs/config"
 	"github.com/kcqrs/kcqrs/embedded"
-	"github.com/kcqrs/kcqrs/internal/examples"
+	"github.com/kcqrs/kcqrs/internal/binarytest"
 	"github.com/kcqrs/kcqrs/topology/topologytest"
 )
-
-func body(url string) (int, string) {
-	resp, err := http.Get(url)
-	if err != nil {
-		return 0, err.Error()
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	return resp.StatusCode, string(b)
-}
 
 // TestProjectorSaysWhyItCannotConnect: a projector that cannot connect or
 // log in (wrong password, wrong mechanism, no broker) serves /healthz and
@@ -36,11 +24,7 @@ func body(url string) (int, string) {
 func TestProjectorSaysWhyItCannotConnect(t *testing.T) {
 	kafkaRetryFirst = 50 * time.Millisecond // before t.Parallel: no other test runs yet
 	t.Parallel()
-	c, err := embedded.Start(embedded.Options{Extra: []kfake.Opt{kfake.EnableSASL(), kfake.Superuser(config.SASLScramSHA256, "admin", "admin-secret")}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(c.Close)
+	c := binarytest.Embedded(t, embedded.Options{Extra: []kfake.Opt{kfake.EnableSASL(), kfake.Superuser(config.SASLScramSHA256, "admin", "admin-secret")}})
 	brokers := strings.Join(c.ListenAddrs(), ",")
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -64,34 +48,12 @@ func TestProjectorSaysWhyItCannotConnect(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			reg, err := examples.Registry()
-			if err != nil {
-				t.Fatal(err)
-			}
 			var logs topologytest.SyncBuffer
-			ctx, cancel := context.WithCancel(context.Background())
-			addrc := make(chan string, 1)
-			done := make(chan error, 1)
-			go func() { done <- run(ctx, st, reg, &logs, func(a string) { addrc <- a }) }()
-			defer func() {
-				cancel()
-				if err := <-done; err != nil {
-					t.Error(err)
-				}
-			}()
-			var base string
-			select {
-			case a := <-addrc:
-				base = "http://" + a
-			case err := <-done:
-				t.Fatalf("run ended: %v", err)
-			case <-time.After(60 * time.Second):
-				t.Fatal("/healthz did not come up in 60s")
-			}
+			base := startProjectorLogging(t, st, &logs)
 			deadline := time.Now().Add(60 * time.Second)
 			for {
-				hc, hb := body(base + "/healthz")
-				rc, rb := body(base + "/readyz")
+				hc, hb := scrape(base + "/healthz")
+				rc, rb := scrape(base + "/readyz")
 				l := logs.String()
 				ok := hc == 200 && rc == http.StatusServiceUnavailable && strings.Count(l, `"cannot use Kafka"`) >= 2
 				for _, w := range tt.want {

@@ -20,6 +20,7 @@ import (
 	"github.com/kcqrs/kcqrs/aggregates/account"
 	"github.com/kcqrs/kcqrs/config"
 	"github.com/kcqrs/kcqrs/embedded"
+	"github.com/kcqrs/kcqrs/internal/binarytest"
 	"github.com/kcqrs/kcqrs/internal/examples"
 	"github.com/kcqrs/kcqrs/schemas"
 	"github.com/kcqrs/kcqrs/wire"
@@ -27,67 +28,44 @@ import (
 
 var update = flag.Bool("update", false, "rewrite docs/operations.md's generated sections")
 
-func env(kv ...string) func(string) (string, bool) {
-	m := map[string]string{}
-	for i := 0; i < len(kv); i += 2 {
-		m[kv[i]] = kv[i+1]
-	}
-	return func(k string) (string, bool) { v, ok := m[k]; return v, ok }
-}
+// env, scrape, metric: see binarytest.
+var (
+	env    = binarytest.Env
+	scrape = binarytest.Scrape
+	metric = binarytest.Metric
+)
 
 // TestLoad: settings come from flags and KCQRS_PROJECTOR_ variables (not
 // the processor's KCQRS_ ones), and every problem is reported at once.
 func TestLoad(t *testing.T) {
-	tests := []struct {
-		name  string
-		args  []string
-		env   func(string) (string, bool)
-		wants []string
-		check func(t *testing.T, st *settings)
-	}{
-		{name: "defaults", env: env("KCQRS_STATE_DIR", "/processor/state", "KCQRS_BROKERS", "nohost"), check: func(t *testing.T, st *settings) {
+	tests := []binarytest.LoadCase[*settings]{
+		{Name: "defaults", Env: env("KCQRS_STATE_DIR", "/processor/state", "KCQRS_BROKERS", "nohost"), Check: func(t *testing.T, st *settings) {
 			if st.proj.StateDir != ".kcqrs/projector" || st.opsAddr != DefaultOpsAddr || st.httpAddr != "127.0.0.1:8088" ||
 				st.proj.Names.Version != 1 || st.proj.SessionTimeout != 10*time.Second || len(st.versions) != 0 || st.queryOnly {
 				t.Fatalf("defaults not applied: %+v", st)
 			}
 		}},
-		{name: "environment and flags", args: []string{"--version", "3", "--brokers", "k1:9092,k2:9092"},
-			env: env("KCQRS_PROJECTOR_VERSION", "2", "KCQRS_PROJECTOR_SERVE_VERSIONS", "2,3", "KCQRS_PROJECTOR_OPS_ADDR", ":9100",
+		{Name: "environment and flags", Args: []string{"--version", "3", "--brokers", "k1:9092,k2:9092"},
+			Env: env("KCQRS_PROJECTOR_VERSION", "2", "KCQRS_PROJECTOR_SERVE_VERSIONS", "2,3", "KCQRS_PROJECTOR_OPS_ADDR", ":9100",
 				"KCQRS_PROJECTOR_SASL_MECHANISM", "PLAIN", "KCQRS_PROJECTOR_SASL_USER", "u", "KCQRS_PROJECTOR_SASL_PASSWORD", "p"),
-			check: func(t *testing.T, st *settings) {
+			Check: func(t *testing.T, st *settings) {
 				if st.proj.Names.Version != 3 || fmt.Sprint(st.versions) != "[2 3]" || st.opsAddr != ":9100" ||
 					strings.Join(st.proj.Brokers, ",") != "k1:9092,k2:9092" || st.kafka.SASLPassword != "p" {
 					t.Fatalf("got %+v", st)
 				}
 			}},
-		{name: "everything wrong at once",
-			args: []string{"--version", "0", "--serve-versions", "2,x,1", "--log-format", "yaml", "--session-timeout", "5ms", "--replication", "0",
+		{Name: "everything wrong at once",
+			Args: []string{"--version", "0", "--serve-versions", "2,x,1", "--log-format", "yaml", "--session-timeout", "5ms", "--replication", "0",
 				"--progress-interval", "1ms", "--query-only", "--no-http", "extra"},
-			env: env("KCQRS_PROJECTOR_SASL_MECHANISM", "GSSAPI", "KCQRS_PROJECTOR_BROKERS", "nohost", "KCQRS_PROJECTOR_PPROF", "maybe"),
-			wants: []string{"--version 0", `"x" is not a version`, "1 after 2", `--log-format "yaml"`, "--session-timeout 5ms",
+			Env: env("KCQRS_PROJECTOR_SASL_MECHANISM", "GSSAPI", "KCQRS_PROJECTOR_BROKERS", "nohost", "KCQRS_PROJECTOR_PPROF", "maybe"),
+			Wants: []string{"--version 0", `"x" is not a version`, "1 after 2", `--log-format "yaml"`, "--session-timeout 5ms",
 				"--replication 0", "--progress-interval 1ms", "--query-only and --no-http", `unexpected arguments ["extra"]`,
 				`--sasl-mechanism "GSSAPI"`, `"nohost" is not host:port`, `KCQRS_PROJECTOR_PPROF="maybe"`}},
 	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			st, _, err := load(tt.args, tt.env)
-			if len(tt.wants) == 0 {
-				if err != nil {
-					t.Fatal(err)
-				}
-				tt.check(t, st)
-				return
-			}
-			if err == nil {
-				t.Fatal("accepted")
-			}
-			for _, w := range tt.wants {
-				if !strings.Contains(err.Error(), w) {
-					t.Errorf("error lacks %q:\n%v", w, err)
-				}
-			}
-		})
-	}
+	binarytest.RunLoad(t, func(args []string, env func(string) (string, bool)) (*settings, error) {
+		st, _, err := load(args, env)
+		return st, err
+	}, tests)
 }
 
 // TestREADMEGenerated: docs/operations.md's projector configuration table is what
@@ -156,30 +134,6 @@ func TestDeploymentFiles(t *testing.T) {
 	if !strings.Contains(compose, "\n  projector:\n") {
 		t.Error("docker-compose.yml defines no projector service")
 	}
-}
-
-func scrape(url string) (int, string) {
-	resp, err := http.Get(url)
-	if err != nil {
-		return 0, err.Error()
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	return resp.StatusCode, string(b)
-}
-
-// metric returns the sum of the samples of the series matching pattern.
-func metric(text, pattern string) (float64, bool) {
-	re := regexp.MustCompile(`(?m)^` + pattern + ` ([0-9.e+-]+)$`)
-	var sum float64
-	found := false
-	for _, m := range re.FindAllStringSubmatch(text, -1) {
-		if v, err := strconv.ParseFloat(m[1], 64); err == nil {
-			sum += v
-			found = true
-		}
-	}
-	return sum, found
 }
 
 // TestMetricsAndHealth runs the binary's projector against the embedded
@@ -314,33 +268,19 @@ func TestMetricsAndHealth(t *testing.T) {
 // returns the base URL of its ops endpoints.
 func startProjector(t *testing.T, st *settings) string {
 	t.Helper()
+	return startProjectorLogging(t, st, io.Discard)
+}
+
+// startProjectorLogging is startProjector with its logs written to logs.
+func startProjectorLogging(t *testing.T, st *settings, logs io.Writer) string {
+	t.Helper()
 	reg, err := examples.Registry()
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	addrc := make(chan string, 1)
-	done := make(chan error, 1)
-	go func() { done <- run(ctx, st, reg, io.Discard, func(ops string) { addrc <- ops }) }()
-	select {
-	case a := <-addrc:
-		t.Cleanup(func() {
-			cancel()
-			select {
-			case err := <-done:
-				if err != nil {
-					t.Error(err)
-				}
-			case <-time.After(60 * time.Second):
-				t.Error("projector did not stop in 60s")
-			}
-		})
-		return "http://" + a
-	case err := <-done:
-		cancel()
-		t.Fatal(err)
-		return ""
-	}
+	return binarytest.Start(t, func(ctx context.Context, started func(string)) error {
+		return run(ctx, st, reg, logs, started)
+	}).Base
 }
 
 // TestReadyOnceBuilt: a query-only projector on a version nobody builds

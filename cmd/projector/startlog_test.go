@@ -10,18 +10,14 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/kcqrs/kcqrs/embedded"
-	"github.com/kcqrs/kcqrs/internal/examples"
+	"github.com/kcqrs/kcqrs/internal/binarytest"
 	"github.com/kcqrs/kcqrs/topology/topologytest"
 )
 
 // TestStartLogNamesTheServedVersions: the start log says which versions
 // the query API serves (its own by default), not versions=[].
 func TestStartLogNamesTheServedVersions(t *testing.T) {
-	c, err := embedded.Start(embedded.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(c.Close)
+	c := binarytest.Embedded(t, embedded.Options{})
 	// The projector waits for the events topic.
 	cl, err := kgo.NewClient(kgo.SeedBrokers(c.ListenAddrs()...))
 	if err != nil {
@@ -36,18 +32,8 @@ func TestStartLogNamesTheServedVersions(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	reg, err := examples.Registry()
-	if err != nil {
-		t.Fatal(err)
-	}
 	var logs topologytest.SyncBuffer
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- run(ctx, st, reg, &logs, nil) }()
-	defer func() {
-		cancel()
-		<-done
-	}()
+	startProjectorLogging(t, st, &logs)
 	deadline := time.Now().Add(60 * time.Second)
 	for !strings.Contains(logs.String(), "query API listening") {
 		if time.Now().After(deadline) {

@@ -16,6 +16,7 @@
 package chaos
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -130,56 +131,26 @@ type Options struct {
 }
 
 func (o *Options) setDefaults() {
-	if o.Seed == 0 {
-		o.Seed = 1
-	}
-	if o.Kills == 0 {
-		o.Kills = 20
-	}
-	if o.Workers == 0 {
-		o.Workers = 3
-	}
-	if o.Partitions == 0 {
-		o.Partitions = 6
-	}
-	if o.Accounts == 0 {
-		o.Accounts = 24
-	}
-	if o.Clients == 0 {
-		o.Clients = 8
-	}
-	if o.ClientRate == 0 {
-		o.ClientRate = 5
-	}
-	if o.DedupeWindow == 0 {
-		o.DedupeWindow = 256
-	}
-	if o.TransferPercent == 0 {
-		o.TransferPercent = 25
-	}
-	if o.Mode == "" {
-		o.Mode = "kills"
-	}
+	o.Seed = cmp.Or(o.Seed, 1)
+	o.Kills = cmp.Or(o.Kills, 20)
+	o.Workers = cmp.Or(o.Workers, 3)
+	o.Partitions = cmp.Or(o.Partitions, 6)
+	o.Accounts = cmp.Or(o.Accounts, 24)
+	o.Clients = cmp.Or(o.Clients, 8)
+	o.ClientRate = cmp.Or(o.ClientRate, 5)
+	o.DedupeWindow = cmp.Or(o.DedupeWindow, 256)
+	o.TransferPercent = cmp.Or(o.TransferPercent, 25)
+	o.Mode = cmp.Or(o.Mode, "kills")
 	if o.Mode == "crashloop" {
 		// Measure what a user gets: the workers' own defaults.
 		o.NoFaults = true
 	} else {
-		if o.SessionTimeout == 0 {
-			o.SessionTimeout = 6 * time.Second
-		}
-		if o.TransactionTimeout == 0 {
-			o.TransactionTimeout = 10 * time.Second
-		}
-		if o.RebalanceTimeout == 0 {
-			o.RebalanceTimeout = 2 * o.SessionTimeout
-		}
+		o.SessionTimeout = cmp.Or(o.SessionTimeout, 6*time.Second)
+		o.TransactionTimeout = cmp.Or(o.TransactionTimeout, 10*time.Second)
+		o.RebalanceTimeout = cmp.Or(o.RebalanceTimeout, 2*o.SessionTimeout)
 	}
-	if o.Standbys == 0 {
-		o.Standbys = 1
-	}
-	if o.Log == nil {
-		o.Log = io.Discard
-	}
+	o.Standbys = cmp.Or(o.Standbys, 1)
+	o.Log = cmp.Or(o.Log, io.Discard)
 }
 
 // Summary is what a run did and found.

@@ -2,6 +2,7 @@ package topologytest
 
 import (
 	"context"
+	"fmt"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -47,4 +48,23 @@ func EventTypes(ctx context.Context, brokers []string, topic string, opts ...kgo
 		}
 	}
 	return types, nil
+}
+
+// StartTransfer sends through cl the commands of the smallest transfer,
+// each of which must be accepted: accounts a and b opened (EUR), 100
+// deposited to a, then 30 debited from a for b (transfer t1). The saga
+// credits b and completes it.
+func StartTransfer(ctx context.Context, cl *client.Client) error {
+	for _, c := range []struct{ id, typ, data string }{
+		{"a", "OpenAccount", `{"owner":"A","currency":"EUR"}`},
+		{"a", "Deposit", `{"amount":100}`},
+		{"b", "OpenAccount", `{"owner":"B","currency":"EUR"}`},
+		{"a", "DebitForTransfer", `{"transferId":"t1","to":"b","amount":30}`},
+	} {
+		rep, err := cl.Send(ctx, client.Command{AggregateType: "account", AggregateID: c.id, Type: c.typ, JSON: []byte(c.data)})
+		if err != nil || rep.Status != wire.StatusAccepted {
+			return fmt.Errorf("%s %s: %+v %v", c.typ, c.id, rep, err)
+		}
+	}
+	return nil
 }
