@@ -107,7 +107,7 @@ func TestOwnerLookupWithMasterKey(t *testing.T) {
 		t.Fatalf("a lookup of a prefix of the name found %v", ids)
 	}
 
-	wantStatus(t, rawSend(t, h, eraseRecord(t, mk, "acc-a2")), wire.StatusAccepted, 1)
+	wantStatus(t, rawSend(t, h, eraseRecord(t, h, mk, "acc-a2")), wire.StatusAccepted, 1)
 	want(alice, "acc-a1")
 	want(bob, "acc-b1", "acc-b2")
 
