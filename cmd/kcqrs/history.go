@@ -123,7 +123,7 @@ type historyClient struct {
 }
 
 func (c *historyClient) get(ctx context.Context, path string, q url.Values, out any) error {
-	u := c.base + path + url.PathEscape(c.typ) + "/" + url.PathEscape(c.id) + "?" + q.Encode()
+	u := c.base + path + pathSegment(c.typ) + "/" + pathSegment(c.id) + "?" + q.Encode()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
 	if err != nil {
 		return &exitError{code: exitUsage, err: fmt.Errorf("history: %w", err)}
@@ -150,6 +150,16 @@ func (c *historyClient) get(ctx context.Context, path string, q url.Values, out 
 		return fmt.Errorf("history: %s: %s", resp.Status, e.Error)
 	}
 	return json.Unmarshal(body, out)
+}
+
+// pathSegment escapes s as one path segment. "." and ".." are escaped too
+// (url.PathEscape leaves them): an HTTP server cleans them out of a path,
+// which would ask for another resource than the aggregate so named.
+func pathSegment(s string) string {
+	if s == "." || s == ".." {
+		return strings.ReplaceAll(s, ".", "%2E")
+	}
+	return url.PathEscape(s)
 }
 
 func printEvents(w io.Writer, format, typ, id string, evs []history.StreamEvent) error {
