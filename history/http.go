@@ -62,7 +62,25 @@ func Handler(r *Reader) http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /v1/streams/{type}/{id}", r.serveStream)
 	mux.HandleFunc("GET /v1/aggregates/{type}/{id}", r.serveState)
+	// Every other answer is JSON too (not Go's plain-text 404 and 405).
+	notAllowed := func(w http.ResponseWriter, req *http.Request) {
+		w.Header().Set("Allow", "GET, HEAD")
+		writeError(w, http.StatusMethodNotAllowed, fmt.Errorf("method %s: only GET", req.Method))
+	}
+	mux.HandleFunc("/v1/streams/{type}/{id}", notAllowed)
+	mux.HandleFunc("/v1/aggregates/{type}/{id}", notAllowed)
+	mux.HandleFunc("/", func(w http.ResponseWriter, req *http.Request) {
+		writeError(w, http.StatusNotFound, fmt.Errorf("no such endpoint %q: want /v1/streams/{type}/{id} or /v1/aggregates/{type}/{id}, with a non-empty id escaped as one path segment (a slash as %%2F)", capPath(req.URL.EscapedPath())))
+	})
 	return mux
+}
+
+// capPath bounds the path an error message quotes.
+func capPath(p string) string {
+	if len(p) > 200 {
+		return p[:200] + "..."
+	}
+	return p
 }
 
 func writeJSON(w http.ResponseWriter, code int, v any) {
