@@ -115,7 +115,11 @@ func planErase(ctx context.Context, cl *kgo.Client, adm *kadm.Client, commands, 
 	}
 	var key []byte
 	found := false
-	if err := readKey(ctx, cl, adm, keysTopic, part, subject, func(v []byte) { key, found = v, true }); err != nil {
+	if err := readKey(ctx, cl, adm, keysTopic, part, subject, func(v []byte) {
+		if !shred.IsErasedMarker(key) { // erasure is irreversible: nothing after the marker revives it (as in the processor)
+			key, found = v, true
+		}
+	}); err != nil {
 		return "", err
 	}
 	switch {
