@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/kcqrs/kcqrs/shred"
@@ -230,7 +231,7 @@ func (r *Reader) serveState(w http.ResponseWriter, req *http.Request) {
 	}
 	at.Version = v
 	if s := q.Get("at_time"); s != "" {
-		if at.Time, err = time.Parse(time.RFC3339Nano, s); err != nil {
+		if at.Time, err = parseAtTime(s); err != nil {
 			writeError(w, http.StatusBadRequest, fmt.Errorf("at_time=%q: want RFC 3339 (2026-12-01T10:00:00Z)", s))
 			return
 		}
@@ -251,6 +252,19 @@ func (r *Reader) serveState(w http.ResponseWriter, req *http.Request) {
 		return
 	}
 	writeJSON(w, http.StatusOK, view)
+}
+
+// parseAtTime reads at_time as RFC 3339. A '+' of an offset sent
+// unescaped in the query (curl '...?at_time=2026-12-01T11:00:00+01:00')
+// arrives as a space: read back as the '+' it was.
+func parseAtTime(s string) (time.Time, error) {
+	t, err := time.Parse(time.RFC3339Nano, s)
+	if err != nil && strings.Count(s, " ") == 1 {
+		if t2, err2 := time.Parse(time.RFC3339Nano, strings.Replace(s, " ", "+", 1)); err2 == nil {
+			return t2, nil
+		}
+	}
+	return t, err
 }
 
 // View returns the aggregate's state at a point as the state endpoint
