@@ -52,3 +52,21 @@ func TestTransferWithHugeIDsBlocksNothing(t *testing.T) {
 		time.Sleep(100 * time.Millisecond)
 	}
 }
+
+// TestTransferFromALongAccountIDCompletes: an account id of 2,000 bytes
+// is accepted by the processor, so transfers from it must end: the legs'
+// command ids name the source, and one over the processor's
+// MaxCommandIDBytes (1,024) was refused (INVALID bad_header), the credit
+// re-sent forever and the money held pending.
+func TestTransferFromALongAccountIDCompletes(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t)
+	h.StartProcessor("w0", "")
+	startSaga(t, h, "s0")
+	openAccounts(t, h, 1, false)
+	long := strings.Repeat("q", 2000)
+	accepted(t, send(t, h, long, "OpenAccount", `{"owner":"Q","currency":"EUR"}`))
+	accepted(t, send(t, h, long, "Deposit", `{"amount":50}`))
+	accepted(t, send(t, h, long, "DebitForTransfer", `{"transferId":"t1","to":"bob","amount":20}`))
+	waitMoney(t, h, 51, func(a map[string]account.Account) bool { return a["bob"].Balance == 20 && a[long].Balance == 30 })
+}
