@@ -42,8 +42,7 @@ const (
 	// CodeNotOpen: Deposit, Withdraw or CloseAccount on an account that was
 	// never opened.
 	CodeNotOpen = "not_open"
-	// CodeInvalidOwner: OpenAccount with an empty (or blank) owner, or one
-	// longer than 1024 bytes (MaxOwnerBytes).
+	// CodeInvalidOwner: OpenAccount with an empty (or blank) owner.
 	CodeInvalidOwner = "invalid_owner"
 	// CodeInvalidCurrency: OpenAccount with a currency that is not three
 	// upper-case ASCII letters.
@@ -372,13 +371,6 @@ func (TransferRefunded) EventType() string { return "TransferRefunded" }
 // Name is the wire name of the account aggregate type.
 const Name = "account"
 
-// MaxOwnerBytes bounds an owner (UTF-8 bytes). The owner is copied into
-// every read model that indexes it (the projector's owner index is keyed by
-// it, path-escaped: up to three bytes per byte), and a record past the
-// producer's 1 MB limit stops the projector's group: an owner of a few
-// hundred KB, which a 900 KB command can carry, did.
-const MaxOwnerBytes = 1024
-
 // Type is the account aggregate type. Its initial state is the zero Account.
 var Type = aggregates.Type[Account]{
 	Name:   Name,
@@ -446,9 +438,6 @@ func open(s Account, c OpenAccount) ([]aggregates.Event, error) {
 	// A blank owner is as useless as an empty one.
 	if strings.TrimSpace(c.Owner) == "" {
 		return nil, aggregates.Reject(CodeInvalidOwner, "owner must not be empty")
-	}
-	if len(c.Owner) > MaxOwnerBytes {
-		return nil, aggregates.Reject(CodeInvalidOwner, "owner is %d bytes, more than %d", len(c.Owner), MaxOwnerBytes)
 	}
 	if !validCurrency(c.Currency) {
 		return nil, aggregates.Reject(CodeInvalidCurrency, "currency %q is not three upper-case letters (ISO 4217)", c.Currency)
