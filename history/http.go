@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/kcqrs/kcqrs/shred"
@@ -62,7 +63,25 @@ func Handler(r *Reader) http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /v1/streams/{type}/{id}", r.serveStream)
 	mux.HandleFunc("GET /v1/aggregates/{type}/{id}", r.serveState)
+	// Every other answer is JSON too (not Go's plain-text 404 and 405).
+	notAllowed := func(w http.ResponseWriter, req *http.Request) {
+		w.Header().Set("Allow", "GET, HEAD")
+		writeError(w, http.StatusMethodNotAllowed, fmt.Errorf("method %s: only GET", req.Method))
+	}
+	mux.HandleFunc("/v1/streams/{type}/{id}", notAllowed)
+	mux.HandleFunc("/v1/aggregates/{type}/{id}", notAllowed)
+	mux.HandleFunc("/", func(w http.ResponseWriter, req *http.Request) {
+		writeError(w, http.StatusNotFound, fmt.Errorf("no such endpoint %q: want /v1/streams/{type}/{id} or /v1/aggregates/{type}/{id}, with a non-empty id escaped as one path segment (a slash as %%2F)", capPath(req.URL.EscapedPath())))
+	})
 	return mux
+}
+
+// capPath bounds the path an error message quotes.
+func capPath(p string) string {
+	if len(p) > 200 {
+		return p[:200] + "..."
+	}
+	return p
 }
 
 func writeJSON(w http.ResponseWriter, code int, v any) {
@@ -212,7 +231,7 @@ func (r *Reader) serveState(w http.ResponseWriter, req *http.Request) {
 	}
 	at.Version = v
 	if s := q.Get("at_time"); s != "" {
-		if at.Time, err = time.Parse(time.RFC3339Nano, s); err != nil {
+		if at.Time, err = parseAtTime(s); err != nil {
 			writeError(w, http.StatusBadRequest, fmt.Errorf("at_time=%q: want RFC 3339 (2026-12-01T10:00:00Z)", s))
 			return
 		}
@@ -233,6 +252,19 @@ func (r *Reader) serveState(w http.ResponseWriter, req *http.Request) {
 		return
 	}
 	writeJSON(w, http.StatusOK, view)
+}
+
+// parseAtTime reads at_time as RFC 3339. A '+' of an offset sent
+// unescaped in the query (curl '...?at_time=2026-12-01T11:00:00+01:00')
+// arrives as a space: read back as the '+' it was.
+func parseAtTime(s string) (time.Time, error) {
+	t, err := time.Parse(time.RFC3339Nano, s)
+	if err != nil && strings.Count(s, " ") == 1 {
+		if t2, err2 := time.Parse(time.RFC3339Nano, strings.Replace(s, " ", "+", 1)); err2 == nil {
+			return t2, nil
+		}
+	}
+	return t, err
 }
 
 // View returns the aggregate's state at a point as the state endpoint

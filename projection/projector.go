@@ -301,6 +301,7 @@ func (p *Projector) guard(g goka.Group, fn func(goka.Context, []byte)) goka.Proc
 }
 
 func (p *Projector) deadLetter(ctx goka.Context, g goka.Group, raw []byte, reason string) {
+	raw, reason = deadLetterValue(ctx.Key(), raw, reason)
 	p.c.deadLetters.Add(1)
 	p.groups[g].deadLetters.Add(1)
 	p.cfg.Logger.Warn("dead letter", "group", g, "key", ctx.Key(), "topic", ctx.Topic(),
@@ -386,6 +387,11 @@ func (p *Projector) fold(ctx goka.Context, raw []byte) bool {
 			reason = fmt.Sprintf("unhandled event %s: %v", env.EventType, decErr)
 		}
 		p.deadLetter(ctx, g, raw, reason)
+	}
+	if why := oversizedEntry(&next, next.Owner != cur.Owner); why != "" {
+		// Written, it would fail the group on every retry (entrysize.go).
+		p.deadLetter(ctx, g, raw, "event not folded: "+why)
+		return false
 	}
 	p.c.applied.Add(1)
 	p.groups[g].applied.Add(1)

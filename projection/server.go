@@ -199,6 +199,17 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("GET /v1/totals", s.getTotals)
 	mux.HandleFunc("GET /v1/totals/{currency}", s.getTotal)
 	mux.HandleFunc("GET /v1/status", s.getStatus)
+	// Every other answer is JSON too (not Go's plain-text 404 and 405).
+	notAllowed := func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Allow", "GET, HEAD")
+		s.write(w, nil, http.StatusMethodNotAllowed, apiError{Error: "method " + r.Method + ": the query API is read-only (GET)"})
+	}
+	for _, p := range []string{"/v1/accounts/{id}", "/v1/owners/{owner}/accounts", "/v1/totals", "/v1/totals/{currency}", "/v1/status"} {
+		mux.HandleFunc(p, notAllowed)
+	}
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		s.write(w, nil, http.StatusNotFound, apiError{Error: "no such endpoint (an empty id or owner, or a slash in one not escaped as %2F?)"})
+	})
 	return mux
 }
 

@@ -79,6 +79,13 @@ func (s *Saga) runBatch(ctx context.Context, sess *kgo.GroupTransactSession, par
 			b.fail(err)
 			return
 		}
+		if n := legBytes(rec); n > maxLegBytes {
+			// Produced, it would fail every batch (oversize.go).
+			s.log.Error("transfer leg too large to send: the transfer stays pending (kcqrs transfers lists it)",
+				"leg", st.ref.Leg, "bytes", n, "limit", maxLegBytes, "source_bytes", len(st.ref.Source),
+				"target_bytes", len(st.ref.Target), "transfer_id_bytes", len(st.ref.TransferID))
+			return
+		}
 		sess.Produce(ctx, rec, func(r *kgo.Record, err error) {
 			if err != nil {
 				b.fail(fmt.Errorf("produce %s: %w", header(r, wire.HeaderCommandID), err))

@@ -2,6 +2,8 @@ package saga
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -43,9 +45,24 @@ type Ref struct {
 
 // CommandID is the deterministic command id of a leg: the same debit always
 // yields the same ids, so a leg produced twice is deduplicated.
+//
+// A long source is named by its SHA-256 instead: the processor refuses
+// command ids over topology.MaxCommandIDBytes, and an id quoting a source of
+// a few KB (an account id is any Kafka key) had every leg of its transfers
+// refused and re-sent forever. Sources up to maxQuotedSource keep the ids
+// they always had (a leg re-sent after an upgrade is still deduplicated).
 func (r Ref) CommandID() string {
-	return "transfer:" + strconv.Quote(r.Source) + ":" + strconv.FormatInt(r.Version, 10) + ":" + string(r.Leg)
+	src := strconv.Quote(r.Source)
+	if len(src) > maxQuotedSource {
+		sum := sha256.Sum256([]byte(r.Source))
+		src = "sha256:" + hex.EncodeToString(sum[:])
+	}
+	return "transfer:" + src + ":" + strconv.FormatInt(r.Version, 10) + ":" + string(r.Leg)
 }
+
+// maxQuotedSource bounds the quoted source in a leg's command id, well
+// under topology.MaxCommandIDBytes.
+const maxQuotedSource = 512
 
 // DecodeRef parses a correlation id made by the saga. Anything else (a
 // reply that is not the saga's, garbage) is an error.

@@ -10,7 +10,8 @@ import (
 //
 //	"kcqrs-key1" | len(wrapper id) (1 byte) | wrapper id | key id (8) | wrapped key
 //
-// and a tombstone (nil value) erases the subject.
+// and the erasure marker (ErasedMarker) erases the subject. A tombstone
+// (nil value) forgets a key (a subject erased before it stays erased).
 const keyRecordMagic = "kcqrs-key1"
 
 // WrongMasterKeyError is a key record wrapped by another master key than the

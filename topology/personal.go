@@ -285,15 +285,16 @@ func (p *Processor) loadKeys(ctx context.Context, part int32) error {
 func applyKeyRecord(w shred.KeyWrapper, ring *shred.Keyring, r *kgo.Record, log *slog.Logger) error {
 	subject := string(r.Key)
 	switch {
-	case r.Value == nil:
+	case r.Value == nil && !ring.Erased(subject):
 		ring.Forget(subject)
 	case shred.IsErasedMarker(r.Value):
 		ring.Delete(subject)
 	case ring.Erased(subject):
-		// Erasure is irreversible: a key record after the marker (a
-		// client with the master key writing here by mistake, a mirror of
-		// another cluster) must not revive the subject.
-		log.Error("keys topic: ignored a key record for a subject erased before it",
+		// Erasure is irreversible: a key record or a tombstone after the
+		// marker (a client with the master key writing here by mistake, a
+		// mirror of another cluster, a clean-up script) must not revive
+		// the subject.
+		log.Error("keys topic: ignored a key record or tombstone for a subject erased before it",
 			"topic", r.Topic, "partition", r.Partition, "offset", r.Offset, "subject", capText(subject, 200))
 	default:
 		k, err := shred.DecodeKeyRecord(w, subject, r.Value)

@@ -24,6 +24,7 @@ import (
 func runErase(args []string) (rerr error) {
 	defer func() { rerr = withGrants("erase", rerr) }()
 	c := newCLI("erase", `usage: kcqrs erase <aggregate type> <aggregate id> [--execute] [flags]
+       kcqrs erase [--execute] [flags] -- <aggregate type> <aggregate id>   (an id starting with '-')
 
 Erases the personal data of one aggregate by crypto-shredding (docs/erasure.md):
 the processor replaces its data key in the keys topic with an erasure marker,
@@ -45,11 +46,9 @@ Without --execute it only shows what is there and what would be done.
 	c.String(&masterKeyFile, "master-key-file", "", "the processor's master key, which --execute needs to make the erasure token (default: the KCQRS_MASTER_KEY variable)")
 	c.Bool(new(bool), "dry-run", true, "show the plan only (the default)")
 	c.Bool(&execute, "execute", false, "send the erasure")
-	// Two positional arguments first, then flags.
-	var pos []string
-	for len(args) > 0 && len(pos) < 2 && !strings.HasPrefix(args[0], "-") {
-		pos, args = append(pos, args[0]), args[1:]
-	}
+	// Two positional arguments first, then flags (or after "--": an id
+	// may start with '-').
+	pos, args := splitPositional(args, 2)
 	if err := c.parse(args); err != nil {
 		return err
 	}
@@ -115,7 +114,11 @@ func planErase(ctx context.Context, cl *kgo.Client, adm *kadm.Client, commands, 
 	}
 	var key []byte
 	found := false
-	if err := readKey(ctx, cl, adm, keysTopic, part, subject, func(v []byte) { key, found = v, true }); err != nil {
+	if err := readKey(ctx, cl, adm, keysTopic, part, subject, func(v []byte) {
+		if !shred.IsErasedMarker(key) { // erasure is irreversible: nothing after the marker revives it (as in the processor)
+			key, found = v, true
+		}
+	}); err != nil {
 		return "", err
 	}
 	switch {

@@ -18,6 +18,7 @@ import (
 )
 
 const historyIntro = `usage: kcqrs history <type> <id> [--from-version N] [--at-version N | --at-time T] [--format json|table]
+       kcqrs history [flags] -- <type> <id>     (an id starting with '-')
        kcqrs history reindex [--state-dir DIR] [--events TOPIC]
 
 Prints one aggregate's events (version, time, type, command id, payload),
@@ -32,10 +33,18 @@ reindex rebuilds a processor's index from the events topic, while that
 processor is stopped (the index lives in its --state-dir).`
 
 // splitPositional takes the leading arguments that are not flags (the
-// command's positional arguments come first: kcqrs history account acc-1 ...).
+// command's positional arguments come first: kcqrs history account acc-1 ...),
+// and every argument after "--", whatever it looks like: an aggregate id is
+// any Kafka key, "-x" included (kcqrs erase -- account -x). The caller
+// checks how many it got.
 func splitPositional(args []string, n int) (pos, rest []string) {
 	for len(args) > 0 && len(pos) < n && !strings.HasPrefix(args[0], "-") {
 		pos, args = append(pos, args[0]), args[1:]
+	}
+	for i, a := range args {
+		if a == "--" {
+			return append(pos, args[i+1:]...), args[:i]
+		}
 	}
 	return pos, args
 }
@@ -123,7 +132,7 @@ type historyClient struct {
 }
 
 func (c *historyClient) get(ctx context.Context, path string, q url.Values, out any) error {
-	u := c.base + path + url.PathEscape(c.typ) + "/" + url.PathEscape(c.id) + "?" + q.Encode()
+	u := c.base + path + pathSegment(c.typ) + "/" + pathSegment(c.id) + "?" + q.Encode()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
 	if err != nil {
 		return &exitError{code: exitUsage, err: fmt.Errorf("history: %w", err)}
@@ -150,6 +159,16 @@ func (c *historyClient) get(ctx context.Context, path string, q url.Values, out 
 		return fmt.Errorf("history: %s: %s", resp.Status, e.Error)
 	}
 	return json.Unmarshal(body, out)
+}
+
+// pathSegment escapes s as one path segment. "." and ".." are escaped too
+// (url.PathEscape leaves them): an HTTP server cleans them out of a path,
+// which would ask for another resource than the aggregate so named.
+func pathSegment(s string) string {
+	if s == "." || s == ".." {
+		return strings.ReplaceAll(s, ".", "%2E")
+	}
+	return url.PathEscape(s)
 }
 
 func printEvents(w io.Writer, format, typ, id string, evs []history.StreamEvent) error {
