@@ -32,7 +32,7 @@ func TestTombstoneAfterErasureIsIgnored(t *testing.T) {
 	defer cl.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	if err := cl.ProduceSync(ctx, onTopic(eraseRecord(t, mk, "tomb"), h.Topic("commands"))).FirstErr(); err != nil {
+	if err := cl.ProduceSync(ctx, eraseRecord(t, h, mk, "tomb")).FirstErr(); err != nil {
 		t.Fatal(err)
 	}
 	eventually(t, "the erasure", func() bool {
