@@ -12,7 +12,6 @@ import (
 	"sync/atomic"
 
 	"github.com/cockroachdb/pebble/v2"
-	"github.com/cockroachdb/pebble/v2/objstorage/objstorageprovider"
 	"github.com/cockroachdb/pebble/v2/sstable"
 	"github.com/cockroachdb/pebble/v2/vfs"
 )
@@ -36,9 +35,10 @@ import (
 // A Loader is not safe for concurrent use; the store's Apply, Wipe and other
 // Loaders' Flush are serialized with it.
 type Loader struct {
-	s   *Store
-	b   Batch
-	ord []sortKey // the run's keys sorted, reused
+	s    *Store
+	b    Batch
+	ord  []sortKey // the run's keys sorted, reused
+	wbuf []byte    // the table file's write buffer, reused
 }
 
 // sortKey is a run's key and the index of its operation.
@@ -168,7 +168,10 @@ func (l *Loader) ingest() (err error) {
 	// v4) rather than the newest columnar format: they cost about a third
 	// less to write (BENCHMARKS.md), and the compactions rewrite them in
 	// the store's format anyway.
-	w := sstable.NewWriter(objstorageprovider.NewFileWritable(f), sstable.WriterOptions{
+	if l.wbuf == nil {
+		l.wbuf = make([]byte, 0, tableWriteBuffer)
+	}
+	w := sstable.NewWriter(newTableWritable(f, l.wbuf), sstable.WriterOptions{
 		TableFormat: min(sstable.TableFormatPebblev4, s.db.FormatMajorVersion().MaxTableFormat()),
 		Compression: sstable.NoCompression,
 	})
