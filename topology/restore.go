@@ -395,8 +395,10 @@ func (p *Processor) readChangelog(ctx context.Context, part int32, store *snapsh
 		return 0, err
 	}
 	defer cl.Close()
-	next, err := logread.Read(ctx, cl, p.cfg.Topics.Changelog, part, from, target,
-		logread.Options{MaxBytes: int32(p.cfg.FetchMaxBytes), PartitionMaxBytes: int32(p.cfg.FetchMaxPartitionBytes)}, func(r *kgo.Record) error {
+	// ReadKV, not Read: keys and values straight from the fetched
+	// batches, no kgo.Record per record (the loader copies them).
+	next, err := logread.ReadKV(ctx, cl, p.cfg.Topics.Changelog, part, from, target,
+		logread.Options{MaxBytes: int32(p.cfg.FetchMaxBytes), PartitionMaxBytes: int32(p.cfg.FetchMaxPartitionBytes)}, func(r *logread.KV) error {
 			cur.Put(r.Key, r.Value) // a nil value (tombstone) deletes
 			records++
 			if cur.Size() >= restoreRunBytes {

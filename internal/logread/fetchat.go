@@ -36,7 +36,7 @@ func FetchAt(ctx context.Context, cl *kgo.Client, topic string, part int32, desc
 	req.ReplicaID = -1
 	req.MaxWaitMillis = 0
 	req.MinBytes = 0
-	req.MaxBytes = max(maxBytes, 1)
+	req.MaxBytes = oneFetchMaxBytes // not maxBytes: see oneFetchMaxBytes
 	req.IsolationLevel = 1
 	req.SessionEpoch = -1
 	rt := kmsg.NewFetchRequestTopic()

@@ -15,6 +15,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kerr"
@@ -132,6 +133,14 @@ func Read(ctx context.Context, cl *kgo.Client, topic string, part int32, from, u
 	return pos, nil
 }
 
+// oneFetchMaxBytes is the response bound of a fetch of one partition: the
+// partition's bound (Options) is the one that applies. The embedded broker
+// (kfake) leaves a partition's aborted transactions out of a response
+// that it ended on the response bound (its "full" exit skips the lookup),
+// so a read_committed reader would be handed aborted records: never let
+// the response bound be the one that ends a response.
+const oneFetchMaxBytes = math.MaxInt32
+
 // chunk is the records of one fetch and the position after them, or the
 // error that ends the read.
 type chunk struct {
@@ -152,8 +161,25 @@ func fetchAhead(ctx context.Context, cl *kgo.Client, topic string, part int32, f
 			return false
 		}
 	}
-	next, err := fetchLoop(ctx, cl, topic, part, from, until, o, func(records []*kgo.Record, at int64) bool {
-		return send(chunk{records: records, next: at})
+	isolation := kgo.ReadCommitted()
+	if o.Uncommitted {
+		isolation = kgo.ReadUncommitted()
+	}
+	next, err := fetchLoop(ctx, cl, topic, part, from, until, o, func(got *kmsg.FetchResponseTopicPartition, next int64) (int64, bool, error) {
+		fp, at := kgo.ProcessFetchPartition(kgo.ProcessFetchPartitionOpts{
+			KeepControlRecords: o.KeepControl,
+			Offset:             next,
+			IsolationLevel:     isolation,
+			Topic:              topic,
+			Partition:          part,
+		}, got, kgo.DefaultDecompressor(), nil)
+		if fp.Err != nil {
+			return next, false, fp.Err
+		}
+		if at <= next {
+			return at, true, nil
+		}
+		return at, send(chunk{records: fp.Records, next: at}), nil
 	})
 	if err != nil {
 		send(chunk{next: next, err: err})
@@ -161,8 +187,10 @@ func fetchAhead(ctx context.Context, cl *kgo.Client, topic string, part int32, f
 }
 
 // fetchLoop issues the fetches of [from, until), handing each response's
-// records and the position after it to emit (which returns false to stop).
-func fetchLoop(ctx context.Context, cl *kgo.Client, topic string, part int32, from, until int64, o Options, emit func([]*kgo.Record, int64) bool) (int64, error) {
+// partition and the fetch position to decode, which hands its records on
+// and returns the position after them (next if there was nothing stable
+// past it), and false to stop the read.
+func fetchLoop(ctx context.Context, cl *kgo.Client, topic string, part int32, from, until int64, o Options, decode func(*kmsg.FetchResponseTopicPartition, int64) (int64, bool, error)) (int64, error) {
 	next := from
 	var desc Partition
 	known := false
@@ -195,17 +223,16 @@ func fetchLoop(ctx context.Context, cl *kgo.Client, topic string, part int32, fr
 		req.ReplicaID = -1
 		req.MaxWaitMillis = 500
 		req.MinBytes = 1
-		req.MaxBytes = o.MaxBytes
+		req.MaxBytes = oneFetchMaxBytes
 		req.IsolationLevel = 1
-		isolation := kgo.ReadCommitted()
 		if o.Uncommitted {
-			req.IsolationLevel, isolation = 0, kgo.ReadUncommitted()
+			req.IsolationLevel = 0
 		}
 		req.SessionEpoch = -1
 		rt := kmsg.NewFetchRequestTopic()
 		rt.Topic, rt.TopicID = topic, desc.TopicID
 		rp := kmsg.NewFetchRequestTopicPartition()
-		rp.Partition, rp.FetchOffset, rp.PartitionMaxBytes = part, next, o.PartitionMaxBytes
+		rp.Partition, rp.FetchOffset, rp.PartitionMaxBytes = part, next, min(o.PartitionMaxBytes, o.MaxBytes)
 		rt.Partitions = append(rt.Partitions, rp)
 		req.Topics = append(req.Topics, rt)
 		kresp, err := cl.Broker(int(desc.Leader)).Request(ctx, req)
@@ -251,15 +278,9 @@ func fetchLoop(ctx context.Context, cl *kgo.Client, topic string, part int32, fr
 			}
 			return next, fmt.Errorf("logread: fetch %s[%d] at %d: %w", topic, part, next, err)
 		}
-		fp, at := kgo.ProcessFetchPartition(kgo.ProcessFetchPartitionOpts{
-			KeepControlRecords: o.KeepControl,
-			Offset:             next,
-			IsolationLevel:     isolation,
-			Topic:              topic,
-			Partition:          part,
-		}, got, kgo.DefaultDecompressor(), nil)
-		if fp.Err != nil {
-			return next, fmt.Errorf("logread: decoding %s[%d] at %d: %w", topic, part, next, fp.Err)
+		at, more, err := decode(got, next)
+		if err != nil {
+			return next, fmt.Errorf("logread: decoding %s[%d] at %d: %w", topic, part, next, err)
 		}
 		if at <= next {
 			// Nothing stable past next yet: only possible while until is
@@ -273,7 +294,7 @@ func fetchLoop(ctx context.Context, cl *kgo.Client, topic string, part int32, fr
 		}
 		backoff = 10 * time.Millisecond
 		next = at
-		if !emit(fp.Records, at) {
+		if !more {
 			return next, nil // the reader stopped
 		}
 	}
