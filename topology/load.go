@@ -48,6 +48,7 @@ func (p *Processor) partition(ctx context.Context, part int32) (*partitionState,
 		p.parts[part] = ps
 	}
 	if !ps.ready(gen) {
+		p.quiesceStore(ps) // before reading its checkpoint (applier.go)
 		p.states.dropPartition(part)
 		if err := p.loadKeys(ctx, part); err != nil {
 			return nil, err
@@ -99,7 +100,7 @@ func (p *Processor) load(ps *partitionState, bt *boundType, id string) (*aggStat
 		delete(ps.rebuilt, key)
 	}
 	if a == nil {
-		val, ok, err := ps.store.Get([]byte(key))
+		val, ok, err := p.storeGet(ps, key)
 		if err != nil {
 			return nil, err
 		}
@@ -251,7 +252,7 @@ func (p *Processor) rebuildDeferred(ps *partitionState) error {
 		// A state written by a newer build: learning its schema (schema
 		// topic) makes the snapshot readable, no rebuild needed.
 		if fps := unknownFingerprints(nr.se, nil, nil); len(fps) > 0 && p.learnSchemas(fps) > 0 {
-			if val, ok, err := ps.store.Get([]byte(nr.se.Key)); err == nil && ok {
+			if val, ok, err := p.storeGet(ps, nr.se.Key); err == nil && ok {
 				if _, err := p.reg.decodeSnapshot(nr.se.Key, val); err == nil {
 					ps.rebuild = ps.rebuild[1:]
 					continue

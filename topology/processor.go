@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
@@ -74,6 +75,10 @@ type Processor struct {
 	unreadable map[int32]*Unreadable
 
 	tail *tailer // warms assigned partitions, tails standbys (standby.go)
+	// apply writes committed batches to the stores (applier.go); one per
+	// session, used by the run loop.
+	apply        *applier
+	applyBacklog atomic.Int64 // committed batches queued, not yet written
 
 	schemaBook schemaBook // the schema topic as read (schematopic.go)
 	// checkGen is the schema book generation the current check of an
@@ -136,6 +141,10 @@ type partitionState struct {
 	// partition resumes; rebuilt holds the results until loaded.
 	rebuild []*needsRebuild
 	rebuilt map[string]*aggState
+	// overlay holds the committed snapshots whose store write is still
+	// queued (applier.go); applyEpoch counts the store's catch-ups.
+	overlay    map[string]overlayEntry
+	applyEpoch uint64
 }
 
 // ready reports whether the partition's records may be processed in the

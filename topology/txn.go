@@ -160,6 +160,7 @@ func (p *Processor) afterEndHook(b *batch, committed *bool) {
 	if h == nil || h.afterEnd == nil {
 		return
 	}
+	p.drainApplies() // the hook reads the checkpoints the batch left
 	cps := map[int32]int64{}
 	for _, part := range b.partitions {
 		if ps := p.parts[part]; ps != nil {
@@ -319,42 +320,39 @@ func (p *Processor) markSuspect(ps *partitionState, mustReach int64, why string)
 	p.mu.Unlock()
 }
 
-// applyCommitted writes the committed batch's snapshots and changelog offset
-// to each partition's store, one atomic Pebble batch per partition. Only now:
-// the store is never ahead of the changelog.
+// applyCommitted queues the committed batch's snapshots and changelog
+// offset for each partition's store, one atomic Pebble batch per partition
+// (applier.go). Only now: the store is never ahead of the changelog. Until
+// written, the snapshots are read from the partition's overlay.
 func (p *Processor) applyCommitted() {
+	p.collectDoneApplies()
+	var job *applyJob
 	for _, ps := range p.parts {
 		p.mu.Lock()
 		last := ps.lastOffset
 		p.mu.Unlock()
-		if len(ps.order) == 0 || last < 0 {
-			p.cacheCommitted(ps)
-			ps.pending, ps.order, ps.lastOffset = nil, nil, -1
-			continue
-		}
-		wb := ps.store.NewBatch()
-		for _, a := range ps.order {
-			if a.dirty && a.encoded != nil {
-				wb.Put([]byte(a.key), a.encoded)
+		if len(ps.order) > 0 && last >= 0 {
+			if job == nil {
+				p.apply.seq++
+				job = &applyJob{seq: p.apply.seq}
 			}
+			ap := applyPart{ps: ps, epoch: ps.applyEpoch, next: last + 1}
+			for _, a := range ps.order {
+				if a.dirty && a.encoded != nil {
+					ap.keys = append(ap.keys, a.key)
+					ap.vals = append(ap.vals, a.encoded)
+					if ps.overlay == nil {
+						ps.overlay = map[string]overlayEntry{}
+					}
+					ps.overlay[a.key] = overlayEntry{val: a.encoded, seq: job.seq}
+				}
+			}
+			job.parts = append(job.parts, ap)
 		}
-		wb.SetCheckpoint(last + 1)
-		var err error
-		if h := p.cfg.hooks; h != nil && h.storeApply != nil {
-			err = h.storeApply(ps.p) // a test's failing write
-		}
-		if err == nil {
-			err = ps.store.Apply(wb)
-		}
-		if err != nil {
-			// The store is now behind the changelog, which is safe: it is
-			// caught up from its checkpoint before its next use, and the
-			// cached states of the batch are not kept.
-			p.log.Error("store write failed; will catch up from the changelog", "partition", ps.p, "err", err)
-			p.markSuspect(ps, last+1, "store write failed: "+err.Error())
-		} else {
-			p.cacheCommitted(ps)
-		}
+		p.cacheCommitted(ps)
 		ps.pending, ps.order, ps.lastOffset = nil, nil, -1
+	}
+	if job != nil {
+		p.queueApply(job)
 	}
 }
