@@ -88,11 +88,19 @@ func (p *Processor) openStore(part int32) (*snapshots.Store, error) {
 // load returns the aggregate's state: from this batch, else from the store,
 // else the initial state.
 func (p *Processor) load(ps *partitionState, bt *boundType, id string) (*aggState, error) {
-	key := snapshotKey(bt.handler.AggregateType(), id)
-	if a := ps.pending[key]; a != nil {
+	// The key is built in a buffer and looked up without a copy; it is
+	// made a string only for an aggregate not held in memory.
+	p.keyBuf = append(append(append(p.keyBuf[:0], bt.handler.AggregateType()...), '/'), id...)
+	if a := ps.pending[string(p.keyBuf)]; a != nil {
 		return a, nil
 	}
-	a := p.states.take(ps.p, key) // committed state kept from an earlier batch
+	var key string
+	a := p.states.takeKey(ps.p, p.keyBuf) // committed state kept from an earlier batch
+	if a != nil {
+		key = a.key
+	} else {
+		key = string(p.keyBuf)
+	}
 	if a == nil && ps.rebuilt[key] != nil {
 		// Rebuilt outside the transaction (rebuildDeferred): dirty, so it
 		// is written back as a current-schema snapshot with this batch.

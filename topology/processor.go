@@ -27,10 +27,17 @@ type Processor struct {
 	cfg Config
 	reg *Registry
 	log *slog.Logger
+	// names are the served aggregate and command type names, shared by
+	// every command that names them (parseCommandMetaNames).
+	names map[string]string
 
 	admCl *kgo.Client
 	adm   *kadm.Client
 	sess  *kgo.GroupTransactSession
+	// small holds the header values of produced records (outbuf.go);
+	// keyBuf builds snapshot keys for lookups (load.go). Run loop only.
+	small  smallBytes
+	keyBuf []byte
 	// polledAt is when the run loop's last poll returned (stages.go).
 	polledAt time.Time
 	cache    *snapshots.Cache
@@ -257,8 +264,21 @@ func New(cfg Config, reg *Registry) (*Processor, error) {
 		stats:    Stats{Replies: map[wire.Status]int64{}},
 		states:   newStateCache(cfg.StateCacheEntries),
 	}
+	p.names = servedNames(reg)
 	p.tail = newTailer(p)
 	return p, nil
+}
+
+// servedNames is the set of aggregate and command type names reg serves.
+func servedNames(reg *Registry) map[string]string {
+	names := map[string]string{}
+	for name, bt := range reg.types {
+		names[name] = name
+		for c := range bt.commands {
+			names[c] = c
+		}
+	}
+	return names
 }
 
 // Stats returns a copy of the processor's counters.

@@ -191,6 +191,8 @@ type batch struct {
 	// keys are the subjects whose data key was created or erased in the
 	// batch (personal.go): forgotten unless it commits.
 	keys []string
+	// failOnErr is the promise of records without a callback of their own.
+	failOnErr func(*kgo.Record, error)
 }
 
 func (b *batch) fail(err error) {
@@ -214,16 +216,41 @@ func (b *batch) countReply(s wire.Status) {
 	b.replies[s]++
 }
 
+// produce produces r into the open transaction; a failure fails the batch,
+// and done, when not nil, runs once r is acknowledged.
 func (p *Processor) produce(b *batch, r *kgo.Record, done func(*kgo.Record)) {
-	p.sess.Produce(context.Background(), r, func(r *kgo.Record, err error) {
+	if done == nil {
+		p.produceWith(r, b.promise())
+		return
+	}
+	p.produceWith(r, func(r *kgo.Record, err error) {
 		if err != nil {
 			b.fail(&produceError{topic: r.Topic, partition: r.Partition, err: err})
 			return
 		}
-		if done != nil {
-			done(r)
-		}
+		done(r)
 	})
+}
+
+func (p *Processor) produceWith(r *kgo.Record, promise func(*kgo.Record, error)) {
+	if h := p.cfg.hooks; h != nil && h.produce != nil {
+		h.produce(r, promise)
+		return
+	}
+	p.sess.Produce(context.Background(), r, promise)
+}
+
+// promise is the batch's promise for records with nothing to do once
+// acknowledged: one closure per batch, not per record.
+func (b *batch) promise() func(*kgo.Record, error) {
+	if b.failOnErr == nil {
+		b.failOnErr = func(r *kgo.Record, err error) {
+			if err != nil {
+				b.fail(&produceError{topic: r.Topic, partition: r.Partition, err: err})
+			}
+		}
+	}
+	return b.failOnErr
 }
 
 // processFetches handles the records of ready partitions (deferUnready has
@@ -256,7 +283,9 @@ func (p *Processor) processFetches(_ context.Context, b *batch, fetches kgo.Fetc
 
 // flushSnapshots produces one snapshot per aggregate touched in the batch.
 func (p *Processor) flushSnapshots(b *batch) {
+	var now time.Time
 	for _, ps := range p.parts {
+		var promise func(*kgo.Record, error) // one per partition and batch
 		for _, a := range ps.order {
 			if !a.dirty {
 				continue
@@ -268,19 +297,33 @@ func (p *Processor) flushSnapshots(b *batch) {
 			}
 			a.encoded = enc
 			b.snapshots++
-			ps := ps
-			p.produce(b, &kgo.Record{
+			if promise == nil {
+				ps := ps
+				promise = func(r *kgo.Record, err error) {
+					if err != nil {
+						b.fail(&produceError{topic: r.Topic, partition: r.Partition, err: err})
+						return
+					}
+					p.mu.Lock()
+					if r.Offset > ps.lastOffset {
+						ps.lastOffset = r.Offset
+					}
+					p.mu.Unlock()
+				}
+			}
+			if now.IsZero() {
+				now = time.Now()
+			}
+			if a.keyBytes == nil {
+				a.keyBytes = []byte(a.key) // kept while the state is cached
+			}
+			p.produceWith(&kgo.Record{
 				Topic:     p.cfg.Topics.Changelog,
 				Partition: ps.p,
-				Key:       []byte(a.key),
+				Key:       a.keyBytes,
 				Value:     enc,
-			}, func(r *kgo.Record) {
-				p.mu.Lock()
-				if r.Offset > ps.lastOffset {
-					ps.lastOffset = r.Offset
-				}
-				p.mu.Unlock()
-			})
+				Timestamp: now,
+			}, promise)
 		}
 	}
 }
