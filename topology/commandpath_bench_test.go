@@ -31,6 +31,8 @@ type commandPath struct {
 	seq     int
 	b       *batch
 	n       int // commands in the open batch
+	// handled and accepted count the commands and their ACCEPTED replies.
+	handled, accepted int64
 }
 
 const commandPathAccounts = 1000
@@ -103,6 +105,7 @@ func (c *commandPath) handle(r *kgo.Record) {
 		c.b = &batch{}
 	}
 	c.p.handle(c.b, c.ps, r)
+	c.handled++
 	if c.n++; c.n == 1000 {
 		c.commit()
 	}
@@ -118,6 +121,7 @@ func (c *commandPath) commit() {
 		panic(err)
 	}
 	c.p.applyCommitted()
+	c.accepted += c.b.replies[wire.StatusAccepted]
 	c.b, c.n = nil, 0
 }
 
@@ -137,4 +141,54 @@ func BenchmarkCommandPath(b *testing.B) {
 	}
 	c.commit()
 	c.p.drainApplies()
+}
+
+// TestCommandPathAllocationBudget pins the allocations of one accepted
+// command on a cached aggregate, batch costs included (counts, not times).
+// They are, per command: the key, the command id and the aggregate id as
+// strings, the decoded command, the event and the new state (domain), the
+// event payload and envelope, the remembered reply's encoding, the aggregate's
+// next state, the state and snapshot encodings, the reply value, the event
+// and reply records (each with its headers), the events slice, the
+// snapshot's changelog record; chunks of header values and slice growth are
+// amortized. Each allocation removed from the path should lower it.
+func TestCommandPathAllocationBudget(t *testing.T) {
+	const budget = 22 // BenchmarkCommandPath: 41 allocs/op before the allocation work of issue 15 §2, 20 after
+	c := newCommandPath(t)
+	i := 0
+	next := func() *kgo.Record {
+		i++
+		return c.record(fmt.Sprintf("budget-dep-%d", i), i%commandPathAccounts, "Deposit", c.deposit)
+	}
+	// Records are made outside the measured function.
+	recs := make([]*kgo.Record, 0, 3000)
+	for range 3000 {
+		recs = append(recs, next())
+	}
+	j := 0
+	allocs := testing.AllocsPerRun(2000, func() {
+		c.handle(recs[j])
+		j++
+	})
+	c.commit()
+	c.p.drainApplies()
+	if allocs > budget {
+		t.Fatalf("%.1f allocations per command, budget %d", allocs, budget)
+	}
+	t.Logf("%.1f allocations per command (budget %d)", allocs, budget)
+	if c.accepted != c.handled {
+		t.Fatalf("%d of %d commands accepted", c.accepted, c.handled)
+	}
+}
+
+// kvRecordBytes sizes a changelog record as recordBytes does.
+func TestKVRecordBytesMatchesRecordBytes(t *testing.T) {
+	for _, k := range []int{0, 1, 63, 64, 200, 9000} {
+		for _, v := range []int{0, 1, 63, 64, 500, 70000, 1 << 20} {
+			r := &kgo.Record{Key: make([]byte, k), Value: make([]byte, v)}
+			if got, want := kvRecordBytes(k, v), recordBytes(r); got != want {
+				t.Fatalf("kvRecordBytes(%d, %d) = %d, recordBytes %d", k, v, got, want)
+			}
+		}
+	}
 }
