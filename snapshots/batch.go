@@ -40,6 +40,19 @@ func (b *Batch) Put(key, value []byte) {
 	b.ops = append(b.ops, batchOp{start: start, keyEnd: keyEnd, end: len(b.buf)})
 }
 
+// PutString is Put with a string key (no conversion to copy first).
+func (b *Batch) PutString(key string, value []byte) {
+	if value == nil {
+		b.Delete([]byte(key))
+		return
+	}
+	start := len(b.buf)
+	b.buf = append(b.buf, key...)
+	keyEnd := len(b.buf)
+	b.buf = append(b.buf, value...)
+	b.ops = append(b.ops, batchOp{start: start, keyEnd: keyEnd, end: len(b.buf)})
+}
+
 // Delete removes key. Deleting a missing key is not an error. The key is
 // copied.
 func (b *Batch) Delete(key []byte) {

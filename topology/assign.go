@@ -65,6 +65,11 @@ func (p *Processor) closeRevoked() {
 		}
 	}
 	p.mu.Unlock()
+	if len(gone) > 0 {
+		// The tailer writes what it is given: the writes queued for
+		// these stores land first (applier.go).
+		p.drainApplies()
+	}
 	for _, ps := range gone {
 		p.states.dropPartition(ps.p)
 		p.tail.give(ps.p, ps.store)
@@ -72,6 +77,7 @@ func (p *Processor) closeRevoked() {
 }
 
 func (p *Processor) closeStores() {
+	p.closeApplier()
 	for part, ps := range p.parts {
 		p.states.dropPartition(part)
 		if err := ps.store.Close(); err != nil {

@@ -285,6 +285,9 @@ type testHooks struct {
 	// (Pebble's vfs/errorfs) with another memtable size.
 	storeFS       vfs.FS
 	storeMemTable uint64
+	// produce replaces the session's Produce (the in-process benchmark
+	// of the command path, commandpath_bench_test.go).
+	produce func(r *kgo.Record, promise func(*kgo.Record, error))
 }
 
 // DefaultKeysTopic is the keys topic of personal data when Config.Personal

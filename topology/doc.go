@@ -59,7 +59,11 @@
 //	run.go      the run loop: poll, one transaction per batch, abort backoff;
 //	            a session recreated when the producer cannot begin again
 //	txn.go      the transaction: Begin, handle, snapshots, End, and what an
-//	            unconfirmed End means (suspect partitions); post-commit store write
+//	            unconfirmed End means (suspect partitions); queues the post-commit
+//	            store write
+//	applier.go  the post-commit store writes, off the command path: the queue,
+//	            the overlay loads read, failed writes, draining
+//	outbuf.go   output records and their header values, allocated in bulk
 //	isolate.go  batches that abort twice for the same reason: one command per
 //	            transaction, a deterministically refused command dead-lettered alone
 //	restore.go  the restore phase: deferring (rewind, pause) partitions whose

@@ -89,8 +89,8 @@ func TestPebbleWriteFailureAfterCommitKillsAndRecovers(t *testing.T) {
 	}
 	out, _ := os.ReadFile(logPath)
 	// Pebble panics with the injected error while rotating its log, in
-	// the post-commit store write.
-	if s := string(out); !strings.Contains(s, "errorfs.LabelledError") || !strings.Contains(s, "rotateWAL") || !strings.Contains(s, "applyCommitted") {
+	// the post-commit store write (the applier's, applier.go).
+	if s := string(out); !strings.Contains(s, "errorfs.LabelledError") || !strings.Contains(s, "rotateWAL") || !strings.Contains(s, "(*applier).write") {
 		t.Fatalf("the child ended without the injected store failure after a commit (%d deposits):\n%s", accepted, tail(s, 3000))
 	}
 	if accepted == 0 {

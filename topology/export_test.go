@@ -38,3 +38,7 @@ func StoreFS(c *Config, fs vfs.FS, memTableSize uint64) {
 	}
 	c.hooks.storeFS, c.hooks.storeMemTable = fs, memTableSize
 }
+
+// ApplyBacklog is the number of committed batches whose store write is
+// queued and not yet done (applier.go).
+func ApplyBacklog(p *Processor) int64 { return p.applyBacklog.Load() }

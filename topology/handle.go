@@ -21,7 +21,11 @@ import (
 // sized before any is produced (output.go): a command whose outputs cannot
 // be written is answered and dead-lettered alone, without effect.
 func (p *Processor) handle(b *batch, ps *partitionState, r *kgo.Record) {
-	meta, err := parseCommandMeta(r, p.cfg.Topics.Replies)
+	meta, err := parseCommandMetaNames(r, p.cfg.Topics.Replies, p.names)
+	// One clock reading per command: its deadline, its events' timestamps
+	// and its output records' timestamps (franz-go reads the clock for
+	// every record it is given without one).
+	meta.now = p.cfg.Now()
 	base := wire.Reply{CommandID: meta.commandID, AggregateType: meta.aggregateType, AggregateID: meta.aggregateID}
 	// The reply address first: even a command with broken headers must not
 	// get its answer written where it says.
@@ -103,7 +107,7 @@ func (p *Processor) handle(b *batch, ps *partitionState, r *kgo.Record) {
 	}
 
 	for i := len(a.recent) - 1; i >= 0; i-- {
-		if a.recent[i].CommandID == meta.commandID {
+		if sameID(a.recent[i].CommandID, meta.commandID) {
 			// The aggregate is the one the command names (its snapshot key),
 			// so the rebuilt reply is the original one.
 			rep := a.recent[i].Resend(meta.aggregateType, meta.aggregateID)
@@ -112,7 +116,7 @@ func (p *Processor) handle(b *batch, ps *partitionState, r *kgo.Record) {
 			return
 		}
 	}
-	if !meta.deadline.IsZero() && p.cfg.Now().After(meta.deadline) {
+	if !meta.deadline.IsZero() && meta.now.After(meta.deadline) {
 		base.Status, base.Code = wire.StatusExpired, CodeExpired
 		base.Message = "deadline " + meta.deadline.Format(time.RFC3339Nano) + " passed before the command's turn"
 		p.reply(b, r, &meta, base)
@@ -156,7 +160,7 @@ func (p *Processor) handle(b *batch, ps *partitionState, r *kgo.Record) {
 			return
 		}
 	}
-	now := p.cfg.Now()
+	now := meta.now
 	evRecs := make([]*kgo.Record, len(events))
 	for i, e := range events {
 		version := a.version + int64(i) + 1
@@ -165,18 +169,13 @@ func (p *Processor) handle(b *batch, ps *partitionState, r *kgo.Record) {
 			p.reject(b, r, &meta, base, &internalError{CodeEncodeFailed, err})
 			return
 		}
-		evRecs[i] = &kgo.Record{
-			Topic:     p.cfg.Topics.Events,
-			Partition: ps.p,
-			Key:       r.Key,
-			Value:     enc,
-			Headers: []kgo.RecordHeader{
-				{Key: wire.HeaderEventType, Value: []byte(e.EventType())},
-				{Key: wire.HeaderAggregateType, Value: []byte(meta.aggregateType)},
-				{Key: wire.HeaderVersion, Value: itoa(version)},
-				{Key: wire.HeaderCommandID, Value: []byte(meta.commandID)},
-			},
-		}
+		ev := newOutRecord(4)
+		ev.Topic, ev.Partition, ev.Key, ev.Value, ev.Timestamp = p.cfg.Topics.Events, ps.p, r.Key, enc, now
+		ev.Headers[0] = kgo.RecordHeader{Key: wire.HeaderEventType, Value: p.small.str(e.EventType())}
+		ev.Headers[1] = kgo.RecordHeader{Key: wire.HeaderAggregateType, Value: p.small.str(meta.aggregateType)}
+		ev.Headers[2] = kgo.RecordHeader{Key: wire.HeaderVersion, Value: p.small.itoa(version)}
+		ev.Headers[3] = kgo.RecordHeader{Key: wire.HeaderCommandID, Value: meta.commandIDBytes}
+		evRecs[i] = &ev.Record
 		if !p.fits(evRecs[i]) {
 			p.answerAlone(b, r, &meta, base, p.outputTooLarge(fmt.Sprintf("event %d (%s)", i+1, e.EventType()), evRecs[i]))
 			return
@@ -213,14 +212,15 @@ func (p *Processor) commit(b *batch, r *kgo.Record, meta *commandMeta, a, next *
 		p.reject(b, r, meta, refused, &internalError{CodeEncodeFailed, err})
 		return
 	}
-	snapRec := &kgo.Record{Topic: p.cfg.Topics.Changelog, Partition: r.Partition, Key: []byte(next.key), Value: snap}
+	// Sized as the changelog record flushSnapshots makes of it (no headers).
+	snapSize := func() int { return kvRecordBytes(len(next.key), len(snap)) }
 	// The dedupe window is part of every snapshot: many small commands can
 	// make it outgrow a record even though the state fits. Forget the
 	// oldest remembered commands rather than refuse every later command on
 	// the aggregate (which any client could otherwise cause); the newest,
 	// this command's, stays.
-	for !p.fits(snapRec) && len(next.recent) > 1 {
-		drop := oldestToForget(next, recordBytes(snapRec)-p.outputLimit())
+	for snapSize() > p.outputLimit() && len(next.recent) > 1 {
+		drop := oldestToForget(next, snapSize()-p.outputLimit())
 		next.recent = next.recent[drop:]
 		if next.recentEnc != nil {
 			next.recentEnc = next.recentEnc[drop:]
@@ -229,10 +229,10 @@ func (p *Processor) commit(b *batch, r *kgo.Record, meta *commandMeta, a, next *
 			p.reject(b, r, meta, refused, &internalError{CodeEncodeFailed, err})
 			return
 		}
-		snapRec.Value = snap
 		p.log.Warn("snapshot over the record limit: the dedupe window is shortened", "partition", r.Partition, "offset", r.Offset, "command", meta.commandID, "key", capMessage(next.key), "forgotten", drop, "remembered", len(next.recent))
 	}
-	if !p.fits(snapRec) {
+	if snapSize() > p.outputLimit() {
+		snapRec := &kgo.Record{Topic: p.cfg.Topics.Changelog, Partition: r.Partition, Key: []byte(next.key), Value: snap}
 		p.answerAlone(b, r, meta, refused, p.outputTooLarge("snapshot", snapRec))
 		return
 	}
@@ -253,6 +253,13 @@ func (p *Processor) commit(b *batch, r *kgo.Record, meta *commandMeta, a, next *
 	if replyRec != nil { // nil: dropped (its topic is gone), counted and logged
 		p.sendReply(b, r, rep, replyRec)
 	}
+}
+
+// sameID is a == b, testing the last byte first: ids that share a long
+// prefix (a client's prefix and a counter) usually differ there, and the
+// window is searched for every command.
+func sameID(a, b string) bool {
+	return len(a) == len(b) && (len(a) == 0 || a[len(a)-1] == b[len(b)-1]) && a == b
 }
 
 // oldestToForget returns how many of a's oldest remembered commands (at
@@ -436,15 +443,39 @@ func (p *Processor) replyRecord(b *batch, r *kgo.Record, meta *commandMeta, rep 
 		}
 		part = PartitionFor(hk, n)
 	}
-	headers := []kgo.RecordHeader{
-		{Key: wire.HeaderCommandID, Value: []byte(meta.commandID)},
-		{Key: wire.HeaderContentType, Value: []byte(ra.contentType)},
-		{Key: wire.HeaderVersion, Value: itoa(rep.Version)},
-	}
+	nh := 3
 	if ra.correlationID != nil {
-		headers = append(headers, kgo.RecordHeader{Key: wire.HeaderCorrelationID, Value: ra.correlationID})
+		nh = 4
 	}
-	return &kgo.Record{Topic: ra.topic, Partition: part, Key: key, Value: val, Headers: headers}, true
+	rec := newOutRecord(nh)
+	rec.Topic, rec.Partition, rec.Key, rec.Value, rec.Timestamp = ra.topic, part, key, val, meta.now
+	idBytes := meta.commandIDBytes
+	if len(idBytes) != len(meta.commandID) {
+		idBytes = p.small.str(meta.commandID)
+	}
+	rec.Headers[0] = kgo.RecordHeader{Key: wire.HeaderCommandID, Value: idBytes}
+	rec.Headers[1] = kgo.RecordHeader{Key: wire.HeaderContentType, Value: contentTypeBytes(ra.contentType)}
+	rec.Headers[2] = kgo.RecordHeader{Key: wire.HeaderVersion, Value: p.small.itoa(rep.Version)}
+	if ra.correlationID != nil {
+		rec.Headers[3] = kgo.RecordHeader{Key: wire.HeaderCorrelationID, Value: ra.correlationID}
+	}
+	return &rec.Record, true
+}
+
+// The content types' header values, shared (never written).
+var (
+	contentTypeAvro = []byte(wire.ContentTypeAvro)
+	contentTypeJSON = []byte(wire.ContentTypeJSON)
+)
+
+func contentTypeBytes(ct string) []byte {
+	switch ct {
+	case wire.ContentTypeAvro:
+		return contentTypeAvro
+	case wire.ContentTypeJSON:
+		return contentTypeJSON
+	}
+	return []byte(ct)
 }
 
 // dropReply counts and logs a reply that cannot be delivered. The command

@@ -48,6 +48,7 @@ func (p *Processor) partition(ctx context.Context, part int32) (*partitionState,
 		p.parts[part] = ps
 	}
 	if !ps.ready(gen) {
+		p.quiesceStore(ps) // before reading its checkpoint (applier.go)
 		p.states.dropPartition(part)
 		if err := p.loadKeys(ctx, part); err != nil {
 			return nil, err
@@ -87,11 +88,19 @@ func (p *Processor) openStore(part int32) (*snapshots.Store, error) {
 // load returns the aggregate's state: from this batch, else from the store,
 // else the initial state.
 func (p *Processor) load(ps *partitionState, bt *boundType, id string) (*aggState, error) {
-	key := snapshotKey(bt.handler.AggregateType(), id)
-	if a := ps.pending[key]; a != nil {
+	// The key is built in a buffer and looked up without a copy; it is
+	// made a string only for an aggregate not held in memory.
+	p.keyBuf = append(append(append(p.keyBuf[:0], bt.handler.AggregateType()...), '/'), id...)
+	if a := ps.pending[string(p.keyBuf)]; a != nil {
 		return a, nil
 	}
-	a := p.states.take(ps.p, key) // committed state kept from an earlier batch
+	var key string
+	a := p.states.takeKey(ps.p, p.keyBuf) // committed state kept from an earlier batch
+	if a != nil {
+		key = a.key
+	} else {
+		key = string(p.keyBuf)
+	}
 	if a == nil && ps.rebuilt[key] != nil {
 		// Rebuilt outside the transaction (rebuildDeferred): dirty, so it
 		// is written back as a current-schema snapshot with this batch.
@@ -99,7 +108,7 @@ func (p *Processor) load(ps *partitionState, bt *boundType, id string) (*aggStat
 		delete(ps.rebuilt, key)
 	}
 	if a == nil {
-		val, ok, err := ps.store.Get([]byte(key))
+		val, ok, err := p.storeGet(ps, key)
 		if err != nil {
 			return nil, err
 		}
@@ -251,7 +260,7 @@ func (p *Processor) rebuildDeferred(ps *partitionState) error {
 		// A state written by a newer build: learning its schema (schema
 		// topic) makes the snapshot readable, no rebuild needed.
 		if fps := unknownFingerprints(nr.se, nil, nil); len(fps) > 0 && p.learnSchemas(fps) > 0 {
-			if val, ok, err := ps.store.Get([]byte(nr.se.Key)); err == nil && ok {
+			if val, ok, err := p.storeGet(ps, nr.se.Key); err == nil && ok {
 				if _, err := p.reg.decodeSnapshot(nr.se.Key, val); err == nil {
 					ps.rebuild = ps.rebuild[1:]
 					continue

@@ -57,6 +57,12 @@ func recordBytes(r *kgo.Record) int {
 	return recordBatchOverhead + 5 + n
 }
 
+// kvRecordBytes is recordBytes of a record with a key and a value of these
+// lengths and no headers.
+func kvRecordBytes(keyLen, valueLen int) int {
+	return recordBatchOverhead + 5 + 1 + 10 + 5 + varintLen(keyLen) + keyLen + varintLen(valueLen) + valueLen + varintLen(0)
+}
+
 // varintLen is the size of Kafka's zig-zag varint of n.
 func varintLen(n int) int {
 	u := uint64(n) << 1

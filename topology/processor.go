@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
@@ -26,10 +27,17 @@ type Processor struct {
 	cfg Config
 	reg *Registry
 	log *slog.Logger
+	// names are the served aggregate and command type names, shared by
+	// every command that names them (parseCommandMetaNames).
+	names map[string]string
 
 	admCl *kgo.Client
 	adm   *kadm.Client
 	sess  *kgo.GroupTransactSession
+	// small holds the header values of produced records (outbuf.go);
+	// keyBuf builds snapshot keys for lookups (load.go). Run loop only.
+	small  smallBytes
+	keyBuf []byte
 	// polledAt is when the run loop's last poll returned (stages.go).
 	polledAt time.Time
 	cache    *snapshots.Cache
@@ -74,6 +82,10 @@ type Processor struct {
 	unreadable map[int32]*Unreadable
 
 	tail *tailer // warms assigned partitions, tails standbys (standby.go)
+	// apply writes committed batches to the stores (applier.go); one per
+	// session, used by the run loop.
+	apply        *applier
+	applyBacklog atomic.Int64 // committed batches queued, not yet written
 
 	schemaBook schemaBook // the schema topic as read (schematopic.go)
 	// checkGen is the schema book generation the current check of an
@@ -136,6 +148,10 @@ type partitionState struct {
 	// partition resumes; rebuilt holds the results until loaded.
 	rebuild []*needsRebuild
 	rebuilt map[string]*aggState
+	// overlay holds the committed snapshots whose store write is still
+	// queued (applier.go); applyEpoch counts the store's catch-ups.
+	overlay    map[string]overlayEntry
+	applyEpoch uint64
 }
 
 // ready reports whether the partition's records may be processed in the
@@ -248,8 +264,21 @@ func New(cfg Config, reg *Registry) (*Processor, error) {
 		stats:    Stats{Replies: map[wire.Status]int64{}},
 		states:   newStateCache(cfg.StateCacheEntries),
 	}
+	p.names = servedNames(reg)
 	p.tail = newTailer(p)
 	return p, nil
+}
+
+// servedNames is the set of aggregate and command type names reg serves.
+func servedNames(reg *Registry) map[string]string {
+	names := map[string]string{}
+	for name, bt := range reg.types {
+		names[name] = name
+		for c := range bt.commands {
+			names[c] = c
+		}
+	}
+	return names
 }
 
 // Stats returns a copy of the processor's counters.

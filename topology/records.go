@@ -79,6 +79,11 @@ type commandMeta struct {
 	aggregateID   string
 	expected      expectation
 	deadline      time.Time
+	// commandIDBytes is commandID as the header carried it, shared
+	// (read-only) by the headers of the command's outputs.
+	commandIDBytes []byte
+	// now is when the command's handling began (Processor.handle).
+	now time.Time
 }
 
 // invalidError is a command the processor cannot handle at all: it is
@@ -157,6 +162,13 @@ const (
 // parseCommandMeta reads the reply address first, leniently, so that even a
 // command with broken headers can be answered; then everything else.
 func parseCommandMeta(r *kgo.Record, defaultReplyTopic string) (commandMeta, error) {
+	return parseCommandMetaNames(r, defaultReplyTopic, nil)
+}
+
+// parseCommandMetaNames is parseCommandMeta taking the aggregate and command
+// type names from names (the served ones, Processor.names) when they are
+// there, instead of a copy per command.
+func parseCommandMetaNames(r *kgo.Record, defaultReplyTopic string, names map[string]string) (commandMeta, error) {
 	m := commandMeta{reply: replyAddress{topic: defaultReplyTopic, partition: -1, contentType: wire.ContentTypeAvro}}
 	m.aggregateID = string(r.Key)
 	var errs []error
@@ -178,6 +190,16 @@ func parseCommandMeta(r *kgo.Record, defaultReplyTopic string) (commandMeta, err
 			m.reply.partition = int32(binary.BigEndian.Uint32(h.Value))
 			m.reply.partitionSet = true
 		case wire.HeaderContentType:
+			switch string(h.Value) { // the usual values, without copies
+			case wire.ContentTypeAvro:
+				declared, ctErr = true, nil
+				m.reply.contentType = wire.ContentTypeAvro
+				continue
+			case wire.ContentTypeJSON:
+				declared, ctErr = true, nil
+				m.reply.contentType = wire.ContentTypeJSON
+				continue
+			}
 			// Media types are case-insensitive (RFC 9110); parameters
 			// (charset=utf-8) are ignored. The last header wins, as for
 			// every header (Spring's lastHeader).
@@ -196,10 +218,11 @@ func parseCommandMeta(r *kgo.Record, defaultReplyTopic string) (commandMeta, err
 			}
 		case wire.HeaderCommandID:
 			m.commandID = string(h.Value)
+			m.commandIDBytes = h.Value
 		case wire.HeaderCommandType:
-			m.commandType = string(h.Value)
+			m.commandType = internName(names, h.Value)
 		case wire.HeaderAggregateType:
-			m.aggregateType = string(h.Value)
+			m.aggregateType = internName(names, h.Value)
 		case wire.HeaderExpectedVersion:
 			e, err := parseExpectation(string(h.Value))
 			if err != nil {
@@ -227,6 +250,7 @@ func parseCommandMeta(r *kgo.Record, defaultReplyTopic string) (commandMeta, err
 	if len(m.commandID) > MaxCommandIDBytes {
 		errs = append(errs, fmt.Errorf("%s is %d bytes, at most %d are allowed", wire.HeaderCommandID, len(m.commandID), MaxCommandIDBytes))
 		m.commandID = capMessage(m.commandID)
+		m.commandIDBytes = []byte(m.commandID)
 	}
 	if m.commandID == "" {
 		errs = append(errs, fmt.Errorf("missing %s header", wire.HeaderCommandID))
@@ -253,6 +277,14 @@ func parseCommandMeta(r *kgo.Record, defaultReplyTopic string) (commandMeta, err
 		return m, &invalidError{code, err}
 	}
 	return m, nil
+}
+
+// internName returns b as a string: the served name it equals, or a copy.
+func internName(names map[string]string, b []byte) string {
+	if s, ok := names[string(b)]; ok {
+		return s
+	}
+	return string(b)
 }
 
 // looksLikeJSON reports whether a value starts like a JSON object. Neither
@@ -361,12 +393,16 @@ func (msg *boundMessage) command(ptr reflect.Value) (aggregates.Command, error) 
 
 // aggState is one aggregate's state as the processor holds it during a batch.
 type aggState struct {
-	key     string // changelog and store key
-	id      string
-	bt      *boundType
-	version int64
-	state   any
-	recent  []wire.RecentCommand
+	key string // changelog and store key
+	// node links the state into the state cache (statecache.go).
+	node *cacheNode
+	// keyBytes is key for the changelog record's key (made once).
+	keyBytes []byte
+	id       string
+	bt       *boundType
+	version  int64
+	state    any
+	recent   []wire.RecentCommand
 	// recentEnc is the Avro binary of each entry of recent, kept in step by
 	// remember so a snapshot copies it instead of re-encoding the window;
 	// nil when not known (then the snapshot encodes recent afresh).

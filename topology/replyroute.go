@@ -294,6 +294,11 @@ func (c *topicCache) partitions(topic string) (int32, error) {
 func (c *topicCache) partitionsFor(topic string, want int32) (int32, error) {
 	c.mu.Lock()
 	e := c.get(topic)
+	if e != nil && e.n > 0 && want < e.n {
+		n := e.n // the usual case: no clock reading
+		c.mu.Unlock()
+		return n, nil
+	}
 	now := time.Now()
 	if e != nil {
 		switch {

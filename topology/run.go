@@ -137,6 +137,12 @@ func (p *Processor) resetSession() {
 // ctx's end, an error, or errRecreateSession.
 func (p *Processor) runSession(ctx context.Context) (err error) {
 	defer p.closeStores()
+	var applyHook func(int32) error
+	if h := p.cfg.hooks; h != nil {
+		applyHook = h.storeApply
+	}
+	p.apply = newApplier(applyHook, &p.applyBacklog)
+	defer p.closeApplier() // before closeStores: the queued writes land first
 	var static []kgo.Opt
 	if p.cfg.StaticMembership {
 		static = append(static, kgo.InstanceID(p.cfg.InstanceID))

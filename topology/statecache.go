@@ -1,7 +1,5 @@
 package topology
 
-import "container/list"
-
 // stateCache keeps the decoded state of recently used aggregates between
 // transactions, so a hot aggregate costs neither a Pebble read nor a
 // snapshot decode per batch. It is bounded (least recently used entries
@@ -12,15 +10,22 @@ import "container/list"
 // not commit forgets every aggregate it touched (Processor.discard), since
 // the batch may have changed those very values in place. A catch-up from
 // the changelog and a lost partition drop the partition's entries.
+//
+// Its list is intrusive (each cached aggState has a cacheNode, made once and
+// kept across take and put): a hot aggregate taken and put back once per
+// batch costs no allocation.
 type stateCache struct {
 	max   int
-	lru   list.List // of *cacheEntry, most recent first
-	parts map[int32]map[string]*list.Element
+	n     int
+	head  cacheNode // sentinel: head.next is the most recent
+	parts map[int32]map[string]*aggState
 }
 
-type cacheEntry struct {
-	part int32
-	a    *aggState
+// cacheNode links a cached aggregate into the cache's list.
+type cacheNode struct {
+	prev, next *cacheNode
+	part       int32
+	a          *aggState
 }
 
 // newStateCache returns a cache of at most max aggregates; nil (no cache)
@@ -29,7 +34,22 @@ func newStateCache(max int) *stateCache {
 	if max < 1 {
 		return nil
 	}
-	return &stateCache{max: max, parts: map[int32]map[string]*list.Element{}}
+	c := &stateCache{max: max, parts: map[int32]map[string]*aggState{}}
+	c.head.prev, c.head.next = &c.head, &c.head
+	return c
+}
+
+func (c *stateCache) unlink(n *cacheNode) {
+	n.prev.next, n.next.prev = n.next, n.prev
+	n.prev, n.next = nil, nil
+	c.n--
+}
+
+func (c *stateCache) pushFront(n *cacheNode) {
+	n.prev, n.next = &c.head, c.head.next
+	c.head.next.prev = n
+	c.head.next = n
+	c.n++
 }
 
 // take returns the committed state of an aggregate and removes it: the
@@ -38,13 +58,28 @@ func (c *stateCache) take(part int32, key string) *aggState {
 	if c == nil {
 		return nil
 	}
-	el := c.parts[part][key]
-	if el == nil {
+	a := c.parts[part][key]
+	if a == nil {
 		return nil
 	}
-	c.lru.Remove(el)
+	c.unlink(a.node)
 	delete(c.parts[part], key)
-	return el.Value.(*cacheEntry).a
+	return a
+}
+
+// takeKey is take with the key as bytes (looked up without a copy).
+func (c *stateCache) takeKey(part int32, key []byte) *aggState {
+	if c == nil {
+		return nil
+	}
+	m := c.parts[part]
+	a := m[string(key)]
+	if a == nil {
+		return nil
+	}
+	c.unlink(a.node)
+	delete(m, a.key)
+	return a
 }
 
 // put records a committed aggregate state.
@@ -54,20 +89,26 @@ func (c *stateCache) put(part int32, a *aggState) {
 	}
 	m := c.parts[part]
 	if m == nil {
-		m = map[string]*list.Element{}
+		m = map[string]*aggState{}
 		c.parts[part] = m
 	}
-	if el := m[a.key]; el != nil {
-		el.Value.(*cacheEntry).a = a
-		c.lru.MoveToFront(el)
-		return
+	if old := m[a.key]; old != nil {
+		c.unlink(old.node)
 	}
-	m[a.key] = c.lru.PushFront(&cacheEntry{part: part, a: a})
-	for c.lru.Len() > c.max {
-		old := c.lru.Back()
-		e := old.Value.(*cacheEntry)
-		c.lru.Remove(old)
-		delete(c.parts[e.part], e.a.key)
+	if a.node == nil || a.node.a != a {
+		// A new aggregate, or a copy of one (its node is the original's).
+		a.node = &cacheNode{a: a}
+	} else if a.node.next != nil {
+		c.unlink(a.node) // cached under another partition (not expected)
+		delete(c.parts[a.node.part], a.key)
+	}
+	a.node.part = part
+	m[a.key] = a
+	c.pushFront(a.node)
+	for c.n > c.max {
+		old := c.head.prev
+		c.unlink(old)
+		delete(c.parts[old.part], old.a.key)
 	}
 }
 
@@ -76,8 +117,8 @@ func (c *stateCache) dropPartition(part int32) {
 	if c == nil {
 		return
 	}
-	for _, el := range c.parts[part] {
-		c.lru.Remove(el)
+	for _, a := range c.parts[part] {
+		c.unlink(a.node)
 	}
 	delete(c.parts, part)
 }
@@ -87,7 +128,7 @@ func (c *stateCache) len() int {
 	if c == nil {
 		return 0
 	}
-	return c.lru.Len()
+	return c.n
 }
 
 // cacheCommitted returns the aggregates of a committed batch to the cache:

@@ -160,6 +160,7 @@ func (p *Processor) afterEndHook(b *batch, committed *bool) {
 	if h == nil || h.afterEnd == nil {
 		return
 	}
+	p.drainApplies() // the hook reads the checkpoints the batch left
 	cps := map[int32]int64{}
 	for _, part := range b.partitions {
 		if ps := p.parts[part]; ps != nil {
@@ -190,6 +191,8 @@ type batch struct {
 	// keys are the subjects whose data key was created or erased in the
 	// batch (personal.go): forgotten unless it commits.
 	keys []string
+	// failOnErr is the promise of records without a callback of their own.
+	failOnErr func(*kgo.Record, error)
 }
 
 func (b *batch) fail(err error) {
@@ -213,16 +216,41 @@ func (b *batch) countReply(s wire.Status) {
 	b.replies[s]++
 }
 
+// produce produces r into the open transaction; a failure fails the batch,
+// and done, when not nil, runs once r is acknowledged.
 func (p *Processor) produce(b *batch, r *kgo.Record, done func(*kgo.Record)) {
-	p.sess.Produce(context.Background(), r, func(r *kgo.Record, err error) {
+	if done == nil {
+		p.produceWith(r, b.promise())
+		return
+	}
+	p.produceWith(r, func(r *kgo.Record, err error) {
 		if err != nil {
 			b.fail(&produceError{topic: r.Topic, partition: r.Partition, err: err})
 			return
 		}
-		if done != nil {
-			done(r)
-		}
+		done(r)
 	})
+}
+
+func (p *Processor) produceWith(r *kgo.Record, promise func(*kgo.Record, error)) {
+	if h := p.cfg.hooks; h != nil && h.produce != nil {
+		h.produce(r, promise)
+		return
+	}
+	p.sess.Produce(context.Background(), r, promise)
+}
+
+// promise is the batch's promise for records with nothing to do once
+// acknowledged: one closure per batch, not per record.
+func (b *batch) promise() func(*kgo.Record, error) {
+	if b.failOnErr == nil {
+		b.failOnErr = func(r *kgo.Record, err error) {
+			if err != nil {
+				b.fail(&produceError{topic: r.Topic, partition: r.Partition, err: err})
+			}
+		}
+	}
+	return b.failOnErr
 }
 
 // processFetches handles the records of ready partitions (deferUnready has
@@ -255,7 +283,9 @@ func (p *Processor) processFetches(_ context.Context, b *batch, fetches kgo.Fetc
 
 // flushSnapshots produces one snapshot per aggregate touched in the batch.
 func (p *Processor) flushSnapshots(b *batch) {
+	var now time.Time
 	for _, ps := range p.parts {
+		var promise func(*kgo.Record, error) // one per partition and batch
 		for _, a := range ps.order {
 			if !a.dirty {
 				continue
@@ -267,19 +297,33 @@ func (p *Processor) flushSnapshots(b *batch) {
 			}
 			a.encoded = enc
 			b.snapshots++
-			ps := ps
-			p.produce(b, &kgo.Record{
+			if promise == nil {
+				ps := ps
+				promise = func(r *kgo.Record, err error) {
+					if err != nil {
+						b.fail(&produceError{topic: r.Topic, partition: r.Partition, err: err})
+						return
+					}
+					p.mu.Lock()
+					if r.Offset > ps.lastOffset {
+						ps.lastOffset = r.Offset
+					}
+					p.mu.Unlock()
+				}
+			}
+			if now.IsZero() {
+				now = time.Now()
+			}
+			if a.keyBytes == nil {
+				a.keyBytes = []byte(a.key) // kept while the state is cached
+			}
+			p.produceWith(&kgo.Record{
 				Topic:     p.cfg.Topics.Changelog,
 				Partition: ps.p,
-				Key:       []byte(a.key),
+				Key:       a.keyBytes,
 				Value:     enc,
-			}, func(r *kgo.Record) {
-				p.mu.Lock()
-				if r.Offset > ps.lastOffset {
-					ps.lastOffset = r.Offset
-				}
-				p.mu.Unlock()
-			})
+				Timestamp: now,
+			}, promise)
 		}
 	}
 }
@@ -319,42 +363,39 @@ func (p *Processor) markSuspect(ps *partitionState, mustReach int64, why string)
 	p.mu.Unlock()
 }
 
-// applyCommitted writes the committed batch's snapshots and changelog offset
-// to each partition's store, one atomic Pebble batch per partition. Only now:
-// the store is never ahead of the changelog.
+// applyCommitted queues the committed batch's snapshots and changelog
+// offset for each partition's store, one atomic Pebble batch per partition
+// (applier.go). Only now: the store is never ahead of the changelog. Until
+// written, the snapshots are read from the partition's overlay.
 func (p *Processor) applyCommitted() {
+	p.collectDoneApplies()
+	var job *applyJob
 	for _, ps := range p.parts {
 		p.mu.Lock()
 		last := ps.lastOffset
 		p.mu.Unlock()
-		if len(ps.order) == 0 || last < 0 {
-			p.cacheCommitted(ps)
-			ps.pending, ps.order, ps.lastOffset = nil, nil, -1
-			continue
-		}
-		wb := ps.store.NewBatch()
-		for _, a := range ps.order {
-			if a.dirty && a.encoded != nil {
-				wb.Put([]byte(a.key), a.encoded)
+		if len(ps.order) > 0 && last >= 0 {
+			if job == nil {
+				p.apply.seq++
+				job = &applyJob{seq: p.apply.seq}
 			}
+			ap := applyPart{ps: ps, epoch: ps.applyEpoch, next: last + 1}
+			for _, a := range ps.order {
+				if a.dirty && a.encoded != nil {
+					ap.keys = append(ap.keys, a.key)
+					ap.vals = append(ap.vals, a.encoded)
+					if ps.overlay == nil {
+						ps.overlay = map[string]overlayEntry{}
+					}
+					ps.overlay[a.key] = overlayEntry{val: a.encoded, seq: job.seq}
+				}
+			}
+			job.parts = append(job.parts, ap)
 		}
-		wb.SetCheckpoint(last + 1)
-		var err error
-		if h := p.cfg.hooks; h != nil && h.storeApply != nil {
-			err = h.storeApply(ps.p) // a test's failing write
-		}
-		if err == nil {
-			err = ps.store.Apply(wb)
-		}
-		if err != nil {
-			// The store is now behind the changelog, which is safe: it is
-			// caught up from its checkpoint before its next use, and the
-			// cached states of the batch are not kept.
-			p.log.Error("store write failed; will catch up from the changelog", "partition", ps.p, "err", err)
-			p.markSuspect(ps, last+1, "store write failed: "+err.Error())
-		} else {
-			p.cacheCommitted(ps)
-		}
+		p.cacheCommitted(ps)
 		ps.pending, ps.order, ps.lastOffset = nil, nil, -1
+	}
+	if job != nil {
+		p.queueApply(job)
 	}
 }

@@ -184,6 +184,9 @@ type roundResult struct {
 	CatchUp                          catchUpResult
 	Personal, PersonalPlain          float64   // processor with personal data on, and its plain pair (personal.go); 0 when skipped
 	PersonalRatios                   []float64 // each alternated pair's ratio (personal.go)
+
+	// CPU time of the whole process per timed command (throughputCPU).
+	ProcessorCPU, CeilingCPU time.Duration
 }
 
 // median of f over the rounds.
@@ -283,7 +286,7 @@ func Run(ctx context.Context, o Options, progress io.Writer) (*Results, error) {
 				return n, err
 			}
 		}
-		rd.Processor, err = w.throughput(ctx, prod, ptopics.Commands, "proc", o.Commands, o.Timeout, processed)
+		rd.Processor, rd.ProcessorCPU, err = w.throughputCPU(ctx, prod, ptopics.Commands, "proc", o.Commands, o.Timeout, processed)
 		if o.CPUProfile != nil && first {
 			pprof.StopCPUProfile()
 		}
@@ -297,7 +300,7 @@ func Run(ctx context.Context, o Options, progress io.Writer) (*Results, error) {
 			res.Shape.eventsPerCommand = float64(s.Events) / float64(s.Commands)
 			res.Shape.snapshotsPerCommand = float64(s.Snapshots) / float64(s.Commands)
 		}
-		logf("processor: %.0f commands/s (%d transactions)", rd.Processor, s.Transactions)
+		logf("processor: %.0f commands/s (%d transactions), %.1f µs CPU per command", rd.Processor, s.Transactions, us(rd.ProcessorCPU))
 
 		// The latency at a fraction of that maximum, same processor.
 		if !o.skip("latency") && first {
@@ -361,7 +364,8 @@ func Run(ctx context.Context, o Options, progress io.Writer) (*Results, error) {
 			name          string
 			transactional bool
 			dst           *float64
-		}{{"ceiling", true, &rd.Ceiling}, {"alo", false, &rd.RawALO}} {
+			cpu           *time.Duration
+		}{{"ceiling", true, &rd.Ceiling, &rd.CeilingCPU}, {"alo", false, &rd.RawALO, nil}} {
 			topics := topicsFor(o.Prefix + rp + v.name + "-")
 			if _, err := topology.EnsureTopics(ctx, admCl, topics, o.Partitions, -1); err != nil {
 				return nil, err
@@ -370,12 +374,16 @@ func Run(ctx context.Context, o Options, progress io.Writer) (*Results, error) {
 			if err != nil {
 				return nil, err
 			}
-			*v.dst, err = w.throughput(ctx, prod, topics.Commands, v.name, o.Commands, o.Timeout, pt.processed)
+			var cpu time.Duration
+			*v.dst, cpu, err = w.throughputCPU(ctx, prod, topics.Commands, v.name, o.Commands, o.Timeout, pt.processed)
 			pt.close()
 			if err != nil {
 				return nil, fmt.Errorf("%s pass-through: %w", v.name, err)
 			}
-			logf("raw pass-through (%s): %.0f commands/s", v.name, *v.dst)
+			if v.cpu != nil {
+				*v.cpu = cpu
+			}
+			logf("raw pass-through (%s): %.0f commands/s, %.1f µs CPU per command", v.name, *v.dst, us(cpu))
 		}
 
 		// 3. The goka peer.
@@ -503,6 +511,20 @@ func (r *Results) WriteTable(out io.Writer) error {
 	row("processor throughput (EOS)", fmt.Sprintf("%.0f cmds/s [%s]", r.Processor, perRound(proc)), "", "")
 	row("raw transactional pass-through", fmt.Sprintf("%.0f cmds/s [%s]", r.Ceiling, perRound(ceil)), "", "")
 	row("ceiling ratio (processor / pass-through)", "", fmt.Sprintf("%s [%s]", ratio(r.Processor, r.Ceiling), ratios(proc, ceil)), ">= 0.6")
+	if len(r.Rounds) > 0 && r.Rounds[0].ProcessorCPU > 0 {
+		pc := func(rd roundResult) float64 { return us(rd.ProcessorCPU) }
+		cc := func(rd roundResult) float64 { return us(rd.CeilingCPU) }
+		perRound1 := func(f func(roundResult) float64) string {
+			var v []string
+			for _, rd := range r.Rounds {
+				v = append(v, fmt.Sprintf("%.1f", f(rd)))
+			}
+			return strings.Join(v, ", ")
+		}
+		mp, mc := median(r.Rounds, pc), median(r.Rounds, cc)
+		row("CPU per command, whole process (broker, producer, contender): processor / pass-through", fmt.Sprintf("%.1f µs [%s] / %.1f µs [%s]", mp, perRound1(pc), mc, perRound1(cc)), "", "")
+		row("CPU ratio (pass-through / processor, per command)", "", fmt.Sprintf("%s [%s]", ratio(mc, mp), ratios(cc, pc)), "(info)")
+	}
 	row("raw at-least-once pass-through", fmt.Sprintf("%.0f cmds/s [%s]", r.RawALO, perRound(alo)), "", "")
 	row("broker EOS cost (raw transactional / raw at-least-once)", "", fmt.Sprintf("%s [%s]", ratio(r.Ceiling, r.RawALO), ratios(ceil, alo)), "(info)")
 	row("processor EOS vs at-least-once", "not measured: the processor has no at-least-once mode", "n/a", "(info)")
@@ -573,3 +595,6 @@ func (r *Results) WriteTable(out io.Writer) error {
 	_, err := io.WriteString(out, table.String())
 	return err
 }
+
+// us is d in microseconds.
+func us(d time.Duration) float64 { return float64(d) / float64(time.Microsecond) }

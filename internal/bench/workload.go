@@ -134,8 +134,16 @@ func waitFor(ctx context.Context, timeout time.Duration, what string, cond func(
 // deposits produced while the contender consumes, until processed reports
 // them all done.
 func (w *workload) throughput(ctx context.Context, prod *kgo.Client, topic, run string, commands int, timeout time.Duration, processed func() (int64, error)) (float64, error) {
+	rate, _, err := w.throughputCPU(ctx, prod, topic, run, commands, timeout, processed)
+	return rate, err
+}
+
+// throughputCPU is throughput that also returns the CPU time the whole
+// process (broker, producer and contender alike) spent per timed command:
+// less sensitive to the machine's other tenants than the rate.
+func (w *workload) throughputCPU(ctx context.Context, prod *kgo.Client, topic, run string, commands int, timeout time.Duration, processed func() (int64, error)) (float64, time.Duration, error) {
 	if err := produceAll(ctx, prod, w.accounts, w.opens(topic, run)); err != nil {
-		return 0, err
+		return 0, 0, err
 	}
 	done := func(want int64) func() (bool, error) {
 		return func() (bool, error) {
@@ -144,16 +152,16 @@ func (w *workload) throughput(ctx context.Context, prod *kgo.Client, topic, run 
 		}
 	}
 	if err := waitFor(ctx, timeout, "the warm-up commands", done(int64(w.accounts))); err != nil {
-		return 0, err
+		return 0, 0, err
 	}
-	start := time.Now()
+	start, cpu0 := time.Now(), cpuTime()
 	if err := produceAll(ctx, prod, commands, w.deposits(topic, run)); err != nil {
-		return 0, err
+		return 0, 0, err
 	}
 	if err := waitFor(ctx, timeout, "the timed commands", done(int64(w.accounts+commands))); err != nil {
-		return 0, err
+		return 0, 0, err
 	}
-	return float64(commands) / time.Since(start).Seconds(), nil
+	return float64(commands) / time.Since(start).Seconds(), (cpuTime() - cpu0) / time.Duration(commands), nil
 }
 
 // topicsFor names one scenario's topics.
