@@ -38,3 +38,25 @@ func TestEncodeAccountIsJSONMarshal(t *testing.T) {
 		}
 	}
 }
+
+func TestEncodeTotalIsJSONMarshal(t *testing.T) {
+	// A field added to CurrencyTotal must be added to encodeTotal too.
+	if n := reflect.TypeOf(CurrencyTotal{}).NumField(); n != 6 {
+		t.Fatalf("CurrencyTotal has %d fields; encodeTotal writes 6: update it", n)
+	}
+	rng := rand.New(rand.NewPCG(3, 4))
+	for i, cur := range []string{"", "EUR", `q"uote`, "<x>", "é", "\xff", "ctl\x01"} {
+		for j := 0; j < 200; j++ {
+			tot := CurrencyTotal{Currency: cur, Partition: rng.Int32() - math.MaxInt32/2, Total: rng.Int64() - math.MaxInt64/2,
+				Accounts: int64(rng.Uint64()), Open: int64(i - j), Seq: int64(j) * math.MaxInt64 / 200}
+			want, err := json.Marshal(&tot)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, err := encodeTotal(&tot)
+			if err != nil || !bytes.Equal(got, want) {
+				t.Fatalf("%+v:\n got %s (%v)\nwant %s", tot, got, err, want)
+			}
+		}
+	}
+}

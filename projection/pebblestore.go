@@ -167,7 +167,7 @@ func (s *PebbleStorage) set(key, value []byte, opts *pebble.WriteOptions) error 
 
 // setEntries writes table entries in one Pebble batch (the accounts
 // group's batched writes; see tableWriter).
-func (s *PebbleStorage) setEntries(entries map[string]*pendingEntry) error {
+func (s *PebbleStorage) setEntries(entries []pendingEntry) error {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	if s.db == nil {
@@ -175,11 +175,14 @@ func (s *PebbleStorage) setEntries(entries map[string]*pendingEntry) error {
 	}
 	b := s.db.NewBatch()
 	defer b.Close()
-	for k, e := range entries {
+	var key []byte // the batch copies keys: one buffer for all of them
+	for i := range entries {
+		e := &entries[i]
 		if !e.store {
 			continue
 		}
-		if err := b.Set(dataKey(k), e.raw, nil); err != nil {
+		key = append(append(key[:0], dataPrefix...), e.key...)
+		if err := b.Set(key, e.raw, nil); err != nil {
 			return fmt.Errorf("projection: storage batch: %w", err)
 		}
 	}
