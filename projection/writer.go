@@ -98,7 +98,16 @@ type pendingEntry struct {
 	raw   []byte // encoded at flush time
 }
 
-func newPendingPart() *pendingPart { return &pendingPart{index: map[string]int32{}} }
+// newPendingPart returns an empty batch sized like the last one (prev, may
+// be nil): a catch-up's batches are alike, and growing them event by event
+// was a good part of the handlers' allocations.
+func newPendingPart(prev *pendingPart) *pendingPart {
+	if prev == nil {
+		return &pendingPart{index: map[string]int32{}}
+	}
+	return &pendingPart{index: make(map[string]int32, len(prev.entries)),
+		entries: make([]pendingEntry, 0, len(prev.entries)), dones: make([]func(error), 0, len(prev.dones))}
+}
 
 func newTableWriter(cl *kgo.Client, stores *storeSet, n Names, parts int32, written, forwarded *atomic.Int64) *tableWriter {
 	w := &tableWriter{written: written, forwarded: forwarded,
@@ -107,7 +116,7 @@ func newTableWriter(cl *kgo.Client, stores *storeSet, n Names, parts int32, writ
 		maxBatch: 5000, interval: 5 * time.Millisecond, kick: make(chan struct{}, 1),
 	}
 	for p := range parts {
-		w.parts = append(w.parts, &partWriter{p: p, pending: newPendingPart(), cache: map[string]Account{}, gen: 1})
+		w.parts = append(w.parts, &partWriter{p: p, pending: newPendingPart(nil), cache: map[string]Account{}, gen: 1})
 	}
 	w.space = sync.NewCond(&w.mu)
 	return w
@@ -283,7 +292,7 @@ func (w *tableWriter) take() []*pendingPart {
 			}
 			pp.changed = nil
 			batch[i], events = pp, events+int64(len(pp.dones))
-			pw.flushing, pw.pending = pp, newPendingPart()
+			pw.flushing, pw.pending = pp, newPendingPart(pp)
 			pw.gen++
 		}
 		pw.mu.Unlock()
