@@ -472,7 +472,7 @@ func (p *Projector) pass(ctx goka.Context) {
 
 func decodeAccount(raw []byte) (Account, error) {
 	var a Account
-	if err := json.Unmarshal(raw, &a); err != nil {
+	if err := unmarshalAccount(raw, &a); err != nil {
 		return a, fmt.Errorf("projection: codec: decode account: %w", err)
 	}
 	if a.ID == "" || a.Version <= 0 {

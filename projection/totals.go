@@ -1,9 +1,6 @@
 package projection
 
-import (
-	"encoding/json"
-	"fmt"
-)
+import "fmt"
 
 // The currency counters of the accounts-table partitions this projector's
 // accounts group owns (see CurrencyTotal) are kept by the writer, per
@@ -45,7 +42,7 @@ func (w *tableWriter) totalsLocked(pw *partWriter) (map[string]*counterState, er
 				return nil, err
 			}
 			var a Account
-			if err := json.Unmarshal(v, &a); err != nil {
+			if err := unmarshalAccount(v, &a); err != nil {
 				return nil, fmt.Errorf("projection: scan %s/%d: key %q: %w", w.table, pw.p, it.Key(), err)
 			}
 			if a.Currency != "" {
