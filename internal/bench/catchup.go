@@ -155,6 +155,7 @@ func runCatchUp(ctx context.Context, o *Options, adm *kadm.Client, prod *kgo.Cli
 	tm := goka.NewTopicManagerConfig()
 	tm.Table.Replication, tm.Stream.Replication = 1, 1
 	start = time.Now()
+	cpu0 := processCPU()
 	floorClock := phaseClock{start: start}
 	var floorDone, projDone time.Time
 	proc, err := goka.NewProcessor(o.Brokers, g,
@@ -175,6 +176,7 @@ func runCatchUp(ctx context.Context, o *Options, adm *kadm.Client, prod *kgo.Cli
 	}
 	res.GokaNoop = float64(len(recs)) / floorDone.Sub(start).Seconds()
 	floorTotal, floorStop := floorDone.Sub(start), time.Since(floorDone)
+	floorCPU := processCPU() - cpu0
 
 	// The projector: a fresh version, all three read models.
 	reg, err := examples.Registry()
@@ -194,6 +196,7 @@ func runCatchUp(ctx context.Context, o *Options, adm *kadm.Client, prod *kgo.Cli
 		defer pprof.StopCPUProfile()
 	}
 	start = time.Now()
+	cpu0 = processCPU()
 	clock := phaseClock{start: start}
 	var ready atomic.Int64 // nanoseconds from start until every group ran
 	go func() {
@@ -216,8 +219,9 @@ func runCatchUp(ctx context.Context, o *Options, adm *kadm.Client, prod *kgo.Cli
 		return res, fmt.Errorf("projector: %w (%+v)", err, p.Stats())
 	}
 	res.Projector = float64(len(recs)) / projDone.Sub(start).Seconds()
-	res.Phases = fmt.Sprintf("goka floor: first event %.2fs, all %.2fs (then stopped in %.2fs); projector: groups ready %.2fs, first event %.2fs, all read %.2fs, written %.2fs, merged downstream %.2fs (owners %.2fs; then stopped in %.2fs)",
-		floorClock.first.Seconds(), floorTotal.Seconds(), floorStop.Seconds(), time.Duration(ready.Load()).Seconds(), clock.first.Seconds(), clock.read.Seconds(), clock.written.Seconds(), projDone.Sub(start).Seconds(), clock.owners.Seconds(), time.Since(projDone).Seconds())
+	projCPU := processCPU() - cpu0
+	res.Phases = fmt.Sprintf("goka floor: first event %.2fs, all %.2fs (then stopped in %.2fs); projector: groups ready %.2fs, first event %.2fs, all read %.2fs, written %.2fs, merged downstream %.2fs (owners %.2fs; then stopped in %.2fs); CPU of the whole process (broker included) from start to stopped: goka floor %.2fs, projector %.2fs (%.2fx)",
+		floorClock.first.Seconds(), floorTotal.Seconds(), floorStop.Seconds(), time.Duration(ready.Load()).Seconds(), clock.first.Seconds(), clock.read.Seconds(), clock.written.Seconds(), projDone.Sub(start).Seconds(), clock.owners.Seconds(), time.Since(projDone).Seconds(), floorCPU.Seconds(), projCPU.Seconds(), projCPU.Seconds()/floorCPU.Seconds())
 	if profile != nil {
 		pprof.StopCPUProfile()
 	}
