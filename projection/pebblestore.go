@@ -79,6 +79,14 @@ func pebbleBuilder(dir string, cacheBytes int64, set *storeSet) storage.Builder 
 			Cache:        cache,
 			MemTableSize: 4 << 20,
 			Logger:       quietLogger{},
+			// No write-ahead log: every Set would otherwise append to it and
+			// wake its writer (goka's path writes two per record: the entry
+			// and the table offset). A store is derived from its table topic:
+			// a crash loses the memtables since the last flush, entries and
+			// offset key alike (a consistent prefix of the writes), and goka
+			// re-reads the table from that older offset on start. Close and
+			// MarkRecovered flush.
+			DisableWAL: true,
 		})
 		if set != nil {
 			set.mu.Lock()
