@@ -175,6 +175,14 @@ func MergeOwner(held *Account, a Account) bool {
 type jsonCodec[T any] struct{}
 
 func (jsonCodec[T]) Encode(v any) ([]byte, error) {
+	switch a := v.(type) {
+	case *Account: // the account tables: without reflection
+		if a != nil {
+			return encodeAccount(a)
+		}
+	case Account:
+		return encodeAccount(&a)
+	}
 	switch v.(type) {
 	case T, *T:
 		return json.Marshal(v)
@@ -184,7 +192,13 @@ func (jsonCodec[T]) Encode(v any) ([]byte, error) {
 
 func (jsonCodec[T]) Decode(data []byte) (any, error) {
 	v := new(T)
-	if err := json.Unmarshal(data, v); err != nil {
+	var err error
+	if a, ok := any(v).(*Account); ok {
+		err = unmarshalAccount(data, a)
+	} else {
+		err = json.Unmarshal(data, v)
+	}
+	if err != nil {
 		return nil, fmt.Errorf("projection: codec: decode %T: %w", *v, err)
 	}
 	return v, nil

@@ -58,3 +58,6 @@ func murmur2Sum(data []byte) uint32 {
 	h ^= h >> 15
 	return h
 }
+
+// murmur2String is Murmur2's Sum32 of s, without a hasher.
+func murmur2String(s string) uint32 { return murmur2Sum([]byte(s)) & 0x7fffffff }

@@ -105,6 +105,14 @@ func pebbleBuilder(dir string, cacheBytes int64, set *storeSet) storage.Builder 
 			Cache:        cache,
 			MemTableSize: 4 << 20,
 			Logger:       quietLogger{},
+			// No write-ahead log: every Set would otherwise append to it and
+			// wake its writer (goka's path writes two per record: the entry
+			// and the table offset). A store is derived from its table topic:
+			// a crash loses the memtables since the last flush, entries and
+			// offset key alike (a consistent prefix of the writes), and goka
+			// re-reads the table from that older offset on start. Close and
+			// MarkRecovered flush.
+			DisableWAL: true,
 		})
 		if set != nil {
 			set.mu.Lock()
@@ -193,7 +201,7 @@ func (s *PebbleStorage) set(key, value []byte, opts *pebble.WriteOptions) error 
 
 // setEntries writes table entries in one Pebble batch (the accounts
 // group's batched writes; see tableWriter).
-func (s *PebbleStorage) setEntries(entries map[string]*pendingEntry) error {
+func (s *PebbleStorage) setEntries(entries []pendingEntry) error {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	if s.db == nil {
@@ -201,11 +209,14 @@ func (s *PebbleStorage) setEntries(entries map[string]*pendingEntry) error {
 	}
 	b := s.db.NewBatch()
 	defer b.Close()
-	for k, e := range entries {
+	var key []byte // the batch copies keys: one buffer for all of them
+	for i := range entries {
+		e := &entries[i]
 		if !e.store {
 			continue
 		}
-		if err := b.Set(dataKey(k), e.raw, nil); err != nil {
+		key = append(append(key[:0], dataPrefix...), e.key...)
+		if err := b.Set(key, e.raw, nil); err != nil {
 			return fmt.Errorf("projection: storage batch: %w", err)
 		}
 	}

@@ -82,12 +82,13 @@ type Projector struct {
 	// The group names, computed once (Names formats them on every call).
 	accountsGroup, ownersGroup, totalsGroup goka.Group
 
-	// accStores are the accounts group's stores, scanned by totals.
+	// accStores are the accounts group's stores, scanned for the totals.
 	accStores *storeSet
 	// ownerStores are the owners group's stores, swept of erased
 	// accounts' entries (personal.go; only with Config.Personal).
 	ownerStores *storeSet
-	totals      *partitionTotals
+	// accCounters are the accounts group's counters (groups holds them too).
+	accCounters *groupCounters
 	// waitingForReset is set while Run waits for a reset of its version.
 	waitingForReset atomic.Bool
 
@@ -105,11 +106,11 @@ func New(cfg Config) (*Projector, error) {
 		return nil, err
 	}
 	p := &Projector{cfg: cfg, groups: map[goka.Group]*groupCounters{}, accStores: &storeSet{}, ownerStores: &storeSet{}}
-	p.totals = newPartitionTotals(p.accStores, TableOf(cfg.Names.AccountsGroup()))
 	p.accountsGroup, p.ownersGroup, p.totalsGroup = cfg.Names.AccountsGroup(), cfg.Names.OwnersGroup(), cfg.Names.TotalsGroup()
 	for _, g := range cfg.Names.Groups() {
 		p.groups[g] = &groupCounters{}
 	}
+	p.accCounters = p.groups[p.accountsGroup]
 	return p, nil
 }
 
@@ -199,13 +200,24 @@ func (p *Projector) Run(ctx context.Context) error {
 			goka.Output(DeadLetters(n.TotalsGroup()), rawCodec{}),
 		),
 	}
-	var procs []*goka.Processor
-	for _, g := range graphs {
-		proc, err := goka.NewProcessor(p.cfg.Brokers, g, p.processorOptions(g.Group())...)
-		if err != nil {
-			return fmt.Errorf("projection: group %s: %w", g.Group(), err)
-		}
-		procs = append(procs, proc)
+	// goka checks each group's topics with a client of its own: the three
+	// at once, not one after the other (a fresh version's start).
+	procs := make([]*goka.Processor, len(graphs))
+	newErrs := make([]error, len(graphs))
+	var wg sync.WaitGroup
+	for i, g := range graphs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			procs[i], newErrs[i] = goka.NewProcessor(p.cfg.Brokers, g, p.processorOptions(g.Group())...)
+			if newErrs[i] != nil {
+				newErrs[i] = fmt.Errorf("projection: group %s: %w", g.Group(), newErrs[i])
+			}
+		}()
+	}
+	wg.Wait()
+	if err := errors.Join(newErrs...); err != nil {
+		return err
 	}
 	p.mu.Lock()
 	p.procs = procs
@@ -262,7 +274,6 @@ func (p *Projector) processorOptions(g goka.Group) []goka.ProcessorOption {
 		// every rebalance: another member may have changed it meanwhile.
 		stores = p.accStores
 		extra = append(extra, goka.WithRebalanceCallback(func(goka.Assignment) {
-			p.totals.reset()
 			p.w.forget()
 		}))
 	}
@@ -343,40 +354,100 @@ func (p *Projector) fold(ctx goka.Context, raw []byte) bool {
 	if env.AggregateType != AccountAggregate {
 		return false
 	}
-	if env.AggregateID != ctx.Key() {
-		p.deadLetter(ctx, g, raw, fmt.Sprintf("event of aggregate %q under key %q", env.AggregateID, ctx.Key()))
+	key := ctx.Key()
+	if env.AggregateID != key {
+		p.deadLetter(ctx, g, raw, fmt.Sprintf("event of aggregate %q under key %q", env.AggregateID, key))
 		return false
-	}
-	var cur Account
-	if a, ok := p.w.held(ctx.Partition(), ctx.Key()); ok {
-		cur = a
-	} else if v, ok := ctx.Value().(*Account); ok && v != nil {
-		cur = *v
-		p.w.remember(ctx.Partition(), ctx.Key(), cur)
 	}
 	if decErr != nil {
 		ev = nil // folded as unhandled: its version is consumed, its effect is not
 	}
-	next, outcome := FoldAccount(cur, env, ev)
+	pw, err := p.w.part(ctx.Partition())
+	if err != nil {
+		ctx.Fail(err)
+	}
+	done := ctx.DeferCommit()
+	if err := p.w.waitForSpace(); err != nil {
+		done(err) // fails the group: the event is not committed
+		return true
+	}
+	var (
+		queued       bool
+		cur, next    Account
+		outcome      Outcome
+		ownerRec     *kgo.Record
+		totalsFailed error
+		oversized    string
+	)
+	func() {
+		pw.mu.Lock()
+		defer pw.mu.Unlock()
+		defer func() {
+			if !queued { // a panic (dead-lettered by guard) or an error: commit in order
+				pw.pending.dones = append(pw.pending.dones, done)
+				p.w.added()
+				queued = true
+			}
+		}()
+		var ok bool
+		if cur, ok = pw.heldLocked(key); !ok {
+			if v, ok := ctx.Value().(*Account); ok && v != nil {
+				cur = *v
+				p.w.cacheLocked(pw, key, cur)
+			}
+		}
+		next, outcome = FoldAccount(cur, env, ev)
+		if outcome != Stale {
+			if oversized = oversizedEntry(&next, next.Owner != cur.Owner); oversized != "" {
+				return // written, it would fail the group on every retry (entrysize.go): the commit only
+			}
+		}
+		var c *counterState
+		if outcome == Stale {
+			// The writer writes the local store, then the table topic and
+			// the intermediate topics, with non-atomic produces: a failed
+			// produce or a crash may have kept the store update and lost the
+			// rest. The events since the last commit come again and are
+			// stale here, so re-sending the held entry (table and
+			// downstream) repairs exactly that; an entry at or below the
+			// version held changes nothing anywhere.
+			if cur.Version == 0 {
+				return // nothing held: the commit only
+			}
+			if c, totalsFailed = p.w.currentTotalsLocked(pw, cur); totalsFailed != nil {
+				return
+			}
+			if ownerRec, totalsFailed = p.ownerRecord(cur); totalsFailed != nil {
+				return
+			}
+			p.w.addLocked(pw, key, cur, false, ownerRec, c, ctx.Offset(), done)
+			queued = true
+			return
+		}
+		// Totals first: they may scan the store, which must not hold next yet.
+		if c, totalsFailed = p.w.foldTotalsLocked(pw, cur, next); totalsFailed != nil {
+			return
+		}
+		if next.Owner != cur.Owner {
+			if ownerRec, totalsFailed = p.ownerRecord(next); totalsFailed != nil {
+				return
+			}
+		}
+		p.w.addLocked(pw, key, next, true, ownerRec, c, ctx.Offset(), done)
+		queued = true
+	}()
+	if totalsFailed != nil {
+		ctx.Fail(totalsFailed) // before its commit: the flush of its partition waits for this
+	}
+	gc := p.accCounters
 	switch outcome {
 	case Stale:
 		p.c.stale.Add(1)
-		p.groups[g].stale.Add(1)
-		// The writer writes the local store, then the table topic and the
-		// intermediate topics, with non-atomic produces: a failed produce
-		// or a crash may have kept the store update and lost the rest.
-		// The events since the last commit come again and are stale here,
-		// so re-sending the held entry (table and downstream) repairs
-		// exactly that; an entry at or below the version held changes
-		// nothing anywhere.
-		if cur.Version == 0 {
-			return false
-		}
-		p.write(ctx, cur, false, true, p.totals.current(ctx, cur))
+		gc.stale.Add(1)
 		return true
 	case AppliedAfterGap:
 		p.c.gaps.Add(1)
-		p.groups[g].gaps.Add(1)
+		gc.gaps.Add(1)
 		p.deadLetter(ctx, g, raw, fmt.Sprintf("version gap: read model held version %d, event has version %d", cur.Version, env.Version))
 		if ev == nil {
 			p.deadLetter(ctx, g, raw, fmt.Sprintf("unhandled event %s: %v", env.EventType, decErr))
@@ -388,16 +459,32 @@ func (p *Projector) fold(ctx goka.Context, raw []byte) bool {
 		}
 		p.deadLetter(ctx, g, raw, reason)
 	}
-	if why := oversizedEntry(&next, next.Owner != cur.Owner); why != "" {
-		// Written, it would fail the group on every retry (entrysize.go).
-		p.deadLetter(ctx, g, raw, "event not folded: "+why)
-		return false
+	if oversized != "" {
+		p.deadLetter(ctx, g, raw, "event not folded: "+oversized)
+		return true // its commit is queued
 	}
 	p.c.applied.Add(1)
-	p.groups[g].applied.Add(1)
-	tot := p.totals.fold(ctx, cur, next) // first: it may scan the store, which must not hold next yet
-	p.write(ctx, next, true, next.Owner != cur.Owner, tot)
+	gc.applied.Add(1)
 	return true
+}
+
+// ownerRecord is a's owner-index record for the owners model, under its
+// owner's blind name with Config.Personal (nil without an owner, or when
+// its subject is erased). The owner index holds only id, owner and version: an account's
+// owner never changes, so it is written once (and re-sent by the stale
+// path, to repair), not on every event, and a listing reads the entries
+// themselves from the accounts view.
+func (p *Projector) ownerRecord(a Account) (*kgo.Record, error) {
+	name, ok, err := p.ownerName(a) // the blind name with Config.Personal
+	if err != nil || !ok {
+		return nil, err // err fails the group: the keys are not being followed
+	}
+	k := OwnerKey(name, a.ID)
+	v, err := encodeAccount(&Account{ID: a.ID, Owner: name, Version: a.Version})
+	if err != nil {
+		return nil, err
+	}
+	return &kgo.Record{Topic: p.w.byOwner, Partition: p.w.partitionOf(k), Key: []byte(k), Value: v}, nil
 }
 
 // pass hands the writer an event that writes nothing, for its commit only.
@@ -408,38 +495,9 @@ func (p *Projector) pass(ctx goka.Context) {
 	}
 }
 
-// write hands an account entry to the writer: to the store (when store is
-// set) and the accounts table, its owner-index entry to the owners model
-// (when its owner became known, or to repair: owner set), and its
-// currency's counters in this partition (kept by totals) to the totals
-// model. The owner index holds only id, owner and version: an account's
-// owner never changes, so it is written once, not on every event, and a
-// listing reads the entries themselves from the accounts view. The event is
-// committed once the writer has written all of it.
-func (p *Projector) write(ctx goka.Context, a Account, store, owner bool, tot *CurrencyTotal) {
-	if tot != nil {
-		tot.Seq = ctx.Offset()
-	}
-	done := ctx.DeferCommit()
-	var name string
-	if owner {
-		n, ok, err := p.ownerName(a)
-		if err != nil {
-			done(err) // fails the group: the keys are not being followed
-			return
-		}
-		if ok {
-			name = n
-		}
-	}
-	if err := p.w.write(ctx.Partition(), ctx.Key(), a, store, name, tot, done); err != nil {
-		done(err) // fails the group: the event is not committed
-	}
-}
-
 func decodeAccount(raw []byte) (Account, error) {
 	var a Account
-	if err := json.Unmarshal(raw, &a); err != nil {
+	if err := unmarshalAccount(raw, &a); err != nil {
 		return a, fmt.Errorf("projection: codec: decode account: %w", err)
 	}
 	if a.ID == "" || a.Version <= 0 {
@@ -538,21 +596,30 @@ func EnsureTopics(ctx context.Context, cfg Config) (int32, error) {
 	n := cfg.Names
 	keep := map[string]*string{"retention.ms": ptr("-1")}
 	compact := map[string]*string{"cleanup.policy": ptr("compact")}
-	specs := map[string]map[string]*string{}
-	for _, t := range n.Intermediate() {
-		specs[t] = keep
-	}
+	kept := n.Intermediate()
+	var tables []string
 	for _, g := range n.Groups() {
-		specs[string(DeadLetters(g))] = keep
-		specs[string(goka.GroupTable(g))] = compact
+		kept = append(kept, string(DeadLetters(g)))
+		tables = append(tables, string(goka.GroupTable(g)))
 	}
-	for name, conf := range specs {
-		resp, err := adm.CreateTopic(ctx, parts, int16(cfg.ReplicationFactor), conf, name)
-		if err == nil {
-			err = resp.Err
+	// One request per configuration, not one per topic: a fresh version
+	// creates eight topics before its groups start.
+	for _, c := range []struct {
+		conf   map[string]*string
+		topics []string
+	}{{keep, kept}, {compact, tables}} {
+		resps, err := adm.CreateTopics(ctx, parts, int16(cfg.ReplicationFactor), c.conf, c.topics...)
+		if err != nil {
+			return 0, fmt.Errorf("projection: create topics %v: %w", c.topics, err)
 		}
-		if err != nil && !errors.Is(err, kerr.TopicAlreadyExists) {
-			return 0, fmt.Errorf("projection: create topic %s: %w", name, err)
+		for _, name := range c.topics {
+			resp, ok := resps[name]
+			if !ok {
+				return 0, fmt.Errorf("projection: create topic %s: no answer", name)
+			}
+			if resp.Err != nil && !errors.Is(resp.Err, kerr.TopicAlreadyExists) {
+				return 0, fmt.Errorf("projection: create topic %s: %w", name, resp.Err)
+			}
 		}
 	}
 	return parts, nil

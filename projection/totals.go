@@ -1,15 +1,10 @@
 package projection
 
-import (
-	"encoding/json"
-	"fmt"
-	"sync"
+import "fmt"
 
-	"github.com/lovoo/goka"
-)
-
-// partitionTotals are the currency counters of the accounts-table
-// partitions this projector's accounts group owns (see CurrencyTotal).
+// The currency counters of the accounts-table partitions this projector's
+// accounts group owns (see CurrencyTotal) are kept by the writer, per
+// partition (partWriter.totals), under the partition's lock.
 //
 // A partition's counters are not stored: they are the sum of the account
 // entries in the partition's local store, computed by scanning it on the
@@ -18,33 +13,24 @@ import (
 // holds, including entries whose table emit was lost (the stale path re-sends
 // them), and a record sent with them is a complete state, never a delta: a
 // lost or repeated one is repaired by the next.
-type partitionTotals struct {
-	stores *storeSet
-	table  string
 
-	mu    sync.Mutex
-	parts map[int32]map[string]*CurrencyTotal
+// counterState is a partition's counters of one currency, and the pending
+// batch that last listed them as changed.
+type counterState struct {
+	CurrencyTotal
+	gen uint64
 }
 
-func newPartitionTotals(stores *storeSet, table string) *partitionTotals {
-	return &partitionTotals{stores: stores, table: table, parts: map[int32]map[string]*CurrencyTotal{}}
-}
-
-// reset forgets every partition's counters (after a rebalance).
-func (t *partitionTotals) reset() {
-	t.mu.Lock()
-	t.parts = map[int32]map[string]*CurrencyTotal{}
-	t.mu.Unlock()
-}
-
-// partition returns the counters of partition p, scanning its store the
-// first time. Called with t.mu held.
-func (t *partitionTotals) partition(p int32) (map[string]*CurrencyTotal, error) {
-	if m, ok := t.parts[p]; ok {
-		return m, nil
+// totalsLocked returns the counters of pw's partition, scanning its store
+// the first time after a rebalance. Called with pw.mu held; nothing of the
+// partition is pending then that the store lacks (goka waits for every
+// deferred commit of a partition before a rebalance).
+func (w *tableWriter) totalsLocked(pw *partWriter) (map[string]*counterState, error) {
+	if pw.totals != nil {
+		return pw.totals, nil
 	}
-	m := map[string]*CurrencyTotal{}
-	if st := t.stores.get(t.table, p); st != nil {
+	m := map[string]*counterState{}
+	if st := w.stores.get(w.table, pw.p); st != nil {
 		it, err := st.Iterator()
 		if err != nil {
 			return nil, err
@@ -56,62 +42,58 @@ func (t *partitionTotals) partition(p int32) (map[string]*CurrencyTotal, error) 
 				return nil, err
 			}
 			var a Account
-			if err := json.Unmarshal(v, &a); err != nil {
-				return nil, fmt.Errorf("projection: scan %s/%d: key %q: %w", t.table, p, it.Key(), err)
+			if err := unmarshalAccount(v, &a); err != nil {
+				return nil, fmt.Errorf("projection: scan %s/%d: key %q: %w", w.table, pw.p, it.Key(), err)
 			}
-			counter(m, a.Currency, p).add(a, 1)
+			if a.Currency != "" {
+				counter(m, a.Currency, pw.p).add(a, 1)
+			}
 		}
 		if err := it.Err(); err != nil {
-			return nil, fmt.Errorf("projection: scan %s/%d: %w", t.table, p, err)
+			return nil, fmt.Errorf("projection: scan %s/%d: %w", w.table, pw.p, err)
 		}
 	}
-	t.parts[p] = m
+	pw.totals = m
 	return m, nil
 }
 
-func counter(m map[string]*CurrencyTotal, currency string, p int32) *CurrencyTotal {
+func counter(m map[string]*counterState, currency string, p int32) *counterState {
 	c := m[currency]
 	if c == nil {
-		c = &CurrencyTotal{Currency: currency, Partition: p}
+		c = &counterState{CurrencyTotal: CurrencyTotal{Currency: currency, Partition: p}}
 		m[currency] = c
 	}
 	return c
 }
 
-// fold moves an account's contribution from cur to next and returns a copy
-// of next's currency counters (nil without a currency).
-func (t *partitionTotals) fold(ctx goka.Context, cur, next Account) *CurrencyTotal {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	m, err := t.partition(ctx.Partition())
+// foldTotalsLocked moves an account's contribution from cur to next and
+// returns next's currency counters (nil without a currency). Called with
+// pw.mu held.
+func (w *tableWriter) foldTotalsLocked(pw *partWriter, cur, next Account) (*counterState, error) {
+	m, err := w.totalsLocked(pw)
 	if err != nil {
-		ctx.Fail(err)
-		return nil
+		return nil, err
 	}
 	if cur.Currency != "" {
-		counter(m, cur.Currency, ctx.Partition()).add(cur, -1)
+		counter(m, cur.Currency, pw.p).add(cur, -1)
 	}
 	if next.Currency == "" {
-		return nil
+		return nil, nil
 	}
-	c := counter(m, next.Currency, ctx.Partition())
+	c := counter(m, next.Currency, pw.p)
 	c.add(next, 1)
-	out := *c
-	return &out
+	return c, nil
 }
 
-// current returns a copy of a's currency counters (nil without a currency).
-func (t *partitionTotals) current(ctx goka.Context, a Account) *CurrencyTotal {
+// currentTotalsLocked returns a's currency counters (nil without a
+// currency). Called with pw.mu held.
+func (w *tableWriter) currentTotalsLocked(pw *partWriter, a Account) (*counterState, error) {
 	if a.Currency == "" {
-		return nil
+		return nil, nil
 	}
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	m, err := t.partition(ctx.Partition())
+	m, err := w.totalsLocked(pw)
 	if err != nil {
-		ctx.Fail(err)
-		return nil
+		return nil, err
 	}
-	out := *counter(m, a.Currency, ctx.Partition())
-	return &out
+	return counter(m, a.Currency, pw.p), nil
 }

@@ -23,198 +23,232 @@ import (
 // once and writes them to each partition's store in one Pebble batch,
 // produces them (the table is compacted: an entry another event of the same
 // batch replaced would be dropped by compaction anyway), the owner-index
-// records and the latest currency counters of each partition (one record per
-// currency and partition per batch, not per event) with one franz-go client,
-// waits for every acknowledgement, stores each table partition's last
-// offset once, and only then releases the batch's commits.
+// records and the currency counters of each partition the batch changed (one
+// record per currency and partition per batch, not per event) with one
+// franz-go client, waits for every acknowledgement, stores each table
+// partition's last offset once, and only then releases the batch's commits.
 //
 // The guarantees of goka's own path hold: the store is written before the
 // produces (as goka does), an event's offset is committed only after all of
 // its records were acknowledged, a failed produce fails the group (the
 // events since the last commit come again; the stale path re-sends the held
 // entry), and a table record's partition is its event's partition.
+//
+// State is per partition (partWriter), each with its own lock: goka runs one
+// goroutine per partition, so a handler takes one uncontended lock per event
+// (the flusher takes it only to swap the pending batch).
 type tableWriter struct {
 	cl       *kgo.Client
 	stores   *storeSet
 	table    string // the accounts table topic
 	byOwner  string
 	byCurr   string
-	parts    int32 // partitions of every topic of the version
-	maxBatch int   // events per flush before the flusher is woken early
+	parts    []*partWriter // by partition: every topic of the version has len(parts)
+	maxBatch int           // events per flush before the flusher is woken early
 	interval time.Duration
 
 	written, forwarded *atomic.Int64
 
-	mu      sync.Mutex
-	space   *sync.Cond // signalled when a flush took the pending batch
-	pending map[int32]*pendingPart
-	// flushing is the batch being written to the stores (readers look
-	// there after pending).
-	flushing map[int32]*pendingPart
-	// cache holds the entries last written or read, by partition and key,
-	// so that an account's next event neither reads the store nor decodes
-	// JSON. It is what the store holds (or the pending batch, which is
-	// written first), forgotten at every rebalance (a partition's store may
-	// have changed meanwhile: recovery from the table topic) and whole when
-	// it reaches cacheEntries (a bound, not an LRU: cheap, and a catch-up
-	// refills it at once).
-	cache  map[int32]map[string]Account
-	cached int
-	n      int // events pending
-	kick   chan struct{}
+	n    atomic.Int64 // events pending, all partitions
+	kick chan struct{}
+
+	mu     sync.Mutex
+	space  *sync.Cond // signalled (with mu) when a flush took the pending batches
 	closed bool
+}
+
+// partWriter is one partition's state: the pending batch, the batch being
+// flushed, the cache of entries and the partition's currency counters.
+type partWriter struct {
+	p  int32
+	mu sync.Mutex
+	// pending is being filled; flushing is being written to the store
+	// (readers look there after the cache and pending).
+	pending, flushing *pendingPart
+	// cache holds the entries last written or read, so that an account's
+	// next event neither reads the store nor decodes JSON. An entry in it is
+	// the latest there is (what the pending batch or the store holds). It is
+	// forgotten at every rebalance (the store may have changed meanwhile:
+	// recovery from the table topic) and whole when it reaches its bound (a
+	// bound, not an LRU: cheap, and a catch-up refills it at once).
+	cache map[string]Account
+	// totals are the partition's currency counters (see partitionTotals);
+	// nil until the store was scanned after the last rebalance.
+	totals map[string]*counterState
+	// gen numbers the pending batches: a counter whose gen differs is not
+	// yet in the pending batch's list of changed counters.
+	gen uint64
 }
 
 // pendingPart is one partition's share of a batch.
 type pendingPart struct {
-	entries map[string]*pendingEntry // each account's last entry of the batch
-	owners  []*kgo.Record            // owner-index records
-	totals  map[string]CurrencyTotal // each currency's last counters
+	index   map[string]int32 // key -> its position in entries
+	entries []pendingEntry   // each account's last entry of the batch
+	owners  []*kgo.Record    // owner-index records
+	changed []*counterState  // counters changed (copied into totals at the swap)
+	totals  []CurrencyTotal  // the counters to send, as they were at the swap
+	seq     int64            // the offset of the last event written
 	dones   []func(error)
 }
 
 type pendingEntry struct {
+	key   string
 	a     Account
 	store bool   // written to the store (not a stale event's re-send only)
 	raw   []byte // encoded at flush time
 }
 
+// newPendingPart returns an empty batch sized like the last one (prev, may
+// be nil): a catch-up's batches are alike, and growing them event by event
+// was a good part of the handlers' allocations.
+func newPendingPart(prev *pendingPart) *pendingPart {
+	if prev == nil {
+		return &pendingPart{index: map[string]int32{}}
+	}
+	return &pendingPart{index: make(map[string]int32, len(prev.entries)),
+		entries: make([]pendingEntry, 0, len(prev.entries)), dones: make([]func(error), 0, len(prev.dones))}
+}
+
 func newTableWriter(cl *kgo.Client, stores *storeSet, n Names, parts int32, written, forwarded *atomic.Int64) *tableWriter {
 	w := &tableWriter{written: written, forwarded: forwarded,
 		cl: cl, stores: stores, table: TableOf(n.AccountsGroup()),
-		byOwner: string(n.ByOwnerTopic()), byCurr: string(n.ByCurrencyTopic()), parts: parts,
-		maxBatch: 5000, interval: 5 * time.Millisecond,
-		pending: map[int32]*pendingPart{}, kick: make(chan struct{}, 1), cache: map[int32]map[string]Account{},
+		byOwner: string(n.ByOwnerTopic()), byCurr: string(n.ByCurrencyTopic()),
+		maxBatch: 5000, interval: 5 * time.Millisecond, kick: make(chan struct{}, 1),
+	}
+	for p := range parts {
+		w.parts = append(w.parts, &partWriter{p: p, pending: newPendingPart(nil), cache: map[string]Account{}, gen: 1})
 	}
 	w.space = sync.NewCond(&w.mu)
 	return w
 }
 
-// cacheEntries bounds the writer's cache of entries.
+// cacheEntries bounds the writer's caches of entries (all partitions).
 const cacheEntries = 100_000
 
-// held returns the entry of key in partition p from the pending batch (the
-// store does not have it yet) or the cache, if either has it.
-func (w *tableWriter) held(p int32, key string) (Account, bool) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	for _, b := range []map[int32]*pendingPart{w.pending, w.flushing} {
-		if pp := b[p]; pp != nil {
-			if e, ok := pp.entries[key]; ok {
-				return e.a, true
+// part returns partition p's state; an error for a partition the events
+// topic did not have when the projector started.
+func (w *tableWriter) part(p int32) (*partWriter, error) {
+	if p < 0 || int(p) >= len(w.parts) {
+		return nil, fmt.Errorf("projection: partition %d of %d", p, len(w.parts))
+	}
+	return w.parts[p], nil
+}
+
+// heldLocked returns the entry of key from the cache, the pending batch or
+// the batch being flushed, if one has it. Called with pw.mu held.
+func (pw *partWriter) heldLocked(key string) (Account, bool) {
+	if a, ok := pw.cache[key]; ok {
+		return a, true
+	}
+	for _, b := range [2]*pendingPart{pw.pending, pw.flushing} {
+		if b != nil {
+			if i, ok := b.index[key]; ok {
+				return b.entries[i].a, true
 			}
 		}
 	}
-	a, ok := w.cache[p][key]
-	return a, ok
+	return Account{}, false
 }
 
-// remember caches the entry a of key in partition p, read from the store.
-func (w *tableWriter) remember(p int32, key string, a Account) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	w.cacheLocked(p, key, a)
+func (w *tableWriter) cacheLocked(pw *partWriter, key string, a Account) {
+	if len(pw.cache) >= cacheEntries/len(w.parts)+1 {
+		if _, ok := pw.cache[key]; !ok {
+			pw.cache = map[string]Account{}
+		}
+	}
+	pw.cache[key] = a
 }
 
-func (w *tableWriter) cacheLocked(p int32, key string, a Account) {
-	if w.cached >= cacheEntries {
-		w.cache, w.cached = map[int32]map[string]Account{}, 0
-	}
-	m := w.cache[p]
-	if m == nil {
-		m = map[string]Account{}
-		w.cache[p] = m
-	}
-	if _, ok := m[key]; !ok {
-		w.cached++
-	}
-	m[key] = a
-}
-
-// forget empties the cache (at a rebalance).
+// forget empties the caches and the counters (at a rebalance).
 func (w *tableWriter) forget() {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	w.cache, w.cached = map[int32]map[string]Account{}, 0
+	for _, pw := range w.parts {
+		pw.mu.Lock()
+		pw.cache, pw.totals = map[string]Account{}, nil
+		pw.mu.Unlock()
+	}
 }
 
 // partitionOf is the partition of key in every topic of the version: Kafka's
 // murmur2, as goka's hasher and sarama's partitioner compute it.
 func (w *tableWriter) partitionOf(key string) int32 {
-	h := Murmur2()
-	_, _ = h.Write([]byte(key))
-	return int32(h.Sum32() % uint32(w.parts))
+	return int32(murmur2String(key) % uint32(len(w.parts)))
 }
 
-// write is one event's output: the entry a for the table (written to the
-// store too when store is set; a stale event re-sends the held entry
-// without writing it), the owner-index entry under ownerName when it is set, the
-// currency counters tot (may be nil), and the event's deferred commit.
-func (w *tableWriter) write(p int32, key string, a Account, store bool, ownerName string, tot *CurrencyTotal, done func(error)) error {
-	var ownerRec *kgo.Record
-	if ownerName != "" {
-		k := OwnerKey(ownerName, a.ID)
-		v, err := encodeAccount(&Account{ID: a.ID, Owner: ownerName, Version: a.Version})
-		if err != nil {
-			return err
-		}
-		ownerRec = &kgo.Record{Topic: w.byOwner, Partition: w.partitionOf(k), Key: []byte(k), Value: v}
+// waitForSpace bounds the memory held by pending batches: a handler waits
+// while 8 batches' worth of events are pending.
+func (w *tableWriter) waitForSpace() error {
+	if w.n.Load() < int64(8*w.maxBatch) {
+		return nil
 	}
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	for w.n >= 8*w.maxBatch && !w.closed {
-		w.space.Wait() // bounds the memory held by pending batches
+	for w.n.Load() >= int64(8*w.maxBatch) && !w.closed {
+		w.space.Wait()
 	}
 	if w.closed {
 		return errors.New("projection: writer closed")
 	}
-	pp := w.part(p)
-	e := pp.entries[key]
-	if e == nil {
-		e = &pendingEntry{}
-		pp.entries[key] = e
+	return nil
+}
+
+// addLocked queues one event's output in pw's pending batch: the entry a
+// for the table (written to the store too when store is set; a stale
+// event's re-send is not), the owner-index record (may be nil), the
+// currency counters c it changed or re-sends (may be nil), and the event's
+// deferred commit. Called with pw.mu held.
+func (w *tableWriter) addLocked(pw *partWriter, key string, a Account, store bool, ownerRec *kgo.Record, c *counterState, offset int64, done func(error)) {
+	pp := pw.pending
+	i, ok := pp.index[key]
+	if !ok {
+		i = int32(len(pp.entries))
+		pp.index[key] = i
+		pp.entries = append(pp.entries, pendingEntry{key: key})
 	}
+	e := &pp.entries[i]
 	e.a, e.store = a, e.store || store
 	if store {
-		w.cacheLocked(p, key, a)
+		w.cacheLocked(pw, key, a)
 	}
 	if ownerRec != nil {
 		pp.owners = append(pp.owners, ownerRec)
 	}
-	if tot != nil {
-		pp.totals[tot.Currency] = *tot
+	if c != nil && c.gen != pw.gen {
+		c.gen = pw.gen
+		pp.changed = append(pp.changed, c)
 	}
+	pp.seq = offset
 	pp.dones = append(pp.dones, done)
-	w.n++
-	if w.n >= w.maxBatch {
+	w.added()
+}
+
+// added counts a pending event and wakes the flusher at a full batch.
+func (w *tableWriter) added() {
+	if w.n.Add(1) == int64(w.maxBatch) {
 		select {
 		case w.kick <- struct{}{}:
 		default:
 		}
 	}
-	return nil
 }
 
 // pass queues the commit of an event that writes nothing behind the pending
 // events of its partition.
 func (w *tableWriter) pass(p int32, done func(error)) error {
+	pw, err := w.part(p)
+	if err != nil {
+		return err
+	}
 	w.mu.Lock()
-	defer w.mu.Unlock()
-	if w.closed {
+	closed := w.closed
+	w.mu.Unlock()
+	if closed {
 		return errors.New("projection: writer closed")
 	}
-	w.part(p).dones = append(w.part(p).dones, done)
-	w.n++
+	pw.mu.Lock()
+	pw.pending.dones = append(pw.pending.dones, done)
+	pw.mu.Unlock()
+	w.added()
 	return nil
-}
-
-func (w *tableWriter) part(p int32) *pendingPart {
-	pp := w.pending[p]
-	if pp == nil {
-		pp = &pendingPart{entries: map[string]*pendingEntry{}, totals: map[string]CurrencyTotal{}}
-		w.pending[p] = pp
-	}
-	return pp
 }
 
 // run flushes until stop is closed, then flushes once more and fails what
@@ -228,11 +262,9 @@ func (w *tableWriter) run(stop <-chan struct{}) {
 			w.flush()
 			w.mu.Lock()
 			w.closed = true
-			left := w.pending
-			w.pending = map[int32]*pendingPart{}
-			w.n = 0
 			w.space.Broadcast()
 			w.mu.Unlock()
+			left := w.take()
 			finish(left, errors.New("projection: writer stopped"))
 			return
 		case <-t.C:
@@ -242,51 +274,69 @@ func (w *tableWriter) run(stop <-chan struct{}) {
 	}
 }
 
-func finish(batch map[int32]*pendingPart, err error) {
+// take swaps every partition's pending batch for an empty one and returns
+// the batches (nil entries for partitions without events). The counters
+// each batch changed are copied as they are now: they then include every
+// event of the batch, and seq is the batch's last written event.
+func (w *tableWriter) take() []*pendingPart {
+	batch := make([]*pendingPart, len(w.parts))
+	var events int64
+	for i, pw := range w.parts {
+		pw.mu.Lock()
+		pp := pw.pending
+		if len(pp.dones) > 0 {
+			for _, c := range pp.changed {
+				t := c.CurrencyTotal
+				t.Seq = pp.seq
+				pp.totals = append(pp.totals, t)
+			}
+			pp.changed = nil
+			batch[i], events = pp, events+int64(len(pp.dones))
+			pw.flushing, pw.pending = pp, newPendingPart(pp)
+			pw.gen++
+		}
+		pw.mu.Unlock()
+	}
+	w.n.Add(-events)
+	w.mu.Lock()
+	w.space.Broadcast()
+	w.mu.Unlock()
+	return batch
+}
+
+func finish(batch []*pendingPart, err error) {
 	for _, pp := range batch {
-		for _, d := range pp.dones {
-			d(err)
+		if pp != nil {
+			for _, d := range pp.dones {
+				d(err)
+			}
 		}
 	}
 }
 
-// flush writes the pending batch (see tableWriter).
+// flush writes the pending batches (see tableWriter).
 func (w *tableWriter) flush() {
-	w.mu.Lock()
-	if w.n == 0 {
-		w.mu.Unlock()
+	if w.n.Load() == 0 {
 		return
 	}
-	batch, events := w.pending, w.n
-	// Readers find the batch in flushing until the stores have it.
-	w.flushing, w.pending, w.n = batch, map[int32]*pendingPart{}, 0
-	w.space.Broadcast()
-	w.mu.Unlock()
+	batch := w.take()
 	var err error
+	events := 0
 	for p, pp := range batch {
-		if len(pp.entries) == 0 {
-			continue // commits only
+		if pp == nil {
+			continue
 		}
-		for _, e := range pp.entries {
-			if e.raw, err = encodeAccount(&e.a); err != nil {
-				break
-			}
+		events += len(pp.dones)
+		if err != nil || len(pp.entries) == 0 {
+			continue // commits only, or failed already
 		}
-		st := w.stores.get(w.table, p)
-		if st == nil {
-			err = fmt.Errorf("projection: no store for %s/%d", w.table, p)
-		}
-		if err == nil {
-			err = st.setEntries(pp.entries)
-		}
-		if err != nil {
-			break
-		}
+		err = w.store(int32(p), pp)
 	}
-	w.mu.Lock()
-	w.flushing = nil
-	w.mu.Unlock()
-
+	for _, pw := range w.parts {
+		pw.mu.Lock()
+		pw.flushing = nil
+		pw.mu.Unlock()
+	}
 	var fwd int64
 	if err == nil {
 		fwd, err = w.produce(batch)
@@ -298,48 +348,87 @@ func (w *tableWriter) flush() {
 	finish(batch, err)
 }
 
+// store encodes a partition's entries (into one buffer) and writes those to
+// be stored in one Pebble batch.
+func (w *tableWriter) store(p int32, pp *pendingPart) error {
+	size := 0
+	for i := range pp.entries {
+		size += accountJSONSize(&pp.entries[i].a)
+	}
+	buf := make([]byte, 0, size)
+	for i := range pp.entries {
+		e := &pp.entries[i]
+		start := len(buf)
+		var err error
+		if buf, err = appendAccount(buf, &e.a); err != nil {
+			return err
+		}
+		e.raw = buf[start:len(buf):len(buf)]
+	}
+	st := w.stores.get(w.table, p)
+	if st == nil {
+		return fmt.Errorf("projection: no store for %s/%d", w.table, p)
+	}
+	return st.setEntries(pp.entries)
+}
+
 // produce sends a batch's records, waits for them and stores each table
 // partition's last offset. It returns the number of records sent to the
 // intermediate topics.
-func (w *tableWriter) produce(batch map[int32]*pendingPart) (int64, error) {
+func (w *tableWriter) produce(batch []*pendingPart) (int64, error) {
 	var (
 		wg    sync.WaitGroup
 		emu   sync.Mutex
 		first error
 		fwd   int64
-		last  = map[int32]int64{}
+		last  = make([]int64, len(w.parts))
 	)
 	cb := func(r *kgo.Record, err error) {
 		emu.Lock()
 		if err != nil && first == nil {
 			first = fmt.Errorf("projection: produce to %s: %w", r.Topic, err)
 		}
-		if err == nil && r.Topic == w.table && r.Offset > last[r.Partition] {
-			last[r.Partition] = r.Offset
+		if err == nil && r.Topic == w.table && r.Offset+1 > last[r.Partition] {
+			last[r.Partition] = r.Offset + 1
 		}
 		emu.Unlock()
 		wg.Done()
 	}
+	n := 0
+	for _, pp := range batch {
+		if pp != nil {
+			n += len(pp.entries) + len(pp.totals)
+		}
+	}
+	recs := make([]kgo.Record, 0, n) // one allocation for the batch's records
 	send := func(r *kgo.Record) {
 		wg.Add(1)
 		w.cl.Produce(context.Background(), r, cb)
 	}
 	for p, pp := range batch {
-		for k, e := range pp.entries {
-			send(&kgo.Record{Topic: w.table, Partition: p, Key: []byte(k), Value: e.raw})
+		if pp == nil {
+			continue
+		}
+		for i := range pp.entries {
+			e := &pp.entries[i]
+			recs = append(recs, kgo.Record{Topic: w.table, Partition: int32(p), Key: []byte(e.key), Value: e.raw})
+			send(&recs[len(recs)-1])
 		}
 		for _, r := range pp.owners {
 			fwd++
 			send(r)
 		}
-		for _, t := range pp.totals {
-			k := TotalKey(t.Currency, p)
-			v, err := jsonCodec[CurrencyTotal]{}.Encode(&t)
+		for i := range pp.totals {
+			t := &pp.totals[i]
+			k := TotalKey(t.Currency, int32(p))
+			v, err := encodeTotal(t)
 			if err != nil {
+				wg.Wait()
 				return 0, err
 			}
 			fwd++
-			send(&kgo.Record{Topic: w.byCurr, Partition: w.partitionOf(k), Key: []byte(k), Value: v})
+			recs = append(recs, kgo.Record{Topic: w.byCurr, Partition: w.partitionOf(k), Key: []byte(k), Value: v})
+			send(&recs[len(recs)-1])
 		}
 	}
 	wg.Wait()
@@ -348,13 +437,16 @@ func (w *tableWriter) produce(batch map[int32]*pendingPart) (int64, error) {
 	}
 	// goka reads the table topic from this offset on when it recovers a
 	// partition: one store write per partition and batch instead of one per
-	// record.
-	for p, off := range last {
-		st := w.stores.get(w.table, p)
+	// record. (It stores the offset of the last record, as goka does.)
+	for p, next := range last {
+		if next == 0 {
+			continue
+		}
+		st := w.stores.get(w.table, int32(p))
 		if st == nil {
 			return 0, fmt.Errorf("projection: no store for %s/%d", w.table, p)
 		}
-		if err := st.SetOffset(off); err != nil {
+		if err := st.SetOffset(next - 1); err != nil {
 			return 0, err
 		}
 	}

@@ -415,6 +415,7 @@ func Run(ctx context.Context, o Options, progress io.Writer) (*Results, error) {
 				return nil, fmt.Errorf("projector catch-up: %w", err)
 			}
 			logf("projector catch-up: %.0f events/s (raw consume %.0f, goka floor %.0f)", rd.CatchUp.Projector, rd.CatchUp.Raw, rd.CatchUp.GokaNoop)
+			logf("projector catch-up phases: %s", rd.CatchUp.Phases)
 		}
 		res.Rounds = append(res.Rounds, rd)
 	}

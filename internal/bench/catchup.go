@@ -29,6 +29,25 @@ import (
 type catchUpResult struct {
 	Events                   int
 	Projector, Raw, GokaNoop float64
+	// Phases says where the wall time of the goka floor and of the
+	// projector went: seconds from the start until the first event was
+	// handled, until every event was, and (projector) until every write was
+	// acknowledged and the downstream groups had merged everything.
+	Phases string
+}
+
+// phaseClock records when the conditions of a catch-up were first seen.
+type phaseClock struct {
+	start       time.Time
+	first, read time.Duration
+	written     time.Duration
+	owners      time.Duration // the owners index has an entry per account
+}
+
+func (c *phaseClock) mark(d *time.Duration, ok bool) {
+	if ok && *d == 0 {
+		*d = time.Since(c.start)
+	}
 }
 
 // catchUpEvents builds the backlog: accounts of a few owners in two
@@ -136,6 +155,9 @@ func runCatchUp(ctx context.Context, o *Options, adm *kadm.Client, prod *kgo.Cli
 	tm := goka.NewTopicManagerConfig()
 	tm.Table.Replication, tm.Stream.Replication = 1, 1
 	start = time.Now()
+	cpu0 := processCPU()
+	floorClock := phaseClock{start: start}
+	var floorDone, projDone time.Time
 	proc, err := goka.NewProcessor(o.Brokers, g,
 		goka.WithConsumerGroupBuilder(goka.ConsumerGroupBuilderWithConfig(scfg())),
 		goka.WithConsumerSaramaBuilder(goka.SaramaConsumerBuilderWithConfig(scfg())),
@@ -145,10 +167,16 @@ func runCatchUp(ctx context.Context, o *Options, adm *kadm.Client, prod *kgo.Cli
 	if err != nil {
 		return res, fmt.Errorf("goka floor: %w", err)
 	}
-	if err := runUntil(ctx, o.Timeout, proc.Run, func() bool { return counted.Load() >= int64(len(recs)) }); err != nil {
+	if err := runUntil(ctx, o.Timeout, proc.Run, func() bool {
+		n := counted.Load()
+		floorClock.mark(&floorClock.first, n > 0)
+		return n >= int64(len(recs))
+	}, &floorDone); err != nil {
 		return res, fmt.Errorf("goka floor: %w (counted %d of %d)", err, counted.Load(), len(recs))
 	}
-	res.GokaNoop = float64(len(recs)) / time.Since(start).Seconds()
+	res.GokaNoop = float64(len(recs)) / floorDone.Sub(start).Seconds()
+	floorTotal, floorStop := floorDone.Sub(start), time.Since(floorDone)
+	floorCPU := processCPU() - cpu0
 
 	// The projector: a fresh version, all three read models.
 	reg, err := examples.Registry()
@@ -168,25 +196,42 @@ func runCatchUp(ctx context.Context, o *Options, adm *kadm.Client, prod *kgo.Cli
 		defer pprof.StopCPUProfile()
 	}
 	start = time.Now()
+	cpu0 = processCPU()
+	clock := phaseClock{start: start}
+	var ready atomic.Int64 // nanoseconds from start until every group ran
+	go func() {
+		if p.WaitReady(ctx) == nil {
+			ready.Store(int64(time.Since(start)))
+		}
+	}()
 	if err := runUntil(ctx, o.Timeout, p.Run, func() bool {
 		// Every event read and written (its table record acknowledged),
 		// the downstream groups merged every record sent to them (currency
 		// counters once per batch), the owners index an entry per account.
 		s, own := p.Stats(), p.GroupStats()[string(p.Names().OwnersGroup())]
+		clock.mark(&clock.first, s.Events > 0)
+		clock.mark(&clock.read, s.Events >= int64(len(recs)))
+		clock.mark(&clock.written, s.Events >= int64(len(recs)) && s.Written >= s.Applied)
+		clock.mark(&clock.owners, own.Applied+own.Stale >= int64(min(o.Accounts, len(recs))))
 		return s.Events >= int64(len(recs)) && s.Written >= s.Applied && s.Merged+s.StaleMerges >= s.Forwarded &&
 			own.Applied+own.Stale >= int64(min(o.Accounts, len(recs)))
-	}); err != nil {
+	}, &projDone); err != nil {
 		return res, fmt.Errorf("projector: %w (%+v)", err, p.Stats())
 	}
-	res.Projector = float64(len(recs)) / time.Since(start).Seconds()
+	res.Projector = float64(len(recs)) / projDone.Sub(start).Seconds()
+	projCPU := processCPU() - cpu0
+	res.Phases = fmt.Sprintf("goka floor: first event %.2fs, all %.2fs (then stopped in %.2fs); projector: groups ready %.2fs, first event %.2fs, all read %.2fs, written %.2fs, merged downstream %.2fs (owners %.2fs; then stopped in %.2fs); CPU of the whole process (broker included) from start to stopped: goka floor %.2fs, projector %.2fs (%.2fx)",
+		floorClock.first.Seconds(), floorTotal.Seconds(), floorStop.Seconds(), time.Duration(ready.Load()).Seconds(), clock.first.Seconds(), clock.read.Seconds(), clock.written.Seconds(), projDone.Sub(start).Seconds(), clock.owners.Seconds(), time.Since(projDone).Seconds(), floorCPU.Seconds(), projCPU.Seconds(), projCPU.Seconds()/floorCPU.Seconds())
 	if profile != nil {
 		pprof.StopCPUProfile()
 	}
 	return res, nil
 }
 
-// runUntil runs run until done holds, then stops it.
-func runUntil(ctx context.Context, timeout time.Duration, run func(context.Context) error, done func() bool) error {
+// runUntil runs run until done holds, then stops it. doneAt is when done
+// held: what a catch-up figure measures (the read models are complete and
+// queryable then), not the stop that follows.
+func runUntil(ctx context.Context, timeout time.Duration, run func(context.Context) error, done func() bool, doneAt *time.Time) error {
 	rctx, cancel := context.WithCancel(ctx)
 	errs := make(chan error, 1)
 	go func() { errs <- run(rctx) }()
@@ -203,6 +248,7 @@ func runUntil(ctx context.Context, timeout time.Duration, run func(context.Conte
 			return fmt.Errorf("not done in %v", timeout)
 		}
 	}
+	*doneAt = time.Now()
 	return nil
 }
 
