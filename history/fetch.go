@@ -1,0 +1,188 @@
+package history
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/kcqrs/kcqrs/internal/logread"
+)
+
+// The indexer's own read of a partition: raw read_committed fetches parsed
+// by parseBatches straight into index entries (no kgo.Record per record),
+// one response ahead of the Pebble writes. internal/logread.Read is the
+// same loop for callers that want kgo.Records; the end is decided the same
+// way, from the fetch position, never from the last record handed over.
+
+// indexChunk is the entries of one fetch response.
+type indexChunk struct {
+	e       *entries
+	records int   // committed records in [from, until)
+	next    int64 // the fetch position after the response
+	err     error
+}
+
+const indexFetchBytes = 4 << 20
+
+// fetchEntries fetches topic[part] over [from, until) and sends each
+// response's entries to out, ending with an error chunk or once until is
+// reached; it closes out. Retriable errors are retried until ctx ends.
+// free returns used entries for reuse.
+func fetchEntries(ctx context.Context, cl *kgo.Client, topic string, part int32, from, until int64, free <-chan *entries, out chan<- indexChunk) {
+	defer close(out)
+	send := func(c indexChunk) bool {
+		select {
+		case out <- c:
+			return true
+		case <-ctx.Done():
+			return false
+		}
+	}
+	next := from
+	var desc logread.Partition
+	known := false
+	backoff := 10 * time.Millisecond
+	fail := func(err error) { send(indexChunk{next: next, err: err}) }
+	retry := func(err error) bool {
+		known = false
+		select {
+		case <-ctx.Done():
+			fail(fmt.Errorf("history: %s[%d] at %d of %d: %w (last error: %v)", topic, part, next, until, ctx.Err(), err))
+			return false
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, time.Second)
+		return true
+	}
+	dec := kgo.DefaultDecompressor()
+	for next < until {
+		if !known {
+			var err error
+			if desc, err = logread.Describe(ctx, cl, topic, part); err != nil {
+				if ctx.Err() == nil && (kerr.IsRetriable(err) || errors.Is(err, kerr.UnknownTopicOrPartition)) {
+					if !retry(err) {
+						return
+					}
+					continue
+				}
+				fail(err)
+				return
+			}
+			known = true
+		}
+		req := kmsg.NewPtrFetchRequest()
+		req.ReplicaID = -1
+		req.MaxWaitMillis = 500
+		req.MinBytes = 1
+		req.MaxBytes = indexFetchBytes
+		req.IsolationLevel = 1
+		req.SessionEpoch = -1
+		rt := kmsg.NewFetchRequestTopic()
+		rt.Topic, rt.TopicID = topic, desc.TopicID
+		rp := kmsg.NewFetchRequestTopicPartition()
+		rp.Partition, rp.FetchOffset, rp.PartitionMaxBytes = part, next, indexFetchBytes
+		rt.Partitions = append(rt.Partitions, rp)
+		req.Topics = append(req.Topics, rt)
+		kresp, err := cl.Broker(int(desc.Leader)).Request(ctx, req)
+		if err != nil {
+			if ctx.Err() != nil {
+				fail(fmt.Errorf("history: %s[%d]: %w", topic, part, ctx.Err()))
+				return
+			}
+			if !retry(err) {
+				return
+			}
+			continue
+		}
+		resp := kresp.(*kmsg.FetchResponse)
+		if err := kerr.ErrorForCode(resp.ErrorCode); err != nil {
+			if !retry(err) {
+				return
+			}
+			continue
+		}
+		var got *kmsg.FetchResponseTopicPartition
+		for i := range resp.Topics {
+			for j := range resp.Topics[i].Partitions {
+				if resp.Topics[i].Partitions[j].Partition == part {
+					got = &resp.Topics[i].Partitions[j]
+				}
+			}
+		}
+		if got == nil {
+			if !retry(errors.New("partition missing from the fetch response")) {
+				return
+			}
+			continue
+		}
+		if err := kerr.ErrorForCode(got.ErrorCode); err != nil {
+			if errors.Is(err, kerr.OffsetOutOfRange) {
+				fail(fmt.Errorf("%w: %s[%d] at %d (log start %d, end %d)", logread.ErrOffsetOutOfRange, topic, part, next, got.LogStartOffset, got.HighWatermark))
+				return
+			}
+			if kerr.IsRetriable(err) || errors.Is(err, kerr.UnknownTopicID) {
+				if !retry(err) {
+					return
+				}
+				continue
+			}
+			fail(fmt.Errorf("history: fetch %s[%d] at %d: %w", topic, part, next, err))
+			return
+		}
+		var e *entries
+		select {
+		case e = <-free:
+			e.reset()
+		default:
+			e = new(entries)
+		}
+		records := 0
+		at, err := parseBatches(got, next, dec, func(ev *rawEvent) {
+			if ev.Offset >= until {
+				return
+			}
+			records++
+			if ev.event() {
+				e.add(ev.AggType, ev.Key, ev.Version, part, ev.Offset, millis(ev.TimestampMillis))
+			} else {
+				e.skipped++
+			}
+		})
+		if errors.Is(err, errOldMagic) {
+			// Messages older than record batch v2: franz-go decodes them.
+			e.reset()
+			records = 0
+			fp, fat := kgo.ProcessFetchPartition(kgo.ProcessFetchPartitionOpts{Offset: next, IsolationLevel: kgo.ReadCommitted(), Topic: topic, Partition: part}, got, dec, nil)
+			at, err = fat, fp.Err
+			for _, r := range fp.Records {
+				if r.Offset < until {
+					records++
+					e.addRecord(r)
+				}
+			}
+		}
+		if err != nil {
+			fail(fmt.Errorf("history: decoding %s[%d] at %d: %w", topic, part, next, err))
+			return
+		}
+		if at <= next {
+			// Nothing stable past next yet (until above the last stable
+			// offset); ctx bounds the wait.
+			if !retry(fmt.Errorf("no progress at %d (last stable %d)", next, got.LastStableOffset)) {
+				return
+			}
+			known = true
+			continue
+		}
+		backoff = 10 * time.Millisecond
+		next = at
+		if !send(indexChunk{e: e, records: records, next: at}) {
+			return
+		}
+	}
+}
