@@ -29,11 +29,20 @@ type indexChunk struct {
 
 const indexFetchBytes = 4 << 20
 
+// cachedDesc is a partition's description kept between rounds of the
+// indexer: a metadata request per partition and round costs the broker
+// about as much as a small fetch. A fetch that fails drops it.
+type cachedDesc struct {
+	d  logread.Partition
+	ok bool
+}
+
 // fetchEntries fetches topic[part] over [from, until) and sends each
 // response's entries to out, ending with an error chunk or once until is
 // reached; it closes out. Retriable errors are retried until ctx ends.
-// free returns used entries for reuse.
-func fetchEntries(ctx context.Context, cl *kgo.Client, topic string, part int32, from, until int64, free <-chan *entries, out chan<- indexChunk) {
+// free returns used entries for reuse. desc is the partition's description
+// from an earlier read (used until a fetch fails) and is updated.
+func fetchEntries(ctx context.Context, cl *kgo.Client, topic string, part int32, from, until int64, desc *cachedDesc, free <-chan *entries, out chan<- indexChunk) {
 	defer close(out)
 	send := func(c indexChunk) bool {
 		select {
@@ -44,12 +53,11 @@ func fetchEntries(ctx context.Context, cl *kgo.Client, topic string, part int32,
 		}
 	}
 	next := from
-	var desc logread.Partition
-	known := false
+	known := desc.ok
 	backoff := 10 * time.Millisecond
 	fail := func(err error) { send(indexChunk{next: next, err: err}) }
 	retry := func(err error) bool {
-		known = false
+		known, desc.ok = false, false
 		select {
 		case <-ctx.Done():
 			fail(fmt.Errorf("history: %s[%d] at %d of %d: %w (last error: %v)", topic, part, next, until, ctx.Err(), err))
@@ -63,7 +71,7 @@ func fetchEntries(ctx context.Context, cl *kgo.Client, topic string, part int32,
 	for next < until {
 		if !known {
 			var err error
-			if desc, err = logread.Describe(ctx, cl, topic, part); err != nil {
+			if desc.d, err = logread.Describe(ctx, cl, topic, part); err != nil {
 				if ctx.Err() == nil && (kerr.IsRetriable(err) || errors.Is(err, kerr.UnknownTopicOrPartition)) {
 					if !retry(err) {
 						return
@@ -73,7 +81,7 @@ func fetchEntries(ctx context.Context, cl *kgo.Client, topic string, part int32,
 				fail(err)
 				return
 			}
-			known = true
+			known, desc.ok = true, true
 		}
 		req := kmsg.NewPtrFetchRequest()
 		req.ReplicaID = -1
@@ -83,12 +91,12 @@ func fetchEntries(ctx context.Context, cl *kgo.Client, topic string, part int32,
 		req.IsolationLevel = 1
 		req.SessionEpoch = -1
 		rt := kmsg.NewFetchRequestTopic()
-		rt.Topic, rt.TopicID = topic, desc.TopicID
+		rt.Topic, rt.TopicID = topic, desc.d.TopicID
 		rp := kmsg.NewFetchRequestTopicPartition()
 		rp.Partition, rp.FetchOffset, rp.PartitionMaxBytes = part, next, indexFetchBytes
 		rt.Partitions = append(rt.Partitions, rp)
 		req.Topics = append(req.Topics, rt)
-		kresp, err := cl.Broker(int(desc.Leader)).Request(ctx, req)
+		kresp, err := cl.Broker(int(desc.d.Leader)).Request(ctx, req)
 		if err != nil {
 			if ctx.Err() != nil {
 				fail(fmt.Errorf("history: %s[%d]: %w", topic, part, ctx.Err()))

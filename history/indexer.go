@@ -48,6 +48,10 @@ type Indexer struct {
 	cfg IndexerConfig
 	log *slog.Logger
 
+	// desc: each partition's description, used only by the goroutine
+	// running the rounds (and the fetcher it waits for).
+	desc map[int32]*cachedDesc
+
 	mu      sync.Mutex
 	changed chan struct{} // closed and replaced after every Apply
 	stats   IndexerStats
@@ -327,7 +331,15 @@ func (ix *Indexer) readRange(ctx context.Context, cl *kgo.Client, adm *kadm.Clie
 	fctx, cancel := context.WithCancel(ctx)
 	chunks := make(chan indexChunk, 1)
 	free := make(chan *entries, 2)
-	go fetchEntries(fctx, cl, topic, p, from, until, free, chunks)
+	if ix.desc == nil {
+		ix.desc = map[int32]*cachedDesc{}
+	}
+	desc := ix.desc[p]
+	if desc == nil {
+		desc = new(cachedDesc)
+		ix.desc[p] = desc
+	}
+	go fetchEntries(fctx, cl, topic, p, from, until, desc, free, chunks)
 	// The fetcher ends (and closes chunks) once cancelled: wait for it,
 	// so that nothing uses cl after readRange returns.
 	defer func() {
