@@ -37,6 +37,7 @@ type rawEvent struct {
 	Offset          int64
 	TimestampMillis int64
 	Key             []byte
+	Value           []byte
 	AggType         []byte // last kcqrs_aggregate_type header (nil: none)
 	Version         int64  // last kcqrs_version header, parsed
 	HasType         bool
@@ -172,8 +173,8 @@ func parseRecord(in []byte, ev *rawEvent, first, firstTS, maxTS int64, logAppend
 	tsDelta := b.Varlong()
 	offDelta := b.Varint()
 	key := b.VarintBytes()
-	b.VarintBytes() // value
-	*ev = rawEvent{Key: key}
+	value := b.VarintBytes()
+	*ev = rawEvent{Key: key, Value: value}
 	if nh := int(b.VarintArrayLen()); nh > 0 {
 		for range nh {
 			hk, hv := b.VarintBytes(), b.VarintBytes()

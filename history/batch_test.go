@@ -231,3 +231,49 @@ func FuzzParseBatches(f *testing.F) {
 		checkAgainstOracle(t, &raw, from)
 	})
 }
+
+// benchBatch is one processor-shaped record batch of 125 events.
+func benchBatch() *kmsg.FetchResponseTopicPartition {
+	var recs []byte
+	for i := range 125 {
+		recs = appendRecord(recs, int64(i), int32(i), fmt.Appendf(nil, "acc-%d", i*7919%10000), bytes.Repeat([]byte{'v'}, 81), [][2][]byte{
+			{[]byte(wire.HeaderEventType), []byte("MoneyDeposited")},
+			{[]byte(wire.HeaderAggregateType), []byte("account")},
+			{[]byte(wire.HeaderVersion), []byte(fmt.Sprint(1 + i))},
+		})
+	}
+	b := kmsg.RecordBatch{FirstOffset: 1000, Magic: 2, Attributes: 0x10, LastOffsetDelta: 124, FirstTimestamp: 1, MaxTimestamp: 2, ProducerID: 7, NumRecords: 125, Records: recs}
+	b.Length = int32(49 + len(recs))
+	enc := b.AppendTo(nil)
+	binary.BigEndian.PutUint32(enc[17:], crc32.Checksum(enc[21:], crc32.MakeTable(crc32.Castagnoli)))
+	rp := kmsg.NewFetchResponseTopicPartition()
+	rp.RecordBatches = enc
+	return &rp
+}
+
+// BenchmarkDecodeBatchForOneRecord: what a scattered read of History
+// spends on the client to get one record out of its fetched batch, with
+// franz-go's decoding (every record) and with parseBatches (one).
+func BenchmarkDecodeBatchForOneRecord(b *testing.B) {
+	rp := benchBatch()
+	b.Run("kgo", func(b *testing.B) {
+		for b.Loop() {
+			fp, _ := kgo.ProcessFetchPartition(kgo.ProcessFetchPartitionOpts{Offset: 1050, IsolationLevel: kgo.ReadCommitted(), Topic: "events"}, rp, kgo.DefaultDecompressor(), nil)
+			if len(fp.Records) != 75 {
+				b.Fatal(len(fp.Records))
+			}
+		}
+	})
+	b.Run("parseBatches", func(b *testing.B) {
+		for b.Loop() {
+			var got *kgo.Record
+			if _, err := parseBatches(rp, 1050, kgo.DefaultDecompressor(), func(ev *rawEvent) {
+				if ev.Offset == 1050 {
+					got = &kgo.Record{Key: bytes.Clone(ev.Key), Value: bytes.Clone(ev.Value), Offset: ev.Offset}
+				}
+			}); err != nil || got == nil {
+				b.Fatal(err)
+			}
+		}
+	})
+}

@@ -1,6 +1,7 @@
 package history
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -193,4 +194,74 @@ func fetchEntries(ctx context.Context, cl *kgo.Client, topic string, part int32,
 			return
 		}
 	}
+}
+
+// fetchWanted issues one read_committed fetch of topic[part] at offset from
+// (the broker returns at least the whole batch holding it) and returns,
+// as kgo.Records, only the committed records at the offsets want reports
+// true for, with the fetch position after the response. Only those records
+// are decoded beyond their offset: the scattered reads of Reader.History
+// want one record of each batch they fetch. Errors as logread.FetchAt's.
+func fetchWanted(ctx context.Context, cl *kgo.Client, topic string, part int32, desc logread.Partition, from int64, want func(int64) bool) ([]*kgo.Record, int64, error) {
+	req := kmsg.NewPtrFetchRequest()
+	req.ReplicaID = -1
+	req.MaxWaitMillis = 0
+	req.MinBytes = 0
+	req.MaxBytes = 1
+	req.IsolationLevel = 1
+	req.SessionEpoch = -1
+	rt := kmsg.NewFetchRequestTopic()
+	rt.Topic, rt.TopicID = topic, desc.TopicID
+	rp := kmsg.NewFetchRequestTopicPartition()
+	rp.Partition, rp.FetchOffset, rp.PartitionMaxBytes = part, from, 1
+	rt.Partitions = append(rt.Partitions, rp)
+	req.Topics = append(req.Topics, rt)
+	kresp, err := cl.Broker(int(desc.Leader)).Request(ctx, req)
+	if err != nil {
+		return nil, from, fmt.Errorf("history: fetch %s[%d] at %d: %w", topic, part, from, err)
+	}
+	resp := kresp.(*kmsg.FetchResponse)
+	if err := kerr.ErrorForCode(resp.ErrorCode); err != nil {
+		return nil, from, fmt.Errorf("history: fetch %s[%d] at %d: %w", topic, part, from, err)
+	}
+	var got *kmsg.FetchResponseTopicPartition
+	for i := range resp.Topics {
+		for j := range resp.Topics[i].Partitions {
+			if resp.Topics[i].Partitions[j].Partition == part {
+				got = &resp.Topics[i].Partitions[j]
+			}
+		}
+	}
+	if got == nil {
+		return nil, from, fmt.Errorf("history: fetch %s[%d] at %d: partition missing from the response", topic, part, from)
+	}
+	if err := kerr.ErrorForCode(got.ErrorCode); err != nil {
+		if errors.Is(err, kerr.OffsetOutOfRange) {
+			err = fmt.Errorf("%w: %s[%d] at %d (log start %d, end %d)", logread.ErrOffsetOutOfRange, topic, part, from, got.LogStartOffset, got.HighWatermark)
+		}
+		return nil, from, fmt.Errorf("history: fetch %s[%d] at %d: %w", topic, part, from, err)
+	}
+	dec := kgo.DefaultDecompressor()
+	var out []*kgo.Record
+	next, err := parseBatches(got, from, dec, func(ev *rawEvent) {
+		if !want(ev.Offset) {
+			return
+		}
+		// Key, value and position only: the reader checks the key and
+		// the envelope of an indexed record, never its headers.
+		out = append(out, &kgo.Record{Key: bytes.Clone(ev.Key), Value: bytes.Clone(ev.Value), Topic: topic, Partition: part, Offset: ev.Offset, Timestamp: time.UnixMilli(ev.TimestampMillis)})
+	})
+	if errors.Is(err, errOldMagic) {
+		fp, at := kgo.ProcessFetchPartition(kgo.ProcessFetchPartitionOpts{Offset: from, IsolationLevel: kgo.ReadCommitted(), Topic: topic, Partition: part}, got, dec, nil)
+		out, next, err = out[:0], at, fp.Err
+		for _, r := range fp.Records {
+			if want(r.Offset) {
+				out = append(out, r)
+			}
+		}
+	}
+	if err != nil {
+		return nil, from, fmt.Errorf("history: decoding %s[%d] at %d: %w", topic, part, from, err)
+	}
+	return out, max(next, from), nil
 }

@@ -48,11 +48,8 @@ type Indexer struct {
 	cfg IndexerConfig
 	log *slog.Logger
 
-	// desc: each partition's description, used only by the goroutine
-	// running the rounds (and the fetcher it waits for).
-	desc map[int32]*cachedDesc
-
 	mu      sync.Mutex
+	desc    map[int32]cachedDesc // each partition's, kept between rounds
 	changed chan struct{} // closed and replaced after every Apply
 	stats   IndexerStats
 }
@@ -86,7 +83,7 @@ func NewIndexer(cfg IndexerConfig) (*Indexer, error) {
 	if cfg.Interval <= 0 {
 		cfg.Interval = 100 * time.Millisecond
 	}
-	return &Indexer{cfg: cfg, log: cfg.Logger, changed: make(chan struct{})}, nil
+	return &Indexer{cfg: cfg, log: cfg.Logger, changed: make(chan struct{}), desc: map[int32]cachedDesc{}}, nil
 }
 
 // Stats returns the counters.
@@ -331,21 +328,19 @@ func (ix *Indexer) readRange(ctx context.Context, cl *kgo.Client, adm *kadm.Clie
 	fctx, cancel := context.WithCancel(ctx)
 	chunks := make(chan indexChunk, 1)
 	free := make(chan *entries, 2)
-	if ix.desc == nil {
-		ix.desc = map[int32]*cachedDesc{}
-	}
+	ix.mu.Lock()
 	desc := ix.desc[p]
-	if desc == nil {
-		desc = new(cachedDesc)
-		ix.desc[p] = desc
-	}
-	go fetchEntries(fctx, cl, topic, p, from, until, desc, free, chunks)
+	ix.mu.Unlock()
+	go fetchEntries(fctx, cl, topic, p, from, until, &desc, free, chunks)
 	// The fetcher ends (and closes chunks) once cancelled: wait for it,
 	// so that nothing uses cl after readRange returns.
 	defer func() {
 		cancel()
 		for range chunks {
 		}
+		ix.mu.Lock()
+		ix.desc[p] = desc
+		ix.mu.Unlock()
 	}()
 	pos := from
 	var err error
