@@ -30,8 +30,9 @@ type IndexerConfig struct {
 	Partitions []int32
 	// Interval is how long the indexer waits after a round that found
 	// less than a backlog. Longer means fewer, larger reads (less CPU
-	// taken from the processor) and a longer unindexed tail for readers
-	// to scan. Default 100ms.
+	// taken from the processor: each round costs a few requests per
+	// partition whatever it finds) and a longer unindexed tail for
+	// readers to scan (reads stay exact). Default 500ms.
 	Interval time.Duration
 	// Logger. Default slog.Default().
 	Logger *slog.Logger
@@ -50,7 +51,7 @@ type Indexer struct {
 
 	mu      sync.Mutex
 	desc    map[int32]cachedDesc // each partition's, kept between rounds
-	changed chan struct{} // closed and replaced after every Apply
+	changed chan struct{}        // closed and replaced after every Apply
 	stats   IndexerStats
 }
 
@@ -81,7 +82,7 @@ func NewIndexer(cfg IndexerConfig) (*Indexer, error) {
 		cfg.Logger = slog.Default()
 	}
 	if cfg.Interval <= 0 {
-		cfg.Interval = 100 * time.Millisecond
+		cfg.Interval = 500 * time.Millisecond
 	}
 	return &Indexer{cfg: cfg, log: cfg.Logger, changed: make(chan struct{}), desc: map[int32]cachedDesc{}}, nil
 }
