@@ -49,6 +49,8 @@ type Indexer struct {
 	cfg IndexerConfig
 	log *slog.Logger
 
+	poke chan struct{} // Poke: start the next round now
+
 	mu      sync.Mutex
 	desc    map[int32]cachedDesc // each partition's, kept between rounds
 	changed chan struct{}        // closed and replaced after every Apply
@@ -84,7 +86,7 @@ func NewIndexer(cfg IndexerConfig) (*Indexer, error) {
 	if cfg.Interval <= 0 {
 		cfg.Interval = 500 * time.Millisecond
 	}
-	return &Indexer{cfg: cfg, log: cfg.Logger, changed: make(chan struct{}), desc: map[int32]cachedDesc{}}, nil
+	return &Indexer{cfg: cfg, log: cfg.Logger, changed: make(chan struct{}), desc: map[int32]cachedDesc{}, poke: make(chan struct{}, 1)}, nil
 }
 
 // Stats returns the counters.
@@ -192,6 +194,7 @@ func (ix *Indexer) Run(ctx context.Context) error {
 		select {
 		case <-ctx.Done():
 			return nil
+		case <-ix.poke:
 		case <-time.After(ix.cfg.Interval):
 		}
 	}
@@ -387,6 +390,16 @@ func (ix *Indexer) readRange(ctx context.Context, cl *kgo.Client, adm *kadm.Clie
 		return n, fmt.Errorf("history: %s[%d] at %d of %d: %w", topic, p, pos, until, err)
 	}
 	return n, nil
+}
+
+// Poke makes a running indexer start its next round at once instead of
+// after Interval (a caller that knows records were just written and wants
+// them indexed soon).
+func (ix *Indexer) Poke() {
+	select {
+	case ix.poke <- struct{}{}:
+	default:
+	}
 }
 
 // Changed returns a channel closed at the next write to the index.
