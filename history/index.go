@@ -2,10 +2,12 @@ package history
 
 import (
 	"bytes"
+	"cmp"
 	"encoding/binary"
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strconv"
 	"sync"
 
@@ -208,45 +210,103 @@ type Stats struct {
 // partition's checkpoint to next, in one atomic Pebble batch. A checkpoint
 // below the stored one is left as it is (a re-read after a crash).
 func (x *Index) Apply(part int32, recs []*kgo.Record, next int64) (Stats, error) {
-	var st Stats
+	var e entries
+	for _, r := range recs {
+		e.addRecord(r)
+	}
+	return x.apply(part, &e, next)
+}
+
+// addRecord adds r's entry, or counts it skipped.
+func (e *entries) addRecord(r *kgo.Record) {
+	aggType, version, ok := eventHeaders(r)
+	if !ok || len(r.Key) == 0 {
+		e.skipped++
+		return
+	}
+	e.add([]byte(aggType), r.Key, version, r.Partition, r.Offset, r.Timestamp.UnixMilli())
+}
+
+// entries are index entries to write in one batch: their keys side by side
+// in one buffer (no allocation per entry).
+type entries struct {
+	buf     []byte
+	ents    []entry
+	skipped int
+}
+
+type entry struct {
+	// abbr is 8 bytes of the key from its id's length on, big-endian: the
+	// sort compares it first (keys of one type share every byte before).
+	abbr       uint64
+	start, end int32
+	val        [12]byte
+}
+
+func (e *entries) reset() {
+	e.buf, e.ents, e.skipped = e.buf[:0], e.ents[:0], 0
+}
+
+func (e *entries) add(aggType, id []byte, version int64, part int32, offset, tsMillis int64) {
+	start := len(e.buf)
+	k := append(e.buf, entryPrefix)
+	k = binary.AppendUvarint(k, uint64(len(aggType)))
+	k = append(k, aggType...)
+	idAt := len(k)
+	k = binary.AppendUvarint(k, uint64(len(id)))
+	k = append(k, id...)
+	k = binary.BigEndian.AppendUint64(k, uint64(version))
+	k = binary.BigEndian.AppendUint32(k, uint32(part))
+	k = binary.BigEndian.AppendUint64(k, uint64(offset))
+	e.buf = k
+	en := entry{abbr: binary.BigEndian.Uint64(k[idAt:]), start: int32(start), end: int32(len(k))}
+	binary.BigEndian.PutUint32(en.val[:4], uint32(part))
+	binary.BigEndian.PutUint64(en.val[4:], uint64(tsMillis))
+	e.ents = append(e.ents, en)
+}
+
+func (x *Index) apply(part int32, e *entries, next int64) (Stats, error) {
+	st := Stats{Indexed: len(e.ents), Skipped: e.skipped}
 	x.mu.RLock()
 	defer x.mu.RUnlock()
 	if x.closed {
-		return st, ErrClosed
+		return Stats{}, ErrClosed
 	}
-	b := x.db.NewBatch()
+	// In key order: Pebble inserts a batch into its memtable (a skiplist)
+	// with one cursor, so a sorted key is found near the previous one
+	// instead of searched for from the top (measured with a fetch's worth
+	// of entries, BenchmarkIndexerCatchUp: about 20% less CPU per event).
+	// The order only matters for speed (a batch is applied whole in any
+	// order): within one aggregate type it is the key order.
+	slices.SortFunc(e.ents, func(a, b entry) int {
+		if a.abbr != b.abbr {
+			return cmp.Compare(a.abbr, b.abbr)
+		}
+		return bytes.Compare(e.buf[a.start:a.end], e.buf[b.start:b.end])
+	})
+	// Sized for the entries (a Set costs the key, the value and about 8
+	// bytes of lengths), so the batch does not grow by copying.
+	b := x.db.NewBatchWithSize(len(e.buf) + len(e.ents)*(12+8) + 64)
 	defer b.Close()
-	var val [12]byte
-	for _, r := range recs {
-		aggType, version, ok := eventHeaders(r)
-		if !ok || len(r.Key) == 0 {
-			st.Skipped++
-			continue
+	for i := range e.ents {
+		en := &e.ents[i]
+		if err := b.Set(e.buf[en.start:en.end], en.val[:], nil); err != nil {
+			return Stats{}, fmt.Errorf("history: %w", err)
 		}
-		k := streamPrefix(aggType, string(r.Key))
-		k = binary.BigEndian.AppendUint64(k, uint64(version))
-		k = binary.BigEndian.AppendUint32(k, uint32(r.Partition))
-		k = binary.BigEndian.AppendUint64(k, uint64(r.Offset))
-		binary.BigEndian.PutUint32(val[:4], uint32(r.Partition))
-		binary.BigEndian.PutUint64(val[4:], uint64(r.Timestamp.UnixMilli()))
-		if err := b.Set(k, val[:], nil); err != nil {
-			return st, fmt.Errorf("history: %w", err)
-		}
-		st.Indexed++
 	}
 	cur, ok, err := x.get(checkpointKey(part))
 	if err != nil {
-		return st, err
+		return Stats{}, err
 	}
 	if !ok || len(cur) != 8 || int64(binary.BigEndian.Uint64(cur)) < next {
 		if err := b.Set(checkpointKey(part), binary.BigEndian.AppendUint64(nil, uint64(next)), nil); err != nil {
-			return st, fmt.Errorf("history: %w", err)
+			return Stats{}, fmt.Errorf("history: %w", err)
 		}
 	}
 	// NoSync: a write lost to a machine crash is read again from the
 	// events topic (the checkpoint is lost with it).
 	if err := b.Commit(pebble.NoSync); err != nil {
-		return st, fmt.Errorf("history: %w", err)
+		return Stats{}, fmt.Errorf("history: %w", err)
 	}
 	return st, nil
 }

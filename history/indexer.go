@@ -30,8 +30,9 @@ type IndexerConfig struct {
 	Partitions []int32
 	// Interval is how long the indexer waits after a round that found
 	// less than a backlog. Longer means fewer, larger reads (less CPU
-	// taken from the processor) and a longer unindexed tail for readers
-	// to scan. Default 100ms.
+	// taken from the processor: each round costs a few requests per
+	// partition whatever it finds) and a longer unindexed tail for
+	// readers to scan (reads stay exact). Default 500ms.
 	Interval time.Duration
 	// Logger. Default slog.Default().
 	Logger *slog.Logger
@@ -48,8 +49,11 @@ type Indexer struct {
 	cfg IndexerConfig
 	log *slog.Logger
 
+	poke chan struct{} // Poke: start the next round now
+
 	mu      sync.Mutex
-	changed chan struct{} // closed and replaced after every Apply
+	desc    map[int32]cachedDesc // each partition's, kept between rounds
+	changed chan struct{}        // closed and replaced after every Apply
 	stats   IndexerStats
 }
 
@@ -80,9 +84,9 @@ func NewIndexer(cfg IndexerConfig) (*Indexer, error) {
 		cfg.Logger = slog.Default()
 	}
 	if cfg.Interval <= 0 {
-		cfg.Interval = 100 * time.Millisecond
+		cfg.Interval = 500 * time.Millisecond
 	}
-	return &Indexer{cfg: cfg, log: cfg.Logger, changed: make(chan struct{})}, nil
+	return &Indexer{cfg: cfg, log: cfg.Logger, changed: make(chan struct{}), desc: map[int32]cachedDesc{}, poke: make(chan struct{}, 1)}, nil
 }
 
 // Stats returns the counters.
@@ -190,6 +194,7 @@ func (ix *Indexer) Run(ctx context.Context) error {
 		select {
 		case <-ctx.Done():
 			return nil
+		case <-ix.poke:
 		case <-time.After(ix.cfg.Interval):
 		}
 	}
@@ -308,32 +313,59 @@ func (ix *Indexer) round(ctx context.Context, cl *kgo.Client, adm *kadm.Client, 
 
 func (ix *Indexer) readRange(ctx context.Context, cl *kgo.Client, adm *kadm.Client, p int32, from, until int64) (int, error) {
 	topic := ix.cfg.Topic
-	var buf []*kgo.Record
 	n := 0
-	flush := func(next int64) error {
-		st, err := ix.cfg.Index.Apply(p, buf, next)
+	apply := func(e *entries, records int, next int64) error {
+		st, err := ix.cfg.Index.apply(p, e, next)
 		if err != nil {
 			return err
 		}
 		ix.mu.Lock()
-		ix.stats.Records += int64(len(buf))
+		ix.stats.Records += int64(records)
 		ix.stats.Indexed += int64(st.Indexed)
 		ix.stats.Skipped += int64(st.Skipped)
 		ix.stats.Batches++
 		close(ix.changed)
 		ix.changed = make(chan struct{})
 		ix.mu.Unlock()
-		buf = buf[:0]
 		return nil
 	}
-	next, err := logread.Read(ctx, cl, topic, p, from, until, logread.Options{}, func(r *kgo.Record) error {
-		buf = append(buf, r)
-		n++
-		if len(buf) >= applyEvery {
-			return flush(r.Offset + 1)
+	fctx, cancel := context.WithCancel(ctx)
+	chunks := make(chan indexChunk, 1)
+	free := make(chan *entries, 2)
+	ix.mu.Lock()
+	desc := ix.desc[p]
+	ix.mu.Unlock()
+	go fetchEntries(fctx, cl, topic, p, from, until, &desc, free, chunks)
+	// The fetcher ends (and closes chunks) once cancelled: wait for it,
+	// so that nothing uses cl after readRange returns.
+	defer func() {
+		cancel()
+		for range chunks {
 		}
-		return nil
-	})
+		ix.mu.Lock()
+		ix.desc[p] = desc
+		ix.mu.Unlock()
+	}()
+	pos := from
+	var err error
+	for c := range chunks {
+		if c.err != nil {
+			err = c.err
+			break
+		}
+		// The position may be past until when a fetch returned more (the
+		// last stable offset moved meanwhile): those records were not
+		// taken, so the checkpoint is until, never the position.
+		if aerr := apply(c.e, c.records, min(c.next, until)); aerr != nil {
+			return n, aerr
+		}
+		n += c.records
+		pos = c.next
+		select {
+		case free <- c.e:
+		default:
+		}
+	}
 	if errors.Is(err, logread.ErrOffsetOutOfRange) {
 		// Below the log start (records deleted): start where the log
 		// starts now; what was deleted is in no history any more.
@@ -342,24 +374,32 @@ func (ix *Indexer) readRange(ctx context.Context, cl *kgo.Client, adm *kadm.Clie
 			return n, fmt.Errorf("history: %w (and start offsets: %v)", err, serr)
 		}
 		so, ok := starts.Lookup(topic, p)
-		if !ok || so.Err != nil || so.Offset <= from {
+		if !ok || so.Err != nil || so.Offset <= pos {
 			return n, err
 		}
-		ix.log.Warn("history indexer: checkpoint below the log start; skipping to it", "partition", p, "checkpoint", from, "log_start", so.Offset)
-		return n, flush(so.Offset)
+		ix.log.Warn("history indexer: checkpoint below the log start; skipping to it", "partition", p, "checkpoint", pos, "log_start", so.Offset)
+		return n, apply(new(entries), 0, so.Offset)
 	}
 	if err != nil {
-		if len(buf) > 0 {
-			if ferr := flush(buf[len(buf)-1].Offset + 1); ferr != nil {
-				return n, ferr
-			}
-		}
 		return n, err
 	}
-	// Read's position may be past until when a fetch returned more
-	// (the last stable offset moved meanwhile): those records were not
-	// handed over, so the checkpoint is until, never the position.
-	return n, flush(min(next, until))
+	if pos < until {
+		if err = ctx.Err(); err == nil {
+			err = errors.New("fetcher stopped")
+		}
+		return n, fmt.Errorf("history: %s[%d] at %d of %d: %w", topic, p, pos, until, err)
+	}
+	return n, nil
+}
+
+// Poke makes a running indexer start its next round at once instead of
+// after Interval (a caller that knows records were just written and wants
+// them indexed soon).
+func (ix *Indexer) Poke() {
+	select {
+	case ix.poke <- struct{}{}:
+	default:
+	}
 }
 
 // Changed returns a channel closed at the next write to the index.

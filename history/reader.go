@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sort"
 	"sync"
 	"time"
@@ -359,11 +360,17 @@ func (r *Reader) fetchOffsets(ctx context.Context, part int32, offsets []int64) 
 	return out, nil
 }
 
-// fetchRun fetches the offsets of one run in order, one batch per fetch.
+// fetchRun fetches the offsets of one run in order, one batch per fetch,
+// decoding only the records the run wants.
 func (r *Reader) fetchRun(ctx context.Context, part int32, d logread.Partition, run []int64, found func(*kgo.Record)) error {
 	tries := 0
 	for i := 0; i < len(run); {
-		f, err := logread.FetchAt(ctx, r.cfg.Client, r.cfg.Topic, part, d, run[i], 1)
+		rest := run[i:]
+		want := func(o int64) bool {
+			_, ok := slices.BinarySearch(rest, o)
+			return ok
+		}
+		recs, next, err := fetchWanted(ctx, r.cfg.Client, r.cfg.Topic, part, d, run[i], want)
 		if errors.Is(err, logread.ErrOffsetOutOfRange) {
 			// The indexed record is no longer in the log (below its
 			// start: deleted by retention or DeleteRecords), unless the
@@ -375,7 +382,7 @@ func (r *Reader) fetchRun(ctx context.Context, part int32, d logread.Partition, 
 		}
 		if err != nil {
 			if ctx.Err() != nil || tries >= 5 {
-				return fmt.Errorf("history: %w", err)
+				return err
 			}
 			tries++
 			select {
@@ -389,17 +396,14 @@ func (r *Reader) fetchRun(ctx context.Context, part int32, d logread.Partition, 
 			continue
 		}
 		tries = 0
-		if f.Next <= run[i] {
-			return fmt.Errorf("history: %s[%d] offset %d is not readable (last stable %d)", r.cfg.Topic, part, run[i], f.LastStable)
+		if next <= run[i] {
+			return fmt.Errorf("history: %s[%d] offset %d is not readable", r.cfg.Topic, part, run[i])
 		}
-		j := 0
-		for ; i < len(run) && run[i] < f.Next; i++ {
-			for j < len(f.Records) && f.Records[j].Offset < run[i] {
-				j++
-			}
-			if j < len(f.Records) && f.Records[j].Offset == run[i] {
-				found(f.Records[j])
-			}
+		for _, rec := range recs {
+			found(rec)
+		}
+		for i < len(run) && run[i] < next {
+			i++
 		}
 	}
 	return nil

@@ -232,7 +232,9 @@ func runHistory(ctx context.Context, o *Options, admCl *kgo.Client, adm *kadm.Cl
 		rate, err := w.throughput(ctx, prod, topics.Commands, name, o.Commands, o.Timeout, proc.processed)
 		if svc != nil {
 			// Until the indexer has read what the run wrote: its work
-			// counts, whenever it happens.
+			// counts, whenever it happens; poked, so that the process
+			// does not idle in the measured window until its next round.
+			svc.Indexer().Poke()
 			_ = waitFor(ctx, o.Timeout, "the indexer", func() (bool, error) {
 				return svc.Indexer().Stats().Indexed >= int64(o.Accounts+o.Commands), nil
 			})
