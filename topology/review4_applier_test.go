@@ -12,6 +12,7 @@ import (
 
 	"github.com/kcqrs/kcqrs/snapshots"
 	"github.com/kcqrs/kcqrs/topology"
+	"github.com/kcqrs/kcqrs/topology/topologytest"
 	"github.com/kcqrs/kcqrs/wire"
 )
 
@@ -162,5 +163,90 @@ func TestReview4ShutdownLandsQueuedWrites(t *testing.T) {
 	got, ok, err := st.Get([]byte("account/" + id))
 	if err != nil || !ok || !bytes.Equal(got, last) {
 		t.Fatalf("store holds %d bytes (ok %v, err %v), not the changelog's last snapshot (%d bytes)", len(got), ok, err, len(last))
+	}
+}
+
+// Rebalances while store writes are slow and fail at random on both
+// workers: revoked stores go to the tailer (standby) with writes queued or
+// failed, come back, and every aggregate continues at the right version.
+func TestReview4ApplierChaosRebalance(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t)
+	var (
+		mu     sync.Mutex
+		rng    = rand.New(rand.NewPCG(5, 5))
+		failed atomic.Int64
+	)
+	hook := func(int32) error {
+		mu.Lock()
+		d, fail := time.Duration(rng.IntN(5))*time.Millisecond, rng.IntN(5) == 0
+		mu.Unlock()
+		time.Sleep(d)
+		if fail {
+			failed.Add(1)
+			return errors.New("review4: injected write failure")
+		}
+		return nil
+	}
+	mutate := func(c *topology.Config) {
+		c.StateCacheEntries = 3
+		c.Standbys = 1
+		topology.FailStoreWrite(c, hook)
+	}
+	w0 := h.StartProcessor("w0", "", mutate)
+	ids := openPerPartition(t, h, "rvb")
+	versions := make([]int64, len(ids))
+	for i := range versions {
+		versions[i] = 1
+	}
+	send := func(round int) {
+		var wg sync.WaitGroup
+		errs := make(chan error, len(ids))
+		for i := range ids {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for range 4 {
+					versions[i]++
+					rep, err := sendWithin(h, cmd("account", ids[i], "Deposit", `{"amount":1}`), 90*time.Second)
+					if err != nil {
+						errs <- fmt.Errorf("round %d %s: %w", round, ids[i], err)
+						return
+					}
+					if rep.Status != wire.StatusAccepted || rep.Version != versions[i] {
+						errs <- fmt.Errorf("round %d %s: got %s at %d, want ACCEPTED at %d (%s)", round, ids[i], rep.Status, rep.Version, versions[i], rep.Message)
+						return
+					}
+				}
+			}()
+		}
+		wg.Wait()
+		close(errs)
+		for err := range errs {
+			t.Error(err)
+		}
+		if t.Failed() {
+			t.FailNow()
+		}
+	}
+	send(0)
+	w1 := h.StartProcessor("w1", "", mutate)
+	send(1) // during and after w1's join
+	pollUntil(t, "w1 to take partitions", 90*time.Second, func() bool { return len(w1.Assigned()) > 0 })
+	send(2)
+	if err := w1.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	send(3) // during and after w1's leave
+	w1 = h.StartProcessor("w1", w1.StateDir, mutate)
+	send(4)
+	if failed.Load() == 0 {
+		t.Fatal("no write failed: the test did not test failures")
+	}
+	wantContiguous(t, h)
+	for _, w := range []*topologytest.Running{w0, w1} {
+		if w.Err() != nil {
+			t.Fatal(w.Err())
+		}
 	}
 }
