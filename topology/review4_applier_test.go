@@ -250,3 +250,70 @@ func TestReview4ApplierChaosRebalance(t *testing.T) {
 		}
 	}
 }
+
+// An erasure whose snapshot write is queued behind a failing write of the
+// same store (so it is skipped): the partition is caught up from the
+// changelog, the account stays erased, and the store left on disk holds
+// the erased snapshot the changelog holds, with its checkpoint.
+func TestReview4ErasureBehindFailedWrite(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t)
+	mk := masterKey(t, 4)
+	gate := newWriteGate()
+	t.Cleanup(gate.open)
+	w := h.StartProcessor("w0", "", withMaster(mk), func(c *topology.Config) {
+		c.StateCacheEntries = -1
+		topology.FailStoreWrite(c, gate.hook)
+	})
+	id := "er4"
+	openAccountID(t, h, id)
+	pollUntil(t, "the open to be written", 30*time.Second, func() bool { return topology.ApplyBacklog(w.Processor) == 0 })
+	gate.close()
+	gate.failOne.Store(true)
+	wantStatus(t, h.Send(cmd("account", id, "Deposit", `{"amount":1}`)), wire.StatusAccepted, 2)
+	pollUntil(t, "the deposit's write to be held", 30*time.Second, func() bool { return gate.held.Load() > 0 })
+	wantStatus(t, rawSend(t, h, eraseRecord(t, h, mk, id)), wire.StatusAccepted, 2)
+	pollUntil(t, "both writes queued", 30*time.Second, func() bool { return topology.ApplyBacklog(w.Processor) >= 2 })
+	gate.open() // the deposit's write fails, the erasure's is skipped
+	pollUntil(t, "the writes done", 30*time.Second, func() bool { return topology.ApplyBacklog(w.Processor) == 0 })
+	if rep := h.Send(cmd("account", id, "Deposit", `{"amount":1}`)); rep.Code != topology.CodeErased {
+		t.Fatalf("a deposit after the erasure: %+v, want code %s", rep, topology.CodeErased)
+	}
+	if err := w.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	changelog := h.Topic(topology.Defaults().Topics.Changelog)
+	part := topology.PartitionFor([]byte(id), partitions)
+	st, err := snapshots.Open(snapshots.PartitionDir(w.StateDir, changelog, part), snapshots.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A store behind the changelog is allowed (the failed write's
+	// partition is caught up on its next use); it must hold exactly the
+	// changelog's state as of its checkpoint.
+	cp, ok, err := st.Checkpoint()
+	if err != nil || !ok {
+		st.Close()
+		t.Fatalf("store checkpoint %d (ok %v, err %v)", cp, ok, err)
+	}
+	var last []byte
+	for _, r := range h.ReadTopic(changelog) {
+		if r.Partition == part && string(r.Key) == "account/"+id && r.Offset < cp {
+			last = r.Value
+		}
+	}
+	got, ok, err := st.Get([]byte("account/" + id))
+	if err != nil || !ok || !bytes.Equal(got, last) {
+		st.Close()
+		t.Fatalf("store at checkpoint %d holds %d bytes (ok %v, err %v), not the changelog's snapshot as of it (%d bytes)", cp, len(got), ok, err, len(last))
+	}
+	if err := st.Close(); err != nil {
+		t.Fatal(err)
+	}
+	// Restarted on that store: the catch-up brings the erasure.
+	w = h.StartProcessor("w0", w.StateDir, withMaster(mk), func(c *topology.Config) { c.StateCacheEntries = -1 })
+	if rep := h.Send(cmd("account", id, "Deposit", `{"amount":1}`)); rep.Code != topology.CodeErased {
+		t.Fatalf("a deposit after the restart: %+v, want code %s", rep, topology.CodeErased)
+	}
+	wantContiguous(t, h)
+}
