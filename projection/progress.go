@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"math"
 	"sort"
 
 	"github.com/twmb/franz-go/pkg/kadm"
@@ -172,7 +173,11 @@ func fetchPending(ctx context.Context, cl *kgo.Client, id kadm.TopicID, topic st
 	req.ReplicaID = -1
 	req.MaxWaitMillis = 0
 	req.MinBytes = 1
-	req.MaxBytes = 1 << 20
+	// Only the partition's bound may end the response: the embedded
+	// broker (kfake) leaves the aborted transactions out of a response it
+	// ended on the response bound (internal/logread, oneFetchMaxBytes), and
+	// aborted batches would count as data.
+	req.MaxBytes = math.MaxInt32
 	req.IsolationLevel = 1
 	req.SessionEpoch = -1
 	rt := kmsg.NewFetchRequestTopic()
