@@ -18,6 +18,11 @@ import (
 // transaction, leaves the group and closes its stores, returning nil) or a
 // non-retryable error happens.
 func (p *Processor) Run(ctx context.Context) (err error) {
+	defer func() {
+		if err != nil && ctx.Err() != nil && errors.Is(err, ctx.Err()) {
+			err = nil // a stop requested while starting is a stop, not a failure
+		}
+	}()
 	p.admCl, err = kgo.NewClient(p.clientOpts()...)
 	if err != nil {
 		return fmt.Errorf("topology: admin client: %w", err)
