@@ -88,6 +88,9 @@ func (p *Processor) handle(b *batch, ps *partitionState, r *kgo.Record) {
 	if err != nil && p.deferUnreadable(ps, r, err) {
 		return // its partition waits for a build that reads it (unreadable.go)
 	}
+	if err != nil && p.refuseKeyLost(b, r, &meta, base, err) {
+		return // that aggregate alone: its partition goes on (unreadable.go)
+	}
 	if err != nil {
 		// The store could not be read (data it holds but this build
 		// cannot decode was deferred above): fail the batch rather than

@@ -9,6 +9,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/kcqrs/kcqrs/internal/logread"
+	"github.com/kcqrs/kcqrs/shred"
 	"github.com/kcqrs/kcqrs/snapshots"
 	"github.com/kcqrs/kcqrs/wire"
 )
@@ -120,6 +121,14 @@ func (p *Processor) load(ps *partitionState, bt *boundType, id string) (*aggStat
 				// the transaction. The partition is deferred from this
 				// command on (handle.go, deferForRebuild).
 				return nil, &needsRebuild{se: se, bt: bt}
+			}
+			if err != nil && errors.Is(err, shred.ErrNoKey) && ps.state == running {
+				// The partition's keys were read to the end of the keys
+				// topic before it ran (prepare, loadKeys): a subject with
+				// neither key nor erasure lost its key for good (a
+				// tombstone in the keys topic). That aggregate alone is
+				// refused; holding the partition back would wait for ever.
+				return nil, &KeyLostError{Partition: ps.p, Key: key, Err: err}
 			}
 			if err != nil {
 				// Deterministic: retrying the transaction cannot help.

@@ -330,6 +330,9 @@ func (p *Processor) handleErase(b *batch, ps *partitionState, r *kgo.Record, met
 	if err != nil && p.deferUnreadable(ps, r, err) {
 		return // its partition waits for a build that reads it, as for any command
 	}
+	if err != nil && p.refuseKeyLost(b, r, meta, base, err) {
+		return // its key is already gone: nothing left to erase but the snapshot, refused like any command
+	}
 	if err != nil {
 		b.fail(fmt.Errorf("erase %s/%s: %w", meta.aggregateType, meta.aggregateID, err))
 		return

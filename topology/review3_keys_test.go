@@ -59,13 +59,11 @@ func TestTombstoneAfterErasureIsIgnored(t *testing.T) {
 // keys topic) costs that subject its personal data; the other aggregates of
 // its partition must still be served after a restart.
 //
-// Known defect, found in review (fails on main after 50 s): the victim's
-// snapshot cannot be opened (shred.ErrNoKey) and is taken for data of a newer
-// build (unreadable.go), so the whole partition waits for ever, logging "roll
-// forward to a build that reads it". Unskip once a missing key after a full
-// load of the partition's keys is answered for that aggregate alone.
+// Found in review (failed after 50 s): the victim's snapshot cannot be opened
+// (shred.ErrNoKey) and was taken for data of a newer build (unreadable.go), so
+// the whole partition waited for ever. Now a key missing once the partition's
+// keys are loaded is refused for that aggregate alone (KeyLostError).
 func TestTombstoneOfALiveKeyBlocksOnlyItsAggregate(t *testing.T) {
-	t.Skip("known defect (review): a destroyed data key stops its whole partition; see the comment")
 	t.Parallel()
 	mk := masterKey(t, 32)
 	h := newHarness(t)
@@ -101,6 +99,8 @@ func TestTombstoneOfALiveKeyBlocksOnlyItsAggregate(t *testing.T) {
 	vctx, vcancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer vcancel()
 	rep, err := h.Client().Send(vctx, cmd("account", "victim", "Deposit", `{"amount":1}`))
-	t.Logf("victim's deposit: %+v %v", rep, err)
+	if err != nil || rep.Status != wire.StatusRejected || rep.Code != topology.CodePersonalDataUnreadable {
+		t.Errorf("victim's deposit: %+v %v, want REJECTED %s", rep, err, topology.CodePersonalDataUnreadable)
+	}
 	wantStatus(t, h.Send(cmd("account", other, "Deposit", `{"amount":1}`)), wire.StatusAccepted, 2)
 }

@@ -10,6 +10,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/kcqrs/kcqrs/schemas"
+	"github.com/kcqrs/kcqrs/wire"
 )
 
 // Data a worker cannot read: after a rollback, or when an old worker
@@ -289,4 +290,42 @@ func unreadableRebuild(part int32, key string, err error) error {
 		return err // not about schemas (a read that failed): retried as it is
 	}
 	return &UnreadableError{Partition: part, Key: key, Fingerprints: fps, Err: err}
+}
+
+// CodePersonalDataUnreadable (REJECTED): the aggregate's personal data
+// cannot be opened: its data key is gone from the keys topic without an
+// erasure (a tombstone written there; docs/erasure.md). Its commands are
+// refused and dead-lettered (replayable once the key is restored); the
+// other aggregates of its partition are served.
+const CodePersonalDataUnreadable = "personal_data_unreadable"
+
+// KeyLostError is an aggregate whose snapshot holds personal data sealed
+// with a key the keys topic no longer has, read after the partition's keys
+// were loaded to the end: the loss is permanent, not a key still to come.
+type KeyLostError struct {
+	Partition int32
+	Key       string // the aggregate's snapshot key (the subject)
+	Err       error
+}
+
+func (e *KeyLostError) Error() string {
+	return fmt.Sprintf("partition %d, %s: personal data unreadable: its data key is missing from the keys topic, which was read to its end, and it was not erased (a tombstone in the keys topic?): %v",
+		e.Partition, e.Key, e.Err)
+}
+
+func (e *KeyLostError) Unwrap() error { return e.Err }
+
+// refuseKeyLost answers and dead-letters a command on an aggregate whose
+// data key was lost, when err is that; it reports whether it did.
+func (p *Processor) refuseKeyLost(b *batch, r *kgo.Record, meta *commandMeta, base wire.Reply, err error) bool {
+	var kl *KeyLostError
+	if !errors.As(err, &kl) {
+		return false
+	}
+	base.Status, base.Code = wire.StatusRejected, CodePersonalDataUnreadable
+	base.Message = "the aggregate's personal data cannot be read: its data key is missing from the keys topic (not erased); restore the key record, then replay the dead letter"
+	p.log.Error("command refused: aggregate's data key lost (its partition goes on)", "partition", r.Partition, "offset", r.Offset, "command", meta.commandID, "key", capText(kl.Key, 200), "err", err)
+	p.reply(b, r, meta, base)
+	p.deadLetter(b, r, err)
+	return true
 }
