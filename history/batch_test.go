@@ -176,8 +176,8 @@ func oracle(rp *kmsg.FetchResponseTopicPartition, from int64) ([]parsed, int64, 
 
 func ours(rp *kmsg.FetchResponseTopicPartition, from int64) ([]parsed, int64, bool) {
 	var out []parsed
-	next, err := logread.EachCommitted(rp, from, kgo.DefaultDecompressor(), func(r *logread.Rec) {
-		typ, v, ok := eventOf(r)
+	next, err := logread.EachCommitted(rp, from, kgo.DefaultDecompressor(), func(r logread.Rec) {
+		typ, v, ok := eventOf(&r)
 		p := parsed{Offset: r.Offset, TS: millis(r.TimestampMillis), Key: string(r.Key), OK: ok}
 		if ok {
 			p.Type, p.Version = string(typ), v
@@ -265,7 +265,7 @@ func BenchmarkDecodeBatchForOneRecord(b *testing.B) {
 	b.Run("parseBatches", func(b *testing.B) {
 		for b.Loop() {
 			var got *kgo.Record
-			if _, err := logread.EachCommitted(rp, 1050, kgo.DefaultDecompressor(), func(r *logread.Rec) {
+			if _, err := logread.EachCommitted(rp, 1050, kgo.DefaultDecompressor(), func(r logread.Rec) {
 				if r.Offset == 1050 {
 					got = &kgo.Record{Key: bytes.Clone(r.Key), Value: bytes.Clone(r.Value), Offset: r.Offset}
 				}

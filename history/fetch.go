@@ -151,12 +151,12 @@ func fetchEntries(ctx context.Context, cl *kgo.Client, topic string, part int32,
 			e = new(entries)
 		}
 		records := 0
-		at, err := logread.EachCommitted(got, next, dec, func(r *logread.Rec) {
+		at, err := logread.EachCommitted(got, next, dec, func(r logread.Rec) {
 			if r.Offset >= until {
 				return
 			}
 			records++
-			if aggType, version, ok := eventOf(r); ok {
+			if aggType, version, ok := eventOf(&r); ok {
 				e.add(aggType, r.Key, version, part, r.Offset, millis(r.TimestampMillis))
 			} else {
 				e.skipped++
@@ -230,7 +230,7 @@ func fetchWanted(ctx context.Context, cl *kgo.Client, topic string, part int32, 
 	}
 	dec := kgo.DefaultDecompressor()
 	var out []*kgo.Record
-	next, err := logread.EachCommitted(got, from, dec, func(r *logread.Rec) {
+	next, err := logread.EachCommitted(got, from, dec, func(r logread.Rec) {
 		if !want(r.Offset) {
 			return
 		}

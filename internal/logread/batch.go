@@ -22,9 +22,10 @@ type KV struct {
 }
 
 // Rec is one committed data record as EachCommitted hands it to its
-// callback. Key, Value and the headers alias the fetch response (or the
-// decompressed bytes of its batch) and Rec itself is reused: valid only
-// during the callback. A nil Value is a tombstone.
+// callback, by value (a pointer handed to an unknown function would move
+// it to the heap: one allocation per fetch). Key, Value and the headers
+// alias the fetch response (or the decompressed bytes of its batch): valid
+// only during the callback. A nil Value is a tombstone.
 type Rec struct {
 	Offset int64
 	// TimestampMillis is the record's timestamp in Unix milliseconds: the
@@ -79,7 +80,7 @@ var crc32c = crc32.MakeTable(crc32.Castagnoli)
 // kgo.Record per record.
 func ParseCommitted(rp *kmsg.FetchResponseTopicPartition, from int64, dec kgo.Decompressor, out []KV) ([]KV, int64, error) {
 	out = out[:0]
-	at, err := EachCommitted(rp, from, dec, func(r *Rec) {
+	at, err := EachCommitted(rp, from, dec, func(r Rec) {
 		out = append(out, KV{Offset: r.Offset, Key: r.Key, Value: r.Value})
 	})
 	return out, at, err
@@ -97,7 +98,7 @@ func ParseCommitted(rp *kmsg.FetchResponseTopicPartition, from int64, dec kgo.De
 // it); a truncated last batch ends it without one. A response holding
 // message sets older than magic 2 is decoded whole by
 // kgo.ProcessFetchPartition (checked before fn sees any record).
-func EachCommitted(rp *kmsg.FetchResponseTopicPartition, from int64, dec kgo.Decompressor, fn func(*Rec)) (int64, error) {
+func EachCommitted(rp *kmsg.FetchResponseTopicPartition, from int64, dec kgo.Decompressor, fn func(Rec)) (int64, error) {
 	if hasOldMagic(rp.RecordBatches) {
 		return franzGo(rp, from, dec, fn)
 	}
@@ -124,15 +125,13 @@ func hasOldMagic(in []byte) bool {
 }
 
 // franzGo is EachCommitted by kgo.ProcessFetchPartition.
-func franzGo(rp *kmsg.FetchResponseTopicPartition, from int64, dec kgo.Decompressor, fn func(*Rec)) (int64, error) {
+func franzGo(rp *kmsg.FetchResponseTopicPartition, from int64, dec kgo.Decompressor, fn func(Rec)) (int64, error) {
 	fp, at := kgo.ProcessFetchPartition(kgo.ProcessFetchPartitionOpts{
 		Offset:         from,
 		IsolationLevel: kgo.ReadCommitted(),
 	}, rp, dec, nil)
-	var rec Rec
 	for _, r := range fp.Records {
-		rec = Rec{Offset: r.Offset, TimestampMillis: r.Timestamp.UnixMilli(), Key: r.Key, Value: r.Value, kh: r.Headers}
-		fn(&rec)
+		fn(Rec{Offset: r.Offset, TimestampMillis: r.Timestamp.UnixMilli(), Key: r.Key, Value: r.Value, kh: r.Headers})
 	}
 	return at, fp.Err
 }
@@ -144,7 +143,7 @@ const batchHeader = 61 // bytes of a v2 record batch before its records
 // send them sorted).
 type aborts map[int64][]int64
 
-func parseBatches(rp *kmsg.FetchResponseTopicPartition, from int64, dec kgo.Decompressor, fn func(*Rec)) (int64, error) {
+func parseBatches(rp *kmsg.FetchResponseTopicPartition, from int64, dec kgo.Decompressor, fn func(Rec)) (int64, error) {
 	var ab aborts
 	if len(rp.AbortedTransactions) > 0 {
 		ab = aborts{}
@@ -157,7 +156,6 @@ func parseBatches(rp *kmsg.FetchResponseTopicPartition, from int64, dec kgo.Deco
 	}
 	pos := from
 	kept := 0
-	var rec Rec
 	in := rp.RecordBatches
 	for len(in) > 17 {
 		length := int32(binary.BigEndian.Uint32(in[8:])) + 12
@@ -176,7 +174,7 @@ func parseBatches(rp *kmsg.FetchResponseTopicPartition, from int64, dec kgo.Deco
 			return pos, fmt.Errorf("logread: encoded crc %x does not match calculated crc %x", int32(want), int32(sum))
 		}
 		var derr error
-		pos, derr = parseBatch(b, pos, ab, dec, &rec, &kept, fn)
+		pos, derr = parseBatch(b, pos, ab, dec, &kept, fn)
 		if derr != nil {
 			var de *decompressErr
 			if errors.As(derr, &de) && kept > 0 {
@@ -199,7 +197,7 @@ func (e *decompressErr) Unwrap() error { return e.err }
 // parseBatch decodes one whole record batch b (header checked), handing its
 // kept records to fn (counted in kept) and moving pos, as kgo's
 // processRecordBatch does.
-func parseBatch(b []byte, pos int64, ab aborts, dec kgo.Decompressor, rec *Rec, kept *int, fn func(*Rec)) (int64, error) {
+func parseBatch(b []byte, pos int64, ab aborts, dec kgo.Decompressor, kept *int, fn func(Rec)) (int64, error) {
 	first := int64(binary.BigEndian.Uint64(b))
 	attrs := int16(binary.BigEndian.Uint16(b[21:]))
 	lastDelta := int32(binary.BigEndian.Uint32(b[23:]))
@@ -270,8 +268,7 @@ func parseBatch(b []byte, pos int64, ab aborts, dec kgo.Decompressor, rec *Rec, 
 				if logAppend {
 					ts = maxTS
 				}
-				*rec = Rec{Offset: off, TimestampMillis: ts, Key: key, Value: value, hdrs: hdrs, nhdrs: nh}
-				fn(rec)
+				fn(Rec{Offset: off, TimestampMillis: ts, Key: key, Value: value, hdrs: hdrs, nhdrs: nh})
 				*kept++
 			}
 			pos = off + 1
