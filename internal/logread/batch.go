@@ -227,7 +227,9 @@ func parseBatch(b []byte, pos int64, ab aborts, dec kgo.Decompressor, kept *int,
 	}
 	transactional := attrs&0b1_0000 != 0
 	control := attrs&0b10_0000 != 0
-	logAppend := attrs&0b1000 != 0
+	// kgo takes the batch's max timestamp unless the timestamp type is 0:
+	// bit 3 (log-append time) or bit 7 (its "no timestamp", -1) set.
+	logAppend := attrs&0b1000_1000 != 0
 	aborted := false
 	if transactional && len(ab) > 0 {
 		if pa := ab[pid]; len(pa) > 0 && first >= pa[0] {
