@@ -92,6 +92,9 @@ func genPartition(t testing.TB, s *byteSource) (*kmsg.FetchResponseTopicPartitio
 		if s.n(5) == 0 {
 			attrs |= 0x08
 		}
+		if s.n(9) == 0 {
+			attrs |= 0x80 // kgo's timestamp type -1: the max timestamp too
+		}
 		pid := int64(s.n(3))
 		n := 1 + s.n(5)
 		if control {
