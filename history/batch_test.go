@@ -265,7 +265,7 @@ func BenchmarkDecodeBatchForOneRecord(b *testing.B) {
 			}
 		}
 	})
-	b.Run("parseBatches", func(b *testing.B) {
+	b.Run("EachCommitted", func(b *testing.B) {
 		for b.Loop() {
 			var got *kgo.Record
 			if _, err := logread.EachCommitted(rp, 1050, kgo.DefaultDecompressor(), func(r logread.Rec) {
