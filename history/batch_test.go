@@ -11,10 +11,11 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
+	"github.com/kcqrs/kcqrs/internal/logread"
 	"github.com/kcqrs/kcqrs/wire"
 )
 
-// The oracle for parseBatches is franz-go's own decoding:
+// The oracle for logread.EachCommitted with eventOf is franz-go's own decoding:
 // kgo.ProcessFetchPartition (read_committed) followed by eventHeaders, as
 // the indexer used it before. genPartition builds fetch responses from a
 // byte source: transactional, aborted and committed batches with their
@@ -90,6 +91,9 @@ func genPartition(t testing.TB, s *byteSource) (*kmsg.FetchResponseTopicPartitio
 		}
 		if s.n(5) == 0 {
 			attrs |= 0x08
+		}
+		if s.n(9) == 0 {
+			attrs |= 0x80 // kgo's timestamp type -1: the max timestamp too
 		}
 		pid := int64(s.n(3))
 		n := 1 + s.n(5)
@@ -173,27 +177,24 @@ func oracle(rp *kmsg.FetchResponseTopicPartition, from int64) ([]parsed, int64, 
 	return out, next, fp.Err != nil
 }
 
-func ours(rp *kmsg.FetchResponseTopicPartition, from int64) ([]parsed, int64, bool, error) {
+func ours(rp *kmsg.FetchResponseTopicPartition, from int64) ([]parsed, int64, bool) {
 	var out []parsed
-	next, err := parseBatches(rp, from, kgo.DefaultDecompressor(), func(e *rawEvent) {
-		p := parsed{Offset: e.Offset, TS: millis(e.TimestampMillis), Key: string(e.Key), OK: e.event()}
-		if p.OK {
-			p.Type, p.Version = string(e.AggType), e.Version
+	next, err := logread.EachCommitted(rp, from, kgo.DefaultDecompressor(), func(r logread.Rec) {
+		typ, v, ok := eventOf(&r)
+		p := parsed{Offset: r.Offset, TS: millis(r.TimestampMillis), Key: string(r.Key), OK: ok}
+		if ok {
+			p.Type, p.Version = string(typ), v
 		}
 		out = append(out, p)
 	})
-	if err == errOldMagic {
-		return nil, 0, false, err
-	}
-	return out, next, err != nil, nil
+	return out, next, err != nil
 }
 
+// checkAgainstOracle: message sets older than magic 2 are compared too
+// (EachCommitted hands them to franz-go, headers and timestamps included).
 func checkAgainstOracle(t testing.TB, rp *kmsg.FetchResponseTopicPartition, from int64) {
 	want, wantNext, wantErr := oracle(rp, from)
-	got, gotNext, gotErr, old := ours(rp, from)
-	if old != nil {
-		return // franz-go decodes those
-	}
+	got, gotNext, gotErr := ours(rp, from)
 	if fmt.Sprint(got) != fmt.Sprint(want) || gotNext != wantNext || gotErr != wantErr {
 		t.Fatalf("from %d:\nours   %v next %d err %v\nkgo    %v next %d err %v", from, got, gotNext, gotErr, want, wantNext, wantErr)
 	}
@@ -253,7 +254,7 @@ func benchBatch() *kmsg.FetchResponseTopicPartition {
 
 // BenchmarkDecodeBatchForOneRecord: what a scattered read of History
 // spends on the client to get one record out of its fetched batch, with
-// franz-go's decoding (every record) and with parseBatches (one).
+// franz-go's decoding (every record) and with logread.EachCommitted (one).
 func BenchmarkDecodeBatchForOneRecord(b *testing.B) {
 	rp := benchBatch()
 	b.Run("kgo", func(b *testing.B) {
@@ -264,12 +265,12 @@ func BenchmarkDecodeBatchForOneRecord(b *testing.B) {
 			}
 		}
 	})
-	b.Run("parseBatches", func(b *testing.B) {
+	b.Run("EachCommitted", func(b *testing.B) {
 		for b.Loop() {
 			var got *kgo.Record
-			if _, err := parseBatches(rp, 1050, kgo.DefaultDecompressor(), func(ev *rawEvent) {
-				if ev.Offset == 1050 {
-					got = &kgo.Record{Key: bytes.Clone(ev.Key), Value: bytes.Clone(ev.Value), Offset: ev.Offset}
+			if _, err := logread.EachCommitted(rp, 1050, kgo.DefaultDecompressor(), func(r logread.Rec) {
+				if r.Offset == 1050 {
+					got = &kgo.Record{Key: bytes.Clone(r.Key), Value: bytes.Clone(r.Value), Offset: r.Offset}
 				}
 			}); err != nil || got == nil {
 				b.Fatal(err)

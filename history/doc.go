@@ -8,7 +8,7 @@
 // Indexer maintains it by reading the events topic read_committed from the
 // checkpoints, using only the headers every kcqrs event carries
 // (kcqrs_aggregate_type, kcqrs_version) and the key (the aggregate id). It
-// issues raw fetches and parses the record batches itself (batch.go:
+// issues raw fetches and parses the record batches itself (logread.EachCommitted:
 // franz-go's read_committed semantics, aborted transactions, control
 // batches, compression, checked against kgo.ProcessFetchPartition by a
 // fuzz test), so that no kgo.Record is built per event: the index's upkeep

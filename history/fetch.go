@@ -15,7 +15,7 @@ import (
 )
 
 // The indexer's own read of a partition: raw read_committed fetches parsed
-// by parseBatches straight into index entries (no kgo.Record per record),
+// by logread.EachCommitted straight into index entries (no kgo.Record per record),
 // one response ahead of the Pebble writes. internal/logread.Read is the
 // same loop for callers that want kgo.Records; the end is decided the same
 // way, from the fetch position, never from the last record handed over.
@@ -151,30 +151,17 @@ func fetchEntries(ctx context.Context, cl *kgo.Client, topic string, part int32,
 			e = new(entries)
 		}
 		records := 0
-		at, err := parseBatches(got, next, dec, func(ev *rawEvent) {
-			if ev.Offset >= until {
+		at, err := logread.EachCommitted(got, next, dec, func(r logread.Rec) {
+			if r.Offset >= until {
 				return
 			}
 			records++
-			if ev.event() {
-				e.add(ev.AggType, ev.Key, ev.Version, part, ev.Offset, millis(ev.TimestampMillis))
+			if aggType, version, ok := eventOf(&r); ok {
+				e.add(aggType, r.Key, version, part, r.Offset, millis(r.TimestampMillis))
 			} else {
 				e.skipped++
 			}
 		})
-		if errors.Is(err, errOldMagic) {
-			// Messages older than record batch v2: franz-go decodes them.
-			e.reset()
-			records = 0
-			fp, fat := kgo.ProcessFetchPartition(kgo.ProcessFetchPartitionOpts{Offset: next, IsolationLevel: kgo.ReadCommitted(), Topic: topic, Partition: part}, got, dec, nil)
-			at, err = fat, fp.Err
-			for _, r := range fp.Records {
-				if r.Offset < until {
-					records++
-					e.addRecord(r)
-				}
-			}
-		}
 		if err != nil {
 			fail(fmt.Errorf("history: decoding %s[%d] at %d: %w", topic, part, next, err))
 			return
@@ -243,23 +230,14 @@ func fetchWanted(ctx context.Context, cl *kgo.Client, topic string, part int32, 
 	}
 	dec := kgo.DefaultDecompressor()
 	var out []*kgo.Record
-	next, err := parseBatches(got, from, dec, func(ev *rawEvent) {
-		if !want(ev.Offset) {
+	next, err := logread.EachCommitted(got, from, dec, func(r logread.Rec) {
+		if !want(r.Offset) {
 			return
 		}
 		// Key, value and position only: the reader checks the key and
 		// the envelope of an indexed record, never its headers.
-		out = append(out, &kgo.Record{Key: bytes.Clone(ev.Key), Value: bytes.Clone(ev.Value), Topic: topic, Partition: part, Offset: ev.Offset, Timestamp: time.UnixMilli(ev.TimestampMillis)})
+		out = append(out, &kgo.Record{Key: bytes.Clone(r.Key), Value: bytes.Clone(r.Value), Topic: topic, Partition: part, Offset: r.Offset, Timestamp: time.UnixMilli(r.TimestampMillis)})
 	})
-	if errors.Is(err, errOldMagic) {
-		fp, at := kgo.ProcessFetchPartition(kgo.ProcessFetchPartitionOpts{Offset: from, IsolationLevel: kgo.ReadCommitted(), Topic: topic, Partition: part}, got, dec, nil)
-		out, next, err = out[:0], at, fp.Err
-		for _, r := range fp.Records {
-			if want(r.Offset) {
-				out = append(out, r)
-			}
-		}
-	}
 	if err != nil {
 		return nil, from, fmt.Errorf("history: decoding %s[%d] at %d: %w", topic, part, from, err)
 	}
