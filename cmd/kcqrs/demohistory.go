@@ -2,11 +2,13 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"time"
 
 	"github.com/kcqrs/kcqrs/history"
+	"github.com/kcqrs/kcqrs/shred"
 )
 
 // printHistory shows the demo account's history and its state at an
@@ -29,6 +31,13 @@ func printHistory(ctx context.Context, r *history.Reader, opsAddr, acc string) {
 		return
 	}
 	v, err := r.View(ctx, "account", acc, history.At{Version: 2})
+	for errors.Is(err, shred.ErrNoKey) && ctx.Err() == nil {
+		// The reader's key follower has not read the account's data key
+		// yet (it was written moments ago): the endpoint answers 503 with
+		// Retry-After in this case; the demo retries as a client would.
+		time.Sleep(100 * time.Millisecond)
+		v, err = r.View(ctx, "account", acc, history.At{Version: 2})
+	}
 	if err != nil {
 		fmt.Printf("  at version 2: %v\n", err)
 		return
