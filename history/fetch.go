@@ -115,14 +115,7 @@ func fetchEntries(ctx context.Context, cl *kgo.Client, topic string, part int32,
 			}
 			continue
 		}
-		var got *kmsg.FetchResponseTopicPartition
-		for i := range resp.Topics {
-			for j := range resp.Topics[i].Partitions {
-				if resp.Topics[i].Partitions[j].Partition == part {
-					got = &resp.Topics[i].Partitions[j]
-				}
-			}
-		}
+		got := logread.FetchPartition(resp, part)
 		if got == nil {
 			if !retry(errors.New("partition missing from the fetch response")) {
 				return
@@ -211,14 +204,7 @@ func fetchWanted(ctx context.Context, cl *kgo.Client, topic string, part int32, 
 	if err := kerr.ErrorForCode(resp.ErrorCode); err != nil {
 		return nil, from, fmt.Errorf("history: fetch %s[%d] at %d: %w", topic, part, from, err)
 	}
-	var got *kmsg.FetchResponseTopicPartition
-	for i := range resp.Topics {
-		for j := range resp.Topics[i].Partitions {
-			if resp.Topics[i].Partitions[j].Partition == part {
-				got = &resp.Topics[i].Partitions[j]
-			}
-		}
-	}
+	got := logread.FetchPartition(resp, part)
 	if got == nil {
 		return nil, from, fmt.Errorf("history: fetch %s[%d] at %d: partition missing from the response", topic, part, from)
 	}

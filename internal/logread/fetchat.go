@@ -53,14 +53,7 @@ func FetchAt(ctx context.Context, cl *kgo.Client, topic string, part int32, desc
 	if err := kerr.ErrorForCode(resp.ErrorCode); err != nil {
 		return Fetched{Next: from}, fmt.Errorf("logread: fetch %s[%d] at %d: %w", topic, part, from, err)
 	}
-	var got *kmsg.FetchResponseTopicPartition
-	for i := range resp.Topics {
-		for j := range resp.Topics[i].Partitions {
-			if resp.Topics[i].Partitions[j].Partition == part {
-				got = &resp.Topics[i].Partitions[j]
-			}
-		}
-	}
+	got := FetchPartition(resp, part)
 	if got == nil {
 		return Fetched{Next: from}, fmt.Errorf("logread: fetch %s[%d] at %d: partition missing from the response", topic, part, from)
 	}
@@ -80,4 +73,18 @@ func FetchAt(ctx context.Context, cl *kgo.Client, topic string, part int32, desc
 		return Fetched{Next: from}, fmt.Errorf("logread: decoding %s[%d] at %d: %w", topic, part, from, fp.Err)
 	}
 	return Fetched{Records: fp.Records, Next: max(at, from), LastStable: got.LastStableOffset}, nil
+}
+
+// FetchPartition is partition part of a one-topic fetch response (nil when
+// the response does not hold it).
+func FetchPartition(resp *kmsg.FetchResponse, part int32) *kmsg.FetchResponseTopicPartition {
+	var got *kmsg.FetchResponseTopicPartition
+	for i := range resp.Topics {
+		for j := range resp.Topics[i].Partitions {
+			if resp.Topics[i].Partitions[j].Partition == part {
+				got = &resp.Topics[i].Partitions[j]
+			}
+		}
+	}
+	return got
 }

@@ -88,12 +88,7 @@ func Describe(ctx context.Context, cl *kgo.Client, topic string, part int32) (Pa
 // writes what it reads waits for neither the broker nor its own writes
 // alone.
 func Read(ctx context.Context, cl *kgo.Client, topic string, part int32, from, until int64, o Options, fn func(*kgo.Record) error) (int64, error) {
-	if o.MaxBytes <= 0 {
-		o.MaxBytes = 4 << 20
-	}
-	if o.PartitionMaxBytes <= 0 {
-		o.PartitionMaxBytes = o.MaxBytes
-	}
+	o = o.withDefaults()
 	if from >= until {
 		return from, nil
 	}
@@ -252,14 +247,7 @@ func fetchLoop(ctx context.Context, cl *kgo.Client, topic string, part int32, fr
 			}
 			continue
 		}
-		var got *kmsg.FetchResponseTopicPartition
-		for i := range resp.Topics {
-			for j := range resp.Topics[i].Partitions {
-				if resp.Topics[i].Partitions[j].Partition == part {
-					got = &resp.Topics[i].Partitions[j]
-				}
-			}
-		}
+		got := FetchPartition(resp, part)
 		if got == nil {
 			if err := retry(errors.New("partition missing from the fetch response")); err != nil {
 				return next, err
@@ -299,4 +287,16 @@ func fetchLoop(ctx context.Context, cl *kgo.Client, topic string, part int32, fr
 		}
 	}
 	return next, nil
+}
+
+// withDefaults is o with its fetch bounds set: 4 MiB a fetch, and a
+// partition bound equal to it unless set.
+func (o Options) withDefaults() Options {
+	if o.MaxBytes <= 0 {
+		o.MaxBytes = 4 << 20
+	}
+	if o.PartitionMaxBytes <= 0 {
+		o.PartitionMaxBytes = o.MaxBytes
+	}
+	return o
 }

@@ -19,12 +19,7 @@ func ReadKV(ctx context.Context, cl *kgo.Client, topic string, part int32, from,
 	if o.KeepControl || o.Uncommitted {
 		return from, errors.New("logread: ReadKV reads committed data records only")
 	}
-	if o.MaxBytes <= 0 {
-		o.MaxBytes = 4 << 20
-	}
-	if o.PartitionMaxBytes <= 0 {
-		o.PartitionMaxBytes = o.MaxBytes
-	}
+	o = o.withDefaults()
 	if from >= until {
 		return from, nil
 	}
