@@ -48,7 +48,7 @@ type Config struct {
 	// Default 1m.
 	RedriveAfter time.Duration
 	// TransactionTimeout is the broker-side timeout of an open transaction.
-	// Default: the processor's (topology.Config.TransactionTimeout, 9s).
+	// Default: the processor's (topology.Config.TransactionTimeout, 8.5s).
 	TransactionTimeout time.Duration
 	// SessionTimeout is the saga group's session timeout: how long a saga
 	// worker that died keeps its partitions (and its transfers wait). It
