@@ -2,6 +2,7 @@ package bench
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"runtime/pprof"
 	"strconv"
@@ -81,7 +82,7 @@ func BenchmarkHistoryRead(b *testing.B) {
 	}
 	defer cl.Close()
 	var more []*kgo.Client
-	for range conns - 1 {
+	for range max(conns, 4) - 1 {
 		c, err := kgo.NewClient(opts...)
 		if err != nil {
 			b.Fatal(err)
@@ -89,13 +90,28 @@ func BenchmarkHistoryRead(b *testing.B) {
 		defer c.Close()
 		more = append(more, c)
 	}
-	r, err := history.NewReader(history.ReaderConfig{Index: idx, Client: cl, Registry: reg, Concurrency: conc, FetchClients: more})
-	if err != nil {
-		b.Fatal(err)
+	readers := map[int]*history.Reader{}
+	for _, k := range []int{1, 4, conns} {
+		if readers[k], err = history.NewReader(history.ReaderConfig{Index: idx, Client: cl, Registry: reg, Concurrency: conc, FetchClients: more[:k-1]}); err != nil {
+			b.Fatal(err)
+		}
 	}
 	desc, err := logread.Describe(ctx, cl, "events", 0)
 	if err != nil {
 		b.Fatal(err)
+	}
+	read := func(b *testing.B, r *history.Reader) {
+		cpu0 := processCPU()
+		defer func() { b.ReportMetric(float64(processCPU()-cpu0)/float64(b.N), "cpu-ns/op") }()
+		for i := 0; b.Loop(); i++ {
+			evs, err := r.History(ctx, "account", "target-"+strconv.Itoa(i%historyTargets), 1, historyPerTarget)
+			if err != nil {
+				b.Fatal(err)
+			}
+			if len(evs) != historyPerTarget {
+				b.Fatalf("%d events", len(evs))
+			}
+		}
 	}
 	b.Run("history", func(b *testing.B) {
 		if f := os.Getenv("KCQRS_HISTORY_CPUPROFILE"); f != "" {
@@ -107,15 +123,37 @@ func BenchmarkHistoryRead(b *testing.B) {
 			_ = pprof.StartCPUProfile(out)
 			defer pprof.StopCPUProfile()
 		}
-		cpu0 := processCPU()
-		defer func() { b.ReportMetric(float64(processCPU()-cpu0)/float64(b.N), "cpu-ns/op") }()
-		for i := 0; b.Loop(); i++ {
-			evs, err := r.History(ctx, "account", "target-"+strconv.Itoa(i%historyTargets), 1, historyPerTarget)
-			if err != nil {
+		read(b, readers[conns])
+	})
+	// Alternated pairs, one connection against four, in one process.
+	if os.Getenv("KCQRS_HISTORY_PAIRS") != "" {
+		for pair := range 4 {
+			order := []int{1, 4}
+			if pair%2 == 1 {
+				order = []int{4, 1}
+			}
+			for _, k := range order {
+				b.Run(fmt.Sprintf("pair%d/conns=%d", pair, k), func(b *testing.B) { read(b, readers[k]) })
+			}
+		}
+	}
+	b.Run("scan", func(b *testing.B) {
+		end := int64(n + (n+historyTxn-1)/historyTxn) // records and a commit marker per transaction
+		for b.Loop() {
+			found := 0
+			if _, err := logread.Read(ctx, cl, "events", 0, 0, end, logread.Options{}, func(r *kgo.Record) error {
+				if string(r.Key) == "target-0" {
+					if _, _, err := reg.DecodeEvents(r.Value); err != nil {
+						return err
+					}
+					found++
+				}
+				return nil
+			}); err != nil {
 				b.Fatal(err)
 			}
-			if len(evs) != historyPerTarget {
-				b.Fatalf("%d events", len(evs))
+			if found != historyPerTarget {
+				b.Fatalf("scan found %d", found)
 			}
 		}
 	})
