@@ -377,7 +377,11 @@ func (r *Reader) fetchRun(ctx context.Context, cl *kgo.Client, part int32, d log
 			_, ok := slices.BinarySearch(rest, o)
 			return ok
 		}
-		recs, next, err := fetchWanted(ctx, cl, r.cfg.Topic, part, d, run[i], want)
+		wantAfter := func(o, last int64) bool {
+			j, _ := slices.BinarySearch(rest, o+1)
+			return j < len(rest) && rest[j] <= last
+		}
+		recs, next, err := fetchWanted(ctx, cl, r.cfg.Topic, part, d, run[i], want, wantAfter)
 		if errors.Is(err, logread.ErrOffsetOutOfRange) {
 			// The indexed record is no longer in the log (below its
 			// start: deleted by retention or DeleteRecords), unless the
