@@ -93,3 +93,37 @@ func TestIndexOfTheOldLayoutIsEmptied(t *testing.T) {
 		t.Fatalf("old entries kept: %d, %v", n, err)
 	}
 }
+
+// TestIndexOfLayout2IsEmptied: an index of layout 2 (fixed-width numbers,
+// no CRC) is emptied when opened and rebuilt, never misread.
+func TestIndexOfLayout2IsEmptied(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	db, err := pebble.Open(dir, &pebble.Options{FormatMajorVersion: pebble.FormatNewest})
+	if err != nil {
+		t.Fatal(err)
+	}
+	old := append([]byte{0x01, 7}, "account"...)
+	old = append(append(old, 3), "a-1"...)
+	old = append(old, make([]byte, 20)...) // version, partition, offset
+	for k, v := range map[string][]byte{string(old): make([]byte, 12), "\x00c\x00\x00\x00\x00": {0, 0, 0, 0, 0, 0, 0, 9}, "\x00f": {2}} {
+		if err := db.Set([]byte(k), v, pebble.Sync); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := db.Close(); err != nil {
+		t.Fatal(err)
+	}
+	idx, err := history.Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer idx.Close()
+	if _, ok, err := idx.Checkpoint(0); ok || err != nil {
+		t.Fatalf("checkpoint of the layout-2 index kept (%v, %v)", ok, err)
+	}
+	n := 0
+	if err := idx.Dump(func(string, string, history.Pointer) { n++ }); err != nil || n != 0 {
+		t.Fatalf("layout-2 entries kept: %d, %v", n, err)
+	}
+}

@@ -179,10 +179,12 @@ func fetchEntries(ctx context.Context, cl *kgo.Client, topic string, part int32,
 // fetchWanted issues one read_committed fetch of topic[part] at offset from
 // (the broker returns at least the whole batch holding it) and returns,
 // as kgo.Records, only the committed records at the offsets want reports
-// true for, with the fetch position after the response. Only those records
-// are decoded beyond their offset: the scattered reads of Reader.History
-// want one record of each batch they fetch. Errors as logread.FetchAt's.
-func fetchWanted(ctx context.Context, cl *kgo.Client, topic string, part int32, desc logread.Partition, from int64, want func(int64) bool) ([]*kgo.Record, int64, error) {
+// true for, with the fetch position after the response (or after the last
+// of them, when wantAfter(o, last) says no offset in (o, last] is wanted).
+// Only those records are decoded beyond their offset: the scattered reads
+// of Reader.History want one record of each batch they fetch. Errors as
+// logread.FetchAt's.
+func fetchWanted(ctx context.Context, cl *kgo.Client, topic string, part int32, desc logread.Partition, from int64, want func(int64) bool, wantAfter func(o, last int64) bool) ([]*kgo.Record, int64, error) {
 	req := kmsg.NewPtrFetchRequest()
 	req.ReplicaID = -1
 	req.MaxWaitMillis = 0
@@ -216,13 +218,17 @@ func fetchWanted(ctx context.Context, cl *kgo.Client, topic string, part int32, 
 	}
 	dec := kgo.DefaultDecompressor()
 	var out []*kgo.Record
-	next, err := logread.EachCommitted(got, from, dec, func(r logread.Rec) {
-		if !want(r.Offset) {
-			return
+	// The rest of a batch after the last record wanted from it is not
+	// read (a scattered read wants one record of each batch, anywhere in
+	// it): the position returned is then past that record, and the
+	// caller fetches its next wanted offset.
+	next, err := logread.EachCommittedWhile(got, from, dec, func(r logread.Rec) bool {
+		if want(r.Offset) {
+			// Key, value and position only: the reader checks the key
+			// and the envelope of an indexed record, never its headers.
+			out = append(out, &kgo.Record{Key: bytes.Clone(r.Key), Value: bytes.Clone(r.Value), Topic: topic, Partition: part, Offset: r.Offset, Timestamp: time.UnixMilli(r.TimestampMillis)})
 		}
-		// Key, value and position only: the reader checks the key and
-		// the envelope of an indexed record, never its headers.
-		out = append(out, &kgo.Record{Key: bytes.Clone(r.Key), Value: bytes.Clone(r.Value), Topic: topic, Partition: part, Offset: r.Offset, Timestamp: time.UnixMilli(r.TimestampMillis)})
+		return wantAfter(r.Offset, r.BatchLast)
 	})
 	if err != nil {
 		return nil, from, fmt.Errorf("history: decoding %s[%d] at %d: %w", topic, part, from, err)

@@ -6,12 +6,15 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"hash/crc32"
 	"log/slog"
+	"math/bits"
 	"slices"
 	"strconv"
 	"sync"
 
 	"github.com/cockroachdb/pebble/v2"
+	"github.com/cockroachdb/pebble/v2/vfs"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/kcqrs/kcqrs/wire"
@@ -31,17 +34,24 @@ var (
 //	0x00 'c' partition(4, BE)                  -> next offset to index (8, BE)
 //	0x00 't'                                   -> the events topic's id (16)
 //	0x00 'f'                                   -> layout version (1 byte, formatVersion)
-//	0x01 uvarint(len type) type uvarint(len id) id version(8, BE) partition(4, BE) offset(8, BE)
-//	                                           -> partition(4, BE) timestamp ms(8, BE)
+//	0x01 crc32c(stream)(4, BE) stream version(n, then n bytes BE) uvarint(partition) uvarint(offset)
+//	                                           -> varint(timestamp ms)
 //
-// Length prefixes make (type, id) pairs prefix-free (ids are Kafka keys: any
-// bytes), and the big-endian version sorts an aggregate's entries in
-// version order. The partition and offset in the key keep two records that
-// claim the same version (a forged record, say, even one in another
-// partition at the same offset) apart instead of letting the later
-// overwrite the earlier: the reader checks each against its envelope.
-// Layout 1 had no partition in the key; an index of another layout is
-// emptied when opened (it is rebuilt from the events topic).
+// where stream is uvarint(len type) type uvarint(len id) id. Length
+// prefixes make (type, id) pairs prefix-free (ids are Kafka keys: any
+// bytes); the CRC-32C of the stream in front spreads the entries of one
+// fetch evenly over the key space, so they are sorted into Pebble order by
+// buckets of its top bits (sortEntries) and reach the memtable in order.
+// The version, big-endian in as few bytes as it needs after a count of
+// them, sorts an aggregate's entries in version order. The partition and
+// offset in the key keep two records that claim the same version (a forged
+// record, say, even one in another partition at the same offset) apart
+// instead of letting the later overwrite the earlier: the reader checks
+// each against its envelope. About 30 bytes per entry for ids of 8
+// characters (layout 2: about 50).
+// Layout 1 had no partition in the key, layout 2 fixed-width numbers and
+// no CRC; an index of another layout is emptied when opened (it is rebuilt
+// from the events topic).
 const (
 	metaPrefix  = 0x00
 	entryPrefix = 0x01
@@ -53,23 +63,65 @@ var (
 )
 
 // formatVersion is the key layout written by this code.
-const formatVersion = 2
-
-// entryTail is the length of an entry key after its stream prefix.
-const entryTail = 8 + 4 + 8
+const formatVersion = 3
 
 func checkpointKey(part int32) []byte {
 	return binary.BigEndian.AppendUint32([]byte{metaPrefix, 'c'}, uint32(part))
 }
 
 func streamPrefix(aggType, id string) []byte {
-	k := make([]byte, 0, 1+2*binary.MaxVarintLen64+len(aggType)+len(id)+16)
-	k = append(k, entryPrefix)
+	return appendStream(make([]byte, 0, 5+2*binary.MaxVarintLen64+len(aggType)+len(id)+20), []byte(aggType), []byte(id))
+}
+
+// appendStream appends 0x01, the CRC-32C and the stream of (aggType, id).
+func appendStream(k, aggType, id []byte) []byte {
+	k = append(k, entryPrefix, 0, 0, 0, 0)
+	at := len(k)
 	k = binary.AppendUvarint(k, uint64(len(aggType)))
 	k = append(k, aggType...)
 	k = binary.AppendUvarint(k, uint64(len(id)))
 	k = append(k, id...)
+	binary.BigEndian.PutUint32(k[at-4:], crc32.Checksum(k[at:], crc32c))
 	return k
+}
+
+var crc32c = crc32.MakeTable(crc32.Castagnoli)
+
+// appendVersion appends v >= 0 as a count n of bytes then v in n bytes,
+// big-endian (0: the count 0 alone): byte order is numeric order.
+func appendVersion(k []byte, v uint64) []byte {
+	n := (bits.Len64(v) + 7) / 8
+	k = append(k, byte(n))
+	for i := n - 1; i >= 0; i-- {
+		k = append(k, byte(v>>(8*i)))
+	}
+	return k
+}
+
+// versionEnd is above every encoded version (counts run 0..8).
+const versionEnd = 9
+
+// parseTail reads the version, partition and offset after a stream.
+func parseTail(k []byte) (version int64, part int32, offset int64, ok bool) {
+	if len(k) < 1 || k[0] > 8 || len(k) < 1+int(k[0]) {
+		return 0, 0, 0, false
+	}
+	n := int(k[0])
+	var v uint64
+	for _, c := range k[1 : 1+n] {
+		v = v<<8 | uint64(c)
+	}
+	k = k[1+n:]
+	p, m := binary.Uvarint(k)
+	if m <= 0 || p > 1<<31-1 {
+		return 0, 0, 0, false
+	}
+	k = k[m:]
+	o, m := binary.Uvarint(k)
+	if m <= 0 || m != len(k) || o > 1<<63-1 || v > 1<<63-1 {
+		return 0, 0, 0, false
+	}
+	return int64(v), int32(p), int64(o), true
 }
 
 // Pointer is where one event of an aggregate is in the events topic.
@@ -98,11 +150,22 @@ type Index struct {
 
 // Open opens (or creates) the index in dir. Pebble locks the directory: a
 // second process opening it fails.
-func Open(dir string) (*Index, error) {
+func Open(dir string) (*Index, error) { return openFS(dir, nil) }
+
+// openFS opens the index in dir of fs (nil: the disk).
+func openFS(dir string, fs vfs.FS) (*Index, error) {
 	// A larger memtable than Pebble's 4 MiB default: index entries arrive in
 	// the order of the events topic, not of their keys, and fewer flushes
 	// mean fewer compactions competing with the processor for the CPU.
-	db, err := pebble.Open(dir, &pebble.Options{FormatMajorVersion: pebble.FormatNewest, Logger: quietLogger{}, MemTableSize: 32 << 20})
+	//
+	// No write-ahead log: every batch (entries with their checkpoint) goes
+	// to the memtable only, and memtables reach disk whole and in order
+	// (a flush, Close), so what a crash keeps is a prefix of the batches,
+	// each with its own checkpoint: the checkpoint on disk is never ahead
+	// of the entries on disk, and the indexer reads the rest of the topic
+	// again (TestCrashKeepsAPrefixOfBatches). The index is derived from
+	// the events topic; the WAL cost a write per batch for nothing more.
+	db, err := pebble.Open(dir, &pebble.Options{FormatMajorVersion: pebble.FormatNewest, Logger: quietLogger{}, MemTableSize: 32 << 20, DisableWAL: true, FS: fs})
 	if err != nil {
 		return nil, fmt.Errorf("history: open index %s: %w", dir, err)
 	}
@@ -132,13 +195,22 @@ func (x *Index) checkFormat() error {
 	if err := b.Set(formatKey, []byte{formatVersion}, nil); err != nil {
 		return fmt.Errorf("history: %w", err)
 	}
-	if err := b.Commit(pebble.Sync); err != nil {
+	return x.commitDurably(b)
+}
+
+// commitDurably commits b and flushes it to disk (there is no write-ahead
+// log to make a Sync commit durable).
+func (x *Index) commitDurably(b *pebble.Batch) error {
+	if err := b.Commit(pebble.NoSync); err != nil {
+		return fmt.Errorf("history: %w", err)
+	}
+	if err := x.db.Flush(); err != nil {
 		return fmt.Errorf("history: %w", err)
 	}
 	return nil
 }
 
-// Close closes the index.
+// Close flushes what the index holds in memory to disk and closes it.
 func (x *Index) Close() error {
 	x.mu.Lock()
 	defer x.mu.Unlock()
@@ -146,7 +218,7 @@ func (x *Index) Close() error {
 		return ErrClosed
 	}
 	x.closed = true
-	return x.db.Close()
+	return errors.Join(x.db.Flush(), x.db.Close())
 }
 
 func (x *Index) get(key []byte) ([]byte, bool, error) {
@@ -232,15 +304,17 @@ func (e *entries) addRecord(r *kgo.Record) {
 type entries struct {
 	buf     []byte
 	ents    []entry
+	tmp     []entry // sortEntries' scratch
+	counts  []int32 // sortEntries' buckets
 	skipped int
 }
 
 type entry struct {
-	// abbr is 8 bytes of the key from its id's length on, big-endian: the
-	// sort compares it first (keys of one type share every byte before).
+	// abbr is the key's first 8 bytes after 0x01, big-endian (the CRC
+	// and the stream's first bytes): the sort compares it first.
 	abbr       uint64
-	start, end int32
-	val        [12]byte
+	start, end int32 // the key in buf
+	vend       int32 // the value follows the key in buf, up to vend
 }
 
 func (e *entries) reset() {
@@ -249,20 +323,68 @@ func (e *entries) reset() {
 
 func (e *entries) add(aggType, id []byte, version int64, part int32, offset, tsMillis int64) {
 	start := len(e.buf)
-	k := append(e.buf, entryPrefix)
-	k = binary.AppendUvarint(k, uint64(len(aggType)))
-	k = append(k, aggType...)
-	idAt := len(k)
-	k = binary.AppendUvarint(k, uint64(len(id)))
-	k = append(k, id...)
-	k = binary.BigEndian.AppendUint64(k, uint64(version))
-	k = binary.BigEndian.AppendUint32(k, uint32(part))
-	k = binary.BigEndian.AppendUint64(k, uint64(offset))
+	k := appendStream(e.buf, aggType, id)
+	k = appendVersion(k, uint64(version))
+	k = binary.AppendUvarint(k, uint64(uint32(part)))
+	k = binary.AppendUvarint(k, uint64(offset))
+	end := len(k)
+	k = binary.AppendVarint(k, tsMillis)
 	e.buf = k
-	en := entry{abbr: binary.BigEndian.Uint64(k[idAt:]), start: int32(start), end: int32(len(k))}
-	binary.BigEndian.PutUint32(en.val[:4], uint32(part))
-	binary.BigEndian.PutUint64(en.val[4:], uint64(tsMillis))
-	e.ents = append(e.ents, en)
+	var abbr [8]byte
+	copy(abbr[:], k[start+1:end])
+	e.ents = append(e.ents, entry{abbr: binary.BigEndian.Uint64(abbr[:]), start: int32(start), end: int32(end), vend: int32(len(k))})
+}
+
+func (e *entries) key(en *entry) []byte { return e.buf[en.start:en.end] }
+
+func (e *entries) compare(a, b *entry) int {
+	if a.abbr != b.abbr {
+		return cmp.Compare(a.abbr, b.abbr)
+	}
+	return bytes.Compare(e.key(a), e.key(b))
+}
+
+// sortEntries puts e.ents in key order: a counting sort into buckets by
+// the top bits of the CRC-32C that starts every key (evenly spread, about
+// 4 entries a bucket), then an insertion sort of each bucket. tmp is
+// scratch space, returned for reuse.
+func (e *entries) sortEntries(tmp []entry) []entry {
+	n := len(e.ents)
+	if n < 32 {
+		slices.SortFunc(e.ents, func(a, b entry) int { return e.compare(&a, &b) })
+		return tmp
+	}
+	shift := 64 - min(bits.Len(uint(n/4)), 14)
+	nb := 1 << (64 - shift)
+	counts := slices.Grow(e.counts[:0], nb+1)[:nb+1]
+	clear(counts)
+	e.counts = counts
+	for i := range e.ents {
+		counts[e.ents[i].abbr>>shift+1]++
+	}
+	for i := 1; i <= nb; i++ {
+		counts[i] += counts[i-1]
+	}
+	tmp = slices.Grow(tmp[:0], n)[:n]
+	for i := range e.ents {
+		b := e.ents[i].abbr >> shift
+		tmp[counts[b]] = e.ents[i]
+		counts[b]++
+	}
+	// counts[b] is now the end of bucket b; bucket b starts at the end of
+	// bucket b-1.
+	lo := int32(0)
+	for b := 0; b < nb; b++ {
+		hi := counts[b]
+		for i := lo + 1; i < hi; i++ {
+			for j := i; j > lo && e.compare(&tmp[j], &tmp[j-1]) < 0; j-- {
+				tmp[j], tmp[j-1] = tmp[j-1], tmp[j]
+			}
+		}
+		lo = hi
+	}
+	e.ents, tmp = tmp, e.ents
+	return tmp
 }
 
 func (x *Index) apply(part int32, e *entries, next int64) (Stats, error) {
@@ -274,23 +396,16 @@ func (x *Index) apply(part int32, e *entries, next int64) (Stats, error) {
 	}
 	// In key order: Pebble inserts a batch into its memtable (a skiplist)
 	// with one cursor, so a sorted key is found near the previous one
-	// instead of searched for from the top (measured with a fetch's worth
-	// of entries, BenchmarkIndexerCatchUp: about 20% less CPU per event).
-	// The order only matters for speed (a batch is applied whole in any
-	// order): within one aggregate type it is the key order.
-	slices.SortFunc(e.ents, func(a, b entry) int {
-		if a.abbr != b.abbr {
-			return cmp.Compare(a.abbr, b.abbr)
-		}
-		return bytes.Compare(e.buf[a.start:a.end], e.buf[b.start:b.end])
-	})
+	// instead of searched for from the top. The order only matters for
+	// speed (a batch is applied whole in any order).
+	e.tmp = e.sortEntries(e.tmp)
 	// Sized for the entries (a Set costs the key, the value and about 8
 	// bytes of lengths), so the batch does not grow by copying.
-	b := x.db.NewBatchWithSize(len(e.buf) + len(e.ents)*(12+8) + 64)
+	b := x.db.NewBatchWithSize(len(e.buf) + len(e.ents)*8 + 64)
 	defer b.Close()
 	for i := range e.ents {
 		en := &e.ents[i]
-		if err := b.Set(e.buf[en.start:en.end], en.val[:], nil); err != nil {
+		if err := b.Set(e.buf[en.start:en.end], e.buf[en.end:en.vend], nil); err != nil {
 			return Stats{}, fmt.Errorf("history: %w", err)
 		}
 	}
@@ -303,8 +418,8 @@ func (x *Index) apply(part int32, e *entries, next int64) (Stats, error) {
 			return Stats{}, fmt.Errorf("history: %w", err)
 		}
 	}
-	// NoSync: a write lost to a machine crash is read again from the
-	// events topic (the checkpoint is lost with it).
+	// In the memtable only (no WAL): a write lost to a crash is read again
+	// from the events topic (the checkpoint is lost with it).
 	if err := b.Commit(pebble.NoSync); err != nil {
 		return Stats{}, fmt.Errorf("history: %w", err)
 	}
@@ -337,12 +452,12 @@ func (x *Index) Lookup(aggType, id string, from, to int64) ([]Pointer, error) {
 		return nil, ErrClosed
 	}
 	prefix := streamPrefix(aggType, id)
-	lower := binary.BigEndian.AppendUint64(bytes.Clone(prefix), uint64(max(from, 0)))
+	lower := appendVersion(bytes.Clone(prefix), uint64(max(from, 0)))
 	upper := bytes.Clone(prefix)
 	if to > 0 {
-		upper = binary.BigEndian.AppendUint64(upper, uint64(to)+1)
+		upper = appendVersion(upper, uint64(to)+1)
 	} else {
-		upper = binary.BigEndian.AppendUint64(upper, ^uint64(0))
+		upper = append(upper, versionEnd)
 	}
 	it, err := x.db.NewIter(&pebble.IterOptions{LowerBound: lower, UpperBound: upper})
 	if err != nil {
@@ -351,16 +466,12 @@ func (x *Index) Lookup(aggType, id string, from, to int64) ([]Pointer, error) {
 	defer it.Close()
 	var out []Pointer
 	for it.First(); it.Valid(); it.Next() {
-		k, v := it.Key()[len(prefix):], it.Value()
-		if len(k) != entryTail || len(v) != 12 {
+		v, part, off, ok := parseTail(it.Key()[len(prefix):])
+		ts, n := binary.Varint(it.Value())
+		if !ok || n <= 0 || n != len(it.Value()) {
 			return nil, fmt.Errorf("history: malformed index entry for %s %q", aggType, id)
 		}
-		out = append(out, Pointer{
-			Version:         int64(binary.BigEndian.Uint64(k[:8])),
-			Offset:          int64(binary.BigEndian.Uint64(k[12:])),
-			Partition:       int32(binary.BigEndian.Uint32(v[:4])),
-			TimestampMillis: int64(binary.BigEndian.Uint64(v[4:])),
-		})
+		out = append(out, Pointer{Version: v, Partition: part, Offset: off, TimestampMillis: ts})
 	}
 	return out, it.Error()
 }
@@ -384,10 +495,7 @@ func (x *Index) Reset(topicID [16]byte) error {
 	if err := b.Set(formatKey, []byte{formatVersion}, nil); err != nil {
 		return fmt.Errorf("history: %w", err)
 	}
-	if err := b.Commit(pebble.Sync); err != nil {
-		return fmt.Errorf("history: %w", err)
-	}
-	return nil
+	return x.commitDurably(b)
 }
 
 // Dump calls fn for every entry, in key order (tests compare a live index
@@ -404,7 +512,11 @@ func (x *Index) Dump(fn func(aggType, id string, p Pointer)) error {
 	}
 	defer it.Close()
 	for it.First(); it.Valid(); it.Next() {
-		k, v := it.Key()[1:], it.Value()
+		k := it.Key()
+		if len(k) < 5 {
+			return fmt.Errorf("history: malformed key")
+		}
+		k = k[5:]
 		tl, n := binary.Uvarint(k)
 		if n <= 0 || uint64(len(k)-n) < tl {
 			return fmt.Errorf("history: malformed key")
@@ -412,17 +524,16 @@ func (x *Index) Dump(fn func(aggType, id string, p Pointer)) error {
 		aggType := string(k[n : n+int(tl)])
 		k = k[n+int(tl):]
 		il, n := binary.Uvarint(k)
-		if n <= 0 || uint64(len(k)-n) != il+entryTail || len(v) != 12 {
+		if n <= 0 || uint64(len(k)-n) < il {
 			return fmt.Errorf("history: malformed key")
 		}
 		id := string(k[n : n+int(il)])
-		k = k[n+int(il):]
-		fn(aggType, id, Pointer{
-			Version:         int64(binary.BigEndian.Uint64(k[:8])),
-			Offset:          int64(binary.BigEndian.Uint64(k[12:])),
-			Partition:       int32(binary.BigEndian.Uint32(v[:4])),
-			TimestampMillis: int64(binary.BigEndian.Uint64(v[4:])),
-		})
+		v, part, off, ok := parseTail(k[n+int(il):])
+		ts, m := binary.Varint(it.Value())
+		if !ok || m <= 0 || m != len(it.Value()) {
+			return fmt.Errorf("history: malformed entry")
+		}
+		fn(aggType, id, Pointer{Version: v, Partition: part, Offset: off, TimestampMillis: ts})
 	}
 	return it.Error()
 }

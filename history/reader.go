@@ -37,6 +37,12 @@ type ReaderConfig struct {
 	// Concurrency is the number of fetches in flight for one History
 	// call reading scattered offsets. Default 8.
 	Concurrency int
+	// FetchClients are further clients of the same cluster the scattered
+	// fetches are spread over, with Client: Kafka (and the embedded
+	// broker) serves one request per connection at a time, and a client
+	// has one fetch connection per broker, so fetches in flight on one
+	// client wait for each other. Optional; the reader never closes them.
+	FetchClients []*kgo.Client
 	// Open, when set, is the registry that decodes what the endpoints show
 	// and StateAt folds: one that opens personal fields
 	// (Registry.WithKeyring), so they read as the processor's state has
@@ -337,6 +343,7 @@ func (r *Reader) fetchOffsets(ctx context.Context, part int32, offsets []int64) 
 		return nil, err
 	}
 	conc := min(r.cfg.Concurrency, len(offsets))
+	clients := append([]*kgo.Client{r.cfg.Client}, r.cfg.FetchClients...)
 	var mu sync.Mutex
 	var wg sync.WaitGroup
 	errs := make([]error, conc)
@@ -346,7 +353,7 @@ func (r *Reader) fetchOffsets(ctx context.Context, part int32, offsets []int64) 
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			errs[w] = r.fetchRun(ctx, part, d, run, func(rec *kgo.Record) {
+			errs[w] = r.fetchRun(ctx, clients[w%len(clients)], part, d, run, func(rec *kgo.Record) {
 				mu.Lock()
 				out[rec.Offset] = rec
 				mu.Unlock()
@@ -362,7 +369,7 @@ func (r *Reader) fetchOffsets(ctx context.Context, part int32, offsets []int64) 
 
 // fetchRun fetches the offsets of one run in order, one batch per fetch,
 // decoding only the records the run wants.
-func (r *Reader) fetchRun(ctx context.Context, part int32, d logread.Partition, run []int64, found func(*kgo.Record)) error {
+func (r *Reader) fetchRun(ctx context.Context, cl *kgo.Client, part int32, d logread.Partition, run []int64, found func(*kgo.Record)) error {
 	tries := 0
 	for i := 0; i < len(run); {
 		rest := run[i:]
@@ -370,7 +377,11 @@ func (r *Reader) fetchRun(ctx context.Context, part int32, d logread.Partition, 
 			_, ok := slices.BinarySearch(rest, o)
 			return ok
 		}
-		recs, next, err := fetchWanted(ctx, r.cfg.Client, r.cfg.Topic, part, d, run[i], want)
+		wantAfter := func(o, last int64) bool {
+			j, _ := slices.BinarySearch(rest, o+1)
+			return j < len(rest) && rest[j] <= last
+		}
+		recs, next, err := fetchWanted(ctx, cl, r.cfg.Topic, part, d, run[i], want, wantAfter)
 		if errors.Is(err, logread.ErrOffsetOutOfRange) {
 			// The indexed record is no longer in the log (below its
 			// start: deleted by retention or DeleteRecords), unless the

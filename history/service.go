@@ -39,6 +39,11 @@ type ServiceConfig struct {
 	Personal shred.KeyWrapper
 	// KeysTopic is the keys topic. Default topology.DefaultKeysTopic.
 	KeysTopic string
+	// FetchConns is the number of clients (so connections to each broker)
+	// a History call's scattered fetches are spread over
+	// (ReaderConfig.FetchClients): a broker serves one request per
+	// connection at a time. Default 4; they connect on first use.
+	FetchConns int
 }
 
 // Service is an Index, its Indexer running in the background, and a Reader
@@ -48,6 +53,7 @@ type Service struct {
 	ix      *Indexer
 	r       *Reader
 	cl      *kgo.Client
+	more    []*kgo.Client // the reader's further fetch clients
 	cancel  context.CancelFunc
 	done    chan error
 	closeMu sync.Once
@@ -108,24 +114,43 @@ func StartService(cfg ServiceConfig) (*Service, error) {
 		_ = idx.Close()
 		return nil, fmt.Errorf("history: client: %w", err)
 	}
+	if cfg.FetchConns <= 0 {
+		cfg.FetchConns = 4
+	}
+	var more []*kgo.Client
+	closeClients := func() {
+		cl.Close()
+		for _, c := range more {
+			c.Close()
+		}
+	}
+	for range cfg.FetchConns - 1 {
+		c, err := kgo.NewClient(cfg.ClientOpts...)
+		if err != nil {
+			closeClients()
+			_ = idx.Close()
+			return nil, fmt.Errorf("history: client: %w", err)
+		}
+		more = append(more, c)
+	}
 	var ring *shred.Keyring
 	open := cfg.Registry
 	if cfg.Personal != nil && cfg.Registry != nil {
 		ring = shred.NewKeyring()
 		if open, err = cfg.Registry.WithKeyring(ring); err != nil {
-			cl.Close()
+			closeClients()
 			_ = idx.Close()
 			return nil, fmt.Errorf("history: %w", err)
 		}
 	}
-	r, err := NewReader(ReaderConfig{Index: idx, Client: cl, Registry: cfg.Registry, Open: open, Topic: cfg.Topic})
+	r, err := NewReader(ReaderConfig{Index: idx, Client: cl, FetchClients: more, Registry: cfg.Registry, Open: open, Topic: cfg.Topic})
 	if err != nil {
-		cl.Close()
+		closeClients()
 		_ = idx.Close()
 		return nil, err
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	s := &Service{idx: idx, ix: ix, r: r, cl: cl, cancel: cancel, done: make(chan error, 1)}
+	s := &Service{idx: idx, ix: ix, r: r, cl: cl, more: more, cancel: cancel, done: make(chan error, 1)}
 	if ring != nil {
 		keysTopic := cfg.KeysTopic
 		if keysTopic == "" {
@@ -194,6 +219,9 @@ func (s *Service) Close() error {
 			<-s.keysDone
 		}
 		s.cl.Close()
+		for _, c := range s.more {
+			c.Close()
+		}
 		err = errors.Join(err, s.idx.Close())
 	})
 	return err

@@ -50,6 +50,7 @@ func run() error {
 	latDuration := flag.Duration("latency-duration", 0, "how long each latency load runs (quick 3s, full 20s)")
 	latFractions := flag.String("latency-fractions", "", "comma-separated offered loads of the latency measurement, as fractions of the measured maximum (default 0.5,0.1)")
 	historyEvents := flag.Int("history-events", 0, "events in the partition of the history measurement (quick 100000, full 1000000)")
+	upkeepPairs := flag.Int("upkeep-pairs", 0, "alternated pairs (without, with the history indexer) behind the index upkeep rows, reported as medians of the pairs' ratios (default 3)")
 	brokerCompaction := flag.Duration("broker-compaction-every", 0, "keep the embedded broker's periodic compaction pass at this interval (blocks its event loop; default: off, explicit passes between measurements)")
 	flag.Parse()
 
@@ -69,6 +70,7 @@ func run() error {
 	set(&o.Commands, *commands)
 	set(&o.RestartAggregates, *restartAggs)
 	set(&o.HistoryEvents, *historyEvents)
+	set(&o.UpkeepPairs, *upkeepPairs)
 	set(&o.LivenessRounds, *livenessRounds)
 	if *partitions > 0 {
 		o.Partitions = int32(*partitions)

@@ -80,6 +80,10 @@ type Options struct {
 	// HistoryEvents is the size of the events partition of the history
 	// measurement (issue 16). Quick 100000, full 1000000.
 	HistoryEvents int
+	// UpkeepPairs is the number of alternated pairs (without, with the
+	// indexer; the order swapped every pair) behind the index upkeep rows,
+	// reported as the median of the pairs' ratios. Default 3.
+	UpkeepPairs int
 	// compact runs one compaction pass of the embedded broker (nil
 	// otherwise, or when its periodic pass is on).
 	compact func()
@@ -114,6 +118,9 @@ func (o *Options) setDefaults() {
 	}
 	if o.HistoryEvents == 0 {
 		o.HistoryEvents = q.HistoryEvents
+	}
+	if o.UpkeepPairs <= 0 {
+		o.UpkeepPairs = 3
 	}
 	if o.LivenessRounds == 0 {
 		o.LivenessRounds = q.LivenessRounds

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"hash/crc32"
+	"math"
 	"slices"
 
 	"github.com/twmb/franz-go/pkg/kbin"
@@ -32,6 +33,9 @@ type Rec struct {
 	// batch's max timestamp when the topic uses log-append time.
 	TimestampMillis int64
 	Key, Value      []byte
+	// BatchLast is the last offset of the record's batch (math.MaxInt64
+	// when not known: a message set older than magic 2).
+	BatchLast int64
 
 	hdrs  []byte             // the record's headers, after their count (v2)
 	nhdrs int                // their count
@@ -100,9 +104,21 @@ func ParseCommitted(rp *kmsg.FetchResponseTopicPartition, from int64, dec kgo.De
 // kgo.ProcessFetchPartition (checked before fn sees any record).
 func EachCommitted(rp *kmsg.FetchResponseTopicPartition, from int64, dec kgo.Decompressor, fn func(Rec)) (int64, error) {
 	if hasOldMagic(rp.RecordBatches) {
-		return franzGo(rp, from, dec, fn)
+		return franzGo(rp, from, dec, fn, nil)
 	}
-	return parseBatches(rp, from, dec, fn)
+	return parseBatches(rp, from, dec, fn, nil)
+}
+
+// EachCommittedWhile is EachCommitted, except that it stops after the first
+// record fn returns false for and returns that record's offset + 1: the
+// records after it are not read (a scattered read that has what it wants
+// from a batch skips the rest of it). Up to that record, what fn is handed
+// is what EachCommitted hands.
+func EachCommittedWhile(rp *kmsg.FetchResponseTopicPartition, from int64, dec kgo.Decompressor, fn func(Rec) bool) (int64, error) {
+	if hasOldMagic(rp.RecordBatches) {
+		return franzGo(rp, from, dec, nil, fn)
+	}
+	return parseBatches(rp, from, dec, nil, fn)
 }
 
 // hasOldMagic walks the batches as parseBatches does and reports whether
@@ -125,16 +141,26 @@ func hasOldMagic(in []byte) bool {
 }
 
 // franzGo is EachCommitted by kgo.ProcessFetchPartition.
-func franzGo(rp *kmsg.FetchResponseTopicPartition, from int64, dec kgo.Decompressor, fn func(Rec)) (int64, error) {
+func franzGo(rp *kmsg.FetchResponseTopicPartition, from int64, dec kgo.Decompressor, fn func(Rec), while func(Rec) bool) (int64, error) {
 	fp, at := kgo.ProcessFetchPartition(kgo.ProcessFetchPartitionOpts{
 		Offset:         from,
 		IsolationLevel: kgo.ReadCommitted(),
 	}, rp, dec, nil)
 	for _, r := range fp.Records {
-		fn(Rec{Offset: r.Offset, TimestampMillis: r.Timestamp.UnixMilli(), Key: r.Key, Value: r.Value, kh: r.Headers})
+		rec := Rec{Offset: r.Offset, TimestampMillis: r.Timestamp.UnixMilli(), Key: r.Key, Value: r.Value, BatchLast: math.MaxInt64, kh: r.Headers}
+		if while != nil {
+			if !while(rec) {
+				return r.Offset + 1, nil
+			}
+		} else {
+			fn(rec)
+		}
 	}
 	return at, fp.Err
 }
+
+// errStop ends a parse that EachCommittedWhile's fn stopped.
+var errStop = errors.New("logread: stopped")
 
 const batchHeader = 61 // bytes of a v2 record batch before its records
 
@@ -143,7 +169,7 @@ const batchHeader = 61 // bytes of a v2 record batch before its records
 // send them sorted).
 type aborts map[int64][]int64
 
-func parseBatches(rp *kmsg.FetchResponseTopicPartition, from int64, dec kgo.Decompressor, fn func(Rec)) (int64, error) {
+func parseBatches(rp *kmsg.FetchResponseTopicPartition, from int64, dec kgo.Decompressor, fn func(Rec), while func(Rec) bool) (int64, error) {
 	var ab aborts
 	if len(rp.AbortedTransactions) > 0 {
 		ab = aborts{}
@@ -174,7 +200,10 @@ func parseBatches(rp *kmsg.FetchResponseTopicPartition, from int64, dec kgo.Deco
 			return pos, fmt.Errorf("logread: encoded crc %x does not match calculated crc %x", int32(want), int32(sum))
 		}
 		var derr error
-		pos, derr = parseBatch(b, pos, ab, dec, &kept, fn)
+		pos, derr = parseBatch(b, pos, ab, dec, &kept, fn, while)
+		if derr == errStop {
+			return pos, nil
+		}
 		if derr != nil {
 			var de *decompressErr
 			if errors.As(derr, &de) && kept > 0 {
@@ -197,7 +226,7 @@ func (e *decompressErr) Unwrap() error { return e.err }
 // parseBatch decodes one whole record batch b (header checked), handing its
 // kept records to fn (counted in kept) and moving pos, as kgo's
 // processRecordBatch does.
-func parseBatch(b []byte, pos int64, ab aborts, dec kgo.Decompressor, kept *int, fn func(Rec)) (int64, error) {
+func parseBatch(b []byte, pos int64, ab aborts, dec kgo.Decompressor, kept *int, fn func(Rec), while func(Rec) bool) (int64, error) {
 	first := int64(binary.BigEndian.Uint64(b))
 	attrs := int16(binary.BigEndian.Uint16(b[21:]))
 	lastDelta := int32(binary.BigEndian.Uint32(b[23:]))
@@ -270,8 +299,15 @@ func parseBatch(b []byte, pos int64, ab aborts, dec kgo.Decompressor, kept *int,
 				if logAppend {
 					ts = maxTS
 				}
-				fn(Rec{Offset: off, TimestampMillis: ts, Key: key, Value: value, hdrs: hdrs, nhdrs: nh})
+				rec := Rec{Offset: off, TimestampMillis: ts, Key: key, Value: value, BatchLast: last, hdrs: hdrs, nhdrs: nh}
 				*kept++
+				if while != nil {
+					if !while(rec) {
+						return off + 1, errStop
+					}
+				} else {
+					fn(rec)
+				}
 			}
 			pos = off + 1
 		}

@@ -414,3 +414,39 @@ func TestParseCommittedAllocatesNothing(t *testing.T) {
 		t.Fatalf("%d headers seen", headers)
 	}
 }
+
+// TestEachCommittedWhileStopsWhereTold: up to the record its fn refuses,
+// EachCommittedWhile hands exactly what EachCommitted hands (so what
+// franz-go decides), with each record's batch end; it reads nothing after
+// it and returns its offset + 1. Never refused, it is EachCommitted.
+func TestEachCommittedWhileStopsWhereTold(t *testing.T) {
+	dec := kgo.DefaultDecompressor()
+	for seed := range uint64(400) {
+		rng := rand.New(rand.NewPCG(seed, 3))
+		rp, _, end := genLog(t, rng)
+		from := int64(rng.IntN(int(end) + 1))
+		var all []Rec
+		wantAt, wantErr := EachCommitted(cloneResp(rp), from, dec, func(r Rec) { all = append(all, r) })
+		for _, stop := range []int{-1, 0, rng.IntN(len(all) + 1), len(all) - 1} {
+			var got []Rec
+			at, err := EachCommittedWhile(cloneResp(rp), from, dec, func(r Rec) bool {
+				got = append(got, r)
+				return len(got)-1 != stop
+			})
+			if stop < 0 || stop >= len(all) {
+				if at != wantAt || (err == nil) != (wantErr == nil) || len(got) != len(all) {
+					t.Fatalf("seed %d, never stopped: %d records to %d (%v), want %d to %d (%v)", seed, len(got), at, err, len(all), wantAt, wantErr)
+				}
+				continue
+			}
+			if err != nil || len(got) != stop+1 || at != all[stop].Offset+1 {
+				t.Fatalf("seed %d, stop at record %d (offset %d): %d records, at %d, %v", seed, stop, all[stop].Offset, len(got), at, err)
+			}
+			for i := range got {
+				if got[i].Offset != all[i].Offset || !bytes.Equal(got[i].Key, all[i].Key) || got[i].BatchLast < got[i].Offset {
+					t.Fatalf("seed %d: record %d is %+v, want %+v", seed, i, got[i], all[i])
+				}
+			}
+		}
+	}
+}
