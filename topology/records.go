@@ -15,6 +15,7 @@ import (
 
 	"github.com/kcqrs/kcqrs/aggregates"
 	"github.com/kcqrs/kcqrs/schemas"
+	"github.com/kcqrs/kcqrs/shred"
 	"github.com/kcqrs/kcqrs/wire"
 )
 
@@ -567,7 +568,13 @@ func (r *Registry) encodeSnapshot(a *aggState) ([]byte, error) {
 
 // encodeSnapshotFresh encodes a's snapshot, ignoring a.snap.
 func (r *Registry) encodeSnapshotFresh(a *aggState) ([]byte, error) {
-	sv, sealer, err := r.sealToEncode(a.key, a.state)
+	return r.encodeSnapshotFreshEntry(a, nil)
+}
+
+// encodeSnapshotFreshEntry is encodeSnapshotFresh sealing with ent, a's
+// keyring entry (nil: looked up).
+func (r *Registry) encodeSnapshotFreshEntry(a *aggState, ent *shred.Entry) ([]byte, error) {
+	sv, sealer, err := r.sealToEncodeEntry(ent, a.key, a.state)
 	if err != nil {
 		return nil, fmt.Errorf("state of %q: %w", a.key, err)
 	}
