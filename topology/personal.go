@@ -11,6 +11,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/kcqrs/kcqrs/internal/logread"
+	"github.com/kcqrs/kcqrs/schemas"
 	"github.com/kcqrs/kcqrs/shred"
 	"github.com/kcqrs/kcqrs/wire"
 )
@@ -151,6 +152,35 @@ func (r *Registry) sealToEncodeEntry(ent *shred.Entry, subject string, v any) (s
 	}
 	sealed, err = f.SealPtrEntry(r.shred.ring, ent, subject, v)
 	return sealed, f, err
+}
+
+// encodeSealed encodes v with c, its personal fields sealed for subject
+// with ent (the subject's keyring entry of this command; nil: looked up).
+// The compiled plan writes the sealed values in place of the plain ones
+// (schemas.Codec.EncodeSealed); a type without one is sealed into a copy.
+func (r *Registry) encodeSealed(c *schemas.Codec, ent *shred.Entry, subject string, v any) ([]byte, error) {
+	if r.shred == nil {
+		return c.Encode(v)
+	}
+	t := reflect.TypeOf(v)
+	if t != nil && t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	if r.shred.fields[t] == nil {
+		return c.Encode(v)
+	}
+	ring := r.shred.ring
+	out, ok, err := c.EncodeSealed(v, func(plain string) (string, error) { return ring.SealEntry(ent, subject, plain) })
+	if ok {
+		return out, err
+	}
+	sealed, sealer, err := r.sealToEncodeEntry(ent, subject, v)
+	if err != nil {
+		return nil, err
+	}
+	out, err = c.Encode(sealed)
+	sealer.Release(sealed)
+	return out, err
 }
 
 // open opens the personal fields of the decoded value ptr points to.

@@ -574,12 +574,7 @@ func (r *Registry) encodeSnapshotFresh(a *aggState) ([]byte, error) {
 // encodeSnapshotFreshEntry is encodeSnapshotFresh sealing with ent, a's
 // keyring entry (nil: looked up).
 func (r *Registry) encodeSnapshotFreshEntry(a *aggState, ent *shred.Entry) ([]byte, error) {
-	sv, sealer, err := r.sealToEncodeEntry(ent, a.key, a.state)
-	if err != nil {
-		return nil, fmt.Errorf("state of %q: %w", a.key, err)
-	}
-	state, err := a.bt.state.Encode(sv)
-	sealer.Release(sv)
+	state, err := r.encodeSealed(a.bt.state, ent, a.key, a.state)
 	if err != nil {
 		return nil, fmt.Errorf("state of %q: %w", a.key, err)
 	}
@@ -618,12 +613,7 @@ func (r *Registry) encodeEvent(a *aggState, version int64, commandID string, ts 
 	if msg == nil {
 		return nil, fmt.Errorf("event type %q is not listed in aggregate type %q", e.EventType(), a.bt.handler.AggregateType())
 	}
-	sealed, sealer, err := r.sealToEncode(a.key, e)
-	if err != nil {
-		return nil, fmt.Errorf("event %s: %w", e.EventType(), err)
-	}
-	payload, err := msg.codec.Encode(sealed)
-	sealer.Release(sealed)
+	payload, err := r.encodeSealed(msg.codec, nil, a.key, e)
 	if err != nil {
 		return nil, fmt.Errorf("event %s: %w", e.EventType(), err)
 	}
