@@ -9,6 +9,7 @@ import (
 	"runtime"
 	"sync"
 	"sync/atomic"
+	"unsafe"
 
 	"github.com/linkedin/goavro/v2"
 )
@@ -258,6 +259,78 @@ func (c *Codec) fastEncode(v any) (out []byte, ok bool, err error) {
 	if err != nil {
 		return nil, true, fmt.Errorf("schemas: encode %s: %w", c.name, err)
 	}
+	if n := len(out); n <= 1<<16 && int32(n) != c.sizeHint.Load() {
+		c.sizeHint.Store(int32(n))
+	}
+	return out, true, nil
+}
+
+// EncodeSealed is Encode with every top-level field marked PersonalProperty
+// written as seal returns it for the field's value (a nil pointer field
+// stays null and is not passed to seal); v itself is not changed, and its
+// personal values reach nothing but seal. It saves copying v to seal it.
+// ok is false when v's type has no compiled plan (nothing was encoded: seal
+// a copy and Encode it instead).
+func (c *Codec) EncodeSealed(v any, seal func(plain string) (string, error)) (out []byte, ok bool, err error) {
+	t := reflect.TypeOf(v)
+	if t == nil {
+		return nil, false, nil
+	}
+	isPtr := t.Kind() == reflect.Pointer
+	if isPtr {
+		t = t.Elem()
+	}
+	if t.Kind() != reflect.Struct {
+		return nil, false, nil
+	}
+	pl := c.planOf(t)
+	if pl.err != nil || pl.fast == nil || pl.fast.top == nil {
+		return nil, false, nil
+	}
+	p := efaceData(v)
+	if p == nil || (!isPtr && pl.fast.direct) {
+		return nil, false, nil
+	}
+	buf := make([]byte, HeaderLen, max(64, int(c.sizeHint.Load())))
+	copy(buf, c.header[:])
+	out = buf
+	for i := range pl.fast.top {
+		f := &pl.fast.top[i]
+		fp := unsafe.Add(p, f.off)
+		switch {
+		case !f.personal:
+			out, err = f.n.enc(out, fp)
+		case f.ptr:
+			sp := *(**string)(fp)
+			if sp == nil {
+				out, err = f.n.enc(out, fp)
+				break
+			}
+			var sealed string
+			if sealed, err = seal(*sp); err != nil {
+				break
+			}
+			ps := &sealed
+			out, err = f.n.enc(out, unsafe.Pointer(&ps))
+		case f.str:
+			// Appended here (encString's bytes): the sealed value then
+			// needs no addressable copy on the heap.
+			var sealed string
+			if sealed, err = seal(*(*string)(fp)); err == nil {
+				out = append(binary.AppendVarint(out, int64(len(sealed))), sealed...)
+			}
+		default:
+			var sealed string
+			if sealed, err = seal(*(*string)(fp)); err != nil {
+				break
+			}
+			out, err = f.n.enc(out, unsafe.Pointer(&sealed))
+		}
+		if err != nil {
+			return nil, true, fmt.Errorf("schemas: encode %s: %w", c.name, prefixErr(f.name, err))
+		}
+	}
+	runtime.KeepAlive(v)
 	if n := len(out); n <= 1<<16 && int32(n) != c.sizeHint.Load() {
 		c.sizeHint.Store(int32(n))
 	}

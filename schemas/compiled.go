@@ -59,23 +59,29 @@ type compiled struct {
 	// data (an Avro int into a Go int8 or int16 that overflows): Decode then
 	// decodes into a copy so that the target is unchanged on error.
 	fallible bool
+	// top is the top-level record's fields, for EncodeSealed.
+	top []compiledField
 }
 
 type compiler struct {
 	cache    map[convKey]*node
 	fallible bool
 	failed   bool
+	// root is the top-level record, whose fields buildRecord keeps in
+	// rootFields.
+	root       *avroType
+	rootFields []compiledField
 }
 
 // compile returns the plan of record r for struct type t, or nil when some
 // part of the mapping is not compiled (the goavro path then serves t).
 func compile(r *avroType, t reflect.Type) *compiled {
-	c := &compiler{cache: map[convKey]*node{}}
+	c := &compiler{cache: map[convKey]*node{}, root: r}
 	root := c.build(r, t)
 	if c.failed {
 		return nil
 	}
-	return &compiled{root: root, typ: t, direct: isDirectIface(t), fallible: c.fallible}
+	return &compiled{root: root, typ: t, direct: isDirectIface(t), fallible: c.fallible, top: c.rootFields}
 }
 
 // isDirectIface reports whether an interface value holding a t keeps it in
@@ -431,6 +437,10 @@ type compiledField struct {
 	name string
 	off  uintptr
 	n    *node
+	// personal is a field marked PersonalProperty (top level only; a
+	// string kind, or a pointer to one when ptr); str is one whose Avro
+	// type is a plain string.
+	personal, ptr, str bool
 }
 
 func (c *compiler) buildRecord(n *node, a *avroType, t reflect.Type) {
@@ -453,6 +463,23 @@ func (c *compiler) buildRecord(n *node, a *avroType, t reflect.Type) {
 		}
 		sf := t.Field(gi)
 		fields[j] = compiledField{name: f.name, off: sf.Offset, n: c.build(f.typ, sf.Type)}
+		if f.personal && a == c.root {
+			switch {
+			case sf.Type.Kind() == reflect.String:
+				fields[j].personal = true
+				fields[j].str = f.typ.kind == kindString && f.typ.logical == ""
+			case sf.Type.Kind() == reflect.Pointer && sf.Type.Elem().Kind() == reflect.String:
+				fields[j].personal, fields[j].ptr = true, true
+			default:
+				// PersonalGoFields refuses it; EncodeSealed must not
+				// write it in clear.
+				c.failed = true
+				return
+			}
+		}
+	}
+	if a == c.root && c.rootFields == nil {
+		c.rootFields = fields
 	}
 	n.enc = func(buf []byte, p unsafe.Pointer) ([]byte, error) {
 		var err error

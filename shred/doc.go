@@ -34,7 +34,10 @@
 // # Keyring
 //
 // A Keyring is the in-memory map from subject to data key that the runtime
-// fills from the keys topic; Fields applies Seal and Open to the marked
-// fields of a Go struct, the step the runtime adds where records become
-// domain values (topology/records.go).
+// fills from the keys topic; Get returns a subject's Entry, which a caller
+// acting on the subject several times in a row looks up once (SealEntry
+// looks again once the keyring has replaced it). Fields applies Seal and
+// Open to the marked fields of a Go struct, the step the runtime adds where
+// records become domain values (topology/records.go); an encoder with a
+// compiled plan seals without a copy (schemas.Codec.EncodeSealed).
 package shred

@@ -51,11 +51,17 @@ func (f *Fields) Seal(r *Keyring, subject string, v any) (any, error) {
 // hands it back with Release once it has encoded it. It saves allocating
 // and boxing a copy per call.
 func (f *Fields) SealPtr(r *Keyring, subject string, v any) (any, error) {
+	return f.SealPtrEntry(r, nil, subject, v)
+}
+
+// SealPtrEntry is SealPtr with e, subject's entry from r.Get (see
+// Keyring.SealEntry; nil looks it up).
+func (f *Fields) SealPtrEntry(r *Keyring, e *Entry, subject string, v any) (any, error) {
 	if f == nil {
 		return v, nil
 	}
 	dst := f.copies.Get() // a pointer to f.typ
-	cp, _, err := f.sealInto(reflect.ValueOf(dst), r, subject, v)
+	cp, _, err := f.sealInto(reflect.ValueOf(dst), r, e, subject, v)
 	if err != nil || !cp.IsValid() {
 		f.Release(dst) // cleared: it may hold a partly sealed copy
 		return v, err
@@ -84,11 +90,11 @@ func (f *Fields) sealCopy(r *Keyring, subject string, v any) (reflect.Value, boo
 	if f == nil {
 		return reflect.Value{}, false, nil
 	}
-	return f.sealInto(reflect.New(f.typ), r, subject, v)
+	return f.sealInto(reflect.New(f.typ), r, nil, subject, v)
 }
 
 // sealInto is sealCopy into cp, a pointer to f's type.
-func (f *Fields) sealInto(cp reflect.Value, r *Keyring, subject string, v any) (reflect.Value, bool, error) {
+func (f *Fields) sealInto(cp reflect.Value, r *Keyring, e *Entry, subject string, v any) (reflect.Value, bool, error) {
 	rv := reflect.ValueOf(v)
 	isPtr := rv.Kind() == reflect.Pointer
 	if isPtr {
@@ -107,7 +113,7 @@ func (f *Fields) sealInto(cp reflect.Value, r *Keyring, subject string, v any) (
 			if fv.IsNil() {
 				continue
 			}
-			s, err := r.Seal(subject, fv.Elem().String())
+			s, err := r.SealEntry(e, subject, fv.Elem().String())
 			if err != nil {
 				return reflect.Value{}, false, err
 			}
@@ -116,7 +122,7 @@ func (f *Fields) sealInto(cp reflect.Value, r *Keyring, subject string, v any) (
 			fv.Set(p)
 			continue
 		}
-		s, err := r.Seal(subject, fv.String())
+		s, err := r.SealEntry(e, subject, fv.String())
 		if err != nil {
 			return reflect.Value{}, false, err
 		}

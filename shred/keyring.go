@@ -12,16 +12,24 @@ import (
 // It is safe for concurrent use.
 type Keyring struct {
 	mu   sync.RWMutex
-	keys map[string]*ringEntry
+	keys map[string]*Entry
 	// erasures counts Delete calls: a reader that must act on erasures
 	// (the projector drops owner-index entries) polls it.
 	erasures atomic.Uint64
 }
 
-type ringEntry struct {
+// Entry is what a keyring holds of one subject (a key, or its erasure), as
+// Get found it: a caller that acts on a subject several times in a row (the
+// processor's erasure check, key creation and seal of one command) looks it
+// up once. An entry the keyring has since replaced or dropped (Put, Delete,
+// Forget) is no longer Current, and SealEntry then looks the subject up
+// again, so holding one never seals with an erased key.
+type Entry struct {
 	key    DataKey
 	aead   cipher.AEAD
 	erased bool // the keys topic holds the subject's erasure marker
+	// gone is set once the keyring no longer holds this entry.
+	gone atomic.Bool
 	// last is the latest (plaintext, envelope) pair sealed or opened with
 	// this key. A state is sealed again for every snapshot while its
 	// personal fields rarely change: handing out the same envelope for
@@ -38,7 +46,44 @@ type sealPair struct{ plain, sealed string }
 var ErrNoKey = errors.New("shred: no key for the subject (keys not loaded?)")
 
 // NewKeyring returns an empty keyring.
-func NewKeyring() *Keyring { return &Keyring{keys: map[string]*ringEntry{}} }
+func NewKeyring() *Keyring { return &Keyring{keys: map[string]*Entry{}} }
+
+// Get returns subject's entry, nil when the keyring knows nothing of it.
+func (r *Keyring) Get(subject string) *Entry { return r.entry(subject) }
+
+// GetBytes is Get for a subject held in a buffer (no copy is made).
+func (r *Keyring) GetBytes(subject []byte) *Entry {
+	r.mu.RLock()
+	e := r.keys[string(subject)]
+	r.mu.RUnlock()
+	return e
+}
+
+// Current reports whether the keyring still holds e (false for nil).
+func (e *Entry) Current() bool { return e != nil && !e.gone.Load() }
+
+// HasKey reports whether e is a key (not an erasure); false for nil.
+func (e *Entry) HasKey() bool { return e != nil && !e.erased }
+
+// Erased reports whether e is an erasure; false for nil.
+func (e *Entry) Erased() bool { return e != nil && e.erased }
+
+// replace sets subject's entry to e (nil: none), marking the old one gone;
+// r.mu is held.
+func (r *Keyring) replace(subject string, e *Entry) {
+	if old := r.keys[subject]; old != nil {
+		// Not cleared in place: a reader may hold old right now. It is
+		// unreachable from the keyring from here on and left to the
+		// collector.
+		old.gone.Store(true)
+		old.last.Store(nil)
+	}
+	if e == nil {
+		delete(r.keys, subject)
+	} else {
+		r.keys[subject] = e
+	}
+}
 
 // Put sets subject's key.
 func (r *Keyring) Put(subject string, k DataKey) error {
@@ -47,7 +92,7 @@ func (r *Keyring) Put(subject string, k DataKey) error {
 		return fmt.Errorf("shred: key of %q: %w", subject, err)
 	}
 	r.mu.Lock()
-	r.keys[subject] = &ringEntry{key: k, aead: aead}
+	r.replace(subject, &Entry{key: k, aead: aead})
 	r.mu.Unlock()
 	return nil
 }
@@ -56,12 +101,7 @@ func (r *Keyring) Put(subject string, k DataKey) error {
 // subject is remembered as erased, so its values open as Erased.
 func (r *Keyring) Delete(subject string) {
 	r.mu.Lock()
-	if e := r.keys[subject]; e != nil {
-		// Not cleared in place: a reader may hold e right now. The entry
-		// is unreachable from here on and left to the collector.
-		e.last.Store(nil)
-	}
-	r.keys[subject] = &ringEntry{erased: true}
+	r.replace(subject, &Entry{erased: true})
 	r.mu.Unlock()
 	r.erasures.Add(1)
 }
@@ -74,10 +114,7 @@ func (r *Keyring) Erasures() uint64 { return r.erasures.Load() }
 // had never been loaded: for state of a transaction that did not commit.
 func (r *Keyring) Forget(subject string) {
 	r.mu.Lock()
-	if e := r.keys[subject]; e != nil {
-		e.last.Store(nil)
-		delete(r.keys, subject)
-	}
+	r.replace(subject, nil)
 	r.mu.Unlock()
 }
 
@@ -100,7 +137,7 @@ func (r *Keyring) Len() int {
 	return len(r.keys)
 }
 
-func (r *Keyring) entry(subject string) *ringEntry {
+func (r *Keyring) entry(subject string) *Entry {
 	r.mu.RLock()
 	e := r.keys[subject]
 	r.mu.RUnlock()
@@ -118,7 +155,19 @@ func (r *Keyring) Lookup(subject string) (*DataKey, bool) {
 
 // Seal encrypts plaintext with subject's key; the subject must have one.
 func (r *Keyring) Seal(subject, plaintext string) (string, error) {
-	e := r.entry(subject)
+	return r.sealEntry(r.entry(subject), subject, plaintext)
+}
+
+// SealEntry is Seal with e, subject's entry from Get: when e is no longer
+// Current (nil included) the subject is looked up again.
+func (r *Keyring) SealEntry(e *Entry, subject, plaintext string) (string, error) {
+	if !e.Current() {
+		e = r.entry(subject)
+	}
+	return r.sealEntry(e, subject, plaintext)
+}
+
+func (r *Keyring) sealEntry(e *Entry, subject, plaintext string) (string, error) {
 	if e != nil && e.erased {
 		// An erased subject's personal data is never stored again, in any
 		// form: what is written in its place is the erased value itself.

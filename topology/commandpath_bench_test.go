@@ -1,6 +1,7 @@
 package topology
 
 import (
+	"bytes"
 	"fmt"
 	"io"
 	"log/slog"
@@ -11,6 +12,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/kcqrs/kcqrs/aggregates/account"
+	"github.com/kcqrs/kcqrs/shred"
 	"github.com/kcqrs/kcqrs/snapshots"
 	"github.com/kcqrs/kcqrs/wire"
 )
@@ -37,12 +39,25 @@ type commandPath struct {
 
 const commandPathAccounts = 1000
 
-func newCommandPath(tb testing.TB) *commandPath {
+func newCommandPath(tb testing.TB) *commandPath { return newCommandPathWith(tb, false) }
+
+// newCommandPathWith is newCommandPath with personal data on or off: on, a
+// master key is set, each account's owner is sealed and its data key made
+// with its first event (the keys topic's record is acknowledged like every
+// other).
+func newCommandPathWith(tb testing.TB, personal bool) *commandPath {
 	tb.Helper()
-	reg, bt := accountRegistry(tb, false)
+	reg, bt := accountRegistry(tb, personal)
 	c := &commandPath{}
 	cfg := Config{Brokers: []string{"b:1"}, InstanceID: "bench", StateDir: tb.TempDir(), Partitions: 1,
 		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}
+	if personal {
+		mk, err := shred.NewMasterKey(bytes.Repeat([]byte{0x5a}, shred.KeyLen))
+		if err != nil {
+			tb.Fatal(err)
+		}
+		cfg.Personal = mk
+	}
 	cfg.hooks = &testHooks{produce: func(r *kgo.Record, promise func(*kgo.Record, error)) {
 		r.Offset = c.offset.Add(1)
 		promise(r, nil)
@@ -128,8 +143,15 @@ func (c *commandPath) commit() {
 // BenchmarkCommandPath is one Deposit per iteration, round-robin over 1000
 // accounts (each in the state cache, with a full dedupe window), in batches
 // of 1000.
-func BenchmarkCommandPath(b *testing.B) {
-	c := newCommandPath(b)
+func BenchmarkCommandPath(b *testing.B) { benchCommandPath(b, false) }
+
+// BenchmarkCommandPathPersonal is BenchmarkCommandPath with personal data
+// on (the owner sealed in every snapshot): the pair measures what the
+// processor itself adds per command for it, without the broker's share.
+func BenchmarkCommandPathPersonal(b *testing.B) { benchCommandPath(b, true) }
+
+func benchCommandPath(b *testing.B, personal bool) {
+	c := newCommandPathWith(b, personal)
 	recs := make([]*kgo.Record, 0, b.N)
 	for i := range b.N {
 		recs = append(recs, c.record(fmt.Sprintf("bench-dep-%d", i), i%commandPathAccounts, "Deposit", c.deposit))

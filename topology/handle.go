@@ -10,6 +10,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/kcqrs/kcqrs/aggregates"
+	"github.com/kcqrs/kcqrs/shred"
 	"github.com/kcqrs/kcqrs/wire"
 )
 
@@ -62,7 +63,8 @@ func (p *Processor) handle(b *batch, ps *partitionState, r *kgo.Record) {
 	// process that started before the erasure (the transfer saga's legs),
 	// so that the process ends; the check below comes before the dedupe
 	// window for every other command.
-	erased := p.reg.erased(meta.aggregateType, meta.aggregateID)
+	ent := p.reg.ringEntry(meta.aggregateType, meta.aggregateID)
+	erased := ent.Erased()
 	if erased && (meta.commandType == "" || !p.cfg.restricted(meta.aggregateType, meta.commandType)) {
 		p.replyErased(b, r, &meta, base)
 		return
@@ -154,11 +156,11 @@ func (p *Processor) handle(b *batch, ps *partitionState, r *kgo.Record) {
 		}
 		next := *a
 		p.remember(&next, meta.commandID, base)
-		p.commit(b, r, &meta, a, &next, nil, base)
+		p.commit(b, r, &meta, a, &next, nil, base, ent)
 		return
 	}
 	if len(events) > 0 {
-		if err := p.ensureKey(b, ps.p, a); err != nil {
+		if ent, err = p.ensureKey(b, ps.p, a, ent); err != nil {
 			b.fail(fmt.Errorf("data key of %s: %w", a.key, err))
 			return
 		}
@@ -199,18 +201,19 @@ func (p *Processor) handle(b *batch, ps *partitionState, r *kgo.Record) {
 	accepted := base
 	accepted.Status, accepted.Version, accepted.Events = wire.StatusAccepted, next.version, int32(len(events))
 	p.remember(&next, meta.commandID, accepted)
-	p.commit(b, r, &meta, a, &next, evRecs, accepted)
+	p.commit(b, r, &meta, a, &next, evRecs, accepted, ent)
 }
 
 // commit finishes a command that changes its aggregate (events, or a
 // remembered rejection): it sizes the reply and the aggregate's new
 // snapshot, and only when every output fits does it apply next to a and
 // produce the events and the reply. Otherwise the command is isolated and a
-// keeps nothing of it.
-func (p *Processor) commit(b *batch, r *kgo.Record, meta *commandMeta, a, next *aggState, events []*kgo.Record, rep wire.Reply) {
+// keeps nothing of it. ent is the aggregate's keyring entry of this command
+// (nil: looked up when sealing).
+func (p *Processor) commit(b *batch, r *kgo.Record, meta *commandMeta, a, next *aggState, events []*kgo.Record, rep wire.Reply, ent *shred.Entry) {
 	refused := rep
 	refused.Version, refused.Events = a.version, 0
-	snap, err := p.reg.encodeSnapshotFresh(next)
+	snap, err := p.reg.encodeSnapshotFreshEntry(next, ent)
 	if err != nil {
 		p.reject(b, r, meta, refused, &internalError{CodeEncodeFailed, err})
 		return
@@ -228,7 +231,7 @@ func (p *Processor) commit(b *batch, r *kgo.Record, meta *commandMeta, a, next *
 		if next.recentEnc != nil {
 			next.recentEnc = next.recentEnc[drop:]
 		}
-		if snap, err = p.reg.encodeSnapshotFresh(next); err != nil {
+		if snap, err = p.reg.encodeSnapshotFreshEntry(next, ent); err != nil {
 			p.reject(b, r, meta, refused, &internalError{CodeEncodeFailed, err})
 			return
 		}

@@ -11,6 +11,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/kcqrs/kcqrs/internal/logread"
+	"github.com/kcqrs/kcqrs/schemas"
 	"github.com/kcqrs/kcqrs/shred"
 	"github.com/kcqrs/kcqrs/wire"
 )
@@ -132,6 +133,12 @@ func (r *Registry) seal(subject string, v any) (any, error) {
 // or a pointer): the sealed copy comes from a pool (shred.Fields.SealPtr);
 // call f.Release(sealed) once it is encoded (f may be nil).
 func (r *Registry) sealToEncode(subject string, v any) (sealed any, f *shred.Fields, err error) {
+	return r.sealToEncodeEntry(nil, subject, v)
+}
+
+// sealToEncodeEntry is sealToEncode with ent, the subject's keyring entry
+// of this command (nil: looked up).
+func (r *Registry) sealToEncodeEntry(ent *shred.Entry, subject string, v any) (sealed any, f *shred.Fields, err error) {
 	if r.shred == nil {
 		return v, nil, nil
 	}
@@ -143,8 +150,37 @@ func (r *Registry) sealToEncode(subject string, v any) (sealed any, f *shred.Fie
 	if f == nil {
 		return v, nil, nil
 	}
-	sealed, err = f.SealPtr(r.shred.ring, subject, v)
+	sealed, err = f.SealPtrEntry(r.shred.ring, ent, subject, v)
 	return sealed, f, err
+}
+
+// encodeSealed encodes v with c, its personal fields sealed for subject
+// with ent (the subject's keyring entry of this command; nil: looked up).
+// The compiled plan writes the sealed values in place of the plain ones
+// (schemas.Codec.EncodeSealed); a type without one is sealed into a copy.
+func (r *Registry) encodeSealed(c *schemas.Codec, ent *shred.Entry, subject string, v any) ([]byte, error) {
+	if r.shred == nil {
+		return c.Encode(v)
+	}
+	t := reflect.TypeOf(v)
+	if t != nil && t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	if r.shred.fields[t] == nil {
+		return c.Encode(v)
+	}
+	ring := r.shred.ring
+	out, ok, err := c.EncodeSealed(v, func(plain string) (string, error) { return ring.SealEntry(ent, subject, plain) })
+	if ok {
+		return out, err
+	}
+	sealed, sealer, err := r.sealToEncodeEntry(ent, subject, v)
+	if err != nil {
+		return nil, err
+	}
+	out, err = c.Encode(sealed)
+	sealer.Release(sealed)
+	return out, err
 }
 
 // open opens the personal fields of the decoded value ptr points to.
@@ -183,39 +219,58 @@ func (r *Registry) openValue(subject string, v any) (any, error) {
 
 // erased reports whether the aggregate was erased.
 func (r *Registry) erased(aggregateType, aggregateID string) bool {
-	return r.shred != nil && r.shred.ring.Erased(subjectOf(aggregateType, aggregateID))
+	return r.ringEntry(aggregateType, aggregateID).Erased()
+}
+
+// ringEntry is the aggregate's keyring entry (nil without one, or without
+// personal data): one lookup per command serves its erasure check, its key
+// creation (ensureKey) and the seal of its snapshot. The subject is built
+// in a buffer on the stack, not allocated.
+func (r *Registry) ringEntry(aggregateType, aggregateID string) *shred.Entry {
+	if r.shred == nil {
+		return nil
+	}
+	var buf [128]byte
+	b := append(append(append(buf[:0], aggregateType...), '/'), aggregateID...)
+	return r.shred.ring.GetBytes(b)
 }
 
 // ensureKey gives a's subject a data key when its type has personal fields
 // and it has none: the key record goes into this batch's transaction, with
 // the aggregate's first event, and is forgotten again if the transaction
 // does not commit (the partition is then caught up, keys included).
-func (p *Processor) ensureKey(b *batch, part int32, a *aggState) error {
+//
+// ent is the subject's entry as the command found it (nil: none); the
+// subject's entry from here on is returned.
+func (p *Processor) ensureKey(b *batch, part int32, a *aggState, ent *shred.Entry) (*shred.Entry, error) {
 	s := p.reg.shred
 	if s == nil || !s.types[a.bt] {
-		return nil
+		return ent, nil
 	}
 	subject := a.key
-	if s.ring.Has(subject) {
-		return nil
+	if !ent.Current() {
+		ent = s.ring.Get(subject)
 	}
-	if s.ring.Erased(subject) {
-		return nil // sealed as shred.Erased: nothing personal is stored
+	if ent.HasKey() {
+		return ent, nil
+	}
+	if ent.Erased() {
+		return ent, nil // sealed as shred.Erased: nothing personal is stored
 	}
 	k, err := shred.NewDataKey()
 	if err != nil {
-		return err
+		return nil, err
 	}
 	val, err := shred.EncodeKeyRecord(p.cfg.Personal, subject, k)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	if err := s.ring.Put(subject, k); err != nil {
-		return err
+		return nil, err
 	}
 	b.keys = append(b.keys, subject)
 	p.produce(b, &kgo.Record{Topic: p.cfg.Topics.Keys, Partition: part, Key: []byte(subject), Value: val}, nil)
-	return nil
+	return s.ring.Get(subject), nil
 }
 
 // forgetBatchKeys drops the keys and erasures of a batch that did not

@@ -15,6 +15,7 @@ import (
 
 	"github.com/kcqrs/kcqrs/aggregates"
 	"github.com/kcqrs/kcqrs/schemas"
+	"github.com/kcqrs/kcqrs/shred"
 	"github.com/kcqrs/kcqrs/wire"
 )
 
@@ -567,12 +568,13 @@ func (r *Registry) encodeSnapshot(a *aggState) ([]byte, error) {
 
 // encodeSnapshotFresh encodes a's snapshot, ignoring a.snap.
 func (r *Registry) encodeSnapshotFresh(a *aggState) ([]byte, error) {
-	sv, sealer, err := r.sealToEncode(a.key, a.state)
-	if err != nil {
-		return nil, fmt.Errorf("state of %q: %w", a.key, err)
-	}
-	state, err := a.bt.state.Encode(sv)
-	sealer.Release(sv)
+	return r.encodeSnapshotFreshEntry(a, nil)
+}
+
+// encodeSnapshotFreshEntry is encodeSnapshotFresh sealing with ent, a's
+// keyring entry (nil: looked up).
+func (r *Registry) encodeSnapshotFreshEntry(a *aggState, ent *shred.Entry) ([]byte, error) {
+	state, err := r.encodeSealed(a.bt.state, ent, a.key, a.state)
 	if err != nil {
 		return nil, fmt.Errorf("state of %q: %w", a.key, err)
 	}
@@ -611,12 +613,7 @@ func (r *Registry) encodeEvent(a *aggState, version int64, commandID string, ts 
 	if msg == nil {
 		return nil, fmt.Errorf("event type %q is not listed in aggregate type %q", e.EventType(), a.bt.handler.AggregateType())
 	}
-	sealed, sealer, err := r.sealToEncode(a.key, e)
-	if err != nil {
-		return nil, fmt.Errorf("event %s: %w", e.EventType(), err)
-	}
-	payload, err := msg.codec.Encode(sealed)
-	sealer.Release(sealed)
+	payload, err := r.encodeSealed(msg.codec, nil, a.key, e)
 	if err != nil {
 		return nil, fmt.Errorf("event %s: %w", e.EventType(), err)
 	}

@@ -52,6 +52,9 @@ func run() error {
 	historyEvents := flag.Int("history-events", 0, "events in the partition of the history measurement (quick 100000, full 1000000)")
 	upkeepPairs := flag.Int("upkeep-pairs", 0, "alternated pairs (without, with the history indexer) behind the index upkeep rows, reported as medians of the pairs' ratios (default 3)")
 	brokerCompaction := flag.Duration("broker-compaction-every", 0, "keep the embedded broker's periodic compaction pass at this interval (blocks its event loop; default: off, explicit passes between measurements)")
+	personalOnly := flag.Bool("personal-only", false, "run only the personal-data pairs (personal vs plain processor) in each round")
+	personalPairs := flag.Int("personal-pairs", 0, "alternated personal-data pairs per round (default 2)")
+	personalProfile := flag.String("personal-cpuprofile", "", "path prefix: each personal-data contender writes a CPU profile of its timed phase to prefix+name+.pprof")
 	flag.Parse()
 
 	o := bench.Quick()
@@ -92,6 +95,7 @@ func run() error {
 	if *skip != "" {
 		o.Skip = strings.Split(*skip, ",")
 	}
+	o.PersonalOnly, o.PersonalPairs, o.PersonalCPUProfile = *personalOnly, *personalPairs, *personalProfile
 	if *verbose {
 		o.LogOut = os.Stderr
 	}

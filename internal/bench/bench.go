@@ -84,6 +84,16 @@ type Options struct {
 	// indexer; the order swapped every pair) behind the index upkeep rows,
 	// reported as the median of the pairs' ratios. Default 3.
 	UpkeepPairs int
+	// PersonalOnly runs nothing but the personal-data pairs (personal.go)
+	// in each round: for measuring that ratio alone.
+	PersonalOnly bool
+	// PersonalPairs is how many alternated pairs a round measures; default
+	// personalPairs.
+	PersonalPairs int
+	// PersonalCPUProfile, when set, is a path prefix: each personal-data
+	// contender writes a CPU profile of its timed phase to prefix +
+	// contender name + ".pprof" (the broker and producer show up too).
+	PersonalCPUProfile string
 	// compact runs one compaction pass of the embedded broker (nil
 	// otherwise, or when its periodic pass is on).
 	compact func()
@@ -216,6 +226,9 @@ func median(rs []roundResult, f func(roundResult) float64) float64 {
 // to progress.
 func Run(ctx context.Context, o Options, progress io.Writer) (*Results, error) {
 	o.setDefaults()
+	if o.PersonalOnly {
+		o.Skip = append(o.Skip, "history", "restart", "liveness")
+	}
 	start := time.Now()
 	res := &Results{}
 	logf := func(format string, args ...any) {
@@ -269,6 +282,14 @@ func Run(ctx context.Context, o Options, progress io.Writer) (*Results, error) {
 		var rd roundResult
 		rp := fmt.Sprintf("r%d-", round)
 		first := round == 0
+		if o.PersonalOnly {
+			if rd.Personal, rd.PersonalPlain, rd.PersonalRatios, err = measurePersonal(ctx, &o, w, prod, rp, logf); err != nil {
+				return nil, err
+			}
+			logf("processor with personal data: %.0f commands/s, its plain pair %.0f (median of the pairs' ratios %.2fx)", rd.Personal, rd.PersonalPlain, medianOf(rd.PersonalRatios))
+			res.Rounds = append(res.Rounds, rd)
+			continue
+		}
 		// 1. The processor.
 		logf("round %d: processor: %d accounts, %d commands, %d partitions", round+1, o.Accounts, o.Commands, o.Partitions)
 		ptopics := topicsFor(o.Prefix + rp + "proc-")

@@ -4,7 +4,9 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"os"
 	"path/filepath"
+	"runtime/pprof"
 	"slices"
 	"strings"
 
@@ -41,7 +43,31 @@ func measurePersonal(ctx context.Context, o *Options, w *workload, prod *kgo.Cli
 		if err != nil {
 			return 0, err
 		}
-		v, err := w.throughput(ctx, prod, topics.Commands, name, o.Commands, o.Timeout, proc.processed)
+		processed := proc.processed
+		var prof *os.File
+		if o.PersonalCPUProfile != "" {
+			// Profile only the timed part: start once the warm-up is through.
+			processed = func() (int64, error) {
+				n, err := proc.processed()
+				if prof == nil && n >= int64(w.accounts) {
+					if prof, err = os.Create(o.PersonalCPUProfile + name + ".pprof"); err != nil {
+						return n, err
+					}
+					if err := pprof.StartCPUProfile(prof); err != nil {
+						return n, err
+					}
+				}
+				return n, err
+			}
+		}
+		v, cpu, err := w.throughputCPU(ctx, prod, topics.Commands, name, o.Commands, o.Timeout, processed)
+		if prof != nil {
+			pprof.StopCPUProfile()
+			_ = prof.Close()
+		}
+		if err == nil {
+			logf("personal data contender %s: %.0f commands/s, %.1f µs CPU per command", name, v, us(cpu))
+		}
 		if serr := proc.stop(); err == nil && serr != nil {
 			err = serr
 		}
@@ -51,7 +77,11 @@ func measurePersonal(ctx context.Context, o *Options, w *workload, prod *kgo.Cli
 		return v, nil
 	}
 	var pers, plains []float64
-	for i := range personalPairs {
+	pairs := personalPairs
+	if o.PersonalPairs > 0 {
+		pairs = o.PersonalPairs
+	}
+	for i := range pairs {
 		runPers := func() (float64, error) {
 			return one(fmt.Sprintf("pers%d", i), func(c *topology.Config) { c.Personal = mk })
 		}
