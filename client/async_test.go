@@ -16,7 +16,7 @@ import (
 
 // echo is a stand-in processor: it answers every command on the command
 // topic with an ACCEPTED reply carrying the command's correlation id.
-func echo(t *testing.T, brokers []string) {
+func echo(t testing.TB, brokers []string) {
 	t.Helper()
 	env, err := schemas.LoadEnvelopes()
 	if err != nil {
