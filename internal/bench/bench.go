@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/kcqrs/kcqrs/embedded"
@@ -227,7 +228,11 @@ func Run(ctx context.Context, o Options, progress io.Writer) (*Results, error) {
 		if every <= 0 {
 			every = 24 * time.Hour
 		}
-		c, err := embedded.Start(embedded.Options{CompactionIntervalMs: int(every / time.Millisecond)})
+		var c *kfake.Cluster
+		var err error
+		pprof.Do(ctx, pprof.Labels("who", "broker"), func(context.Context) {
+			c, err = embedded.Start(embedded.Options{CompactionIntervalMs: int(every / time.Millisecond)})
+		})
 		if err != nil {
 			return nil, err
 		}

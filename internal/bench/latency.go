@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"runtime/pprof"
 	"slices"
 	"strconv"
 	"sync"
@@ -47,7 +48,16 @@ func percentile(sorted []time.Duration, q float64) time.Duration {
 // for d, and returns the latency distribution of the replies.
 func measureLatency(ctx context.Context, o *Options, w *workload, rec *stageRecorder, commandTopic, replyTopic, run string, rate float64, d time.Duration) (latencyResult, error) {
 	res := latencyResult{rate: rate}
-	cl, err := client.New(ctx, client.Config{Brokers: o.Brokers, CommandTopic: commandTopic, ReplyTopic: replyTopic, ClientOpts: o.ClientOpts})
+	// Profiler labels (go tool pprof -tags): who=client for the client's
+	// goroutines (its reply consumer), who=generator for this one and the
+	// producer goroutines it starts through SendAsync.
+	var cl *client.Client
+	var err error
+	pprof.Do(ctx, pprof.Labels("who", "client"), func(ctx context.Context) {
+		cl, err = client.New(ctx, client.Config{Brokers: o.Brokers, CommandTopic: commandTopic, ReplyTopic: replyTopic, ClientOpts: o.ClientOpts})
+	})
+	pprof.SetGoroutineLabels(pprof.WithLabels(ctx, pprof.Labels("who", "generator")))
+	defer pprof.SetGoroutineLabels(ctx)
 	if err != nil {
 		return res, err
 	}
