@@ -50,6 +50,9 @@ type Options struct {
 	// loads (the client, the processor and the embedded broker share the
 	// process and all show up in it).
 	LatencyCPUProfile io.Writer
+	// LatencyLinger, when positive, is the latency client's producer
+	// linger (kgo.ProducerLinger; the client's default is none).
+	LatencyLinger time.Duration
 	// RestartAggregates is the size of the store of the restart, restore
 	// and memory measurements.
 	RestartAggregates int

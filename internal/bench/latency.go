@@ -10,6 +10,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kgo"
+
 	"github.com/kcqrs/kcqrs/client"
 	"github.com/kcqrs/kcqrs/wire"
 )
@@ -54,7 +56,11 @@ func measureLatency(ctx context.Context, o *Options, w *workload, rec *stageReco
 	var cl *client.Client
 	var err error
 	pprof.Do(ctx, pprof.Labels("who", "client"), func(ctx context.Context) {
-		cl, err = client.New(ctx, client.Config{Brokers: o.Brokers, CommandTopic: commandTopic, ReplyTopic: replyTopic, ClientOpts: o.ClientOpts})
+		opts := o.ClientOpts
+		if o.LatencyLinger > 0 {
+			opts = append(slices.Clip(opts), kgo.ProducerLinger(o.LatencyLinger))
+		}
+		cl, err = client.New(ctx, client.Config{Brokers: o.Brokers, CommandTopic: commandTopic, ReplyTopic: replyTopic, ClientOpts: opts})
 	})
 	pprof.SetGoroutineLabels(pprof.WithLabels(ctx, pprof.Labels("who", "generator")))
 	defer pprof.SetGoroutineLabels(ctx)
