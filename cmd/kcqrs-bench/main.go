@@ -51,7 +51,7 @@ func run() error {
 	latFractions := flag.String("latency-fractions", "", "comma-separated offered loads of the latency measurement, as fractions of the measured maximum (default 0.5,0.1)")
 	latMax := flag.Float64("latency-max", 0, "commands/s the latency fractions are of (default: the processor's rate measured in the same run)")
 	latProfile := flag.String("latency-cpuprofile", "", "write a CPU profile of the latency loads to this file")
-	latLinger := flag.Duration("latency-linger", 0, "the latency client's producer linger (default: the client's, none)")
+	latLinger := flag.Duration("latency-linger", 0, "the latency client's producer linger (default: the client's, client.DefaultLinger)")
 	rounds := flag.Int("rounds", 0, "rounds of the throughput measurements (quick 1, full 3)")
 	historyEvents := flag.Int("history-events", 0, "events in the partition of the history measurement (quick 100000, full 1000000)")
 	brokerCompaction := flag.Duration("broker-compaction-every", 0, "keep the embedded broker's periodic compaction pass at this interval (blocks its event loop; default: off, explicit passes between measurements)")

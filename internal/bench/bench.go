@@ -51,7 +51,7 @@ type Options struct {
 	// process and all show up in it).
 	LatencyCPUProfile io.Writer
 	// LatencyLinger, when positive, is the latency client's producer
-	// linger (kgo.ProducerLinger; the client's default is none).
+	// linger (kgo.ProducerLinger; default client.DefaultLinger).
 	LatencyLinger time.Duration
 	// RestartAggregates is the size of the store of the restart, restore
 	// and memory measurements.
