@@ -16,7 +16,7 @@ import (
 
 // echo is a stand-in processor: it answers every command on the command
 // topic with an ACCEPTED reply carrying the command's correlation id.
-func echo(t *testing.T, brokers []string) {
+func echo(t testing.TB, brokers []string) {
 	t.Helper()
 	env, err := schemas.LoadEnvelopes()
 	if err != nil {
@@ -131,5 +131,96 @@ func TestSendAsyncCallsBackExactlyOnce(t *testing.T) {
 	}
 	if calls.Load() != n {
 		t.Fatalf("%d callbacks for %d commands", calls.Load(), n)
+	}
+}
+
+// TestOneContextManyCommands: commands sharing one context share its
+// watch; its end ends every one of them once, and a context's watch is
+// gone once its last command was answered.
+func TestOneContextManyCommands(t *testing.T) {
+	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(2, "cmds", "replies", "silent", "silent-replies"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	brokers := c.ListenAddrs()
+	echo(t, brokers)
+	bg := context.Background()
+
+	// Answered: the shared context's group goes away with the last reply.
+	cl, err := New(bg, Config{Brokers: brokers, CommandTopic: "cmds", ReplyTopic: "replies"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	shared, cancelShared := context.WithCancel(bg)
+	defer cancelShared()
+	const n = 100
+	errs := make(chan error, n)
+	for i := 0; i < n; i++ {
+		cl.SendAsync(shared, Command{AggregateType: "a", AggregateID: "x", Type: "T", JSON: []byte("{}")}, func(rep wire.Reply, _ Trace, err error) {
+			if err == nil && rep.Status != wire.StatusAccepted {
+				err = errors.New("not accepted")
+			}
+			errs <- err
+		})
+	}
+	for i := 0; i < n; i++ {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	cl.mu.Lock()
+	groups, waiting := len(cl.groups), len(cl.waiters)
+	cl.mu.Unlock()
+	if groups != 0 || waiting != 0 {
+		t.Fatalf("after every reply: %d context groups, %d waiters", groups, waiting)
+	}
+
+	// Unanswered: cancelling the shared context ends each wait once, with
+	// the context's error; another context's wait goes on.
+	quiet, err := New(bg, Config{Brokers: brokers, CommandTopic: "silent", ReplyTopic: "silent-replies"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer quiet.Close()
+	ctx1, cancel1 := context.WithCancel(bg)
+	ctx2, cancel2 := context.WithCancel(bg)
+	defer cancel2()
+	var calls1, calls2 atomic.Int64
+	ended := make(chan error, n)
+	for i := 0; i < n; i++ {
+		quiet.SendAsync(ctx1, Command{AggregateType: "a", AggregateID: "x", Type: "T", JSON: []byte("{}")}, func(_ wire.Reply, _ Trace, err error) {
+			calls1.Add(1)
+			ended <- err
+		})
+	}
+	quiet.SendAsync(ctx2, Command{AggregateType: "a", AggregateID: "y", Type: "T", JSON: []byte("{}")}, func(_ wire.Reply, _ Trace, err error) {
+		calls2.Add(1)
+		t.Logf("the other context's command: %v", err)
+	})
+	// Let the produces finish first: franz-go fails a partition's
+	// buffered records together when one's context ends.
+	time.Sleep(300 * time.Millisecond)
+	cancel1()
+	for i := 0; i < n; i++ {
+		select {
+		case err := <-ended:
+			if !errors.Is(err, context.Canceled) {
+				t.Fatalf("wait %d ended with %v", i, err)
+			}
+		case <-time.After(30 * time.Second):
+			t.Fatalf("%d of %d waits ended after 30s", i, n)
+		}
+	}
+	time.Sleep(100 * time.Millisecond) // a second call would come now
+	if calls1.Load() != n || calls2.Load() != 0 {
+		t.Fatalf("callbacks: %d for %d cancelled commands, %d for the one still waiting", calls1.Load(), n, calls2.Load())
+	}
+	quiet.mu.Lock()
+	groups, waiting = len(quiet.groups), len(quiet.waiters)
+	quiet.mu.Unlock()
+	if groups != 1 || waiting != 1 {
+		t.Fatalf("after the cancel: %d context groups, %d waiters; want 1 and 1", groups, waiting)
 	}
 }

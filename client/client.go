@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"math"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -26,7 +27,9 @@ type Config struct {
 	CommandTopic string
 	// ReplyTopic is where this client reads replies. Default "command_reply".
 	ReplyTopic string
-	// ClientOpts are extra franz-go options (TLS, SASL, ...).
+	// ClientOpts are extra franz-go options (TLS, SASL, ...). They come
+	// after the client's own, so kgo.ProducerLinger here replaces
+	// DefaultLinger.
 	ClientOpts []kgo.Opt
 }
 
@@ -37,7 +40,8 @@ type Command struct {
 	// Type is the command type (its Avro record name).
 	Type string
 	// ID identifies the command for deduplication; reuse it when retrying.
-	// Default: a random id.
+	// Default: a unique id (the client's correlation id of the command: a
+	// random prefix per client and a counter).
 	ID string
 	// ExpectedVersion is "" (any), a version number, wire.ExpectNoStream or
 	// wire.ExpectExists.
@@ -59,12 +63,14 @@ type Client struct {
 	consume *kgo.Client
 	reply   *schemas.Codec
 	mu      sync.Mutex
-	waiters map[string]*waiter // async.go
+	waiters map[uint64]*waiter            // by correlation counter; async.go
+	groups  map[<-chan struct{}]*ctxGroup // async.go
 	done    chan struct{}
-	// Correlation ids are this client's random prefix and a counter:
-	// unique among the clients sharing a reply topic without a
+	// Correlation ids are this client's random prefix and a counter in
+	// base 36: unique among the clients sharing a reply topic without a
 	// crypto/rand read per command (measured: NewID was most of record's
-	// cost in kcqrs-bench's latency phase).
+	// cost in kcqrs-bench's latency phase), and a reply is matched by
+	// parsing the counter back, without a string per reply.
 	corrPrefix string
 	corrSeq    atomic.Uint64
 }
@@ -86,6 +92,12 @@ type Trace struct {
 	// Received: Send's caller has the reply.
 	Received time.Time
 }
+
+// DefaultLinger is how long the client's producer waits for more commands
+// to batch with one (kgo.ProducerLinger): it adds at most that to a command's
+// latency and saves a produce request per few commands under load
+// (measured in BENCHMARKS.md, "The client's path per command").
+const DefaultLinger = time.Millisecond
 
 // ErrClosed is returned by Send after Close.
 var ErrClosed = errors.New("client: closed")
@@ -111,10 +123,12 @@ func New(ctx context.Context, cfg Config) (*Client, error) {
 		return nil, fmt.Errorf("client: %w", err)
 	}
 	base := append([]kgo.Opt{kgo.SeedBrokers(cfg.Brokers...)}, cfg.ClientOpts...)
-	// No linger: a command goes out at once (franz-go lingers 10 ms by
-	// default, which ProduceSync skips but SendAsync would wait out; records
-	// still batch while a request is in flight). ClientOpts may set one.
-	prod, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(cfg.Brokers...), kgo.ProducerLinger(0)}, cfg.ClientOpts...)...)
+	// A linger of DefaultLinger, not franz-go's 10 ms (which SendAsync
+	// would wait out at low load) and not none (an open-loop sender then
+	// makes a produce request of a few records each, and the client's and
+	// the broker's work per request is most of the client's cost per
+	// command). ClientOpts may set another.
+	prod, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(cfg.Brokers...), kgo.ProducerLinger(DefaultLinger)}, cfg.ClientOpts...)...)
 	if err != nil {
 		return nil, fmt.Errorf("client: %w", err)
 	}
@@ -141,7 +155,7 @@ func New(ctx context.Context, cfg Config) (*Client, error) {
 		prod.Close()
 		return nil, fmt.Errorf("client: %w", err)
 	}
-	c := &Client{cfg: cfg, produce: prod, consume: cons, reply: codec, waiters: map[string]*waiter{}, done: make(chan struct{}), corrPrefix: NewID() + "-"}
+	c := &Client{cfg: cfg, produce: prod, consume: cons, reply: codec, waiters: map[uint64]*waiter{}, groups: map[<-chan struct{}]*ctxGroup{}, done: make(chan struct{}), corrPrefix: NewID() + "-"}
 	go c.readReplies()
 	return c, nil
 }
@@ -154,36 +168,75 @@ func (c *Client) readReplies() {
 			return
 		}
 		polled := time.Now()
-		fetches.EachRecord(func(r *kgo.Record) {
-			var corr, ct string
-			for _, h := range r.Headers {
-				switch h.Key {
-				case wire.HeaderCorrelationID:
-					corr = string(h.Value)
-				case wire.HeaderContentType:
-					ct = string(h.Value)
-				}
-			}
-			c.mu.Lock()
-			w := c.waiters[corr]
-			delete(c.waiters, corr)
-			c.mu.Unlock()
-			if w == nil {
-				return // someone else's reply, or one we stopped waiting for
-			}
-			var rep wire.Reply
-			var err error
-			if ct == wire.ContentTypeJSON {
-				err = c.reply.DecodeJSON(r.Value, &rep)
-			} else {
-				err = c.reply.Decode(r.Value, &rep)
-			}
-			if err != nil {
-				err = fmt.Errorf("client: decode reply: %w", err)
-			}
-			w.finish(rep, polled, err)
-		})
+		fetches.EachRecord(func(r *kgo.Record) { c.deliver(r, polled) })
 	}
+}
+
+// deliver hands a reply record to the command waiting for it, if any.
+func (c *Client) deliver(r *kgo.Record, polled time.Time) {
+	var (
+		seq  uint64
+		ours bool
+		json bool
+	)
+	for _, h := range r.Headers {
+		switch h.Key {
+		case wire.HeaderCorrelationID:
+			seq, ours = c.parseCorr(h.Value)
+		case wire.HeaderContentType:
+			json = string(h.Value) == wire.ContentTypeJSON
+		}
+	}
+	if !ours {
+		return // another client's reply
+	}
+	c.mu.Lock()
+	w := c.waiters[seq]
+	if w != nil {
+		delete(c.waiters, seq)
+		c.leave(w)
+	}
+	c.mu.Unlock()
+	if w == nil {
+		return // one we stopped waiting for
+	}
+	var rep wire.Reply
+	var err error
+	if json {
+		err = c.reply.DecodeJSON(r.Value, &rep)
+	} else {
+		err = c.reply.Decode(r.Value, &rep)
+	}
+	if err != nil {
+		err = fmt.Errorf("client: decode reply: %w", err)
+	}
+	w.finish(rep, polled, err)
+}
+
+// parseCorr returns the counter of a correlation id of this client (its
+// prefix and the counter in base 36).
+func (c *Client) parseCorr(v []byte) (uint64, bool) {
+	p := c.corrPrefix
+	if len(v) <= len(p) || string(v[:len(p)]) != p {
+		return 0, false
+	}
+	var n uint64
+	for _, b := range v[len(p):] {
+		var d byte
+		switch {
+		case '0' <= b && b <= '9':
+			d = b - '0'
+		case 'a' <= b && b <= 'z':
+			d = b - 'a' + 10
+		default:
+			return 0, false
+		}
+		if n > (math.MaxUint64-uint64(d))/36 {
+			return 0, false
+		}
+		n = n*36 + uint64(d)
+	}
+	return n, true
 }
 
 // NewID returns a random command or correlation id.
@@ -216,35 +269,91 @@ func (c *Client) SendTrace(ctx context.Context, cmd Command) (wire.Reply, Trace,
 
 // record builds the Kafka record for cmd and returns its correlation id.
 func (c *Client) record(cmd Command) (*kgo.Record, string, error) {
+	w := &waiter{}
+	if err := c.fill(w, cmd); err != nil {
+		return nil, "", err
+	}
+	for _, h := range w.rec.Headers {
+		if h.Key == wire.HeaderCorrelationID {
+			return &w.rec, string(h.Value), nil
+		}
+	}
+	return &w.rec, "", nil
+}
+
+// fill builds w's record for cmd and gives w its correlation counter. The
+// record's key and header values are one allocation.
+func (c *Client) fill(w *waiter, cmd Command) error {
 	if cmd.AggregateType == "" || cmd.AggregateID == "" || cmd.Type == "" {
-		return nil, "", errors.New("client: a command needs AggregateType, AggregateID and Type")
+		return errors.New("client: a command needs AggregateType, AggregateID and Type")
 	}
 	if (cmd.JSON == nil) == (cmd.Avro == nil) {
-		return nil, "", errors.New("client: a command needs exactly one of JSON or Avro")
+		return errors.New("client: a command needs exactly one of JSON or Avro")
 	}
-	if cmd.ID == "" {
-		cmd.ID = NewID()
-	}
-	corr := c.corrPrefix + strconv.FormatUint(c.corrSeq.Add(1), 36)
+	w.seq = c.corrSeq.Add(1)
 	value, ct := cmd.Avro, wire.ContentTypeAvro
 	if cmd.JSON != nil {
 		value, ct = cmd.JSON, wire.ContentTypeJSON
 	}
-	headers := []kgo.RecordHeader{
-		{Key: wire.HeaderCommandID, Value: []byte(cmd.ID)},
-		{Key: wire.HeaderCommandType, Value: []byte(cmd.Type)},
-		{Key: wire.HeaderAggregateType, Value: []byte(cmd.AggregateType)},
-		{Key: wire.HeaderContentType, Value: []byte(ct)},
-		{Key: wire.HeaderCorrelationID, Value: []byte(corr)},
-		{Key: wire.HeaderReplyTopic, Value: []byte(c.cfg.ReplyTopic)},
+	const maxSeq = 13 // base-36 digits of a uint64
+	n := len(cmd.AggregateID) + 2*len(c.corrPrefix) + 2*maxSeq + len(cmd.ID) + len(cmd.Type) + len(cmd.AggregateType) +
+		len(ct) + len(c.cfg.ReplyTopic) + len(cmd.ExpectedVersion) + len(time.RFC3339Nano) + 8
+	buf := make([]byte, 0, n)
+	var ends [10]int // where each piece of buf ends
+	piece := 0
+	add := func(s string) {
+		buf = append(buf, s...)
+		ends[piece] = len(buf)
+		piece++
 	}
+	add(cmd.AggregateID)
+	buf = append(buf, c.corrPrefix...)
+	buf = strconv.AppendUint(buf, w.seq, 36)
+	ends[piece] = len(buf)
+	piece++
+	if cmd.ID == "" {
+		// The correlation id, unique as well.
+		buf = append(buf, buf[ends[0]:ends[1]]...)
+		ends[piece] = len(buf)
+		piece++
+	} else {
+		add(cmd.ID)
+	}
+	add(cmd.Type)
+	add(cmd.AggregateType)
+	add(ct)
+	add(c.cfg.ReplyTopic)
 	if cmd.ExpectedVersion != "" {
-		headers = append(headers, kgo.RecordHeader{Key: wire.HeaderExpectedVersion, Value: []byte(cmd.ExpectedVersion)})
+		add(cmd.ExpectedVersion)
 	}
 	if !cmd.Deadline.IsZero() {
-		headers = append(headers, kgo.RecordHeader{Key: wire.HeaderDeadline, Value: []byte(cmd.Deadline.UTC().Format(time.RFC3339Nano))})
+		buf = cmd.Deadline.UTC().AppendFormat(buf, time.RFC3339Nano)
+		ends[piece] = len(buf)
+		piece++
 	}
-	return &kgo.Record{Topic: c.cfg.CommandTopic, Key: []byte(cmd.AggregateID), Value: value, Headers: headers}, corr, nil
+	at := func(i int) []byte { return buf[ends[i-1]:ends[i]:ends[i]] }
+	w.cmdID, w.cmdType = cmd.ID, cmd.Type
+	if w.cmdID == "" {
+		w.cmdID = string(at(2))
+	}
+	h := append(w.hdrs[:0],
+		kgo.RecordHeader{Key: wire.HeaderCommandID, Value: at(2)},
+		kgo.RecordHeader{Key: wire.HeaderCommandType, Value: at(3)},
+		kgo.RecordHeader{Key: wire.HeaderAggregateType, Value: at(4)},
+		kgo.RecordHeader{Key: wire.HeaderContentType, Value: at(5)},
+		kgo.RecordHeader{Key: wire.HeaderCorrelationID, Value: at(1)},
+		kgo.RecordHeader{Key: wire.HeaderReplyTopic, Value: at(6)},
+	)
+	next := 7
+	if cmd.ExpectedVersion != "" {
+		h = append(h, kgo.RecordHeader{Key: wire.HeaderExpectedVersion, Value: at(next)})
+		next++
+	}
+	if !cmd.Deadline.IsZero() {
+		h = append(h, kgo.RecordHeader{Key: wire.HeaderDeadline, Value: at(next)})
+	}
+	w.rec = kgo.Record{Topic: c.cfg.CommandTopic, Key: buf[:ends[0]:ends[0]], Value: value, Headers: h}
+	return nil
 }
 
 // Close stops reading replies and closes the connections. Pending Sends
@@ -253,6 +362,14 @@ func (c *Client) Close() {
 	c.mu.Lock()
 	pending := c.waiters
 	c.waiters = nil
+	for _, g := range c.groups {
+		g.stop()
+		g.head, g.n = nil, 0
+	}
+	c.groups = nil
+	for _, w := range pending {
+		w.group, w.prev, w.next = nil, nil, nil
+	}
 	c.mu.Unlock()
 	for _, w := range pending {
 		w.finish(wire.Reply{}, time.Time{}, ErrClosed)

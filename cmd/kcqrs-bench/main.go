@@ -49,6 +49,10 @@ func run() error {
 	projProfile := flag.String("projector-cpuprofile", "", "write a CPU profile of the first round's projector catch-up to this file")
 	latDuration := flag.Duration("latency-duration", 0, "how long each latency load runs (quick 3s, full 20s)")
 	latFractions := flag.String("latency-fractions", "", "comma-separated offered loads of the latency measurement, as fractions of the measured maximum (default 0.5,0.1)")
+	latMax := flag.Float64("latency-max", 0, "commands/s the latency fractions are of (default: the processor's rate measured in the same run)")
+	latProfile := flag.String("latency-cpuprofile", "", "write a CPU profile of the latency loads to this file")
+	latLinger := flag.Duration("latency-linger", 0, "the latency client's producer linger (default: the client's, client.DefaultLinger)")
+	rounds := flag.Int("rounds", 0, "rounds of the throughput measurements (quick 1, full 3)")
 	historyEvents := flag.Int("history-events", 0, "events in the partition of the history measurement (quick 100000, full 1000000)")
 	upkeepPairs := flag.Int("upkeep-pairs", 0, "alternated pairs (without, with the history indexer) behind the index upkeep rows, reported as medians of the pairs' ratios (default 3)")
 	brokerCompaction := flag.Duration("broker-compaction-every", 0, "keep the embedded broker's periodic compaction pass at this interval (blocks its event loop; default: off, explicit passes between measurements)")
@@ -75,6 +79,9 @@ func run() error {
 	set(&o.HistoryEvents, *historyEvents)
 	set(&o.UpkeepPairs, *upkeepPairs)
 	set(&o.LivenessRounds, *livenessRounds)
+	set(&o.Rounds, *rounds)
+	o.LatencyMax = *latMax
+	o.LatencyLinger = *latLinger
 	if *partitions > 0 {
 		o.Partitions = int32(*partitions)
 	}
@@ -106,6 +113,14 @@ func run() error {
 		}
 		defer f.Close()
 		o.CPUProfile = f
+	}
+	if *latProfile != "" {
+		f, err := os.Create(*latProfile)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		o.LatencyCPUProfile = f
 	}
 	if *projProfile != "" {
 		f, err := os.Create(*projProfile)

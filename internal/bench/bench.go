@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/kcqrs/kcqrs/embedded"
@@ -41,6 +42,17 @@ type Options struct {
 	// latency measurements, each for LatencyDuration. Default 0.5 and 0.1.
 	LatencyFractions []float64
 	LatencyDuration  time.Duration
+	// LatencyMax, when positive, is the rate (commands/s) the latency
+	// fractions are of, instead of the processor's rate measured in the
+	// same run: runs of different builds then offer the same load.
+	LatencyMax float64
+	// LatencyCPUProfile, when set, receives a CPU profile of the latency
+	// loads (the client, the processor and the embedded broker share the
+	// process and all show up in it).
+	LatencyCPUProfile io.Writer
+	// LatencyLinger, when positive, is the latency client's producer
+	// linger (kgo.ProducerLinger; default client.DefaultLinger).
+	LatencyLinger time.Duration
 	// RestartAggregates is the size of the store of the restart, restore
 	// and memory measurements.
 	RestartAggregates int
@@ -239,7 +251,11 @@ func Run(ctx context.Context, o Options, progress io.Writer) (*Results, error) {
 		if every <= 0 {
 			every = 24 * time.Hour
 		}
-		c, err := embedded.Start(embedded.Options{CompactionIntervalMs: int(every / time.Millisecond)})
+		var c *kfake.Cluster
+		var err error
+		pprof.Do(ctx, pprof.Labels("who", "broker"), func(context.Context) {
+			c, err = embedded.Start(embedded.Options{CompactionIntervalMs: int(every / time.Millisecond)})
+		})
 		if err != nil {
 			return nil, err
 		}
@@ -332,8 +348,16 @@ func Run(ctx context.Context, o Options, progress io.Writer) (*Results, error) {
 
 		// The latency at a fraction of that maximum, same processor.
 		if !o.skip("latency") && first {
+			if o.LatencyCPUProfile != nil {
+				if err := pprof.StartCPUProfile(o.LatencyCPUProfile); err != nil {
+					return nil, err
+				}
+			}
 			for i, f := range o.LatencyFractions {
 				rate := rd.Processor * f
+				if o.LatencyMax > 0 {
+					rate = o.LatencyMax * f
+				}
 				if o.compact != nil {
 					t := time.Now()
 					o.compact()
@@ -355,6 +379,9 @@ func Run(ctx context.Context, o Options, progress io.Writer) (*Results, error) {
 				logf("latency stages (p50/p99/median of the slowest 1%%): %v", lr.stages)
 				logf("latency: %s", lr.stalls)
 				logf("latency: the processor ran %d transactions, %.0f commands each on average", lr.txns, float64(lr.txnCommands)/float64(max(lr.txns, 1)))
+			}
+			if o.LatencyCPUProfile != nil {
+				pprof.StopCPUProfile()
 			}
 		}
 		if err := proc.stop(); err != nil {

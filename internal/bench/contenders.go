@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"runtime/pprof"
 	"sync/atomic"
 	"time"
 
@@ -36,14 +37,21 @@ func startProcessor(o *Options, topics topology.Topics, group, instance, stateDi
 	if mutate != nil {
 		mutate(&cfg)
 	}
-	p, err := topology.New(cfg, reg)
-	if err != nil {
-		return nil, err
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	rp := &runningProcessor{Processor: p, cancel: cancel, done: make(chan error, 1)}
-	go func() { rp.done <- p.Run(ctx) }()
-	return rp, nil
+	// Profiler label who=processor: its goroutines inherit it, so a CPU
+	// profile tells it from the broker and the client (go tool pprof -tags).
+	var (
+		rp *runningProcessor
+		p  *topology.Processor
+	)
+	pprof.Do(context.Background(), pprof.Labels("who", "processor"), func(lctx context.Context) {
+		if p, err = topology.New(cfg, reg); err != nil {
+			return
+		}
+		ctx, cancel := context.WithCancel(lctx)
+		rp = &runningProcessor{Processor: p, cancel: cancel, done: make(chan error, 1)}
+		go func() { rp.done <- p.Run(ctx) }()
+	})
+	return rp, err
 }
 
 func (rp *runningProcessor) stop() error {

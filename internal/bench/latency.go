@@ -4,9 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"runtime/pprof"
 	"slices"
+	"strconv"
 	"sync"
 	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/kcqrs/kcqrs/client"
 	"github.com/kcqrs/kcqrs/wire"
@@ -46,7 +50,20 @@ func percentile(sorted []time.Duration, q float64) time.Duration {
 // for d, and returns the latency distribution of the replies.
 func measureLatency(ctx context.Context, o *Options, w *workload, rec *stageRecorder, commandTopic, replyTopic, run string, rate float64, d time.Duration) (latencyResult, error) {
 	res := latencyResult{rate: rate}
-	cl, err := client.New(ctx, client.Config{Brokers: o.Brokers, CommandTopic: commandTopic, ReplyTopic: replyTopic, ClientOpts: o.ClientOpts})
+	// Profiler labels (go tool pprof -tags): who=client for the client's
+	// goroutines (its reply consumer), who=generator for this one and the
+	// producer goroutines it starts through SendAsync.
+	var cl *client.Client
+	var err error
+	pprof.Do(ctx, pprof.Labels("who", "client"), func(ctx context.Context) {
+		opts := o.ClientOpts
+		if o.LatencyLinger > 0 {
+			opts = append(slices.Clip(opts), kgo.ProducerLinger(o.LatencyLinger))
+		}
+		cl, err = client.New(ctx, client.Config{Brokers: o.Brokers, CommandTopic: commandTopic, ReplyTopic: replyTopic, ClientOpts: opts})
+	})
+	pprof.SetGoroutineLabels(pprof.WithLabels(ctx, pprof.Labels("who", "generator")))
+	defer pprof.SetGoroutineLabels(ctx)
 	if err != nil {
 		return res, err
 	}
@@ -70,6 +87,16 @@ func measureLatency(ctx context.Context, o *Options, w *workload, rec *stageReco
 	sctx, cancel := context.WithDeadline(ctx, start.Add(d+replyTimeout))
 	defer cancel()
 	stalls := watchStalls(start)
+	// The generator's own work per command stays small (it shares the
+	// CPU with what it measures): the account ids made once, the command
+	// ids without fmt, the result slices sized once.
+	accounts := make([]string, w.accounts)
+	for i := range accounts {
+		accounts[i] = accountID(i)
+	}
+	idPrefix := run + "-lat-"
+	latencies = make([]time.Duration, 0, n)
+	traces = make([]timedTrace, 0, n)
 	for i := 0; i < n; i++ {
 		at := start.Add(time.Duration(i) * interval)
 		if wait := time.Until(at); wait > 0 {
@@ -80,8 +107,8 @@ func measureLatency(ctx context.Context, o *Options, w *workload, rec *stageReco
 		// replies does not turn into a pile of goroutine stacks that the
 		// process (the broker and processor too) then has to scan.
 		cl.SendAsync(sctx, client.Command{
-			AggregateType: "account", AggregateID: accountID(i % w.accounts), Type: "Deposit",
-			ID: fmt.Sprintf("%s-lat-%d", run, i), Avro: w.deposit,
+			AggregateType: "account", AggregateID: accounts[i%len(accounts)], Type: "Deposit",
+			ID: idPrefix + strconv.Itoa(i), Avro: w.deposit,
 		}, func(rep wire.Reply, tr client.Trace, err error) {
 			defer wg.Done()
 			took := time.Since(at)
