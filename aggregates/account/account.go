@@ -59,7 +59,9 @@ const (
 	// CodeNonzeroBalance: CloseAccount while money is left on the account.
 	CodeNonzeroBalance = "nonzero_balance"
 	// CodeInvalidTransfer: a transfer command without a transfer id or
-	// (DebitForTransfer) without a target account.
+	// (DebitForTransfer) without a target account, or (DebitForTransfer)
+	// with a transfer id over MaxTransferIDBytes or a target over
+	// MaxAccountIDBytes.
 	CodeInvalidTransfer = "invalid_transfer"
 	// CodeTransferPending: DebitForTransfer with the id of a transfer that is
 	// still pending on this account.
@@ -74,6 +76,21 @@ const (
 	// CodeErased: the code of a TransferCreditRefused recorded because the
 	// target's personal data was erased (RefusedWhenErased).
 	CodeErased = "erased"
+)
+
+// Bounds of the ids a transfer repeats. A debit's transfer id and target
+// travel in every leg the saga derives from it (as its key, value and
+// correlation id), in the source's pending list and in the target's events:
+// a debit naming ids of hundreds of KB was accepted, and its legs could not
+// be written (larger than a command may be), so its money stayed pending
+// forever. DebitForTransfer refuses them (CodeInvalidTransfer) instead.
+const (
+	// MaxTransferIDBytes bounds a transfer id (a client's label: a UUID is
+	// 36 bytes).
+	MaxTransferIDBytes = 256
+	// MaxAccountIDBytes bounds the account id a transfer names as its
+	// target.
+	MaxAccountIDBytes = 4096
 )
 
 // Account is the state of one account.
@@ -511,6 +528,11 @@ func debitForTransfer(s Account, c DebitForTransfer) ([]aggregates.Event, error)
 	}
 	if c.TransferID == "" || c.To == "" {
 		return nil, aggregates.Reject(CodeInvalidTransfer, "a transfer needs a transfer id and a target account")
+	}
+	if len(c.TransferID) > MaxTransferIDBytes || len(c.To) > MaxAccountIDBytes {
+		// Not quoted: the message would repeat what is refused for its size.
+		return nil, aggregates.Reject(CodeInvalidTransfer, "transfer id of %d bytes (at most %d) or target id of %d bytes (at most %d)",
+			len(c.TransferID), MaxTransferIDBytes, len(c.To), MaxAccountIDBytes)
 	}
 	if s.pending(c.TransferID) >= 0 {
 		return nil, aggregates.Reject(CodeTransferPending, "transfer %q is already pending on this account", c.TransferID)

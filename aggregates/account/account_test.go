@@ -293,6 +293,18 @@ func TestTransferLegs(t *testing.T) {
 		{Name: "debit zero", Given: []aggregates.Event{opened, deposited(10, 10)}, When: account.DebitForTransfer{TransferID: "t1", To: "bob"}, Reject: account.CodeInvalidAmount},
 		{Name: "debit without id", Given: []aggregates.Event{opened, deposited(10, 10)}, When: account.DebitForTransfer{To: "bob", Amount: 1}, Reject: account.CodeInvalidTransfer},
 		{Name: "debit without target", Given: []aggregates.Event{opened, deposited(10, 10)}, When: account.DebitForTransfer{TransferID: "t1", Amount: 1}, Reject: account.CodeInvalidTransfer},
+		// Its legs repeat the transfer id and the target: ids past the
+		// bounds made legs the saga could not send (the money held pending
+		// forever), so the debit is refused, with nothing moved.
+		{Name: "debit with a transfer id too long", Given: []aggregates.Event{opened, deposited(10, 10)}, When: account.DebitForTransfer{TransferID: strings.Repeat("t", account.MaxTransferIDBytes+1), To: "bob", Amount: 1}, Reject: account.CodeInvalidTransfer},
+		{Name: "debit to a target id too long", Given: []aggregates.Event{opened, deposited(10, 10)}, When: account.DebitForTransfer{TransferID: "t1", To: strings.Repeat("b", account.MaxAccountIDBytes+1), Amount: 1}, Reject: account.CodeInvalidTransfer},
+		{
+			Name:  "debit with ids at the bounds",
+			Given: []aggregates.Event{opened, deposited(10, 10)},
+			When:  account.DebitForTransfer{TransferID: strings.Repeat("t", account.MaxTransferIDBytes), To: strings.Repeat("b", account.MaxAccountIDBytes), Amount: 1},
+			Then:  []aggregates.Event{debited(1, strings.Repeat("t", account.MaxTransferIDBytes), strings.Repeat("b", account.MaxAccountIDBytes), 1, 9)},
+			State: withPending(9, 1, account.PendingTransfer{TransferID: strings.Repeat("t", account.MaxTransferIDBytes), To: strings.Repeat("b", account.MaxAccountIDBytes), Amount: 1, Seq: 1}),
+		},
 		{Name: "debit from a closed account", Given: []aggregates.Event{opened, closed}, When: account.DebitForTransfer{TransferID: "t1", To: "bob", Amount: 1}, Reject: account.CodeClosed},
 		{
 			Name:   "debit with a pending id",
