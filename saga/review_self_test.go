@@ -72,3 +72,30 @@ func TestTransferFromALongAccountIDCompletes(t *testing.T) {
 	accepted(t, send(t, h, long, "DebitForTransfer", `{"transferId":"t1","to":"bob","amount":20}`))
 	waitMoney(t, h, 51, func(a map[string]account.Account) bool { return a["bob"].Balance == 20 && a[long].Balance == 30 })
 }
+
+// TestTransferFromAHugeAccountIDEnds: an account id is any Kafka key the
+// processor takes, so an account of 460 KB can be opened and can debit.
+// Its credit leg carried the source twice (in the value and in the
+// correlation id): larger than a command may be, it was never sent, and
+// the money stayed pending forever. And a target that took credits from a
+// few such sources kept each id in its credit marks, until its snapshot no
+// longer fit a record. The transfer must end: refused by the target
+// (invalid_transfer, no mark) and refunded to the source.
+func TestTransferFromAHugeAccountIDEnds(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t)
+	h.StartProcessor("w0", "")
+	startSaga(t, h, "s0")
+	openAccounts(t, h, 1, false)
+	huge := strings.Repeat("h", 460<<10)
+	accepted(t, send(t, h, huge, "OpenAccount", `{"owner":"H","currency":"EUR"}`))
+	accepted(t, send(t, h, huge, "Deposit", `{"amount":50}`))
+	accepted(t, send(t, h, huge, "DebitForTransfer", `{"transferId":"t1","to":"bob","amount":20}`))
+	accs := waitMoney(t, h, 51, func(a map[string]account.Account) bool { return a[huge].Balance == 50 })
+	if accs["bob"].Balance != 0 || len(accs["bob"].Credited) != 0 {
+		t.Fatalf("bob %+v: want no credit and no mark of the huge source", accs["bob"])
+	}
+	if c, r := transferEvents(t, h); c != 0 || r != 1 {
+		t.Fatalf("%d completed and %d refunded transfers, want 1 refunded", c, r)
+	}
+}
