@@ -61,7 +61,8 @@ const (
 	// CodeInvalidTransfer: a transfer command without a transfer id or
 	// (DebitForTransfer) without a target account, or (DebitForTransfer)
 	// with a transfer id over MaxTransferIDBytes or a target over
-	// MaxAccountIDBytes.
+	// MaxAccountIDBytes; also the code of the TransferCreditRefused of a
+	// credit from a source over MaxAccountIDBytes.
 	CodeInvalidTransfer = "invalid_transfer"
 	// CodeTransferPending: DebitForTransfer with the id of a transfer that is
 	// still pending on this account.
@@ -89,9 +90,17 @@ const (
 	// 36 bytes).
 	MaxTransferIDBytes = 256
 	// MaxAccountIDBytes bounds the account id a transfer names as its
-	// target.
+	// target; a credit from a source over it is refused (and refunded).
 	MaxAccountIDBytes = 4096
 )
+
+// capID is an id as a rejection message quotes it: at most 64 bytes of it.
+func capID(id string) string {
+	if len(id) > 64 {
+		return id[:64] + "..."
+	}
+	return id
+}
 
 // Account is the state of one account.
 type Account struct {
@@ -560,10 +569,19 @@ func creditForTransfer(s Account, c CreditForTransfer) ([]aggregates.Event, erro
 		return nil, aggregates.Reject(CodeInvalidAmount, "transfer amount must be positive, got %d", c.Amount)
 	}
 	if last := s.creditedUpTo(c.From); c.DebitVersion <= last {
-		return nil, aggregates.Reject(CodeAlreadyCredited, "debit %d of %q is decided already (latest credited or refused: %d)", c.DebitVersion, c.From, last)
+		return nil, aggregates.Reject(CodeAlreadyCredited, "debit %d of %q is decided already (latest credited or refused: %d)", c.DebitVersion, capID(c.From), last)
 	}
 	refuse := func(r *aggregates.Rejection) ([]aggregates.Event, error) {
 		return []aggregates.Event{TransferCreditRefused{TransferID: c.TransferID, From: c.From, DebitVersion: c.DebitVersion, Amount: c.Amount, Seq: c.Seq, Code: r.Code, Reason: r.Message}}, nil
+	}
+	if len(c.From) > MaxAccountIDBytes {
+		// Refused, and the refusal leaves no credit mark (Evolve): a mark
+		// per source would keep each such id in this account's state,
+		// and a few of them outgrew a snapshot record (every later credit
+		// then failed). The rule depends on the command alone, so a
+		// replayed credit of the same debit is refused again: its refund
+		// has the first one's command id and moves nothing twice.
+		return refuse(aggregates.Reject(CodeInvalidTransfer, "source account id of %d bytes, more than %d: a transfer from it is refunded", len(c.From), MaxAccountIDBytes))
 	}
 	if err := mustBeOpen(s); err != nil {
 		r, _ := aggregates.AsRejection(err)
@@ -638,7 +656,12 @@ func Evolve(s Account, event aggregates.Event) Account {
 		s.Balance = e.Balance
 		s.Credited = mark(s.Credited, e.From, e.DebitVersion)
 	case TransferCreditRefused:
-		s.Credited = mark(s.Credited, e.From, e.DebitVersion)
+		// A source over MaxAccountIDBytes is refused by a rule of the
+		// command alone: no mark needed, and none kept (it would hold the
+		// id in the state).
+		if len(e.From) <= MaxAccountIDBytes {
+			s.Credited = mark(s.Credited, e.From, e.DebitVersion)
+		}
 	case TransferCompleted:
 		s.Pending = without(s.Pending, e.Seq, e.TransferID)
 	case TransferRefunded:

@@ -1,6 +1,7 @@
 package account_test
 
 import (
+	"fmt"
 	"math"
 	"reflect"
 	"strings"
@@ -253,6 +254,11 @@ func refused(id, from string, debitVersion, amount int64, code, reason string) a
 	return account.TransferCreditRefused{TransferID: id, From: from, DebitVersion: debitVersion, Amount: amount, Seq: 1, Code: code, Reason: reason}
 }
 
+var (
+	longSource       = strings.Repeat("s", account.MaxAccountIDBytes+1)
+	longSourceReason = fmt.Sprintf("source account id of %d bytes, more than %d: a transfer from it is refunded", account.MaxAccountIDBytes+1, account.MaxAccountIDBytes)
+)
+
 func credit(id, from string, debitVersion, amount int64) account.CreditForTransfer {
 	return account.CreditForTransfer{TransferID: id, From: from, DebitVersion: debitVersion, Amount: amount, Seq: 1}
 }
@@ -336,6 +342,30 @@ func TestTransferLegs(t *testing.T) {
 		{Name: "credit without debit version", Given: []aggregates.Event{opened}, When: credit("t1", "ann", 0, 1), Reject: account.CodeInvalidTransfer},
 		{Name: "credit without source", Given: []aggregates.Event{opened}, When: credit("t1", "", 1, 1), Reject: account.CodeInvalidTransfer},
 		{Name: "credit without transfer id", Given: []aggregates.Event{opened}, When: credit("", "ann", 1, 1), Reject: account.CodeInvalidTransfer},
+		// A source over the bound is refused with no credit mark (each
+		// one's id in the state outgrew the snapshot), and refused again
+		// on a replay: its refund is the first one's.
+		{
+			Name:  "credit from a source id too long",
+			Given: []aggregates.Event{opened, deposited(10, 10)},
+			When:  credit("t1", longSource, 1, 5),
+			Then:  []aggregates.Event{refused("t1", longSource, 1, 5, account.CodeInvalidTransfer, longSourceReason)},
+			State: state(10),
+		},
+		{
+			Name:  "credit from a source id too long, replayed",
+			Given: []aggregates.Event{opened, deposited(10, 10), refused("t1", longSource, 1, 5, account.CodeInvalidTransfer, longSourceReason)},
+			When:  credit("t1", longSource, 1, 5),
+			Then:  []aggregates.Event{refused("t1", longSource, 1, 5, account.CodeInvalidTransfer, longSourceReason)},
+			State: state(10),
+		},
+		{
+			// A mark kept from before the bound still decides its debits.
+			Name:   "credit from a long source at an old mark",
+			Given:  []aggregates.Event{opened, credited("t1", longSource, 3, 5, 5)},
+			When:   credit("t1", longSource, 3, 5),
+			Reject: account.CodeAlreadyCredited,
+		},
 		{Name: "credit of nothing", Given: []aggregates.Event{opened}, When: credit("t1", "ann", 1, 0), Reject: account.CodeInvalidAmount},
 		{Name: "credit of a negative amount to a closed account records nothing", Given: []aggregates.Event{opened, closed}, When: credit("t1", "ann", 1, -5), Reject: account.CodeInvalidAmount},
 		{
