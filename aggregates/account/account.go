@@ -77,6 +77,10 @@ const (
 	// CodeErased: the code of a TransferCreditRefused recorded because the
 	// target's personal data was erased (RefusedWhenErased).
 	CodeErased = "erased"
+	// CodeTooManySources: the code of a TransferCreditRefused recorded
+	// because the target's credit marks (one per source account, with its
+	// id) would grow past MaxCreditMarkBytes with a new source.
+	CodeTooManySources = "too_many_sources"
 )
 
 // Bounds of the ids a transfer repeats. A debit's transfer id and target
@@ -92,6 +96,13 @@ const (
 	// MaxAccountIDBytes bounds the account id a transfer names as its
 	// target; a credit from a source over it is refused (and refunded).
 	MaxAccountIDBytes = 4096
+	// MaxCreditMarkBytes bounds the source ids an account keeps in its
+	// credit marks (Account.Credited): a credit from a source without a
+	// mark that would take them past it is refused (CodeTooManySources)
+	// and refunded. Without it, credits from a few hundred sources made
+	// the account's snapshot larger than a record may be, and every later
+	// command on it failed.
+	MaxCreditMarkBytes = 256 << 10
 )
 
 // capID is an id as a rejection message quotes it: at most 64 bytes of it.
@@ -144,6 +155,16 @@ func (s Account) creditedUpTo(from string) int64 {
 		}
 	}
 	return 0
+}
+
+// markBytes returns the bytes of the source ids in the credit marks and
+// whether from has one.
+func (s Account) markBytes(from string) (n int, marked bool) {
+	for _, m := range s.Credited {
+		n += len(m.From)
+		marked = marked || m.From == from
+	}
+	return n, marked
 }
 
 // PendingTransfer is an outgoing transfer in flight.
@@ -583,6 +604,12 @@ func creditForTransfer(s Account, c CreditForTransfer) ([]aggregates.Event, erro
 		// has the first one's command id and moves nothing twice.
 		return refuse(aggregates.Reject(CodeInvalidTransfer, "source account id of %d bytes, more than %d: a transfer from it is refunded", len(c.From), MaxAccountIDBytes))
 	}
+	if n, marked := s.markBytes(c.From); !marked && n+len(c.From) > MaxCreditMarkBytes {
+		// The marks only grow and a refusal adds none, so a replayed
+		// credit of this debit is refused again: its refund is the first
+		// one's.
+		return refuse(aggregates.Reject(CodeTooManySources, "credit marks of %d bytes would exceed %d: a transfer from a new source is refunded", n+len(c.From), MaxCreditMarkBytes))
+	}
 	if err := mustBeOpen(s); err != nil {
 		r, _ := aggregates.AsRejection(err)
 		return refuse(r)
@@ -656,10 +683,10 @@ func Evolve(s Account, event aggregates.Event) Account {
 		s.Balance = e.Balance
 		s.Credited = mark(s.Credited, e.From, e.DebitVersion)
 	case TransferCreditRefused:
-		// A source over MaxAccountIDBytes is refused by a rule of the
-		// command alone: no mark needed, and none kept (it would hold the
-		// id in the state).
-		if len(e.From) <= MaxAccountIDBytes {
+		// A source over MaxAccountIDBytes, or one past MaxCreditMarkBytes,
+		// is refused by a rule that decides its replays alike: no mark
+		// needed, and none kept (it would hold the id in the state).
+		if len(e.From) <= MaxAccountIDBytes && e.Code != CodeTooManySources {
 			s.Credited = mark(s.Credited, e.From, e.DebitVersion)
 		}
 	case TransferCompleted:

@@ -496,6 +496,57 @@ func TestTransferLegs(t *testing.T) {
 }
 
 // PayOutAndClose is the example of a command with several events.
+// TestCreditMarksStayBounded: a target keeps one credit mark per source
+// account, with the source's id. Sources are anyone's to open, so a target
+// that took credits from a few hundred sources of 4 KB ids held more than a
+// snapshot record may (1 MB): every later command on it, credits included,
+// was refused output_too_large, and those transfers stayed pending. Past
+// MaxCreditMarkBytes a credit from a new source is refused (recorded, no
+// mark; refunded by the saga); sources with a mark are decided as before.
+func TestCreditMarksStayBounded(t *testing.T) {
+	given := []aggregates.Event{opened}
+	var marks []account.CreditMark
+	for i, size := 0, 0; size <= account.MaxCreditMarkBytes; i++ {
+		from := fmt.Sprintf("%04d", i) + strings.Repeat("s", account.MaxAccountIDBytes-4)
+		given = append(given, credited("t", from, 1, 1, int64(i+1)))
+		marks = append(marks, account.CreditMark{From: from, DebitVersion: 1})
+		size += len(from)
+	}
+	balance := int64(len(marks))
+	full := withCredited(balance, marks...)
+	reason := fmt.Sprintf("credit marks of %d bytes would exceed %d: a transfer from a new source is refunded", credits(marks)+len("newcomer"), account.MaxCreditMarkBytes)
+	aggtest.Run(t, account.Type, []Case{
+		{
+			Name:  "a new source past the bound is refused without a mark",
+			Given: given,
+			When:  credit("t", "newcomer", 1, 5),
+			Then:  []aggregates.Event{refused("t", "newcomer", 1, 5, account.CodeTooManySources, reason)},
+			State: full,
+		},
+		{
+			Name:  "and refused again on a replay",
+			Given: append(append([]aggregates.Event(nil), given...), refused("t", "newcomer", 1, 5, account.CodeTooManySources, reason)),
+			When:  credit("t", "newcomer", 1, 5),
+			Then:  []aggregates.Event{refused("t", "newcomer", 1, 5, account.CodeTooManySources, reason)},
+			State: full,
+		},
+		{
+			Name:  "a known source is still credited",
+			Given: given,
+			When:  credit("t", marks[0].From, 2, 5),
+			Then:  []aggregates.Event{credited("t", marks[0].From, 2, 5, balance+5)},
+		},
+	})
+}
+
+func credits(marks []account.CreditMark) int {
+	n := 0
+	for _, m := range marks {
+		n += len(m.From)
+	}
+	return n
+}
+
 func TestPayOutAndClose(t *testing.T) {
 	closedState := &account.Account{Status: account.StatusClosed, Owner: "ann", Currency: "EUR"}
 	aggtest.Run(t, account.Type, []Case{
