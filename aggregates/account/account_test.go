@@ -539,6 +539,34 @@ func TestCreditMarksStayBounded(t *testing.T) {
 	})
 }
 
+// TestErasedRefusalsKeepMarksBounded: on an erased account the processor
+// replaces the domain's decision on a credit by a refusal (code erased,
+// RefusedWhenErased), so the domain's refusal without a mark
+// (too_many_sources, a source id too long) became a refusal with one, and
+// an erased account's marks grew without bound. A refusal of a source the
+// rules refuse anyway keeps no mark, whatever its code.
+func TestErasedRefusalsKeepMarksBounded(t *testing.T) {
+	var full account.Account
+	full.Status = account.StatusOpen
+	for i, size := 0, 0; size <= account.MaxCreditMarkBytes; i++ {
+		from := fmt.Sprintf("%04d", i) + strings.Repeat("s", account.MaxAccountIDBytes-4)
+		full.Credited = append(full.Credited, account.CreditMark{From: from, DebitVersion: 1})
+		size += len(from)
+	}
+	n := len(full.Credited)
+	for _, from := range []string{"newcomer", longSource} {
+		got := account.Evolve(full, refused("t", from, 1, 5, account.CodeErased, "the account was erased"))
+		if len(got.Credited) != n {
+			t.Errorf("an erased refusal of %d-byte source added a mark past the bound: %d marks, want %d", len(from), len(got.Credited), n)
+		}
+	}
+	// A source with a mark keeps deciding by it.
+	got := account.Evolve(full, refused("t", full.Credited[0].From, 2, 5, account.CodeErased, "the account was erased"))
+	if got.Credited[0].DebitVersion != 2 {
+		t.Errorf("the mark of a known source did not move: %+v", got.Credited[0])
+	}
+}
+
 func credits(marks []account.CreditMark) int {
 	n := 0
 	for _, m := range marks {
