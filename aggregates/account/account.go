@@ -683,10 +683,13 @@ func Evolve(s Account, event aggregates.Event) Account {
 		s.Balance = e.Balance
 		s.Credited = mark(s.Credited, e.From, e.DebitVersion)
 	case TransferCreditRefused:
-		// A source over MaxAccountIDBytes, or one past MaxCreditMarkBytes,
-		// is refused by a rule that decides its replays alike: no mark
-		// needed, and none kept (it would hold the id in the state).
-		if len(e.From) <= MaxAccountIDBytes && e.Code != CodeTooManySources {
+		// A source without a mark that the rules refuse anyway (an id
+		// over MaxAccountIDBytes, or one that would take the marks past
+		// MaxCreditMarkBytes) keeps none, whatever the refusal's code (on
+		// an erased account the processor records its own, CodeErased):
+		// the same rule decides its replays, and the mark would hold the
+		// id in the state.
+		if n, marked := s.markBytes(e.From); marked || (len(e.From) <= MaxAccountIDBytes && n+len(e.From) <= MaxCreditMarkBytes) {
 			s.Credited = mark(s.Credited, e.From, e.DebitVersion)
 		}
 	case TransferCompleted:
