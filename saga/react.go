@@ -54,8 +54,7 @@ type Ref struct {
 func (r Ref) CommandID() string {
 	src := strconv.Quote(r.Source)
 	if len(src) > maxQuotedSource {
-		sum := sha256.Sum256([]byte(r.Source))
-		src = "sha256:" + hex.EncodeToString(sum[:])
+		src = sourceDigest(r.Source)
 	}
 	return "transfer:" + src + ":" + strconv.FormatInt(r.Version, 10) + ":" + string(r.Leg)
 }
@@ -82,9 +81,22 @@ func DecodeRef(b []byte) (Ref, error) {
 	return r, nil
 }
 
+// encode is the correlation id of a leg. A long source is named by its
+// SHA-256 there too: the leg's value carries the source already, and a
+// second copy made the credit leg of a source of a few hundred KB larger
+// than a command may be (never sent: its money stayed pending).
 func (r Ref) encode() []byte {
+	if len(strconv.Quote(r.Source)) > maxQuotedSource {
+		r.Source = sourceDigest(r.Source)
+	}
 	b, _ := json.Marshal(r) // a struct of strings and ints always marshals
 	return b
+}
+
+// sourceDigest names a long source in command and correlation ids.
+func sourceDigest(source string) string {
+	sum := sha256.Sum256([]byte(source))
+	return "sha256:" + hex.EncodeToString(sum[:])
 }
 
 // step is one command the saga sends.

@@ -165,6 +165,9 @@ func (p *Processor) collectDoneApplies() {
 // succeeded, and the partitions of failed writes are suspect.
 func (p *Processor) drainApplies() {
 	a := p.apply
+	if h := p.cfg.hooks; h != nil && h.drainWait != nil && a != nil && a.pending > 0 {
+		h.drainWait()
+	}
 	for a != nil && a.pending > 0 {
 		p.collectApplied(<-a.done)
 	}

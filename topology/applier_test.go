@@ -157,18 +157,37 @@ func TestRebalanceWithQueuedWrite(t *testing.T) {
 	h := newHarness(t)
 	gate := newWriteGate()
 	t.Cleanup(gate.open)
+	// The backlog of queued writes whenever a revoked store is handed to
+	// the tailer: it must be empty (a tailer writing a store under a
+	// queued write can have that write land over its own newer
+	// snapshots). Without the drain on revoke, the stores were handed
+	// over with the held write still queued.
+	var w0p atomic.Pointer[topology.Processor]
+	var handed, handedUnderBacklog, drainWaits atomic.Int64
 	w0 := h.StartProcessor("w0", "", func(c *topology.Config) {
 		c.StateCacheEntries = -1
 		topology.FailStoreWrite(c, gate.hook)
+		topology.OnDrainWait(c, func() { drainWaits.Add(1) })
+		topology.OnHandOver(c, func(int32) {
+			handed.Add(1)
+			if p := w0p.Load(); p != nil && topology.ApplyBacklog(p) > 0 {
+				handedUnderBacklog.Add(1)
+			}
+		})
 	})
+	w0p.Store(w0.Processor)
 	ids := openPerPartition(t, h, "rq")
 	pollUntil(t, "the opens to be written", 30*time.Second, func() bool { return topology.ApplyBacklog(w0.Processor) == 0 })
 	gate.close()
 	wantStatus(t, h.Send(cmd("account", ids[0], "Deposit", `{"amount":1}`)), wire.StatusAccepted, 2)
 	pollUntil(t, "the write to be held", 30*time.Second, func() bool { return gate.held.Load() > 0 })
+	drainsBefore := drainWaits.Load()
 
 	w1 := h.StartProcessor("w1", "")
 	pollUntil(t, "w1 to take partitions", 90*time.Second, func() bool { return len(w1.Assigned()) > 0 })
+	// The write stays held until w0 dealt with the revocation: it waits
+	// for the write (the drain), or hands the stores over without it.
+	pollUntil(t, "w0 to let the revoked partitions go", 90*time.Second, func() bool { return drainWaits.Load() > drainsBefore || handed.Load() > 0 })
 	gate.open()
 	// Every aggregate, wherever its partition went, at version 3.
 	for _, id := range ids {
@@ -181,6 +200,12 @@ func TestRebalanceWithQueuedWrite(t *testing.T) {
 	pollUntil(t, "w0 to own every partition", 90*time.Second, func() bool { return len(w0.Assigned()) == partitions })
 	for _, id := range ids {
 		wantStatus(t, h.Send(cmd("account", id, "Deposit", `{"amount":1}`)), wire.StatusAccepted, map[bool]int64{true: 4, false: 3}[id == ids[0]])
+	}
+	if handed.Load() == 0 {
+		t.Fatal("w0 handed no revoked store to its tailer")
+	}
+	if n := handedUnderBacklog.Load(); n > 0 {
+		t.Fatalf("%d revoked store(s) handed to the tailer while a write to the stores was still queued", n)
 	}
 	wantContiguous(t, h)
 	if w0.Err() != nil {

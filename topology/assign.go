@@ -72,6 +72,9 @@ func (p *Processor) closeRevoked() {
 	}
 	for _, ps := range gone {
 		p.states.dropPartition(ps.p)
+		if h := p.cfg.hooks; h != nil && h.handOver != nil {
+			h.handOver(ps.p)
+		}
 		p.tail.give(ps.p, ps.store)
 	}
 }

@@ -284,6 +284,12 @@ type testHooks struct {
 	// storeApply runs before a committed batch is written to a
 	// partition's store; an error stands for a failed write.
 	storeApply func(partition int32) error
+	// handOver runs when the run loop hands a revoked partition's store
+	// to the tailer.
+	handOver func(partition int32)
+	// drainWait runs when the run loop starts waiting for queued store
+	// writes to land.
+	drainWait func()
 	// storeFS and storeMemTable open the stores on another file system
 	// (Pebble's vfs/errorfs) with another memtable size.
 	storeFS       vfs.FS

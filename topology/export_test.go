@@ -42,3 +42,21 @@ func StoreFS(c *Config, fs vfs.FS, memTableSize uint64) {
 // ApplyBacklog is the number of committed batches whose store write is
 // queued and not yet done (applier.go).
 func ApplyBacklog(p *Processor) int64 { return p.applyBacklog.Load() }
+
+// OnHandOver makes the processor call f when it hands the store of a
+// revoked partition to its tailer.
+func OnHandOver(c *Config, f func(partition int32)) {
+	if c.hooks == nil {
+		c.hooks = &testHooks{}
+	}
+	c.hooks.handOver = f
+}
+
+// OnDrainWait makes the processor call f whenever its run loop starts
+// waiting for queued store writes to land.
+func OnDrainWait(c *Config, f func()) {
+	if c.hooks == nil {
+		c.hooks = &testHooks{}
+	}
+	c.hooks.drainWait = f
+}

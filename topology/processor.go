@@ -70,6 +70,9 @@ type Processor struct {
 	// endFailed: the last End returned an error (not a fence); the retry
 	// backs off (run loop only).
 	endFailed bool
+	// undecompressable are the command batches skipped unread (bomb.go)
+	// whose dead-letter pointers are not committed yet (run loop only).
+	undecompressable []*kgo.ErrDecompressTooLarge
 
 	// Guarded by mu: readiness and restore progress (progress.go).
 	running  bool

@@ -237,6 +237,9 @@ func (p *Processor) runSession(ctx context.Context) (err error) {
 			if errors.Is(err, context.DeadlineExceeded) {
 				return // poll's own wake-up
 			}
+			if p.skipUndecompressable(t, err) {
+				return
+			}
 			p.log.Warn("fetch error", "topic", t, "partition", part, "err", err)
 		})
 		if fetches.NumRecords() == 0 {

@@ -44,12 +44,15 @@ func (p *Processor) runTxn(ctx context.Context, first kgo.Fetches) (bool, error)
 	limit := p.batchLimit()
 	b := &batch{stages: p.newStageClock()}
 	deadline := time.Now().Add(p.cfg.CommitInterval)
+	skipped := len(p.undecompressable)
+	p.deadLetterUndecompressable(b)
 	n := p.processFetches(ctx, b, first)
 	for n < limit && p.sess.Client().BufferedFetchRecords() > 0 && time.Now().Before(deadline) && ctx.Err() == nil {
 		pctx, cancel := context.WithDeadline(ctx, deadline)
 		more := p.sess.PollRecords(pctx, limit-n)
 		p.polledAt = time.Now()
 		cancel()
+		more.EachError(func(t string, _ int32, err error) { p.skipUndecompressable(t, err) })
 		more = p.deferUnready(ctx, more, false)
 		p.sess.AllowRebalance()     // a revoke from here on aborts the transaction
 		p.prefetchReplyTopics(more) // inside the transaction: bounded per lookup
@@ -138,6 +141,7 @@ func (p *Processor) runTxn(ctx context.Context, first kgo.Fetches) (bool, error)
 		p.log.Info("transaction not committed; the batch will be consumed again", "records", n, "partitions", b.partitions, "reason", b.failed())
 		return false, nil
 	}
+	p.undecompressable = p.undecompressable[skipped:]
 	p.mu.Lock()
 	p.stats.Commands += int64(n)
 	for s, c := range b.replies {

@@ -59,7 +59,10 @@ const (
 	// CodeNonzeroBalance: CloseAccount while money is left on the account.
 	CodeNonzeroBalance = "nonzero_balance"
 	// CodeInvalidTransfer: a transfer command without a transfer id or
-	// (DebitForTransfer) without a target account.
+	// (DebitForTransfer) without a target account, or (DebitForTransfer)
+	// with a transfer id over MaxTransferIDBytes or a target over
+	// MaxAccountIDBytes; also the code of the TransferCreditRefused of a
+	// credit from a source over MaxAccountIDBytes.
 	CodeInvalidTransfer = "invalid_transfer"
 	// CodeTransferPending: DebitForTransfer with the id of a transfer that is
 	// still pending on this account.
@@ -74,7 +77,41 @@ const (
 	// CodeErased: the code of a TransferCreditRefused recorded because the
 	// target's personal data was erased (RefusedWhenErased).
 	CodeErased = "erased"
+	// CodeTooManySources: the code of a TransferCreditRefused recorded
+	// because the target's credit marks (one per source account, with its
+	// id) would grow past MaxCreditMarkBytes with a new source.
+	CodeTooManySources = "too_many_sources"
 )
+
+// Bounds of the ids a transfer repeats. A debit's transfer id and target
+// travel in every leg the saga derives from it (as its key, value and
+// correlation id), in the source's pending list and in the target's events:
+// a debit naming ids of hundreds of KB was accepted, and its legs could not
+// be written (larger than a command may be), so its money stayed pending
+// forever. DebitForTransfer refuses them (CodeInvalidTransfer) instead.
+const (
+	// MaxTransferIDBytes bounds a transfer id (a client's label: a UUID is
+	// 36 bytes).
+	MaxTransferIDBytes = 256
+	// MaxAccountIDBytes bounds the account id a transfer names as its
+	// target; a credit from a source over it is refused (and refunded).
+	MaxAccountIDBytes = 4096
+	// MaxCreditMarkBytes bounds the source ids an account keeps in its
+	// credit marks (Account.Credited): a credit from a source without a
+	// mark that would take them past it is refused (CodeTooManySources)
+	// and refunded. Without it, credits from a few hundred sources made
+	// the account's snapshot larger than a record may be, and every later
+	// command on it failed.
+	MaxCreditMarkBytes = 256 << 10
+)
+
+// capID is an id as a rejection message quotes it: at most 64 bytes of it.
+func capID(id string) string {
+	if len(id) > 64 {
+		return id[:64] + "..."
+	}
+	return id
+}
 
 // Account is the state of one account.
 type Account struct {
@@ -118,6 +155,16 @@ func (s Account) creditedUpTo(from string) int64 {
 		}
 	}
 	return 0
+}
+
+// markBytes returns the bytes of the source ids in the credit marks and
+// whether from has one.
+func (s Account) markBytes(from string) (n int, marked bool) {
+	for _, m := range s.Credited {
+		n += len(m.From)
+		marked = marked || m.From == from
+	}
+	return n, marked
 }
 
 // PendingTransfer is an outgoing transfer in flight.
@@ -512,6 +559,11 @@ func debitForTransfer(s Account, c DebitForTransfer) ([]aggregates.Event, error)
 	if c.TransferID == "" || c.To == "" {
 		return nil, aggregates.Reject(CodeInvalidTransfer, "a transfer needs a transfer id and a target account")
 	}
+	if len(c.TransferID) > MaxTransferIDBytes || len(c.To) > MaxAccountIDBytes {
+		// Not quoted: the message would repeat what is refused for its size.
+		return nil, aggregates.Reject(CodeInvalidTransfer, "transfer id of %d bytes (at most %d) or target id of %d bytes (at most %d)",
+			len(c.TransferID), MaxTransferIDBytes, len(c.To), MaxAccountIDBytes)
+	}
 	if s.pending(c.TransferID) >= 0 {
 		return nil, aggregates.Reject(CodeTransferPending, "transfer %q is already pending on this account", c.TransferID)
 	}
@@ -538,10 +590,25 @@ func creditForTransfer(s Account, c CreditForTransfer) ([]aggregates.Event, erro
 		return nil, aggregates.Reject(CodeInvalidAmount, "transfer amount must be positive, got %d", c.Amount)
 	}
 	if last := s.creditedUpTo(c.From); c.DebitVersion <= last {
-		return nil, aggregates.Reject(CodeAlreadyCredited, "debit %d of %q is decided already (latest credited or refused: %d)", c.DebitVersion, c.From, last)
+		return nil, aggregates.Reject(CodeAlreadyCredited, "debit %d of %q is decided already (latest credited or refused: %d)", c.DebitVersion, capID(c.From), last)
 	}
 	refuse := func(r *aggregates.Rejection) ([]aggregates.Event, error) {
 		return []aggregates.Event{TransferCreditRefused{TransferID: c.TransferID, From: c.From, DebitVersion: c.DebitVersion, Amount: c.Amount, Seq: c.Seq, Code: r.Code, Reason: r.Message}}, nil
+	}
+	if len(c.From) > MaxAccountIDBytes {
+		// Refused, and the refusal leaves no credit mark (Evolve): a mark
+		// per source would keep each such id in this account's state,
+		// and a few of them outgrew a snapshot record (every later credit
+		// then failed). The rule depends on the command alone, so a
+		// replayed credit of the same debit is refused again: its refund
+		// has the first one's command id and moves nothing twice.
+		return refuse(aggregates.Reject(CodeInvalidTransfer, "source account id of %d bytes, more than %d: a transfer from it is refunded", len(c.From), MaxAccountIDBytes))
+	}
+	if n, marked := s.markBytes(c.From); !marked && n+len(c.From) > MaxCreditMarkBytes {
+		// The marks only grow and a refusal adds none, so a replayed
+		// credit of this debit is refused again: its refund is the first
+		// one's.
+		return refuse(aggregates.Reject(CodeTooManySources, "credit marks of %d bytes would exceed %d: a transfer from a new source is refunded", n+len(c.From), MaxCreditMarkBytes))
 	}
 	if err := mustBeOpen(s); err != nil {
 		r, _ := aggregates.AsRejection(err)
@@ -616,7 +683,15 @@ func Evolve(s Account, event aggregates.Event) Account {
 		s.Balance = e.Balance
 		s.Credited = mark(s.Credited, e.From, e.DebitVersion)
 	case TransferCreditRefused:
-		s.Credited = mark(s.Credited, e.From, e.DebitVersion)
+		// A source without a mark that the rules refuse anyway (an id
+		// over MaxAccountIDBytes, or one that would take the marks past
+		// MaxCreditMarkBytes) keeps none, whatever the refusal's code (on
+		// an erased account the processor records its own, CodeErased):
+		// the same rule decides its replays, and the mark would hold the
+		// id in the state.
+		if n, marked := s.markBytes(e.From); marked || (len(e.From) <= MaxAccountIDBytes && n+len(e.From) <= MaxCreditMarkBytes) {
+			s.Credited = mark(s.Credited, e.From, e.DebitVersion)
+		}
 	case TransferCompleted:
 		s.Pending = without(s.Pending, e.Seq, e.TransferID)
 	case TransferRefunded:

@@ -1,6 +1,7 @@
 package account_test
 
 import (
+	"fmt"
 	"math"
 	"reflect"
 	"strings"
@@ -253,6 +254,11 @@ func refused(id, from string, debitVersion, amount int64, code, reason string) a
 	return account.TransferCreditRefused{TransferID: id, From: from, DebitVersion: debitVersion, Amount: amount, Seq: 1, Code: code, Reason: reason}
 }
 
+var (
+	longSource       = strings.Repeat("s", account.MaxAccountIDBytes+1)
+	longSourceReason = fmt.Sprintf("source account id of %d bytes, more than %d: a transfer from it is refunded", account.MaxAccountIDBytes+1, account.MaxAccountIDBytes)
+)
+
 func credit(id, from string, debitVersion, amount int64) account.CreditForTransfer {
 	return account.CreditForTransfer{TransferID: id, From: from, DebitVersion: debitVersion, Amount: amount, Seq: 1}
 }
@@ -293,6 +299,18 @@ func TestTransferLegs(t *testing.T) {
 		{Name: "debit zero", Given: []aggregates.Event{opened, deposited(10, 10)}, When: account.DebitForTransfer{TransferID: "t1", To: "bob"}, Reject: account.CodeInvalidAmount},
 		{Name: "debit without id", Given: []aggregates.Event{opened, deposited(10, 10)}, When: account.DebitForTransfer{To: "bob", Amount: 1}, Reject: account.CodeInvalidTransfer},
 		{Name: "debit without target", Given: []aggregates.Event{opened, deposited(10, 10)}, When: account.DebitForTransfer{TransferID: "t1", Amount: 1}, Reject: account.CodeInvalidTransfer},
+		// Its legs repeat the transfer id and the target: ids past the
+		// bounds made legs the saga could not send (the money held pending
+		// forever), so the debit is refused, with nothing moved.
+		{Name: "debit with a transfer id too long", Given: []aggregates.Event{opened, deposited(10, 10)}, When: account.DebitForTransfer{TransferID: strings.Repeat("t", account.MaxTransferIDBytes+1), To: "bob", Amount: 1}, Reject: account.CodeInvalidTransfer},
+		{Name: "debit to a target id too long", Given: []aggregates.Event{opened, deposited(10, 10)}, When: account.DebitForTransfer{TransferID: "t1", To: strings.Repeat("b", account.MaxAccountIDBytes+1), Amount: 1}, Reject: account.CodeInvalidTransfer},
+		{
+			Name:  "debit with ids at the bounds",
+			Given: []aggregates.Event{opened, deposited(10, 10)},
+			When:  account.DebitForTransfer{TransferID: strings.Repeat("t", account.MaxTransferIDBytes), To: strings.Repeat("b", account.MaxAccountIDBytes), Amount: 1},
+			Then:  []aggregates.Event{debited(1, strings.Repeat("t", account.MaxTransferIDBytes), strings.Repeat("b", account.MaxAccountIDBytes), 1, 9)},
+			State: withPending(9, 1, account.PendingTransfer{TransferID: strings.Repeat("t", account.MaxTransferIDBytes), To: strings.Repeat("b", account.MaxAccountIDBytes), Amount: 1, Seq: 1}),
+		},
 		{Name: "debit from a closed account", Given: []aggregates.Event{opened, closed}, When: account.DebitForTransfer{TransferID: "t1", To: "bob", Amount: 1}, Reject: account.CodeClosed},
 		{
 			Name:   "debit with a pending id",
@@ -324,6 +342,30 @@ func TestTransferLegs(t *testing.T) {
 		{Name: "credit without debit version", Given: []aggregates.Event{opened}, When: credit("t1", "ann", 0, 1), Reject: account.CodeInvalidTransfer},
 		{Name: "credit without source", Given: []aggregates.Event{opened}, When: credit("t1", "", 1, 1), Reject: account.CodeInvalidTransfer},
 		{Name: "credit without transfer id", Given: []aggregates.Event{opened}, When: credit("", "ann", 1, 1), Reject: account.CodeInvalidTransfer},
+		// A source over the bound is refused with no credit mark (each
+		// one's id in the state outgrew the snapshot), and refused again
+		// on a replay: its refund is the first one's.
+		{
+			Name:  "credit from a source id too long",
+			Given: []aggregates.Event{opened, deposited(10, 10)},
+			When:  credit("t1", longSource, 1, 5),
+			Then:  []aggregates.Event{refused("t1", longSource, 1, 5, account.CodeInvalidTransfer, longSourceReason)},
+			State: state(10),
+		},
+		{
+			Name:  "credit from a source id too long, replayed",
+			Given: []aggregates.Event{opened, deposited(10, 10), refused("t1", longSource, 1, 5, account.CodeInvalidTransfer, longSourceReason)},
+			When:  credit("t1", longSource, 1, 5),
+			Then:  []aggregates.Event{refused("t1", longSource, 1, 5, account.CodeInvalidTransfer, longSourceReason)},
+			State: state(10),
+		},
+		{
+			// A mark kept from before the bound still decides its debits.
+			Name:   "credit from a long source at an old mark",
+			Given:  []aggregates.Event{opened, credited("t1", longSource, 3, 5, 5)},
+			When:   credit("t1", longSource, 3, 5),
+			Reject: account.CodeAlreadyCredited,
+		},
 		{Name: "credit of nothing", Given: []aggregates.Event{opened}, When: credit("t1", "ann", 1, 0), Reject: account.CodeInvalidAmount},
 		{Name: "credit of a negative amount to a closed account records nothing", Given: []aggregates.Event{opened, closed}, When: credit("t1", "ann", 1, -5), Reject: account.CodeInvalidAmount},
 		{
@@ -454,6 +496,85 @@ func TestTransferLegs(t *testing.T) {
 }
 
 // PayOutAndClose is the example of a command with several events.
+// TestCreditMarksStayBounded: a target keeps one credit mark per source
+// account, with the source's id. Sources are anyone's to open, so a target
+// that took credits from a few hundred sources of 4 KB ids held more than a
+// snapshot record may (1 MB): every later command on it, credits included,
+// was refused output_too_large, and those transfers stayed pending. Past
+// MaxCreditMarkBytes a credit from a new source is refused (recorded, no
+// mark; refunded by the saga); sources with a mark are decided as before.
+func TestCreditMarksStayBounded(t *testing.T) {
+	given := []aggregates.Event{opened}
+	var marks []account.CreditMark
+	for i, size := 0, 0; size <= account.MaxCreditMarkBytes; i++ {
+		from := fmt.Sprintf("%04d", i) + strings.Repeat("s", account.MaxAccountIDBytes-4)
+		given = append(given, credited("t", from, 1, 1, int64(i+1)))
+		marks = append(marks, account.CreditMark{From: from, DebitVersion: 1})
+		size += len(from)
+	}
+	balance := int64(len(marks))
+	full := withCredited(balance, marks...)
+	reason := fmt.Sprintf("credit marks of %d bytes would exceed %d: a transfer from a new source is refunded", credits(marks)+len("newcomer"), account.MaxCreditMarkBytes)
+	aggtest.Run(t, account.Type, []Case{
+		{
+			Name:  "a new source past the bound is refused without a mark",
+			Given: given,
+			When:  credit("t", "newcomer", 1, 5),
+			Then:  []aggregates.Event{refused("t", "newcomer", 1, 5, account.CodeTooManySources, reason)},
+			State: full,
+		},
+		{
+			Name:  "and refused again on a replay",
+			Given: append(append([]aggregates.Event(nil), given...), refused("t", "newcomer", 1, 5, account.CodeTooManySources, reason)),
+			When:  credit("t", "newcomer", 1, 5),
+			Then:  []aggregates.Event{refused("t", "newcomer", 1, 5, account.CodeTooManySources, reason)},
+			State: full,
+		},
+		{
+			Name:  "a known source is still credited",
+			Given: given,
+			When:  credit("t", marks[0].From, 2, 5),
+			Then:  []aggregates.Event{credited("t", marks[0].From, 2, 5, balance+5)},
+		},
+	})
+}
+
+// TestErasedRefusalsKeepMarksBounded: on an erased account the processor
+// replaces the domain's decision on a credit by a refusal (code erased,
+// RefusedWhenErased), so the domain's refusal without a mark
+// (too_many_sources, a source id too long) became a refusal with one, and
+// an erased account's marks grew without bound. A refusal of a source the
+// rules refuse anyway keeps no mark, whatever its code.
+func TestErasedRefusalsKeepMarksBounded(t *testing.T) {
+	var full account.Account
+	full.Status = account.StatusOpen
+	for i, size := 0, 0; size <= account.MaxCreditMarkBytes; i++ {
+		from := fmt.Sprintf("%04d", i) + strings.Repeat("s", account.MaxAccountIDBytes-4)
+		full.Credited = append(full.Credited, account.CreditMark{From: from, DebitVersion: 1})
+		size += len(from)
+	}
+	n := len(full.Credited)
+	for _, from := range []string{"newcomer", longSource} {
+		got := account.Evolve(full, refused("t", from, 1, 5, account.CodeErased, "the account was erased"))
+		if len(got.Credited) != n {
+			t.Errorf("an erased refusal of %d-byte source added a mark past the bound: %d marks, want %d", len(from), len(got.Credited), n)
+		}
+	}
+	// A source with a mark keeps deciding by it.
+	got := account.Evolve(full, refused("t", full.Credited[0].From, 2, 5, account.CodeErased, "the account was erased"))
+	if got.Credited[0].DebitVersion != 2 {
+		t.Errorf("the mark of a known source did not move: %+v", got.Credited[0])
+	}
+}
+
+func credits(marks []account.CreditMark) int {
+	n := 0
+	for _, m := range marks {
+		n += len(m.From)
+	}
+	return n
+}
+
 func TestPayOutAndClose(t *testing.T) {
 	closedState := &account.Account{Status: account.StatusClosed, Owner: "ann", Currency: "EUR"}
 	aggtest.Run(t, account.Type, []Case{
