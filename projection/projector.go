@@ -398,7 +398,7 @@ func (p *Projector) fold(ctx goka.Context, raw []byte) bool {
 			}
 		}()
 		var ok bool
-		if cur, ok = pw.heldLocked(key); !ok {
+		if cur, ok = pw.heldLocked(key); !ok && !pw.storeEmpty {
 			if v, ok := ctx.Value().(*Account); ok && v != nil {
 				cur = *v
 				p.w.cacheLocked(pw, key, cur)

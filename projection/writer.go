@@ -75,6 +75,14 @@ type partWriter struct {
 	// totals are the partition's currency counters (see partitionTotals);
 	// nil until the store was scanned after the last rebalance.
 	totals map[string]*counterState
+	// storeEmpty is set when the partition's store held no entry at the
+	// scan of totals, and cleared whenever the cache is emptied: while it
+	// is set, every entry the store holds was written since the scan, so it
+	// is in the cache (entries written to the store are cached when they
+	// are queued), and an account found neither there nor in the batches has
+	// no entry: a fresh version's first event of each account skips the
+	// store read.
+	storeEmpty bool
 	// gen numbers the pending batches: a counter whose gen differs is not
 	// yet in the pending batch's list of changed counters.
 	gen uint64
@@ -153,7 +161,7 @@ func (pw *partWriter) heldLocked(key string) (Account, bool) {
 func (w *tableWriter) cacheLocked(pw *partWriter, key string, a Account) {
 	if len(pw.cache) >= cacheEntries/len(w.parts)+1 {
 		if _, ok := pw.cache[key]; !ok {
-			pw.cache = map[string]Account{}
+			pw.cache, pw.storeEmpty = map[string]Account{}, false
 		}
 	}
 	pw.cache[key] = a
@@ -163,7 +171,7 @@ func (w *tableWriter) cacheLocked(pw *partWriter, key string, a Account) {
 func (w *tableWriter) forget() {
 	for _, pw := range w.parts {
 		pw.mu.Lock()
-		pw.cache, pw.totals = map[string]Account{}, nil
+		pw.cache, pw.totals, pw.storeEmpty = map[string]Account{}, nil, false
 		pw.mu.Unlock()
 	}
 }
