@@ -721,13 +721,15 @@ func (r *Registry) DecodeEvents(value []byte) (wire.Event, []aggregates.Event, e
 // decodeEventEnvelope decodes an events-topic value's envelope and finds
 // its aggregate type.
 func (r *Registry) decodeEventEnvelope(value []byte) (wire.Event, *boundType, error) {
-	var env wire.Event
 	value, err := r.unframe(value)
 	if err != nil {
-		return env, nil, fmt.Errorf("topology: event envelope: %w", err)
+		return wire.Event{}, nil, fmt.Errorf("topology: event envelope: %w", err)
 	}
-	if err := r.event.Decode(value, &env); err != nil {
-		return env, nil, fmt.Errorf("topology: event envelope: %w", err)
+	env, ok := r.fast.decodeEvent(value, r.names)
+	if !ok {
+		if err := r.event.Decode(value, &env); err != nil {
+			return env, nil, fmt.Errorf("topology: event envelope: %w", err)
+		}
 	}
 	bt := r.types[env.AggregateType]
 	if bt == nil {
