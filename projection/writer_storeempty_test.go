@@ -37,3 +37,37 @@ func TestStoreEmptyEndsWithTheCache(t *testing.T) {
 		t.Fatal("a rebalance kept storeEmpty")
 	}
 }
+
+// TestCachedEntryFindsItsBatchEntry: an account's cache entry leads its
+// next events to its entry of the pending batch, and after the batch is
+// taken, to a new entry of the next one.
+func TestCachedEntryFindsItsBatchEntry(t *testing.T) {
+	var written, forwarded atomic.Int64
+	w := newTableWriter(nil, &storeSet{}, Names{Prefix: "t", Version: 1}, 1, &written, &forwarded)
+	pw := w.parts[0]
+	done := func(error) {}
+	add := func(key string, v int64) {
+		_, ce, _ := pw.heldLocked(key)
+		w.addLocked(pw, key, ce, Account{ID: key, Version: v}, true, nil, nil, v, done)
+	}
+	add("a", 1)
+	add("b", 1)
+	add("a", 2)
+	add("a", 3)
+	if e := pw.pending.entries; len(e) != 2 || e[0].a.Version != 3 || e[1].a.Version != 1 {
+		t.Fatalf("pending entries %+v", e)
+	}
+	w.take()
+	add("b", 2)
+	add("a", 4)
+	add("b", 3)
+	if e := pw.pending.entries; len(e) != 2 || e[0].key != "b" || e[0].a.Version != 3 || e[1].key != "a" || e[1].a.Version != 4 {
+		t.Fatalf("pending entries after the swap %+v", e)
+	}
+	if e := pw.flushing.entries; len(e) != 2 || e[0].a.Version != 3 || e[1].a.Version != 1 {
+		t.Fatalf("the taken batch changed: %+v", e)
+	}
+	if a, _, ok := pw.heldLocked("a"); !ok || a.Version != 4 {
+		t.Fatalf("held %+v, %v", a, ok)
+	}
+}
