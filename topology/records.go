@@ -727,7 +727,12 @@ func (r *Registry) decodeEventEnvelope(value []byte) (wire.Event, *boundType, er
 	}
 	env, ok := r.fast.decodeEvent(value, r.names)
 	if !ok {
-		if err := r.event.Decode(value, &env); err != nil {
+		// Its own variable: one whose address goes into the generic
+		// codec's interface is on the heap, and env then would be on every
+		// call.
+		var g wire.Event
+		err := r.event.Decode(value, &g)
+		if env = g; err != nil {
 			return env, nil, fmt.Errorf("topology: event envelope: %w", err)
 		}
 	}
