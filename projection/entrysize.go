@@ -21,7 +21,14 @@ func oversizedEntry(a *Account, owner bool) string {
 	if 7*(len(a.ID)+len(a.Owner)+len(a.Currency)+len(a.Status))+512 <= maxEntryRecordBytes {
 		return ""
 	}
-	v, err := encodeAccount(a)
+	return oversizedEntrySlow(*a, owner)
+}
+
+// oversizedEntrySlow is oversizedEntry past its quick bound; it takes a
+// copy, so that the caller's entry stays on its stack (the handler's next
+// entry moved to the heap on every event when a itself was encoded).
+func oversizedEntrySlow(a Account, owner bool) string {
+	v, err := encodeAccount(&a)
 	if err != nil {
 		return err.Error()
 	}

@@ -397,11 +397,14 @@ func (p *Projector) fold(ctx goka.Context, raw []byte) bool {
 				queued = true
 			}
 		}()
-		var ok bool
-		if cur, ok = pw.heldLocked(key); !ok {
+		var (
+			ok bool
+			ce *cachedEntry
+		)
+		if cur, ce, ok = pw.heldLocked(key); !ok && !pw.storeEmpty {
 			if v, ok := ctx.Value().(*Account); ok && v != nil {
 				cur = *v
-				p.w.cacheLocked(pw, key, cur)
+				ce = p.w.cacheLocked(pw, key, cur)
 			}
 		}
 		next, outcome = FoldAccount(cur, env, ev)
@@ -428,7 +431,7 @@ func (p *Projector) fold(ctx goka.Context, raw []byte) bool {
 			if ownerRec, totalsFailed = p.ownerRecord(cur); totalsFailed != nil {
 				return
 			}
-			p.w.addLocked(pw, key, cur, false, ownerRec, c, ctx.Offset(), done)
+			p.w.addLocked(pw, key, ce, cur, false, ownerRec, c, ctx.Offset(), done)
 			queued = true
 			return
 		}
@@ -441,7 +444,7 @@ func (p *Projector) fold(ctx goka.Context, raw []byte) bool {
 				return
 			}
 		}
-		p.w.addLocked(pw, key, next, true, ownerRec, c, ctx.Offset(), done)
+		p.w.addLocked(pw, key, ce, next, true, ownerRec, c, ctx.Offset(), done)
 		queued = true
 	}()
 	if totalsFailed != nil {

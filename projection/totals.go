@@ -30,13 +30,16 @@ func (w *tableWriter) totalsLocked(pw *partWriter) (map[string]*counterState, er
 		return pw.totals, nil
 	}
 	m := map[string]*counterState{}
+	empty := false
 	if st := w.stores.get(w.table, pw.p); st != nil {
+		empty = true
 		it, err := st.Iterator()
 		if err != nil {
 			return nil, err
 		}
 		defer it.Release()
 		for it.Next() {
+			empty = false
 			v, err := it.Value()
 			if err != nil {
 				return nil, err
@@ -53,7 +56,7 @@ func (w *tableWriter) totalsLocked(pw *partWriter) (map[string]*counterState, er
 			return nil, fmt.Errorf("projection: scan %s/%d: %w", w.table, pw.p, err)
 		}
 	}
-	pw.totals = m
+	pw.totals, pw.storeEmpty = m, empty
 	return m, nil
 }
 

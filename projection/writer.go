@@ -71,13 +71,33 @@ type partWriter struct {
 	// forgotten at every rebalance (the store may have changed meanwhile:
 	// recovery from the table topic) and whole when it reaches its bound (a
 	// bound, not an LRU: cheap, and a catch-up refills it at once).
-	cache map[string]Account
+	cache map[string]*cachedEntry
 	// totals are the partition's currency counters (see partitionTotals);
 	// nil until the store was scanned after the last rebalance.
 	totals map[string]*counterState
+	// storeEmpty is set when the partition's store held no entry at the
+	// scan of totals, and cleared whenever the cache is emptied: while it
+	// is set, every entry the store holds was written since the scan, so it
+	// is in the cache (entries written to the store are cached when they
+	// are queued), and an account found neither there nor in the batches has
+	// no entry: a fresh version's first event of each account skips the
+	// store read.
+	storeEmpty bool
 	// gen numbers the pending batches: a counter whose gen differs is not
 	// yet in the pending batch's list of changed counters.
 	gen uint64
+}
+
+// cachedEntry is a cached account entry, and where the pending batch holds
+// it: an account's next event updates it in place and finds its batch entry
+// without a map lookup (one cache lookup per event instead of three map
+// operations).
+type cachedEntry struct {
+	a Account
+	// gen and idx: the pending batch of generation gen holds the account at
+	// entries[idx] (gen 0: none yet; generations start at 1).
+	gen uint64
+	idx int32
 }
 
 // pendingPart is one partition's share of a batch.
@@ -116,7 +136,7 @@ func newTableWriter(cl *kgo.Client, stores *storeSet, n Names, parts int32, writ
 		maxBatch: 5000, interval: 5 * time.Millisecond, kick: make(chan struct{}, 1),
 	}
 	for p := range parts {
-		w.parts = append(w.parts, &partWriter{p: p, pending: newPendingPart(nil), cache: map[string]Account{}, gen: 1})
+		w.parts = append(w.parts, &partWriter{p: p, pending: newPendingPart(nil), cache: map[string]*cachedEntry{}, gen: 1})
 	}
 	w.space = sync.NewCond(&w.mu)
 	return w
@@ -134,36 +154,42 @@ func (w *tableWriter) part(p int32) (*partWriter, error) {
 	return w.parts[p], nil
 }
 
-// heldLocked returns the entry of key from the cache, the pending batch or
-// the batch being flushed, if one has it. Called with pw.mu held.
-func (pw *partWriter) heldLocked(key string) (Account, bool) {
-	if a, ok := pw.cache[key]; ok {
-		return a, true
+// heldLocked returns the entry of key from the cache (with its cache
+// entry), the pending batch or the batch being flushed (ce nil), if one has
+// it. Called with pw.mu held.
+func (pw *partWriter) heldLocked(key string) (a Account, ce *cachedEntry, ok bool) {
+	if ce := pw.cache[key]; ce != nil {
+		return ce.a, ce, true
 	}
 	for _, b := range [2]*pendingPart{pw.pending, pw.flushing} {
 		if b != nil {
 			if i, ok := b.index[key]; ok {
-				return b.entries[i].a, true
+				return b.entries[i].a, nil, true
 			}
 		}
 	}
-	return Account{}, false
+	return Account{}, nil, false
 }
 
-func (w *tableWriter) cacheLocked(pw *partWriter, key string, a Account) {
-	if len(pw.cache) >= cacheEntries/len(w.parts)+1 {
-		if _, ok := pw.cache[key]; !ok {
-			pw.cache = map[string]Account{}
+// cacheLocked caches a as key's entry and returns its cache entry.
+func (w *tableWriter) cacheLocked(pw *partWriter, key string, a Account) *cachedEntry {
+	ce := pw.cache[key]
+	if ce == nil {
+		if len(pw.cache) >= cacheEntries/len(w.parts)+1 {
+			pw.cache, pw.storeEmpty = map[string]*cachedEntry{}, false
 		}
+		ce = &cachedEntry{}
+		pw.cache[key] = ce
 	}
-	pw.cache[key] = a
+	ce.a = a
+	return ce
 }
 
 // forget empties the caches and the counters (at a rebalance).
 func (w *tableWriter) forget() {
 	for _, pw := range w.parts {
 		pw.mu.Lock()
-		pw.cache, pw.totals = map[string]Account{}, nil
+		pw.cache, pw.totals, pw.storeEmpty = map[string]*cachedEntry{}, nil, false
 		pw.mu.Unlock()
 	}
 }
@@ -195,20 +221,33 @@ func (w *tableWriter) waitForSpace() error {
 // for the table (written to the store too when store is set; a stale
 // event's re-send is not), the owner-index record (may be nil), the
 // currency counters c it changed or re-sends (may be nil), and the event's
-// deferred commit. Called with pw.mu held.
-func (w *tableWriter) addLocked(pw *partWriter, key string, a Account, store bool, ownerRec *kgo.Record, c *counterState, offset int64, done func(error)) {
+// deferred commit; ce is key's cache entry (nil if it has none). Called
+// with pw.mu held.
+func (w *tableWriter) addLocked(pw *partWriter, key string, ce *cachedEntry, a Account, store bool, ownerRec *kgo.Record, c *counterState, offset int64, done func(error)) {
+	if store {
+		if ce != nil {
+			ce.a = a
+		} else {
+			ce = w.cacheLocked(pw, key, a)
+		}
+	}
 	pp := pw.pending
-	i, ok := pp.index[key]
-	if !ok {
-		i = int32(len(pp.entries))
-		pp.index[key] = i
-		pp.entries = append(pp.entries, pendingEntry{key: key})
+	var i int32
+	if ce != nil && ce.gen == pw.gen {
+		i = ce.idx
+	} else {
+		var ok bool
+		if i, ok = pp.index[key]; !ok {
+			i = int32(len(pp.entries))
+			pp.index[key] = i
+			pp.entries = append(pp.entries, pendingEntry{key: key})
+		}
+		if ce != nil {
+			ce.gen, ce.idx = pw.gen, i
+		}
 	}
 	e := &pp.entries[i]
 	e.a, e.store = a, e.store || store
-	if store {
-		w.cacheLocked(pw, key, a)
-	}
 	if ownerRec != nil {
 		pp.owners = append(pp.owners, ownerRec)
 	}

@@ -2,6 +2,7 @@ package topology
 
 import (
 	"errors"
+	"reflect"
 	"testing"
 	"time"
 
@@ -124,8 +125,22 @@ func FuzzRegistryDecoders(f *testing.F) {
 		f.Add(b)
 	}
 	f.Fuzz(func(t *testing.T, data []byte) {
-		if env, ev, err := reg.DecodeEvent(data); err == nil && (ev == nil || ev.EventType() != env.EventType) {
+		env, ev, err := reg.DecodeEvent(data)
+		if err == nil && (ev == nil || ev.EventType() != env.EventType) {
 			t.Fatalf("event %+v decoded to %#v", env, ev)
+		}
+		// DecodeEvent's own path for current-schema events agrees with
+		// DecodeEvents: the same envelope, the same event, an error for the
+		// same inputs.
+		env2, evs, err2 := reg.DecodeEvents(data)
+		if !reflect.DeepEqual(env, env2) {
+			t.Fatalf("DecodeEvent's envelope %+v, DecodeEvents' %+v", env, env2)
+		}
+		if err == nil && (err2 != nil || len(evs) != 1 || !reflect.DeepEqual(ev, evs[0])) {
+			t.Fatalf("DecodeEvent: %#v; DecodeEvents: %#v, %v", ev, evs, err2)
+		}
+		if err != nil && err2 == nil && len(evs) == 1 {
+			t.Fatalf("DecodeEvent failed (%v) where DecodeEvents decoded %#v", err, evs)
 		}
 		if s, st, err := reg.DecodeSnapshot(data); err == nil && (st == nil || reg.types[s.AggregateType] == nil) {
 			t.Fatalf("snapshot %+v decoded to %#v", s, st)

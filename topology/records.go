@@ -669,7 +669,29 @@ func (r *Registry) unframeWithin(data []byte, within time.Duration) ([]byte, err
 // resolved and upcast; one that upcasts to other than exactly one event is an
 // error here (use DecodeEvents).
 func (r *Registry) DecodeEvent(value []byte) (wire.Event, aggregates.Event, error) {
-	env, events, err := r.DecodeEvents(value)
+	env, bt, err := r.decodeEventEnvelope(value)
+	if err != nil {
+		return env, nil, err
+	}
+	// The common case, an event in its current schema: no slice, and its
+	// personal fields opened in the value decoded (DecodeEvents opens a
+	// copy), nor a subject built when sealing is off (the projector's
+	// catch-up decodes every event here).
+	if msg := bt.events[env.EventType]; msg != nil {
+		if fp, ferr := schemas.Fingerprint(env.Payload); ferr == nil && fp == msg.codec.Fingerprint() {
+			ptr := reflect.New(msg.typ)
+			if err := msg.codec.Decode(env.Payload, ptr.Interface()); err != nil {
+				return env, nil, fmt.Errorf("topology: event %s: %w", env.EventType, err)
+			}
+			if r.shred != nil {
+				if err := r.open(subjectOf(env.AggregateType, env.AggregateID), ptr); err != nil {
+					return env, nil, fmt.Errorf("topology: event %s of %s %q: %w", env.EventType, env.AggregateType, env.AggregateID, err)
+				}
+			}
+			return env, msg.event(ptr), nil
+		}
+	}
+	events, err := r.decodeEventsOf(env, bt)
 	if err != nil {
 		return env, nil, err
 	}
@@ -685,30 +707,57 @@ func (r *Registry) DecodeEvent(value []byte) (wire.Event, aggregates.Event, erro
 // split an old event in two or drop it. All of them carry the envelope's
 // aggregate version.
 func (r *Registry) DecodeEvents(value []byte) (wire.Event, []aggregates.Event, error) {
-	var env wire.Event
+	env, bt, err := r.decodeEventEnvelope(value)
+	if err != nil {
+		return env, nil, err
+	}
+	events, err := r.decodeEventsOf(env, bt)
+	return env, events, err
+}
+
+// decodeEventEnvelope decodes an events-topic value's envelope and finds
+// its aggregate type.
+func (r *Registry) decodeEventEnvelope(value []byte) (wire.Event, *boundType, error) {
 	value, err := r.unframe(value)
 	if err != nil {
-		return env, nil, fmt.Errorf("topology: event envelope: %w", err)
+		return wire.Event{}, nil, fmt.Errorf("topology: event envelope: %w", err)
 	}
-	if err := r.event.Decode(value, &env); err != nil {
-		return env, nil, fmt.Errorf("topology: event envelope: %w", err)
+	env, ok := r.fast.decodeEvent(value, r.names)
+	if !ok {
+		// Its own variable: one whose address goes into the generic
+		// codec's interface is on the heap, and env then would be on every
+		// call.
+		var g wire.Event
+		err := r.event.Decode(value, &g)
+		if env = g; err != nil {
+			return env, nil, fmt.Errorf("topology: event envelope: %w", err)
+		}
 	}
 	bt := r.types[env.AggregateType]
 	if bt == nil {
 		return env, nil, fmt.Errorf("topology: event: unknown aggregate type %q", env.AggregateType)
 	}
+	return env, bt, nil
+}
+
+// decodeEventsOf decodes env's payload into the aggregate's current events
+// and opens their personal fields.
+func (r *Registry) decodeEventsOf(env wire.Event, bt *boundType) ([]aggregates.Event, error) {
 	events, err := bt.decodeEvents(env.EventType, env.Payload)
 	if err != nil {
-		return env, nil, fmt.Errorf("topology: %w", err)
+		return nil, fmt.Errorf("topology: %w", err)
+	}
+	if r.shred == nil {
+		return events, nil // nothing is sealed: no subject to build per event
 	}
 	for i, e := range events {
 		opened, err := r.openValue(subjectOf(env.AggregateType, env.AggregateID), e)
 		if err != nil {
-			return env, nil, fmt.Errorf("topology: event %s of %s %q: %w", env.EventType, env.AggregateType, env.AggregateID, err)
+			return nil, fmt.Errorf("topology: event %s of %s %q: %w", env.EventType, env.AggregateType, env.AggregateID, err)
 		}
 		events[i], _ = opened.(aggregates.Event)
 	}
-	return env, events, nil
+	return events, nil
 }
 
 // ReplayState folds an aggregate's events, as read from the events topic

@@ -23,7 +23,10 @@ type Registry struct {
 	snapshot  *schemas.Codec
 	fast      *envelopeCodec // hand-written encoding of the three above
 	types     map[string]*boundType
-	sets      []*schemas.Set // the envelopes and every registered type's
+	// names holds every registered aggregate and event type name, so that
+	// decoding an event envelope reuses them (envelopeCodec.decodeEvent).
+	names map[string]string
+	sets  []*schemas.Set // the envelopes and every registered type's
 	// confluent, when set, writes events and snapshots in the Confluent
 	// Schema Registry wire format (see UseSchemaRegistry).
 	confluent *schemas.Confluent
@@ -166,6 +169,13 @@ func (r *Registry) Register(h aggregates.Handler, set *schemas.Set, ups ...schem
 		return fmt.Errorf("topology: aggregate type %q: %w", name, err)
 	}
 	r.types[name] = bt
+	if r.names == nil {
+		r.names = map[string]string{}
+	}
+	r.names[name] = name
+	for et := range bt.events {
+		r.names[et] = et
+	}
 	r.sets = append(r.sets, set)
 	return nil
 }
