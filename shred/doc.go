@@ -38,6 +38,6 @@
 // acting on the subject several times in a row looks up once (SealEntry
 // looks again once the keyring has replaced it). Fields applies Seal and
 // Open to the marked fields of a Go struct, the step the runtime adds where
-// records become domain values (topology/records.go); an encoder with a
+// records become domain values (topology/records.go, records_stored.go); an encoder with a
 // compiled plan seals without a copy (schemas.Codec.EncodeSealed).
 package shred

@@ -39,7 +39,8 @@
 // blocked by a transaction someone left open.
 //
 // A Registry binds aggregate types (aggregates.Type) to their Avro schemas;
-// the runtime is generic over them. records.go is the one place where Kafka
+// the runtime is generic over them. records.go (commands) and
+// records_stored.go (snapshots, events, replies) are the one place where Kafka
 // records become domain values. Records written with older schema versions
 // are resolved and upcast there (Register takes the upcasters and refuses a
 // history it cannot read), so the domain only ever sees current values; a
@@ -82,7 +83,7 @@
 //	history.go  Config.History: the rebuild reads one aggregate's events
 //	            through an index (package history), not a partition scan
 //	schemaprep.go  schema-registry lookups made before Begin
-//	personal.go personal data: sealing marked fields (records.go calls it),
+//	personal.go personal data: sealing marked fields (records_stored.go calls it),
 //	            data keys in the transaction of a subject's first event, the
 //	            erasure command; personal_follow.go reads the keys topic for
 //	            readers that are not processors (docs/erasure.md)

@@ -18,7 +18,7 @@ import (
 
 // Personal data (docs/erasure.md). Fields marked "kcqrs.personal" in the
 // event and state schemas are sealed with the subject's data key when an
-// event or a snapshot is encoded (records.go) and opened when one is
+// event or a snapshot is encoded (records_stored.go) and opened when one is
 // decoded, so the events topic, the changelog and the Pebble stores only
 // ever hold ciphertext of them, and the domain only ever sees plain values.
 // The subject is the aggregate: "type/id" (its snapshot key).
