@@ -38,10 +38,19 @@ func (p *Processor) skipUndecompressable(topic string, err error) bool {
 }
 
 // deadLetterUndecompressable writes the pointers of the skipped batches of
-// partitions this worker still owns into the open transaction.
+// partitions this worker still owns into the open transaction. Owned is
+// assigned, not loaded: a partition whose store still restores (at every
+// start and rebalance) is fetched and has its offset moved past the batch
+// all the same, and this transaction commits that offset.
 func (p *Processor) deadLetterUndecompressable(b *batch) {
+	p.mu.Lock()
+	owned := make(map[int32]bool, len(p.undecompressable))
 	for _, tl := range p.undecompressable {
-		if p.parts[tl.Partition] == nil {
+		owned[tl.Partition] = p.assigned[tl.Partition] != 0
+	}
+	p.mu.Unlock()
+	for _, tl := range p.undecompressable {
+		if !owned[tl.Partition] {
 			continue
 		}
 		r := &kgo.Record{Topic: tl.Topic, Partition: tl.Partition, Offset: tl.Offset}

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/binary"
 	"fmt"
+	"log/slog"
 	"strings"
 	"testing"
 	"time"
@@ -12,6 +13,7 @@ import (
 	"github.com/klauspost/compress/zstd"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/kcqrs/kcqrs/client"
 	"github.com/kcqrs/kcqrs/topology"
 	"github.com/kcqrs/kcqrs/wire"
 )
@@ -125,4 +127,111 @@ func samePartitionID(t *testing.T, prefix string, part int32) string {
 	}
 	t.Fatalf("no id for partition %d", part)
 	return ""
+}
+
+// skipSignal is a log handler that reports the processor's skip of an
+// undecompressable batch on a channel.
+type skipSignal struct {
+	slog.Handler
+	skipped chan struct{}
+}
+
+func (s skipSignal) Handle(ctx context.Context, r slog.Record) error {
+	if strings.Contains(r.Message, "decompresses past") {
+		select {
+		case s.skipped <- struct{}{}:
+		default:
+		}
+	}
+	return s.Handler.Handle(ctx, r)
+}
+
+func (s skipSignal) WithAttrs(a []slog.Attr) slog.Handler {
+	return skipSignal{s.Handler.WithAttrs(a), s.skipped}
+}
+
+func (s skipSignal) WithGroup(n string) slog.Handler {
+	return skipSignal{s.Handler.WithGroup(n), s.skipped}
+}
+
+// A bomb found by a poll inside a transaction (under load, while the
+// transaction takes more records) moved the session past it at once, so that
+// transaction committed the offset past the bomb, while its dead-letter
+// pointer waited for the next transaction: a worker stopped (or a partition
+// revoked) in between lost the pointer for good, and the skipped commands
+// left no trace. Whatever poll finds it, the transaction that commits the
+// offset past a bomb carries its pointer. The worker is stopped as soon as
+// it skips the bomb, with commands flowing to the other partitions so that
+// polls inside a transaction are the common case; a restarted worker must
+// then dead-letter the bomb (it sees it again unless its offset was
+// committed, and then the pointer must have been committed with it).
+func TestDecompressionBombPointerCommitsWithTheSkip(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t)
+	const bound = 32 << 20
+	part := topology.PartitionFor([]byte("bomb"), partitions)
+	skipped := make(chan struct{}, 1)
+	opts := func(c *topology.Config) {
+		c.SessionClientOpts = append(c.SessionClientOpts, kgo.MaxDecompressBatchBytes(bound))
+		c.CommitInterval = time.Second // transactions long enough to poll inside them
+		c.Logger = slog.New(skipSignal{c.Logger.Handler(), skipped})
+	}
+	w := h.StartProcessor("w0", "", opts)
+	cl := h.Client()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	// Commands flow to the other partitions until the worker stops.
+	stopLoad := make(chan struct{})
+	loadDone := make(chan struct{})
+	go func() {
+		defer close(loadDone)
+		for i := 0; ; i++ {
+			select {
+			case <-stopLoad:
+				return
+			default:
+			}
+			id := fmt.Sprintf("load-%d", i)
+			if topology.PartitionFor([]byte(id), partitions) == part {
+				continue
+			}
+			cl.SendAsync(ctx, cmd("account", id, "OpenAccount", `{"owner":"L","currency":"EUR"}`), func(wire.Reply, client.Trace, error) {})
+			time.Sleep(2 * time.Millisecond) // a backlog the restarted worker clears quickly
+		}
+	}()
+	time.Sleep(200 * time.Millisecond)
+	stream := zstdBomb(t, []byte("bomb"), bound+1<<20)
+	rec := &kgo.Record{Topic: "commands", Partition: part, Key: []byte("bomb"), Value: []byte(strings.Repeat("x", len(stream)+1024))}
+	produceRaw(t, h, []kgo.Opt{kgo.WithCompressor(bombCompressor{stream}), kgo.ProducerBatchCompression(kgo.ZstdCompression())}, rec)
+	bombAt := rec.Offset
+	select {
+	case <-skipped:
+	case <-ctx.Done():
+		t.Fatal("the worker never skipped the bomb")
+	}
+	if err := w.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	close(stopLoad)
+	<-loadDone
+
+	h.StartProcessor("w0", "", opts)
+	same := samePartitionID(t, "after-bomb", part)
+	rep, err := cl.Send(ctx, cmd("account", same, "OpenAccount", `{"owner":"A","currency":"EUR"}`))
+	if err != nil {
+		t.Fatalf("a command after the bomb on its partition got no reply: %v", err)
+	}
+	wantStatus(t, rep, wire.StatusAccepted, 1)
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		for _, r := range h.ReadTopic("commands-dlq") {
+			if header(r, wire.HeaderDLQPartition) == fmt.Sprint(part) && header(r, wire.HeaderDLQOffset) == fmt.Sprint(bombAt) {
+				return
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no dead letter points at the bomb (partition %d, offset %d): its offset was committed without its pointer", part, bombAt)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
 }

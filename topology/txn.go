@@ -44,8 +44,6 @@ func (p *Processor) runTxn(ctx context.Context, first kgo.Fetches) (bool, error)
 	limit := p.batchLimit()
 	b := &batch{stages: p.newStageClock()}
 	deadline := time.Now().Add(p.cfg.CommitInterval)
-	skipped := len(p.undecompressable)
-	p.deadLetterUndecompressable(b)
 	n := p.processFetches(ctx, b, first)
 	for n < limit && p.sess.Client().BufferedFetchRecords() > 0 && time.Now().Before(deadline) && ctx.Err() == nil {
 		pctx, cancel := context.WithDeadline(ctx, deadline)
@@ -59,6 +57,13 @@ func (p *Processor) runTxn(ctx context.Context, first kgo.Fetches) (bool, error)
 		p.prepareSchemas(ctx, more, true)
 		n += p.processFetches(ctx, b, more)
 	}
+	// The pointers of every batch skipped so far, those the polls above
+	// found included: SetOffsets moved the session past them, so this
+	// transaction commits offsets past them, and their pointers must commit
+	// with it (left to the next transaction, a stop or a revoke before it
+	// lost them for good).
+	skipped := len(p.undecompressable)
+	p.deadLetterUndecompressable(b)
 	p.flushSnapshots(b)
 	if h := p.cfg.hooks; h != nil && h.beforeEnd != nil {
 		h.beforeEnd(b.partitions)
