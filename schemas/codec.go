@@ -230,39 +230,60 @@ func (c *Codec) Encode(v any) ([]byte, error) {
 // none (or v is something Encode must refuse), and then the goavro path
 // decides.
 func (c *Codec) fastEncode(v any) (out []byte, ok bool, err error) {
+	pl, p := c.fastPlan(v)
+	if pl == nil {
+		return nil, false, nil
+	}
+	out, err = pl.fast.root.enc(c.newBuffer(), p)
+	runtime.KeepAlive(v)
+	if err != nil {
+		return nil, true, fmt.Errorf("schemas: encode %s: %w", c.name, err)
+	}
+	c.noteSize(out)
+	return out, true, nil
+}
+
+// fastPlan returns v's compiled plan and the address of its struct, or nil
+// when v is not a struct (or pointer to one) with a compiled plan.
+func (c *Codec) fastPlan(v any) (*plan, unsafe.Pointer) {
 	t := reflect.TypeOf(v)
 	if t == nil {
-		return nil, false, nil
+		return nil, nil
 	}
 	isPtr := t.Kind() == reflect.Pointer
 	if isPtr {
 		t = t.Elem()
 	}
 	if t.Kind() != reflect.Struct {
-		return nil, false, nil
+		return nil, nil
 	}
 	pl := c.planOf(t)
 	if pl.err != nil || pl.fast == nil {
-		return nil, false, nil
+		return nil, nil
 	}
 	// The interface's data word is the pointer, or points at the boxed
 	// struct (which is never written to), except for a struct that is
 	// itself pointer-shaped: that rare case takes the goavro path.
 	p := efaceData(v)
 	if p == nil || (!isPtr && pl.fast.direct) {
-		return nil, false, nil
+		return nil, nil
 	}
+	return pl, p
+}
+
+// newBuffer is an output buffer holding the header, sized from the last
+// encodings.
+func (c *Codec) newBuffer() []byte {
 	buf := make([]byte, HeaderLen, max(64, int(c.sizeHint.Load())))
 	copy(buf, c.header[:])
-	out, err = pl.fast.root.enc(buf, p)
-	runtime.KeepAlive(v)
-	if err != nil {
-		return nil, true, fmt.Errorf("schemas: encode %s: %w", c.name, err)
-	}
+	return buf
+}
+
+// noteSize remembers the size of an encoding for the next buffers.
+func (c *Codec) noteSize(out []byte) {
 	if n := len(out); n <= 1<<16 && int32(n) != c.sizeHint.Load() {
 		c.sizeHint.Store(int32(n))
 	}
-	return out, true, nil
 }
 
 // EncodeSealed is Encode with every top-level field marked PersonalProperty
@@ -272,28 +293,11 @@ func (c *Codec) fastEncode(v any) (out []byte, ok bool, err error) {
 // ok is false when v's type has no compiled plan (nothing was encoded: seal
 // a copy and Encode it instead).
 func (c *Codec) EncodeSealed(v any, seal func(plain string) (string, error)) (out []byte, ok bool, err error) {
-	t := reflect.TypeOf(v)
-	if t == nil {
+	pl, p := c.fastPlan(v)
+	if pl == nil || pl.fast.top == nil {
 		return nil, false, nil
 	}
-	isPtr := t.Kind() == reflect.Pointer
-	if isPtr {
-		t = t.Elem()
-	}
-	if t.Kind() != reflect.Struct {
-		return nil, false, nil
-	}
-	pl := c.planOf(t)
-	if pl.err != nil || pl.fast == nil || pl.fast.top == nil {
-		return nil, false, nil
-	}
-	p := efaceData(v)
-	if p == nil || (!isPtr && pl.fast.direct) {
-		return nil, false, nil
-	}
-	buf := make([]byte, HeaderLen, max(64, int(c.sizeHint.Load())))
-	copy(buf, c.header[:])
-	out = buf
+	out = c.newBuffer()
 	for i := range pl.fast.top {
 		f := &pl.fast.top[i]
 		fp := unsafe.Add(p, f.off)
@@ -331,9 +335,7 @@ func (c *Codec) EncodeSealed(v any, seal func(plain string) (string, error)) (ou
 		}
 	}
 	runtime.KeepAlive(v)
-	if n := len(out); n <= 1<<16 && int32(n) != c.sizeHint.Load() {
-		c.sizeHint.Store(int32(n))
-	}
+	c.noteSize(out)
 	return out, true, nil
 }
 
