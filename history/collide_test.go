@@ -59,71 +59,53 @@ func TestForgedRecordInAnotherPartitionAtTheSameOffset(t *testing.T) {
 	}
 }
 
-// TestIndexOfTheOldLayoutIsEmptied: an index written before the partition
-// was in the key (no layout marker) is emptied when opened, so that its
-// entries are never misread; the indexer rebuilds it.
-func TestIndexOfTheOldLayoutIsEmptied(t *testing.T) {
-	t.Parallel()
-	dir := t.TempDir()
-	db, err := pebble.Open(dir, &pebble.Options{FormatMajorVersion: pebble.FormatNewest})
-	if err != nil {
-		t.Fatal(err)
-	}
-	old := append([]byte{0x01, 7}, "account"...)
-	old = append(append(old, 3), "a-1"...)
-	old = append(old, make([]byte, 16)...) // version, offset
-	for k, v := range map[string][]byte{string(old): make([]byte, 12), "\x00c\x00\x00\x00\x00": {0, 0, 0, 0, 0, 0, 0, 9}} {
-		if err := db.Set([]byte(k), v, pebble.Sync); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if err := db.Close(); err != nil {
-		t.Fatal(err)
-	}
-	idx, err := history.Open(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer idx.Close()
-	if _, ok, err := idx.Checkpoint(0); ok || err != nil {
-		t.Fatalf("checkpoint of the old index kept (%v, %v)", ok, err)
-	}
-	n := 0
-	if err := idx.Dump(func(string, string, history.Pointer) { n++ }); err != nil || n != 0 {
-		t.Fatalf("old entries kept: %d, %v", n, err)
-	}
-}
-
-// TestIndexOfLayout2IsEmptied: an index of layout 2 (fixed-width numbers,
-// no CRC) is emptied when opened and rebuilt, never misread.
-func TestIndexOfLayout2IsEmptied(t *testing.T) {
-	t.Parallel()
-	dir := t.TempDir()
-	db, err := pebble.Open(dir, &pebble.Options{FormatMajorVersion: pebble.FormatNewest})
-	if err != nil {
-		t.Fatal(err)
-	}
-	old := append([]byte{0x01, 7}, "account"...)
-	old = append(append(old, 3), "a-1"...)
-	old = append(old, make([]byte, 20)...) // version, partition, offset
-	for k, v := range map[string][]byte{string(old): make([]byte, 12), "\x00c\x00\x00\x00\x00": {0, 0, 0, 0, 0, 0, 0, 9}, "\x00f": {2}} {
-		if err := db.Set([]byte(k), v, pebble.Sync); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if err := db.Close(); err != nil {
-		t.Fatal(err)
-	}
-	idx, err := history.Open(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer idx.Close()
-	if _, ok, err := idx.Checkpoint(0); ok || err != nil {
-		t.Fatalf("checkpoint of the layout-2 index kept (%v, %v)", ok, err)
-	}
-	n := 0
-	if err := idx.Dump(func(string, string, history.Pointer) { n++ }); err != nil || n != 0 {
-		t.Fatalf("layout-2 entries kept: %d, %v", n, err)
+// TestIndexOfAnOlderLayoutIsEmptied: an index of an older key layout is
+// emptied when opened, so that its entries are never misread; the indexer
+// rebuilds it. Layout 1 had no partition in the key and no layout marker;
+// layout 2 had fixed-width numbers and no CRC.
+func TestIndexOfAnOlderLayoutIsEmptied(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		tail   int               // bytes after the stream: version, (partition,) offset
+		marker map[string][]byte // the layout marker, if the layout wrote one
+	}{
+		{"layout 1", 16, nil},
+		{"layout 2", 20, map[string][]byte{"\x00f": {2}}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			dir := t.TempDir()
+			db, err := pebble.Open(dir, &pebble.Options{FormatMajorVersion: pebble.FormatNewest})
+			if err != nil {
+				t.Fatal(err)
+			}
+			old := append([]byte{0x01, 7}, "account"...)
+			old = append(append(old, 3), "a-1"...)
+			old = append(old, make([]byte, tc.tail)...)
+			kvs := map[string][]byte{string(old): make([]byte, 12), "\x00c\x00\x00\x00\x00": {0, 0, 0, 0, 0, 0, 0, 9}}
+			for k, v := range tc.marker {
+				kvs[k] = v
+			}
+			for k, v := range kvs {
+				if err := db.Set([]byte(k), v, pebble.Sync); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if err := db.Close(); err != nil {
+				t.Fatal(err)
+			}
+			idx, err := history.Open(dir)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer idx.Close()
+			if _, ok, err := idx.Checkpoint(0); ok || err != nil {
+				t.Fatalf("checkpoint of the old index kept (%v, %v)", ok, err)
+			}
+			n := 0
+			if err := idx.Dump(func(string, string, history.Pointer) { n++ }); err != nil || n != 0 {
+				t.Fatalf("old entries kept: %d, %v", n, err)
+			}
+		})
 	}
 }
