@@ -167,16 +167,8 @@ func runHistory(ctx context.Context, o *Options, admCl *kgo.Client, adm *kadm.Cl
 	}
 	end, _ := lso.Lookup(topic, 0)
 	start := time.Now()
-	var found int
-	if _, err := logread.Read(ctx, cl, topic, 0, 0, end.Offset, logread.Options{}, func(r *kgo.Record) error {
-		if string(r.Key) == "target-0" {
-			if _, _, err := reg.DecodeEvents(r.Value); err != nil {
-				return err
-			}
-			found++
-		}
-		return nil
-	}); err != nil {
+	found, err := scanForTarget(ctx, cl, reg, topic, end.Offset)
+	if err != nil {
 		return res, err
 	}
 	res.scan = time.Since(start)
@@ -216,7 +208,7 @@ func runHistory(ctx context.Context, o *Options, admCl *kgo.Client, adm *kadm.Cl
 		res.cpuWith, res.cpuWithout = res.cpuWith+cpu[1]/float64(o.UpkeepPairs), res.cpuWithout+cpu[0]/float64(o.UpkeepPairs)
 		res.procWith, res.procWithout = res.procWith+rate[1]/float64(o.UpkeepPairs), res.procWithout+rate[0]/float64(o.UpkeepPairs)
 	}
-	res.cpuRatio, res.rateRatio = medianFloat(cpuRatios), medianFloat(rateRatios)
+	res.cpuRatio, res.rateRatio = medianOf(cpuRatios), medianOf(rateRatios)
 	res.cpuRatios, res.rateRatios = cpuRatios, rateRatios
 	res.procRuns = strings.Join(runs, "; ")
 	logf("history: processor %.0f cmds/s without the indexer, %.0f with", res.procWithout, res.procWith)
@@ -374,16 +366,21 @@ func envelopeEncoder() (func(id string, v int64) ([]byte, error), error) {
 	}, nil
 }
 
-func medianFloat(f []float64) float64 {
-	if len(f) == 0 {
-		return 0
-	}
-	s := slices.Clone(f)
-	slices.Sort(s)
-	if len(s)%2 == 0 {
-		return (s[len(s)/2-1] + s[len(s)/2]) / 2
-	}
-	return s[len(s)/2]
+// scanForTarget is the schema-change rebuild without an index: it reads
+// partition 0 of topic up to end and decodes the events of target-0,
+// returning how many it found.
+func scanForTarget(ctx context.Context, cl *kgo.Client, reg *topology.Registry, topic string, end int64) (int, error) {
+	var found int
+	_, err := logread.Read(ctx, cl, topic, 0, 0, end, logread.Options{}, func(r *kgo.Record) error {
+		if string(r.Key) == "target-0" {
+			if _, _, err := reg.DecodeEvents(r.Value); err != nil {
+				return err
+			}
+			found++
+		}
+		return nil
+	})
+	return found, err
 }
 
 func medianDur(d []time.Duration) time.Duration {

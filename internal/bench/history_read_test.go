@@ -140,16 +140,8 @@ func BenchmarkHistoryRead(b *testing.B) {
 	b.Run("scan", func(b *testing.B) {
 		end := int64(n + (n+historyTxn-1)/historyTxn) // records and a commit marker per transaction
 		for b.Loop() {
-			found := 0
-			if _, err := logread.Read(ctx, cl, "events", 0, 0, end, logread.Options{}, func(r *kgo.Record) error {
-				if string(r.Key) == "target-0" {
-					if _, _, err := reg.DecodeEvents(r.Value); err != nil {
-						return err
-					}
-					found++
-				}
-				return nil
-			}); err != nil {
+			found, err := scanForTarget(ctx, cl, reg, "events", end)
+			if err != nil {
 				b.Fatal(err)
 			}
 			if found != historyPerTarget {
