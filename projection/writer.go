@@ -55,6 +55,14 @@ type tableWriter struct {
 	mu     sync.Mutex
 	space  *sync.Cond // signalled (with mu) when a flush took the pending batches
 	closed bool
+	// failed is the first failed flush's error; every later batch fails
+	// with it. Flushes are sequential, but a failed batch only fails the
+	// group asynchronously (goka fails it once the event's context is
+	// done), and sarama commits the highest offset marked: a later batch
+	// written meanwhile (an event that writes nothing, say) would mark an
+	// offset past the failed events, and the commit at the group's stop
+	// would cover them (TestCommitNeverOvertakesAWrite).
+	failed error
 }
 
 // partWriter is one partition's state: the pending batch, the batch being
@@ -359,7 +367,7 @@ func (w *tableWriter) flush() {
 		return
 	}
 	batch := w.take()
-	var err error
+	err := w.failed // read and written by the flusher only
 	events := 0
 	for p, pp := range batch {
 		if pp == nil {
@@ -384,6 +392,7 @@ func (w *tableWriter) flush() {
 		w.written.Add(int64(events))
 		w.forwarded.Add(fwd)
 	}
+	w.failed = err
 	finish(batch, err)
 }
 

@@ -1,6 +1,7 @@
 package projection
 
 import (
+	"errors"
 	"fmt"
 	"sync/atomic"
 	"testing"
@@ -69,5 +70,31 @@ func TestCachedEntryFindsItsBatchEntry(t *testing.T) {
 	}
 	if a, _, ok := pw.heldLocked("a"); !ok || a.Version != 4 {
 		t.Fatalf("held %+v, %v", a, ok)
+	}
+}
+
+// TestAFailedFlushFailsEveryLaterBatch: once a batch failed, a later batch
+// (here an event that writes nothing) must not release its commit: goka
+// fails the group only asynchronously, and sarama commits the highest offset
+// marked, which would cover the failed event for good. Deterministic
+// companion of TestCommitNeverOvertakesAWrite (which needs the race).
+func TestAFailedFlushFailsEveryLaterBatch(t *testing.T) {
+	var written, forwarded atomic.Int64
+	// No stores: writing the batch fails ("no store").
+	w := newTableWriter(nil, &storeSet{}, Names{Prefix: "t", Version: 1}, 1, &written, &forwarded)
+	pw := w.parts[0]
+	var first, later error
+	w.addLocked(pw, "a1", nil, Account{ID: "a1", Version: 1}, true, nil, nil, 0, func(err error) { first = err })
+	w.flush()
+	if first == nil {
+		t.Fatal("the batch had no store to write to and its commit was released")
+	}
+	later = errors.New("not called")
+	if err := w.pass(0, func(err error) { later = err }); err != nil {
+		t.Fatal(err)
+	}
+	w.flush()
+	if later == nil {
+		t.Fatal("a batch after a failed one released its commit: it would commit past the failed event")
 	}
 }
