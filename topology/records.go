@@ -320,8 +320,10 @@ func parseExpectation(s string) (expectation, error) {
 	case wire.ExpectExists:
 		return expectation{kind: expectExists}, nil
 	}
+	// The contract's version is canonical decimal: ParseInt alone would
+	// also take "+5" and "007".
 	v, err := strconv.ParseInt(s, 10, 64)
-	if err != nil || v < 0 {
+	if err != nil || v < 0 || s[0] < '0' || s[0] > '9' || (s[0] == '0' && len(s) > 1) {
 		return expectation{}, fmt.Errorf("%s: %q is not a version (a number >= 0, %s, %s or %s)",
 			wire.HeaderExpectedVersion, s, wire.ExpectAny, wire.ExpectNoStream, wire.ExpectExists)
 	}

@@ -46,7 +46,8 @@ func TestParseExpectation(t *testing.T) {
 		{in: "exists", ok: true, met: []int64{1, 9}, notMet: []int64{0}},
 		{in: "3", ok: true, met: []int64{3}, notMet: []int64{0, 2, 4}},
 		{in: "0", ok: true, met: []int64{0}, notMet: []int64{1}},
-		{in: "-1"}, {in: "three"}, {in: "1.5"},
+		{in: "-1"}, {in: "three"}, {in: "1.5"}, {in: "+5"}, {in: "007"}, {in: "00"}, {in: " 5"}, {in: "5 "},
+		{in: "9223372036854775808"}, {in: "ANY"},
 	} {
 		e, err := parseExpectation(tc.in)
 		if (err == nil) != tc.ok {
