@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
@@ -254,6 +255,10 @@ func parseCommandMetaNames(r *kgo.Record, defaultReplyTopic string, names map[st
 	}
 	if m.commandID == "" {
 		errs = append(errs, fmt.Errorf("missing %s header", wire.HeaderCommandID))
+	} else if !utf8.ValidString(m.commandID) {
+		// Header values are UTF-8 (the contract); a JSON reply could not
+		// carry this id unaltered, so its client could not match it.
+		errs = append(errs, fmt.Errorf("%s is not UTF-8 text", wire.HeaderCommandID))
 	}
 	if m.aggregateType == "" {
 		errs = append(errs, fmt.Errorf("missing %s header", wire.HeaderAggregateType))

@@ -83,6 +83,26 @@ func TestParseCommandMetaKeepsReplyAddressOnBadHeaders(t *testing.T) {
 	}
 }
 
+// TestCommandIDMustBeUTF8: header values are UTF-8 (the contract); a
+// command id that is not is bad_header, since its JSON reply could not
+// carry it unaltered.
+func TestCommandIDMustBeUTF8(t *testing.T) {
+	for _, tc := range []struct {
+		id string
+		ok bool
+	}{{"cmd-1", true}, {"ünïcödé ✓", true}, {"cmd-\xff", false}, {"\xc3", false}, {"a\xed\xa0\x80b", false}} {
+		r := &kgo.Record{Key: []byte("a"), Headers: []kgo.RecordHeader{
+			{Key: wire.HeaderCommandID, Value: []byte(tc.id)},
+			{Key: wire.HeaderAggregateType, Value: []byte("account")},
+		}}
+		_, err := parseCommandMeta(r, "command_reply")
+		var ie *invalidError
+		if tc.ok != (err == nil) || (err != nil && (!errors.As(err, &ie) || ie.code != CodeBadHeader)) {
+			t.Errorf("%q: err %v, want ok=%v or bad_header", tc.id, err, tc.ok)
+		}
+	}
+}
+
 func TestDecodeCommandChecksTypeAgainstFingerprint(t *testing.T) {
 	reg := testRegistry(t)
 	bt := reg.types["account"]
