@@ -207,40 +207,60 @@ func fetchPending(ctx context.Context, cl *kgo.Client, id kadm.TopicID, topic st
 	if off >= lso {
 		return false, 0, true, nil
 	}
+	pending, next, done, err = scanPending(rp2.RecordBatches, rp2.AbortedTransactions, off, lso)
+	if err != nil {
+		return false, 0, false, fmt.Errorf("projection: fetch %s/%d: %w", topic, p, err)
+	}
+	return pending, next, done, nil
+}
+
+// batchHeaderBytes is a record batch's header up to its record count: all
+// that scanPending reads of a batch.
+const batchHeaderBytes = 61
+
+// scanPending walks a fetch response's record batches from off, below the
+// last stable offset lso, as a read_committed consumer would, and reports
+// whether one holds committed data (pending), else where to continue
+// (next) or that nothing more is below lso (done). Only the batch headers
+// are read: a real broker may end a response inside a batch (kfake never
+// does), and a cut batch is judged by its header like any other (an
+// aborted one larger than the fetch is not data).
+func scanPending(b []byte, aborted []kmsg.FetchResponseTopicPartitionAbortedTransaction, off, lso int64) (pending bool, next int64, done bool, err error) {
 	// As a read_committed consumer does: a producer's batches are aborted
 	// from the first offset of an aborted transaction up to its next marker.
-	abortedTxns := append([]kmsg.FetchResponseTopicPartitionAbortedTransaction(nil), rp2.AbortedTransactions...)
+	abortedTxns := append([]kmsg.FetchResponseTopicPartitionAbortedTransaction(nil), aborted...)
 	sort.Slice(abortedTxns, func(i, j int) bool { return abortedTxns[i].FirstOffset < abortedTxns[j].FirstOffset })
 	aborting := map[int64]bool{}
-	b := rp2.RecordBatches
 	next = off
-	for len(b) >= 12 {
+	for len(b) >= batchHeaderBytes {
+		first := int64(binary.BigEndian.Uint64(b[0:8]))
 		length := int64(binary.BigEndian.Uint32(b[8:12]))
-		if int64(len(b)) < 12+length {
-			// A partial batch: too large for a commit marker, so data.
-			return true, 0, false, nil
+		attributes := int16(binary.BigEndian.Uint16(b[21:23]))
+		last := first + int64(int32(binary.BigEndian.Uint32(b[23:27])))
+		producerID := int64(binary.BigEndian.Uint64(b[43:51]))
+		if length < batchHeaderBytes-12 || last < first || b[16] != 2 {
+			return false, 0, false, fmt.Errorf("not a record batch at offset %d", first)
 		}
-		var rb kmsg.RecordBatch
-		if err := rb.ReadFrom(b[:12+length]); err != nil {
-			return false, 0, false, fmt.Errorf("projection: fetch %s/%d: batch: %w", topic, p, err)
-		}
-		b = b[12+length:]
-		last := rb.FirstOffset + int64(rb.LastOffsetDelta)
+		b = b[min(int64(len(b)), 12+length):]
 		next = last + 1
 		for len(abortedTxns) > 0 && abortedTxns[0].FirstOffset <= last {
 			aborting[abortedTxns[0].ProducerID] = true
 			abortedTxns = abortedTxns[1:]
 		}
-		control := rb.Attributes&0x20 != 0
-		transactional := rb.Attributes&0x10 != 0
+		control := attributes&0x20 != 0
+		transactional := attributes&0x10 != 0
 		if control {
-			delete(aborting, rb.ProducerID)
+			delete(aborting, producerID)
 			continue
 		}
-		if last < off || rb.FirstOffset >= lso || (transactional && aborting[rb.ProducerID]) {
+		if last < off || first >= lso || (transactional && aborting[producerID]) {
 			continue
 		}
 		return true, 0, false, nil
+	}
+	if next == off && len(b) > 0 {
+		// A broker returns at least the first batch whole (KIP-74).
+		return false, 0, false, fmt.Errorf("a record batch header cut at offset %d", off)
 	}
 	if next >= lso || next == off {
 		return false, 0, true, nil
