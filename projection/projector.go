@@ -306,17 +306,41 @@ type handlerError struct{ msg string }
 func (e handlerError) Error() string { return e.msg }
 
 // guard turns a handler's panic into a dead letter, so that one bad record
-// cannot stop a group (goka would stop the processor).
+// cannot stop a group (goka would stop the processor). A failure the
+// handler or goka itself reports with Context.Fail (a store that cannot be
+// read or written, a key that does not come) is not the record's: goka's
+// Fail panics to stop the partition without committing the record, and
+// guard lets that panic through. Recovered, it dead-lettered the record
+// and committed it without its write (TestAFailedFoldIsNeverCommitted).
 func (p *Projector) guard(g goka.Group, fn func(goka.Context, []byte)) goka.ProcessCallback {
 	return func(ctx goka.Context, msg any) {
 		raw, _ := msg.([]byte)
+		fc := &failWatch{gokaContext: ctx}
 		defer func() {
 			if r := recover(); r != nil {
+				if fc.failed {
+					panic(r)
+				}
 				p.deadLetter(ctx, g, raw, fmt.Sprintf("handler panic: %v", r))
 			}
 		}()
-		fn(ctx, raw)
+		fn(fc, raw)
 	}
+}
+
+// failWatch is a goka context that notes a call of Fail.
+type failWatch struct {
+	gokaContext
+	failed bool
+}
+
+// gokaContext names the embedded context (a field named Context would hide
+// the method).
+type gokaContext = goka.Context
+
+func (c *failWatch) Fail(err error) {
+	c.failed = true
+	c.gokaContext.Fail(err)
 }
 
 func (p *Projector) deadLetter(ctx goka.Context, g goka.Group, raw []byte, reason string) {
@@ -391,11 +415,19 @@ func (p *Projector) fold(ctx goka.Context, raw []byte) bool {
 		pw.mu.Lock()
 		defer pw.mu.Unlock()
 		defer func() {
-			if !queued { // a panic (dead-lettered by guard) or an error: commit in order
+			switch {
+			case queued:
+			case totalsFailed != nil:
+				// Not the event's fault: its batch fails (and every later
+				// one), so that neither it nor an event after it is
+				// committed, also while the session ends (ctx.Fail below
+				// does not stop the partition then).
+				p.w.failLocked(pw, done, totalsFailed)
+			default: // a panic (dead-lettered by guard): commit in order
 				pw.pending.dones = append(pw.pending.dones, done)
 				p.w.added()
-				queued = true
 			}
+			queued = true
 		}()
 		var (
 			ok bool
@@ -448,7 +480,8 @@ func (p *Projector) fold(ctx goka.Context, raw []byte) bool {
 		queued = true
 	}()
 	if totalsFailed != nil {
-		ctx.Fail(totalsFailed) // before its commit: the flush of its partition waits for this
+		ctx.Fail(totalsFailed) // stops the partition now (guard lets it through)
+		return true
 	}
 	gc := p.accCounters
 	switch outcome {

@@ -117,6 +117,9 @@ type pendingPart struct {
 	totals  []CurrencyTotal  // the counters to send, as they were at the swap
 	seq     int64            // the offset of the last event written
 	dones   []func(error)
+	// err fails the batch (and so every later one): an event of it could
+	// not be folded for a reason that is not the event's (failFold).
+	err error
 }
 
 type pendingEntry struct {
@@ -278,6 +281,19 @@ func (w *tableWriter) added() {
 	}
 }
 
+// failLocked queues the commit of an event that could not be folded for a
+// reason that is not the event's (a store or a key that could not be read),
+// and fails its batch with err: neither it nor any event after it is
+// committed, and the group stops (the events come again). Called with pw.mu
+// held.
+func (w *tableWriter) failLocked(pw *partWriter, done func(error), err error) {
+	if pw.pending.err == nil {
+		pw.pending.err = err
+	}
+	pw.pending.dones = append(pw.pending.dones, done)
+	w.added()
+}
+
 // pass queues the commit of an event that writes nothing behind the pending
 // events of its partition.
 func (w *tableWriter) pass(p int32, done func(error)) error {
@@ -374,6 +390,9 @@ func (w *tableWriter) flush() {
 			continue
 		}
 		events += len(pp.dones)
+		if err == nil {
+			err = pp.err
+		}
 		if err != nil || len(pp.entries) == 0 {
 			continue // commits only, or failed already
 		}
