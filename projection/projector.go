@@ -360,6 +360,22 @@ func (p *Projector) deadLetter(ctx goka.Context, g goka.Group, raw []byte, reaso
 	if raw == nil {
 		raw = []byte{}
 	}
+	if g == p.accountsGroup {
+		// Through the writer, in order with the commits of the group: goka's
+		// producer would send it up to 100 ms later, and the writer would
+		// meanwhile release the commit of a later event, which covers this
+		// one whether or not its dead letter is ever written.
+		r := &kgo.Record{Topic: string(DeadLetters(g)), Partition: p.w.partitionOf(ctx.Key()),
+			Key: []byte(ctx.Key()), Value: raw, Headers: make([]kgo.RecordHeader, 0, len(h))}
+		for k, v := range h {
+			r.Headers = append(r.Headers, kgo.RecordHeader{Key: k, Value: v})
+		}
+		done := ctx.DeferCommit()
+		if err := p.w.deadLetter(ctx.Partition(), r, done); err != nil {
+			done(err) // fails the group: the event is not committed
+		}
+		return
+	}
 	ctx.Emit(DeadLetters(g), ctx.Key(), raw, goka.WithCtxEmitHeaders(h))
 }
 

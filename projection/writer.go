@@ -23,9 +23,9 @@ import (
 // once and writes them to each partition's store in one Pebble batch,
 // produces them (the table is compacted: an entry another event of the same
 // batch replaced would be dropped by compaction anyway), the owner-index
-// records and the currency counters of each partition the batch changed (one
-// record per currency and partition per batch, not per event) with one
-// franz-go client, waits for every acknowledgement, stores each table
+// records, the currency counters of each partition the batch changed (one
+// record per currency and partition per batch, not per event) and the
+// batch's dead letters with one franz-go client, waits for every acknowledgement, stores each table
 // partition's last offset once, and only then releases the batch's commits.
 //
 // The guarantees of goka's own path hold: the store is written before the
@@ -117,6 +117,10 @@ type pendingPart struct {
 	totals  []CurrencyTotal  // the counters to send, as they were at the swap
 	seq     int64            // the offset of the last event written
 	dones   []func(error)
+	// letters are dead letters of the batch's events; each holds one of
+	// dones back (letterDones of them: not events, not counted as written).
+	letters     []*kgo.Record
+	letterDones int
 	// err fails the batch (and so every later one): an event of it could
 	// not be folded for a reason that is not the event's (failFold).
 	err error
@@ -294,6 +298,30 @@ func (w *tableWriter) failLocked(pw *partWriter, done func(error), err error) {
 	w.added()
 }
 
+// deadLetter queues a dead letter r of an event of partition p, and done, a
+// deferred commit of that event: like its table entry, the event is
+// committed only once the dead letter was acknowledged, and no event after
+// it before (TestCommitNeverOvertakesADeadLetter).
+func (w *tableWriter) deadLetter(p int32, r *kgo.Record, done func(error)) error {
+	pw, err := w.part(p)
+	if err != nil {
+		return err
+	}
+	w.mu.Lock()
+	closed := w.closed
+	w.mu.Unlock()
+	if closed {
+		return errors.New("projection: writer closed")
+	}
+	pw.mu.Lock()
+	pw.pending.letters = append(pw.pending.letters, r)
+	pw.pending.dones = append(pw.pending.dones, done)
+	pw.pending.letterDones++
+	pw.mu.Unlock()
+	w.added()
+	return nil
+}
+
 // pass queues the commit of an event that writes nothing behind the pending
 // events of its partition.
 func (w *tableWriter) pass(p int32, done func(error)) error {
@@ -389,7 +417,7 @@ func (w *tableWriter) flush() {
 		if pp == nil {
 			continue
 		}
-		events += len(pp.dones)
+		events += len(pp.dones) - pp.letterDones
 		if err == nil {
 			err = pp.err
 		}
@@ -483,6 +511,9 @@ func (w *tableWriter) produce(batch []*pendingPart) (int64, error) {
 		}
 		for _, r := range pp.owners {
 			fwd++
+			send(r)
+		}
+		for _, r := range pp.letters {
 			send(r)
 		}
 		for i := range pp.totals {
