@@ -94,6 +94,9 @@ type Projector struct {
 
 	// w batches the accounts group's writes (writer.go); set by Run.
 	w *tableWriter
+	// gates order the commits of the owners and totals groups (gate.go);
+	// set by Run before the groups start.
+	gates map[goka.Group]*commitGate
 
 	mu    sync.Mutex
 	procs []*goka.Processor
@@ -184,6 +187,7 @@ func (p *Projector) Run(ctx context.Context) error {
 		go func() { p.sweepErased(sweepCtx, cl); close(sweepDone) }()
 		defer func() { stopSweep(); <-sweepDone }()
 	}
+	p.gates = map[goka.Group]*commitGate{p.ownersGroup: newCommitGate(parts), p.totalsGroup: newCommitGate(parts)}
 	graphs := []*goka.GroupGraph{
 		goka.DefineGroup(n.AccountsGroup(),
 			goka.Input(goka.Stream(p.cfg.EventsTopic), rawCodec{}, p.guard(n.AccountsGroup(), p.onEvent)),
@@ -288,6 +292,9 @@ func (p *Projector) processorOptions(g goka.Group) []goka.ProcessorOption {
 	if g == c.Names.OwnersGroup() && c.Personal != nil {
 		stores = p.ownerStores
 	}
+	if gate := p.gates[g]; gate != nil {
+		extra = append(extra, goka.WithProducerBuilder(gate.producerBuilder(goka.ProducerBuilderWithConfig(c.saramaConfig()))))
+	}
 	return append([]goka.ProcessorOption{
 		goka.WithClientID(string(g)),
 		goka.WithHasher(Murmur2),
@@ -321,12 +328,16 @@ func (p *Projector) guard(g goka.Group, fn func(goka.Context, []byte)) goka.Proc
 	return func(ctx goka.Context, msg any) {
 		raw, _ := msg.([]byte)
 		fc := &failWatch{gokaContext: ctx}
+		gate := p.gates[g] // nil for the accounts group: its writer orders its commits
+		e := gate.begin(ctx)
 		defer func() {
-			if r := recover(); r != nil {
-				if fc.failed {
-					panic(r)
-				}
+			r := recover()
+			if r != nil && fc.failed == nil {
 				p.deadLetter(ctx, g, raw, fmt.Sprintf("handler panic: %v", r))
+			}
+			gate.end(e, fc.failed)
+			if r != nil && fc.failed != nil {
+				panic(r)
 			}
 		}()
 		fn(fc, raw)
@@ -336,7 +347,7 @@ func (p *Projector) guard(g goka.Group, fn func(goka.Context, []byte)) goka.Proc
 // failWatch is a goka context that notes a call of Fail.
 type failWatch struct {
 	gokaContext
-	failed bool
+	failed error
 }
 
 // gokaContext names the embedded context (a field named Context would hide
@@ -344,7 +355,10 @@ type failWatch struct {
 type gokaContext = goka.Context
 
 func (c *failWatch) Fail(err error) {
-	c.failed = true
+	if err == nil {
+		err = errors.New("projection: failed")
+	}
+	c.failed = err
 	c.gokaContext.Fail(err)
 }
 
