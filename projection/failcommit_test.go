@@ -33,6 +33,7 @@ type gokaCtx struct {
 	offset    int64
 	value     any
 	stopping  bool
+	valueErr  error // Value fails with it
 
 	mu                 sync.Mutex
 	emits, dones       int
@@ -45,12 +46,18 @@ type gokaCtx struct {
 	deferredCommitsRun int
 }
 
-func (c *gokaCtx) Key() string                         { return c.key }
-func (c *gokaCtx) Partition() int32                    { return c.partition }
-func (c *gokaCtx) Offset() int64                       { return c.offset }
-func (c *gokaCtx) Topic() goka.Stream                  { return "events" }
-func (c *gokaCtx) Headers() goka.Headers               { return goka.Headers{} }
-func (c *gokaCtx) Value() any                          { return c.value }
+func (c *gokaCtx) Key() string           { return c.key }
+func (c *gokaCtx) Partition() int32      { return c.partition }
+func (c *gokaCtx) Offset() int64         { return c.offset }
+func (c *gokaCtx) Topic() goka.Stream    { return "events" }
+func (c *gokaCtx) Headers() goka.Headers { return goka.Headers{} }
+func (c *gokaCtx) Value() any {
+	if c.valueErr != nil {
+		c.Fail(c.valueErr) // as goka's Value does when the store read fails
+		return nil
+	}
+	return c.value
+}
 func (c *gokaCtx) Context() context.Context            { return context.Background() }
 func (c *gokaCtx) Timestamp() time.Time                { return time.Time{} }
 func (c *gokaCtx) SetValue(any, ...goka.ContextOption) { panic("SetValue: not the accounts group's") }
@@ -137,15 +144,24 @@ func unitEnv(t *testing.T) *env {
 }
 
 // unitProjector is a projector whose accounts-group writer has one
-// partition and no client: a batch with entries fails ("no store"), a
-// batch of commits only succeeds.
+// partition, an empty store and no client: a batch of commits only
+// succeeds (one with records would need the client).
 func unitProjector(t *testing.T, e *env, personal *Personal) *Projector {
 	p, err := New(Config{Brokers: []string{"127.0.0.1:1"}, StateDir: t.TempDir(), Registry: e.reg,
 		Logger: testLogger(), Personal: personal})
 	if err != nil {
 		t.Fatal(err)
 	}
-	p.w = newTableWriter(nil, &storeSet{}, p.cfg.Names, 1, &p.c.written, &p.c.forwarded)
+	stores := &storeSet{}
+	st, err := pebbleBuilder(t.TempDir(), 0, stores)(TableOf(p.accountsGroup), 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := st.Open(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = st.Close() })
+	p.w = newTableWriter(nil, stores, p.cfg.Names, 1, &p.c.written, &p.c.forwarded)
 	return p
 }
 
@@ -212,5 +228,51 @@ func TestAFailedFoldIsNeverCommitted(t *testing.T) {
 				t.Fatal("the event after the failed one was committed: its offset covers the failed event")
 			}
 		})
+	}
+}
+
+// TestAFailedReadIsNeverFolded: an event whose account could not be read
+// from the store must be neither folded (onto nothing: an entry with only
+// this event, written over the account's), nor dead-lettered (the failure
+// is not the event's), nor committed. goka's Value reports the failed read
+// with Fail, which does not stop the handler while the session ends, and
+// returns nil, as for an account without an entry.
+func TestAFailedReadIsNeverFolded(t *testing.T) {
+	e := unitEnv(t)
+	for _, stopping := range []bool{false, true} {
+		p := unitProjector(t, e, nil)
+		_ = p.w.stores.get(TableOf(p.accountsGroup), 0).Close() // every read fails
+		h := p.guard(p.accountsGroup, p.onEvent)
+		c := &gokaCtx{key: "a1", offset: 5, stopping: stopping, valueErr: ErrStorageClosed}
+		c.run(h, e.encode("account", "a1", 2, "", account.MoneyDeposited{Amount: 5, Balance: 14}))
+		pw := p.w.parts[0]
+		if n := len(pw.pending.entries); n != 0 {
+			t.Fatalf("stopping %v: the event was folded onto a failed read: %d entries queued (%+v)", stopping, n, pw.pending.entries[0].a)
+		}
+		if n := len(pw.pending.letters); n != 0 || len(c.emittedTo) != 0 {
+			t.Fatalf("stopping %v: the event was dead-lettered (%d, %v)", stopping, n, c.emittedTo)
+		}
+		p.w.flush()
+		if ok, _ := c.state(); ok {
+			t.Fatalf("stopping %v: the event whose read failed was committed", stopping)
+		}
+	}
+}
+
+// TestAGokaFailureIsNeverCommitted: goka's own context methods (Value,
+// SetValue, Delete, Emit) report a failure with the context's Fail, which
+// panics: guard must let that panic through too, or the record is
+// dead-lettered and committed without its write (here: the owners group,
+// whose store cannot be read).
+func TestAGokaFailureIsNeverCommitted(t *testing.T) {
+	e := unitEnv(t)
+	p := unitProjector(t, e, nil)
+	c := &gokaCtx{key: OwnerKey("alice", "o1"), valueErr: ErrStorageClosed}
+	c.run(p.guard(p.ownersGroup, p.onOwner), []byte(`{"id":"o1","owner":"alice","version":1}`))
+	if c.panicked == nil {
+		t.Fatalf("the failure did not stop the partition; dead letters to %v", c.emittedTo)
+	}
+	if ok, _ := c.state(); ok {
+		t.Fatal("the record whose read failed was committed")
 	}
 }

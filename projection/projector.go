@@ -354,6 +354,37 @@ type failWatch struct {
 // the method).
 type gokaContext = goka.Context
 
+// Value, SetValue, Delete and Emit report their failures with the goka
+// context's own Fail (a panic): watch notes it.
+func (c *failWatch) Value() any {
+	defer c.watch()
+	return c.gokaContext.Value()
+}
+
+func (c *failWatch) SetValue(v any, opts ...goka.ContextOption) {
+	defer c.watch()
+	c.gokaContext.SetValue(v, opts...)
+}
+
+func (c *failWatch) Delete(opts ...goka.ContextOption) {
+	defer c.watch()
+	c.gokaContext.Delete(opts...)
+}
+
+func (c *failWatch) Emit(topic goka.Stream, key string, v any, opts ...goka.ContextOption) {
+	defer c.watch()
+	c.gokaContext.Emit(topic, key, v, opts...)
+}
+
+func (c *failWatch) watch() {
+	if r := recover(); r != nil {
+		if c.failed == nil {
+			c.failed = fmt.Errorf("%v", r)
+		}
+		panic(r)
+	}
+}
+
 func (c *failWatch) Fail(err error) {
 	if err == nil {
 		err = errors.New("projection: failed")
@@ -439,10 +470,12 @@ func (p *Projector) fold(ctx goka.Context, raw []byte) bool {
 		return true
 	}
 	var (
-		queued       bool
-		cur, next    Account
-		outcome      Outcome
-		ownerRec     *kgo.Record
+		queued    bool
+		cur, next Account
+		outcome   Outcome
+		ownerRec  *kgo.Record
+		// totalsFailed: the event could not be folded for a reason that
+		// is not its own (totals, owner key, store read).
 		totalsFailed error
 		oversized    string
 	)
@@ -469,8 +502,14 @@ func (p *Projector) fold(ctx goka.Context, raw []byte) bool {
 			ce *cachedEntry
 		)
 		if cur, ce, ok = pw.heldLocked(key); !ok && !pw.storeEmpty {
-			if v, ok := ctx.Value().(*Account); ok && v != nil {
-				cur = *v
+			// The store itself, not ctx.Value: goka's Value reports a failed
+			// read with Fail, which does not stop the handler while the
+			// session ends, and Value then returns nil, as for an account
+			// without an entry (TestAFailedReadIsNeverFolded).
+			if cur, ok, totalsFailed = p.w.readLocked(pw, key); totalsFailed != nil {
+				return
+			}
+			if ok {
 				ce = p.w.cacheLocked(pw, key, cur)
 			}
 		}

@@ -186,6 +186,26 @@ func (pw *partWriter) heldLocked(key string) (a Account, ce *cachedEntry, ok boo
 	return Account{}, nil, false
 }
 
+// readLocked reads key's entry from the partition's store (ok false: none).
+// Called with pw.mu held.
+func (w *tableWriter) readLocked(pw *partWriter, key string) (a Account, ok bool, err error) {
+	st := w.stores.get(w.table, pw.p)
+	if st == nil {
+		return a, false, fmt.Errorf("projection: no store for %s/%d", w.table, pw.p)
+	}
+	raw, err := st.Get(key)
+	if err != nil {
+		return a, false, fmt.Errorf("projection: read %s/%d: %w", w.table, pw.p, err)
+	}
+	if raw == nil {
+		return a, false, nil
+	}
+	if err := unmarshalAccount(raw, &a); err != nil {
+		return a, false, fmt.Errorf("projection: read %s/%d: key %q: %w", w.table, pw.p, key, err)
+	}
+	return a, true, nil
+}
+
 // cacheLocked caches a as key's entry and returns its cache entry.
 func (w *tableWriter) cacheLocked(pw *partWriter, key string, a Account) *cachedEntry {
 	ce := pw.cache[key]
