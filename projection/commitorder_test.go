@@ -41,3 +41,34 @@ func TestCommitNeverOvertakesAWrite(t *testing.T) {
 		return code == 200 && a.Version == 1, fmt.Sprintf("%d %+v; stats %+v", code, a, p2.Stats())
 	})
 }
+
+// TestCommitNeverOvertakesAWriteWithATombstone: a record without a value
+// (a tombstone someone wrote to the events topic) writes nothing either.
+// goka's default nil handling (NilIgnore) committed it at once, without a
+// callback, past the pending write before it: the refused write was never
+// read again.
+func TestCommitNeverOvertakesAWriteWithATombstone(t *testing.T) {
+	e := newEnv(t)
+	cfg := e.config(t.TempDir(), 1)
+	refuse, refused := refuseTableProduces(t, e, cfg)
+	e.produce(rec("a1", e.encode("account", "a1", 1, "", account.AccountOpened{Owner: "alice", Currency: "EUR"})),
+		rec("a1", nil)) // same partition, no value
+	p := e.startProjector(cfg)
+	select {
+	case err := <-p.done:
+		p.done <- err
+		if err == nil {
+			t.Fatal("projector stopped without the produce error")
+		}
+	case <-time.After(90 * time.Second):
+		t.Fatalf("projector did not fail on the refused table produces (%d refused)", refused.Load())
+	}
+	refuse.Store(false)
+	p2 := e.startProjector(cfg)
+	s := e.startServer(t.TempDir(), 1)
+	eventually(t, "the view of the accounts table has a1", func() (bool, string) {
+		var a Account
+		code := getJSON(s.Handler(), "/v1/accounts/a1", &a)
+		return code == 200 && a.Version == 1, fmt.Sprintf("%d %+v; stats %+v", code, a, p2.Stats())
+	})
+}

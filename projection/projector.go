@@ -94,6 +94,9 @@ type Projector struct {
 
 	// w batches the accounts group's writes (writer.go); set by Run.
 	w *tableWriter
+	// gates order the commits of the owners and totals groups (gate.go);
+	// set by Run before the groups start.
+	gates map[goka.Group]*commitGate
 
 	mu    sync.Mutex
 	procs []*goka.Processor
@@ -184,6 +187,7 @@ func (p *Projector) Run(ctx context.Context) error {
 		go func() { p.sweepErased(sweepCtx, cl); close(sweepDone) }()
 		defer func() { stopSweep(); <-sweepDone }()
 	}
+	p.gates = map[goka.Group]*commitGate{p.ownersGroup: newCommitGate(parts), p.totalsGroup: newCommitGate(parts)}
 	graphs := []*goka.GroupGraph{
 		goka.DefineGroup(n.AccountsGroup(),
 			goka.Input(goka.Stream(p.cfg.EventsTopic), rawCodec{}, p.guard(n.AccountsGroup(), p.onEvent)),
@@ -288,9 +292,17 @@ func (p *Projector) processorOptions(g goka.Group) []goka.ProcessorOption {
 	if g == c.Names.OwnersGroup() && c.Personal != nil {
 		stores = p.ownerStores
 	}
+	if gate := p.gates[g]; gate != nil {
+		extra = append(extra, goka.WithProducerBuilder(gate.producerBuilder(goka.ProducerBuilderWithConfig(c.saramaConfig()))))
+	}
 	return append([]goka.ProcessorOption{
 		goka.WithClientID(string(g)),
 		goka.WithHasher(Murmur2),
+		// A record without a value goes to the handler (and is
+		// dead-lettered) like any other: goka's default (NilIgnore) commits
+		// it at once, past the pending writes of the records before it
+		// (TestCommitNeverOvertakesAWriteWithATombstone).
+		goka.WithNilHandling(goka.NilProcess),
 		goka.WithStorageBuilder(pebbleBuilder(filepath.Join(c.StateDir, "processor"), c.CacheBytes, stores)),
 		goka.WithConsumerGroupBuilder(goka.ConsumerGroupBuilderWithConfig(c.saramaConfig())),
 		goka.WithConsumerSaramaBuilder(goka.SaramaConsumerBuilderWithConfig(c.saramaConfig())),
@@ -306,17 +318,79 @@ type handlerError struct{ msg string }
 func (e handlerError) Error() string { return e.msg }
 
 // guard turns a handler's panic into a dead letter, so that one bad record
-// cannot stop a group (goka would stop the processor).
+// cannot stop a group (goka would stop the processor). A failure the
+// handler or goka itself reports with Context.Fail (a store that cannot be
+// read or written, a key that does not come) is not the record's: goka's
+// Fail panics to stop the partition without committing the record, and
+// guard lets that panic through. Recovered, it dead-lettered the record
+// and committed it without its write (TestAFailedFoldIsNeverCommitted).
 func (p *Projector) guard(g goka.Group, fn func(goka.Context, []byte)) goka.ProcessCallback {
 	return func(ctx goka.Context, msg any) {
 		raw, _ := msg.([]byte)
+		fc := &failWatch{gokaContext: ctx}
+		gate := p.gates[g] // nil for the accounts group: its writer orders its commits
+		e := gate.begin(ctx)
 		defer func() {
-			if r := recover(); r != nil {
+			r := recover()
+			if r != nil && fc.failed == nil {
 				p.deadLetter(ctx, g, raw, fmt.Sprintf("handler panic: %v", r))
 			}
+			gate.end(e, fc.failed)
+			if r != nil && fc.failed != nil {
+				panic(r)
+			}
 		}()
-		fn(ctx, raw)
+		fn(fc, raw)
 	}
+}
+
+// failWatch is a goka context that notes a call of Fail.
+type failWatch struct {
+	gokaContext
+	failed error
+}
+
+// gokaContext names the embedded context (a field named Context would hide
+// the method).
+type gokaContext = goka.Context
+
+// Value, SetValue, Delete and Emit report their failures with the goka
+// context's own Fail (a panic): watch notes it.
+func (c *failWatch) Value() any {
+	defer c.watch()
+	return c.gokaContext.Value()
+}
+
+func (c *failWatch) SetValue(v any, opts ...goka.ContextOption) {
+	defer c.watch()
+	c.gokaContext.SetValue(v, opts...)
+}
+
+func (c *failWatch) Delete(opts ...goka.ContextOption) {
+	defer c.watch()
+	c.gokaContext.Delete(opts...)
+}
+
+func (c *failWatch) Emit(topic goka.Stream, key string, v any, opts ...goka.ContextOption) {
+	defer c.watch()
+	c.gokaContext.Emit(topic, key, v, opts...)
+}
+
+func (c *failWatch) watch() {
+	if r := recover(); r != nil {
+		if c.failed == nil {
+			c.failed = fmt.Errorf("%v", r)
+		}
+		panic(r)
+	}
+}
+
+func (c *failWatch) Fail(err error) {
+	if err == nil {
+		err = errors.New("projection: failed")
+	}
+	c.failed = err
+	c.gokaContext.Fail(err)
 }
 
 func (p *Projector) deadLetter(ctx goka.Context, g goka.Group, raw []byte, reason string) {
@@ -335,6 +409,22 @@ func (p *Projector) deadLetter(ctx goka.Context, g goka.Group, raw []byte, reaso
 	h[wire.HeaderDLQOffset] = []byte(strconv.FormatInt(ctx.Offset(), 10))
 	if raw == nil {
 		raw = []byte{}
+	}
+	if g == p.accountsGroup {
+		// Through the writer, in order with the commits of the group: goka's
+		// producer would send it up to 100 ms later, and the writer would
+		// meanwhile release the commit of a later event, which covers this
+		// one whether or not its dead letter is ever written.
+		r := &kgo.Record{Topic: string(DeadLetters(g)), Partition: p.w.partitionOf(ctx.Key()),
+			Key: []byte(ctx.Key()), Value: raw, Headers: make([]kgo.RecordHeader, 0, len(h))}
+		for k, v := range h {
+			r.Headers = append(r.Headers, kgo.RecordHeader{Key: k, Value: v})
+		}
+		done := ctx.DeferCommit()
+		if err := p.w.deadLetter(ctx.Partition(), r, done); err != nil {
+			done(err) // fails the group: the event is not committed
+		}
+		return
 	}
 	ctx.Emit(DeadLetters(g), ctx.Key(), raw, goka.WithCtxEmitHeaders(h))
 }
@@ -380,10 +470,12 @@ func (p *Projector) fold(ctx goka.Context, raw []byte) bool {
 		return true
 	}
 	var (
-		queued       bool
-		cur, next    Account
-		outcome      Outcome
-		ownerRec     *kgo.Record
+		queued    bool
+		cur, next Account
+		outcome   Outcome
+		ownerRec  *kgo.Record
+		// totalsFailed: the event could not be folded for a reason that
+		// is not its own (totals, owner key, store read).
 		totalsFailed error
 		oversized    string
 	)
@@ -391,19 +483,33 @@ func (p *Projector) fold(ctx goka.Context, raw []byte) bool {
 		pw.mu.Lock()
 		defer pw.mu.Unlock()
 		defer func() {
-			if !queued { // a panic (dead-lettered by guard) or an error: commit in order
+			switch {
+			case queued:
+			case totalsFailed != nil:
+				// Not the event's fault: its batch fails (and every later
+				// one), so that neither it nor an event after it is
+				// committed, also while the session ends (ctx.Fail below
+				// does not stop the partition then).
+				p.w.failLocked(pw, done, totalsFailed)
+			default: // a panic (dead-lettered by guard): commit in order
 				pw.pending.dones = append(pw.pending.dones, done)
 				p.w.added()
-				queued = true
 			}
+			queued = true
 		}()
 		var (
 			ok bool
 			ce *cachedEntry
 		)
 		if cur, ce, ok = pw.heldLocked(key); !ok && !pw.storeEmpty {
-			if v, ok := ctx.Value().(*Account); ok && v != nil {
-				cur = *v
+			// The store itself, not ctx.Value: goka's Value reports a failed
+			// read with Fail, which does not stop the handler while the
+			// session ends, and Value then returns nil, as for an account
+			// without an entry (TestAFailedReadIsNeverFolded).
+			if cur, ok, totalsFailed = p.w.readLocked(pw, key); totalsFailed != nil {
+				return
+			}
+			if ok {
 				ce = p.w.cacheLocked(pw, key, cur)
 			}
 		}
@@ -448,7 +554,8 @@ func (p *Projector) fold(ctx goka.Context, raw []byte) bool {
 		queued = true
 	}()
 	if totalsFailed != nil {
-		ctx.Fail(totalsFailed) // before its commit: the flush of its partition waits for this
+		ctx.Fail(totalsFailed) // stops the partition now (guard lets it through)
+		return true
 	}
 	gc := p.accCounters
 	switch outcome {

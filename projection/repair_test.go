@@ -61,7 +61,13 @@ func TestLostTableEmitRepaired(t *testing.T) {
 // accounts table while refuse is set (it starts set), counting them.
 func refuseTableProduces(t *testing.T, e *env, cfg Config) (refuse *atomic.Bool, refused *atomic.Int64) {
 	t.Helper()
-	table := TableOf(cfg.Names.withDefaults().AccountsGroup())
+	return refuseProduces(t, e, cfg, TableOf(cfg.Names.withDefaults().AccountsGroup()))
+}
+
+// refuseProduces makes the broker refuse every produce to topic (one of the
+// version's topics) while refuse is set (it starts set), counting them.
+func refuseProduces(t *testing.T, e *env, cfg Config, table string) (refuse *atomic.Bool, refused *atomic.Int64) {
+	t.Helper()
 	// The table's produces are told by name (sarama) or by topic id (the
 	// accounts group's franz-go writer, Produce v13+).
 	if _, err := EnsureTopics(context.Background(), cfg); err != nil {
@@ -69,7 +75,7 @@ func refuseTableProduces(t *testing.T, e *env, cfg Config) (refuse *atomic.Bool,
 	}
 	td, err := e.adm.ListTopics(context.Background(), table)
 	if err != nil || td[table].Err != nil {
-		t.Fatalf("table topic: %v %v", err, td[table].Err)
+		t.Fatalf("topic %s: %v %v", table, err, td[table].Err)
 	}
 	tableID := td[table].ID
 	refuse = new(atomic.Bool)

@@ -23,9 +23,9 @@ import (
 // once and writes them to each partition's store in one Pebble batch,
 // produces them (the table is compacted: an entry another event of the same
 // batch replaced would be dropped by compaction anyway), the owner-index
-// records and the currency counters of each partition the batch changed (one
-// record per currency and partition per batch, not per event) with one
-// franz-go client, waits for every acknowledgement, stores each table
+// records, the currency counters of each partition the batch changed (one
+// record per currency and partition per batch, not per event) and the
+// batch's dead letters with one franz-go client, waits for every acknowledgement, stores each table
 // partition's last offset once, and only then releases the batch's commits.
 //
 // The guarantees of goka's own path hold: the store is written before the
@@ -117,6 +117,13 @@ type pendingPart struct {
 	totals  []CurrencyTotal  // the counters to send, as they were at the swap
 	seq     int64            // the offset of the last event written
 	dones   []func(error)
+	// letters are dead letters of the batch's events; each holds one of
+	// dones back (letterDones of them: not events, not counted as written).
+	letters     []*kgo.Record
+	letterDones int
+	// err fails the batch (and so every later one): an event of it could
+	// not be folded for a reason that is not the event's (failFold).
+	err error
 }
 
 type pendingEntry struct {
@@ -177,6 +184,26 @@ func (pw *partWriter) heldLocked(key string) (a Account, ce *cachedEntry, ok boo
 		}
 	}
 	return Account{}, nil, false
+}
+
+// readLocked reads key's entry from the partition's store (ok false: none).
+// Called with pw.mu held.
+func (w *tableWriter) readLocked(pw *partWriter, key string) (a Account, ok bool, err error) {
+	st := w.stores.get(w.table, pw.p)
+	if st == nil {
+		return a, false, fmt.Errorf("projection: no store for %s/%d", w.table, pw.p)
+	}
+	raw, err := st.Get(key)
+	if err != nil {
+		return a, false, fmt.Errorf("projection: read %s/%d: %w", w.table, pw.p, err)
+	}
+	if raw == nil {
+		return a, false, nil
+	}
+	if err := unmarshalAccount(raw, &a); err != nil {
+		return a, false, fmt.Errorf("projection: read %s/%d: key %q: %w", w.table, pw.p, key, err)
+	}
+	return a, true, nil
 }
 
 // cacheLocked caches a as key's entry and returns its cache entry.
@@ -278,6 +305,43 @@ func (w *tableWriter) added() {
 	}
 }
 
+// failLocked queues the commit of an event that could not be folded for a
+// reason that is not the event's (a store or a key that could not be read),
+// and fails its batch with err: neither it nor any event after it is
+// committed, and the group stops (the events come again). Called with pw.mu
+// held.
+func (w *tableWriter) failLocked(pw *partWriter, done func(error), err error) {
+	if pw.pending.err == nil {
+		pw.pending.err = err
+	}
+	pw.pending.dones = append(pw.pending.dones, done)
+	w.added()
+}
+
+// deadLetter queues a dead letter r of an event of partition p, and done, a
+// deferred commit of that event: like its table entry, the event is
+// committed only once the dead letter was acknowledged, and no event after
+// it before (TestCommitNeverOvertakesADeadLetter).
+func (w *tableWriter) deadLetter(p int32, r *kgo.Record, done func(error)) error {
+	pw, err := w.part(p)
+	if err != nil {
+		return err
+	}
+	w.mu.Lock()
+	closed := w.closed
+	w.mu.Unlock()
+	if closed {
+		return errors.New("projection: writer closed")
+	}
+	pw.mu.Lock()
+	pw.pending.letters = append(pw.pending.letters, r)
+	pw.pending.dones = append(pw.pending.dones, done)
+	pw.pending.letterDones++
+	pw.mu.Unlock()
+	w.added()
+	return nil
+}
+
 // pass queues the commit of an event that writes nothing behind the pending
 // events of its partition.
 func (w *tableWriter) pass(p int32, done func(error)) error {
@@ -373,7 +437,10 @@ func (w *tableWriter) flush() {
 		if pp == nil {
 			continue
 		}
-		events += len(pp.dones)
+		events += len(pp.dones) - pp.letterDones
+		if err == nil {
+			err = pp.err
+		}
 		if err != nil || len(pp.entries) == 0 {
 			continue // commits only, or failed already
 		}
@@ -464,6 +531,9 @@ func (w *tableWriter) produce(batch []*pendingPart) (int64, error) {
 		}
 		for _, r := range pp.owners {
 			fwd++
+			send(r)
+		}
+		for _, r := range pp.letters {
 			send(r)
 		}
 		for i := range pp.totals {
