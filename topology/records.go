@@ -174,7 +174,9 @@ func parseCommandMetaNames(r *kgo.Record, defaultReplyTopic string, names map[st
 	m.aggregateID = string(r.Key)
 	var errs []error
 	code, declared := CodeBadHeader, false
-	var ctErr error // of the last content-type header
+	// The error of each header's last occurrence: the last one counts,
+	// also when an earlier one was malformed.
+	var ctErr, rpErr, evErr, dlErr error
 	for _, h := range r.Headers {
 		switch h.Key {
 		case wire.HeaderCorrelationID:
@@ -185,9 +187,11 @@ func parseCommandMetaNames(r *kgo.Record, defaultReplyTopic string, names map[st
 			}
 		case wire.HeaderReplyPartition:
 			if len(h.Value) != 4 {
-				errs = append(errs, fmt.Errorf("%s: want 4 bytes (big-endian int32), got %d", h.Key, len(h.Value)))
+				rpErr = fmt.Errorf("%s: want 4 bytes (big-endian int32), got %d", h.Key, len(h.Value))
+				m.reply.partition, m.reply.partitionSet = -1, false
 				continue
 			}
+			rpErr = nil
 			m.reply.partition = int32(binary.BigEndian.Uint32(h.Value))
 			m.reply.partitionSet = true
 		case wire.HeaderContentType:
@@ -225,17 +229,19 @@ func parseCommandMetaNames(r *kgo.Record, defaultReplyTopic string, names map[st
 		case wire.HeaderAggregateType:
 			m.aggregateType = internName(names, h.Value)
 		case wire.HeaderExpectedVersion:
-			e, err := parseExpectation(string(h.Value))
-			if err != nil {
-				errs = append(errs, err)
-			}
-			m.expected = e
+			m.expected, evErr = parseExpectation(string(h.Value))
 		case wire.HeaderDeadline:
-			t, err := time.Parse(time.RFC3339Nano, string(h.Value))
-			if err != nil {
-				errs = append(errs, fmt.Errorf("%s: %w", h.Key, err))
+			var err error
+			if m.deadline, err = time.Parse(time.RFC3339Nano, string(h.Value)); err != nil {
+				dlErr = fmt.Errorf("%s: %w", h.Key, err)
+			} else {
+				dlErr = nil
 			}
-			m.deadline = t
+		}
+	}
+	for _, err := range []error{rpErr, evErr, dlErr} {
+		if err != nil {
+			errs = append(errs, err)
 		}
 	}
 	if ctErr != nil {

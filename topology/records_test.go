@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
@@ -241,5 +242,53 @@ func TestUnknownCommandListsTheKnownOnes(t *testing.T) {
 	_, err := bt.decodeCommand(&m, []byte(`{}`))
 	if err == nil || !strings.Contains(err.Error(), "OpenAccount, PayOutAndClose") || !strings.Contains(err.Error(), "Deposit") {
 		t.Fatalf("unknown command: %v, want the list of the account's commands", err)
+	}
+}
+
+// TestRepeatedHeadersLastOneCounts: "when a header appears twice, the last
+// one counts" (docs/wire-contract.md), also when an earlier one is
+// malformed. Before, a malformed kcqrs_expected_version, kcqrs_deadline or
+// kafka_replyPartition made the command bad_header even when a later,
+// well-formed one followed.
+func TestRepeatedHeadersLastOneCounts(t *testing.T) {
+	p3 := binary.BigEndian.AppendUint32(nil, 3)
+	for _, tc := range []struct {
+		name   string
+		key    string
+		values [][]byte
+		ok     bool
+		check  func(commandMeta) bool
+	}{
+		{"version bad then good", wire.HeaderExpectedVersion, [][]byte{[]byte("x"), []byte("5")}, true,
+			func(m commandMeta) bool { return m.expected == expectation{kind: expectExact, version: 5} }},
+		{"version good then bad", wire.HeaderExpectedVersion, [][]byte{[]byte("5"), []byte("x")}, false, nil},
+		{"deadline bad then good", wire.HeaderDeadline, [][]byte{[]byte("soon"), []byte("2030-01-02T03:04:05Z")}, true,
+			func(m commandMeta) bool { return m.deadline.Equal(time.Date(2030, 1, 2, 3, 4, 5, 0, time.UTC)) }},
+		{"deadline good then bad", wire.HeaderDeadline, [][]byte{[]byte("2030-01-02T03:04:05Z"), []byte("soon")}, false, nil},
+		{"partition short then good", wire.HeaderReplyPartition, [][]byte{{0, 1}, p3}, true,
+			func(m commandMeta) bool { return m.reply.partitionSet && m.reply.partition == 3 }},
+		{"partition good then short", wire.HeaderReplyPartition, [][]byte{p3, {0, 1}}, false,
+			func(m commandMeta) bool { return !m.reply.partitionSet && m.reply.partition == -1 }},
+		{"partition negative then good", wire.HeaderReplyPartition, [][]byte{{0xff, 0xff, 0xff, 0xfb}, p3}, true,
+			func(m commandMeta) bool { return m.reply.partitionSet && m.reply.partition == 3 }},
+	} {
+		r := &kgo.Record{Key: []byte("a"), Headers: []kgo.RecordHeader{
+			{Key: wire.HeaderCommandID, Value: []byte("c")},
+			{Key: wire.HeaderAggregateType, Value: []byte("account")},
+		}}
+		for _, v := range tc.values {
+			r.Headers = append(r.Headers, kgo.RecordHeader{Key: tc.key, Value: v})
+		}
+		m, err := parseCommandMeta(r, "command_reply")
+		var ie *invalidError
+		switch {
+		case tc.ok && err != nil:
+			t.Errorf("%s: %v, want the last header to count", tc.name, err)
+		case !tc.ok && (!errors.As(err, &ie) || ie.code != CodeBadHeader):
+			t.Errorf("%s: err %v, want bad_header", tc.name, err)
+		}
+		if tc.check != nil && !tc.check(m) {
+			t.Errorf("%s: meta %+v", tc.name, m)
+		}
 	}
 }
