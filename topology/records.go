@@ -112,8 +112,8 @@ const (
 	CodeBadHeader = "bad_header"
 	// CodeMissingKey (INVALID): the record has no key (the aggregate id).
 	CodeMissingKey = "missing_key"
-	// CodeTooLarge (INVALID): the value is larger than the processor's
-	// --max-command-bytes.
+	// CodeTooLarge (INVALID): the command record (key, value and headers)
+	// is larger than the processor's --max-command-bytes (default 900 KiB).
 	CodeTooLarge = "too_large"
 	// CodeUnknownAggregate (INVALID): no aggregate type of that name is
 	// served; the message lists the served ones.
