@@ -231,12 +231,7 @@ func parseCommandMetaNames(r *kgo.Record, defaultReplyTopic string, names map[st
 		case wire.HeaderExpectedVersion:
 			m.expected, evErr = parseExpectation(string(h.Value))
 		case wire.HeaderDeadline:
-			var err error
-			if m.deadline, err = time.Parse(time.RFC3339Nano, string(h.Value)); err != nil {
-				dlErr = fmt.Errorf("%s: %w", h.Key, err)
-			} else {
-				dlErr = nil
-			}
+			m.deadline, dlErr = parseDeadline(h.Value)
 		}
 	}
 	for _, err := range []error{rpErr, evErr, dlErr} {
@@ -320,6 +315,61 @@ func capText(s string, n int) string {
 		return s
 	}
 	return strings.ToValidUTF8(s[:n], "") + "..."
+}
+
+// parseDeadline reads an RFC 3339 date-time (section 5.6): "T" and "Z" may
+// be lower case, the fraction has any number of digits, the offset is Z or
+// +hh:mm / -hh:mm. time.Parse alone is more lenient (one-digit hours, comma
+// fractions, offsets such as +24:00) and refuses lower case.
+func parseDeadline(v []byte) (time.Time, error) {
+	if t, ok := rfc3339(v); ok {
+		return t, nil
+	}
+	return time.Time{}, fmt.Errorf("%s: %q is not an RFC 3339 date-time (like 2030-01-02T03:04:05Z or 2030-01-02T04:04:05.5+01:00)",
+		wire.HeaderDeadline, capText(string(v), 100))
+}
+
+func rfc3339(v []byte) (time.Time, bool) {
+	digits := func(b []byte) bool {
+		for _, c := range b {
+			if c < '0' || c > '9' {
+				return false
+			}
+		}
+		return len(b) > 0
+	}
+	const n = len("2006-01-02T15:04:05")
+	if len(v) < n+1 || !digits(v[0:4]) || v[4] != '-' || !digits(v[5:7]) || v[7] != '-' || !digits(v[8:10]) ||
+		(v[10] != 'T' && v[10] != 't') || !digits(v[11:13]) || v[13] != ':' || !digits(v[14:16]) || v[16] != ':' || !digits(v[17:19]) {
+		return time.Time{}, false
+	}
+	i := n
+	if v[i] == '.' {
+		j := i + 1
+		for j < len(v) && v[j] >= '0' && v[j] <= '9' {
+			j++
+		}
+		if j == i+1 {
+			return time.Time{}, false
+		}
+		i = j
+	}
+	switch zone := v[i:]; {
+	case len(zone) == 1 && (zone[0] == 'Z' || zone[0] == 'z'):
+	case len(zone) == 6 && (zone[0] == '+' || zone[0] == '-') && digits(zone[1:3]) && zone[3] == ':' && digits(zone[4:6]):
+		if zone[1] > '2' || (zone[1] == '2' && zone[2] > '3') || zone[4] > '5' {
+			return time.Time{}, false
+		}
+	default:
+		return time.Time{}, false
+	}
+	s := []byte(string(v))
+	s[10] = 'T'
+	if s[len(s)-1] == 'z' {
+		s[len(s)-1] = 'Z'
+	}
+	t, err := time.Parse(time.RFC3339Nano, string(s))
+	return t, err == nil
 }
 
 func parseExpectation(s string) (expectation, error) {

@@ -292,3 +292,60 @@ func TestRepeatedHeadersLastOneCounts(t *testing.T) {
 		}
 	}
 }
+
+// TestDeadlineIsRFC3339: kcqrs_deadline takes RFC 3339 date-times (section
+// 5.6: "T" and "Z" may be lower case, any number of fraction digits) and
+// nothing else. Before, Go's time.Parse took lower-case "t"/"z" for errors
+// and took one-digit hours, comma fractions and offsets such as +24:00 or
+// +01:60, none of which RFC 3339 allows.
+func TestDeadlineIsRFC3339(t *testing.T) {
+	want := time.Date(2030, 1, 2, 3, 4, 5, 0, time.UTC)
+	for _, tc := range []struct {
+		in string
+		ok bool
+		at time.Time
+	}{
+		{"2030-01-02T03:04:05Z", true, want},
+		{"2030-01-02t03:04:05z", true, want},
+		{"2030-01-02T04:04:05+01:00", true, want},
+		{"2030-01-02T02:34:05-00:30", true, want},
+		{"2030-01-02T03:04:05-00:00", true, want},
+		{"2030-01-02T03:04:05.5Z", true, want.Add(500 * time.Millisecond)},
+		{"2030-01-02T03:04:05.000000000001Z", true, want},
+		{"2030-01-02T3:04:05Z", false, time.Time{}},
+		{"2030-01-02T03:4:05Z", false, time.Time{}},
+		{"2030-01-02T03:04:05,5Z", false, time.Time{}},
+		{"2030-01-02T03:04:05.Z", false, time.Time{}},
+		{"2030-01-02T03:04:05+24:00", false, time.Time{}},
+		{"2030-01-02T03:04:05+01:60", false, time.Time{}},
+		{"2030-01-02T03:04:05+0100", false, time.Time{}},
+		{"2030-01-02T03:04:05+01", false, time.Time{}},
+		{"2030-01-02T03:04:05", false, time.Time{}},
+		{"2030-01-02 03:04:05Z", false, time.Time{}},
+		{"2030-01-02", false, time.Time{}},
+		{" 2030-01-02T03:04:05Z", false, time.Time{}},
+		{"2030-01-02T03:04:05Z ", false, time.Time{}},
+		{"2030-13-02T03:04:05Z", false, time.Time{}},
+		{"2030-02-30T03:04:05Z", false, time.Time{}},
+		{"+2030-01-02T03:04:05Z", false, time.Time{}},
+		{"２030-01-02T03:04:05Z", false, time.Time{}},
+		{"1893456000", false, time.Time{}},
+		{"", false, time.Time{}},
+	} {
+		r := &kgo.Record{Key: []byte("a"), Headers: []kgo.RecordHeader{
+			{Key: wire.HeaderCommandID, Value: []byte("c")},
+			{Key: wire.HeaderAggregateType, Value: []byte("account")},
+			{Key: wire.HeaderDeadline, Value: []byte(tc.in)},
+		}}
+		m, err := parseCommandMeta(r, "command_reply")
+		var ie *invalidError
+		switch {
+		case tc.ok && err != nil:
+			t.Errorf("%q: %v", tc.in, err)
+		case tc.ok && !m.deadline.Equal(tc.at):
+			t.Errorf("%q: deadline %v, want %v", tc.in, m.deadline, tc.at)
+		case !tc.ok && (!errors.As(err, &ie) || ie.code != CodeBadHeader):
+			t.Errorf("%q: err %v, want bad_header", tc.in, err)
+		}
+	}
+}
