@@ -295,6 +295,15 @@ func TestDecodeJSONValidates(t *testing.T) {
 		{`[]`, `want Avro record kcqrs.Reply, got JSON array`},
 		{``, `invalid JSON`},
 		{strings.Replace(ok, `"c"`, "\"\x84\"", 1) + `}`, `not UTF-8`},
+		// JSON's whitespace is space, tab, CR and LF (RFC 8259): nothing
+		// else may surround the record.
+		{" \t\r\n" + ok + "} \t\r\n", ""},
+		{ok + "}\u00a0", `invalid JSON`},
+		{"\u00a0" + ok + "}", `invalid JSON`},
+		{ok + "}\u0085", `invalid JSON`},
+		{"\v" + ok + "}", `invalid JSON`},
+		{ok + "}\f", `invalid JSON`},
+		{"\ufeff" + ok + "}", `invalid JSON`},
 	} {
 		var r wire.Reply
 		err := c.DecodeJSON([]byte(tc.json), &r)
