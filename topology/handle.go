@@ -75,6 +75,12 @@ func (p *Processor) handle(b *batch, ps *partitionState, r *kgo.Record) {
 		// alone), before the dedupe window is read (signing.go).
 		err = p.checkSignature(r, &meta, cmd.CommandType())
 	}
+	if err == nil && !p.cfg.restricted(meta.aggregateType, cmd.CommandType()) {
+		// Not the restricted commands (the saga's legs, signed): they
+		// carry aggregate ids, which are keys and may be any bytes, and
+		// must end their transfer.
+		err = checkStringsUTF8(cmd)
+	}
 	if err != nil {
 		p.reject(b, r, &meta, base, err)
 		return

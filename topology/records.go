@@ -124,7 +124,7 @@ const (
 	// CodeUndecodable (INVALID): the value is not the command's schema:
 	// bad JSON (unknown field, wrong type, a string or float for a long),
 	// or not Avro single-object encoded with a known schema, or another
-	// command than kcqrs_command_type names.
+	// command than kcqrs_command_type names, or a string that is not UTF-8.
 	CodeUndecodable = "undecodable"
 	// CodeWrongPartition (WRONG_PARTITION): the key hashes (Kafka's
 	// murmur2) to another partition than the one the record is on.
@@ -440,6 +440,69 @@ func (bt *boundType) decodeCommand(m *commandMeta, value []byte) (aggregates.Com
 		return nil, &invalidError{CodeUndecodable, fmt.Errorf("%s: %w", msg.name, err)}
 	}
 	return msg.command(ptr)
+}
+
+// checkStringsUTF8 refuses a command with a string that is not UTF-8:
+// Avro strings are (the JSON decoder refuses other bytes; the binary one
+// keeps them as they are).
+func checkStringsUTF8(cmd aggregates.Command) error {
+	if path, bad := notUTF8(reflect.ValueOf(cmd)); bad {
+		return invalid(CodeUndecodable, "%s: %s is not UTF-8 (Avro strings are)", cmd.CommandType(), path)
+	}
+	return nil
+}
+
+// notUTF8 reports whether a string in v is not UTF-8, and the path to it
+// (by the fields' avro names).
+func notUTF8(v reflect.Value) (string, bool) {
+	switch v.Kind() {
+	case reflect.String:
+		return "", !utf8.ValidString(v.String())
+	case reflect.Pointer, reflect.Interface:
+		if !v.IsNil() {
+			return notUTF8(v.Elem())
+		}
+	case reflect.Struct:
+		for i := range v.NumField() {
+			if path, bad := notUTF8(v.Field(i)); bad {
+				f := v.Type().Field(i)
+				name, _, _ := strings.Cut(f.Tag.Get("avro"), ",")
+				if name == "" {
+					name = f.Name
+				}
+				return joinPath(name, path), true
+			}
+		}
+	case reflect.Slice, reflect.Array:
+		if v.Type().Elem().Kind() == reflect.Uint8 {
+			return "", false // Avro bytes or fixed
+		}
+		for i := range v.Len() {
+			if path, bad := notUTF8(v.Index(i)); bad {
+				return joinPath("["+strconv.Itoa(i)+"]", path), true
+			}
+		}
+	case reflect.Map:
+		for it := v.MapRange(); it.Next(); {
+			if _, bad := notUTF8(it.Key()); bad {
+				return "a map key", true
+			}
+			if path, bad := notUTF8(it.Value()); bad {
+				return joinPath(fmt.Sprintf("[%q]", it.Key().String()), path), true
+			}
+		}
+	}
+	return "", false
+}
+
+func joinPath(a, b string) string {
+	switch {
+	case b == "":
+		return a
+	case b[0] == '[':
+		return a + b
+	}
+	return a + "." + b
 }
 
 func (msg *boundMessage) command(ptr reflect.Value) (aggregates.Command, error) {

@@ -349,3 +349,89 @@ func TestDeadlineIsRFC3339(t *testing.T) {
 		}
 	}
 }
+
+// TestAvroCommandStringsMustBeUTF8: Avro strings are UTF-8 (the Avro spec;
+// the contract says so of JSON commands, whose decoder refuses other
+// bytes). Before, an Avro command carrying other bytes in a string was
+// decoded and applied: an owner that no JSON reader gets back as sent, a
+// transfer target that cannot be a key.
+func TestAvroCommandStringsMustBeUTF8(t *testing.T) {
+	reg := testRegistry(t)
+	bt := reg.types["account"]
+	set, _ := schemas.LoadAccount()
+	for _, cmd := range []aggregates.Command{
+		account.OpenAccount{Owner: "a\xffb", Currency: "EUR"},
+		account.OpenAccount{Owner: "ok", Currency: "EU\xc3"},
+		account.DebitForTransfer{TransferID: "t", To: "acc-\xed\xa0\x80", Amount: 1},
+	} {
+		c, _ := set.Codec(cmd.CommandType())
+		val, err := c.Encode(cmd)
+		if err != nil {
+			t.Fatal(err)
+		}
+		m := commandMeta{reply: replyAddress{contentType: wire.ContentTypeAvro}}
+		got, err := bt.decodeCommand(&m, val)
+		if err == nil {
+			err = checkStringsUTF8(got)
+		}
+		var ie *invalidError
+		if !errors.As(err, &ie) || ie.code != CodeUndecodable || !strings.Contains(err.Error(), "not UTF-8") {
+			t.Errorf("%#v: err %v, want undecodable", cmd, err)
+		}
+	}
+	c, _ := set.Codec("OpenAccount")
+	val, _ := c.Encode(account.OpenAccount{Owner: "Zoë ✓", Currency: "EUR"})
+	m := commandMeta{reply: replyAddress{contentType: wire.ContentTypeAvro}}
+	got, err := bt.decodeCommand(&m, val)
+	if err == nil {
+		err = checkStringsUTF8(got)
+	}
+	if err != nil || got.(account.OpenAccount).Owner != "Zoë ✓" {
+		t.Fatalf("UTF-8 owner: %v %#v", err, got)
+	}
+}
+
+// TestNonUTF8AvroStringIsAnsweredUndecodable: through the command path, an
+// Avro command with a string that is not UTF-8 is INVALID undecodable and
+// dead-lettered, and has no effect; a restricted command (a saga leg,
+// signed) is exempt: its strings are aggregate ids, which may be any bytes.
+func TestNonUTF8AvroStringIsAnsweredUndecodable(t *testing.T) {
+	c := newCommandPath(t)
+	key := []byte("signing-key")
+	c.p.cfg.CommandSigningKey = key
+	c.p.cfg.InternalCommands = map[string][]string{"account": {"CreditForTransfer"}}
+	var out []*kgo.Record
+	c.p.cfg.hooks = &testHooks{produce: func(r *kgo.Record, promise func(*kgo.Record, error)) {
+		out = append(out, r)
+		promise(r, nil)
+	}}
+	bt := c.p.reg.types["account"]
+	open, _ := bt.commands["OpenAccount"].codec.Encode(account.OpenAccount{Owner: "x\xff", Currency: "EUR"})
+	c.command("bad-open", 1_000_001, "OpenAccount", open)
+	credit, _ := bt.commands["CreditForTransfer"].codec.Encode(account.CreditForTransfer{TransferID: "t", From: "src-\xff", DebitVersion: 1, Amount: 5, Seq: 1})
+	r := c.record("credit", 1, "CreditForTransfer", credit)
+	r.Headers = append(r.Headers, kgo.RecordHeader{Key: wire.HeaderSignature,
+		Value: SignCommand(key, "credit", "account", string(r.Key), "CreditForTransfer", credit)})
+	c.handle(r)
+	c.commit()
+	statuses := map[string]string{}
+	dead := 0
+	for _, r := range out {
+		switch r.Topic {
+		case c.p.cfg.Topics.Replies:
+			rep, err := c.p.reg.DecodeReply(r.Value, wire.ContentTypeAvro)
+			if err != nil {
+				t.Fatal(err)
+			}
+			statuses[rep.CommandID] = string(rep.Status) + " " + rep.Code
+		case c.p.cfg.Topics.DeadLetters:
+			dead++
+		}
+	}
+	if got := statuses["bad-open"]; got != "INVALID undecodable" || dead != 1 {
+		t.Errorf("non-UTF-8 owner: %q, %d dead letters, want INVALID undecodable and 1", got, dead)
+	}
+	if got := statuses["credit"]; got != "ACCEPTED " {
+		t.Errorf("signed credit from a non-UTF-8 source: %q, want ACCEPTED", got)
+	}
+}
