@@ -550,7 +550,14 @@ func (p *Processor) produceDeadLetter(b *batch, r *kgo.Record, cause error, keep
 // PartitionFor is the partition Kafka's default (murmur2) partitioner picks
 // for key among n partitions: the only partitioner that keeps one writer per
 // aggregate across client languages.
+//
+// A nil key (a keyless command's reply or dead letter) hashes as the empty
+// one: franz-go would pick a sticky random partition for it, from state
+// shared by every caller.
 func PartitionFor(key []byte, n int32) int32 {
+	if key == nil {
+		key = []byte{}
+	}
 	return int32(keyPartitioner.Partition(&kgo.Record{Key: key}, int(n)))
 }
 

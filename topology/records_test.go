@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -434,4 +435,27 @@ func TestNonUTF8AvroStringIsAnsweredUndecodable(t *testing.T) {
 	if got := statuses["credit"]; got != "ACCEPTED " {
 		t.Errorf("signed credit from a non-UTF-8 source: %q, want ACCEPTED", got)
 	}
+}
+
+// TestPartitionForANullKeyIsMurmur2: a keyless command's reply (without a
+// correlation id) and dead letter go to murmur2 of the empty key, as the
+// contract says (murmur2 of the key). Before, a nil key took franz-go's
+// sticky random partitioner: a partition changing from call to call, from
+// state shared by every caller without a lock (a data race between workers
+// of one process).
+func TestPartitionForANullKeyIsMurmur2(t *testing.T) {
+	var wg sync.WaitGroup
+	for g := range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for n := int32(1); n <= 64; n++ {
+				if got, want := PartitionFor(nil, n+int32(g)), PartitionFor([]byte{}, n+int32(g)); got != want {
+					t.Errorf("PartitionFor(nil, %d) = %d, PartitionFor(empty) = %d", n+int32(g), got, want)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
 }
