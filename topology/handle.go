@@ -536,7 +536,7 @@ func (p *Processor) produceDeadLetter(b *batch, r *kgo.Record, cause error, keep
 		Headers:   append(append([]kgo.RecordHeader(nil), r.Headers...), ours...),
 	}
 	if !keepValue || !p.fits(dl) {
-		omitted := kgo.RecordHeader{Key: wire.HeaderDLQValueOmitted, Value: itoa(int64(recordBytes(r)))}
+		omitted := kgo.RecordHeader{Key: wire.HeaderDLQValueOmitted, Value: itoa(int64(len(r.Value)))}
 		dl.Value = nil
 		dl.Headers = append(dl.Headers, omitted)
 		if !p.fits(dl) {

@@ -459,3 +459,31 @@ func TestPartitionForANullKeyIsMurmur2(t *testing.T) {
 	}
 	wg.Wait()
 }
+
+// TestValueOmittedIsTheValueSize: a dead letter without its value carries
+// kcqrs_dlq_value_omitted, "the value's size in bytes" (the contract).
+// Before, it held the size of the whole record as Kafka frames it (key,
+// headers and overhead included).
+func TestValueOmittedIsTheValueSize(t *testing.T) {
+	c := newCommandPath(t)
+	var out []*kgo.Record
+	c.p.cfg.hooks = &testHooks{produce: func(r *kgo.Record, promise func(*kgo.Record, error)) {
+		out = append(out, r)
+		promise(r, nil)
+	}}
+	r := c.record("big", 1, "Deposit", []byte(strings.Repeat("v", 5000)))
+	c.b = &batch{}
+	c.p.produceDeadLetter(c.b, r, errors.New("too_large: test"), false)
+	if len(out) != 1 {
+		t.Fatalf("%d records, want the dead letter", len(out))
+	}
+	var omitted string
+	for _, h := range out[0].Headers {
+		if h.Key == wire.HeaderDLQValueOmitted {
+			omitted = string(h.Value)
+		}
+	}
+	if out[0].Value != nil || omitted != "5000" {
+		t.Fatalf("dead letter with %d value bytes, %s %q, want no value and 5000", len(out[0].Value), wire.HeaderDLQValueOmitted, omitted)
+	}
+}
