@@ -304,6 +304,9 @@ func TestDecodeJSONValidates(t *testing.T) {
 		{"\v" + ok + "}", `invalid JSON`},
 		{ok + "}\f", `invalid JSON`},
 		{"\ufeff" + ok + "}", `invalid JSON`},
+		// A field given twice is refused, whichever value is valid.
+		{ok + `,"version":4}`, `duplicate key: "version"`},
+		{strings.Replace(ok, `"version":3`, `"version":"x"`, 1) + `,"version":5}`, `version`},
 	} {
 		var r wire.Reply
 		err := c.DecodeJSON([]byte(tc.json), &r)
