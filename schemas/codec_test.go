@@ -304,6 +304,13 @@ func TestDecodeJSONValidates(t *testing.T) {
 		{"\v" + ok + "}", `invalid JSON`},
 		{ok + "}\f", `invalid JSON`},
 		{"\ufeff" + ok + "}", `invalid JSON`},
+		// A lone surrogate escape is not a character: goavro read
+		// "\ud800\u0041" as U+FFFD, losing the "A".
+		{strings.Replace(ok, `"c"`, `"\ud800\u0041"`, 1) + `}`, `surrogate`},
+		{strings.Replace(ok, `"c"`, `"\ud800\ud800"`, 1) + `}`, `surrogate`},
+		{strings.Replace(ok, `"c"`, `"\udc00"`, 1) + `}`, `surrogate`},
+		{strings.Replace(ok, `"c"`, `"x\ud800"`, 1) + `}`, `surrogate`},
+		{strings.Replace(ok, `"c"`, `"\ud800\udc00 \uDBFF\uDFFF \\ud800"`, 1) + `}`, ""},
 		// A field given twice is refused, whichever value is valid.
 		{ok + `,"version":4}`, `duplicate key: "version"`},
 		{strings.Replace(ok, `"version":3`, `"version":"x"`, 1) + `,"version":5}`, `version`},
