@@ -311,6 +311,9 @@ func TestDecodeJSONValidates(t *testing.T) {
 		{strings.Replace(ok, `"c"`, `"\udc00"`, 1) + `}`, `surrogate`},
 		{strings.Replace(ok, `"c"`, `"x\ud800"`, 1) + `}`, `surrogate`},
 		{strings.Replace(ok, `"c"`, `"\ud800\udc00 \uDBFF\uDFFF \\ud800"`, 1) + `}`, ""},
+		{strings.Replace(ok, `"version":3`, `"version":3.0`, 1) + `}`, `version: 3.0 is not an Avro long`},
+		{strings.Replace(ok, `"version":3`, `"version":9223372036854775808`, 1) + `}`, `is not an Avro long`},
+		{strings.Replace(ok, `"version":3`, `"version":-9223372036854775808`, 1) + `}`, ""},
 		// A field given twice is refused, whichever value is valid.
 		{ok + `,"version":4}`, `duplicate key: "version"`},
 		{strings.Replace(ok, `"version":3`, `"version":"x"`, 1) + `,"version":5}`, `version`},
