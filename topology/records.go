@@ -279,10 +279,37 @@ func parseCommandMetaNames(r *kgo.Record, defaultReplyTopic string, names map[st
 				wire.HeaderContentType, wire.ContentTypeAvro, wire.HeaderContentType, wire.ContentTypeJSON))
 		}
 	}
+	if len(errs) > 0 {
+		errs = append(errs, misnamedHeaders(r.Headers)...)
+	}
 	if err := errors.Join(errs...); err != nil {
 		return m, &invalidError{code, err}
 	}
 	return m, nil
+}
+
+// commandHeaders are the headers a command's handling reads.
+var commandHeaders = []string{wire.HeaderCommandID, wire.HeaderAggregateType, wire.HeaderCommandType,
+	wire.HeaderContentType, wire.HeaderExpectedVersion, wire.HeaderDeadline, wire.HeaderCorrelationID,
+	wire.HeaderReplyTopic, wire.HeaderReplyPartition, wire.HeaderSignature}
+
+// misnamedHeaders names the headers of a refused command that are one the
+// processor reads, written in another case (Content-Type): header names are
+// case-sensitive, and the answer should say why such a header was missed.
+func misnamedHeaders(hs []kgo.RecordHeader) []error {
+	var errs []error
+	for _, h := range hs {
+		for _, name := range commandHeaders {
+			if h.Key != name && strings.EqualFold(h.Key, name) {
+				errs = append(errs, fmt.Errorf("header %q is not %s: header names are case-sensitive", h.Key, name))
+				break
+			}
+		}
+		if len(errs) == len(commandHeaders) {
+			break
+		}
+	}
+	return errs
 }
 
 // internName returns b as a string: the served name it equals, or a copy.

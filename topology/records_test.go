@@ -487,3 +487,26 @@ func TestValueOmittedIsTheValueSize(t *testing.T) {
 		t.Fatalf("dead letter with %d value bytes, %s %q, want no value and 5000", len(out[0].Value), wire.HeaderDLQValueOmitted, omitted)
 	}
 }
+
+// TestMisnamedHeaderIsNamedInTheAnswer: header names are case-sensitive
+// (the contract); a command refused for a missing header that it carries
+// under another case (Content-Type, as HTTP clients write it) says so.
+// Before, the answer said only that the header was missing.
+func TestMisnamedHeaderIsNamedInTheAnswer(t *testing.T) {
+	r := &kgo.Record{Key: []byte("a"), Value: []byte(`{"amount":1}`), Headers: []kgo.RecordHeader{
+		{Key: "Content-Type", Value: []byte(wire.ContentTypeJSON)},
+		{Key: "KCQRS_COMMAND_ID", Value: []byte("c")},
+		{Key: wire.HeaderAggregateType, Value: []byte("account")},
+		{Key: wire.HeaderCommandType, Value: []byte("Deposit")},
+	}}
+	_, err := parseCommandMeta(r, "command_reply")
+	var ie *invalidError
+	if !errors.As(err, &ie) || ie.code != CodeUnsupportedContent {
+		t.Fatalf("err %v, want %s", err, CodeUnsupportedContent)
+	}
+	for _, want := range []string{`"Content-Type" is not content-type`, `"KCQRS_COMMAND_ID" is not kcqrs_command_id`} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("the answer does not say %q:\n%v", want, err)
+		}
+	}
+}
