@@ -500,7 +500,7 @@ func (c *Codec) DecodeJSON(data []byte, ptr any) (err error) {
 	if err != nil {
 		return err
 	}
-	data = bytes.TrimSpace(data)
+	data = bytes.Trim(data, jsonSpace)
 	if err := checkJSONFields(c.schema, data); err != nil {
 		return fmt.Errorf("schemas: decode %s from JSON: %w", c.name, err)
 	}
@@ -509,11 +509,15 @@ func (c *Codec) DecodeJSON(data []byte, ptr any) (err error) {
 	if err != nil {
 		return fmt.Errorf("schemas: decode %s from JSON: %w", c.name, err)
 	}
-	if len(bytes.TrimSpace(rest)) != 0 {
+	if len(bytes.Trim(rest, jsonSpace)) != 0 {
 		return fmt.Errorf("schemas: decode %s from JSON: data left after the record", c.name)
 	}
 	return c.fromNative(native, rv)
 }
+
+// jsonSpace is JSON's whitespace (RFC 8259); bytes.TrimSpace would also
+// take Unicode's (U+00A0, U+0085, \v, \f) around the record.
+const jsonSpace = " \t\r\n"
 
 // recoverGoavro turns a panic inside goavro into an error. None is known (the
 // fuzz tests look for them); this is defence in depth for a processor that

@@ -295,6 +295,28 @@ func TestDecodeJSONValidates(t *testing.T) {
 		{`[]`, `want Avro record kcqrs.Reply, got JSON array`},
 		{``, `invalid JSON`},
 		{strings.Replace(ok, `"c"`, "\"\x84\"", 1) + `}`, `not UTF-8`},
+		// JSON's whitespace is space, tab, CR and LF (RFC 8259): nothing
+		// else may surround the record.
+		{" \t\r\n" + ok + "} \t\r\n", ""},
+		{ok + "}\u00a0", `invalid JSON`},
+		{"\u00a0" + ok + "}", `invalid JSON`},
+		{ok + "}\u0085", `invalid JSON`},
+		{"\v" + ok + "}", `invalid JSON`},
+		{ok + "}\f", `invalid JSON`},
+		{"\ufeff" + ok + "}", `invalid JSON`},
+		// A lone surrogate escape is not a character: goavro read
+		// "\ud800\u0041" as U+FFFD, losing the "A".
+		{strings.Replace(ok, `"c"`, `"\ud800\u0041"`, 1) + `}`, `surrogate`},
+		{strings.Replace(ok, `"c"`, `"\ud800\ud800"`, 1) + `}`, `surrogate`},
+		{strings.Replace(ok, `"c"`, `"\udc00"`, 1) + `}`, `surrogate`},
+		{strings.Replace(ok, `"c"`, `"x\ud800"`, 1) + `}`, `surrogate`},
+		{strings.Replace(ok, `"c"`, `"\ud800\udc00 \uDBFF\uDFFF \\ud800"`, 1) + `}`, ""},
+		{strings.Replace(ok, `"version":3`, `"version":3.0`, 1) + `}`, `version: 3.0 is not an Avro long`},
+		{strings.Replace(ok, `"version":3`, `"version":9223372036854775808`, 1) + `}`, `is not an Avro long`},
+		{strings.Replace(ok, `"version":3`, `"version":-9223372036854775808`, 1) + `}`, ""},
+		// A field given twice is refused, whichever value is valid.
+		{ok + `,"version":4}`, `duplicate key: "version"`},
+		{strings.Replace(ok, `"version":3`, `"version":"x"`, 1) + `,"version":5}`, `version`},
 	} {
 		var r wire.Reply
 		err := c.DecodeJSON([]byte(tc.json), &r)

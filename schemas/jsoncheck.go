@@ -31,7 +31,46 @@ func checkJSONFields(t *avroType, data []byte) error {
 	if _, err := dec.Token(); err != io.EOF {
 		return errors.New("invalid JSON: data after the record")
 	}
+	if err := checkSurrogates(data); err != nil {
+		return err
+	}
 	return checkJSON(t, v, 0)
+}
+
+// checkSurrogates refuses a \u escape of a UTF-16 surrogate that is not
+// half of a pair: it is no character (encoding/json reads it as U+FFFD, and
+// goavro "\ud800\u0041" as U+FFFD alone, losing the "A"). data is valid
+// JSON, so a backslash is always inside a string.
+func checkSurrogates(data []byte) error {
+	hex4 := func(i int) (rune, bool) {
+		if i+6 > len(data) || data[i] != '\\' || data[i+1] != 'u' {
+			return 0, false
+		}
+		v, err := strconv.ParseUint(string(data[i+2:i+6]), 16, 16)
+		return rune(v), err == nil
+	}
+	for i := 0; i < len(data); i++ {
+		if data[i] != '\\' {
+			continue
+		}
+		r, ok := hex4(i)
+		if !ok {
+			i++ // a two-byte escape such as \\ or \"
+			continue
+		}
+		switch {
+		case r >= 0xD800 && r < 0xDC00:
+			if lo, ok := hex4(i + 6); ok && lo >= 0xDC00 && lo < 0xE000 {
+				i += 11
+				continue
+			}
+			return fmt.Errorf("invalid JSON: \\u%04x is half of a UTF-16 surrogate pair, without its other half", r)
+		case r >= 0xDC00 && r < 0xE000:
+			return fmt.Errorf("invalid JSON: \\u%04x is half of a UTF-16 surrogate pair, without its other half", r)
+		}
+		i += 5
+	}
+	return nil
 }
 
 func checkJSON(t *avroType, v any, depth int) error {

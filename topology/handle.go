@@ -75,6 +75,12 @@ func (p *Processor) handle(b *batch, ps *partitionState, r *kgo.Record) {
 		// alone), before the dedupe window is read (signing.go).
 		err = p.checkSignature(r, &meta, cmd.CommandType())
 	}
+	if err == nil && !p.cfg.restricted(meta.aggregateType, cmd.CommandType()) {
+		// Not the restricted commands (the saga's legs, signed): they
+		// carry aggregate ids, which are keys and may be any bytes, and
+		// must end their transfer.
+		err = checkStringsUTF8(cmd)
+	}
 	if err != nil {
 		p.reject(b, r, &meta, base, err)
 		return
@@ -530,7 +536,7 @@ func (p *Processor) produceDeadLetter(b *batch, r *kgo.Record, cause error, keep
 		Headers:   append(append([]kgo.RecordHeader(nil), r.Headers...), ours...),
 	}
 	if !keepValue || !p.fits(dl) {
-		omitted := kgo.RecordHeader{Key: wire.HeaderDLQValueOmitted, Value: itoa(int64(recordBytes(r)))}
+		omitted := kgo.RecordHeader{Key: wire.HeaderDLQValueOmitted, Value: itoa(int64(len(r.Value)))}
 		dl.Value = nil
 		dl.Headers = append(dl.Headers, omitted)
 		if !p.fits(dl) {
@@ -544,7 +550,14 @@ func (p *Processor) produceDeadLetter(b *batch, r *kgo.Record, cause error, keep
 // PartitionFor is the partition Kafka's default (murmur2) partitioner picks
 // for key among n partitions: the only partitioner that keeps one writer per
 // aggregate across client languages.
+//
+// A nil key (a keyless command's reply or dead letter) hashes as the empty
+// one: franz-go would pick a sticky random partition for it, from state
+// shared by every caller.
 func PartitionFor(key []byte, n int32) int32 {
+	if key == nil {
+		key = []byte{}
+	}
 	return int32(keyPartitioner.Partition(&kgo.Record{Key: key}, int(n)))
 }
 

@@ -112,8 +112,8 @@ const (
 	CodeBadHeader = "bad_header"
 	// CodeMissingKey (INVALID): the record has no key (the aggregate id).
 	CodeMissingKey = "missing_key"
-	// CodeTooLarge (INVALID): the value is larger than the processor's
-	// --max-command-bytes.
+	// CodeTooLarge (INVALID): the command record (key, value and headers)
+	// is larger than the processor's --max-command-bytes (default 900 KiB).
 	CodeTooLarge = "too_large"
 	// CodeUnknownAggregate (INVALID): no aggregate type of that name is
 	// served; the message lists the served ones.
@@ -124,7 +124,7 @@ const (
 	// CodeUndecodable (INVALID): the value is not the command's schema:
 	// bad JSON (unknown field, wrong type, a string or float for a long),
 	// or not Avro single-object encoded with a known schema, or another
-	// command than kcqrs_command_type names.
+	// command than kcqrs_command_type names, or a string that is not UTF-8.
 	CodeUndecodable = "undecodable"
 	// CodeWrongPartition (WRONG_PARTITION): the key hashes (Kafka's
 	// murmur2) to another partition than the one the record is on.
@@ -174,7 +174,9 @@ func parseCommandMetaNames(r *kgo.Record, defaultReplyTopic string, names map[st
 	m.aggregateID = string(r.Key)
 	var errs []error
 	code, declared := CodeBadHeader, false
-	var ctErr error // of the last content-type header
+	// The error of each header's last occurrence: the last one counts,
+	// also when an earlier one was malformed.
+	var ctErr, rpErr, evErr, dlErr error
 	for _, h := range r.Headers {
 		switch h.Key {
 		case wire.HeaderCorrelationID:
@@ -185,9 +187,11 @@ func parseCommandMetaNames(r *kgo.Record, defaultReplyTopic string, names map[st
 			}
 		case wire.HeaderReplyPartition:
 			if len(h.Value) != 4 {
-				errs = append(errs, fmt.Errorf("%s: want 4 bytes (big-endian int32), got %d", h.Key, len(h.Value)))
+				rpErr = fmt.Errorf("%s: want 4 bytes (big-endian int32), got %d", h.Key, len(h.Value))
+				m.reply.partition, m.reply.partitionSet = -1, false
 				continue
 			}
+			rpErr = nil
 			m.reply.partition = int32(binary.BigEndian.Uint32(h.Value))
 			m.reply.partitionSet = true
 		case wire.HeaderContentType:
@@ -225,17 +229,14 @@ func parseCommandMetaNames(r *kgo.Record, defaultReplyTopic string, names map[st
 		case wire.HeaderAggregateType:
 			m.aggregateType = internName(names, h.Value)
 		case wire.HeaderExpectedVersion:
-			e, err := parseExpectation(string(h.Value))
-			if err != nil {
-				errs = append(errs, err)
-			}
-			m.expected = e
+			m.expected, evErr = parseExpectation(string(h.Value))
 		case wire.HeaderDeadline:
-			t, err := time.Parse(time.RFC3339Nano, string(h.Value))
-			if err != nil {
-				errs = append(errs, fmt.Errorf("%s: %w", h.Key, err))
-			}
-			m.deadline = t
+			m.deadline, dlErr = parseDeadline(h.Value)
+		}
+	}
+	for _, err := range []error{rpErr, evErr, dlErr} {
+		if err != nil {
+			errs = append(errs, err)
 		}
 	}
 	if ctErr != nil {
@@ -278,10 +279,37 @@ func parseCommandMetaNames(r *kgo.Record, defaultReplyTopic string, names map[st
 				wire.HeaderContentType, wire.ContentTypeAvro, wire.HeaderContentType, wire.ContentTypeJSON))
 		}
 	}
+	if len(errs) > 0 {
+		errs = append(errs, misnamedHeaders(r.Headers)...)
+	}
 	if err := errors.Join(errs...); err != nil {
 		return m, &invalidError{code, err}
 	}
 	return m, nil
+}
+
+// commandHeaders are the headers a command's handling reads.
+var commandHeaders = []string{wire.HeaderCommandID, wire.HeaderAggregateType, wire.HeaderCommandType,
+	wire.HeaderContentType, wire.HeaderExpectedVersion, wire.HeaderDeadline, wire.HeaderCorrelationID,
+	wire.HeaderReplyTopic, wire.HeaderReplyPartition, wire.HeaderSignature}
+
+// misnamedHeaders names the headers of a refused command that are one the
+// processor reads, written in another case (Content-Type): header names are
+// case-sensitive, and the answer should say why such a header was missed.
+func misnamedHeaders(hs []kgo.RecordHeader) []error {
+	var errs []error
+	for _, h := range hs {
+		for _, name := range commandHeaders {
+			if h.Key != name && strings.EqualFold(h.Key, name) {
+				errs = append(errs, fmt.Errorf("header %q is not %s: header names are case-sensitive", h.Key, name))
+				break
+			}
+		}
+		if len(errs) == len(commandHeaders) {
+			break
+		}
+	}
+	return errs
 }
 
 // internName returns b as a string: the served name it equals, or a copy.
@@ -314,6 +342,61 @@ func capText(s string, n int) string {
 		return s
 	}
 	return strings.ToValidUTF8(s[:n], "") + "..."
+}
+
+// parseDeadline reads an RFC 3339 date-time (section 5.6): "T" and "Z" may
+// be lower case, the fraction has any number of digits, the offset is Z or
+// +hh:mm / -hh:mm. time.Parse alone is more lenient (one-digit hours, comma
+// fractions, offsets such as +24:00) and refuses lower case.
+func parseDeadline(v []byte) (time.Time, error) {
+	if t, ok := rfc3339(v); ok {
+		return t, nil
+	}
+	return time.Time{}, fmt.Errorf("%s: %q is not an RFC 3339 date-time (like 2030-01-02T03:04:05Z or 2030-01-02T04:04:05.5+01:00)",
+		wire.HeaderDeadline, capText(string(v), 100))
+}
+
+func rfc3339(v []byte) (time.Time, bool) {
+	digits := func(b []byte) bool {
+		for _, c := range b {
+			if c < '0' || c > '9' {
+				return false
+			}
+		}
+		return len(b) > 0
+	}
+	const n = len("2006-01-02T15:04:05")
+	if len(v) < n+1 || !digits(v[0:4]) || v[4] != '-' || !digits(v[5:7]) || v[7] != '-' || !digits(v[8:10]) ||
+		(v[10] != 'T' && v[10] != 't') || !digits(v[11:13]) || v[13] != ':' || !digits(v[14:16]) || v[16] != ':' || !digits(v[17:19]) {
+		return time.Time{}, false
+	}
+	i := n
+	if v[i] == '.' {
+		j := i + 1
+		for j < len(v) && v[j] >= '0' && v[j] <= '9' {
+			j++
+		}
+		if j == i+1 {
+			return time.Time{}, false
+		}
+		i = j
+	}
+	switch zone := v[i:]; {
+	case len(zone) == 1 && (zone[0] == 'Z' || zone[0] == 'z'):
+	case len(zone) == 6 && (zone[0] == '+' || zone[0] == '-') && digits(zone[1:3]) && zone[3] == ':' && digits(zone[4:6]):
+		if zone[1] > '2' || (zone[1] == '2' && zone[2] > '3') || zone[4] > '5' {
+			return time.Time{}, false
+		}
+	default:
+		return time.Time{}, false
+	}
+	s := []byte(string(v))
+	s[10] = 'T'
+	if s[len(s)-1] == 'z' {
+		s[len(s)-1] = 'Z'
+	}
+	t, err := time.Parse(time.RFC3339Nano, string(s))
+	return t, err == nil
 }
 
 func parseExpectation(s string) (expectation, error) {
@@ -384,6 +467,69 @@ func (bt *boundType) decodeCommand(m *commandMeta, value []byte) (aggregates.Com
 		return nil, &invalidError{CodeUndecodable, fmt.Errorf("%s: %w", msg.name, err)}
 	}
 	return msg.command(ptr)
+}
+
+// checkStringsUTF8 refuses a command with a string that is not UTF-8:
+// Avro strings are (the JSON decoder refuses other bytes; the binary one
+// keeps them as they are).
+func checkStringsUTF8(cmd aggregates.Command) error {
+	if path, bad := notUTF8(reflect.ValueOf(cmd)); bad {
+		return invalid(CodeUndecodable, "%s: %s is not UTF-8 (Avro strings are)", cmd.CommandType(), path)
+	}
+	return nil
+}
+
+// notUTF8 reports whether a string in v is not UTF-8, and the path to it
+// (by the fields' avro names).
+func notUTF8(v reflect.Value) (string, bool) {
+	switch v.Kind() {
+	case reflect.String:
+		return "", !utf8.ValidString(v.String())
+	case reflect.Pointer, reflect.Interface:
+		if !v.IsNil() {
+			return notUTF8(v.Elem())
+		}
+	case reflect.Struct:
+		for i := range v.NumField() {
+			if path, bad := notUTF8(v.Field(i)); bad {
+				f := v.Type().Field(i)
+				name, _, _ := strings.Cut(f.Tag.Get("avro"), ",")
+				if name == "" {
+					name = f.Name
+				}
+				return joinPath(name, path), true
+			}
+		}
+	case reflect.Slice, reflect.Array:
+		if v.Type().Elem().Kind() == reflect.Uint8 {
+			return "", false // Avro bytes or fixed
+		}
+		for i := range v.Len() {
+			if path, bad := notUTF8(v.Index(i)); bad {
+				return joinPath("["+strconv.Itoa(i)+"]", path), true
+			}
+		}
+	case reflect.Map:
+		for it := v.MapRange(); it.Next(); {
+			if _, bad := notUTF8(it.Key()); bad {
+				return "a map key", true
+			}
+			if path, bad := notUTF8(it.Value()); bad {
+				return joinPath(fmt.Sprintf("[%q]", it.Key().String()), path), true
+			}
+		}
+	}
+	return "", false
+}
+
+func joinPath(a, b string) string {
+	switch {
+	case b == "":
+		return a
+	case b[0] == '[':
+		return a + b
+	}
+	return a + "." + b
 }
 
 func (msg *boundMessage) command(ptr reflect.Value) (aggregates.Command, error) {

@@ -5,7 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 	"testing"
+	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
@@ -241,5 +243,270 @@ func TestUnknownCommandListsTheKnownOnes(t *testing.T) {
 	_, err := bt.decodeCommand(&m, []byte(`{}`))
 	if err == nil || !strings.Contains(err.Error(), "OpenAccount, PayOutAndClose") || !strings.Contains(err.Error(), "Deposit") {
 		t.Fatalf("unknown command: %v, want the list of the account's commands", err)
+	}
+}
+
+// TestRepeatedHeadersLastOneCounts: "when a header appears twice, the last
+// one counts" (docs/wire-contract.md), also when an earlier one is
+// malformed. Before, a malformed kcqrs_expected_version, kcqrs_deadline or
+// kafka_replyPartition made the command bad_header even when a later,
+// well-formed one followed.
+func TestRepeatedHeadersLastOneCounts(t *testing.T) {
+	p3 := binary.BigEndian.AppendUint32(nil, 3)
+	for _, tc := range []struct {
+		name   string
+		key    string
+		values [][]byte
+		ok     bool
+		check  func(commandMeta) bool
+	}{
+		{"version bad then good", wire.HeaderExpectedVersion, [][]byte{[]byte("x"), []byte("5")}, true,
+			func(m commandMeta) bool { return m.expected == expectation{kind: expectExact, version: 5} }},
+		{"version good then bad", wire.HeaderExpectedVersion, [][]byte{[]byte("5"), []byte("x")}, false, nil},
+		{"deadline bad then good", wire.HeaderDeadline, [][]byte{[]byte("soon"), []byte("2030-01-02T03:04:05Z")}, true,
+			func(m commandMeta) bool { return m.deadline.Equal(time.Date(2030, 1, 2, 3, 4, 5, 0, time.UTC)) }},
+		{"deadline good then bad", wire.HeaderDeadline, [][]byte{[]byte("2030-01-02T03:04:05Z"), []byte("soon")}, false, nil},
+		{"partition short then good", wire.HeaderReplyPartition, [][]byte{{0, 1}, p3}, true,
+			func(m commandMeta) bool { return m.reply.partitionSet && m.reply.partition == 3 }},
+		{"partition good then short", wire.HeaderReplyPartition, [][]byte{p3, {0, 1}}, false,
+			func(m commandMeta) bool { return !m.reply.partitionSet && m.reply.partition == -1 }},
+		{"partition negative then good", wire.HeaderReplyPartition, [][]byte{{0xff, 0xff, 0xff, 0xfb}, p3}, true,
+			func(m commandMeta) bool { return m.reply.partitionSet && m.reply.partition == 3 }},
+	} {
+		r := &kgo.Record{Key: []byte("a"), Headers: []kgo.RecordHeader{
+			{Key: wire.HeaderCommandID, Value: []byte("c")},
+			{Key: wire.HeaderAggregateType, Value: []byte("account")},
+		}}
+		for _, v := range tc.values {
+			r.Headers = append(r.Headers, kgo.RecordHeader{Key: tc.key, Value: v})
+		}
+		m, err := parseCommandMeta(r, "command_reply")
+		var ie *invalidError
+		switch {
+		case tc.ok && err != nil:
+			t.Errorf("%s: %v, want the last header to count", tc.name, err)
+		case !tc.ok && (!errors.As(err, &ie) || ie.code != CodeBadHeader):
+			t.Errorf("%s: err %v, want bad_header", tc.name, err)
+		}
+		if tc.check != nil && !tc.check(m) {
+			t.Errorf("%s: meta %+v", tc.name, m)
+		}
+	}
+}
+
+// TestDeadlineIsRFC3339: kcqrs_deadline takes RFC 3339 date-times (section
+// 5.6: "T" and "Z" may be lower case, any number of fraction digits) and
+// nothing else. Before, Go's time.Parse took lower-case "t"/"z" for errors
+// and took one-digit hours, comma fractions and offsets such as +24:00 or
+// +01:60, none of which RFC 3339 allows.
+func TestDeadlineIsRFC3339(t *testing.T) {
+	want := time.Date(2030, 1, 2, 3, 4, 5, 0, time.UTC)
+	for _, tc := range []struct {
+		in string
+		ok bool
+		at time.Time
+	}{
+		{"2030-01-02T03:04:05Z", true, want},
+		{"2030-01-02t03:04:05z", true, want},
+		{"2030-01-02T04:04:05+01:00", true, want},
+		{"2030-01-02T02:34:05-00:30", true, want},
+		{"2030-01-02T03:04:05-00:00", true, want},
+		{"2030-01-02T03:04:05.5Z", true, want.Add(500 * time.Millisecond)},
+		{"2030-01-02T03:04:05.000000000001Z", true, want},
+		{"2030-01-02T3:04:05Z", false, time.Time{}},
+		{"2030-01-02T03:4:05Z", false, time.Time{}},
+		{"2030-01-02T03:04:05,5Z", false, time.Time{}},
+		{"2030-01-02T03:04:05.Z", false, time.Time{}},
+		{"2030-01-02T03:04:05+24:00", false, time.Time{}},
+		{"2030-01-02T03:04:05+01:60", false, time.Time{}},
+		{"2030-01-02T03:04:05+0100", false, time.Time{}},
+		{"2030-01-02T03:04:05+01", false, time.Time{}},
+		{"2030-01-02T03:04:05", false, time.Time{}},
+		{"2030-01-02 03:04:05Z", false, time.Time{}},
+		{"2030-01-02", false, time.Time{}},
+		{" 2030-01-02T03:04:05Z", false, time.Time{}},
+		{"2030-01-02T03:04:05Z ", false, time.Time{}},
+		{"2030-13-02T03:04:05Z", false, time.Time{}},
+		{"2030-02-30T03:04:05Z", false, time.Time{}},
+		{"+2030-01-02T03:04:05Z", false, time.Time{}},
+		{"２030-01-02T03:04:05Z", false, time.Time{}},
+		{"1893456000", false, time.Time{}},
+		{"", false, time.Time{}},
+	} {
+		r := &kgo.Record{Key: []byte("a"), Headers: []kgo.RecordHeader{
+			{Key: wire.HeaderCommandID, Value: []byte("c")},
+			{Key: wire.HeaderAggregateType, Value: []byte("account")},
+			{Key: wire.HeaderDeadline, Value: []byte(tc.in)},
+		}}
+		m, err := parseCommandMeta(r, "command_reply")
+		var ie *invalidError
+		switch {
+		case tc.ok && err != nil:
+			t.Errorf("%q: %v", tc.in, err)
+		case tc.ok && !m.deadline.Equal(tc.at):
+			t.Errorf("%q: deadline %v, want %v", tc.in, m.deadline, tc.at)
+		case !tc.ok && (!errors.As(err, &ie) || ie.code != CodeBadHeader):
+			t.Errorf("%q: err %v, want bad_header", tc.in, err)
+		}
+	}
+}
+
+// TestAvroCommandStringsMustBeUTF8: Avro strings are UTF-8 (the Avro spec;
+// the contract says so of JSON commands, whose decoder refuses other
+// bytes). Before, an Avro command carrying other bytes in a string was
+// decoded and applied: an owner that no JSON reader gets back as sent, a
+// transfer target that cannot be a key.
+func TestAvroCommandStringsMustBeUTF8(t *testing.T) {
+	reg := testRegistry(t)
+	bt := reg.types["account"]
+	set, _ := schemas.LoadAccount()
+	for _, cmd := range []aggregates.Command{
+		account.OpenAccount{Owner: "a\xffb", Currency: "EUR"},
+		account.OpenAccount{Owner: "ok", Currency: "EU\xc3"},
+		account.DebitForTransfer{TransferID: "t", To: "acc-\xed\xa0\x80", Amount: 1},
+	} {
+		c, _ := set.Codec(cmd.CommandType())
+		val, err := c.Encode(cmd)
+		if err != nil {
+			t.Fatal(err)
+		}
+		m := commandMeta{reply: replyAddress{contentType: wire.ContentTypeAvro}}
+		got, err := bt.decodeCommand(&m, val)
+		if err == nil {
+			err = checkStringsUTF8(got)
+		}
+		var ie *invalidError
+		if !errors.As(err, &ie) || ie.code != CodeUndecodable || !strings.Contains(err.Error(), "not UTF-8") {
+			t.Errorf("%#v: err %v, want undecodable", cmd, err)
+		}
+	}
+	c, _ := set.Codec("OpenAccount")
+	val, _ := c.Encode(account.OpenAccount{Owner: "Zoë ✓", Currency: "EUR"})
+	m := commandMeta{reply: replyAddress{contentType: wire.ContentTypeAvro}}
+	got, err := bt.decodeCommand(&m, val)
+	if err == nil {
+		err = checkStringsUTF8(got)
+	}
+	if err != nil || got.(account.OpenAccount).Owner != "Zoë ✓" {
+		t.Fatalf("UTF-8 owner: %v %#v", err, got)
+	}
+}
+
+// TestNonUTF8AvroStringIsAnsweredUndecodable: through the command path, an
+// Avro command with a string that is not UTF-8 is INVALID undecodable and
+// dead-lettered, and has no effect; a restricted command (a saga leg,
+// signed) is exempt: its strings are aggregate ids, which may be any bytes.
+func TestNonUTF8AvroStringIsAnsweredUndecodable(t *testing.T) {
+	c := newCommandPath(t)
+	key := []byte("signing-key")
+	c.p.cfg.CommandSigningKey = key
+	c.p.cfg.InternalCommands = map[string][]string{"account": {"CreditForTransfer"}}
+	var out []*kgo.Record
+	c.p.cfg.hooks = &testHooks{produce: func(r *kgo.Record, promise func(*kgo.Record, error)) {
+		out = append(out, r)
+		promise(r, nil)
+	}}
+	bt := c.p.reg.types["account"]
+	open, _ := bt.commands["OpenAccount"].codec.Encode(account.OpenAccount{Owner: "x\xff", Currency: "EUR"})
+	c.command("bad-open", 1_000_001, "OpenAccount", open)
+	credit, _ := bt.commands["CreditForTransfer"].codec.Encode(account.CreditForTransfer{TransferID: "t", From: "src-\xff", DebitVersion: 1, Amount: 5, Seq: 1})
+	r := c.record("credit", 1, "CreditForTransfer", credit)
+	r.Headers = append(r.Headers, kgo.RecordHeader{Key: wire.HeaderSignature,
+		Value: SignCommand(key, "credit", "account", string(r.Key), "CreditForTransfer", credit)})
+	c.handle(r)
+	c.commit()
+	statuses := map[string]string{}
+	dead := 0
+	for _, r := range out {
+		switch r.Topic {
+		case c.p.cfg.Topics.Replies:
+			rep, err := c.p.reg.DecodeReply(r.Value, wire.ContentTypeAvro)
+			if err != nil {
+				t.Fatal(err)
+			}
+			statuses[rep.CommandID] = string(rep.Status) + " " + rep.Code
+		case c.p.cfg.Topics.DeadLetters:
+			dead++
+		}
+	}
+	if got := statuses["bad-open"]; got != "INVALID undecodable" || dead != 1 {
+		t.Errorf("non-UTF-8 owner: %q, %d dead letters, want INVALID undecodable and 1", got, dead)
+	}
+	if got := statuses["credit"]; got != "ACCEPTED " {
+		t.Errorf("signed credit from a non-UTF-8 source: %q, want ACCEPTED", got)
+	}
+}
+
+// TestPartitionForANullKeyIsMurmur2: a keyless command's reply (without a
+// correlation id) and dead letter go to murmur2 of the empty key, as the
+// contract says (murmur2 of the key). Before, a nil key took franz-go's
+// sticky random partitioner: a partition changing from call to call, from
+// state shared by every caller without a lock (a data race between workers
+// of one process).
+func TestPartitionForANullKeyIsMurmur2(t *testing.T) {
+	var wg sync.WaitGroup
+	for g := range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for n := int32(1); n <= 64; n++ {
+				if got, want := PartitionFor(nil, n+int32(g)), PartitionFor([]byte{}, n+int32(g)); got != want {
+					t.Errorf("PartitionFor(nil, %d) = %d, PartitionFor(empty) = %d", n+int32(g), got, want)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+}
+
+// TestValueOmittedIsTheValueSize: a dead letter without its value carries
+// kcqrs_dlq_value_omitted, "the value's size in bytes" (the contract).
+// Before, it held the size of the whole record as Kafka frames it (key,
+// headers and overhead included).
+func TestValueOmittedIsTheValueSize(t *testing.T) {
+	c := newCommandPath(t)
+	var out []*kgo.Record
+	c.p.cfg.hooks = &testHooks{produce: func(r *kgo.Record, promise func(*kgo.Record, error)) {
+		out = append(out, r)
+		promise(r, nil)
+	}}
+	r := c.record("big", 1, "Deposit", []byte(strings.Repeat("v", 5000)))
+	c.b = &batch{}
+	c.p.produceDeadLetter(c.b, r, errors.New("too_large: test"), false)
+	if len(out) != 1 {
+		t.Fatalf("%d records, want the dead letter", len(out))
+	}
+	var omitted string
+	for _, h := range out[0].Headers {
+		if h.Key == wire.HeaderDLQValueOmitted {
+			omitted = string(h.Value)
+		}
+	}
+	if out[0].Value != nil || omitted != "5000" {
+		t.Fatalf("dead letter with %d value bytes, %s %q, want no value and 5000", len(out[0].Value), wire.HeaderDLQValueOmitted, omitted)
+	}
+}
+
+// TestMisnamedHeaderIsNamedInTheAnswer: header names are case-sensitive
+// (the contract); a command refused for a missing header that it carries
+// under another case (Content-Type, as HTTP clients write it) says so.
+// Before, the answer said only that the header was missing.
+func TestMisnamedHeaderIsNamedInTheAnswer(t *testing.T) {
+	r := &kgo.Record{Key: []byte("a"), Value: []byte(`{"amount":1}`), Headers: []kgo.RecordHeader{
+		{Key: "Content-Type", Value: []byte(wire.ContentTypeJSON)},
+		{Key: "KCQRS_COMMAND_ID", Value: []byte("c")},
+		{Key: wire.HeaderAggregateType, Value: []byte("account")},
+		{Key: wire.HeaderCommandType, Value: []byte("Deposit")},
+	}}
+	_, err := parseCommandMeta(r, "command_reply")
+	var ie *invalidError
+	if !errors.As(err, &ie) || ie.code != CodeUnsupportedContent {
+		t.Fatalf("err %v, want %s", err, CodeUnsupportedContent)
+	}
+	for _, want := range []string{`"Content-Type" is not content-type`, `"KCQRS_COMMAND_ID" is not kcqrs_command_id`} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("the answer does not say %q:\n%v", want, err)
+		}
 	}
 }

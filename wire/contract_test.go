@@ -204,6 +204,15 @@ func TestWireContract(t *testing.T) {
 			}
 		}
 	}
+	// The limits a client can run into are stated with their values.
+	for _, want := range []string{
+		fmt.Sprintf("at most `--max-command-bytes` (default %d KiB, %s bytes)", topology.DefaultMaxCommandBytes>>10, thousands(topology.DefaultMaxCommandBytes)),
+		fmt.Sprintf("more than %s bytes", thousands(topology.MaxCommandIDBytes)),
+	} {
+		if !strings.Contains(doc, want) {
+			t.Errorf("%s does not state the limit %q", contractPath, want)
+		}
+	}
 	readme, err := os.ReadFile("../README.md")
 	if err != nil {
 		t.Fatal(err)
@@ -211,4 +220,13 @@ func TestWireContract(t *testing.T) {
 	if !strings.Contains(string(readme), "docs/wire-contract.md") {
 		t.Error("README.md does not link docs/wire-contract.md")
 	}
+}
+
+// thousands writes n with a comma every three digits (1,024).
+func thousands(n int) string {
+	s := strconv.Itoa(n)
+	for i := len(s) - 3; i > 0; i -= 3 {
+		s = s[:i] + "," + s[i:]
+	}
+	return s
 }

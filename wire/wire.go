@@ -42,7 +42,7 @@ const (
 	HeaderDLQOffset    = "kcqrs_dlq_offset"
 	// HeaderDLQValueOmitted is set on a dead letter whose original value
 	// (and perhaps headers) did not fit in a record: the value is then
-	// absent, this header holds the original record's size in bytes, and
+	// absent, this header holds the original value's size in bytes, and
 	// HeaderDLQTopic/Partition/Offset point at the original command.
 	HeaderDLQValueOmitted = "kcqrs_dlq_value_omitted"
 )

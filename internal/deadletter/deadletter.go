@@ -29,11 +29,13 @@ func ErrorCode(e string) string {
 	return code
 }
 
-// Header is the value of r's header key ("" when absent).
+// Header is the value of r's last header key ("" when absent): the last
+// one counts, as for the processor, and a dead letter's kcqrs_dlq_* headers
+// follow the command's own (which may carry some too).
 func Header(r *kgo.Record, key string) string {
-	for _, h := range r.Headers {
-		if h.Key == key {
-			return string(h.Value)
+	for i := len(r.Headers) - 1; i >= 0; i-- {
+		if r.Headers[i].Key == key {
+			return string(r.Headers[i].Value)
 		}
 	}
 	return ""
