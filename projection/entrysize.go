@@ -1,6 +1,12 @@
 package projection
 
-import "fmt"
+import (
+	"fmt"
+	"strconv"
+	"unicode/utf8"
+
+	"github.com/lovoo/goka"
+)
 
 // maxEntryRecordBytes bounds a record the accounts group writes (a table
 // entry, an owner-index entry). A record past the producer's limit
@@ -47,13 +53,48 @@ func oversizedEntrySlow(a Account, owner bool) string {
 	return ""
 }
 
-// deadLetterValue is what a dead letter of raw under key carries: raw, or
-// nothing when the copy itself would be too large to write (the reason
-// says so; the event stays in the events topic at the offset the headers
-// name).
-func deadLetterValue(key string, raw []byte, reason string) ([]byte, string) {
-	if len(key)+len(raw) > maxEntryRecordBytes {
-		return nil, reason + " (event value omitted from this dead letter: too large; read it at the topic, partition and offset named)"
+// maxDLQErrorBytes caps a dead letter's error header (as the processor's):
+// a reason may quote the event (an aggregate id, a key), and %q makes a byte
+// up to 4 bytes long.
+const maxDLQErrorBytes = 8 << 10
+
+// deadLetterParts is what a dead letter of raw under key, with the event's
+// headers h (a copy: changed in place), carries: the reason capped, and raw
+// and then the headers copied from the event left out when the record with
+// them would be too large to write (the reason says so; the event stays in
+// the events topic at the offset the headers name). A dead letter too large
+// for the producer fails its produce and the group, and the event comes
+// again at every start (TestHugeDeadLettersBlockNothing). The key is kept:
+// an event's own key fits the limit with room for the rest.
+func deadLetterParts(key string, raw []byte, reason string, h goka.Headers) ([]byte, string, goka.Headers) {
+	reason = capString(reason, maxDLQErrorBytes)
+	hb := 0
+	for k, v := range h {
+		hb += len(k) + len(v) + 16
 	}
-	return raw, reason
+	// Room for the reason's notes and the other dead-letter headers.
+	size := len(key) + len(reason) + 1024
+	if size+hb+len(raw) > maxEntryRecordBytes {
+		raw = nil
+		reason += " (event value omitted from this dead letter: too large; read it at the topic, partition and offset named)"
+	}
+	if size+hb > maxEntryRecordBytes {
+		clear(h)
+		reason += " (event headers omitted from this dead letter: too large)"
+	}
+	return raw, reason, h
+}
+
+// capString truncates s to at most n bytes (n > 64), at a rune boundary,
+// with a marker saying how long it was.
+func capString(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	marker := "... [truncated, " + strconv.Itoa(len(s)) + " bytes]"
+	cut := n - len(marker)
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return s[:cut] + marker
 }

@@ -394,15 +394,15 @@ func (c *failWatch) Fail(err error) {
 }
 
 func (p *Projector) deadLetter(ctx goka.Context, g goka.Group, raw []byte, reason string) {
-	raw, reason = deadLetterValue(ctx.Key(), raw, reason)
-	p.c.deadLetters.Add(1)
-	p.groups[g].deadLetters.Add(1)
-	p.cfg.Logger.Warn("dead letter", "group", g, "key", ctx.Key(), "topic", ctx.Topic(),
-		"partition", ctx.Partition(), "offset", ctx.Offset(), "error", reason)
 	h := goka.Headers{}
 	for k, v := range ctx.Headers() {
 		h[k] = v
 	}
+	raw, reason, h = deadLetterParts(ctx.Key(), raw, reason, h)
+	p.c.deadLetters.Add(1)
+	p.groups[g].deadLetters.Add(1)
+	p.cfg.Logger.Warn("dead letter", "group", g, "key", capString(ctx.Key(), 256), "topic", ctx.Topic(),
+		"partition", ctx.Partition(), "offset", ctx.Offset(), "error", reason)
 	h[wire.HeaderDLQError] = []byte(reason)
 	h[wire.HeaderDLQTopic] = []byte(ctx.Topic())
 	h[wire.HeaderDLQPartition] = []byte(strconv.Itoa(int(ctx.Partition())))
