@@ -2,6 +2,7 @@ package projection
 
 import (
 	"fmt"
+	"math"
 	"strconv"
 	"unicode/utf8"
 
@@ -19,8 +20,8 @@ import (
 // it writes.
 const maxEntryRecordBytes = 900 << 10
 
-// oversizedEntry says why the records of entry a (and its owner-index
-// entry when owner is set) would be too large to write, or "" when they
+// oversizedEntry says why the records of entry a (its currency counters,
+// and its owner-index entry when owner is set) would be too large to write, or "" when they
 // fit. The common case costs two additions: JSON escapes a byte into at
 // most 6 bytes and path escaping into 3.
 func oversizedEntry(a *Account, owner bool) string {
@@ -40,6 +41,19 @@ func oversizedEntrySlow(a Account, owner bool) string {
 	}
 	if n := len(a.ID) + len(v); n > maxEntryRecordBytes {
 		return fmt.Sprintf("its read-model entry would be a %d-byte record, more than %d (aggregate id of %d bytes, owner of %d)", n, maxEntryRecordBytes, len(a.ID), len(a.Owner))
+	}
+	if a.Currency != "" {
+		// The currency's counters: the currency is their key and is in
+		// their value (the record the totals group reads, and its table
+		// entry).
+		v, err := encodeTotal(&CurrencyTotal{Currency: a.Currency, Partition: 9999,
+			Total: math.MinInt64, Accounts: math.MinInt64, Open: math.MinInt64, Seq: math.MinInt64})
+		if err != nil {
+			return err.Error()
+		}
+		if n := len(TotalKey(a.Currency, 9999)) + len(v); n > maxEntryRecordBytes {
+			return fmt.Sprintf("its currency counters would be a %d-byte record, more than %d (currency of %d bytes)", n, maxEntryRecordBytes, len(a.Currency))
+		}
 	}
 	if owner && a.Owner != "" {
 		v, err := encodeAccount(&Account{ID: a.ID, Owner: a.Owner, Version: a.Version})

@@ -91,3 +91,38 @@ func headerBytes(hs []kgo.RecordHeader) int {
 	}
 	return n
 }
+
+// TestOversizedCurrencyBlocksNothing: a forged event may open an account
+// in a currency of 153,000 '<': its entry (the currency escaped to
+// \u003c, 918 KB) passed the entry-size check, but its currency counters
+// are a record of the currency as key and escaped as value, 1.07 MB: the
+// produce failed and the accounts group stopped at every start. Such an
+// event is dead-lettered like an oversized entry.
+func TestOversizedCurrencyBlocksNothing(t *testing.T) {
+	e := newEnv(t)
+	var next string
+	for i := 0; next == ""; i++ {
+		if id := fmt.Sprintf("acc-%d", i); partitionOf(id) == partitionOf("k1") && id != "k1" {
+			next = id
+		}
+	}
+	e.produce(rec("k1", e.encode("account", "k1", 1, "", account.AccountOpened{Owner: "ann", Currency: strings.Repeat("<", 153_000)})))
+	cfg := e.config(t.TempDir(), 1)
+	p := e.startProjector(cfg)
+	e.produce(rec(next, e.encode("account", next, 1, "", account.AccountOpened{Owner: "bo", Currency: "EUR"})))
+	s := e.startServer(t.TempDir(), 1)
+	eventually(t, "the account after the forged event", func() (bool, string) {
+		select {
+		case err := <-p.done:
+			t.Fatalf("the projector stopped: %v", err)
+		default:
+		}
+		a, err := s.Active().Account(next)
+		return err == nil && a != nil && p.Stats().DeadLetters == 1, fmt.Sprintf("not folded yet; stats %+v", p.Stats())
+	})
+	select {
+	case err := <-p.done:
+		t.Fatalf("the projector stopped: %v", err)
+	case <-time.After(time.Second):
+	}
+}
