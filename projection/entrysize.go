@@ -78,9 +78,10 @@ const maxDLQErrorBytes = 8 << 10
 // them would be too large to write (the reason says so; the event stays in
 // the events topic at the offset the headers name). A dead letter too large
 // for the producer fails its produce and the group, and the event comes
-// again at every start (TestHugeDeadLettersBlockNothing). The key is kept:
-// an event's own key fits the limit with room for the rest.
-func deadLetterParts(key string, raw []byte, reason string, h goka.Headers) ([]byte, string, goka.Headers) {
+// again at every start (TestHugeDeadLettersBlockNothing). The key returned
+// is key, cut only when it alone nearly fills the limit
+// (TestHugeKeyDeadLetterBlocksNothing).
+func deadLetterParts(key string, raw []byte, reason string, h goka.Headers) (string, []byte, string, goka.Headers) {
 	reason = capString(reason, maxDLQErrorBytes)
 	hb := 0
 	for k, v := range h {
@@ -96,7 +97,16 @@ func deadLetterParts(key string, raw []byte, reason string, h goka.Headers) ([]b
 		clear(h)
 		reason += " (event headers omitted from this dead letter: too large)"
 	}
-	return raw, reason, h
+	if len(key)+len(reason)+1024 > maxEntryRecordBytes {
+		// A key near the limit (only a forged event has one: an event's
+		// value holds its aggregate id): a short reason, and the key cut.
+		reason = capString(reason, 1024)
+		if len(key) > maxEntryRecordBytes-4096 {
+			key = capString(key, maxEntryRecordBytes-4096)
+			reason += " (key cut: read the event at the topic, partition and offset named)"
+		}
+	}
+	return key, raw, reason, h
 }
 
 // capString truncates s to at most n bytes (n > 64), at a rune boundary,

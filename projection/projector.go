@@ -398,7 +398,7 @@ func (p *Projector) deadLetter(ctx goka.Context, g goka.Group, raw []byte, reaso
 	for k, v := range ctx.Headers() {
 		h[k] = v
 	}
-	raw, reason, h = deadLetterParts(ctx.Key(), raw, reason, h)
+	key, raw, reason, h := deadLetterParts(ctx.Key(), raw, reason, h)
 	p.c.deadLetters.Add(1)
 	p.groups[g].deadLetters.Add(1)
 	p.cfg.Logger.Warn("dead letter", "group", g, "key", capString(ctx.Key(), 256), "topic", ctx.Topic(),
@@ -416,7 +416,7 @@ func (p *Projector) deadLetter(ctx goka.Context, g goka.Group, raw []byte, reaso
 		// meanwhile release the commit of a later event, which covers this
 		// one whether or not its dead letter is ever written.
 		r := &kgo.Record{Topic: string(DeadLetters(g)), Partition: p.w.partitionOf(ctx.Key()),
-			Key: []byte(ctx.Key()), Value: raw, Headers: make([]kgo.RecordHeader, 0, len(h))}
+			Key: []byte(key), Value: raw, Headers: make([]kgo.RecordHeader, 0, len(h))}
 		for k, v := range h {
 			r.Headers = append(r.Headers, kgo.RecordHeader{Key: k, Value: v})
 		}
@@ -426,6 +426,9 @@ func (p *Projector) deadLetter(ctx goka.Context, g goka.Group, raw []byte, reaso
 		}
 		return
 	}
+	// Under the record's own key, cut or not: the commit gate knows a
+	// record's emits by its key (the owners and totals groups read records
+	// the accounts group wrote, whose keys are within the limit).
 	ctx.Emit(DeadLetters(g), ctx.Key(), raw, goka.WithCtxEmitHeaders(h))
 }
 

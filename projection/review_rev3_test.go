@@ -126,3 +126,36 @@ func TestOversizedCurrencyBlocksNothing(t *testing.T) {
 	case <-time.After(time.Second):
 	}
 }
+
+// TestHugeKeyDeadLetterBlocksNothing: an event forged under a key of
+// 995,000 bytes fits the producer's limit; its dead letter (the key, and a
+// reason that quotes the key, capped at 8 KB) did not, and the accounts
+// group stopped at every start.
+func TestHugeKeyDeadLetterBlocksNothing(t *testing.T) {
+	e := newEnv(t)
+	key := strings.Repeat("k", 995_000)
+	var next string
+	for i := 0; next == ""; i++ {
+		if id := fmt.Sprintf("acc-%d", i); partitionOf(id) == partitionOf(key) {
+			next = id
+		}
+	}
+	e.produce(rec(key, e.encode("account", "x", 1, "", account.AccountOpened{Owner: "ann", Currency: "EUR"})))
+	cfg := e.config(t.TempDir(), 1)
+	p := e.startProjector(cfg)
+	e.produce(rec(next, e.encode("account", next, 1, "", account.AccountOpened{Owner: "bo", Currency: "EUR"})))
+	dl := readAll(t, e.brokers, string(DeadLetters(cfg.Names.withDefaults().AccountsGroup())), 1)
+	if n := len(dl[0].Key) + len(dl[0].Value) + headerBytes(dl[0].Headers); n > maxEntryRecordBytes+64<<10 {
+		t.Errorf("dead letter of %d bytes", n)
+	}
+	s := e.startServer(t.TempDir(), 1)
+	eventually(t, "the account after the forged event", func() (bool, string) {
+		a, err := s.Active().Account(next)
+		return err == nil && a != nil, fmt.Sprintf("not folded yet; stats %+v", p.Stats())
+	})
+	select {
+	case err := <-p.done:
+		t.Fatalf("the projector stopped: %v", err)
+	case <-time.After(time.Second):
+	}
+}
