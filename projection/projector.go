@@ -327,13 +327,13 @@ func (e handlerError) Error() string { return e.msg }
 func (p *Projector) guard(g goka.Group, fn func(goka.Context, []byte)) goka.ProcessCallback {
 	return func(ctx goka.Context, msg any) {
 		raw, _ := msg.([]byte)
-		fc := &failWatch{gokaContext: ctx}
 		gate := p.gates[g] // nil for the accounts group: its writer orders its commits
 		e := gate.begin(ctx)
+		fc := &failWatch{gokaContext: ctx, gate: gate, e: e}
 		defer func() {
 			r := recover()
 			if r != nil && fc.failed == nil {
-				p.deadLetter(ctx, g, raw, fmt.Sprintf("handler panic: %v", r))
+				p.deadLetter(fc, g, raw, fmt.Sprintf("handler panic: %v", r))
 			}
 			gate.end(e, fc.failed)
 			if r != nil && fc.failed != nil {
@@ -348,6 +348,10 @@ func (p *Projector) guard(g goka.Group, fn func(goka.Context, []byte)) goka.Proc
 type failWatch struct {
 	gokaContext
 	failed error
+	// gate and e: the commit gate and the record's entry (nil without
+	// one), told of each call that may emit (arm).
+	gate *commitGate
+	e    *gateEntry
 }
 
 // gokaContext names the embedded context (a field named Context would hide
@@ -363,16 +367,22 @@ func (c *failWatch) Value() any {
 
 func (c *failWatch) SetValue(v any, opts ...goka.ContextOption) {
 	defer c.watch()
+	c.gate.arm(c.e, 1)
+	defer c.gate.arm(c.e, -1)
 	c.gokaContext.SetValue(v, opts...)
 }
 
 func (c *failWatch) Delete(opts ...goka.ContextOption) {
 	defer c.watch()
+	c.gate.arm(c.e, 1)
+	defer c.gate.arm(c.e, -1)
 	c.gokaContext.Delete(opts...)
 }
 
 func (c *failWatch) Emit(topic goka.Stream, key string, v any, opts ...goka.ContextOption) {
 	defer c.watch()
+	c.gate.arm(c.e, 1)
+	defer c.gate.arm(c.e, -1)
 	c.gokaContext.Emit(topic, key, v, opts...)
 }
 
