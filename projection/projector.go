@@ -87,6 +87,9 @@ type Projector struct {
 	// ownerStores are the owners group's stores, swept of erased
 	// accounts' entries (personal.go; only with Config.Personal).
 	ownerStores *storeSet
+	// totalStores are the totals group's stores (failWatch.Value checks
+	// a read there while a session ends, as the owners group's).
+	totalStores *storeSet
 	// accCounters are the accounts group's counters (groups holds them too).
 	accCounters *groupCounters
 	// waitingForReset is set while Run waits for a reset of its version.
@@ -108,7 +111,7 @@ func New(cfg Config) (*Projector, error) {
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
-	p := &Projector{cfg: cfg, groups: map[goka.Group]*groupCounters{}, accStores: &storeSet{}, ownerStores: &storeSet{}}
+	p := &Projector{cfg: cfg, groups: map[goka.Group]*groupCounters{}, accStores: &storeSet{}, ownerStores: &storeSet{}, totalStores: &storeSet{}}
 	p.accountsGroup, p.ownersGroup, p.totalsGroup = cfg.Names.AccountsGroup(), cfg.Names.OwnersGroup(), cfg.Names.TotalsGroup()
 	for _, g := range cfg.Names.Groups() {
 		p.groups[g] = &groupCounters{}
@@ -289,8 +292,11 @@ func (p *Projector) processorOptions(g goka.Group) []goka.ProcessorOption {
 			p.w.forget()
 		}))
 	}
-	if g == c.Names.OwnersGroup() && c.Personal != nil {
+	switch g {
+	case c.Names.OwnersGroup():
 		stores = p.ownerStores
+	case c.Names.TotalsGroup():
+		stores = p.totalStores
 	}
 	if gate := p.gates[g]; gate != nil {
 		extra = append(extra, goka.WithProducerBuilder(gate.producerBuilder(goka.ProducerBuilderWithConfig(c.saramaConfig()))))
@@ -325,11 +331,19 @@ func (e handlerError) Error() string { return e.msg }
 // guard lets that panic through. Recovered, it dead-lettered the record
 // and committed it without its write (TestAFailedFoldIsNeverCommitted).
 func (p *Projector) guard(g goka.Group, fn func(goka.Context, []byte)) goka.ProcessCallback {
+	var stores *storeSet // the group's stores, where goka's Value reads
+	switch g {
+	case p.ownersGroup:
+		stores = p.ownerStores
+	case p.totalsGroup:
+		stores = p.totalStores
+	}
+	table := TableOf(g)
 	return func(ctx goka.Context, msg any) {
 		raw, _ := msg.([]byte)
 		gate := p.gates[g] // nil for the accounts group: its writer orders its commits
 		e := gate.begin(ctx)
-		fc := &failWatch{gokaContext: ctx, gate: gate, e: e}
+		fc := &failWatch{gokaContext: ctx, gate: gate, e: e, stores: stores, table: table}
 		defer func() {
 			r := recover()
 			if r != nil && fc.failed == nil {
@@ -352,6 +366,9 @@ type failWatch struct {
 	// one), told of each call that may emit (arm).
 	gate *commitGate
 	e    *gateEntry
+	// stores and table: where Value reads (nil stores: not checked).
+	stores *storeSet
+	table  string
 }
 
 // gokaContext names the embedded context (a field named Context would hide
@@ -362,7 +379,36 @@ type gokaContext = goka.Context
 // context's own Fail (a panic): watch notes it.
 func (c *failWatch) Value() any {
 	defer c.watch()
-	return c.gokaContext.Value()
+	v := c.gokaContext.Value()
+	if v == nil && c.stores != nil && c.gokaContext.Context().Err() != nil {
+		// While the session ends, goka's Fail returns instead of
+		// panicking: a failed read answers nil, as a key without an entry
+		// does, and the handler would merge the record onto nothing and
+		// its commit be released (TestAFailedOwnersReadIsNeverCommitted).
+		// The store tells them apart.
+		if err := c.readable(); err != nil {
+			c.failed = err
+			panic(err)
+		}
+	}
+	return v
+}
+
+// readable reports why goka's Value could not have read the record's key:
+// nil when the key has no entry in the store.
+func (c *failWatch) readable() error {
+	st := c.stores.get(c.table, c.Partition())
+	if st == nil {
+		return fmt.Errorf("projection: no store for %s/%d", c.table, c.Partition())
+	}
+	raw, err := st.Get(c.Key())
+	if err != nil {
+		return fmt.Errorf("projection: read %s/%d: %w", c.table, c.Partition(), err)
+	}
+	if raw != nil {
+		return fmt.Errorf("projection: read %s/%d: an entry was read as none", c.table, c.Partition())
+	}
+	return nil
 }
 
 func (c *failWatch) SetValue(v any, opts ...goka.ContextOption) {

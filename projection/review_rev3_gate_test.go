@@ -1,6 +1,7 @@
 package projection
 
 import (
+	"context"
 	"errors"
 	"testing"
 
@@ -78,4 +79,60 @@ func TestGateTellsEmitsOfOneKeyApart(t *testing.T) {
 		t.Errorf("after the dead letter before it was refused: committed %v, failed %v", ok, failed)
 	}
 	gate.end(eHeld, nil)
+}
+
+// endingCtx is a producerCtx whose session is ending: goka's Fail returns
+// instead of panicking, and its Context is done. SetValue emits the table
+// entry through the producer.
+type endingCtx struct{ *producerCtx }
+
+func (c *endingCtx) Context() context.Context {
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	return ctx
+}
+
+func (c *endingCtx) SetValue(v any, _ ...goka.ContextOption) {
+	raw, err := jsonCodec[Account]{}.Encode(v)
+	if err != nil {
+		panic(err)
+	}
+	c.Emit("table", c.key, raw)
+}
+
+// TestAFailedOwnersReadIsNeverCommitted: while a session ends, goka's
+// Value answers a failed store read with nil (its Fail returns instead of
+// panicking), as for a key without an entry. The owners group merged the
+// record onto nothing, wrote it over the entry held (an older version
+// replaced a newer one) and the gate released its commit: goka commits the
+// offsets marked while a session ends.
+func TestAFailedOwnersReadIsNeverCommitted(t *testing.T) {
+	e := unitEnv(t)
+	p := unitProjector(t, e, nil)
+	gate := newCommitGate(1)
+	p.gates = map[goka.Group]*commitGate{p.ownersGroup: gate}
+	st, err := pebbleBuilder(t.TempDir(), 0, p.ownerStores)(TableOf(p.ownersGroup), 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := st.Open(); err != nil {
+		t.Fatal(err)
+	}
+	if err := st.Close(); err != nil { // every read fails
+		t.Fatal(err)
+	}
+	prod := &heldProducer{}
+	c := &endingCtx{&producerCtx{gokaCtx: &gokaCtx{key: OwnerKey("alice", "o1"), valueErr: ErrStorageClosed, stopping: true},
+		prod: &gatedProducer{Producer: prod, g: gate}}}
+	func() {
+		defer func() { c.panicked = recover() }()
+		p.guard(p.ownersGroup, p.onOwner)(c, []byte(`{"id":"o1","owner":"alice","version":1}`))
+		c.finish()
+	}()
+	for _, f := range prod.finish {
+		f(nil, nil)
+	}
+	if ok, _ := c.state(); ok {
+		t.Fatalf("the record whose read failed was committed (%d emits)", len(prod.finish))
+	}
 }
