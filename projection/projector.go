@@ -394,6 +394,34 @@ func (c *failWatch) Value() any {
 	return v
 }
 
+// writes returns the record's store (nil if not watched) and its count of
+// failed writes.
+func (c *failWatch) writes() (*PebbleStorage, int64) {
+	if c.stores == nil {
+		return nil, 0
+	}
+	st := c.stores.get(c.table, c.Partition())
+	if st == nil {
+		return nil, 0
+	}
+	return st, st.writeErrs.Load()
+}
+
+// written stops the handler when goka's write to st failed while the
+// session ends: goka's Fail returned then, nothing was emitted, and the
+// gate would release the record's commit without its entry
+// (TestAFailedOwnersWriteIsNeverCommitted).
+func (c *failWatch) written(st *PebbleStorage, errs int64) {
+	if st == nil || st.writeErrs.Load() == errs {
+		return
+	}
+	err := fmt.Errorf("projection: write %s/%d failed", c.table, c.Partition())
+	if c.failed == nil {
+		c.failed = err
+	}
+	panic(err)
+}
+
 // readable reports why goka's Value could not have read the record's key:
 // nil when the key has no entry in the store.
 func (c *failWatch) readable() error {
@@ -415,14 +443,18 @@ func (c *failWatch) SetValue(v any, opts ...goka.ContextOption) {
 	defer c.watch()
 	c.gate.arm(c.e, 1)
 	defer c.gate.arm(c.e, -1)
+	st, errs := c.writes()
 	c.gokaContext.SetValue(v, opts...)
+	c.written(st, errs)
 }
 
 func (c *failWatch) Delete(opts ...goka.ContextOption) {
 	defer c.watch()
 	c.gate.arm(c.e, 1)
 	defer c.gate.arm(c.e, -1)
+	st, errs := c.writes()
 	c.gokaContext.Delete(opts...)
+	c.written(st, errs)
 }
 
 func (c *failWatch) Emit(topic goka.Stream, key string, v any, opts ...goka.ContextOption) {

@@ -136,3 +136,60 @@ func TestAFailedOwnersReadIsNeverCommitted(t *testing.T) {
 		t.Fatalf("the record whose read failed was committed (%d emits)", len(prod.finish))
 	}
 }
+
+// storeCtx is an endingCtx whose SetValue writes the store first, as
+// goka's does: a failed write is reported with Fail (which returns while
+// the session ends) and nothing is emitted.
+type storeCtx struct {
+	*endingCtx
+	st *PebbleStorage
+}
+
+func (c *storeCtx) SetValue(v any, _ ...goka.ContextOption) {
+	raw, err := jsonCodec[Account]{}.Encode(v)
+	if err != nil {
+		panic(err)
+	}
+	if err := c.st.Set(c.key, raw); err != nil {
+		c.Fail(err)
+		return
+	}
+	c.Emit("table", c.key, raw)
+}
+
+// TestAFailedOwnersWriteIsNeverCommitted: while a session ends, goka's
+// SetValue reports a failed store write with a Fail that returns; nothing
+// is emitted, and the gate released the record's commit without its
+// entry.
+func TestAFailedOwnersWriteIsNeverCommitted(t *testing.T) {
+	e := unitEnv(t)
+	p := unitProjector(t, e, nil)
+	gate := newCommitGate(1)
+	p.gates = map[goka.Group]*commitGate{p.ownersGroup: gate}
+	st, err := pebbleBuilder(t.TempDir(), 0, p.ownerStores)(TableOf(p.ownersGroup), 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := st.Open(); err != nil {
+		t.Fatal(err)
+	}
+	prod := &heldProducer{}
+	c := &storeCtx{&endingCtx{&producerCtx{gokaCtx: &gokaCtx{key: OwnerKey("alice", "o1"), stopping: true},
+		prod: &gatedProducer{Producer: prod, g: gate}}}, st.(*PebbleStorage)}
+	held := &Account{ID: "o1", Owner: "alice", Version: 1}
+	c.value = held
+	if err := st.Close(); err != nil { // the write fails
+		t.Fatal(err)
+	}
+	func() {
+		defer func() { c.panicked = recover() }()
+		p.guard(p.ownersGroup, p.onOwner)(c, []byte(`{"id":"o1","owner":"alice","version":2}`))
+		c.finish()
+	}()
+	for _, f := range prod.finish {
+		f(nil, nil)
+	}
+	if ok, _ := c.state(); ok {
+		t.Fatalf("the record whose write failed was committed (%d emits, sync error %v)", len(prod.finish), c.syncErr)
+	}
+}
