@@ -1,6 +1,13 @@
 package projection
 
-import "fmt"
+import (
+	"fmt"
+	"math"
+	"strconv"
+	"unicode/utf8"
+
+	"github.com/lovoo/goka"
+)
 
 // maxEntryRecordBytes bounds a record the accounts group writes (a table
 // entry, an owner-index entry). A record past the producer's limit
@@ -13,8 +20,8 @@ import "fmt"
 // it writes.
 const maxEntryRecordBytes = 900 << 10
 
-// oversizedEntry says why the records of entry a (and its owner-index
-// entry when owner is set) would be too large to write, or "" when they
+// oversizedEntry says why the records of entry a (its currency counters,
+// and its owner-index entry when owner is set) would be too large to write, or "" when they
 // fit. The common case costs two additions: JSON escapes a byte into at
 // most 6 bytes and path escaping into 3.
 func oversizedEntry(a *Account, owner bool) string {
@@ -35,6 +42,19 @@ func oversizedEntrySlow(a Account, owner bool) string {
 	if n := len(a.ID) + len(v); n > maxEntryRecordBytes {
 		return fmt.Sprintf("its read-model entry would be a %d-byte record, more than %d (aggregate id of %d bytes, owner of %d)", n, maxEntryRecordBytes, len(a.ID), len(a.Owner))
 	}
+	if a.Currency != "" {
+		// The currency's counters: the currency is their key and is in
+		// their value (the record the totals group reads, and its table
+		// entry).
+		v, err := encodeTotal(&CurrencyTotal{Currency: a.Currency, Partition: 9999,
+			Total: math.MinInt64, Accounts: math.MinInt64, Open: math.MinInt64, Seq: math.MinInt64})
+		if err != nil {
+			return err.Error()
+		}
+		if n := len(TotalKey(a.Currency, 9999)) + len(v); n > maxEntryRecordBytes {
+			return fmt.Sprintf("its currency counters would be a %d-byte record, more than %d (currency of %d bytes)", n, maxEntryRecordBytes, len(a.Currency))
+		}
+	}
 	if owner && a.Owner != "" {
 		v, err := encodeAccount(&Account{ID: a.ID, Owner: a.Owner, Version: a.Version})
 		if err != nil {
@@ -47,13 +67,58 @@ func oversizedEntrySlow(a Account, owner bool) string {
 	return ""
 }
 
-// deadLetterValue is what a dead letter of raw under key carries: raw, or
-// nothing when the copy itself would be too large to write (the reason
-// says so; the event stays in the events topic at the offset the headers
-// name).
-func deadLetterValue(key string, raw []byte, reason string) ([]byte, string) {
-	if len(key)+len(raw) > maxEntryRecordBytes {
-		return nil, reason + " (event value omitted from this dead letter: too large; read it at the topic, partition and offset named)"
+// maxDLQErrorBytes caps a dead letter's error header (as the processor's):
+// a reason may quote the event (an aggregate id, a key), and %q makes a byte
+// up to 4 bytes long.
+const maxDLQErrorBytes = 8 << 10
+
+// deadLetterParts is what a dead letter of raw under key, with the event's
+// headers h (a copy: changed in place), carries: the reason capped, and raw
+// and then the headers copied from the event left out when the record with
+// them would be too large to write (the reason says so; the event stays in
+// the events topic at the offset the headers name). A dead letter too large
+// for the producer fails its produce and the group, and the event comes
+// again at every start (TestHugeDeadLettersBlockNothing). The key returned
+// is key, cut only when it alone nearly fills the limit
+// (TestHugeKeyDeadLetterBlocksNothing).
+func deadLetterParts(key string, raw []byte, reason string, h goka.Headers) (string, []byte, string, goka.Headers) {
+	reason = capString(reason, maxDLQErrorBytes)
+	hb := 0
+	for k, v := range h {
+		hb += len(k) + len(v) + 16
 	}
-	return raw, reason
+	// Room for the reason's notes and the other dead-letter headers.
+	size := len(key) + len(reason) + 1024
+	if size+hb+len(raw) > maxEntryRecordBytes {
+		raw = nil
+		reason += " (event value omitted from this dead letter: too large; read it at the topic, partition and offset named)"
+	}
+	if size+hb > maxEntryRecordBytes {
+		clear(h)
+		reason += " (event headers omitted from this dead letter: too large)"
+	}
+	if len(key)+len(reason)+1024 > maxEntryRecordBytes {
+		// A key near the limit (only a forged event has one: an event's
+		// value holds its aggregate id): a short reason, and the key cut.
+		reason = capString(reason, 1024)
+		if len(key) > maxEntryRecordBytes-4096 {
+			key = capString(key, maxEntryRecordBytes-4096)
+			reason += " (key cut: read the event at the topic, partition and offset named)"
+		}
+	}
+	return key, raw, reason, h
+}
+
+// capString truncates s to at most n bytes (n > 64), at a rune boundary,
+// with a marker saying how long it was.
+func capString(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	marker := "... [truncated, " + strconv.Itoa(len(s)) + " bytes]"
+	cut := n - len(marker)
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return s[:cut] + marker
 }

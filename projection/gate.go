@@ -24,7 +24,11 @@ import (
 // held (the group stops). It learns of the emits through the group's
 // producer (gatedProducer): goka calls it from the handler, on the
 // partition's goroutine, with the record's key (the table entry, a delete
-// and a dead letter are all under the record's key).
+// and a dead letter are all under the record's key). Two partitions may
+// handle records of one key at once (a record on a partition its key does
+// not hash to), so the handler's context (failWatch) also tells the gate
+// when it is in a call that may emit (arm), and an emit is the armed
+// record's (TestGateTellsEmitsOfOneKeyApart).
 type commitGate struct {
 	mu     sync.Mutex
 	failed error
@@ -32,9 +36,12 @@ type commitGate struct {
 }
 
 type gatePart struct {
-	cur   *gateEntry   // the record whose handler runs
-	queue []*gateEntry // records not released yet, in order, from head on
-	head  int
+	cur *gateEntry // the record whose handler runs
+	// arming counts the calls of cur's handler into a goka context
+	// method that may emit (failWatch), under way now.
+	arming int
+	queue  []*gateEntry // records not released yet, in order, from head on
+	head   int
 }
 
 type gateEntry struct {
@@ -81,27 +88,49 @@ func (g *commitGate) end(e *gateEntry, err error) {
 	g.settleLocked(e, err)
 }
 
+// arm tells the gate that e's handler calls (d 1) or called (d -1) a
+// goka context method that may emit: an emit under e's key is then e's,
+// also while another partition's handler runs under the same key (a
+// record on a partition its key does not hash to).
+func (g *commitGate) arm(e *gateEntry, d int) {
+	if g == nil || e == nil {
+		return
+	}
+	g.mu.Lock()
+	g.parts[e.p].arming += d
+	g.mu.Unlock()
+}
+
 // emitting returns the record whose handler emits under key now (nil if
-// none: goka's own commit then applies) and counts the emit.
+// none: goka's own commit then applies) and counts the emit: a record
+// under key whose handler is in an emitting call (arm), the key's own
+// partition first; failing that, any record under key.
 func (g *commitGate) emitting(key string) *gateEntry {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	p := int(murmur2String(key) % uint32(len(g.parts)))
-	e := g.parts[p].cur
-	if e == nil || e.key != key {
-		// A record on a partition its key does not hash to.
-		e = nil
-		for i := range g.parts {
-			if c := g.parts[i].cur; c != nil && c.key == key {
-				e = c
-				break
-			}
-		}
+	e := g.findLocked(key, true)
+	if e == nil {
+		e = g.findLocked(key, false)
 	}
 	if e != nil {
 		e.pending++
 	}
 	return e
+}
+
+func (g *commitGate) findLocked(key string, armed bool) *gateEntry {
+	is := func(gp *gatePart) bool {
+		return gp.cur != nil && gp.cur.key == key && (!armed || gp.arming > 0)
+	}
+	if gp := &g.parts[murmur2String(key)%uint32(len(g.parts))]; is(gp) {
+		return gp.cur
+	}
+	for i := range g.parts {
+		if is(&g.parts[i]) {
+			return g.parts[i].cur
+		}
+	}
+	return nil
 }
 
 // emitted settles one emit of e.

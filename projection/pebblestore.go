@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/lovoo/goka/storage"
@@ -38,6 +39,10 @@ type PebbleStorage struct {
 
 	mu sync.RWMutex
 	db *pebble.DB
+	// writeErrs counts the failed Set and Delete calls (goka's own
+	// writes): failWatch tells by it a write that failed while a session
+	// ends, which goka reports with a Fail that returns.
+	writeErrs atomic.Int64
 }
 
 // NewPebbleStorage returns a storage in dir (created on Open). opts may be
@@ -239,13 +244,26 @@ func (s *PebbleStorage) Get(key string) ([]byte, error) { return s.get(dataKey(k
 // tell it from a missing key.
 func (s *PebbleStorage) Set(key string, value []byte) error {
 	if value == nil {
+		s.writeErrs.Add(1)
 		return fmt.Errorf("projection: storage set %q: nil value", key)
 	}
-	return s.set(dataKey(key), value, pebble.NoSync)
+	err := s.set(dataKey(key), value, pebble.NoSync)
+	if err != nil {
+		s.writeErrs.Add(1)
+	}
+	return err
 }
 
 // Delete implements storage.Storage. Deleting a missing key is no error.
 func (s *PebbleStorage) Delete(key string) error {
+	err := s.delete(key)
+	if err != nil {
+		s.writeErrs.Add(1)
+	}
+	return err
+}
+
+func (s *PebbleStorage) delete(key string) error {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	if s.db == nil {

@@ -87,6 +87,9 @@ type Projector struct {
 	// ownerStores are the owners group's stores, swept of erased
 	// accounts' entries (personal.go; only with Config.Personal).
 	ownerStores *storeSet
+	// totalStores are the totals group's stores (failWatch.Value checks
+	// a read there while a session ends, as the owners group's).
+	totalStores *storeSet
 	// accCounters are the accounts group's counters (groups holds them too).
 	accCounters *groupCounters
 	// waitingForReset is set while Run waits for a reset of its version.
@@ -108,7 +111,7 @@ func New(cfg Config) (*Projector, error) {
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
-	p := &Projector{cfg: cfg, groups: map[goka.Group]*groupCounters{}, accStores: &storeSet{}, ownerStores: &storeSet{}}
+	p := &Projector{cfg: cfg, groups: map[goka.Group]*groupCounters{}, accStores: &storeSet{}, ownerStores: &storeSet{}, totalStores: &storeSet{}}
 	p.accountsGroup, p.ownersGroup, p.totalsGroup = cfg.Names.AccountsGroup(), cfg.Names.OwnersGroup(), cfg.Names.TotalsGroup()
 	for _, g := range cfg.Names.Groups() {
 		p.groups[g] = &groupCounters{}
@@ -289,8 +292,11 @@ func (p *Projector) processorOptions(g goka.Group) []goka.ProcessorOption {
 			p.w.forget()
 		}))
 	}
-	if g == c.Names.OwnersGroup() && c.Personal != nil {
+	switch g {
+	case c.Names.OwnersGroup():
 		stores = p.ownerStores
+	case c.Names.TotalsGroup():
+		stores = p.totalStores
 	}
 	if gate := p.gates[g]; gate != nil {
 		extra = append(extra, goka.WithProducerBuilder(gate.producerBuilder(goka.ProducerBuilderWithConfig(c.saramaConfig()))))
@@ -325,15 +331,23 @@ func (e handlerError) Error() string { return e.msg }
 // guard lets that panic through. Recovered, it dead-lettered the record
 // and committed it without its write (TestAFailedFoldIsNeverCommitted).
 func (p *Projector) guard(g goka.Group, fn func(goka.Context, []byte)) goka.ProcessCallback {
+	var stores *storeSet // the group's stores, where goka's Value reads
+	switch g {
+	case p.ownersGroup:
+		stores = p.ownerStores
+	case p.totalsGroup:
+		stores = p.totalStores
+	}
+	table := TableOf(g)
 	return func(ctx goka.Context, msg any) {
 		raw, _ := msg.([]byte)
-		fc := &failWatch{gokaContext: ctx}
 		gate := p.gates[g] // nil for the accounts group: its writer orders its commits
 		e := gate.begin(ctx)
+		fc := &failWatch{gokaContext: ctx, gate: gate, e: e, stores: stores, table: table}
 		defer func() {
 			r := recover()
 			if r != nil && fc.failed == nil {
-				p.deadLetter(ctx, g, raw, fmt.Sprintf("handler panic: %v", r))
+				p.deadLetter(fc, g, raw, fmt.Sprintf("handler panic: %v", r))
 			}
 			gate.end(e, fc.failed)
 			if r != nil && fc.failed != nil {
@@ -348,6 +362,13 @@ func (p *Projector) guard(g goka.Group, fn func(goka.Context, []byte)) goka.Proc
 type failWatch struct {
 	gokaContext
 	failed error
+	// gate and e: the commit gate and the record's entry (nil without
+	// one), told of each call that may emit (arm).
+	gate *commitGate
+	e    *gateEntry
+	// stores and table: where Value reads (nil stores: not checked).
+	stores *storeSet
+	table  string
 }
 
 // gokaContext names the embedded context (a field named Context would hide
@@ -358,21 +379,88 @@ type gokaContext = goka.Context
 // context's own Fail (a panic): watch notes it.
 func (c *failWatch) Value() any {
 	defer c.watch()
-	return c.gokaContext.Value()
+	v := c.gokaContext.Value()
+	if v == nil && c.stores != nil && c.gokaContext.Context().Err() != nil {
+		// While the session ends, goka's Fail returns instead of
+		// panicking: a failed read answers nil, as a key without an entry
+		// does, and the handler would merge the record onto nothing and
+		// its commit be released (TestAFailedOwnersReadIsNeverCommitted).
+		// The store tells them apart.
+		if err := c.readable(); err != nil {
+			c.failed = err
+			panic(err)
+		}
+	}
+	return v
+}
+
+// writes returns the record's store (nil if not watched) and its count of
+// failed writes.
+func (c *failWatch) writes() (*PebbleStorage, int64) {
+	if c.stores == nil {
+		return nil, 0
+	}
+	st := c.stores.get(c.table, c.Partition())
+	if st == nil {
+		return nil, 0
+	}
+	return st, st.writeErrs.Load()
+}
+
+// written stops the handler when goka's write to st failed while the
+// session ends: goka's Fail returned then, nothing was emitted, and the
+// gate would release the record's commit without its entry
+// (TestAFailedOwnersWriteIsNeverCommitted).
+func (c *failWatch) written(st *PebbleStorage, errs int64) {
+	if st == nil || st.writeErrs.Load() == errs {
+		return
+	}
+	err := fmt.Errorf("projection: write %s/%d failed", c.table, c.Partition())
+	if c.failed == nil {
+		c.failed = err
+	}
+	panic(err)
+}
+
+// readable reports why goka's Value could not have read the record's key:
+// nil when the key has no entry in the store.
+func (c *failWatch) readable() error {
+	st := c.stores.get(c.table, c.Partition())
+	if st == nil {
+		return fmt.Errorf("projection: no store for %s/%d", c.table, c.Partition())
+	}
+	raw, err := st.Get(c.Key())
+	if err != nil {
+		return fmt.Errorf("projection: read %s/%d: %w", c.table, c.Partition(), err)
+	}
+	if raw != nil {
+		return fmt.Errorf("projection: read %s/%d: an entry was read as none", c.table, c.Partition())
+	}
+	return nil
 }
 
 func (c *failWatch) SetValue(v any, opts ...goka.ContextOption) {
 	defer c.watch()
+	c.gate.arm(c.e, 1)
+	defer c.gate.arm(c.e, -1)
+	st, errs := c.writes()
 	c.gokaContext.SetValue(v, opts...)
+	c.written(st, errs)
 }
 
 func (c *failWatch) Delete(opts ...goka.ContextOption) {
 	defer c.watch()
+	c.gate.arm(c.e, 1)
+	defer c.gate.arm(c.e, -1)
+	st, errs := c.writes()
 	c.gokaContext.Delete(opts...)
+	c.written(st, errs)
 }
 
 func (c *failWatch) Emit(topic goka.Stream, key string, v any, opts ...goka.ContextOption) {
 	defer c.watch()
+	c.gate.arm(c.e, 1)
+	defer c.gate.arm(c.e, -1)
 	c.gokaContext.Emit(topic, key, v, opts...)
 }
 
@@ -394,15 +482,15 @@ func (c *failWatch) Fail(err error) {
 }
 
 func (p *Projector) deadLetter(ctx goka.Context, g goka.Group, raw []byte, reason string) {
-	raw, reason = deadLetterValue(ctx.Key(), raw, reason)
-	p.c.deadLetters.Add(1)
-	p.groups[g].deadLetters.Add(1)
-	p.cfg.Logger.Warn("dead letter", "group", g, "key", ctx.Key(), "topic", ctx.Topic(),
-		"partition", ctx.Partition(), "offset", ctx.Offset(), "error", reason)
 	h := goka.Headers{}
 	for k, v := range ctx.Headers() {
 		h[k] = v
 	}
+	key, raw, reason, h := deadLetterParts(ctx.Key(), raw, reason, h)
+	p.c.deadLetters.Add(1)
+	p.groups[g].deadLetters.Add(1)
+	p.cfg.Logger.Warn("dead letter", "group", g, "key", capString(ctx.Key(), 256), "topic", ctx.Topic(),
+		"partition", ctx.Partition(), "offset", ctx.Offset(), "error", reason)
 	h[wire.HeaderDLQError] = []byte(reason)
 	h[wire.HeaderDLQTopic] = []byte(ctx.Topic())
 	h[wire.HeaderDLQPartition] = []byte(strconv.Itoa(int(ctx.Partition())))
@@ -416,7 +504,7 @@ func (p *Projector) deadLetter(ctx goka.Context, g goka.Group, raw []byte, reaso
 		// meanwhile release the commit of a later event, which covers this
 		// one whether or not its dead letter is ever written.
 		r := &kgo.Record{Topic: string(DeadLetters(g)), Partition: p.w.partitionOf(ctx.Key()),
-			Key: []byte(ctx.Key()), Value: raw, Headers: make([]kgo.RecordHeader, 0, len(h))}
+			Key: []byte(key), Value: raw, Headers: make([]kgo.RecordHeader, 0, len(h))}
 		for k, v := range h {
 			r.Headers = append(r.Headers, kgo.RecordHeader{Key: k, Value: v})
 		}
@@ -426,6 +514,9 @@ func (p *Projector) deadLetter(ctx goka.Context, g goka.Group, raw []byte, reaso
 		}
 		return
 	}
+	// Under the record's own key, cut or not: the commit gate knows a
+	// record's emits by its key (the owners and totals groups read records
+	// the accounts group wrote, whose keys are within the limit).
 	ctx.Emit(DeadLetters(g), ctx.Key(), raw, goka.WithCtxEmitHeaders(h))
 }
 
