@@ -3,7 +3,6 @@ package projection
 import (
 	"fmt"
 	"testing"
-	"time"
 
 	"github.com/kcqrs/kcqrs/aggregates/account"
 )
@@ -22,16 +21,7 @@ func TestCommitNeverOvertakesAWrite(t *testing.T) {
 	e.produce(rec("a1", e.encode("account", "a1", 1, "", account.AccountOpened{Owner: "alice", Currency: "EUR"})),
 		rec("a1", e.encode("folder", "a1", 1, "FolderCreated", nil)), // same partition, passes by
 		rec("a1", []byte("not an event")))                            // same partition, dead-lettered
-	p := e.startProjector(cfg)
-	select {
-	case err := <-p.done:
-		p.done <- err
-		if err == nil {
-			t.Fatal("projector stopped without the produce error")
-		}
-	case <-time.After(90 * time.Second):
-		t.Fatalf("projector did not fail on the refused table produces (%d refused)", refused.Load())
-	}
+	e.runUntilItFails(t, cfg, refused, "refused table produces")
 	refuse.Store(false)
 	p2 := e.startProjector(cfg)
 	s := e.startServer(t.TempDir(), 1)
@@ -53,16 +43,7 @@ func TestCommitNeverOvertakesAWriteWithATombstone(t *testing.T) {
 	refuse, refused := refuseTableProduces(t, e, cfg)
 	e.produce(rec("a1", e.encode("account", "a1", 1, "", account.AccountOpened{Owner: "alice", Currency: "EUR"})),
 		rec("a1", nil)) // same partition, no value
-	p := e.startProjector(cfg)
-	select {
-	case err := <-p.done:
-		p.done <- err
-		if err == nil {
-			t.Fatal("projector stopped without the produce error")
-		}
-	case <-time.After(90 * time.Second):
-		t.Fatalf("projector did not fail on the refused table produces (%d refused)", refused.Load())
-	}
+	e.runUntilItFails(t, cfg, refused, "refused table produces")
 	refuse.Store(false)
 	p2 := e.startProjector(cfg)
 	s := e.startServer(t.TempDir(), 1)

@@ -2,7 +2,6 @@ package projection
 
 import (
 	"testing"
-	"time"
 
 	"github.com/kcqrs/kcqrs/aggregates/account"
 )
@@ -21,16 +20,7 @@ func TestCommitNeverOvertakesADeadLetter(t *testing.T) {
 	refuse, refused := refuseProduces(t, e, cfg, dlq)
 	e.produce(rec("a1", []byte("not an event")), // dead-lettered
 		rec("a1", e.encode("account", "a1", 1, "", account.AccountOpened{Owner: "alice", Currency: "EUR"}))) // same partition, written
-	p := e.startProjector(cfg)
-	select {
-	case err := <-p.done:
-		p.done <- err
-		if err == nil {
-			t.Fatal("projector stopped without the produce error")
-		}
-	case <-time.After(90 * time.Second):
-		t.Fatalf("projector did not fail on the refused dead letter (%d refused)", refused.Load())
-	}
+	e.runUntilItFails(t, cfg, refused, "refused dead letter")
 	refuse.Store(false)
 	e.startProjector(cfg)
 	dl := readAll(t, e.brokers, dlq, 1)

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -207,4 +208,20 @@ func eventually(t testing.TB, what string, cond func() (bool, string)) {
 // partitionOf is the events partition of a key (murmur2, as the processor).
 func partitionOf(key string) int32 {
 	return int32((murmur2Sum([]byte(key)) & 0x7fffffff) % testPartitions)
+}
+
+// runUntilItFails starts a projector on cfg and waits until it stops with
+// an error on what the broker refuses (refused counts the refusals).
+func (e *env) runUntilItFails(t *testing.T, cfg Config, refused *atomic.Int64, what string) {
+	t.Helper()
+	p := e.startProjector(cfg)
+	select {
+	case err := <-p.done:
+		p.done <- err // for the cleanup's stop
+		if err == nil {
+			t.Fatalf("projector stopped without an error on the %s", what)
+		}
+	case <-time.After(90 * time.Second):
+		t.Fatalf("projector did not fail on the %s (%d refused)", what, refused.Load())
+	}
 }

@@ -4,7 +4,6 @@ import (
 	"crypto/rand"
 	"fmt"
 	"testing"
-	"time"
 
 	"github.com/kcqrs/kcqrs/shred"
 )
@@ -51,16 +50,7 @@ func TestOwnersCommitNeverOvertakesAWrite(t *testing.T) {
 	r1, r2 := rec(k1, []byte(`{"id":"o1","owner":"alice","version":1}`)), rec(k2, []byte(`{"id":"`+erased+`","owner":"bob","version":1}`))
 	r1.Topic, r2.Topic = topic, topic
 	e.produce(r1, r2)
-	p := e.startProjector(cfg)
-	select {
-	case err := <-p.done:
-		p.done <- err
-		if err == nil {
-			t.Fatal("projector stopped without the produce error")
-		}
-	case <-time.After(90 * time.Second):
-		t.Fatalf("projector did not fail on the refused table produces (%d refused)", refused.Load())
-	}
+	e.runUntilItFails(t, cfg, refused, "refused table produces")
 	refuse.Store(false)
 	e.startProjector(cfg)
 	tab := readAll(t, e.brokers, TableOf(n.OwnersGroup()), 1)

@@ -26,17 +26,7 @@ func TestLostTableEmitRepaired(t *testing.T) {
 	e.produce(rec("a1", e.encode("account", "a1", 1, "", account.AccountOpened{Owner: "alice", Currency: "EUR"})),
 		rec("a1", e.encode("account", "a1", 2, "", account.MoneyDeposited{Amount: 9, Balance: 9})))
 	started := time.Now()
-	p := e.startProjector(cfg)
-	select {
-	case err := <-p.done:
-		p.done <- err // for the cleanup's stop
-		if err == nil {
-			t.Fatal("projector stopped without the emit error")
-		}
-		t.Logf("projector stopped as expected after %v: %.200v", time.Since(started), err)
-	case <-time.After(90 * time.Second):
-		t.Fatalf("projector did not fail on the refused table emits (%d refused)", refused.Load())
-	}
+	e.runUntilItFails(t, cfg, refused, "refused table emits")
 	refuse.Store(false)
 	// Restart on the same store: it already holds a1 at version 2.
 	p2 := e.startProjector(cfg)

@@ -323,28 +323,19 @@ func (w *tableWriter) failLocked(pw *partWriter, done func(error), err error) {
 // committed only once the dead letter was acknowledged, and no event after
 // it before (TestCommitNeverOvertakesADeadLetter).
 func (w *tableWriter) deadLetter(p int32, r *kgo.Record, done func(error)) error {
-	pw, err := w.part(p)
-	if err != nil {
-		return err
-	}
-	w.mu.Lock()
-	closed := w.closed
-	w.mu.Unlock()
-	if closed {
-		return errors.New("projection: writer closed")
-	}
-	pw.mu.Lock()
-	pw.pending.letters = append(pw.pending.letters, r)
-	pw.pending.dones = append(pw.pending.dones, done)
-	pw.pending.letterDones++
-	pw.mu.Unlock()
-	w.added()
-	return nil
+	return w.queue(p, r, done)
 }
 
 // pass queues the commit of an event that writes nothing behind the pending
 // events of its partition.
 func (w *tableWriter) pass(p int32, done func(error)) error {
+	return w.queue(p, nil, done)
+}
+
+// queue queues done, the deferred commit of an event of partition p that
+// writes no table entry, behind the pending events of p, with its dead
+// letter r (nil: none).
+func (w *tableWriter) queue(p int32, r *kgo.Record, done func(error)) error {
 	pw, err := w.part(p)
 	if err != nil {
 		return err
@@ -356,6 +347,10 @@ func (w *tableWriter) pass(p int32, done func(error)) error {
 		return errors.New("projection: writer closed")
 	}
 	pw.mu.Lock()
+	if r != nil {
+		pw.pending.letters = append(pw.pending.letters, r)
+		pw.pending.letterDones++
+	}
 	pw.pending.dones = append(pw.pending.dones, done)
 	pw.mu.Unlock()
 	w.added()
