@@ -3,10 +3,10 @@ package projection
 import (
 	"fmt"
 	"math"
-	"strconv"
-	"unicode/utf8"
 
 	"github.com/lovoo/goka"
+
+	"github.com/kcqrs/kcqrs/wire"
 )
 
 // maxEntryRecordBytes bounds a record the accounts group writes (a table
@@ -67,11 +67,6 @@ func oversizedEntrySlow(a Account, owner bool) string {
 	return ""
 }
 
-// maxDLQErrorBytes caps a dead letter's error header (as the processor's):
-// a reason may quote the event (an aggregate id, a key), and %q makes a byte
-// up to 4 bytes long.
-const maxDLQErrorBytes = 8 << 10
-
 // deadLetterParts is what a dead letter of raw under key, with the event's
 // headers h (a copy: changed in place), carries: the reason capped, and raw
 // and then the headers copied from the event left out when the record with
@@ -82,7 +77,7 @@ const maxDLQErrorBytes = 8 << 10
 // is key, cut only when it alone nearly fills the limit
 // (TestHugeKeyDeadLetterBlocksNothing).
 func deadLetterParts(key string, raw []byte, reason string, h goka.Headers) (string, []byte, string, goka.Headers) {
-	reason = capString(reason, maxDLQErrorBytes)
+	reason = wire.Truncate(reason, wire.MaxDLQErrorBytes)
 	hb := 0
 	for k, v := range h {
 		hb += len(k) + len(v) + 16
@@ -100,25 +95,11 @@ func deadLetterParts(key string, raw []byte, reason string, h goka.Headers) (str
 	if len(key)+len(reason)+1024 > maxEntryRecordBytes {
 		// A key near the limit (only a forged event has one: an event's
 		// value holds its aggregate id): a short reason, and the key cut.
-		reason = capString(reason, 1024)
+		reason = wire.Truncate(reason, 1024)
 		if len(key) > maxEntryRecordBytes-4096 {
-			key = capString(key, maxEntryRecordBytes-4096)
+			key = wire.Truncate(key, maxEntryRecordBytes-4096)
 			reason += " (key cut: read the event at the topic, partition and offset named)"
 		}
 	}
 	return key, raw, reason, h
-}
-
-// capString truncates s to at most n bytes (n > 64), at a rune boundary,
-// with a marker saying how long it was.
-func capString(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	marker := "... [truncated, " + strconv.Itoa(len(s)) + " bytes]"
-	cut := n - len(marker)
-	for cut > 0 && !utf8.RuneStart(s[cut]) {
-		cut--
-	}
-	return s[:cut] + marker
 }

@@ -489,7 +489,7 @@ func (p *Projector) deadLetter(ctx goka.Context, g goka.Group, raw []byte, reaso
 	key, raw, reason, h := deadLetterParts(ctx.Key(), raw, reason, h)
 	p.c.deadLetters.Add(1)
 	p.groups[g].deadLetters.Add(1)
-	p.cfg.Logger.Warn("dead letter", "group", g, "key", capString(ctx.Key(), 256), "topic", ctx.Topic(),
+	p.cfg.Logger.Warn("dead letter", "group", g, "key", wire.Truncate(ctx.Key(), 256), "topic", ctx.Topic(),
 		"partition", ctx.Partition(), "offset", ctx.Offset(), "error", reason)
 	h[wire.HeaderDLQError] = []byte(reason)
 	h[wire.HeaderDLQTopic] = []byte(ctx.Topic())

@@ -25,7 +25,7 @@ import (
 
 // A reply shrunk because it did not fit (a huge key) cut the aggregate id
 // at byte 256, in the middle of a rune: an Avro string that is not UTF-8.
-// Fixed: the shrunk fields are cut at a rune boundary (capString).
+// Fixed: the shrunk fields are cut at a rune boundary (wire.Truncate).
 func TestShrunkReplyStaysValidUTF8(t *testing.T) {
 	t.Parallel()
 	h := newHarness(t)

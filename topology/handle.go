@@ -440,7 +440,7 @@ func (p *Processor) replyRecord(b *batch, r *kgo.Record, meta *commandMeta, rep 
 		// strings are, for every reader).
 		key = nil
 		rep.AggregateID = truncateRunes(rep.AggregateID, 256)
-		rep.Message = capString(rep.Message, 256)
+		rep.Message = wire.Truncate(rep.Message, 256)
 	}
 	val, err := p.reg.EncodeReply(rep, ra.contentType)
 	if err != nil {
@@ -523,7 +523,7 @@ func (p *Processor) produceDeadLetter(b *batch, r *kgo.Record, cause error, keep
 	b.deadLetters++
 	p.cfg.Observer.DeadLettered(r.Partition)
 	ours := []kgo.RecordHeader{
-		{Key: wire.HeaderDLQError, Value: []byte(capString(cause.Error(), maxDLQErrorBytes))},
+		{Key: wire.HeaderDLQError, Value: []byte(wire.Truncate(cause.Error(), wire.MaxDLQErrorBytes))},
 		{Key: wire.HeaderDLQTopic, Value: []byte(r.Topic)},
 		{Key: wire.HeaderDLQPartition, Value: []byte(strconv.Itoa(int(r.Partition)))},
 		{Key: wire.HeaderDLQOffset, Value: itoa(r.Offset)},

@@ -234,7 +234,7 @@ func (p *Processor) isolatedPoison(b *batch, ps *partitionState, r *kgo.Record) 
 	meta, _ := parseCommandMeta(r, p.cfg.Topics.Replies)
 	rep := wire.Reply{CommandID: meta.commandID, AggregateType: meta.aggregateType, AggregateID: meta.aggregateID,
 		Status: wire.StatusInternalError, Code: CodeOutputRefused,
-		Message: capString("the broker refused an output of this command: "+cause.Error(), 512)}
+		Message: wire.Truncate("the broker refused an output of this command: "+cause.Error(), 512)}
 	if p.cfg.replyTopicRefusal(meta.reply.topic) != "" {
 		meta.reply.topic, meta.reply.partition = p.cfg.Topics.Replies, -1
 	}

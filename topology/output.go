@@ -144,26 +144,7 @@ func (p *Processor) outputTooLarge(what string, r *kgo.Record) error {
 // capMessage truncates a reply message to MaxReplyMessageBytes, at a rune
 // boundary, with a marker saying how long it was: rejection messages may
 // quote their input, and Go's %q makes a 2-byte rune 6 bytes long.
-func capMessage(s string) string { return capString(s, MaxReplyMessageBytes) }
-
-// maxDLQErrorBytes caps the error header of a dead letter: larger than a
-// reply's message, so a handler panic keeps its stack, and within the room
-// commandHeadroom leaves.
-const maxDLQErrorBytes = 8 << 10
-
-// capString truncates s to at most n bytes (n > 64), at a rune boundary,
-// with a marker saying how long it was.
-func capString(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	marker := "... [truncated, " + strconv.Itoa(len(s)) + " bytes]"
-	cut := n - len(marker)
-	for cut > 0 && !utf8.RuneStart(s[cut]) {
-		cut--
-	}
-	return s[:cut] + marker
-}
+func capMessage(s string) string { return wire.Truncate(s, MaxReplyMessageBytes) }
 
 // truncateRunes cuts s to at most n bytes, at a rune boundary.
 func truncateRunes(s string, n int) string {

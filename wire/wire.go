@@ -1,5 +1,10 @@
 package wire
 
+import (
+	"strconv"
+	"unicode/utf8"
+)
+
 // Header names. The kafka_* names are Spring Kafka's request/reply headers, so
 // Spring's ReplyingKafkaTemplate (and any client following it) can send
 // commands and match replies.
@@ -164,4 +169,25 @@ func (rc RecentCommand) Resend(aggregateType, aggregateID string) Reply {
 		Message:       rc.Reply.Message,
 		Duplicate:     true,
 	}
+}
+
+// MaxDLQErrorBytes caps a dead letter's kcqrs_dlq_error, the processor's and
+// the projector's: larger than a reply's message, so that a handler panic
+// keeps its stack, yet bounded, since a reason may quote its input (an
+// aggregate id, a key), and Go's %q makes a byte up to 4 bytes long.
+const MaxDLQErrorBytes = 8 << 10
+
+// Truncate cuts s to at most n bytes (n > 64), at a rune boundary, ending
+// with a marker that says how long it was: how capped texts (reply
+// messages, dead-letter errors) read.
+func Truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	marker := "... [truncated, " + strconv.Itoa(len(s)) + " bytes]"
+	cut := n - len(marker)
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return s[:cut] + marker
 }
