@@ -2,7 +2,6 @@ package projection
 
 import (
 	"context"
-	"crypto/rand"
 	"sync"
 	"testing"
 	"time"
@@ -10,7 +9,6 @@ import (
 	"github.com/lovoo/goka"
 
 	"github.com/kcqrs/kcqrs/aggregates/account"
-	"github.com/kcqrs/kcqrs/schemas"
 	"github.com/kcqrs/kcqrs/shred"
 )
 
@@ -126,23 +124,6 @@ func (c *gokaCtx) state() (committed, failed bool) {
 	return c.committed, c.failed
 }
 
-// unitEnv encodes events without a broker.
-func unitEnv(t *testing.T) *env {
-	envs, err := schemas.LoadEnvelopes()
-	if err != nil {
-		t.Fatal(err)
-	}
-	evc, err := envs.Codec("kcqrs.Event")
-	if err != nil {
-		t.Fatal(err)
-	}
-	acc, err := schemas.LoadAccount()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return &env{t: t, reg: testRegistry(t), evCodec: evc, acc: acc}
-}
-
 // unitProjector is a projector whose accounts-group writer has one
 // partition, an empty store and no client: a batch of commits only
 // succeeds (one with records would need the client).
@@ -177,19 +158,8 @@ func unitProjector(t *testing.T, e *env, personal *Personal) *Projector {
 // (queued in the writer) was released with its batch, and so was the next
 // event's.
 func TestAFailedFoldIsNeverCommitted(t *testing.T) {
-	e := unitEnv(t)
-	mk := make([]byte, shred.KeyLen)
-	if _, err := rand.Read(mk); err != nil {
-		t.Fatal(err)
-	}
-	master, err := shred.NewMasterKey(mk)
-	if err != nil {
-		t.Fatal(err)
-	}
-	owners, err := shred.NewBlindIndex(master, OwnerIndexPurpose)
-	if err != nil {
-		t.Fatal(err)
-	}
+	e := codecEnv(t)
+	owners := testOwnerIndex(t)
 	dk, err := shred.NewDataKey()
 	if err != nil {
 		t.Fatal(err)
@@ -238,7 +208,7 @@ func TestAFailedFoldIsNeverCommitted(t *testing.T) {
 // with Fail, which does not stop the handler while the session ends, and
 // returns nil, as for an account without an entry.
 func TestAFailedReadIsNeverFolded(t *testing.T) {
-	e := unitEnv(t)
+	e := codecEnv(t)
 	for _, stopping := range []bool{false, true} {
 		p := unitProjector(t, e, nil)
 		_ = p.w.stores.get(TableOf(p.accountsGroup), 0).Close() // every read fails
@@ -265,7 +235,7 @@ func TestAFailedReadIsNeverFolded(t *testing.T) {
 // dead-lettered and committed without its write (here: the owners group,
 // whose store cannot be read).
 func TestAGokaFailureIsNeverCommitted(t *testing.T) {
-	e := unitEnv(t)
+	e := codecEnv(t)
 	p := unitProjector(t, e, nil)
 	c := &gokaCtx{key: OwnerKey("alice", "o1"), valueErr: ErrStorageClosed}
 	c.run(p.guard(p.ownersGroup, p.onOwner), []byte(`{"id":"o1","owner":"alice","version":1}`))

@@ -2,6 +2,7 @@ package projection
 
 import (
 	"context"
+	"crypto/rand"
 	"fmt"
 	"io"
 	"log/slog"
@@ -19,6 +20,7 @@ import (
 	"github.com/kcqrs/kcqrs/embedded"
 	"github.com/kcqrs/kcqrs/internal/examples"
 	"github.com/kcqrs/kcqrs/schemas"
+	"github.com/kcqrs/kcqrs/shred"
 	"github.com/kcqrs/kcqrs/topology"
 	"github.com/kcqrs/kcqrs/wire"
 )
@@ -72,6 +74,14 @@ func newEnv(t testing.TB) *env {
 	if _, err := adm.CreateTopic(ctx, testPartitions, 1, map[string]*string{"retention.ms": ptr("-1")}, "events"); err != nil {
 		t.Fatal(err)
 	}
+	e := codecEnv(t)
+	e.cluster, e.brokers, e.cl, e.adm = c, c.ListenAddrs(), cl, adm
+	return e
+}
+
+// codecEnv is an env without a broker: it encodes events.
+func codecEnv(t testing.TB) *env {
+	t.Helper()
 	envs, err := schemas.LoadEnvelopes()
 	if err != nil {
 		t.Fatal(err)
@@ -84,7 +94,7 @@ func newEnv(t testing.TB) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &env{t: t, cluster: c, brokers: c.ListenAddrs(), cl: cl, adm: adm, reg: testRegistry(t), evCodec: evc, acc: acc}
+	return &env{t: t, reg: testRegistry(t), evCodec: evc, acc: acc}
 }
 
 // encode returns the events-topic value of ev as version v of account id.
@@ -224,4 +234,23 @@ func (e *env) runUntilItFails(t *testing.T, cfg Config, refused *atomic.Int64, w
 	case <-time.After(90 * time.Second):
 		t.Fatalf("projector did not fail on the %s (%d refused)", what, refused.Load())
 	}
+}
+
+// testOwnerIndex is the owner index's blind index under a new random
+// master key.
+func testOwnerIndex(t *testing.T) *shred.BlindIndex {
+	t.Helper()
+	mk := make([]byte, shred.KeyLen)
+	if _, err := rand.Read(mk); err != nil {
+		t.Fatal(err)
+	}
+	master, err := shred.NewMasterKey(mk)
+	if err != nil {
+		t.Fatal(err)
+	}
+	owners, err := shred.NewBlindIndex(master, OwnerIndexPurpose)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return owners
 }

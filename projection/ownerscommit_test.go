@@ -1,7 +1,6 @@
 package projection
 
 import (
-	"crypto/rand"
 	"fmt"
 	"testing"
 
@@ -19,18 +18,7 @@ import (
 func TestOwnersCommitNeverOvertakesAWrite(t *testing.T) {
 	e := newEnv(t)
 	cfg := e.config(t.TempDir(), 1)
-	mk := make([]byte, shred.KeyLen)
-	if _, err := rand.Read(mk); err != nil {
-		t.Fatal(err)
-	}
-	master, err := shred.NewMasterKey(mk)
-	if err != nil {
-		t.Fatal(err)
-	}
-	owners, err := shred.NewBlindIndex(master, OwnerIndexPurpose)
-	if err != nil {
-		t.Fatal(err)
-	}
+	owners := testOwnerIndex(t)
 	keys := shred.NewKeyring()
 	cfg.Personal = &Personal{Keys: keys, Owners: owners}
 	// Two entries on one partition of the owner index: o1's, then one of

@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/lovoo/goka"
+	"github.com/lovoo/goka/storage"
 )
 
 // producerCtx is a gokaCtx whose Emit goes through a producer, as goka's
@@ -107,17 +108,7 @@ func (c *endingCtx) SetValue(v any, _ ...goka.ContextOption) {
 // replaced a newer one) and the gate released its commit: goka commits the
 // offsets marked while a session ends.
 func TestAFailedOwnersReadIsNeverCommitted(t *testing.T) {
-	e := unitEnv(t)
-	p := unitProjector(t, e, nil)
-	gate := newCommitGate(1)
-	p.gates = map[goka.Group]*commitGate{p.ownersGroup: gate}
-	st, err := pebbleBuilder(t.TempDir(), 0, p.ownerStores)(TableOf(p.ownersGroup), 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := st.Open(); err != nil {
-		t.Fatal(err)
-	}
+	p, gate, st := gatedOwners(t)
 	if err := st.Close(); err != nil { // every read fails
 		t.Fatal(err)
 	}
@@ -162,17 +153,7 @@ func (c *storeCtx) SetValue(v any, _ ...goka.ContextOption) {
 // is emitted, and the gate released the record's commit without its
 // entry.
 func TestAFailedOwnersWriteIsNeverCommitted(t *testing.T) {
-	e := unitEnv(t)
-	p := unitProjector(t, e, nil)
-	gate := newCommitGate(1)
-	p.gates = map[goka.Group]*commitGate{p.ownersGroup: gate}
-	st, err := pebbleBuilder(t.TempDir(), 0, p.ownerStores)(TableOf(p.ownersGroup), 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := st.Open(); err != nil {
-		t.Fatal(err)
-	}
+	p, gate, st := gatedOwners(t)
 	prod := &heldProducer{}
 	c := &storeCtx{&endingCtx{&producerCtx{gokaCtx: &gokaCtx{key: OwnerKey("alice", "o1"), stopping: true},
 		prod: &gatedProducer{Producer: prod, g: gate}}}, st.(*PebbleStorage)}
@@ -192,4 +173,21 @@ func TestAFailedOwnersWriteIsNeverCommitted(t *testing.T) {
 	if ok, _ := c.state(); ok {
 		t.Fatalf("the record whose write failed was committed (%d emits, sync error %v)", len(prod.finish), c.syncErr)
 	}
+}
+
+// gatedOwners is a projector whose owners group has a gate of one
+// partition, and that partition's store, open.
+func gatedOwners(t *testing.T) (*Projector, *commitGate, storage.Storage) {
+	t.Helper()
+	p := unitProjector(t, codecEnv(t), nil)
+	gate := newCommitGate(1)
+	p.gates = map[goka.Group]*commitGate{p.ownersGroup: gate}
+	st, err := pebbleBuilder(t.TempDir(), 0, p.ownerStores)(TableOf(p.ownersGroup), 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := st.Open(); err != nil {
+		t.Fatal(err)
+	}
+	return p, gate, st
 }
