@@ -307,7 +307,7 @@ func (p *Projector) processorOptions(g goka.Group) []goka.ProcessorOption {
 		// A record without a value goes to the handler (and is
 		// dead-lettered) like any other: goka's default (NilIgnore) commits
 		// it at once, past the pending writes of the records before it
-		// (TestCommitNeverOvertakesAWriteWithATombstone).
+		// (TestCommitNeverOvertakesAWrite, a tombstone).
 		goka.WithNilHandling(goka.NilProcess),
 		goka.WithStorageBuilder(pebbleBuilder(filepath.Join(c.StateDir, "processor"), c.CacheBytes, stores)),
 		goka.WithConsumerGroupBuilder(goka.ConsumerGroupBuilderWithConfig(c.saramaConfig())),

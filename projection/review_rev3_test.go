@@ -51,25 +51,7 @@ func TestHugeDeadLettersBlockNothing(t *testing.T) {
 	if !produced {
 		t.Fatal("the large event was never taken")
 	}
-	cfg := e.config(t.TempDir(), 1)
-	p := e.startProjector(cfg)
-	e.produce(rec(next, e.encode("account", next, 1, "", account.AccountOpened{Owner: "bo", Currency: "EUR"})))
-	dl := readAll(t, e.brokers, string(DeadLetters(cfg.Names.withDefaults().AccountsGroup())), 2)
-	for _, r := range dl {
-		if n := len(r.Key) + len(r.Value) + headerBytes(r.Headers); n > maxEntryRecordBytes+64<<10 {
-			t.Errorf("dead letter of %d bytes", n)
-		}
-	}
-	s := e.startServer(t.TempDir(), 1)
-	eventually(t, "the account after the forged events", func() (bool, string) {
-		a, err := s.Active().Account(next)
-		return err == nil && a != nil, fmt.Sprintf("not folded yet; stats %+v", p.Stats())
-	})
-	select {
-	case err := <-p.done:
-		t.Fatalf("the projector stopped: %v", err)
-	case <-time.After(time.Second):
-	}
+	e.deadLettersFitAndTheGroupRuns(t, next, 2)
 }
 
 // encodePayload is an event of type eventType of account id with payload
@@ -141,15 +123,24 @@ func TestHugeKeyDeadLetterBlocksNothing(t *testing.T) {
 		}
 	}
 	e.produce(rec(key, e.encode("account", "x", 1, "", account.AccountOpened{Owner: "ann", Currency: "EUR"})))
+	e.deadLettersFitAndTheGroupRuns(t, next, 1)
+}
+
+// deadLettersFitAndTheGroupRuns starts a projector on the forged events
+// produced so far and an account next behind them: the n dead letters are
+// written, each within a record's size, and the group goes on to fold next.
+func (e *env) deadLettersFitAndTheGroupRuns(t *testing.T, next string, n int) {
+	t.Helper()
 	cfg := e.config(t.TempDir(), 1)
 	p := e.startProjector(cfg)
 	e.produce(rec(next, e.encode("account", next, 1, "", account.AccountOpened{Owner: "bo", Currency: "EUR"})))
-	dl := readAll(t, e.brokers, string(DeadLetters(cfg.Names.withDefaults().AccountsGroup())), 1)
-	if n := len(dl[0].Key) + len(dl[0].Value) + headerBytes(dl[0].Headers); n > maxEntryRecordBytes+64<<10 {
-		t.Errorf("dead letter of %d bytes", n)
+	for _, r := range readAll(t, e.brokers, string(DeadLetters(cfg.Names.withDefaults().AccountsGroup())), n) {
+		if size := len(r.Key) + len(r.Value) + headerBytes(r.Headers); size > maxEntryRecordBytes+64<<10 {
+			t.Errorf("dead letter of %d bytes", size)
+		}
 	}
 	s := e.startServer(t.TempDir(), 1)
-	eventually(t, "the account after the forged event", func() (bool, string) {
+	eventually(t, "the account after the forged events", func() (bool, string) {
 		a, err := s.Active().Account(next)
 		return err == nil && a != nil, fmt.Sprintf("not folded yet; stats %+v", p.Stats())
 	})
