@@ -73,6 +73,11 @@ type Processor struct {
 	// undecompressable are the command batches skipped unread (bomb.go)
 	// whose dead-letter pointers are not committed yet (run loop only).
 	undecompressable []*kgo.ErrDecompressTooLarge
+	// delivered: when a poll last delivered records or an error of each
+	// commands partition; stuckCheckedAt: the last check (stuckfetch.go).
+	// Run loop only.
+	delivered      map[int32]time.Time
+	stuckCheckedAt time.Time
 
 	// Guarded by mu: readiness and restore progress (progress.go).
 	running  bool
@@ -255,17 +260,18 @@ func New(cfg Config, reg *Registry) (*Processor, error) {
 		}
 	}
 	p := &Processor{
-		cfg:      cfg,
-		reg:      reg,
-		log:      cfg.Logger.With("instance", cfg.InstanceID),
-		assigned: map[int32]uint64{},
-		parts:    map[int32]*partitionState{},
-		deferred: map[int32]kgo.EpochOffset{},
-		active:   map[int32]bool{},
-		progress: map[int32]*PartitionState{},
-		hanging:  map[int32]*hangingTxn{},
-		stats:    Stats{Replies: map[wire.Status]int64{}},
-		states:   newStateCache(cfg.StateCacheEntries),
+		cfg:       cfg,
+		reg:       reg,
+		log:       cfg.Logger.With("instance", cfg.InstanceID),
+		assigned:  map[int32]uint64{},
+		parts:     map[int32]*partitionState{},
+		deferred:  map[int32]kgo.EpochOffset{},
+		delivered: map[int32]time.Time{},
+		active:    map[int32]bool{},
+		progress:  map[int32]*PartitionState{},
+		hanging:   map[int32]*hangingTxn{},
+		stats:     Stats{Replies: map[wire.Status]int64{}},
+		states:    newStateCache(cfg.StateCacheEntries),
 	}
 	p.names = servedNames(reg)
 	p.tail = newTailer(p)

@@ -242,6 +242,8 @@ func (p *Processor) runSession(ctx context.Context) (err error) {
 			}
 			p.log.Warn("fetch error", "topic", t, "partition", part, "err", err)
 		})
+		p.noteDelivered(fetches)
+		p.restartStuckFetches(ctx)
 		if fetches.NumRecords() == 0 {
 			p.sess.AllowRebalance()
 			continue

@@ -1,0 +1,116 @@
+package topology
+
+import (
+	"context"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
+)
+
+// A partition's fetch can stop for good without an error ever reaching the
+// run loop: franz-go stops fetching a partition whose batch decompresses
+// past its bound (bomb.go) and reports it once, in a fetch; but every
+// SetOffsets (a deferral's rewind, a bomb's skip) discards the fetches
+// buffered and not yet polled, of every partition. A report discarded so
+// leaves its partition stopped, and every later command on it unanswered
+// (TestDecompressionBombPointerCommitsWithTheSkip failed 3 runs in 12 under
+// load). So the run loop watches for a commands partition it owns and does
+// not pause that delivered nothing for stuckFetchAfter while the broker
+// holds committed records past its position, and sets its offset to that
+// position: SetOffsets re-enables a stopped fetch, and the report (or the
+// records) come again. On a partition that was merely slow it re-fetches
+// from its committed offset, which the processor's dedupe answers.
+
+// stuckFetchAfter is how long an owned, unpaused commands partition may be
+// behind the broker's last stable offset without delivering anything.
+const stuckFetchAfter = 10 * time.Second
+
+// noteDelivered records the partitions a poll delivered records or an
+// error for. Run loop only.
+func (p *Processor) noteDelivered(fetches kgo.Fetches) {
+	now := time.Now()
+	fetches.EachPartition(func(fp kgo.FetchTopicPartition) {
+		if fp.Topic == p.cfg.Topics.Commands {
+			p.delivered[fp.Partition] = now
+		}
+	})
+}
+
+// restartStuckFetches sets the offset of every owned, unpaused commands
+// partition that delivered nothing for stuckFetchAfter while behind the
+// broker's last stable offset (see above). Run loop only, between a poll
+// and AllowRebalance; it asks the broker at most once per stuckFetchAfter.
+func (p *Processor) restartStuckFetches(ctx context.Context) {
+	now := time.Now()
+	if now.Sub(p.stuckCheckedAt) < stuckFetchAfter {
+		return
+	}
+	p.stuckCheckedAt = now
+	topic := p.cfg.Topics.Commands
+	cl := p.sess.Client()
+	paused := map[int32]bool{}
+	for _, part := range cl.PauseFetchPartitions(nil)[topic] {
+		paused[part] = true
+	}
+	var quiet []int32
+	p.mu.Lock()
+	for part := range p.assigned {
+		if since, ok := p.delivered[part]; paused[part] || (ok && now.Sub(since) < stuckFetchAfter) {
+			continue
+		}
+		if _, ok := p.delivered[part]; !ok {
+			p.delivered[part] = now // first seen: give it stuckFetchAfter
+			continue
+		}
+		quiet = append(quiet, part)
+	}
+	p.mu.Unlock()
+	if len(quiet) == 0 {
+		return
+	}
+	actx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	adm := kadm.NewClient(cl)
+	stable, err := adm.ListCommittedOffsets(actx, topic)
+	if err != nil {
+		p.log.Debug("checking quiet partitions", "err", err)
+		return
+	}
+	starts, err := adm.ListStartOffsets(actx, topic)
+	if err != nil {
+		p.log.Debug("checking quiet partitions", "err", err)
+		return
+	}
+	// The committed offset, not the polled one: no transaction is open
+	// between polls (runTxn ends its own), so everything before it was
+	// processed and nothing after it was, while a deferral rewinds a
+	// partition behind what was polled.
+	committed := cl.CommittedOffsets()[topic]
+	set := map[int32]kgo.EpochOffset{}
+	for _, part := range quiet {
+		end, ok := stable.Lookup(topic, part)
+		if !ok || end.Err != nil {
+			continue
+		}
+		at, known := committed[part]
+		if !known { // nothing committed yet: the consumer starts at the log start
+			s, ok := starts.Lookup(topic, part)
+			if !ok || s.Err != nil {
+				continue
+			}
+			at = kgo.EpochOffset{Epoch: -1, Offset: s.Offset}
+		}
+		if at.Offset >= end.Offset {
+			p.delivered[part] = now // caught up: nothing to deliver
+			continue
+		}
+		set[part] = at
+		p.delivered[part] = now
+		p.log.Warn("commands partition delivered nothing while behind the broker: restarting its fetch (a fetch report dropped by the client)",
+			"partition", part, "position", at.Offset, "last_stable_offset", end.Offset, "quiet_for", stuckFetchAfter)
+	}
+	if len(set) > 0 {
+		cl.SetOffsets(map[string]map[int32]kgo.EpochOffset{topic: set})
+	}
+}
