@@ -77,6 +77,7 @@ type Processor struct {
 	// commands partition; stuckCheckedAt: the last check (stuckfetch.go).
 	// Run loop only.
 	delivered      map[int32]time.Time
+	restarted      map[int32]stuckGap
 	stuckCheckedAt time.Time
 
 	// Guarded by mu: readiness and restore progress (progress.go).
@@ -267,6 +268,7 @@ func New(cfg Config, reg *Registry) (*Processor, error) {
 		parts:     map[int32]*partitionState{},
 		deferred:  map[int32]kgo.EpochOffset{},
 		delivered: map[int32]time.Time{},
+		restarted: map[int32]stuckGap{},
 		active:    map[int32]bool{},
 		progress:  map[int32]*PartitionState{},
 		hanging:   map[int32]*hangingTxn{},

@@ -17,14 +17,27 @@ import (
 // (TestDecompressionBombPointerCommitsWithTheSkip failed 3 runs in 12 under
 // load). So the run loop watches for a commands partition it owns and does
 // not pause that delivered nothing for stuckFetchAfter while the broker
-// holds committed records past its position, and sets its offset to that
-// position: SetOffsets re-enables a stopped fetch, and the report (or the
-// records) come again. On a partition that was merely slow it re-fetches
+// holds records past its position (two offsets or more: one is a
+// transaction's marker; the same gap again within stuckFetchSameGap is
+// most likely aborted records), and sets its offset to that position:
+// SetOffsets re-enables a stopped fetch, and the report (or the records)
+// come again. On a partition that was merely slow it re-fetches
 // from its committed offset, which the processor's dedupe answers.
 
 // stuckFetchAfter is how long an owned, unpaused commands partition may be
 // behind the broker's last stable offset without delivering anything.
 const stuckFetchAfter = 10 * time.Second
+
+// stuckFetchSameGap spaces the restarts of a partition whose position and
+// last stable offset did not change.
+const stuckFetchSameGap = time.Minute
+
+// stuckGap is a quiet partition's committed offset and last stable offset
+// when its fetch was last restarted.
+type stuckGap struct {
+	at, end int64
+	when    time.Time
+}
 
 // noteDelivered records the partitions a poll delivered records or an
 // error for. Run loop only.
@@ -101,13 +114,18 @@ func (p *Processor) restartStuckFetches(ctx context.Context) {
 			}
 			at = kgo.EpochOffset{Epoch: -1, Offset: s.Offset}
 		}
-		if at.Offset >= end.Offset {
-			p.delivered[part] = now // caught up: nothing to deliver
+		p.delivered[part] = now
+		// One offset behind is a transaction's commit marker after the
+		// last record (the saga's legs are transactional), which no
+		// consumer is handed; and a gap that did not change since the
+		// last restart is aborted records or markers, nothing stopped.
+		last := p.restarted[part]
+		if end.Offset-at.Offset < 2 || (last.at == at.Offset && last.end == end.Offset && now.Sub(last.when) < stuckFetchSameGap) {
 			continue
 		}
+		p.restarted[part] = stuckGap{at: at.Offset, end: end.Offset, when: now}
 		set[part] = at
-		p.delivered[part] = now
-		p.log.Warn("commands partition delivered nothing while behind the broker: restarting its fetch (a fetch report dropped by the client)",
+		p.log.Info("commands partition delivered nothing while behind the broker: restarting its fetch",
 			"partition", part, "position", at.Offset, "last_stable_offset", end.Offset, "quiet_for", stuckFetchAfter)
 	}
 	if len(set) > 0 {
