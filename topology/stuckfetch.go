@@ -69,14 +69,13 @@ func (p *Processor) restartStuckFetches(ctx context.Context) {
 	var quiet []int32
 	p.mu.Lock()
 	for part := range p.assigned {
-		if since, ok := p.delivered[part]; paused[part] || (ok && now.Sub(since) < stuckFetchAfter) {
-			continue
-		}
-		if _, ok := p.delivered[part]; !ok {
+		switch since, ok := p.delivered[part]; {
+		case paused[part] || (ok && now.Sub(since) < stuckFetchAfter):
+		case !ok:
 			p.delivered[part] = now // first seen: give it stuckFetchAfter
-			continue
+		default:
+			quiet = append(quiet, part)
 		}
-		quiet = append(quiet, part)
 	}
 	p.mu.Unlock()
 	if len(quiet) == 0 {
@@ -90,16 +89,12 @@ func (p *Processor) restartStuckFetches(ctx context.Context) {
 		p.log.Debug("checking quiet partitions", "err", err)
 		return
 	}
-	starts, err := adm.ListStartOffsets(actx, topic)
-	if err != nil {
-		p.log.Debug("checking quiet partitions", "err", err)
-		return
-	}
 	// The committed offset, not the polled one: no transaction is open
 	// between polls (runTxn ends its own), so everything before it was
 	// processed and nothing after it was, while a deferral rewinds a
 	// partition behind what was polled.
 	committed := cl.CommittedOffsets()[topic]
+	var starts kadm.ListedOffsets
 	set := map[int32]kgo.EpochOffset{}
 	for _, part := range quiet {
 		end, ok := stable.Lookup(topic, part)
@@ -108,6 +103,14 @@ func (p *Processor) restartStuckFetches(ctx context.Context) {
 		}
 		at, known := committed[part]
 		if !known { // nothing committed yet: the consumer starts at the log start
+			if starts == nil {
+				// Asked only then: an idle partition with a committed
+				// offset (the usual quiet one) costs one request, not two.
+				if starts, err = adm.ListStartOffsets(actx, topic); err != nil {
+					p.log.Debug("checking quiet partitions", "err", err)
+					continue // the others found so far are still restarted
+				}
+			}
 			s, ok := starts.Lookup(topic, part)
 			if !ok || s.Err != nil {
 				continue
